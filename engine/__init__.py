@@ -1,0 +1,1 @@
+"""ENYGMA trading engine: market data, indicators, scoring, gates, risk, orders, accounting, backtest."""

@@ -1,0 +1,1 @@
+"""Market data: candle files, candle series with gap detection, timeframe aggregation."""

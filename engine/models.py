@@ -1,0 +1,45 @@
+"""Value types shared by every engine layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+TIMEFRAME_MS: dict[str, int] = {
+    "1min": 60_000,
+    "5min": 300_000,
+    "15min": 900_000,
+    "30min": 1_800_000,
+    "1hour": 3_600_000,
+    "4hour": 14_400_000,
+    "1day": 86_400_000,
+}
+
+
+def timeframe_ms(timeframe: str) -> int:
+    """Length of one candle of ``timeframe`` in milliseconds; unknown names are a ValueError."""
+    try:
+        return TIMEFRAME_MS[timeframe]
+    except KeyError:
+        raise ValueError(f"unknown timeframe {timeframe!r}; known: {', '.join(TIMEFRAME_MS)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One closed OHLCV candle; ``ts`` is its open time in epoch milliseconds (UTC), volume in lots."""
+
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class Side(StrEnum):
+    LONG = "long"
+    SHORT = "short"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.LONG else -1
