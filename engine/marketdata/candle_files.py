@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ def load_candle_file(path: Path) -> CandleFile:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CandleFileError(f"malformed candle file {path}: {exc}") from exc
     step = timeframe_ms(interval)
-    for prev, cur in zip(candles, candles[1:], strict=False):
+    for prev, cur in itertools.pairwise(candles):
         if cur.ts <= prev.ts or (cur.ts - prev.ts) % step:
             raise CandleFileError(f"{path}: candle at {cur.ts} is not on the {interval} grid after {prev.ts}")
     return CandleFile(symbol=symbol, interval=interval, candles=candles)

@@ -1,0 +1,25 @@
+"""One-line configuration errors: a trader sees the key and the problem, never a traceback wall."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and the problem."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Render pydantic's errors as ``key.path: problem (got value)``, joined on one line."""
+    parts: list[str] = []
+    for err in exc.errors():
+        loc = ".".join(to_camel(str(p)) if isinstance(p, str) else str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = err.get("input")
+        quiet = err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict | list)
+        shown = "" if quiet else f" (got {got!r})"
+        parts.append(f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}")
+    return "; ".join(parts)
