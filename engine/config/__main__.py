@@ -1,0 +1,30 @@
+"""``./start.sh check-config``: validate the strategy JSON and the environment, print the effective settings."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from engine.config.errors import ConfigError
+from engine.config.settings import load_settings
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+        strategy = settings.strategy()
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    gates = strategy.effective_gates()
+    print(f"mode: {settings.bot_mode.upper()}  control: {settings.control_mode}  symbols: {','.join(settings.symbols)}")
+    print(
+        f"strategy {strategy.version.version}: {'STRICT' if gates.strict else 'canonical'} "
+        f"min score {gates.min_score:g}, min confidence {gates.min_confidence:g}"
+    )
+    print(json.dumps(settings.redacted(), indent=2, default=str, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

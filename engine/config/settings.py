@@ -1,0 +1,209 @@
+"""Runtime settings from the environment and ``.env``: mode, keys, Telegram, paths, strategy overrides.
+
+Secrets are ``SecretStr`` so they never print; every field is documented in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine.config.errors import ConfigError, describe_validation_error
+from engine.config.strategy import ROOT, StrategyConfig, load_strategy_config
+
+BotMode = Literal["paper", "shadow", "live"]
+ControlMode = Literal["auto", "manual"]
+NotifyLevel = Literal["on", "silent", "off"]
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything that differs between one trader's machine and another's."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True, case_sensitive=False
+    )
+
+    # Mode and arming
+    bot_mode: BotMode = "paper"
+    live_trading_armed: bool = False
+    control_mode: ControlMode = "auto"
+
+    # Strategy
+    strategy_config_path: Path | None = None
+    strict_mode: bool | None = None
+    strict_entry_min_score: float | None = Field(default=None, ge=20, le=150)
+    strict_min_confidence: float | None = Field(default=None, ge=0, le=1)
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["ETHUSDTM"], min_length=1)
+
+    # KuCoin
+    kucoin_api_key: SecretStr | None = None
+    kucoin_api_secret: SecretStr | None = None
+    kucoin_api_passphrase: SecretStr | None = None
+    kucoin_key_version: int = Field(default=2, ge=2, le=3)
+    kucoin_rest_url: str = "https://api-futures.kucoin.com"
+    position_mode: Literal["one_way", "hedge"] = "one_way"
+    max_entry_slippage_pct: float = Field(default=0.3, gt=0, le=5)
+
+    # Telegram
+    telegram_bot_token: SecretStr | None = None
+    telegram_allowed_user_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    telegram_chat_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    telegram_approval_ttl_s: int = Field(default=300, ge=10, le=86_400)
+    telegram_arm_ttl_s: int = Field(default=60, ge=10, le=3_600)
+    telegram_daily_summary_utc: str = Field(default="00:05", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    telegram_notify_levels: dict[str, NotifyLevel] = Field(default_factory=dict)
+    webhook_url: str | None = None
+
+    # Approvals and safety
+    approval_max_price_drift_pct: float = Field(default=0.3, gt=0, le=10)
+    kill_switch_file: Path = Path("run/KILL")
+    reconcile_interval_s: int = Field(default=30, ge=5, le=3_600)
+
+    # Paths and HTTP
+    db_path: Path = Path("data/enygma.sqlite")
+    log_dir: Path = Path("logs")
+    run_dir: Path = Path("run")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65_535)
+    http_allow_remote: bool = False
+
+    # Paper mode: the in-process simulator and its replay
+    replay_dir: Path | None = None
+    replay_speed: str = "60"
+    paper_initial_balance: float = Field(default=10_000, gt=0)
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _symbols_csv(cls, value: Any) -> Any:
+        return [s.upper() for s in _split_csv(value)] if isinstance(value, str) else value
+
+    @field_validator("telegram_allowed_user_ids", "telegram_chat_ids", mode="before")
+    @classmethod
+    def _ids_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("replay_speed")
+    @classmethod
+    def _speed(cls, value: str) -> str:
+        if value != "max":
+            try:
+                if float(value) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError("must be a positive number or 'max'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _keys_for_exchange_modes(self) -> Self:
+        if self.bot_mode in ("shadow", "live"):
+            missing = [
+                name
+                for name in ("kucoin_api_key", "kucoin_api_secret", "kucoin_api_passphrase")
+                if getattr(self, name) is None or not getattr(self, name).get_secret_value()
+            ]
+            if missing:
+                raise ValueError(f"BOT_MODE={self.bot_mode} needs {', '.join(m.upper() for m in missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _telegram_needs_users(self) -> Self:
+        if self.telegram_bot_token is not None and self.telegram_bot_token.get_secret_value():
+            if not self.telegram_allowed_user_ids:
+                raise ValueError("TELEGRAM_BOT_TOKEN is set but TELEGRAM_ALLOWED_USER_IDS is empty")
+            if not self.telegram_chat_ids:
+                raise ValueError("TELEGRAM_BOT_TOKEN is set but TELEGRAM_CHAT_IDS is empty")
+        return self
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> Self:
+        if not self.http_allow_remote and not _is_loopback(self.http_host):
+            raise ValueError(f"HTTP_HOST={self.http_host} is not loopback; set HTTP_ALLOW_REMOTE=true to expose it")
+        return self
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return self.telegram_bot_token is not None and bool(self.telegram_bot_token.get_secret_value())
+
+    @property
+    def live_requested(self) -> bool:
+        """Live trading may be armed only when both switches are on; arming itself is a separate, explicit step."""
+        return self.bot_mode == "live" and self.live_trading_armed
+
+    def secret_values(self) -> list[str]:
+        """Every secret in force, for redaction filters."""
+        found = []
+        for value in (
+            self.kucoin_api_key,
+            self.kucoin_api_secret,
+            self.kucoin_api_passphrase,
+            self.telegram_bot_token,
+        ):
+            if value is not None and value.get_secret_value():
+                found.append(value.get_secret_value())
+        return found
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings with every secret replaced, safe for chat, logs and the dashboard."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                out[name] = "***" if value.get_secret_value() else ""
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            else:
+                out[name] = value
+        return out
+
+    def strategy(self) -> StrategyConfig:
+        """The strategy config in force: the JSON file plus the environment's strict-mode overrides."""
+        cfg = load_strategy_config(self.strategy_config_path)
+        if self.strict_mode is not None:
+            cfg = cfg.with_strict(self.strict_mode)
+        if self.strict_entry_min_score is not None or self.strict_min_confidence is not None:
+            cfg = cfg.with_strict_overrides(
+                min_score=self.strict_entry_min_score, min_confidence=self.strict_min_confidence
+            )
+        return cfg
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment and ``env_file`` (default ``.env`` in the project root); one-line errors."""
+    target = env_file if env_file is not None else ROOT / ".env"
+    try:
+        return Settings(_env_file=target if target.exists() else None, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"settings: {_env_names(describe_validation_error(exc))}") from None
+
+
+def _env_names(message: str) -> str:
+    """Show environment-variable names (BOT_MODE) rather than pydantic's camelCase paths (botMode)."""
+    from pydantic.alias_generators import to_snake
+
+    parts = []
+    for part in message.split("; "):
+        key, sep, rest = part.partition(": ")
+        if sep and key and " " not in key:
+            parts.append(f"{to_snake(key).upper()}: {rest}")
+        else:
+            parts.append(part)
+    return "; ".join(parts)
