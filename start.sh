@@ -49,7 +49,7 @@ ensure_venv() {
       echo "error: could not create .venv (on Ubuntu: sudo apt-get install python3.12-venv)" >&2; exit 1; }
   fi
   stamp="$VENV/.installed-$(basename "$reqs")"
-  want="$(cat requirements.txt "$reqs" | sha256sum | cut -d' ' -f1)"
+  want="$(cat requirements.txt requirements-lock.txt "$reqs" | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "Installing $(basename "$reqs") into .venv"
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$reqs"
