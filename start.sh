@@ -12,7 +12,15 @@ ENYGMA - KuCoin USDT-M perpetuals trading bot
 
 Usage: ./start.sh [COMMAND] [OPTIONS]
 
-Commands:
+Trading (the mode comes from .env: BOT_MODE=paper|shadow|live, paper by default):
+  (no command)         start the bot in the background (logs in logs/, PID in run/)
+  --foreground         start attached to the terminal
+  --replay DIR         paper trading on a replay of candle files in DIR
+  --speed N|max        replay speed: N times real time, or as fast as possible (with --replay)
+  stop                 stop the running bot (orders and stops stay on the exchange)
+  status               is it running, and what /health/ready says
+
+Other commands:
   test                 ruff, mypy --strict, bandit and pytest with coverage (the CI command)
   backtest [ARGS]      run the strategy over candle files; ./start.sh backtest --help for options
   check-config         load and validate docs/STRATEGY_CONFIG.json and the environment, then exit
@@ -66,8 +74,90 @@ run_tests() {
   echo "== pytest"; "$py" -m pytest --cov --cov-report=term "$@"
 }
 
+PID_FILE="$ROOT/run/enygma.pid"
+
+running_pid() {
+  local pid
+  [ -f "$PID_FILE" ] || return 1
+  pid="$(cat "$PID_FILE")"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; return 0; fi
+  return 1
+}
+
+start_bot() {
+  local foreground=0 args=() mode confirm
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --foreground) foreground=1; shift ;;
+      --replay) [ $# -ge 2 ] || { echo "error: --replay needs a directory" >&2; exit 2; }
+                [ -d "$2" ] || { echo "error: replay directory not found: $2" >&2; exit 2; }
+                args+=(--replay "$(cd "$2" && pwd)"); shift 2 ;;
+      --speed) [ $# -ge 2 ] || { echo "error: --speed needs N or max" >&2; exit 2; }
+               args+=(--speed "$2"); shift 2 ;;
+      *) echo "error: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+  done
+  ensure_venv requirements.txt
+  if pid="$(running_pid)"; then echo "ENYGMA is already running (PID $pid); ./start.sh stop first" >&2; exit 1; fi
+  # Validates .env and the strategy JSON (one clear line on error) and prints the mode: paper, shadow, live or live-armed.
+  mode="$("$VENV/bin/python" -m engine.config --mode)" || exit 1
+  case "$mode" in
+    paper)  echo "=== PAPER TRADING: simulated exchange, no real orders ===" ;;
+    shadow) echo "=== SHADOW: live KuCoin data, orders only validated, nothing placed ===" ;;
+    live)   echo "=== LIVE mode requested but LIVE_TRADING_ARMED is not true: runs as SHADOW until armed from Telegram ===" ;;
+    live-armed)
+      echo "!!! LIVE TRADING WITH REAL MONEY on KuCoin Futures !!!"
+      if [ ! -t 0 ]; then echo "error: live trading needs an interactive confirmation (run from a terminal)" >&2; exit 1; fi
+      printf 'Type LIVE to confirm: '
+      read -r confirm
+      [ "$confirm" = "LIVE" ] || { echo "not confirmed; nothing started" >&2; exit 1; }
+      args+=(--arm-live) ;;
+    *) echo "error: unexpected mode '$mode'" >&2; exit 1 ;;
+  esac
+  mkdir -p "$ROOT/logs" "$ROOT/run"
+  if [ "$foreground" = 1 ]; then
+    exec "$VENV/bin/python" -m engine.runtime "${args[@]}"
+  fi
+  local log="$ROOT/logs/enygma-$(date -u +%Y%m%dT%H%M%SZ).log"
+  nohup "$VENV/bin/python" -m engine.runtime "${args[@]}" >>"$log" 2>&1 </dev/null &
+  echo $! > "$PID_FILE"
+  sleep 1
+  if running_pid >/dev/null; then
+    echo "ENYGMA started (PID $(cat "$PID_FILE")); log: $log"
+    echo "Stop with ./start.sh stop; health: ./start.sh status"
+  else
+    echo "error: ENYGMA exited at once; last log lines:" >&2; tail -n 20 "$log" >&2; rm -f "$PID_FILE"; exit 1
+  fi
+}
+
+stop_bot() {
+  local pid i
+  if ! pid="$(running_pid)"; then echo "ENYGMA is not running"; rm -f "$PID_FILE"; return 0; fi
+  kill -TERM "$pid"
+  for i in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$PID_FILE"; echo "ENYGMA stopped"; return 0; }
+    sleep 0.5
+  done
+  echo "error: PID $pid did not stop within 30 s; it is still running" >&2
+  exit 1
+}
+
+status_bot() {
+  local pid port
+  if pid="$(running_pid)"; then echo "ENYGMA is running (PID $pid)"; else echo "ENYGMA is not running"; return 3; fi
+  port="$(grep -E '^HTTP_PORT=' .env 2>/dev/null | tail -n 1 | cut -d= -f2)"
+  port="${port:-8000}"
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS "http://127.0.0.1:$port/health/ready" || echo "(not ready; see /health/ready on port $port)"
+    echo
+  fi
+}
+
 cmd="${1:-}"
 case "$cmd" in
+  ""|--foreground|--replay|--speed) start_bot "$@" ;;
+  stop) stop_bot ;;
+  status) status_bot ;;
   -h|--help|help) usage ;;
   test) shift; run_tests "$@" ;;
   backtest) shift; ensure_venv requirements.txt; exec "$VENV/bin/python" -m engine.backtest "$@" ;;

@@ -9,13 +9,18 @@ from engine.config.errors import ConfigError
 from engine.config.settings import load_settings
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     try:
         settings = load_settings()
         strategy = settings.strategy()
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 1
+    if args == ["--mode"]:
+        # For start.sh: which banner to show and whether to ask for the live confirmation.
+        print("live-armed" if settings.live_requested else settings.bot_mode)
+        return 0
     gates = strategy.effective_gates()
     print(f"mode: {settings.bot_mode.upper()}  control: {settings.control_mode}  symbols: {','.join(settings.symbols)}")
     print(
