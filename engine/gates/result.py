@@ -1,0 +1,31 @@
+"""One gate's verdict, shared by the signal gates (§9.3) and the pre-trade risk checks (§9.4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """``code`` passed or failed; ``value`` against ``threshold`` says why, ``detail`` in words."""
+
+    code: str
+    passed: bool
+    value: float | str | None = None
+    threshold: float | str | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "passed": self.passed,
+            "value": self.value,
+            "threshold": self.threshold,
+            "detail": self.detail,
+        }
+
+
+def failing_reasons(results: list[GateResult]) -> list[str]:
+    """Codes of the failed gates, in evaluation order."""
+    return [r.code for r in results if not r.passed]

@@ -1,0 +1,97 @@
+"""Account-level risk state (§9.3 drawdown, §9.4 halts and cooldowns), driven by an injected clock.
+
+The backtest and the live runtime feed it the same calls (equity marks, entries, closed trades), so a halt that
+fires in a backtest fires live at the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+HUNDRED = Decimal(100)
+DAY_MS = 86_400_000
+
+
+def utc_day(ts_ms: int) -> int:
+    """Days since the epoch (UTC) of ``ts_ms``."""
+    return ts_ms // DAY_MS
+
+
+@dataclass
+class RiskState:
+    """Equity, its intraday peak, today's realised PnL, loss streak, circuit breaker and per-symbol cooldown clocks."""
+
+    equity: Decimal
+    start_of_day_equity: Decimal
+    peak_equity: Decimal
+    day: int
+    realized_today: Decimal = Decimal(0)
+    consecutive_losses: int = 0
+    circuit_breaker: bool = False
+    last_entry_ms: dict[str, int] = field(default_factory=dict)
+    last_loss_exit_ms: dict[str, int] = field(default_factory=dict)
+    consecutive_loss_resets_daily: bool = True
+
+    @classmethod
+    def start(cls, equity: Decimal, now_ms: int, *, consecutive_loss_resets_daily: bool = True) -> RiskState:
+        return cls(
+            equity=equity,
+            start_of_day_equity=equity,
+            peak_equity=equity,
+            day=utc_day(now_ms),
+            consecutive_loss_resets_daily=consecutive_loss_resets_daily,
+        )
+
+    @property
+    def drawdown_pct(self) -> Decimal:
+        """100 · (peak − equity) / peak, with the peak reset at UTC midnight (§9.3)."""
+        if self.peak_equity <= 0:
+            return Decimal(0)
+        return max(Decimal(0), HUNDRED * (self.peak_equity - self.equity) / self.peak_equity)
+
+    @property
+    def daily_pnl_pct(self) -> Decimal:
+        """Today's realised net PnL as a percent of start-of-day equity."""
+        if self.start_of_day_equity <= 0:
+            return Decimal(0)
+        return HUNDRED * self.realized_today / self.start_of_day_equity
+
+    def roll(self, now_ms: int) -> bool:
+        """Start a new UTC day if ``now_ms`` is past midnight; returns True when it did."""
+        today = utc_day(now_ms)
+        if today <= self.day:
+            return False
+        self.day = today
+        self.start_of_day_equity = self.equity
+        self.peak_equity = self.equity
+        self.realized_today = Decimal(0)
+        if self.consecutive_loss_resets_daily:
+            self.consecutive_losses = 0
+        return True
+
+    def mark_equity(self, equity: Decimal, now_ms: int, *, breaker_pct: Decimal) -> None:
+        """Record mark-to-market equity; latches the circuit breaker when drawdown reaches ``breaker_pct``."""
+        self.roll(now_ms)
+        self.equity = equity
+        self.peak_equity = max(self.peak_equity, equity)
+        if self.drawdown_pct >= breaker_pct:
+            self.circuit_breaker = True
+
+    def record_entry(self, symbol: str, now_ms: int) -> None:
+        self.last_entry_ms[symbol] = now_ms
+
+    def record_close(self, symbol: str, net_pnl: Decimal, now_ms: int) -> None:
+        """A trade closed: realised PnL, loss streak (reset by a win) and the loss cooldown clock."""
+        self.roll(now_ms)
+        self.realized_today += net_pnl
+        if net_pnl < 0:
+            self.consecutive_losses += 1
+            self.last_loss_exit_ms[symbol] = now_ms
+        else:
+            self.consecutive_losses = 0
+
+    def reset_circuit_breaker(self) -> None:
+        """Manual reset by a person (the breaker never clears itself)."""
+        self.circuit_breaker = False
+        self.peak_equity = self.equity

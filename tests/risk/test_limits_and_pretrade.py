@@ -1,0 +1,122 @@
+"""§9.4 pre-trade checks and the halt counters, at their exact boundaries."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from engine.config import default_strategy_config
+from engine.models import Side
+from engine.risk import ContractSpecError, EntryProposal, RiskState, load_contract_specs, pretrade_checks, require_spec
+from engine.risk.formulas import RiskInputError, position_size, trade_pnl
+
+CFG = default_strategy_config()
+T0 = 1_766_016_000_000  # 2025-12-18 00:00 UTC
+MIN = 60_000
+
+
+def _failing(state: RiskState, proposal: EntryProposal, margins: dict[str, D] | None = None) -> list[str]:
+    return [g.code for g in pretrade_checks(CFG, state, proposal, margins or {}) if not g.passed]
+
+
+def _proposal(symbol: str = "ETHUSDTM", margin: D = D(200), lots: int = 10, now: int = T0 + MIN) -> EntryProposal:
+    return EntryProposal(symbol=symbol, margin=margin, lots=lots, lot_size=1, now_ms=now)
+
+
+def test_fresh_account_passes_everything() -> None:
+    assert _failing(RiskState.start(D(10000), T0), _proposal()) == []
+
+
+def test_position_exists_and_max_positions() -> None:
+    state = RiskState.start(D(10000), T0)
+    margins = {f"S{i}": D(100) for i in range(4)} | {"ETHUSDTM": D(100)}
+    assert _failing(state, _proposal(), margins) == ["position_exists", "max_positions"]
+    assert _failing(state, _proposal("NEWUSDTM"), {f"S{i}": D(100) for i in range(4)}) == []
+
+
+def test_total_margin_boundary_is_inclusive() -> None:
+    state = RiskState.start(D(10000), T0)
+    assert _failing(state, _proposal(margin=D(200)), {"A": D(800)}) == []  # exactly 10 %
+    assert _failing(state, _proposal(margin=D("200.01")), {"A": D(800)}) == ["max_total_margin"]
+
+
+def test_daily_loss_limit_and_midnight_reset() -> None:
+    state = RiskState.start(D(10000), T0)
+    state.record_close("XBTUSDTM", D(-499), T0 + MIN)
+    assert "daily_loss_limit" not in _failing(state, _proposal(now=T0 + 2 * MIN))
+    state.record_close("XBTUSDTM", D(-1), T0 + 2 * MIN)  # exactly −5 %
+    assert "daily_loss_limit" in _failing(state, _proposal(now=T0 + 3 * MIN))
+    assert _failing(state, _proposal(now=T0 + 86_400_000 + MIN)) == []
+
+
+def test_five_consecutive_losses_halt_until_a_win() -> None:
+    state = RiskState.start(D(100000), T0)
+    for i in range(5):
+        state.record_close("XBTUSDTM", D(-1), T0 + i)
+    assert _failing(state, _proposal(now=T0 + 40 * MIN)) == ["consecutive_losses"]
+    state.record_close("XBTUSDTM", D(1), T0 + 41 * MIN)
+    assert _failing(state, _proposal(now=T0 + 42 * MIN)) == []
+
+
+def test_circuit_breaker_latches_until_manual_reset() -> None:
+    state = RiskState.start(D(10000), T0)
+    state.mark_equity(D(9001), T0 + MIN, breaker_pct=D(10))
+    assert "circuit_breaker" not in _failing(state, _proposal())
+    state.mark_equity(D(9000), T0 + MIN, breaker_pct=D(10))
+    state.mark_equity(D(9900), T0 + 2 * MIN, breaker_pct=D(10))
+    assert "circuit_breaker" in _failing(state, _proposal(now=T0 + 3 * MIN))
+    state.reset_circuit_breaker()
+    assert "circuit_breaker" not in _failing(state, _proposal(now=T0 + 3 * MIN))
+
+
+def test_drawdown_peak_resets_at_utc_midnight() -> None:
+    state = RiskState.start(D(10000), T0)
+    state.mark_equity(D(9700), T0 + MIN, breaker_pct=D(10))
+    assert state.drawdown_pct == D(3)
+    state.mark_equity(D(9700), T0 + 86_400_000, breaker_pct=D(10))
+    assert state.drawdown_pct == 0
+
+
+def test_cooldowns_at_their_boundaries() -> None:
+    state = RiskState.start(D(10000), T0)
+    state.record_entry("ETHUSDTM", T0)
+    assert _failing(state, _proposal(now=T0 + 179_999)) == ["entry_cooldown"]
+    assert _failing(state, _proposal(now=T0 + 180_000)) == []
+    state.record_close("ETHUSDTM", D(-5), T0 + 180_000)
+    assert _failing(state, _proposal(now=T0 + 180_000 + 1_799_999)) == ["loss_cooldown"]
+    assert _failing(state, _proposal(now=T0 + 180_000 + 1_800_000)) == []
+    assert _failing(state, _proposal("XBTUSDTM", now=T0 + 180_001)) == []
+
+
+def test_size_too_small() -> None:
+    state = RiskState.start(D(10000), T0)
+    assert _failing(state, _proposal(lots=0)) == ["size_too_small"]
+
+
+def test_contract_specs_load_and_missing_symbol_refused(data_dir: Path) -> None:
+    specs = load_contract_specs(data_dir / "contracts.json")
+    eth = require_spec(specs, "ETHUSDTM")
+    assert (eth.multiplier, eth.tick_size, eth.lot_size) == (D("0.01"), D("0.01"), 1)
+    assert require_spec(specs, "XRPUSDTM").multiplier == D(10)
+    with pytest.raises(ContractSpecError, match="refusing to trade"):
+        require_spec(specs, "BNBUSDTM")
+    # XRP: 10 XRP per lot; 200 USDT margin at 10x and price 2 → 1000 XRP → 100 lots, never 1000.
+    size = position_size(
+        CFG, equity=D(10000), abs_score=D(90), atr_pct=D("2.5"), leverage=10, ref_price=D(2), spec=specs["XRPUSDTM"]
+    )
+    assert size.lots == 50  # volMult 0.5 at ATR% 2.5 → 100 USDT margin → 1000 USDT notional → 500 XRP → 50 lots
+
+
+def test_bad_inputs_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RiskInputError):
+        trade_pnl(Side.LONG, entry=D(0), exit_price=D(1), quantity=D(1), leverage=5, fee_in=D(0), fee_out=D(0))
+    with pytest.raises(ContractSpecError, match="not found"):
+        load_contract_specs(tmp_path / "none.json")
+    bad = tmp_path / "c.json"
+    bad.write_text(
+        '{"contracts": {"X": {"symbol": "X", "multiplier": 0, "lotSize": 1, "tickSize": 1, "maxLeverage": 5}}}'
+    )
+    with pytest.raises(ContractSpecError, match="must be positive"):
+        load_contract_specs(bad)
