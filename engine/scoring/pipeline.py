@@ -1,0 +1,270 @@
+"""One symbol's strategy: candles → indicators → signals → score → MTF → confidence → gates → Decision.
+
+The same object runs in backtests and live; only who feeds the candles differs. The caller feeds a
+confirmation candle only once it has closed (close time ≤ the primary bar's close), so there is no lookahead.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.config.strategy import StrategyConfig
+from engine.gates.entry import GateInputs, MicroInputs, evaluate_gates, not_ready
+from engine.gates.result import GateResult, failing_reasons
+from engine.indicators import IndicatorParams, IndicatorSet, IndicatorSnapshot
+from engine.models import Candle
+from engine.scoring.detectors import DETECTORS, Detector, trend_direction
+from engine.scoring.mtf import Combined, Penalties, combine, final_confidence, penalties
+from engine.scoring.signals import Direction, Signal
+from engine.scoring.timeframe import TimeframeResult, classify, score_timeframe
+
+TRIGGER_EXCLUDED = frozenset({"rsi"})
+
+
+class TimeframeState:
+    """Indicators and detectors of one timeframe, plus the closes the chop penalty needs."""
+
+    def __init__(self, cfg: StrategyConfig, required: str) -> None:
+        self.cfg = cfg
+        self.indicators = IndicatorSet(IndicatorParams.from_config(cfg))
+        self.detectors: list[Detector] = [d(cfg) for d in DETECTORS if cfg.indicators.get(d.name).enabled]
+        self.required = tuple(n.strip() for n in required.split(",") if n.strip())
+        self.closes: deque[float] = deque(maxlen=cfg.confidence.penalties.chop_net_move_bars + 1)
+        self.snapshot: IndicatorSnapshot | None = None
+        self.signals: list[Signal] = []
+        self.ready: tuple[str, ...] = ()
+
+    def update(self, candle: Candle) -> None:
+        snap = self.indicators.update(candle)
+        self.snapshot = snap
+        self.closes.append(candle.close)
+        signals: list[Signal] = []
+        ready: list[str] = []
+        for det in self.detectors:
+            found = det.update(snap)
+            if det.ready(snap):
+                ready.append(det.name)
+                signals.extend(found)
+        self.signals, self.ready = signals, tuple(ready)
+
+    def not_ready_reason(self) -> str | None:
+        """Why this timeframe cannot score yet (§2 warm-up and the AO requirement), or None."""
+        bars = self.indicators.bars
+        if bars < self.cfg.timeframes.min_candles:
+            return f"{bars} of {self.cfg.timeframes.min_candles} candles"
+        missing = [d.name for d in self.detectors if d.name not in self.ready]
+        if self.cfg.gates.require_ao_when_enabled:
+            missing += [n for n in self.required if n not in self.ready and n not in missing]
+        return f"indicators not ready: {', '.join(missing)}" if missing else None
+
+    def net_move(self) -> float | None:
+        n = self.cfg.confidence.penalties.chop_net_move_bars
+        if len(self.closes) <= n or self.closes[0] == 0:
+            return None
+        return abs(self.closes[-1] - self.closes[0]) / self.closes[0]
+
+    def reset(self) -> None:
+        self.__init__(self.cfg, ",".join(self.required))  # type: ignore[misc]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One primary bar's verdict, explaining itself: scores, signals, confidence, every gate."""
+
+    symbol: str
+    ts: int
+    close: float
+    final_score: float
+    classification: str
+    direction: Direction
+    confidence: float
+    atr_pct: float | None
+    gates: list[GateResult]
+    primary: TimeframeResult | None = None
+    confirmation: TimeframeResult | None = None
+    combined: Combined | None = None
+    penalties: Penalties | None = None
+    prev_score: float = 0.0
+    strict: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.gates) and all(g.passed for g in self.gates)
+
+    @property
+    def failing(self) -> list[str]:
+        return failing_reasons(self.gates)
+
+    @property
+    def side(self) -> str | None:
+        """ "long" / "short" when the decision passed, else None."""
+        if not self.passed:
+            return None
+        return "long" if self.direction is Direction.BULLISH else "short"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "ts": self.ts,
+            "close": self.close,
+            "final_score": self.final_score,
+            "prev_score": self.prev_score,
+            "classification": self.classification,
+            "direction": self.direction.label,
+            "confidence": self.confidence,
+            "atr_pct": self.atr_pct,
+            "strict": self.strict,
+            "passed": self.passed,
+            "failing": self.failing,
+            "gates": [g.to_dict() for g in self.gates],
+            "primary": None if self.primary is None else self.primary.to_dict(),
+            "confirmation": None if self.confirmation is None else self.confirmation.to_dict(),
+            "mtf": None if self.combined is None else self.combined.to_dict(),
+            "penalties": None
+            if self.penalties is None
+            else {
+                "choppy": self.penalties.choppy,
+                "volatility": self.penalties.vol_penalty,
+                "conflicts": self.penalties.conflicts,
+            },
+        }
+
+
+class SymbolPipeline:
+    """The strategy for one symbol over its primary and confirmation timeframes."""
+
+    def __init__(self, cfg: StrategyConfig, symbol: str, *, live: bool = False) -> None:
+        self.cfg = cfg
+        self.symbol = symbol
+        self.live = live
+        self.primary = TimeframeState(cfg, cfg.timeframes.primary_required_indicators)
+        self.confirmation = TimeframeState(cfg, cfg.timeframes.confirmation_required_indicators)
+        self._confirmation_result: TimeframeResult | None = None
+        self.prev_score = 0.0
+
+    def reset(self) -> None:
+        """After a candle gap: both timeframes warm up again (never bridged)."""
+        self.primary.reset()
+        self.confirmation.reset()
+        self._confirmation_result = None
+        self.prev_score = 0.0
+
+    def on_confirmation_candle(self, candle: Candle) -> None:
+        """Feed a CLOSED confirmation-timeframe candle."""
+        st = self.confirmation
+        st.update(candle)
+        self._confirmation_result = (
+            None if st.not_ready_reason() else score_timeframe(self.cfg, st.signals, st.ready, st.snapshot)
+        )
+
+    def on_primary_candle(self, candle: Candle, *, drawdown_pct: float, micro: MicroInputs | None = None) -> Decision:
+        """Feed a CLOSED primary candle and decide."""
+        cfg = self.cfg
+        st = self.primary
+        st.update(candle)
+        snap = st.snapshot
+        assert snap is not None
+        atr_pct = snap.atr_pct
+        prev = self.prev_score
+        reason = st.not_ready_reason()
+        if reason is None and cfg.timeframes.mtf_enabled:
+            c_reason = self.confirmation.not_ready_reason()
+            reason = None if c_reason is None else f"confirmation timeframe: {c_reason}"
+        if reason is not None:
+            self.prev_score = 0.0
+            return Decision(
+                self.symbol,
+                candle.ts,
+                candle.close,
+                0.0,
+                "NEUTRAL",
+                Direction.NEUTRAL,
+                0.0,
+                atr_pct,
+                not_ready(reason),
+                prev_score=prev,
+                strict=cfg.strict_mode.enabled,
+            )
+        decision = self._decide(candle, snap, st.signals, st.ready, drawdown_pct, micro, prev)
+        if "rsi" in st.ready and decision.passed:
+            # §9.3 gate 11: an entry must also pass with standalone RSI removed.
+            without = self._decide(
+                candle,
+                snap,
+                [s for s in st.signals if s.indicator != "rsi"],
+                tuple(n for n in st.ready if n != "rsi"),
+                drawdown_pct,
+                micro,
+                prev,
+            )
+            decision = self._decide(
+                candle, snap, st.signals, st.ready, drawdown_pct, micro, prev, rsi_alone=not without.passed
+            )
+        self.prev_score = decision.final_score
+        return decision
+
+    def _decide(
+        self,
+        candle: Candle,
+        snap: IndicatorSnapshot,
+        signals: list[Signal],
+        ready: tuple[str, ...],
+        drawdown_pct: float,
+        micro: MicroInputs | None,
+        prev: float,
+        *,
+        rsi_alone: bool | None = None,
+    ) -> Decision:
+        cfg = self.cfg
+        primary = score_timeframe(cfg, signals, ready, snap)
+        combined = combine(cfg, primary, self._confirmation_result)
+        x = combined.final_score
+        pen = penalties(cfg, snap.atr_pct, self.primary.net_move(), primary)
+        confidence = final_confidence(combined.confidence_points, pen)
+        d = Direction.BULLISH if x > 0 else Direction.BEARISH if x < 0 else Direction.NEUTRAL
+        agreeing = primary.bull_ind if d is Direction.BULLISH else primary.bear_ind if d is Direction.BEARISH else 0
+        assert snap.ema9 is not None and snap.ema50 is not None and snap.ema200 is not None
+        triggers = cfg.gates.trigger_category_set
+        has_trigger = any(
+            s.signal.direction is d and s.signal.category in triggers and s.signal.indicator not in TRIGGER_EXCLUDED
+            for s in primary.signals
+        )
+        gates = evaluate_gates(
+            cfg,
+            GateInputs(
+                final_score=x,
+                prev_score=prev,
+                atr_pct=snap.atr_pct,
+                confidence=confidence,
+                agreeing=agreeing,
+                total_indicators=primary.total_indicators,
+                trend=trend_direction(candle.close, snap.ema9, snap.ema50, snap.ema200),
+                drawdown_pct=drawdown_pct,
+                mtf_passed=combined.mtf_gate_passed,
+                mtf_detail=f"alignment {combined.alignment}, gap {combined.gap}",
+                has_trigger=has_trigger,
+                divergence_count=primary.divergence_count,
+                rsi_alone=rsi_alone,
+                micro=micro if self.live else None,
+            ),
+        )
+        return Decision(
+            self.symbol,
+            candle.ts,
+            candle.close,
+            x,
+            classify(cfg, x),
+            d,
+            confidence,
+            snap.atr_pct,
+            gates,
+            primary=primary,
+            confirmation=self._confirmation_result,
+            combined=combined,
+            penalties=pen,
+            prev_score=prev,
+            strict=cfg.strict_mode.enabled,
+        )

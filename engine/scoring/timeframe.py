@@ -1,0 +1,218 @@
+"""Spec §5–§7.1 for one timeframe: points, caps, combination bonuses, agreement, base confidence."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.config.strategy import StrategyConfig
+from engine.indicators.snapshot import IndicatorSnapshot
+from engine.scoring.signals import Direction, Signal
+
+
+def clamp(x: float, lo: float, hi: float) -> float:
+    return min(hi, max(lo, x))
+
+
+def round_half_up(x: float) -> int:
+    """The spec's rounding (never banker's rounding)."""
+    return math.floor(x + 0.5)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredSignal:
+    signal: Signal
+    points: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.signal.to_dict(), "points": self.points}
+
+
+@dataclass(frozen=True, slots=True)
+class ComboBonus:
+    name: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimeframeResult:
+    """One timeframe's score and the numbers behind it."""
+
+    tf_total: float
+    indicator_score: float
+    contributions: dict[str, float]
+    signals: list[ScoredSignal]
+    combos: list[ComboBonus]
+    bull_ind: int
+    bear_ind: int
+    total_indicators: int
+    divergence_count: int
+    confidence_points: int
+    bull_signals: int
+    bear_signals: int
+    micro_score: float = 0.0
+    ready_indicators: tuple[str, ...] = field(default=())
+
+    @property
+    def direction(self) -> Direction:
+        return tf_direction(self.tf_total)
+
+    @property
+    def max_agreeing(self) -> int:
+        return max(self.bull_ind, self.bear_ind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tf_total": self.tf_total,
+            "indicator_score": self.indicator_score,
+            "direction": self.direction.label,
+            "contributions": self.contributions,
+            "signals": [s.to_dict() for s in self.signals],
+            "combos": [{"name": c.name, "value": c.value} for c in self.combos],
+            "bull_indicators": self.bull_ind,
+            "bear_indicators": self.bear_ind,
+            "total_indicators": self.total_indicators,
+            "divergence_count": self.divergence_count,
+            "confidence_points": self.confidence_points,
+        }
+
+
+def tf_direction(total: float, band: float = 40.0) -> Direction:
+    """§5.5: bullish at ≥ 40, bearish at ≤ −40."""
+    if total >= band:
+        return Direction.BULLISH
+    if total <= -band:
+        return Direction.BEARISH
+    return Direction.NEUTRAL
+
+
+def classify(cfg: StrategyConfig, x: float) -> str:
+    """§5.5 classification bands."""
+    c = cfg.scoring.classification
+    if x >= c.extreme_buy_min:
+        return "EXTREME_BUY"
+    if x >= c.strong_buy_min:
+        return "STRONG_BUY"
+    if x >= c.buy_min:
+        return "BUY"
+    if x >= c.buy_weak_min:
+        return "BUY_WEAK"
+    if x <= c.extreme_sell_max:
+        return "EXTREME_SELL"
+    if x <= c.strong_sell_max:
+        return "STRONG_SELL"
+    if x <= c.sell_max:
+        return "SELL"
+    if x <= c.sell_weak_max:
+        return "SELL_WEAK"
+    return "NEUTRAL"
+
+
+def signal_points(cfg: StrategyConfig, sig: Signal) -> float:
+    """§5.1: W × 0.4 × strength × category, signed by direction."""
+    weight = cfg.indicators.get(sig.indicator).weight
+    pts = (
+        weight
+        * cfg.scoring.signal_base_points_fraction
+        * cfg.strength_multipliers.get(sig.strength)
+        * cfg.signal_type_multipliers.get(sig.category)
+    )
+    return pts if sig.direction is Direction.BULLISH else -pts
+
+
+def combo_bonuses(cfg: StrategyConfig, snap: IndicatorSnapshot | None, signals: list[Signal]) -> list[ComboBonus]:
+    """§5.4 signed combination bonuses (trending = ADX ≥ 25; RSI = RSI(14) inside StochRSI)."""
+    cb = cfg.combination_bonuses
+    if not cb.enabled or snap is None or snap.adx is None or snap.plus_di is None or snap.minus_di is None:
+        return []
+    regime = cfg.regime
+    adx, pdi, mdi, rsi = snap.adx, snap.plus_di, snap.minus_di, snap.stoch_rsi_rsi
+    out: list[ComboBonus] = []
+    trending = adx >= regime.adx_trend_threshold
+    if trending and rsi is not None:
+        crosses = [s for s in signals if s.kind in ("emaCross", "goldenDeathCross")]
+        if any(s.direction is Direction.BULLISH for s in crosses) and rsi > cb.ema_cross_rsi_buy_above:
+            out.append(ComboBonus("emaCrossWithRsi", cb.ema_cross_with_rsi))
+        if any(s.direction is Direction.BEARISH for s in crosses) and rsi < cb.ema_cross_rsi_sell_below:
+            out.append(ComboBonus("emaCrossWithRsi", -cb.ema_cross_with_rsi))
+    if trending:
+        divs = [s for s in signals if s.kind == "divergence"]
+        if any(s.direction is Direction.BULLISH for s in divs) and pdi > mdi:
+            out.append(ComboBonus("divergenceWithTrend", cb.divergence_with_trend))
+        if any(s.direction is Direction.BEARISH for s in divs) and mdi > pdi:
+            out.append(ComboBonus("divergenceWithTrend", -cb.divergence_with_trend))
+    if trending and rsi is not None and snap.ema9 is not None and snap.ema50 is not None:
+        if snap.ema9 > snap.ema50 and rsi < cb.pullback_buy_rsi_below:
+            out.append(ComboBonus("pullbackEntry", cb.pullback_entry))
+        elif snap.ema9 < snap.ema50 and rsi > cb.pullback_sell_rsi_above:
+            out.append(ComboBonus("pullbackEntry", -cb.pullback_entry))
+    if adx >= regime.adx_strong_trend_threshold:
+        if pdi > mdi:
+            out.append(ComboBonus("strongAdxTrend", cb.strong_adx_trend))
+        elif mdi > pdi:
+            out.append(ComboBonus("strongAdxTrend", -cb.strong_adx_trend))
+    return out
+
+
+def score_timeframe(
+    cfg: StrategyConfig,
+    signals: list[Signal],
+    ready: tuple[str, ...],
+    snap: IndicatorSnapshot | None,
+    *,
+    micro_score: float = 0.0,
+) -> TimeframeResult:
+    """§5.1–§5.5, §6 and §7.1 from the signals of the enabled, ready indicators named in ``ready``."""
+    scored = [ScoredSignal(s, signal_points(cfg, s)) for s in signals if s.indicator in ready]
+    directional = [n for n in ready if cfg.indicators.get(n).directional]
+    sums: dict[str, float] = dict.fromkeys(directional, 0.0)
+    for ss in scored:
+        sums[ss.signal.indicator] = sums.get(ss.signal.indicator, 0.0) + ss.points
+    contributions = {n: clamp(v, -cfg.indicators.get(n).weight, cfg.indicators.get(n).weight) for n, v in sums.items()}
+    cap = cfg.scoring.indicator_score_cap
+    indicator_score = clamp(sum(contributions.values()), -cap, cap)
+    combos = combo_bonuses(cfg, snap, [s.signal for s in scored])
+    total_cap = cfg.scoring.total_score_cap
+    tf_total = clamp(indicator_score + micro_score + sum(c.value for c in combos), -total_cap, total_cap)
+    counted = [n for n in directional if n != "rsi"]
+    bull_ind = sum(1 for n in counted if contributions[n] > 0)
+    bear_ind = sum(1 for n in counted if contributions[n] < 0)
+    divergences = sum(1 for ss in scored if ss.signal.kind == "divergence")
+    bull = [ss.signal for ss in scored if ss.signal.direction is Direction.BULLISH]
+    bear = [ss.signal for ss in scored if ss.signal.direction is Direction.BEARISH]
+    conf = base_confidence(cfg, bull, bear, max(bull_ind, bear_ind), divergences)
+    return TimeframeResult(
+        tf_total=tf_total,
+        indicator_score=indicator_score,
+        contributions=contributions,
+        signals=scored,
+        combos=combos,
+        bull_ind=bull_ind,
+        bear_ind=bear_ind,
+        total_indicators=len(counted),
+        divergence_count=divergences,
+        confidence_points=conf,
+        bull_signals=len(bull),
+        bear_signals=len(bear),
+        micro_score=micro_score,
+        ready_indicators=ready,
+    )
+
+
+def base_confidence(
+    cfg: StrategyConfig, bull: list[Signal], bear: list[Signal], max_agreeing: int, divergences: int
+) -> int:
+    """§7.1: 60·agreement + min(20, 5·maxAgreeing) + 10·divergences, clamped and rounded half up."""
+    c = cfg.confidence
+    bs = sum(cfg.strength_multipliers.get(s.strength) for s in bull)
+    ss = sum(cfg.strength_multipliers.get(s.strength) for s in bear)
+    if bs + ss == 0:
+        return 0
+    agreement = abs(bs - ss) / (bs + ss)
+    points = (
+        c.agreement_weight * agreement
+        + min(c.agreement_bonus_max, c.agreement_bonus_per_indicator * max_agreeing)
+        + c.divergence_bonus_per_signal * divergences
+    )
+    return round_half_up(clamp(points, 0.0, 100.0))
