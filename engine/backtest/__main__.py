@@ -1,0 +1,109 @@
+"""``./start.sh backtest``: the strategy over candle files, a readable summary and an optional JSON report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from engine.backtest.report import report, summary_text, write_equity_png, write_json
+from engine.backtest.runner import Backtester, progress_to_stderr
+from engine.config.errors import ConfigError
+from engine.config.strategy import load_strategy_config
+from engine.marketdata.candle_files import CandleFileError, load_candles
+from engine.risk.contract import ContractSpecError, load_contract_specs, require_spec
+
+
+class UsageError(Exception):
+    """A bad argument: one clear line and exit code 2."""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="./start.sh backtest", description="Backtest ENYGMA over KuCoin candle files.")
+    p.add_argument("--symbol", action="append", default=[], help="symbol to trade (repeatable), e.g. ETHUSDTM")
+    p.add_argument("--all", action="store_true", help="every symbol with a 5min file in --data-dir")
+    p.add_argument("--data-dir", type=Path, required=True, help="directory of candle files and contracts.json")
+    p.add_argument("--from", dest="date_from", help="first UTC date to trade (YYYY-MM-DD); earlier data warms up")
+    p.add_argument("--to", dest="date_to", help="UTC date to stop opening trades (YYYY-MM-DD, exclusive)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--strict", action="store_true", help="STRICT gates (the config's default)")
+    mode.add_argument("--canonical", action="store_true", help="canonical gates (75 / 0.85, no cross event)")
+    p.add_argument("--json", type=Path, help="write the report here (and an equity PNG next to it)")
+    p.add_argument("--equity", default="10000", help="starting equity in USDT (default 10000)")
+    p.add_argument("--config", type=Path, help="strategy config (default docs/STRATEGY_CONFIG.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p.parse_args(argv)
+
+
+def _date_ms(value: str | None, flag: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC).timestamp() * 1000)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r} is not a date like 2026-01-01") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(args)
+    except (UsageError, ConfigError, CandleFileError, ContractSpecError) as exc:
+        print(f"backtest: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir
+    if not data_dir.is_dir():
+        raise UsageError(f"data directory not found: {data_dir}")
+    cfg = load_strategy_config(args.config)
+    if args.strict or args.canonical:
+        cfg = cfg.with_strict(bool(args.strict))
+    primary = cfg.timeframes.primary
+    symbols = sorted({p.name.split("_")[0] for p in data_dir.glob(f"*_{primary}_*.json")}) if args.all else []
+    symbols = sorted(set(symbols) | {s.upper() for s in args.symbol})
+    if not symbols:
+        raise UsageError("name at least one --symbol, or --all")
+    start, end = _date_ms(args.date_from, "--from"), _date_ms(args.date_to, "--to")
+    if start is not None and end is not None and start >= end:
+        raise UsageError("--from must be before --to")
+    try:
+        equity = Decimal(args.equity)
+    except InvalidOperation:
+        raise UsageError(f"--equity {args.equity!r} is not a number") from None
+    if not equity > 0:
+        raise UsageError("--equity must be positive")
+    specs = load_contract_specs(data_dir / "contracts.json")
+    data = {}
+    for sym in symbols:
+        require_spec(specs, sym)
+        data[sym] = load_candles(data_dir, sym, primary)
+    result = Backtester(cfg, data, specs, equity=equity, trade_from_ms=start, trade_to_ms=end).run(
+        None if args.quiet else progress_to_stderr
+    )
+    meta = {
+        "symbols": symbols,
+        "mode": "strict" if cfg.strict_mode.enabled else "canonical",
+        "timeframes": [primary, cfg.timeframes.confirmation],
+        "from": args.date_from,
+        "to": args.date_to,
+        "strategy_version": cfg.version.version,
+        "slippage_fraction": str(cfg.backtest.slippage_fraction),
+        "taker_fee": str(cfg.fees.taker_fee),
+    }
+    rep = report(result, meta=meta)
+    print(f"ENYGMA backtest: {', '.join(symbols)} ({meta['mode']}, {result.bars} bars)")
+    print(summary_text(rep["metrics"]))
+    if args.json is not None:
+        write_json(rep, args.json)
+        png = args.json.with_suffix(".png")
+        write_equity_png(result, png, f"ENYGMA {meta['mode']} — {', '.join(symbols)}")
+        print(f"report: {args.json}  equity chart: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Run the strategy over several symbols with one shared account, bar by bar in time order."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from engine.backtest.fills import ClosedTrade, OpenPosition, check_exit, dec, open_position, update_stops
+from engine.config.strategy import StrategyConfig
+from engine.marketdata.aggregate import CandleAggregator
+from engine.models import Candle, Side, timeframe_ms
+from engine.risk.contract import ContractSpec
+from engine.risk.formulas import position_size, select_leverage
+from engine.risk.limits import RiskState
+from engine.risk.pretrade import EntryProposal, pretrade_checks
+from engine.scoring.pipeline import Decision, SymbolPipeline
+
+
+@dataclass(frozen=True, slots=True)
+class EquityPoint:
+    ts: int
+    equity: Decimal
+
+
+@dataclass
+class BacktestResult:
+    trades: list[ClosedTrade]
+    equity: list[EquityPoint]
+    initial_equity: Decimal
+    bars: int
+    bars_in_market: int
+    decisions_passed: int
+    entries_refused: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _SymbolRun:
+    symbol: str
+    candles: list[Candle]
+    spec: ContractSpec
+    pipeline: SymbolPipeline
+    aggregator: CandleAggregator
+    index: int = 0
+    pending: Decision | None = None
+    position: OpenPosition | None = None
+    last_close: Decimal | None = None
+
+
+class Backtester:
+    """One account trading every symbol of ``data``; candles before ``trade_from_ms`` only warm up."""
+
+    def __init__(
+        self,
+        cfg: StrategyConfig,
+        data: dict[str, list[Candle]],
+        specs: dict[str, ContractSpec],
+        *,
+        equity: Decimal = Decimal(10000),
+        trade_from_ms: int | None = None,
+        trade_to_ms: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.step = timeframe_ms(cfg.timeframes.primary)
+        self.runs = [
+            _SymbolRun(
+                sym,
+                candles,
+                specs[sym],
+                SymbolPipeline(cfg, sym),
+                CandleAggregator(cfg.timeframes.primary, cfg.timeframes.confirmation),
+            )
+            for sym, candles in sorted(data.items())
+        ]
+        self.timeline = sorted({c.ts for candles in data.values() for c in candles})
+        self.initial = equity
+        self.risk = RiskState.start(
+            equity,
+            self.timeline[0] if self.timeline else 0,
+            consecutive_loss_resets_daily=cfg.risk_management.consecutive_loss_halt_resets_daily,
+        )
+        self.trade_from_ms, self.trade_to_ms = trade_from_ms, trade_to_ms
+        self.realized = Decimal(0)
+        self.trades: list[ClosedTrade] = []
+        self.curve: list[EquityPoint] = []
+        self.refused: dict[str, int] = {}
+        self.passed = 0
+        self.in_market = 0
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+        total = len(self.timeline)
+        for n, ts in enumerate(self.timeline):
+            if progress is not None and n % 2000 == 0:
+                progress(n, total)
+            self._bar(ts)
+        if progress is not None:
+            progress(total, total)
+        return BacktestResult(
+            self.trades,
+            self.curve,
+            self.initial,
+            total,
+            self.in_market,
+            self.passed,
+            dict(sorted(self.refused.items())),
+        )
+
+    def _bar(self, ts: int) -> None:
+        live = [r for r in self.runs if r.index < len(r.candles) and r.candles[r.index].ts == ts]
+        for run in live:
+            bar = run.candles[run.index]
+            run.index += 1
+            self._execute(run, bar, ts)
+            run.last_close = dec(bar.close)
+        # Mark-to-market at the bar close, then decide with the drawdown in force.
+        unrealized = sum(
+            (r.position.unrealized(r.last_close) for r in self.runs if r.position and r.last_close is not None),
+            Decimal(0),
+        )
+        mark = self.initial + self.realized + unrealized
+        close_ts = ts + self.step
+        self.risk.mark_equity(mark, close_ts, breaker_pct=self.cfg.risk_management.circuit_breaker_drawdown_pct)
+        self.curve.append(EquityPoint(close_ts, mark))
+        self.in_market += any(r.position is not None for r in self.runs)
+        trading = (self.trade_from_ms is None or ts >= self.trade_from_ms) and (
+            self.trade_to_ms is None or ts < self.trade_to_ms
+        )
+        for run in live:
+            bar = run.candles[run.index - 1]
+            confirmation = run.aggregator.update(bar)
+            if confirmation is not None:
+                run.pipeline.on_confirmation_candle(confirmation)
+            decision = run.pipeline.on_primary_candle(bar, drawdown_pct=float(self.risk.drawdown_pct))
+            if decision.passed:
+                self.passed += 1
+                if trading and run.position is None:
+                    run.pending = decision
+
+    def _execute(self, run: _SymbolRun, bar: Candle, ts: int) -> None:
+        """Pending entry at the open, exits intrabar, stop updates at the close."""
+        entry_bar = False
+        if run.pending is not None and run.position is None:
+            decision, run.pending = run.pending, None
+            run.position = self._try_entry(run, decision, bar)
+            entry_bar = run.position is not None
+        pos = run.position
+        if pos is None:
+            return
+        closed = check_exit(self.cfg, pos, bar, entry_bar=entry_bar)
+        if closed is None:
+            update_stops(pos, bar, ts + self.step)
+            return
+        run.position = None
+        self.trades.append(closed)
+        self.realized += closed.net_pnl
+        self.risk.equity += closed.net_pnl
+        self.risk.record_close(run.symbol, closed.net_pnl, ts)
+
+    def _try_entry(self, run: _SymbolRun, decision: Decision, bar: Candle) -> OpenPosition | None:
+        """Size at the next bar's open (the spec's P_ref), run the §9.4 checks, then fill."""
+        cfg = self.cfg
+        side = Side.LONG if decision.side == "long" else Side.SHORT
+        atr = None if decision.atr_pct is None else Decimal(repr(decision.atr_pct))
+        lev = select_leverage(cfg, atr, exchange_max=run.spec.max_leverage)
+        ref = dec(bar.open)
+        size = position_size(
+            cfg,
+            equity=self.risk.equity,
+            abs_score=Decimal(repr(abs(decision.final_score))),
+            atr_pct=atr,
+            leverage=lev,
+            ref_price=ref,
+            spec=run.spec,
+        )
+        margin = run.spec.base_quantity(size.lots) * ref / lev
+        open_margins = {r.symbol: r.position.margin for r in self.runs if r.position is not None}
+        checks = pretrade_checks(
+            cfg, self.risk, EntryProposal(run.symbol, margin, size.lots, run.spec.lot_size, bar.ts), open_margins
+        )
+        failing = [g.code for g in checks if not g.passed]
+        if failing:
+            for code in failing:
+                self.refused[code] = self.refused.get(code, 0) + 1
+            return None
+        self.risk.record_entry(run.symbol, bar.ts)
+        return open_position(cfg, symbol=run.symbol, side=side, bar=bar, lots=size.lots, leverage=lev, spec=run.spec)
+
+
+def progress_to_stderr(done: int, total: int) -> None:
+    print(f"\rbacktest: {done}/{total} bars", end="" if done < total else "\n", file=sys.stderr, flush=True)
