@@ -1,0 +1,121 @@
+"""``./start.sh backtest`` on the real shared data: report shape, determinism, trade arithmetic, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.backtest.__main__ import main
+from tests.conftest import ROOT
+
+ALLOWED_EXITS = {"stop_loss", "take_profit", "break_even", "profit_lock", "trailing_stop", "kill_switch", "liquidation"}
+
+
+@pytest.fixture(scope="module")
+def reports(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("bt")
+    first, second = out / "a.json", out / "b.json"
+    for path in (first, second):
+        assert main(["--all", "--data-dir", str(data_dir), "--json", str(path), "--quiet"]) == 0
+    return first, second
+
+
+def test_report_is_deterministic_and_has_the_promised_shape(reports: tuple[Path, Path]) -> None:
+    first, second = reports
+    assert first.read_bytes() == second.read_bytes()
+    assert first.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rep: dict[str, Any] = json.loads(first.read_text())
+    m = rep["metrics"]
+    for key in ("trades", "win_rate", "profit_factor", "net_pnl", "fees", "max_drawdown_pct", "sharpe"):
+        assert key in m
+    assert m["trades"] == len(rep["trades"]) > 0
+    assert sum(m["exits_by_reason"].values()) == m["trades"]
+    assert rep["meta"]["symbols"] == ["ETHUSDTM", "SOLUSDTM", "XBTUSDTM", "XRPUSDTM"]
+    net = sum(D(t["net_pnl"]) for t in rep["trades"])
+    assert abs(D(m["net_pnl"]) - net) <= D("0.00000001") * len(rep["trades"])  # per-trade rounding
+    assert D(m["final_equity"]) - D(m["initial_equity"]) == D(m["net_pnl"])  # flat at the end
+
+
+def test_every_trade_recomputes_independently(reports: tuple[Path, Path]) -> None:
+    rep = json.loads(reports[0].read_text())
+    for t in rep["trades"]:
+        assert t["side"] in ("long", "short") and t["exit_reason"] in ALLOWED_EXITS
+        assert t["entry_time"].endswith("Z") and t["entry_time"] <= t["exit_time"]
+        s = 1 if t["side"] == "long" else -1
+        qty = D(t["contracts"]) * D(t["multiplier"])
+        entry, exit_ = D(t["entry_price"]), D(t["exit_price"])
+        gross = s * qty * (exit_ - entry)
+        fees = D("0.0006") * qty * (entry + exit_)
+        assert abs(D(t["net_pnl"]) - (gross - fees)) <= D("0.00000002")
+        assert abs(D(t["fees"]) - fees) <= D("0.00000001")
+        assert 5 <= t["leverage"] <= 18
+        stops = [D(t["initial_stop"])] + [D(m["price"]) for m in t["stop_moves"]]
+        assert stops == (sorted(stops) if s == 1 else sorted(stops, reverse=True))  # never untrails
+        initial_roi = s * (D(t["initial_stop"]) - entry) / entry * t["leverage"] * 100
+        assert D("-10.2") < initial_roi <= D("-9.8")
+        if t["exit_reason"] == "stop_loss":
+            assert not t["stop_moves"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--symbol", "ETHUSDTM", "--data-dir", "/nonexistent"], "data directory not found"),
+        (["--data-dir", "{data}"], "name at least one --symbol"),
+        (["--symbol", "NOPEUSDTM", "--data-dir", "{data}"], "no contract spec for NOPEUSDTM"),
+        (
+            ["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--from", "2026-01-10", "--to", "2026-01-01"],
+            "--from must be before --to",
+        ),
+        (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--from", "yesterday"], "is not a date"),
+        (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--equity", "-5"], "--equity must be positive"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str, data_dir: Path) -> None:
+    argv = [a.replace("{data}", str(data_dir)) for a in args]
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.backtest", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_date_window_trades_only_inside_it(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "w.json"
+    assert (
+        main(
+            [
+                "--symbol",
+                "XRPUSDTM",
+                "--symbol",
+                "ETHUSDTM",
+                "--data-dir",
+                str(data_dir),
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-01-10",
+                "--canonical",
+                "--json",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    rep = json.loads(out.read_text())
+    assert rep["meta"]["mode"] == "canonical"
+    assert all("2026-01-01" <= t["entry_time"] < "2026-01-10" for t in rep["trades"])
+    assert "trades" in capsys.readouterr().out
