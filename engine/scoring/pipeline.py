@@ -14,7 +14,7 @@ from engine.config.strategy import StrategyConfig
 from engine.gates.entry import GateInputs, MicroInputs, evaluate_gates, not_ready
 from engine.gates.result import GateResult, failing_reasons
 from engine.indicators import IndicatorParams, IndicatorSet, IndicatorSnapshot
-from engine.models import Candle
+from engine.models import Candle, timeframe_ms
 from engine.scoring.detectors import DETECTORS, Detector, trend_direction
 from engine.scoring.mtf import Combined, Penalties, combine, final_confidence, penalties
 from engine.scoring.signals import Direction, Signal
@@ -23,11 +23,19 @@ from engine.scoring.timeframe import TimeframeResult, classify, score_timeframe
 TRIGGER_EXCLUDED = frozenset({"rsi"})
 
 
+class CandleOrderError(ValueError):
+    """A candle at or before the last one applied: refused, never applied twice."""
+
+
 class TimeframeState:
     """Indicators and detectors of one timeframe, plus the closes the chop penalty needs."""
 
-    def __init__(self, cfg: StrategyConfig, required: str) -> None:
+    def __init__(self, cfg: StrategyConfig, required: str, timeframe: str) -> None:
         self.cfg = cfg
+        self.timeframe = timeframe
+        self.step = timeframe_ms(timeframe)
+        self.last_ts: int | None = None
+        self.gaps = 0
         self.indicators = IndicatorSet(IndicatorParams.from_config(cfg))
         self.detectors: list[Detector] = [d(cfg) for d in DETECTORS if cfg.indicators.get(d.name).enabled]
         self.required = tuple(n.strip() for n in required.split(",") if n.strip())
@@ -36,7 +44,22 @@ class TimeframeState:
         self.signals: list[Signal] = []
         self.ready: tuple[str, ...] = ()
 
-    def update(self, candle: Candle) -> None:
+    def update(self, candle: Candle) -> int:
+        """Apply a closed candle; returns how many bars were missing before it (0 normally).
+
+        A gap is never bridged: the indicators start their warm-up again from this candle.
+        """
+        missing = 0
+        if self.last_ts is not None:
+            if candle.ts <= self.last_ts:
+                raise CandleOrderError(
+                    f"{self.timeframe} candle {candle.ts} is not after the last one applied ({self.last_ts})"
+                )
+            missing = (candle.ts - self.last_ts) // self.step - 1
+            if missing:
+                self.gaps += 1
+                self.reset()
+        self.last_ts = candle.ts
         snap = self.indicators.update(candle)
         self.snapshot = snap
         self.closes.append(candle.close)
@@ -48,6 +71,7 @@ class TimeframeState:
                 ready.append(det.name)
                 signals.extend(found)
         self.signals, self.ready = signals, tuple(ready)
+        return missing
 
     def not_ready_reason(self) -> str | None:
         """Why this timeframe cannot score yet (§2 warm-up and the AO requirement), or None."""
@@ -66,7 +90,11 @@ class TimeframeState:
         return abs(self.closes[-1] - self.closes[0]) / self.closes[0]
 
     def reset(self) -> None:
-        self.__init__(self.cfg, ",".join(self.required))  # type: ignore[misc]
+        """Forget every indicator and detector (the candle clock and gap count stay)."""
+        self.indicators.reset()
+        self.detectors = [type(d)(self.cfg) for d in self.detectors]
+        self.closes.clear()
+        self.snapshot, self.signals, self.ready = None, [], ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +168,9 @@ class SymbolPipeline:
         self.cfg = cfg
         self.symbol = symbol
         self.live = live
-        self.primary = TimeframeState(cfg, cfg.timeframes.primary_required_indicators)
-        self.confirmation = TimeframeState(cfg, cfg.timeframes.confirmation_required_indicators)
+        tf = cfg.timeframes
+        self.primary = TimeframeState(cfg, tf.primary_required_indicators, tf.primary)
+        self.confirmation = TimeframeState(cfg, tf.confirmation_required_indicators, tf.confirmation)
         self._confirmation_result: TimeframeResult | None = None
         self.prev_score = 0.0
 
@@ -155,7 +184,8 @@ class SymbolPipeline:
     def on_confirmation_candle(self, candle: Candle) -> None:
         """Feed a CLOSED confirmation-timeframe candle."""
         st = self.confirmation
-        st.update(candle)
+        if st.update(candle):
+            self._confirmation_result = None
         self._confirmation_result = (
             None if st.not_ready_reason() else score_timeframe(self.cfg, st.signals, st.ready, st.snapshot)
         )
@@ -164,7 +194,9 @@ class SymbolPipeline:
         """Feed a CLOSED primary candle and decide."""
         cfg = self.cfg
         st = self.primary
-        st.update(candle)
+        missing = st.update(candle)
+        if missing:
+            self.prev_score = 0.0
         snap = st.snapshot
         assert snap is not None
         atr_pct = snap.atr_pct
@@ -175,6 +207,8 @@ class SymbolPipeline:
             reason = None if c_reason is None else f"confirmation timeframe: {c_reason}"
         if reason is not None:
             self.prev_score = 0.0
+            if missing:
+                reason = f"gap of {missing} missing {cfg.timeframes.primary} bars, warming up again: {reason}"
             return Decision(
                 self.symbol,
                 candle.ts,
@@ -187,6 +221,7 @@ class SymbolPipeline:
                 not_ready(reason),
                 prev_score=prev,
                 strict=cfg.strict_mode.enabled,
+                extra={"missing_bars": missing} if missing else {},
             )
         decision = self._decide(candle, snap, st.signals, st.ready, drawdown_pct, micro, prev)
         if "rsi" in st.ready and decision.passed:

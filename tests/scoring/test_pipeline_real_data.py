@@ -6,6 +6,8 @@ import itertools
 import json
 from pathlib import Path
 
+import pytest
+
 from engine.config import StrategyConfig, default_strategy_config
 from engine.marketdata.candle_files import load_candles
 from engine.scoring.pipeline import Decision, SymbolPipeline
@@ -68,3 +70,24 @@ def test_reset_after_gap_requires_a_new_warm_up(data_dir: Path) -> None:
     pipe.reset()
     d = pipe.on_primary_candle(p5[251], drawdown_pct=0.0)
     assert d.failing == ["data_not_ready"] and "1 of 200" in d.gates[0].detail
+
+
+def test_gap_is_never_bridged_and_old_candles_are_refused(data_dir: Path) -> None:
+    from engine.scoring.pipeline import CandleOrderError
+
+    cfg = CFG.model_copy(update={"timeframes": CFG.timeframes.model_copy(update={"mtf_enabled": False})})
+    p5 = load_candles(data_dir, "ETHUSDTM", "5min")[:700]
+    pipe = SymbolPipeline(cfg, "ETHUSDTM")
+    for c in p5[:400]:
+        d = pipe.on_primary_candle(c, drawdown_pct=0.0)
+    assert d.failing != ["data_not_ready"]
+    d = pipe.on_primary_candle(p5[403], drawdown_pct=0.0)  # bars 400–402 are missing
+    assert d.failing == ["data_not_ready"] and d.extra == {"missing_bars": 3}
+    assert "gap of 3 missing 5min bars" in d.gates[0].detail
+    for c in p5[404:602]:
+        d = pipe.on_primary_candle(c, drawdown_pct=0.0)
+    assert d.failing == ["data_not_ready"]  # 199 bars since the gap
+    d = pipe.on_primary_candle(p5[602], drawdown_pct=0.0)
+    assert d.failing != ["data_not_ready"]
+    with pytest.raises(CandleOrderError, match="not after the last one"):
+        pipe.on_primary_candle(p5[602], drawdown_pct=0.0)
