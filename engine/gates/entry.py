@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from engine.config.strategy import StrategyConfig
 from engine.gates.result import GateResult
 from engine.scoring.signals import Direction
+from engine.scoring.timeframe import tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class GateInputs:
 
 def threshold(cfg: StrategyConfig, atr_pct: float | None) -> float:
     """§9.2: T = base threshold + volatility boost (+5 at ATR% ≥ 4, +10 at ≥ 6)."""
-    base = cfg.effective_gates().min_score
+    base = tables(cfg).gates.min_score
     if not cfg.gates.volatility_threshold_boost or atr_pct is None:
         return base
     v = cfg.volatility
@@ -58,7 +59,7 @@ def not_ready(detail: str) -> list[GateResult]:
 
 def evaluate_gates(cfg: StrategyConfig, g: GateInputs) -> list[GateResult]:
     """Gates 1–12 (and divergence_required when enabled) for the direction sign(finalScore)."""
-    eff = cfg.effective_gates()
+    eff = tables(cfg).gates
     x, prev = g.final_score, g.prev_score
     ax = abs(x)
     t = threshold(cfg, g.atr_pct)

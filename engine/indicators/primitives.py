@@ -49,15 +49,28 @@ class SlidingSum:
 
 
 class Sma:
-    """Simple moving average; ``None`` until ``n`` values were seen."""
+    """Simple moving average over a ring buffer; ``None`` until ``n`` values were seen."""
 
-    __slots__ = ("_s",)
+    __slots__ = ("_buf", "_count", "_i", "_n", "_sum")
 
     def __init__(self, n: int) -> None:
-        self._s = SlidingSum(n)
+        self._n = n
+        self._buf = [0.0] * n
+        self._i = 0
+        self._count = 0
+        self._sum = 0.0
 
     def update(self, x: float) -> float | None:
-        return self._s.mean() if self._s.push(x) else None
+        i = self._i
+        if self._count < self._n:
+            self._count += 1
+            self._sum += x
+        else:
+            self._sum += x - self._buf[i]
+        self._buf[i] = x
+        i += 1
+        self._i = 0 if i == self._n else i
+        return self._sum / self._n if self._count == self._n else None
 
 
 class Ema:

@@ -31,7 +31,11 @@ class CandleAggregator:
             self._count = 1 if candle.ts == bucket else 0  # a bucket joined mid-way can never complete
         else:
             cur = Candle(
-                bucket, cur.open, max(cur.high, candle.high), min(cur.low, candle.low), candle.close,
+                bucket,
+                cur.open,
+                max(cur.high, candle.high),
+                min(cur.low, candle.low),
+                candle.close,
                 cur.volume + candle.volume,
             )
             self._count += 1 if self._count else 0

@@ -18,7 +18,7 @@ from engine.models import Candle, timeframe_ms
 from engine.scoring.detectors import DETECTORS, Detector, trend_direction
 from engine.scoring.mtf import Combined, Penalties, combine, final_confidence, penalties
 from engine.scoring.signals import Direction, Signal
-from engine.scoring.timeframe import TimeframeResult, classify, score_timeframe
+from engine.scoring.timeframe import TimeframeResult, classify, score_timeframe, tables
 
 TRIGGER_EXCLUDED = frozenset({"rsi"})
 
@@ -262,7 +262,7 @@ class SymbolPipeline:
         d = Direction.BULLISH if x > 0 else Direction.BEARISH if x < 0 else Direction.NEUTRAL
         agreeing = primary.bull_ind if d is Direction.BULLISH else primary.bear_ind if d is Direction.BEARISH else 0
         assert snap.ema9 is not None and snap.ema50 is not None and snap.ema200 is not None
-        triggers = cfg.gates.trigger_category_set
+        triggers = tables(cfg).triggers
         has_trigger = any(
             s.signal.direction is d and s.signal.category in triggers and s.signal.indicator not in TRIGGER_EXCLUDED
             for s in primary.signals

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.config.strategy import StrategyConfig
+from engine.config.strategy import GateThresholds, StrategyConfig
 from engine.indicators.snapshot import IndicatorSnapshot
 from engine.scoring.signals import Direction, Signal
 
@@ -109,15 +109,47 @@ def classify(cfg: StrategyConfig, x: float) -> str:
     return "NEUTRAL"
 
 
+@dataclass(frozen=True, slots=True)
+class ScoringTables:
+    """Config numbers the per-bar scoring reads, looked up once instead of on every signal."""
+
+    weight: dict[str, float]
+    directional: dict[str, bool]
+    strength: dict[str, float]
+    category: dict[str, float]
+    base_fraction: float
+    gates: GateThresholds
+    triggers: frozenset[str]
+
+
+_TABLES: dict[int, tuple[StrategyConfig, ScoringTables]] = {}
+
+
+def tables(cfg: StrategyConfig) -> ScoringTables:
+    """The lookup tables of ``cfg`` (cached per config object)."""
+    hit = _TABLES.get(id(cfg))
+    if hit is not None and hit[0] is cfg:
+        return hit[1]
+    names = cfg.indicators.names()
+    strengths = ("veryStrong", "strong", "moderate", "weak", "extreme", "unknown")
+    categories = ("divergence", "goldenDeathCross", "squeeze", "crossover", "momentum", "zone", "other")
+    built = ScoringTables(
+        weight={n: cfg.indicators.get(n).weight for n in names},
+        directional={n: cfg.indicators.get(n).directional for n in names},
+        strength={n: cfg.strength_multipliers.get(n) for n in strengths},
+        category={n: cfg.signal_type_multipliers.get(n) for n in categories},
+        base_fraction=cfg.scoring.signal_base_points_fraction,
+        gates=cfg.effective_gates(),
+        triggers=cfg.gates.trigger_category_set,
+    )
+    _TABLES[id(cfg)] = (cfg, built)
+    return built
+
+
 def signal_points(cfg: StrategyConfig, sig: Signal) -> float:
     """§5.1: W × 0.4 × strength × category, signed by direction."""
-    weight = cfg.indicators.get(sig.indicator).weight
-    pts = (
-        weight
-        * cfg.scoring.signal_base_points_fraction
-        * cfg.strength_multipliers.get(sig.strength)
-        * cfg.signal_type_multipliers.get(sig.category)
-    )
+    t = tables(cfg)
+    pts = t.weight[sig.indicator] * t.base_fraction * t.strength[sig.strength] * t.category[sig.category]
     return pts if sig.direction is Direction.BULLISH else -pts
 
 
@@ -164,12 +196,13 @@ def score_timeframe(
     micro_score: float = 0.0,
 ) -> TimeframeResult:
     """§5.1–§5.5, §6 and §7.1 from the signals of the enabled, ready indicators named in ``ready``."""
+    t = tables(cfg)
     scored = [ScoredSignal(s, signal_points(cfg, s)) for s in signals if s.indicator in ready]
-    directional = [n for n in ready if cfg.indicators.get(n).directional]
+    directional = [n for n in ready if t.directional[n]]
     sums: dict[str, float] = dict.fromkeys(directional, 0.0)
     for ss in scored:
         sums[ss.signal.indicator] = sums.get(ss.signal.indicator, 0.0) + ss.points
-    contributions = {n: clamp(v, -cfg.indicators.get(n).weight, cfg.indicators.get(n).weight) for n, v in sums.items()}
+    contributions = {n: clamp(v, -t.weight[n], t.weight[n]) for n, v in sums.items()}
     cap = cfg.scoring.indicator_score_cap
     indicator_score = clamp(sum(contributions.values()), -cap, cap)
     combos = combo_bonuses(cfg, snap, [s.signal for s in scored])
@@ -205,8 +238,9 @@ def base_confidence(
 ) -> int:
     """§7.1: 60·agreement + min(20, 5·maxAgreeing) + 10·divergences, clamped and rounded half up."""
     c = cfg.confidence
-    bs = sum(cfg.strength_multipliers.get(s.strength) for s in bull)
-    ss = sum(cfg.strength_multipliers.get(s.strength) for s in bear)
+    strength = tables(cfg).strength
+    bs = sum(strength[s.strength] for s in bull)
+    ss = sum(strength[s.strength] for s in bear)
     if bs + ss == 0:
         return 0
     agreement = abs(bs - ss) / (bs + ss)

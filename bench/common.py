@@ -1,0 +1,46 @@
+"""Shared helpers for the benchmarks: data location, timing, table and JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT.parent / "shared" / "data" / "kucoin-futures"
+sys.path.insert(0, str(ROOT))
+
+
+def parse(description: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--json", type=Path, help="write the figures and ratios here")
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    return p.parse_args()
+
+
+def best_of(runs: int, fn: Callable[[], float]) -> float:
+    """Best (lowest) of ``runs`` measurements: the least disturbed by the rest of the machine."""
+    return min(fn() for _ in range(runs))
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def emit(
+    title: str, rows: list[tuple[str, str]], figures: dict[str, Any], ratios: dict[str, float], path: Path | None
+) -> None:
+    width = max(len(name) for name, _ in rows)
+    print(title)
+    for name, value in rows:
+        print(f"  {name.ljust(width)}  {value}")
+    for name, value in ratios.items():
+        print(f"  ratio {name}: {value:.1f}x (larger is better for ENYGMA)")
+    if path is not None:
+        path.write_text(json.dumps({**figures, "ratios": {k: round(v, 2) for k, v in ratios.items()}}, indent=2) + "\n")

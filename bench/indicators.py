@@ -1,0 +1,164 @@
+"""Per-candle cost of the whole indicator set: ENYGMA's incremental engine against talipp (incremental) and
+against recomputing TA-Lib and pandas-ta over a rolling 500-candle window, all in the same run.
+
+    .venv/bin/python -m bench.indicators [--json FILE]
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from bench.common import best_of, emit, parse, timed
+from engine.indicators import IndicatorSet
+from engine.marketdata.candle_files import load_candles
+from engine.models import Candle
+
+WINDOW = 500
+
+
+def ours(candles: list[Candle]) -> float:
+    ind = IndicatorSet()
+    return timed(lambda: [ind.update(c) for c in candles]) / len(candles)
+
+
+def talipp_set(candles: list[Candle]) -> float:
+    from talipp.indicators import ADX, AO, ATR, BB, EMA, MACD, OBV, RSI, KeltnerChannels, Stoch, StochRSI, Williams
+    from talipp.ohlcv import OHLCV
+
+    close_inds: list[Any] = [
+        StochRSI(14, 14, 3, 3),
+        EMA(9),
+        EMA(50),
+        EMA(100),
+        EMA(200),
+        MACD(12, 26, 9),
+        BB(20, 2.0),
+        RSI(14),
+    ]
+    bar_inds: list[Any] = [
+        Stoch(14, 3),
+        Stoch(9, 3),
+        Williams(10),
+        AO(5, 34),
+        KeltnerChannels(20, 20, 1.5, 1.5),
+        OBV(),
+        ATR(14),
+        ADX(14, 14),
+    ]
+    bars = [OHLCV(c.open, c.high, c.low, c.close, c.volume) for c in candles]
+
+    def run() -> None:
+        for c, b in zip(candles, bars, strict=True):
+            for i in close_inds:
+                i.add(c.close)
+            for i in bar_inds:
+                i.add(b)
+
+    return timed(run) / len(candles)
+
+
+def talib_recompute(candles: list[Candle], n: int) -> float:
+    import talib
+
+    h = np.array([c.high for c in candles])
+    lo = np.array([c.low for c in candles])
+    c = np.array([c.close for c in candles])
+    v = np.array([c.volume for c in candles])
+
+    def step(end: int) -> None:
+        hh, ll, cc, vv = h[end - WINDOW : end], lo[end - WINDOW : end], c[end - WINDOW : end], v[end - WINDOW : end]
+        talib.STOCHRSI(cc, 14, 14, 3)
+        talib.STOCH(hh, ll, cc, 14, 3, 0, 3, 0)
+        talib.STOCH(hh, ll, cc, 9, 3, 0, 3, 0)
+        talib.WILLR(hh, ll, cc, 10)
+        med = talib.MEDPRICE(hh, ll)
+        talib.SMA(med, 5)
+        talib.SMA(med, 34)
+        for p in (9, 50, 100, 200):
+            talib.EMA(cc, p)
+        talib.MACD(cc, 12, 26, 9)
+        talib.BBANDS(cc, 20, 2, 2, 0)
+        talib.SMA(talib.TRANGE(hh, ll, cc), 20)
+        talib.OBV(cc, vv)
+        talib.ATR(hh, ll, cc, 14)
+        talib.ADX(hh, ll, cc, 14)
+        talib.PLUS_DI(hh, ll, cc, 14)
+        talib.MINUS_DI(hh, ll, cc, 14)
+
+    ends = range(WINDOW, WINDOW + n)
+    return timed(lambda: [step(e) for e in ends]) / n
+
+
+def pandas_ta_recompute(candles: list[Candle], n: int) -> float:
+    import pandas as pd
+    import pandas_ta as ta
+
+    df = pd.DataFrame(
+        {
+            "open": [c.open for c in candles],
+            "high": [c.high for c in candles],
+            "low": [c.low for c in candles],
+            "close": [c.close for c in candles],
+            "volume": [c.volume for c in candles],
+        }
+    )
+
+    def step(end: int) -> None:
+        w = df.iloc[end - WINDOW : end]
+        ta.stochrsi(w.close, 14, 14, 3, 3)
+        ta.stoch(w.high, w.low, w.close, 14, 3, 3)
+        ta.kdj(w.high, w.low, w.close, 9, 3)
+        ta.willr(w.high, w.low, w.close, 10)
+        ta.ao(w.high, w.low, 5, 34)
+        for p in (9, 50, 100, 200):
+            ta.ema(w.close, p)
+        ta.macd(w.close, 12, 26, 9)
+        ta.bbands(w.close, 20, 2.0)
+        ta.kc(w.high, w.low, w.close, 20, 1.5)
+        ta.obv(w.close, w.volume)
+        ta.atr(w.high, w.low, w.close, 14)
+        ta.adx(w.high, w.low, w.close, 14)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ends = range(WINDOW, WINDOW + n)
+        return timed(lambda: [step(e) for e in ends]) / n
+
+
+def main() -> None:
+    args = parse(__doc__ or "")
+    candles = load_candles(args.data_dir, "ETHUSDTM", "5min")
+    t_ours = best_of(5, lambda: ours(candles))
+    t_talipp = best_of(2, lambda: talipp_set(candles))
+    t_talib = best_of(2, lambda: talib_recompute(candles, 2000))
+    t_pta = best_of(1, lambda: pandas_ta_recompute(candles, 100))
+    us = 1e6
+    rows = [
+        ("ENYGMA incremental", f"{t_ours * us:9.1f} µs/candle"),
+        ("talipp (incremental)", f"{t_talipp * us:9.1f} µs/candle"),
+        ("TA-Lib recompute, 500 window", f"{t_talib * us:9.1f} µs/candle"),
+        ("pandas-ta recompute, 500 window", f"{t_pta * us:9.1f} µs/candle"),
+    ]
+    figures = {
+        "series": "ETHUSDTM 5min",
+        "candles": len(candles),
+        "us_per_candle": {
+            "enygma": t_ours * us,
+            "talipp": t_talipp * us,
+            "talib_recompute_500": t_talib * us,
+            "pandas_ta_recompute_500": t_pta * us,
+        },
+    }
+    ratios = {
+        "vs_talipp": t_talipp / t_ours,
+        "vs_talib_recompute": t_talib / t_ours,
+        "vs_pandas_ta_recompute": t_pta / t_ours,
+    }
+    emit("Indicator set, cost per new candle (lower is better)", rows, figures, ratios, args.json)
+
+
+if __name__ == "__main__":
+    main()
