@@ -38,7 +38,8 @@ class SlidingSum:
         return len(self._buf) == self._n
 
     def mean(self) -> float:
-        assert self._anchor is not None
+        if self._anchor is None:
+            raise ValueError("mean of an empty window")
         return self._anchor + self._sum / len(self._buf)
 
     def pvariance(self) -> float:

@@ -198,7 +198,8 @@ class SymbolPipeline:
         if missing:
             self.prev_score = 0.0
         snap = st.snapshot
-        assert snap is not None
+        if snap is None:  # pragma: no cover - update() always sets it
+            raise RuntimeError("primary timeframe has no snapshot after an update")
         atr_pct = snap.atr_pct
         prev = self.prev_score
         reason = st.not_ready_reason()
@@ -261,7 +262,8 @@ class SymbolPipeline:
         confidence = final_confidence(combined.confidence_points, pen)
         d = Direction.BULLISH if x > 0 else Direction.BEARISH if x < 0 else Direction.NEUTRAL
         agreeing = primary.bull_ind if d is Direction.BULLISH else primary.bear_ind if d is Direction.BEARISH else 0
-        assert snap.ema9 is not None and snap.ema50 is not None and snap.ema200 is not None
+        if snap.ema9 is None or snap.ema50 is None or snap.ema200 is None:  # pragma: no cover - readiness
+            raise RuntimeError("EMA trend not ready although the timeframe is")
         triggers = tables(cfg).triggers
         has_trigger = any(
             s.signal.direction is d and s.signal.category in triggers and s.signal.indicator not in TRIGGER_EXCLUDED
