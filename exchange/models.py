@@ -1,0 +1,219 @@
+"""Typed exchange objects. Venue strings are parsed into enums here, once; prices are Decimal, sizes int lots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from exchange.ids import new_client_oid
+
+
+class OrderSide(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class OrderStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+
+
+class StopDirection(StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+class StopPriceType(StrEnum):
+    LAST = "TP"
+    MARK = "MP"
+    INDEX = "IP"
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    return Decimal(str(value))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """One order intent. The clientOid is fixed at creation, so every retry of this intent carries it."""
+
+    symbol: str
+    side: OrderSide
+    lots: int
+    type: OrderType = OrderType.MARKET
+    price: Decimal | None = None
+    leverage: int | None = None
+    reduce_only: bool = False
+    close_order: bool = False
+    post_only: bool = False
+    time_in_force: str = "GTC"
+    stop: StopDirection | None = None
+    stop_price: Decimal | None = None
+    stop_price_type: StopPriceType = StopPriceType.MARK
+    margin_mode: str = "ISOLATED"
+    client_oid: str = field(default_factory=new_client_oid)
+
+    def __post_init__(self) -> None:
+        if not self.close_order and self.lots < 1:
+            raise ValueError(f"an order needs at least one lot, got {self.lots}")
+        if self.type is OrderType.LIMIT and self.price is None:
+            raise ValueError("a limit order needs a price")
+        if self.stop is not None and self.stop_price is None:
+            raise ValueError("a stop order needs a stop price")
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of ``POST /api/v1/orders`` (key order fixed, so the signed bytes are stable)."""
+        out: dict[str, Any] = {"clientOid": self.client_oid, "symbol": self.symbol, "type": self.type.value}
+        if self.close_order:
+            out["closeOrder"] = True
+        else:
+            out["side"] = self.side.value
+            out["size"] = self.lots
+        if self.price is not None:
+            out["price"] = str(self.price)
+        if self.leverage is not None and not (self.reduce_only or self.close_order):
+            out["leverage"] = self.leverage
+        if self.reduce_only:
+            out["reduceOnly"] = True
+        if self.post_only:
+            out["postOnly"] = True
+        if self.type is OrderType.LIMIT:
+            out["timeInForce"] = self.time_in_force
+        if self.stop is not None:
+            out["stop"] = self.stop.value
+            out["stopPrice"] = str(self.stop_price)
+            out["stopPriceType"] = self.stop_price_type.value
+        out["marginMode"] = self.margin_mode
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: str
+    client_oid: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    price: Decimal | None
+    lots: int
+    filled_lots: int
+    filled_value: Decimal
+    status: OrderStatus
+    reduce_only: bool
+    stop: StopDirection | None
+    stop_price: Decimal | None
+    stop_triggered: bool
+    cancel_exist: bool
+    created_at: int
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is OrderStatus.OPEN
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Order:
+        stop = d.get("stop") or None
+        return cls(
+            id=str(d["id"]),
+            client_oid=str(d.get("clientOid") or ""),
+            symbol=str(d["symbol"]),
+            side=OrderSide(d["side"]),
+            type=OrderType(d.get("type", "limit")),
+            price=_dec(d.get("price")),
+            lots=int(d.get("size", 0)),
+            filled_lots=int(d.get("filledSize", d.get("dealSize", 0)) or 0),
+            filled_value=_dec(d.get("filledValue", d.get("dealValue", "0"))) or Decimal(0),
+            status=OrderStatus(d.get("status", "open")),
+            reduce_only=bool(d.get("reduceOnly", False)),
+            stop=StopDirection(stop) if stop else None,
+            stop_price=_dec(d.get("stopPrice")),
+            stop_triggered=bool(d.get("stopTriggered", False)),
+            cancel_exist=bool(d.get("cancelExist", False)),
+            created_at=int(d.get("createdAt", 0) or 0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    symbol: str
+    lots: int  # signed: long positive
+    avg_entry: Decimal
+    leverage: Decimal
+    liquidation_price: Decimal | None
+    mark_price: Decimal | None
+    unrealised_pnl: Decimal
+    realised_pnl: Decimal
+    margin_mode: str
+
+    @property
+    def is_open(self) -> bool:
+        return self.lots != 0
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Position:
+        return cls(
+            symbol=str(d["symbol"]),
+            lots=int(d.get("currentQty", 0) or 0),
+            avg_entry=_dec(d.get("avgEntryPrice")) or Decimal(0),
+            leverage=_dec(d.get("leverage")) or Decimal(0),
+            liquidation_price=_dec(d.get("liquidationPrice")),
+            mark_price=_dec(d.get("markPrice")),
+            unrealised_pnl=_dec(d.get("unrealisedPnl")) or Decimal(0),
+            realised_pnl=_dec(d.get("realisedPnl")) or Decimal(0),
+            margin_mode=str(d.get("marginMode", "ISOLATED")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountOverview:
+    equity: Decimal
+    available: Decimal
+    unrealised_pnl: Decimal
+    position_margin: Decimal
+    order_margin: Decimal
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> AccountOverview:
+        return cls(
+            equity=_dec(d.get("accountEquity")) or Decimal(0),
+            available=_dec(d.get("availableBalance")) or Decimal(0),
+            unrealised_pnl=_dec(d.get("unrealisedPNL")) or Decimal(0),
+            position_margin=_dec(d.get("positionMargin")) or Decimal(0),
+            order_margin=_dec(d.get("orderMargin")) or Decimal(0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    trade_id: str
+    order_id: str
+    symbol: str
+    side: OrderSide
+    price: Decimal
+    lots: int
+    fee: Decimal
+    liquidity: str
+    ts_ms: int
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Fill:
+        return cls(
+            trade_id=str(d["tradeId"]),
+            order_id=str(d["orderId"]),
+            symbol=str(d["symbol"]),
+            side=OrderSide(d["side"]),
+            price=Decimal(str(d["price"])),
+            lots=int(d["size"]),
+            fee=Decimal(str(d.get("fee", "0"))),
+            liquidity=str(d.get("liquidity", "")),
+            ts_ms=int(d.get("createdAt", 0)),
+        )

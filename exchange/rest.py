@@ -1,0 +1,406 @@
+"""Asyncio KuCoin Futures REST client (aiohttp): signing, envelope, typed errors, bounded retries with full
+jitter, and idempotent order placement (a lost reply is resolved by asking for the clientOid, never by
+blindly sending the order again)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from exchange.errors import (
+    DuplicateClientOidError,
+    ExchangeError,
+    ExchangeTimeoutError,
+    InvalidRequestError,
+    OrderNotFoundError,
+    PermissionRefusedError,
+    RateLimitedError,
+    RetryableError,
+    TimestampError,
+    error_for,
+)
+from exchange.models import AccountOverview, Fill, Order, OrderRequest, OrderSide, OrderType, Position
+from exchange.signing import Credentials, compact_json, sign_headers
+
+log = structlog.get_logger(__name__)
+
+REFUSED_PERMISSIONS = ("transfer", "withdrawal", "withdraw")
+
+
+class KucoinFuturesClient:
+    """One client per account; ``async with`` owns its aiohttp session."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials | None = None,
+        *,
+        spot_base_url: str | None = None,
+        timeout_s: float = 10.0,
+        max_attempts: int = 5,
+        backoff_base_s: float = 0.25,
+        backoff_cap_s: float = 8.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.spot_base_url = (spot_base_url or base_url).rstrip("/")
+        self.credentials = credentials
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.offset_ms = 0
+        self.retries = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    # ------------------------------------------------------------------ transport
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000) + self.offset_ms
+
+    async def sync_time(self) -> int:
+        """Measure the server-time offset so a skewed local clock does not break signatures."""
+        before = self.clock()
+        server_ms = int(await self._send("GET", "/api/v1/timestamp", signed=False))
+        after = self.clock()
+        self.offset_ms = server_ms - int((before + after) / 2 * 1000)
+        return self.offset_ms
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        signed: bool = True,
+        base: str | None = None,
+    ) -> Any:
+        """One HTTP exchange, no retries: returns ``data`` or raises the classified error."""
+        query = "&".join(f"{k}={v}" for k, v in (params or {}).items() if v is not None)
+        target = path + (f"?{query}" if query else "")
+        body_str = "" if body is None else compact_json(body)
+        headers = {"Content-Type": "application/json"}
+        if signed:
+            if self.credentials is None:
+                raise InvalidRequestError(f"{path} needs API credentials")
+            headers = sign_headers(self.credentials, method, target, body_str, self._now_ms())
+        url = URL((base or self.base_url) + target, encoded=True)
+        try:
+            async with self.session.request(method, url, data=body_str or None, headers=headers) as resp:
+                status = resp.status
+                reset = resp.headers.get("gw-ratelimit-reset")
+                try:
+                    payload = await resp.json(content_type=None)
+                except (aiohttp.ContentTypeError, ValueError):
+                    payload = None
+        except TimeoutError as exc:
+            raise ExchangeTimeoutError(f"{method} {path} timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise RetryableError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise RetryableError(f"{method} {path}: HTTP {status} without a JSON body", http_status=status)
+        code = str(payload.get("code", ""))
+        if code == "200000" and status < 400:
+            return payload.get("data")
+        err = error_for(code or str(status), str(payload.get("msg", "")), status)
+        if isinstance(err, RateLimitedError) and reset is not None and reset.isdigit():
+            err.reset_ms = int(reset)
+        raise err
+
+    async def _call(self, method: str, path: str, *, retry: bool = True, **kw: Any) -> Any:
+        """``_send`` with bounded retries for transient failures (reads and safe writes only)."""
+        resynced = False
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return await self._send(method, path, **kw)
+            except TimestampError:
+                if resynced:
+                    raise
+                resynced = True
+                await self.sync_time()
+            except RetryableError as exc:
+                if not retry or attempt == self.max_attempts:
+                    raise
+                await self._backoff(attempt, exc)
+        raise ExchangeError(f"{method} {path}: retries exhausted")  # pragma: no cover - loop always returns/raises
+
+    async def _backoff(self, attempt: int, exc: RetryableError) -> None:
+        """Exponential backoff with full jitter; a 429 waits at least until the pool resets."""
+        self.retries += 1
+        delay = self.rng.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1)))
+        if isinstance(exc, RateLimitedError) and exc.reset_ms is not None:
+            delay = max(delay, exc.reset_ms / 1000)
+        log.warning("exchange.retry", attempt=attempt, delay_s=round(delay, 3), error=str(exc))
+        await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ market data
+
+    async def server_time(self) -> int:
+        return int(await self._call("GET", "/api/v1/timestamp", signed=False))
+
+    async def contracts(self) -> list[dict[str, Any]]:
+        data = await self._call("GET", "/api/v1/contracts/active", signed=False)
+        return list(data)
+
+    async def contract(self, symbol: str) -> dict[str, Any]:
+        return dict(await self._call("GET", f"/api/v1/contracts/{symbol}", signed=False))
+
+    async def ticker(self, symbol: str) -> dict[str, Any]:
+        return dict(await self._call("GET", "/api/v1/ticker", params={"symbol": symbol}, signed=False))
+
+    async def mark_price(self, symbol: str) -> Decimal:
+        data = await self._call("GET", f"/api/v1/mark-price/{symbol}/current", signed=False)
+        return Decimal(str(data["value"]))
+
+    async def klines(self, symbol: str, granularity_min: int, start_ms: int, end_ms: int) -> list[list[float]]:
+        """Candles in [start, end], paging by time (the exchange caps one answer at 500 rows)."""
+        rows: list[list[float]] = []
+        cursor = start_ms
+        step = granularity_min * 60_000
+        while cursor <= end_ms:
+            page = await self._call(
+                "GET",
+                "/api/v1/kline/query",
+                signed=False,
+                params={"symbol": symbol, "granularity": granularity_min, "from": cursor, "to": end_ms},
+            )
+            if not page:
+                break
+            rows.extend(r for r in page if not rows or r[0] > rows[-1][0])
+            last = int(page[-1][0])
+            if last + step <= cursor:
+                break
+            cursor = last + step
+        return rows
+
+    # ------------------------------------------------------------------ account and positions
+
+    async def account_overview(self) -> AccountOverview:
+        data = await self._call("GET", "/api/v1/account-overview", params={"currency": "USDT"})
+        return AccountOverview.from_api(data)
+
+    async def position(self, symbol: str) -> Position:
+        return Position.from_api(await self._call("GET", "/api/v1/position", params={"symbol": symbol}))
+
+    async def positions(self) -> list[Position]:
+        data = await self._call("GET", "/api/v1/positions", params={"currency": "USDT"})
+        return [Position.from_api(p) for p in data]
+
+    async def position_mode(self) -> int:
+        data = await self._call("GET", "/api/v2/position/getPositionMode")
+        return int(data["positionMode"])
+
+    async def set_position_mode(self, hedge: bool) -> None:
+        await self._call("POST", "/api/v2/position/switchPositionMode", body={"positionMode": "1" if hedge else "0"})
+
+    async def margin_mode(self, symbol: str) -> str:
+        data = await self._call("GET", "/api/v2/position/getMarginMode", params={"symbol": symbol})
+        return str(data["marginMode"])
+
+    async def set_margin_mode(self, symbol: str, mode: str) -> None:
+        await self._call("POST", "/api/v2/position/changeMarginMode", body={"symbol": symbol, "marginMode": mode})
+
+    async def api_key_permissions(self) -> list[str]:
+        data = await self._call("GET", "/api/v1/user/api-key", base=self.spot_base_url)
+        return [p.strip() for p in str(data.get("permission", "")).split(",") if p.strip()]
+
+    async def check_key_permissions(self) -> list[str]:
+        """Refuse a key that can move money out; require Futures. Returns the permissions."""
+        perms = await self.api_key_permissions()
+        lowered = {p.lower() for p in perms}
+        bad = [p for p in perms if p.lower() in REFUSED_PERMISSIONS]
+        if bad:
+            raise PermissionRefusedError(f"API key has the {', '.join(bad)} permission; create a trade-only key")
+        if "futures" not in lowered:
+            raise PermissionRefusedError("API key lacks the Futures permission")
+        return perms
+
+    async def fills(self, *, symbol: str | None = None, order_id: str | None = None) -> list[Fill]:
+        data = await self._call("GET", "/api/v1/fills", params={"symbol": symbol, "orderId": order_id})
+        return [Fill.from_api(f) for f in data.get("items", [])]
+
+    async def funding_history(self, symbol: str) -> list[dict[str, Any]]:
+        data = await self._call("GET", "/api/v1/funding-history", params={"symbol": symbol})
+        return list(data.get("dataList", []))
+
+    async def bullet(self, *, private: bool) -> dict[str, Any]:
+        path = "/api/v1/bullet-private" if private else "/api/v1/bullet-public"
+        return dict(await self._call("POST", path, signed=private))
+
+    # ------------------------------------------------------------------ orders
+
+    async def place_order(self, req: OrderRequest, *, test: bool = False) -> Order:
+        """Place ``req`` exactly once. After a timeout or lost reply the exchange is asked whether it knows the
+        clientOid; the order is re-sent only when it does not."""
+        path = "/api/v1/orders/test" if test else "/api/v1/orders"
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                data = await self._send("POST", path, body=req.body())
+                if test:
+                    return _accepted(req, str(data.get("orderId", "")))
+                return await self.order_by_id(str(data["orderId"]))
+            except DuplicateClientOidError:
+                return await self._known(req)
+            except TimestampError:
+                await self.sync_time()
+            except RetryableError as exc:
+                if test:
+                    if attempt == self.max_attempts:
+                        raise
+                    await self._backoff(attempt, exc)
+                    continue
+                if not isinstance(exc, RateLimitedError):
+                    known = await self._find(req.client_oid)
+                    if known is not None:
+                        log.info("exchange.order_recovered", client_oid=req.client_oid, order_id=known.id)
+                        return known
+                if attempt == self.max_attempts:
+                    raise
+                await self._backoff(attempt, exc)
+        raise ExchangeError(f"placing {req.client_oid}: retries exhausted")  # pragma: no cover
+
+    async def _find(self, client_oid: str) -> Order | None:
+        try:
+            return await self.order_by_client_oid(client_oid)
+        except OrderNotFoundError:
+            return None
+
+    async def _known(self, req: OrderRequest) -> Order:
+        found = await self._find(req.client_oid)
+        if found is None:
+            raise DuplicateClientOidError(f"clientOid {req.client_oid} reported as repeated but not found")
+        return found
+
+    async def place_bracket(self, req: OrderRequest, *, take_profit: Decimal, stop_loss: Decimal) -> Order:
+        """``POST /api/v1/st-orders``: entry with attached reduce-only TP and SL (mark price)."""
+        up, down = (take_profit, stop_loss) if req.side is OrderSide.BUY else (stop_loss, take_profit)
+        body = req.body() | {
+            "triggerStopUpPrice": str(up),
+            "triggerStopDownPrice": str(down),
+            "stopPriceType": req.stop_price_type.value,
+        }
+        try:
+            data = await self._send("POST", "/api/v1/st-orders", body=body)
+        except RetryableError:
+            known = await self._find(req.client_oid)
+            if known is None:
+                raise
+            return known
+        return await self.order_by_id(str(data["orderId"]))
+
+    async def market_entry_guarded(
+        self,
+        symbol: str,
+        side: OrderSide,
+        lots: int,
+        leverage: int,
+        max_slippage_pct: Decimal,
+        tick: Decimal,
+        *,
+        client_oid: str | None = None,
+    ) -> Order:
+        """A market entry that cannot fill far away: a limit IOC at the best price ± ``max_slippage_pct``."""
+        t = await self.ticker(symbol)
+        best = Decimal(t["bestAskPrice"] if side is OrderSide.BUY else t["bestBidPrice"])
+        factor = 1 + max_slippage_pct / 100 if side is OrderSide.BUY else 1 - max_slippage_pct / 100
+        worst = (best * factor / tick).to_integral_value() * tick
+        req = OrderRequest(
+            symbol=symbol,
+            side=side,
+            lots=lots,
+            type=OrderType.LIMIT,
+            price=worst,
+            leverage=leverage,
+            time_in_force="IOC",
+        )
+        if client_oid is not None:
+            req = dataclasses.replace(req, client_oid=client_oid)
+        return await self.place_order(req)
+
+    async def cancel_order(self, order_id: str) -> list[str]:
+        data = await self._call("DELETE", f"/api/v1/orders/{order_id}")
+        return [str(x) for x in data.get("cancelledOrderIds", [])]
+
+    async def cancel_by_client_oid(self, symbol: str, client_oid: str) -> str:
+        data = await self._call("DELETE", f"/api/v1/orders/client-order/{client_oid}", params={"symbol": symbol})
+        return str(data["clientOid"])
+
+    async def cancel_all_orders(self, symbol: str) -> list[str]:
+        data = await self._call("DELETE", "/api/v3/orders", params={"symbol": symbol})
+        return [str(x) for x in data.get("cancelledOrderIds", [])]
+
+    async def cancel_all_stop_orders(self, symbol: str | None = None) -> list[str]:
+        data = await self._call("DELETE", "/api/v1/stopOrders", params={"symbol": symbol})
+        return [str(x) for x in data.get("cancelledOrderIds", [])]
+
+    async def order_by_id(self, order_id: str) -> Order:
+        return Order.from_api(await self._call("GET", f"/api/v1/orders/{order_id}"))
+
+    async def order_by_client_oid(self, client_oid: str) -> Order:
+        return Order.from_api(await self._call("GET", "/api/v1/orders/byClientOid", params={"clientOid": client_oid}))
+
+    async def open_orders(self, symbol: str | None = None) -> list[Order]:
+        data = await self._call("GET", "/api/v1/orders", params={"status": "active", "symbol": symbol})
+        return [Order.from_api(o) for o in data.get("items", [])]
+
+    async def open_stop_orders(self, symbol: str | None = None) -> list[Order]:
+        data = await self._call("GET", "/api/v1/stopOrders", params={"symbol": symbol})
+        return [Order.from_api(o) for o in data.get("items", [])]
+
+
+def _accepted(req: OrderRequest, order_id: str) -> Order:
+    """What ``orders/test`` validated, as an Order that was never placed."""
+    from exchange.models import OrderStatus
+
+    return Order(
+        id=order_id,
+        client_oid=req.client_oid,
+        symbol=req.symbol,
+        side=req.side,
+        type=req.type,
+        price=req.price,
+        lots=req.lots,
+        filled_lots=0,
+        filled_value=Decimal(0),
+        status=OrderStatus.DONE,
+        reduce_only=req.reduce_only,
+        stop=req.stop,
+        stop_price=req.stop_price,
+        stop_triggered=False,
+        cancel_exist=True,
+        created_at=0,
+    )

@@ -1,0 +1,48 @@
+"""Fault switches the tests flip at runtime: rate-limit bursts, 5xx, latency, lost replies, WS trouble."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FaultInjector:
+    rate_limit_remaining: int = 0
+    server_error_remaining: int = 0
+    latency_ms: int = 0
+    lose_reply_remaining: int = 0
+    lose_reply_prefix: str = "/api/v1/orders"
+    duplicate_ws_messages: bool = False
+    reorder_ws_messages: bool = False
+    ws_drops: int = 0
+    token_epoch: int = 0
+    log: list[str] = field(default_factory=list)
+
+    def rate_limit_next(self, n: int) -> None:
+        """The next ``n`` REST requests answer HTTP 429 / 429000."""
+        self.rate_limit_remaining = n
+
+    def server_error_next(self, n: int) -> None:
+        """The next ``n`` REST requests answer HTTP 503 without executing."""
+        self.server_error_remaining = n
+
+    def lose_reply_next(self, n: int, path_prefix: str = "/api/v1/orders") -> None:
+        """The next ``n`` requests under ``path_prefix`` are executed, then the connection drops unanswered."""
+        self.lose_reply_remaining = n
+        self.lose_reply_prefix = path_prefix
+
+    def expire_tokens(self) -> None:
+        """Every issued WebSocket token becomes invalid."""
+        self.token_epoch += 1
+
+    def reset(self) -> None:
+        self.rate_limit_remaining = self.server_error_remaining = self.lose_reply_remaining = 0
+        self.latency_ms = 0
+        self.duplicate_ws_messages = self.reorder_ws_messages = False
+
+    def take(self, attr: str) -> bool:
+        left: int = getattr(self, attr)
+        if left > 0:
+            setattr(self, attr, left - 1)
+            return True
+        return False

@@ -1,0 +1,34 @@
+"""Drive the simulator's prices from recorded candles with a realistic intrabar path."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+from engine.marketdata.candle_files import load_candles
+from engine.models import Candle, timeframe_ms
+from exchange.simulator.server import SimulatorServer
+
+
+def intrabar_path(c: Candle) -> list[float]:
+    """open → nearer extreme → farther extreme → close, as a price would plausibly travel."""
+    if abs(c.open - c.low) <= abs(c.high - c.open):
+        return [c.open, c.low, c.high, c.close]
+    return [c.open, c.high, c.low, c.close]
+
+
+async def replay_files(
+    sim: SimulatorServer, data_dir: Path, symbols: tuple[str, ...], speed: str, interval: str = "5min"
+) -> None:
+    """Replay each symbol's candles; ``speed`` is N × real time or ``max``."""
+    series = {s: load_candles(data_dir, s, interval) for s in symbols}
+    step_s = timeframe_ms(interval) / 1000
+    delay = 0.0 if speed == "max" else step_s / float(speed) / 4
+    for bars in zip(*series.values(), strict=False):
+        for k in range(4):
+            for sym, bar in zip(series, bars, strict=True):
+                sim.set_price(sym, Decimal(repr(intrabar_path(bar)[k])))
+            await asyncio.sleep(delay)
+        for sym, bar in zip(series, bars, strict=True):
+            sim.push_candle(sym, interval, bar)

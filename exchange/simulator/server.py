@@ -1,0 +1,769 @@
+"""The simulator's aiohttp server: KuCoin's REST envelope, signature checks, rate-limit pools, fault switches,
+and a WebSocket endpoint (welcome, ping/pong, subscribe acks, private and public pushes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import WSMsgType, web
+
+from exchange.simulator.auth import ApiKey, verify
+from exchange.simulator.errors import SimError
+from exchange.simulator.faults import FaultInjector
+from exchange.simulator.state import Book, Contract, Order, dumps
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONTRACTS = ROOT.parent / "shared" / "data" / "kucoin-futures" / "contracts.json"
+
+Handler = Callable[[web.Request], Awaitable[Any]]
+API_KEY = web.RequestKey("api_key", ApiKey)
+JSON_BODY: web.RequestKey[dict[str, Any]] = web.RequestKey("json", dict)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class SimulatorConfig:
+    api_key: str = "sim-key"
+    api_secret: str = "sim-secret"  # noqa: S105 - the simulator's fake default credentials
+    api_passphrase: str = "sim-passphrase"  # noqa: S105
+    key_version: int = 2
+    key_permissions: tuple[str, ...] = ("General", "Futures")
+    contracts_file: Path | None = None
+    symbols: tuple[str, ...] = ("XBTUSDTM", "ETHUSDTM", "SOLUSDTM", "XRPUSDTM")
+    initial_balance: Decimal = Decimal("10000")
+    market_slippage: Decimal = Decimal("0.0002")
+    funding_rate: Decimal = Decimal("0.0001")
+    rate_limit_quota: int = 2000
+    rate_limit_window_ms: int = 30_000
+    ws_ping_interval_ms: int = 18_000
+    ws_ping_timeout_ms: int = 10_000
+    clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
+
+
+def load_contracts(path: Path, symbols: tuple[str, ...]) -> dict[str, Contract]:
+    raw = json.loads(path.read_text())
+    entries = raw.get("contracts", raw)
+    out = {}
+    for sym, p in entries.items():
+        if symbols and sym not in symbols:
+            continue
+        out[sym] = Contract(
+            symbol=sym,
+            multiplier=Decimal(str(p["multiplier"])),
+            lot_size=int(p["lotSize"]),
+            tick_size=Decimal(str(p["tickSize"])),
+            max_leverage=int(p["maxLeverage"]),
+            maker_fee=Decimal(str(p.get("makerFeeRate", "0.0002"))),
+            taker_fee=Decimal(str(p.get("takerFeeRate", "0.0006"))),
+            mmr=Decimal(str(p.get("maintainMargin", "0.005"))),
+            payload=p,
+        )
+    return out
+
+
+# Endpoint → (pool, weight, private); reference §4.8.
+ROUTES: dict[tuple[str, str], tuple[str, int, bool]] = {}
+
+
+def route(method: str, path: str, pool: str, weight: int, private: bool) -> Callable[[F], F]:
+    def deco(fn: F) -> F:
+        ROUTES[(method, path)] = (pool, weight, private)
+        fn.__route__ = (method, path)  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+class SimulatorServer:
+    """Run in-process (tests, paper mode) or standalone (``python -m exchange.simulator``)."""
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = cfg = config or SimulatorConfig()
+        contracts_file = cfg.contracts_file or DEFAULT_CONTRACTS
+        self.state = Book(
+            contracts=load_contracts(contracts_file, cfg.symbols),
+            balance=cfg.initial_balance,
+            market_slippage=cfg.market_slippage,
+            funding_rate=cfg.funding_rate,
+            clock=cfg.clock,
+        )
+        self.keys = {cfg.api_key: ApiKey(cfg.api_key, cfg.api_secret, cfg.api_passphrase, cfg.key_permissions)}
+        self.faults = FaultInjector()
+        self.pools: dict[str, tuple[int, int]] = {}  # pool -> (window start, used)
+        self.tokens: dict[str, tuple[bool, int]] = {}  # token -> (private, epoch)
+        self.sockets: set[web.WebSocketResponse] = set()
+        self.subscriptions: dict[web.WebSocketResponse, set[str]] = {}
+        self.state.listeners.append(self._on_event)
+        self._runner: web.AppRunner | None = None
+        self.rest_url = ""
+        self.requests: list[tuple[str, str]] = []
+        self._pending_ws: list[tuple[web.WebSocketResponse, dict[str, Any]]] = []
+        self.candles: dict[tuple[str, int], list[list[float]]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        for name in dir(self):
+            fn = getattr(self, name)
+            spec = getattr(fn, "__route__", None)
+            if spec is not None:
+                app.router.add_route(spec[0], spec[1], fn)
+        app.router.add_get("/ws", self._ws)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = port
+        for addr in self._runner.addresses:
+            if isinstance(addr, tuple):
+                bound = int(addr[1])
+        self.rest_url = f"http://{host}:{bound}"
+
+    async def stop(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def set_price(self, symbol: str, last: Decimal, mark: Decimal | None = None, index: Decimal | None = None) -> None:
+        self.state.set_price(symbol, Decimal(last), mark, index)
+
+    def push_candle(self, symbol: str, timeframe: str, candle: Any) -> None:
+        """Record a closed candle for ``/api/v1/kline/query`` and push it on the limitCandle topic."""
+        from engine.models import timeframe_ms
+
+        minutes = timeframe_ms(timeframe) // 60_000
+        row = [candle.ts, candle.open, candle.high, candle.low, candle.close, candle.volume]
+        self.candles.setdefault((symbol, minutes), []).append(row)
+        self._publish(
+            f"/contractMarket/limitCandle:{symbol}_{timeframe}",
+            "candle.stick",
+            {"symbol": symbol, "candles": [str(v) for v in row], "time": self.config.clock() * 1_000_000},
+            False,
+        )
+
+    def run_funding(self, ts_ms: int) -> None:
+        self.state.settle_funding(ts_ms)
+
+    def save_state(self, path: Path) -> None:
+        path.write_text(dumps(self.state.snapshot()))
+
+    def load_state(self, path: Path) -> None:
+        self.state.restore(json.loads(path.read_text()))
+
+    # ------------------------------------------------------------------ middleware
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/ws":
+            result: web.StreamResponse = await handler(request)
+            return result
+        self.requests.append((request.method, request.path_qs))
+        faults = self.faults
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if faults.take("rate_limit_remaining"):
+            return self._error("429000", "Too Many Requests", 429, headers={"gw-ratelimit-reset": "200"})
+        if faults.take("server_error_remaining"):
+            return self._error("500000", "Internal Server Error", 503)
+        spec = self._route_spec(request)
+        if spec is None:
+            return self._error("404000", "Url Not Found", 404)
+        pool, weight, private = spec
+        body = await request.read()
+        if private:
+            headers = {k: v for k, v in request.headers.items() if k.upper().startswith("KC-API")}
+            failure = verify(
+                self.keys,
+                {k.upper(): v for k, v in headers.items()},
+                request.method,
+                request.raw_path,
+                body,
+                self.config.clock(),
+            )
+            if failure is not None:
+                status = 400 if failure[0] == "400002" else 401
+                return self._error(failure[0], failure[1], status)
+            request[API_KEY] = self.keys[request.headers["KC-API-KEY"]]
+        limited = self._charge(pool, weight)
+        if limited is not None:
+            return limited
+        try:
+            payload = json.loads(body) if body else {}
+        except json.JSONDecodeError:
+            return self._error("400100", "request body is not valid JSON", 400)
+        request[JSON_BODY] = payload
+        lose = faults.lose_reply_remaining and request.path.startswith(faults.lose_reply_prefix)
+        try:
+            data = await handler(request)
+        except SimError as exc:
+            return self._error(exc.code, exc.message, exc.http_status)
+        if lose and faults.take("lose_reply_remaining"):
+            # Executed, but the reply never arrives: the connection drops.
+            if request.transport is not None:
+                request.transport.close()
+            raise web.HTTPServiceUnavailable
+        resp = web.json_response({"code": "200000", "data": data}, dumps=_json_dumps)
+        used = self.pools.get(pool, (0, 0))[1]
+        resp.headers["gw-ratelimit-limit"] = str(self.config.rate_limit_quota)
+        resp.headers["gw-ratelimit-remaining"] = str(max(0, self.config.rate_limit_quota - used))
+        return resp
+
+    def _route_spec(self, request: web.Request) -> tuple[str, int, bool] | None:
+        match = request.match_info.route.resource
+        canonical = match.canonical if match is not None else request.path
+        return ROUTES.get((request.method, canonical))
+
+    def _charge(self, pool: str, weight: int) -> web.Response | None:
+        now = self.config.clock()
+        start, used = self.pools.get(pool, (now, 0))
+        if now - start >= self.config.rate_limit_window_ms:
+            start, used = now, 0
+        if used + weight > self.config.rate_limit_quota:
+            reset = self.config.rate_limit_window_ms - (now - start)
+            return self._error("429000", "Too Many Requests", 429, headers={"gw-ratelimit-reset": str(reset)})
+        self.pools[pool] = (start, used + weight)
+        return None
+
+    @staticmethod
+    def _error(code: str, msg: str, status: int, headers: dict[str, str] | None = None) -> web.Response:
+        return web.json_response({"code": code, "msg": msg}, status=status, headers=headers)
+
+    def _require_futures(self, request: web.Request) -> None:
+        key: ApiKey = request[API_KEY]
+        if "futures" not in {p.lower() for p in key.permissions}:
+            raise SimError("400007", "Access denied, require more permission.", 401)
+
+    # ------------------------------------------------------------------ public endpoints
+
+    @route("GET", "/api/v1/timestamp", "public", 2, False)
+    async def timestamp(self, request: web.Request) -> Any:
+        return self.config.clock()
+
+    @route("GET", "/api/v1/status", "public", 4, False)
+    async def status(self, request: web.Request) -> Any:
+        return {"status": "open", "msg": ""}
+
+    @route("GET", "/api/v1/contracts/active", "public", 3, False)
+    async def contracts_active(self, request: web.Request) -> Any:
+        return [self._contract_api(c) for c in self.state.contracts.values()]
+
+    @route("GET", "/api/v1/contracts/{symbol}", "public", 3, False)
+    async def contract_one(self, request: web.Request) -> Any:
+        return self._contract_api(self.state.contract(request.match_info["symbol"]))
+
+    def _contract_api(self, c: Contract) -> dict[str, Any]:
+        data = dict(c.payload)
+        p = self.state.prices.get(c.symbol)
+        if p is not None:
+            data.update(markPrice=float(p.mark), indexPrice=float(p.index), lastTradePrice=float(p.last))
+        return data
+
+    @route("GET", "/api/v1/ticker", "public", 2, False)
+    async def ticker(self, request: web.Request) -> Any:
+        sym = request.query.get("symbol", "")
+        c = self.state.contract(sym)
+        p = self.state.price(sym)
+        return {
+            "sequence": len(self.state.fills),
+            "symbol": sym,
+            "side": "buy",
+            "size": 1,
+            "tradeId": "0",
+            "price": str(p.last),
+            "bestBidPrice": str(p.last - c.tick_size),
+            "bestBidSize": 1000,
+            "bestAskPrice": str(p.last + c.tick_size),
+            "bestAskSize": 1000,
+            "ts": self.config.clock() * 1_000_000,
+        }
+
+    @route("GET", "/api/v1/mark-price/{symbol}/current", "public", 3, False)
+    async def mark_price(self, request: web.Request) -> Any:
+        sym = request.match_info["symbol"]
+        p = self.state.price(sym)
+        return {
+            "symbol": sym,
+            "granularity": 1000,
+            "timePoint": self.config.clock(),
+            "value": float(p.mark),
+            "indexPrice": float(p.index),
+        }
+
+    @route("GET", "/api/v1/kline/query", "public", 3, False)
+    async def klines(self, request: web.Request) -> Any:
+        q = request.query
+        sym = q.get("symbol", "")
+        self.state.contract(sym)
+        try:
+            gran = int(q.get("granularity", ""))
+            start = int(q["from"]) if "from" in q else None
+            end = int(q["to"]) if "to" in q else None
+        except ValueError:
+            raise SimError("100001", "granularity, from and to must be integers") from None
+        rows = self.candles.get((sym, gran), [])
+        picked = [r for r in rows if (start is None or r[0] >= start) and (end is None or r[0] <= end)]
+        return picked[:500] if start is not None else picked[-500:]
+
+    @route("POST", "/api/v1/bullet-public", "public", 10, False)
+    async def bullet_public(self, request: web.Request) -> Any:
+        return self._bullet(private=False, request=request)
+
+    # ------------------------------------------------------------------ private endpoints
+
+    @route("POST", "/api/v1/bullet-private", "futures", 10, True)
+    async def bullet_private(self, request: web.Request) -> Any:
+        return self._bullet(private=True, request=request)
+
+    def _bullet(self, *, private: bool, request: web.Request) -> dict[str, Any]:
+        token = secrets.token_urlsafe(24)
+        self.tokens[token] = (private, self.faults.token_epoch)
+        host = request.host
+        return {
+            "token": token,
+            "instanceServers": [
+                {
+                    "endpoint": f"ws://{host}/ws",
+                    "encrypt": False,
+                    "protocol": "websocket",
+                    "pingInterval": self.config.ws_ping_interval_ms,
+                    "pingTimeout": self.config.ws_ping_timeout_ms,
+                }
+            ],
+        }
+
+    @route("GET", "/api/v1/user/api-key", "management", 20, True)
+    async def api_key_info(self, request: web.Request) -> Any:
+        key: ApiKey = request[API_KEY]
+        return {
+            "remark": "simulator",
+            "apiKey": key.key,
+            "apiVersion": self.config.key_version,
+            "permission": ",".join(key.permissions),
+            "ipWhitelist": "127.0.0.1",
+            "createdAt": 0,
+            "uid": 1,
+            "isMaster": True,
+        }
+
+    @route("GET", "/api/v1/account-overview", "futures", 5, True)
+    async def account_overview(self, request: web.Request) -> Any:
+        st = self.state
+        upnl = sum((st.unrealised(p) for p in st.positions.values() if p.qty), Decimal(0))
+        pos_margin, order_margin = st.position_margin_total(), st.order_margin_total()
+        return {
+            "accountEquity": float(st.balance + upnl),
+            "unrealisedPNL": float(upnl),
+            "marginBalance": float(st.balance),
+            "positionMargin": float(pos_margin),
+            "orderMargin": float(order_margin),
+            "frozenFunds": 0.0,
+            "availableBalance": float(st.available()),
+            "currency": "USDT",
+        }
+
+    def _position_api(self, symbol: str) -> dict[str, Any]:
+        st = self.state
+        pos = st.position(symbol)
+        c = st.contract(symbol)
+        base = {
+            "symbol": symbol,
+            "currentQty": pos.qty,
+            "isOpen": pos.qty != 0,
+            "marginMode": st.margin_modes.get(symbol, "ISOLATED"),
+            "positionSide": "BOTH",
+            "settleCurrency": "USDT",
+            "crossMode": st.margin_modes.get(symbol) == "CROSS",
+        }
+        if not pos.qty:
+            return base | {"currentCost": 0, "posCost": 0, "unrealisedPnl": 0, "realisedPnl": 0, "avgEntryPrice": 0}
+        mark = st.price(symbol).mark
+        qty = abs(pos.qty) * c.multiplier
+        liq = st.liquidation_price(pos)
+        return base | {
+            "id": f"5000000{symbol}",
+            "leverage": pos.leverage,
+            "realLeverage": float(abs(pos.cost) / pos.margin),
+            "openingTimestamp": pos.opened_at,
+            "currentTimestamp": self.config.clock(),
+            "currentCost": float(pos.cost),
+            "posCost": float(pos.cost),
+            "posInit": float(pos.margin),
+            "posMargin": float(pos.margin),
+            "maintMarginReq": float(c.mmr),
+            "markPrice": float(mark),
+            "markValue": float(mark * pos.qty * c.multiplier),
+            "unrealisedPnl": float(st.unrealised(pos)),
+            "realisedGrossPnl": float(pos.realised_gross),
+            "realisedPnl": float(pos.realised_pnl),
+            "avgEntryPrice": float(abs(pos.cost) / qty),
+            "liquidationPrice": None if liq is None else float(liq),
+        }
+
+    @route("GET", "/api/v1/position", "futures", 2, True)
+    async def position(self, request: web.Request) -> Any:
+        return self._position_api(request.query.get("symbol", ""))
+
+    @route("GET", "/api/v1/positions", "futures", 2, True)
+    async def positions(self, request: web.Request) -> Any:
+        return [self._position_api(s) for s, p in sorted(self.state.positions.items()) if p.qty]
+
+    @route("GET", "/api/v2/position/getPositionMode", "futures", 2, True)
+    async def get_position_mode(self, request: web.Request) -> Any:
+        return {"positionMode": self.state.position_mode}
+
+    @route("POST", "/api/v2/position/switchPositionMode", "futures", 2, True)
+    async def switch_position_mode(self, request: web.Request) -> Any:
+        self._require_futures(request)
+        mode = str(request[JSON_BODY].get("positionMode", ""))
+        if mode not in ("0", "1"):
+            raise SimError("100001", 'positionMode must be "0" or "1"')
+        if any(p.qty for p in self.state.positions.values()) or self.state.open_orders():
+            raise SimError("300000", "cannot switch position mode with open positions or orders")
+        if mode == "1":
+            raise SimError("100001", "hedge mode is not modelled by the simulator")
+        self.state.position_mode = 0
+        return {"positionMode": mode}
+
+    @route("GET", "/api/v2/position/getMarginMode", "futures", 2, True)
+    async def get_margin_mode(self, request: web.Request) -> Any:
+        sym = request.query.get("symbol", "")
+        self.state.contract(sym)
+        return {"symbol": sym, "marginMode": self.state.margin_modes.get(sym, "ISOLATED")}
+
+    @route("POST", "/api/v2/position/changeMarginMode", "futures", 2, True)
+    async def change_margin_mode(self, request: web.Request) -> Any:
+        self._require_futures(request)
+        body = request[JSON_BODY]
+        sym, mode = str(body.get("symbol", "")), str(body.get("marginMode", ""))
+        self.state.contract(sym)
+        if mode not in ("ISOLATED", "CROSS"):
+            raise SimError("100001", "marginMode must be ISOLATED or CROSS")
+        if self.state.position(sym).qty or self.state.open_orders(sym):
+            raise SimError("50002", "exist.order.or.position")
+        self.state.margin_modes[sym] = mode
+        return {"symbol": sym, "marginMode": mode}
+
+    @route("POST", "/api/v1/orders", "futures", 2, True)
+    async def place_order(self, request: web.Request) -> Any:
+        self._require_futures(request)
+        order = self.state.place(request[JSON_BODY])
+        return {"orderId": order.id, "clientOid": order.client_oid}
+
+    @route("POST", "/api/v1/orders/test", "futures", 2, True)
+    async def place_order_test(self, request: web.Request) -> Any:
+        self._require_futures(request)
+        order = self.state.place(request[JSON_BODY], validate_only=True)
+        return {"orderId": order.id, "clientOid": order.client_oid}
+
+    @route("POST", "/api/v1/st-orders", "futures", 2, True)
+    async def place_st_order(self, request: web.Request) -> Any:
+        """Entry plus reduce-only TP/SL stop-market legs, one-cancels-the-other (reference §4.4.3 model)."""
+        self._require_futures(request)
+        body: dict[str, Any] = {**request[JSON_BODY]}
+        up, down = body.pop("triggerStopUpPrice", None), body.pop("triggerStopDownPrice", None)
+        ptype = body.pop("stopPriceType", "TP")
+        entry = self.state.place(body)
+        exit_side = "sell" if entry.side == "buy" else "buy"
+        for direction, trigger in (("up", up), ("down", down)):
+            if trigger is None:
+                continue
+            leg = self.state.place(
+                {
+                    "clientOid": f"{entry.client_oid[:30]}-{direction}",
+                    "symbol": entry.symbol,
+                    "side": exit_side,
+                    "type": "market",
+                    "size": entry.size,
+                    "reduceOnly": True,
+                    "stop": direction,
+                    "stopPrice": str(trigger),
+                    "stopPriceType": ptype,
+                    "marginMode": entry.margin_mode,
+                }
+            )
+            leg.bracket_of = entry.id
+        return {"orderId": entry.id, "clientOid": entry.client_oid}
+
+    @route("DELETE", "/api/v1/orders/{orderId}", "futures", 1, True)
+    async def cancel_order(self, request: web.Request) -> Any:
+        self._require_futures(request)
+        return {"cancelledOrderIds": [self.state.cancel(request.match_info["orderId"]).id]}
+
+    @route("DELETE", "/api/v1/orders/client-order/{clientOid}", "futures", 1, True)
+    async def cancel_by_client_oid(self, request: web.Request) -> Any:
+        self._require_futures(request)
+        if not request.query.get("symbol"):
+            raise SimError("100001", "symbol is required")
+        order = self.state.by_client_oid(request.match_info["clientOid"])
+        if order is None or order.symbol != request.query["symbol"]:
+            raise SimError("100004", "The order cannot be canceled")
+        self.state.cancel(order.id)
+        return {"clientOid": order.client_oid}
+
+    @route("DELETE", "/api/v3/orders", "futures", 10, True)
+    async def cancel_all(self, request: web.Request) -> Any:
+        self._require_futures(request)
+        sym = request.query.get("symbol")
+        if not sym:
+            raise SimError("100001", "symbol is required")
+        return {"cancelledOrderIds": self.state.cancel_all(sym, stops=False)}
+
+    @route("DELETE", "/api/v1/stopOrders", "futures", 15, True)
+    async def cancel_all_stops(self, request: web.Request) -> Any:
+        self._require_futures(request)
+        return {"cancelledOrderIds": self.state.cancel_all(request.query.get("symbol", ""), stops=True)}
+
+    def _order_api(self, order: Order) -> dict[str, Any]:
+        return order.to_api(self.state.contracts[order.symbol].multiplier)
+
+    @route("GET", "/api/v1/orders/byClientOid", "futures", 5, True)
+    async def order_by_client_oid(self, request: web.Request) -> Any:
+        order = self.state.by_client_oid(request.query.get("clientOid", ""))
+        if order is None:
+            raise SimError("100004", "order not found")
+        return self._order_api(order)
+
+    @route("GET", "/api/v1/orders/{orderId}", "futures", 5, True)
+    async def order_by_id(self, request: web.Request) -> Any:
+        order = self.state.orders.get(request.match_info["orderId"])
+        if order is None:
+            raise SimError("100004", "order not found")
+        return self._order_api(order)
+
+    @route("GET", "/api/v1/orders", "futures", 2, True)
+    async def list_orders(self, request: web.Request) -> Any:
+        status = request.query.get("status", "done")
+        sym = request.query.get("symbol")
+        items = [
+            o
+            for o in self.state.orders.values()
+            if (sym is None or o.symbol == sym)
+            and not o.is_stop_pending
+            and (o.status == "open") == (status == "active")
+        ]
+        return _page([self._order_api(o) for o in items])
+
+    @route("GET", "/api/v1/stopOrders", "futures", 6, True)
+    async def list_stop_orders(self, request: web.Request) -> Any:
+        sym = request.query.get("symbol")
+        items = [o for o in self.state.open_orders(sym) if o.is_stop_pending]
+        return _page([self._order_api(o) for o in items])
+
+    @route("GET", "/api/v1/fills", "futures", 5, True)
+    async def fills(self, request: web.Request) -> Any:
+        oid, sym = request.query.get("orderId"), request.query.get("symbol")
+        items = [
+            f
+            for f in reversed(self.state.fills)
+            if (oid is None or f.order_id == oid) and (sym is None or f.symbol == sym)
+        ]
+        return _page([f.to_api() for f in items])
+
+    @route("GET", "/api/v1/funding-history", "futures", 5, True)
+    async def funding_history(self, request: web.Request) -> Any:
+        sym = request.query.get("symbol", "")
+        items = [
+            {
+                "id": r.id,
+                "symbol": r.symbol,
+                "timePoint": r.time_point,
+                "fundingRate": float(r.funding_rate),
+                "markPrice": float(r.mark_price),
+                "positionQty": r.position_qty,
+                "positionCost": float(r.position_cost),
+                "funding": float(r.funding),
+                "settleCurrency": "USDT",
+                "marginMode": "ISOLATED",
+            }
+            for r in self.state.funding
+            if r.symbol == sym
+        ]
+        return {"dataList": items, "hasMore": False}
+
+    # ------------------------------------------------------------------ websocket
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        token = request.query.get("token", "")
+        issued = self.tokens.get(token)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        if issued is None or issued[1] != self.faults.token_epoch:
+            await ws.send_json(
+                {"id": request.query.get("connectId", ""), "type": "error", "code": 401, "data": "token is expired"}
+            )
+            await ws.close()
+            return ws
+        private = issued[0]
+        self.sockets.add(ws)
+        self.subscriptions[ws] = set()
+        await ws.send_json({"id": request.query.get("connectId", ""), "type": "welcome"})
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(msg.data)
+                except json.JSONDecodeError:
+                    await ws.send_json({"type": "error", "code": 400, "data": "malformed message"})
+                    continue
+                kind = data.get("type")
+                if kind == "ping":
+                    await ws.send_json({"id": data.get("id"), "type": "pong", "timestamp": self.config.clock() * 1000})
+                elif kind in ("subscribe", "unsubscribe"):
+                    topic = str(data.get("topic", ""))
+                    if data.get("privateChannel") and not private:
+                        await ws.send_json(
+                            {
+                                "id": data.get("id"),
+                                "type": "error",
+                                "code": 401,
+                                "data": "private topic needs a private token",
+                            }
+                        )
+                        continue
+                    subs = self.subscriptions[ws]
+                    for t in _split_topic(topic):
+                        (subs.add if kind == "subscribe" else subs.discard)(t)
+                    if data.get("response", True):
+                        await ws.send_json({"id": data.get("id"), "type": "ack"})
+        finally:
+            self.sockets.discard(ws)
+            self.subscriptions.pop(ws, None)
+        return ws
+
+    def drop_ws_connections(self) -> None:
+        for ws in list(self.sockets):
+            asyncio.get_running_loop().create_task(ws.close(), name="sim-ws-drop")
+
+    def _on_event(self, kind: str, data: dict[str, Any]) -> None:
+        for topic, subject, body, private in self._messages(kind, data):
+            self._publish(topic, subject, body, private)
+
+    def _messages(self, kind: str, data: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], bool]]:
+        now = self.config.clock()
+        if kind == "ticker":
+            sym, p = data["symbol"], data["prices"]
+            return [
+                (
+                    f"/contractMarket/tickerV2:{sym}",
+                    "tickerV2",
+                    {
+                        "symbol": sym,
+                        "bestBidPrice": str(p.last),
+                        "bestAskPrice": str(p.last),
+                        "bestBidSize": 1000,
+                        "bestAskSize": 1000,
+                        "ts": now * 1_000_000,
+                    },
+                    False,
+                ),
+                (
+                    f"/contract/instrument:{sym}",
+                    "mark.index.price",
+                    {"granularity": 1000, "indexPrice": float(p.index), "markPrice": float(p.mark), "timestamp": now},
+                    False,
+                ),
+            ]
+        if kind in ("order", "fill", "stop"):
+            o: Order = data["order"]
+            c = self.state.contracts[o.symbol]
+            body = {
+                "orderId": o.id,
+                "symbol": o.symbol,
+                "type": data.get("type", "match"),
+                "status": o.status,
+                "side": o.side,
+                "orderType": o.type,
+                "size": str(o.size),
+                "filledSize": str(o.filled_size),
+                "remainSize": str(o.size - o.filled_size),
+                "clientOid": o.client_oid,
+                "orderTime": o.created_at * 1_000_000,
+                "ts": now * 1_000_000,
+                "price": str(o.price or 0),
+                "liquidity": "taker",
+            }
+            if kind == "fill":
+                f = data["fill"]
+                body.update(type="match", matchPrice=str(f.price), matchSize=str(f.size), tradeId=f.trade_id)
+            if kind == "stop" or o.is_stop_pending:
+                return [
+                    (
+                        "/contractMarket/advancedOrders",
+                        "stopOrder",
+                        body | {"stop": o.stop, "stopPrice": str(o.stop_price)},
+                        True,
+                    )
+                ]
+            del c
+            return [("/contractMarket/tradeOrders", "orderChange", body, True)]
+        if kind == "position":
+            pos = data["position"]
+            return [
+                (
+                    f"/contract/position:{pos.symbol}",
+                    "position.change",
+                    {
+                        "symbol": pos.symbol,
+                        "currentQty": pos.qty,
+                        "currentCost": float(pos.cost),
+                        "changeReason": data.get("change", "positionChange"),
+                        "currentTimestamp": now,
+                    },
+                    True,
+                )
+            ]
+        return []
+
+    def _publish(self, topic: str, subject: str, body: dict[str, Any], private: bool) -> None:
+        msg = {"type": "message", "topic": topic, "subject": subject, "data": body}
+        if private:
+            msg["channelType"] = "private"
+        for ws, subs in list(self.subscriptions.items()):
+            if topic in subs or topic.split(":", maxsplit=1)[0] + ":all" in subs:
+                copies = 2 if self.faults.duplicate_ws_messages else 1
+                for _ in range(copies):
+                    self._send(ws, msg)
+
+    def _send(self, ws: web.WebSocketResponse, msg: dict[str, Any]) -> None:
+        if self.faults.reorder_ws_messages:
+            self._pending_ws.append((ws, msg))
+            if len(self._pending_ws) < 2:
+                return
+            batch, self._pending_ws = list(reversed(self._pending_ws)), []
+        else:
+            batch = [(ws, msg)]
+        for target, m in batch:
+            if not target.closed:
+                with contextlib.suppress(RuntimeError):
+                    asyncio.get_running_loop().create_task(target.send_json(m), name="sim-ws-send")
+
+
+def _split_topic(topic: str) -> list[str]:
+    """``/t:A,B`` subscribes to ``/t:A`` and ``/t:B``."""
+    if ":" not in topic:
+        return [topic]
+    head, tail = topic.split(":", 1)
+    return [f"{head}:{part}" for part in tail.split(",") if part]
+
+
+def _page(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"currentPage": 1, "pageSize": max(50, len(items)), "totalNum": len(items), "totalPage": 1, "items": items}
+
+
+def _json_dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str)

@@ -1,0 +1,660 @@
+"""The simulated exchange's books: one USDT account, orders, stop orders, one-way positions, fills, funding.
+
+Semantics follow reference §6: lots × multiplier, taker/maker fees on every fill, isolated margin per
+position, reduce-only trimming, closeOrder, stop triggers on last/mark/index price, liquidation at the
+isolated liquidation price, funding at 04:00/12:00/20:00 UTC.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
+
+from exchange.simulator.errors import SimError
+
+ZERO = Decimal(0)
+FEE_Q = Decimal("0.00000001")
+
+
+@dataclass
+class Contract:
+    symbol: str
+    multiplier: Decimal
+    lot_size: int
+    tick_size: Decimal
+    max_leverage: int
+    maker_fee: Decimal
+    taker_fee: Decimal
+    mmr: Decimal
+    payload: dict[str, Any]
+
+
+@dataclass
+class Prices:
+    last: Decimal
+    mark: Decimal
+    index: Decimal
+
+
+@dataclass
+class Order:
+    id: str
+    client_oid: str
+    symbol: str
+    side: str
+    type: str
+    price: Decimal | None
+    size: int
+    leverage: int
+    margin_mode: str
+    reduce_only: bool = False
+    close_order: bool = False
+    post_only: bool = False
+    time_in_force: str = "GTC"
+    stop: str = ""
+    stop_price: Decimal | None = None
+    stop_price_type: str = ""
+    stop_triggered: bool = False
+    status: str = "open"
+    filled_size: int = 0
+    filled_value: Decimal = ZERO
+    cancel_exist: bool = False
+    created_at: int = 0
+    updated_at: int = 0
+    end_at: int | None = None
+    bracket_of: str | None = None
+
+    @property
+    def is_stop_pending(self) -> bool:
+        return bool(self.stop) and not self.stop_triggered and self.status == "open"
+
+    def to_api(self, multiplier: Decimal) -> dict[str, Any]:
+        avg = self.filled_value / (self.filled_size * multiplier) if self.filled_size else ZERO
+        value = (self.price or ZERO) * self.size * multiplier
+        return {
+            "id": self.id,
+            "symbol": self.symbol,
+            "type": self.type,
+            "side": self.side,
+            "price": str(self.price) if self.price is not None else "0",
+            "size": self.size,
+            "value": str(value),
+            "dealValue": str(self.filled_value),
+            "dealSize": self.filled_size,
+            "stp": "",
+            "stop": self.stop,
+            "stopPriceType": self.stop_price_type,
+            "stopTriggered": self.stop_triggered,
+            "stopPrice": None if self.stop_price is None else str(self.stop_price),
+            "timeInForce": self.time_in_force,
+            "postOnly": self.post_only,
+            "hidden": False,
+            "iceberg": False,
+            "leverage": str(self.leverage),
+            "forceHold": False,
+            "closeOrder": self.close_order,
+            "visibleSize": 0,
+            "clientOid": self.client_oid,
+            "remark": None,
+            "tags": "",
+            "isActive": self.status == "open",
+            "cancelExist": self.cancel_exist,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "endAt": self.end_at,
+            "orderTime": self.created_at * 1_000_000,
+            "settleCurrency": "USDT",
+            "marginMode": self.margin_mode,
+            "avgDealPrice": str(avg),
+            "filledSize": self.filled_size,
+            "filledValue": str(self.filled_value),
+            "status": self.status,
+            "reduceOnly": self.reduce_only,
+        }
+
+
+@dataclass
+class Position:
+    symbol: str
+    qty: int = 0
+    cost: Decimal = ZERO  # signed entry value
+    margin: Decimal = ZERO  # isolated posInit plus funding adjustments
+    leverage: int = 1
+    realised_gross: Decimal = ZERO
+    realised_pnl: Decimal = ZERO
+    opened_at: int = 0
+
+
+@dataclass
+class Fill:
+    trade_id: str
+    order_id: str
+    symbol: str
+    side: str
+    liquidity: str
+    price: Decimal
+    size: int
+    value: Decimal
+    fee: Decimal
+    fee_rate: Decimal
+    trade_type: str
+    ts_ms: int
+    opening: bool
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "tradeId": self.trade_id,
+            "orderId": self.order_id,
+            "side": self.side,
+            "liquidity": self.liquidity,
+            "forceTaker": False,
+            "price": str(self.price),
+            "size": self.size,
+            "value": str(self.value),
+            "openFeePay": str(self.fee) if self.opening else "0",
+            "closeFeePay": "0" if self.opening else str(self.fee),
+            "stop": "",
+            "feeRate": str(self.fee_rate),
+            "fixFee": "0",
+            "feeCurrency": "USDT",
+            "fee": str(self.fee),
+            "settleCurrency": "USDT",
+            "tradeType": self.trade_type,
+            "tradeTime": self.ts_ms * 1_000_000,
+            "createdAt": self.ts_ms,
+            "orderType": "market",
+            "displayType": "market",
+            "marginMode": "ISOLATED",
+        }
+
+
+@dataclass
+class FundingRecord:
+    id: int
+    symbol: str
+    time_point: int
+    funding_rate: Decimal
+    mark_price: Decimal
+    position_qty: int
+    position_cost: Decimal
+    funding: Decimal
+
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class Book:
+    """Everything the simulated exchange remembers; mutations go through its methods."""
+
+    contracts: dict[str, Contract]
+    balance: Decimal
+    market_slippage: Decimal = Decimal("0.0002")
+    funding_rate: Decimal = Decimal("0.0001")
+    prices: dict[str, Prices] = field(default_factory=dict)
+    orders: dict[str, Order] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)
+    fills: list[Fill] = field(default_factory=list)
+    funding: list[FundingRecord] = field(default_factory=list)
+    margin_modes: dict[str, str] = field(default_factory=dict)
+    position_mode: int = 0
+    clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
+    listeners: list[Listener] = field(default_factory=list)
+    _ids: Any = field(default_factory=lambda: itertools.count(234125150956625920))
+
+    # ------------------------------------------------------------------ helpers
+
+    def next_id(self) -> str:
+        return str(next(self._ids))
+
+    def contract(self, symbol: str) -> Contract:
+        c = self.contracts.get(symbol)
+        if c is None:
+            raise SimError("100003", f"Contract parameter invalid: {symbol}")
+        return c
+
+    def price(self, symbol: str) -> Prices:
+        p = self.prices.get(symbol)
+        if p is None:
+            raise SimError("300008", "No market price for this contract yet")
+        return p
+
+    def position(self, symbol: str) -> Position:
+        return self.positions.setdefault(symbol, Position(symbol))
+
+    def emit(self, topic: str, data: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            listener(topic, data)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return [o for o in self.orders.values() if o.status == "open" and (symbol is None or o.symbol == symbol)]
+
+    def by_client_oid(self, client_oid: str) -> Order | None:
+        found = [o for o in self.orders.values() if o.client_oid == client_oid]
+        return max(found, key=lambda o: (o.created_at, o.id)) if found else None
+
+    def position_margin_total(self) -> Decimal:
+        return sum((p.margin for p in self.positions.values() if p.qty), ZERO)
+
+    def order_margin_total(self) -> Decimal:
+        total = ZERO
+        for o in self.open_orders():
+            if o.is_stop_pending or o.reduce_only or o.close_order or o.type != "limit" or o.price is None:
+                continue
+            c = self.contracts[o.symbol]
+            total += (o.size - o.filled_size) * c.multiplier * o.price / o.leverage
+        return total
+
+    def unrealised(self, pos: Position) -> Decimal:
+        if not pos.qty:
+            return ZERO
+        c = self.contracts[pos.symbol]
+        return self.price(pos.symbol).mark * pos.qty * c.multiplier - pos.cost
+
+    def available(self) -> Decimal:
+        return self.balance - self.position_margin_total() - self.order_margin_total()
+
+    def liquidation_price(self, pos: Position) -> Decimal | None:
+        """Reference §6.8 with posMaint ≈ |cost| × mmr (fees ignored)."""
+        if not pos.qty:
+            return None
+        c = self.contracts[pos.symbol]
+        qty = abs(pos.qty) * c.multiplier
+        entry = abs(pos.cost) / qty
+        room = (pos.margin - abs(pos.cost) * c.mmr) / qty
+        return entry - room if pos.qty > 0 else entry + room
+
+    # ------------------------------------------------------------------ orders
+
+    def place(self, body: dict[str, Any], *, validate_only: bool = False) -> Order:
+        """Validate (reference §6.10) and accept an order; market orders fill at once."""
+        now = self.clock()
+        symbol = str(body.get("symbol", ""))
+        c = self.contract(symbol)
+        client_oid = body.get("clientOid")
+        if not client_oid or not isinstance(client_oid, str):
+            raise SimError("400100", "validation.createOrder.clientOidIsRequired")
+        if len(client_oid) > 40 or not all(ch.isalnum() or ch in "_-" for ch in client_oid):
+            raise SimError("100001", "clientOid must be at most 40 characters of [A-Za-z0-9_-]")
+        close_order = bool(body.get("closeOrder", False))
+        reduce_only = bool(body.get("reduceOnly", False)) or close_order
+        order_type = str(body.get("type", "limit"))
+        if order_type not in ("limit", "market"):
+            raise SimError("100001", f"type must be limit or market, got {order_type}")
+        pos = self.position(symbol)
+        side = body.get("side")
+        if close_order:
+            if pos.qty == 0:
+                raise SimError("300009", "Current position size: 0, unable to close the position")
+            side = "sell" if pos.qty > 0 else "buy"
+            size = abs(pos.qty)
+        else:
+            if side not in ("buy", "sell"):
+                raise SimError("100001", "side must be buy or sell")
+            try:
+                size = int(body.get("size", 0))
+            except (TypeError, ValueError):
+                raise SimError("100001", "size must be an integer number of lots") from None
+            if size < c.lot_size or size % c.lot_size:
+                raise SimError("100001", f"size must be a positive multiple of lotSize {c.lot_size}")
+        price: Decimal | None = None
+        if order_type == "limit":
+            try:
+                price = Decimal(str(body["price"]))
+            except (KeyError, ArithmeticError, ValueError):
+                raise SimError("100001", "limit orders need a price") from None
+            if price <= 0 or price % c.tick_size:
+                raise SimError("100001", f"price must be a positive multiple of tickSize {c.tick_size}")
+        post_only = bool(body.get("postOnly", False))
+        tif = str(body.get("timeInForce", "GTC"))
+        if post_only and tif == "IOC":
+            raise SimError("100001", "postOnly cannot be used with IOC")
+        stop = str(body.get("stop", "") or "")
+        stop_price: Decimal | None = None
+        stop_type = str(body.get("stopPriceType", "") or "")
+        if stop:
+            if stop not in ("up", "down") or "stopPrice" not in body or stop_type not in ("TP", "MP", "IP"):
+                raise SimError("100001", "stop orders need stop up/down, stopPrice and stopPriceType TP/MP/IP")
+            stop_price = Decimal(str(body["stopPrice"]))
+        leverage = int(body.get("leverage", pos.leverage if pos.qty else 1) or 1)
+        if not reduce_only and not 1 <= leverage <= c.max_leverage:
+            raise SimError("300016", f"leverage must be between 1 and {c.max_leverage}")
+        mode = str(body.get("marginMode", "ISOLATED"))
+        if mode != self.margin_modes.get(symbol, "ISOLATED"):
+            raise SimError("330005", "The order's margin mode does not match the selected one.")
+        if reduce_only and not stop:
+            if pos.qty == 0 or (pos.qty > 0 and side == "buy") or (pos.qty < 0 and side == "sell"):
+                raise SimError("300009", "reduce-only order cannot reduce: no opposite position")
+        active = self.by_client_oid(client_oid)
+        if active is not None and active.status == "open":
+            raise SimError("300018", "clientOid parameter repeated")
+        if not reduce_only and not stop:
+            self._check_margin(c, size, price or self.price(symbol).last, leverage)
+        order = Order(
+            id=self.next_id(),
+            client_oid=client_oid,
+            symbol=symbol,
+            side=str(side),
+            type=order_type,
+            price=price,
+            size=size,
+            leverage=leverage,
+            margin_mode=mode,
+            reduce_only=reduce_only,
+            close_order=close_order,
+            post_only=post_only,
+            time_in_force=tif,
+            stop=stop,
+            stop_price=stop_price,
+            stop_price_type=stop_type,
+            created_at=now,
+            updated_at=now,
+        )
+        if validate_only:
+            return order
+        self.orders[order.id] = order
+        self.emit("order", {"type": "open", "order": order})
+        if stop:
+            self.check_stops(symbol)
+        else:
+            self._work(order)
+        return order
+
+    def _check_margin(self, c: Contract, size: int, price: Decimal, leverage: int) -> None:
+        value = size * c.multiplier * price
+        need = value / leverage + value * c.taker_fee * 2
+        if need > self.available():
+            raise SimError("300003", f"Balance not enough, need {need:.4f} USDT, available {self.available():.4f}")
+
+    def _work(self, order: Order) -> None:
+        """Try to execute an active, triggered order against the current price."""
+        p = self.price(order.symbol)
+        c = self.contracts[order.symbol]
+        if order.type == "market":
+            slip = self.market_slippage
+            raw = p.last * (1 + slip) if order.side == "buy" else p.last * (1 - slip)
+            fill = _round(raw, c.tick_size, up=order.side == "buy")
+            self._fill(order, fill, order.size - order.filled_size, "taker")
+            if order.status == "open":
+                self._finish(order, cancelled=True)
+            return
+        if order.price is None:  # pragma: no cover - limit orders always carry a price
+            return
+        crosses = p.last <= order.price if order.side == "buy" else p.last >= order.price
+        if crosses and order.post_only:
+            self._finish(order, cancelled=True)
+            return
+        if crosses:
+            self._fill(order, order.price, order.size - order.filled_size, "taker")
+        elif order.time_in_force == "IOC":
+            self._finish(order, cancelled=True)
+
+    def _fill(self, order: Order, price: Decimal, lots: int, liquidity: str, trade_type: str = "trade") -> None:
+        c = self.contracts[order.symbol]
+        pos = self.position(order.symbol)
+        sign = 1 if order.side == "buy" else -1
+        if order.reduce_only:
+            reducible = -pos.qty if (pos.qty * sign) < 0 else 0
+            lots = min(lots, abs(reducible))
+            if lots <= 0:
+                self._finish(order, cancelled=True)
+                return
+        rate = c.taker_fee if liquidity == "taker" else c.maker_fee
+        remaining = lots
+        now = self.clock()
+        # A fill against the position first reduces it, then (one-way) opens the rest the other way.
+        if pos.qty and (pos.qty > 0) != (sign > 0):
+            closing = min(remaining, abs(pos.qty))
+            self._apply(order, pos, c, price, closing, sign, rate, liquidity, trade_type, now, opening=False)
+            remaining -= closing
+        if remaining:
+            self._apply(order, pos, c, price, remaining, sign, rate, liquidity, trade_type, now, opening=True)
+        if order.filled_size >= order.size:
+            self._finish(order, cancelled=False)
+        elif order.reduce_only and pos.qty == 0:
+            self._finish(order, cancelled=True)
+
+    def _apply(
+        self,
+        order: Order,
+        pos: Position,
+        c: Contract,
+        price: Decimal,
+        lots: int,
+        sign: int,
+        rate: Decimal,
+        liquidity: str,
+        trade_type: str,
+        now: int,
+        *,
+        opening: bool,
+    ) -> None:
+        value = price * lots * c.multiplier
+        fee = (value * rate).quantize(FEE_Q)
+        if opening:
+            if pos.qty == 0:
+                pos.opened_at, pos.realised_gross, pos.realised_pnl = now, ZERO, ZERO
+                pos.leverage = order.leverage
+            pos.cost += sign * value
+            pos.margin += value / order.leverage
+            pos.qty += sign * lots
+        else:
+            entry_per_lot = pos.cost / pos.qty  # signed cost per signed lot
+            closed_cost = entry_per_lot * lots * (1 if pos.qty > 0 else -1)
+            gross = (value - abs(closed_cost)) * (1 if pos.qty > 0 else -1)
+            share = Decimal(lots) / abs(pos.qty)
+            released = pos.margin * share
+            pos.cost -= closed_cost
+            pos.margin -= released
+            pos.qty += sign * lots
+            pos.realised_gross += gross
+            pos.realised_pnl += gross
+            self.balance += gross
+        pos.realised_pnl -= fee
+        self.balance -= fee
+        order.filled_size += lots
+        order.filled_value += value
+        order.updated_at = now
+        fill = Fill(
+            self.next_id(),
+            order.id,
+            order.symbol,
+            order.side,
+            liquidity,
+            price,
+            lots,
+            value,
+            fee,
+            rate,
+            trade_type,
+            now,
+            opening,
+        )
+        self.fills.append(fill)
+        self.emit("fill", {"order": order, "fill": fill})
+        self.emit("position", {"position": pos})
+
+    def _finish(self, order: Order, *, cancelled: bool) -> None:
+        now = self.clock()
+        order.status = "done"
+        order.cancel_exist = order.cancel_exist or cancelled
+        order.updated_at = order.end_at = now
+        self.emit("order", {"type": "canceled" if cancelled else "filled", "order": order})
+        if not cancelled:
+            self._on_done(order)
+
+    def _on_done(self, order: Order) -> None:
+        """Reduce-only orders without a position left to reduce are cancelled (reference §6.4)."""
+        pos = self.position(order.symbol)
+        if pos.qty == 0:
+            for other in self.open_orders(order.symbol):
+                if other.reduce_only and not other.is_stop_pending:
+                    self._finish(other, cancelled=True)
+
+    def cancel(self, order_id: str) -> Order:
+        order = self.orders.get(order_id)
+        if order is None or order.status != "open":
+            raise SimError("100004", "The order cannot be canceled")
+        self._finish(order, cancelled=True)
+        return order
+
+    def cancel_all(self, symbol: str, *, stops: bool) -> list[str]:
+        ids = [o.id for o in self.open_orders(symbol or None) if o.is_stop_pending == stops]
+        for oid in ids:
+            self._finish(self.orders[oid], cancelled=True)
+        return ids
+
+    # ------------------------------------------------------------------ market moves
+
+    def set_price(self, symbol: str, last: Decimal, mark: Decimal | None = None, index: Decimal | None = None) -> None:
+        self.contract(symbol)
+        self.prices[symbol] = Prices(last, mark if mark is not None else last, index if index is not None else last)
+        self.emit("ticker", {"symbol": symbol, "prices": self.prices[symbol]})
+        self.check_stops(symbol)
+        for order in sorted(self.open_orders(symbol), key=lambda o: o.created_at):
+            if order.status == "open" and not order.stop and order.type == "limit":
+                p = self.prices[symbol].last
+                if order.price is None:  # pragma: no cover
+                    continue
+                if (order.side == "buy" and p <= order.price) or (order.side == "sell" and p >= order.price):
+                    self._fill(order, order.price, order.size - order.filled_size, "maker")
+        self.check_liquidation(symbol)
+
+    def check_stops(self, symbol: str) -> None:
+        p = self.prices.get(symbol)
+        if p is None:
+            return
+        for order in sorted(self.open_orders(symbol), key=lambda o: o.created_at):
+            if not order.is_stop_pending or order.stop_price is None:
+                continue
+            ref = {"TP": p.last, "MP": p.mark, "IP": p.index}[order.stop_price_type]
+            hit = ref >= order.stop_price if order.stop == "up" else ref <= order.stop_price
+            if not hit:
+                continue
+            order.stop_triggered = True
+            order.updated_at = self.clock()
+            self.emit("stop", {"type": "triggered", "order": order})
+            if order.reduce_only:
+                pos = self.position(symbol)
+                wrong = pos.qty == 0 or (pos.qty > 0) == (order.side == "buy")
+                if wrong:
+                    self._finish(order, cancelled=True)
+                    continue
+            self._work(order)
+            if order.bracket_of is not None:
+                for sibling in self.open_orders(symbol):
+                    if sibling.bracket_of == order.bracket_of and sibling.id != order.id:
+                        self._finish(sibling, cancelled=True)
+
+    def check_liquidation(self, symbol: str) -> None:
+        pos = self.positions.get(symbol)
+        if pos is None or pos.qty == 0:
+            return
+        liq = self.liquidation_price(pos)
+        mark = self.price(symbol).mark
+        if liq is None or not ((pos.qty > 0 and mark <= liq) or (pos.qty < 0 and mark >= liq)):
+            return
+        for order in self.open_orders(symbol):
+            self._finish(order, cancelled=True)
+        c = self.contracts[symbol]
+        qty = abs(pos.qty) * c.multiplier
+        bankrupt = abs(pos.cost) / qty + (-1 if pos.qty > 0 else 1) * pos.margin / qty
+        liq_order = Order(
+            id=self.next_id(),
+            client_oid=f"liquidation-{self.next_id()}",
+            symbol=symbol,
+            side="sell" if pos.qty > 0 else "buy",
+            type="market",
+            price=None,
+            size=abs(pos.qty),
+            leverage=pos.leverage,
+            margin_mode="ISOLATED",
+            reduce_only=True,
+            created_at=self.clock(),
+        )
+        self.orders[liq_order.id] = liq_order
+        self._fill(liq_order, _round(bankrupt, c.tick_size, up=pos.qty < 0), abs(pos.qty), "taker", "liquid")
+
+    # ------------------------------------------------------------------ funding
+
+    def settle_funding(self, ts_ms: int) -> list[FundingRecord]:
+        """Reference §6.9: funding = −markValue × rate for every open position (longs pay when positive)."""
+        out = []
+        for pos in self.positions.values():
+            if not pos.qty:
+                continue
+            c = self.contracts[pos.symbol]
+            mark = self.price(pos.symbol).mark
+            value = mark * pos.qty * c.multiplier
+            amount = (-value * self.funding_rate).quantize(FEE_Q)
+            self.balance += amount
+            pos.realised_pnl += amount
+            pos.margin += amount
+            rec = FundingRecord(
+                len(self.funding) + 1, pos.symbol, ts_ms, self.funding_rate, mark, pos.qty, abs(value), amount
+            )
+            self.funding.append(rec)
+            out.append(rec)
+            self.emit("position", {"position": pos, "change": "settlement"})
+        return out
+
+    # ------------------------------------------------------------------ persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        def conv(x: Any) -> Any:
+            if isinstance(x, Decimal):
+                return {"$d": str(x)}
+            if isinstance(x, dict):
+                return {k: conv(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [conv(v) for v in x]
+            return x
+
+        snap: dict[str, Any] = conv(
+            {
+                "balance": self.balance,
+                "prices": {s: asdict(p) for s, p in self.prices.items()},
+                "orders": [asdict(o) for o in self.orders.values()],
+                "positions": [asdict(p) for p in self.positions.values()],
+                "fills": [asdict(f) for f in self.fills],
+                "funding": [asdict(f) for f in self.funding],
+                "margin_modes": self.margin_modes,
+                "next_id": int(self.next_id()),
+            }
+        )
+        return snap
+
+    def restore(self, data: dict[str, Any]) -> None:
+        def conv(x: Any) -> Any:
+            if isinstance(x, dict):
+                if set(x) == {"$d"}:
+                    return Decimal(x["$d"])
+                return {k: conv(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [conv(v) for v in x]
+            return x
+
+        d = conv(data)
+        self.balance = d["balance"]
+        self.prices = {s: Prices(**p) for s, p in d["prices"].items()}
+        self.orders = {o["id"]: Order(**o) for o in d["orders"]}
+        self.positions = {p["symbol"]: Position(**p) for p in d["positions"]}
+        self.fills = [Fill(**f) for f in d["fills"]]
+        self.funding = [FundingRecord(**f) for f in d["funding"]]
+        self.margin_modes = d["margin_modes"]
+        self._ids = itertools.count(d["next_id"])
+
+
+def _round(price: Decimal, tick: Decimal, *, up: bool) -> Decimal:
+    steps = (price / tick).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR)
+    return (steps * tick).quantize(tick)
+
+
+def dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=1, sort_keys=True)

@@ -1,0 +1,268 @@
+"""The real client against the simulator over loopback: auth, order types, reduce-only, stops, faults."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal as D
+
+import pytest
+
+from exchange.errors import (
+    AuthError,
+    InsufficientFundsError,
+    InvalidRequestError,
+    PermissionRefusedError,
+    PositionEmptyError,
+    RateLimitedError,
+    RetryableError,
+    TimestampError,
+)
+from exchange.models import OrderRequest, OrderSide, OrderStatus, OrderType, StopDirection
+from exchange.rest import KucoinFuturesClient
+from exchange.signing import Credentials
+from exchange.simulator import SimulatorServer
+from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
+
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+
+
+async def test_signing_accepted_and_each_rejection_code(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    assert (await client.account_overview()).equity == D("10000")
+    cases = [
+        (Credentials(KEY, "wrong-secret", PASSPHRASE), "400004"),  # passphrase signed with the wrong secret
+        (Credentials("nope", SECRET, PASSPHRASE), "400003"),
+        (Credentials(KEY, SECRET, "wrong-pass"), "400004"),
+    ]
+    for creds, code in cases:
+        async with KucoinFuturesClient(sim.rest_url, creds, max_attempts=1) as bad:
+            with pytest.raises(AuthError) as info:
+                await bad.account_overview()
+            assert info.value.code == code
+    v1 = Credentials(KEY, SECRET, PASSPHRASE, version=9)
+    async with KucoinFuturesClient(sim.rest_url, v1, max_attempts=1) as bad:
+        with pytest.raises(AuthError, match="400009"):
+            await bad.positions()
+    assert len(sim.requests) >= 5
+
+
+async def test_skewed_clock_is_resynced_from_server_time(sim: SimulatorServer) -> None:
+    async with KucoinFuturesClient(
+        sim.rest_url, Credentials(KEY, SECRET, PASSPHRASE), clock=lambda: __import__("time").time() - 60
+    ) as skewed:
+        # First call fails with 400002, the client resyncs its offset once and succeeds.
+        assert (await skewed.account_overview()).available > 0
+        assert abs(skewed.offset_ms - 60_000) < 2_000
+    async with KucoinFuturesClient(
+        sim.rest_url, Credentials(KEY, SECRET, PASSPHRASE), max_attempts=1, clock=lambda: __import__("time").time() - 60
+    ) as skewed:
+        with pytest.raises(TimestampError):
+            await skewed._send("GET", "/api/v1/positions")
+
+
+async def test_market_order_fills_with_exact_fee_and_position(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    order = await client.place_order(OrderRequest("ETHUSDTM", BUY, 180, leverage=18))
+    assert order.status is OrderStatus.DONE and order.filled_lots == 180
+    # 2000 × (1 + 0.0002) rounded up to the tick: 2000.40; 180 lots × 0.01 ETH.
+    assert order.filled_value == D("3600.7200")
+    fills = await client.fills(order_id=order.id)
+    assert [(f.price, f.lots, f.fee) for f in fills] == [(D("2000.40"), 180, D("2.16043200"))]
+    pos = await client.position("ETHUSDTM")
+    assert (pos.lots, pos.avg_entry) == (180, D("2000.4"))
+    acct = await client.account_overview()
+    assert acct.position_margin == D("200.04")
+    assert acct.equity == D("10000") - D("2.160432") + D("1.8") * (D("2000") - D("2000.40"))
+
+
+async def test_limit_rests_then_fills_as_maker_and_post_only_crossing_is_cancelled(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    resting = await client.place_order(OrderRequest("ETHUSDTM", BUY, 10, OrderType.LIMIT, D("1990.00"), leverage=10))
+    assert resting.is_active
+    assert [o.id for o in await client.open_orders("ETHUSDTM")] == [resting.id]
+    sim.set_price("ETHUSDTM", D("1989.50"))
+    done = await client.order_by_id(resting.id)
+    assert done.status is OrderStatus.DONE and done.filled_lots == 10
+    assert (await client.fills(order_id=resting.id))[0].fee == D("0.03980000")  # maker 0.02 %
+    crossing = await client.place_order(
+        OrderRequest("ETHUSDTM", BUY, 1, OrderType.LIMIT, D("2000.00"), leverage=10, post_only=True)
+    )
+    assert crossing.status is OrderStatus.DONE and crossing.cancel_exist and crossing.filled_lots == 0
+
+
+async def test_reduce_only_never_increases_a_position(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    with pytest.raises(PositionEmptyError):
+        await client.place_order(OrderRequest("ETHUSDTM", SELL, 5, reduce_only=True))
+    await client.place_order(OrderRequest("ETHUSDTM", BUY, 10, leverage=10))
+    with pytest.raises(PositionEmptyError):
+        await client.place_order(OrderRequest("ETHUSDTM", BUY, 5, reduce_only=True))  # same side
+    trimmed = await client.place_order(OrderRequest("ETHUSDTM", SELL, 25, reduce_only=True))
+    assert trimmed.filled_lots == 10 and trimmed.cancel_exist  # trimmed to the position, never flipped
+    assert (await client.position("ETHUSDTM")).lots == 0
+
+
+async def test_stop_market_triggers_on_mark_not_last(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    await client.place_order(OrderRequest("ETHUSDTM", BUY, 10, leverage=10))
+    stop = await client.place_order(
+        OrderRequest("ETHUSDTM", SELL, 10, reduce_only=True, stop=StopDirection.DOWN, stop_price=D("1980.00"))
+    )
+    assert [o.id for o in await client.open_stop_orders("ETHUSDTM")] == [stop.id]
+    sim.set_price("ETHUSDTM", D("1970.00"), mark=D("1985.00"))  # last through the stop, mark not
+    assert (await client.order_by_id(stop.id)).is_active
+    sim.set_price("ETHUSDTM", D("1979.00"), mark=D("1979.50"))
+    hit = await client.order_by_id(stop.id)
+    assert hit.stop_triggered and hit.status is OrderStatus.DONE and hit.filled_lots == 10
+    assert (await client.position("ETHUSDTM")).lots == 0
+    assert await client.open_stop_orders("ETHUSDTM") == []
+
+
+async def test_bracket_legs_one_cancels_the_other(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    entry = await client.place_bracket(
+        OrderRequest("ETHUSDTM", BUY, 10, leverage=10), take_profit=D("2060.00"), stop_loss=D("1980.00")
+    )
+    assert entry.filled_lots == 10
+    legs = await client.open_stop_orders("ETHUSDTM")
+    assert sorted((o.stop, o.stop_price) for o in legs) == [
+        (StopDirection.DOWN, D("1980.00")),
+        (StopDirection.UP, D("2060.00")),
+    ]
+    sim.set_price("ETHUSDTM", D("2061.00"))
+    assert (await client.position("ETHUSDTM")).lots == 0
+    assert await client.open_stop_orders("ETHUSDTM") == []
+
+
+async def test_close_order_cancel_all_and_cancel_by_client_oid(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    with pytest.raises(PositionEmptyError):
+        await client.place_order(OrderRequest("ETHUSDTM", SELL, 0, close_order=True))
+    await client.place_order(OrderRequest("ETHUSDTM", SELL, 7, leverage=5))
+    a = await client.place_order(OrderRequest("ETHUSDTM", BUY, 1, OrderType.LIMIT, D("1900.00"), leverage=5))
+    b = await client.place_order(OrderRequest("ETHUSDTM", BUY, 1, OrderType.LIMIT, D("1901.00"), leverage=5))
+    s = await client.place_order(
+        OrderRequest("ETHUSDTM", BUY, 7, reduce_only=True, stop=StopDirection.UP, stop_price=D("2100.00"))
+    )
+    assert await client.cancel_by_client_oid("ETHUSDTM", a.client_oid) == a.client_oid
+    assert await client.cancel_all_orders("ETHUSDTM") == [b.id]
+    assert await client.open_stop_orders("ETHUSDTM") != []  # cancel-all leaves stops alone
+    assert await client.cancel_all_stop_orders("ETHUSDTM") == [s.id]
+    closed = await client.place_order(OrderRequest("ETHUSDTM", BUY, 0, close_order=True))
+    assert closed.filled_lots == 7 and (await client.position("ETHUSDTM")).lots == 0
+
+
+async def test_margin_and_position_mode(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    assert await client.margin_mode("ETHUSDTM") == "ISOLATED"
+    await client.set_margin_mode("ETHUSDTM", "CROSS")
+    assert await client.margin_mode("ETHUSDTM") == "CROSS"
+    with pytest.raises(InvalidRequestError, match="330005"):
+        await client.place_order(OrderRequest("ETHUSDTM", BUY, 1, leverage=5))  # still says ISOLATED
+    await client.place_order(OrderRequest("ETHUSDTM", BUY, 1, leverage=5, margin_mode="CROSS"))
+    with pytest.raises(InvalidRequestError, match="50002"):
+        await client.set_margin_mode("ETHUSDTM", "ISOLATED")
+    assert await client.position_mode() == 0
+    with pytest.raises(InvalidRequestError):
+        await client.set_position_mode(hedge=True)
+
+
+async def test_insufficient_balance_and_bad_parameters(client: KucoinFuturesClient) -> None:
+    with pytest.raises(InsufficientFundsError):
+        await client.place_order(OrderRequest("ETHUSDTM", BUY, 100_000, leverage=5))
+    with pytest.raises(InvalidRequestError, match="100003"):
+        await client.place_order(OrderRequest("NOPEUSDTM", BUY, 1, leverage=5))
+    with pytest.raises(InvalidRequestError, match="tickSize"):
+        await client.place_order(OrderRequest("ETHUSDTM", BUY, 1, OrderType.LIMIT, D("1999.999"), leverage=5))
+
+
+async def test_rate_limit_storm_is_retried_with_backoff_then_succeeds(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    sim.faults.rate_limit_next(3)
+    assert len(await client.positions()) == 0
+    assert client.retries == 3
+    sim.faults.rate_limit_next(10)
+    with pytest.raises(RateLimitedError):
+        await client.positions()  # bounded: five attempts, then the error surfaces
+
+
+async def test_server_errors_on_reads_retry_and_on_writes_reconcile(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    sim.faults.server_error_next(2)
+    assert (await client.account_overview()).equity == D("10000")
+    sim.faults.server_error_next(1)  # the POST is refused before executing: the client finds nothing, re-sends
+    order = await client.place_order(OrderRequest("ETHUSDTM", BUY, 3, leverage=5))
+    assert order.filled_lots == 3
+    assert (await client.position("ETHUSDTM")).lots == 3
+
+
+async def test_lost_reply_never_produces_a_second_order(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    sim.faults.lose_reply_next(1, "/api/v1/orders")
+    req = OrderRequest("ETHUSDTM", BUY, 4, leverage=5)
+    order = await client.place_order(req)
+    assert order.client_oid == req.client_oid and order.filled_lots == 4
+    same = [o for o in sim.state.orders.values() if o.client_oid == req.client_oid]
+    assert len(same) == 1
+    assert (await client.position("ETHUSDTM")).lots == 4
+    posts = [r for r in sim.requests if r[0] == "POST" and r[1] == "/api/v1/orders"]
+    assert len(posts) == 1  # executed once; the retry asked by clientOid instead of re-posting
+
+
+async def test_timeout_on_write_then_recovered(sim: SimulatorServer) -> None:
+    async with KucoinFuturesClient(
+        sim.rest_url, Credentials(KEY, SECRET, PASSPHRASE), timeout_s=0.2, backoff_base_s=0.01
+    ) as slow:
+        sim.faults.latency_ms = 400
+        task = asyncio.create_task(slow.place_order(OrderRequest("ETHUSDTM", BUY, 2, leverage=5)))
+        await asyncio.sleep(0.5)
+        sim.faults.latency_ms = 0
+        order = await task
+    assert order.filled_lots == 2
+    assert (await asyncio.wait_for(asyncio.sleep(0, result=len(sim.state.fills)), 1)) == 1
+
+
+async def test_api_key_with_withdrawal_is_refused(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    assert await client.check_key_permissions() == ["General", "Futures"]
+    sim.keys[KEY] = sim.keys[KEY].__class__(KEY, SECRET, PASSPHRASE, ("General", "Futures", "Transfer"))
+    with pytest.raises(PermissionRefusedError, match="Transfer"):
+        await client.check_key_permissions()
+    sim.keys[KEY] = sim.keys[KEY].__class__(KEY, SECRET, PASSPHRASE, ("General",))
+    with pytest.raises(PermissionRefusedError, match="Futures"):
+        await client.check_key_permissions()
+    with pytest.raises(AuthError, match="400007"):
+        await client.place_order(OrderRequest("ETHUSDTM", BUY, 1, leverage=5))
+
+
+async def test_shadow_mode_orders_test_places_nothing(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    checked = await client.place_order(OrderRequest("ETHUSDTM", BUY, 5, leverage=5), test=True)
+    assert checked.client_oid and sim.state.orders == {}
+    with pytest.raises(InsufficientFundsError):
+        await client.place_order(OrderRequest("ETHUSDTM", BUY, 100_000, leverage=5), test=True)
+
+
+async def test_funding_and_liquidation(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    await client.place_order(OrderRequest("ETHUSDTM", BUY, 100, leverage=10))
+    sim.set_price("ETHUSDTM", D("2000.00"), mark=D("2010.00"))
+    sim.run_funding(1_766_030_400_000)
+    hist = await client.funding_history("ETHUSDTM")
+    assert hist[0]["funding"] == pytest.approx(-0.201)  # −(2010 × 100 × 0.01) × 0.0001: longs pay
+    pos = await client.position("ETHUSDTM")
+    assert pos.liquidation_price is not None and pos.liquidation_price < D("1900")
+    sim.set_price("ETHUSDTM", D("1700.00"))
+    assert (await client.position("ETHUSDTM")).lots == 0
+    assert sim.state.fills[-1].trade_type == "liquid"
+
+
+async def test_klines_page_by_time(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    from engine.models import Candle
+
+    for i in range(1200):
+        sim.push_candle("ETHUSDTM", "5min", Candle(i * 300_000, 1, 2, 0.5, 1.5, 10))
+    rows = await client.klines("ETHUSDTM", 5, 0, 1199 * 300_000)
+    assert len(rows) == 1200 and rows[0][0] == 0 and rows[-1][0] == 1199 * 300_000
+
+
+async def test_connection_refused_is_retryable() -> None:
+    async with KucoinFuturesClient("http://127.0.0.1:9", None, max_attempts=2, backoff_base_s=0.01) as dead:
+        with pytest.raises(RetryableError):
+            await dead.server_time()
