@@ -473,7 +473,8 @@ class SimulatorServer:
     async def place_st_order(self, request: web.Request) -> Any:
         """Entry plus reduce-only TP/SL stop-market legs, one-cancels-the-other (reference §4.4.3 model)."""
         self._require_futures(request)
-        body: dict[str, Any] = {**request[JSON_BODY]}
+        raw: dict[str, Any] = request[JSON_BODY]
+        body = dict(raw)
         up, down = body.pop("triggerStopUpPrice", None), body.pop("triggerStopDownPrice", None)
         ptype = body.pop("stopPriceType", "TP")
         entry = self.state.place(body)
