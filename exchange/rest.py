@@ -61,7 +61,7 @@ class KucoinFuturesClient:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.clock = clock
-        self.rng = rng or random.Random()  # noqa: S311  # nosec B311 - jitter, not cryptography
+        self.rng = rng or random.Random()  # noqa: S311  # nosec B311
         self.offset_ms = 0
         self.retries = 0
         self._session: aiohttp.ClientSession | None = None
