@@ -151,7 +151,20 @@ class SimulatorServer:
         self._publish(
             f"/contractMarket/limitCandle:{symbol}_{timeframe}",
             "candle.stick",
-            {"symbol": symbol, "candles": [str(v) for v in row], "time": self.config.clock() * 1_000_000},
+            {
+                "symbol": symbol,
+                # Wire order (reference §5.5.3): start in seconds, open, CLOSE, high, low, x5, x6.
+                "candles": [
+                    str(candle.ts // 1000),
+                    str(candle.open),
+                    str(candle.close),
+                    str(candle.high),
+                    str(candle.low),
+                    str(candle.volume),
+                    str(candle.volume),
+                ],
+                "time": self.config.clock(),
+            },
             False,
         )
 

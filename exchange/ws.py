@@ -1,0 +1,268 @@
+"""KuCoin Futures WebSocket streams (reference §5): token, welcome, JSON ping, acknowledged subscriptions,
+reconnect with backoff and a fresh token, resubscription, a REST backfill hook, and message hygiene
+(malformed messages counted, duplicates and stale order updates dropped)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from engine.models import Candle
+from exchange.errors import ExchangeError
+from exchange.rest import KucoinFuturesClient
+
+log = structlog.get_logger(__name__)
+
+MessageHandler = Callable[["StreamMessage"], Awaitable[None] | None]
+BackfillHook = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMessage:
+    topic: str
+    subject: str
+    data: dict[str, Any]
+    private: bool
+
+
+@dataclass
+class StreamStats:
+    """Counters the runtime exports to Prometheus."""
+
+    connects: int = 0
+    reconnects: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    messages: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class StreamClosedError(ExchangeError):
+    """The socket ended; the run loop reconnects."""
+
+
+class KucoinStream:
+    """One WebSocket connection with its topics; ``run()`` keeps it alive until ``stop()``."""
+
+    def __init__(
+        self,
+        client: KucoinFuturesClient,
+        on_message: MessageHandler,
+        *,
+        private: bool = False,
+        on_reconnect: BackfillHook | None = None,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 30.0,
+        ack_timeout_s: float = 5.0,
+        dedupe_window: int = 2048,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.on_message = on_message
+        self.private = private
+        self.on_reconnect = on_reconnect
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.ack_timeout_s = ack_timeout_s
+        self.rng = rng or random.Random()  # noqa: S311  # nosec B311
+        self.topics: dict[str, bool] = {}
+        self.stats = StreamStats()
+        self.connected = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._acks: dict[str, asyncio.Future[None]] = {}
+        self._pong = asyncio.Event()
+        self._stop_event = asyncio.Event()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._dedupe_window = dedupe_window
+        self._order_ts: dict[str, int] = {}
+        self._ids = 0
+
+    # ------------------------------------------------------------------ public API
+
+    async def subscribe(self, topic: str, *, private: bool = False) -> None:
+        """Remember ``topic`` (resubscribed after every reconnect) and subscribe now if connected."""
+        self.topics[topic] = private
+        if self._ws is not None and self.connected.is_set():
+            await self._subscribe(topic, private)
+
+    async def stop(self) -> None:
+        self._stop_event.set()
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def run(self) -> None:
+        """Connect, and reconnect with backoff until stopped. Never raises for a dropped connection."""
+        attempt = 0
+        while not self._stop_event.is_set():
+            try:
+                await self._session(first=self.stats.connects == 0)
+                attempt = 0
+            except asyncio.CancelledError:
+                raise
+            except (OSError, ExchangeError, websockets.exceptions.WebSocketException, TimeoutError) as exc:
+                self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+                log.warning("ws.disconnected", error=str(exc), attempt=attempt)
+            finally:
+                self.connected.clear()
+                self._ws = None
+            if self._stop_event.is_set():
+                break
+            attempt += 1
+            delay = self.rng.uniform(0.5, 1.0) * min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
+            await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _session(self, *, first: bool) -> None:
+        bullet = await self.client.bullet(private=self.private)  # a fresh token every time
+        server = bullet["instanceServers"][0]
+        connect_id = str(time.time_ns())
+        url = f"{server['endpoint']}?token={bullet['token']}&connectId={connect_id}"
+        async with websockets.connect(url, ping_interval=None, max_size=2**22) as ws:
+            self._ws = ws
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), timeout=5.0))
+            if welcome.get("type") != "welcome":
+                raise StreamClosedError(f"no welcome: {welcome}")
+            self.stats.connects += 1
+            reader = asyncio.create_task(self._read(ws), name="ws-reader")
+            pinger = asyncio.create_task(
+                self._ping(ws, server["pingInterval"] / 1000, server["pingTimeout"] / 1000), name="ws-pinger"
+            )
+            try:
+                for topic, private in list(self.topics.items()):
+                    await self._subscribe(topic, private)
+                self.connected.set()
+                if not first:
+                    self.stats.reconnects += 1
+                    if self.on_reconnect is not None:
+                        await self.on_reconnect()
+                done, _ = await asyncio.wait({reader, pinger}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            finally:
+                for task in (reader, pinger):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                for fut in self._acks.values():
+                    if not fut.done():
+                        fut.set_exception(StreamClosedError("connection closed before the ack"))
+                self._acks.clear()
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return f"{time.time_ns()}{self._ids}"
+
+    async def _subscribe(self, topic: str, private: bool) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        req_id = self._next_id()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks[req_id] = fut
+        await ws.send(
+            json.dumps({"id": req_id, "type": "subscribe", "topic": topic, "privateChannel": private, "response": True})
+        )
+        try:
+            await asyncio.wait_for(fut, timeout=self.ack_timeout_s)
+        finally:
+            self._acks.pop(req_id, None)
+
+    async def _ping(self, ws: ClientConnection, interval_s: float, timeout_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self._pong.clear()
+            await ws.send(json.dumps({"id": self._next_id(), "type": "ping"}))
+            try:
+                await asyncio.wait_for(self._pong.wait(), timeout=timeout_s)
+            except TimeoutError:
+                raise StreamClosedError("no pong within pingTimeout") from None
+
+    async def _read(self, ws: ClientConnection) -> None:
+        async for raw in ws:
+            await self.handle_text(raw if isinstance(raw, str) else raw.decode(errors="replace"))
+        raise StreamClosedError("server closed the connection")
+
+    async def handle_text(self, raw: str) -> None:
+        """Parse and dispatch one frame; a malformed or unknown one is logged and counted, never fatal."""
+        try:
+            msg = json.loads(raw)
+            if not isinstance(msg, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            self.stats.malformed += 1
+            log.warning("ws.malformed", preview=raw[:120])
+            return
+        kind = msg.get("type")
+        if kind == "pong":
+            self._pong.set()
+        elif kind == "ack":
+            fut = self._acks.get(str(msg.get("id")))
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        elif kind == "error":
+            fut = self._acks.get(str(msg.get("id")))
+            text = f"{msg.get('code')}: {msg.get('data')}"
+            if fut is not None and not fut.done():
+                fut.set_exception(ExchangeError(text, code=str(msg.get("code"))))
+            if str(msg.get("code")) == "401" and self._ws is not None:
+                await self._ws.close()  # token expired: reconnect with a fresh one
+            self.stats.errors.append(text)
+        elif kind == "message":
+            await self._dispatch(msg, raw)
+        elif kind != "welcome":
+            self.stats.malformed += 1
+            log.warning("ws.unknown_type", type=kind)
+
+    async def _dispatch(self, msg: dict[str, Any], raw: str) -> None:
+        data = msg.get("data")
+        topic, subject = msg.get("topic"), msg.get("subject")
+        if not isinstance(data, dict) or not isinstance(topic, str) or not isinstance(subject, str):
+            self.stats.malformed += 1
+            return
+        if raw in self._seen:
+            self.stats.duplicates += 1
+            return
+        self._seen[raw] = None
+        if len(self._seen) > self._dedupe_window:
+            self._seen.popitem(last=False)
+        if subject in ("orderChange", "symbolOrderChange", "stopOrder"):
+            oid, ts = str(data.get("orderId", "")), int(data.get("ts", 0) or 0)
+            if ts and ts < self._order_ts.get(oid, 0):
+                self.stats.stale += 1  # an older state of this order arrived late
+                return
+            self._order_ts[oid] = max(ts, self._order_ts.get(oid, 0))
+        self.stats.messages += 1
+        result = self.on_message(StreamMessage(topic, subject, data, msg.get("channelType") == "private"))
+        if result is not None:
+            await result
+
+
+class CandleCloser:
+    """Turn ``candle.stick`` pushes into closed candles: a candle is final when one with a later start arrives."""
+
+    def __init__(self) -> None:
+        self.current: Candle | None = None
+
+    def push(self, data: dict[str, Any]) -> Candle | None:
+        row = data["candles"]
+        # Wire order: [start (seconds), open, close, high, low, x5, x6] — close before high/low.
+        candle = Candle(int(row[0]) * 1000, float(row[1]), float(row[3]), float(row[4]), float(row[2]), float(row[6]))
+        cur, self.current = self.current, candle
+        if cur is not None and candle.ts > cur.ts:
+            return cur
+        if cur is not None and candle.ts < cur.ts:
+            self.current = cur  # an out-of-order push for an older candle: ignore it
+        return None

@@ -1,0 +1,133 @@
+"""WebSocket streams against the simulator: acks, data, reconnect with a fresh token, resubscription,
+backfill, duplicates, stale order states and malformed frames."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal as D
+
+import pytest
+
+from exchange.models import OrderRequest, OrderSide, OrderType
+from exchange.rest import KucoinFuturesClient
+from exchange.simulator import SimulatorServer
+from exchange.ws import CandleCloser, KucoinStream, StreamMessage
+
+TICKER = "/contractMarket/tickerV2:ETHUSDTM"
+
+
+async def until(cond: Callable[[], bool]) -> None:
+    """Poll instead of sleeping a fixed time (5 s at most)."""
+    async with asyncio.timeout(5):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.messages: list[StreamMessage] = []
+        self.backfills = 0
+
+    def __call__(self, msg: StreamMessage) -> None:
+        self.messages.append(msg)
+
+    async def backfill(self) -> None:
+        self.backfills += 1
+
+    def subjects(self, subject: str) -> list[StreamMessage]:
+        return [m for m in self.messages if m.subject == subject]
+
+
+@pytest.fixture
+async def stream(client: KucoinFuturesClient) -> AsyncIterator[tuple[KucoinStream, Recorder]]:
+    rec = Recorder()
+    s = KucoinStream(client, rec, private=True, on_reconnect=rec.backfill, backoff_base_s=0.02, backoff_cap_s=0.1)
+    await s.subscribe(TICKER)
+    await s.subscribe("/contractMarket/tradeOrders", private=True)
+    task = asyncio.create_task(s.run(), name="test-stream")
+    await asyncio.wait_for(s.connected.wait(), 5)
+    yield s, rec
+    await s.stop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_public_and_private_messages_arrive(
+    sim: SimulatorServer, client: KucoinFuturesClient, stream: tuple[KucoinStream, Recorder]
+) -> None:
+    _, rec = stream
+    sim.set_price("ETHUSDTM", D("2001.00"))
+    await until(lambda: bool(rec.subjects("tickerV2")))
+    assert rec.subjects("tickerV2")[-1].data["bestBidPrice"] == "2001.00"
+    await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 2, OrderType.LIMIT, D("1990.00"), leverage=5))
+    await until(lambda: any(m.data.get("type") == "open" for m in rec.subjects("orderChange")))
+    assert rec.subjects("orderChange")[0].private
+
+
+async def test_dropped_connection_reconnects_resubscribes_and_backfills(
+    sim: SimulatorServer, stream: tuple[KucoinStream, Recorder]
+) -> None:
+    s, rec = stream
+    sim.faults.expire_tokens()  # the old token must not be reused
+    sim.drop_ws_connections()
+    await until(lambda: s.stats.reconnects == 1 and s.connected.is_set())
+    assert rec.backfills == 1
+    sim.set_price("ETHUSDTM", D("2002.00"))
+    await until(lambda: any(m.data["bestBidPrice"] == "2002.00" for m in rec.subjects("tickerV2")))
+    assert len([t for t in sim.tokens if sim.tokens[t][1] == sim.faults.token_epoch]) >= 1
+
+
+async def test_duplicates_are_dropped_and_counted(sim: SimulatorServer, stream: tuple[KucoinStream, Recorder]) -> None:
+    s, rec = stream
+    sim.faults.duplicate_ws_messages = True
+    sim.set_price("ETHUSDTM", D("2003.00"))
+    await until(lambda: s.stats.duplicates >= 1)
+    assert len([m for m in rec.subjects("tickerV2") if m.data["bestBidPrice"] == "2003.00"]) == 1
+
+
+async def test_malformed_unknown_and_stale_frames_are_counted_not_fatal(stream: tuple[KucoinStream, Recorder]) -> None:
+    s, rec = stream
+    await s.handle_text("not json at all")
+    await s.handle_text('["a list"]')
+    await s.handle_text('{"type": "mystery"}')
+    await s.handle_text('{"type": "message", "topic": "/x", "subject": "y", "data": "not an object"}')
+    assert s.stats.malformed == 4
+    newer = (
+        '{"type":"message","topic":"/contractMarket/tradeOrders","subject":"orderChange",'
+        '"data":{"orderId":"1","ts":200,"status":"done"}}'
+    )
+    older = newer.replace('"ts":200', '"ts":100').replace('"done"', '"open"')
+    await s.handle_text(newer)
+    await s.handle_text(older)
+    assert s.stats.stale == 1
+    assert [m.data["status"] for m in rec.subjects("orderChange") if m.data["orderId"] == "1"] == ["done"]
+    assert s.connected.is_set()
+
+
+async def test_candle_is_final_when_the_next_one_starts(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    from engine.models import Candle
+
+    closer = CandleCloser()
+    closed: list[Candle] = []
+
+    def on_msg(msg: StreamMessage) -> None:
+        c = closer.push(msg.data)
+        if c is not None:
+            closed.append(c)
+
+    s = KucoinStream(client, on_msg)
+    await s.subscribe("/contractMarket/limitCandle:ETHUSDTM_5min")
+    task = asyncio.create_task(s.run())
+    await asyncio.wait_for(s.connected.wait(), 5)
+    bars = [Candle(1_766_030_400_000 + i * 300_000, 100 + i, 102 + i, 99 + i, 101 + i, 50 + i) for i in range(3)]
+    for b in bars:
+        sim.push_candle("ETHUSDTM", "5min", b)
+    await until(lambda: len(closed) == 2)
+    assert closed == bars[:2]  # OHLCV restored from the close-before-high wire order
+    await s.stop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
