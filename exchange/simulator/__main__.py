@@ -42,6 +42,10 @@ async def run(args: argparse.Namespace) -> None:
     )
     if args.state is not None and args.state.exists():
         sim.load_state(args.state)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     await sim.start(args.host, args.port)
     print(f"simulator listening on {sim.rest_url} for {', '.join(symbols)}", flush=True)
     replay: asyncio.Task[None] | None = None
@@ -49,10 +53,6 @@ async def run(args: argparse.Namespace) -> None:
         from exchange.simulator.replay import replay_files
 
         replay = asyncio.create_task(replay_files(sim, args.data_dir, symbols, args.speed), name="sim-replay")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     if replay is not None:
         replay.cancel()

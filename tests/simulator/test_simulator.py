@@ -1,0 +1,135 @@
+"""The simulator on its own: state round trip, replay of real candles, standalone start, raw protocol checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from decimal import Decimal as D
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from engine.marketdata.candle_files import load_candles
+from exchange.models import OrderRequest, OrderSide, OrderType
+from exchange.rest import KucoinFuturesClient
+from exchange.signing import Credentials
+from exchange.simulator import SimulatorConfig, SimulatorServer
+from exchange.simulator.replay import intrabar_path, replay_files
+from tests.conftest import ROOT
+from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
+
+
+async def test_state_survives_save_and_load(
+    sim: SimulatorServer, client: KucoinFuturesClient, tmp_path: Path, data_dir: Path
+) -> None:
+    await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 5, leverage=5))
+    resting = await client.place_order(
+        OrderRequest("ETHUSDTM", OrderSide.SELL, 1, OrderType.LIMIT, D("2100.00"), reduce_only=True)
+    )
+    path = tmp_path / "state.json"
+    sim.save_state(path)
+    fresh = SimulatorServer(
+        SimulatorConfig(
+            api_key=KEY, api_secret=SECRET, api_passphrase=PASSPHRASE, contracts_file=data_dir / "contracts.json"
+        )
+    )
+    fresh.load_state(path)
+    await fresh.start()
+    try:
+        async with KucoinFuturesClient(fresh.rest_url, Credentials(KEY, SECRET, PASSPHRASE)) as other:
+            assert (await other.position("ETHUSDTM")).lots == 5
+            assert [o.id for o in await other.open_orders("ETHUSDTM")] == [resting.id]
+            assert (await other.account_overview()).equity == (await client.account_overview()).equity
+            fresh.set_price("ETHUSDTM", D("2100.00"))
+            assert (await other.position("ETHUSDTM")).lots == 4
+    finally:
+        await fresh.stop()
+
+
+async def test_replay_follows_the_file_and_keeps_candles(
+    sim: SimulatorServer, data_dir: Path, client: KucoinFuturesClient
+) -> None:
+    small = data_dir
+    candles = load_candles(small, "ETHUSDTM", "5min")
+    seen: list[D] = []
+    sim.state.listeners.append(lambda kind, d: seen.append(d["prices"].last) if kind == "ticker" else None)
+    task = asyncio.create_task(replay_files(sim, small, ("ETHUSDTM",), "max"))
+    while len(sim.candles.get(("ETHUSDTM", 5), [])) < 50:
+        await asyncio.sleep(0)
+    task.cancel()
+    rows = await client.klines("ETHUSDTM", 5, candles[0].ts, candles[49].ts)
+    assert rows[:50] == [[c.ts, c.open, c.high, c.low, c.close, c.volume] for c in candles[:50]]
+    first = candles[0]
+    assert seen[:4] == [D(repr(p)) for p in intrabar_path(first)]
+    assert intrabar_path(first)[0] == first.open and intrabar_path(first)[-1] == first.close
+
+
+async def test_raw_protocol_errors(sim: SimulatorServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(sim.rest_url + "/api/v1/nowhere") as r:
+            assert r.status == 404 and (await r.json())["code"] == "404000"
+        async with http.get(sim.rest_url + "/api/v1/positions") as r:
+            assert r.status == 401 and (await r.json())["code"] == "400001"
+        async with http.get(sim.rest_url + "/api/v1/timestamp") as r:
+            body = await r.json()
+            assert body["code"] == "200000" and abs(body["data"] - int(asyncio.get_running_loop().time())) > 0
+            assert r.headers["gw-ratelimit-limit"] == "2000"
+
+
+async def test_rate_limit_pool_exhaustion_answers_429(data_dir: Path) -> None:
+    sim = SimulatorServer(SimulatorConfig(contracts_file=data_dir / "contracts.json", rate_limit_quota=5))
+    await sim.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            codes = []
+            for _ in range(4):
+                async with http.get(sim.rest_url + "/api/v1/timestamp") as r:
+                    codes.append((r.status, r.headers.get("gw-ratelimit-reset") is not None))
+        assert codes[:2] == [(200, False), (200, False)] and codes[2] == (429, True)
+    finally:
+        await sim.stop()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals as on the VPS")
+def test_standalone_simulator_starts_and_stops_cleanly(data_dir: Path, tmp_path: Path) -> None:
+    state = tmp_path / "sim.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exchange.simulator",
+            "--port",
+            "0",
+            "--api-key",
+            "k",
+            "--api-secret",
+            "s",
+            "--api-passphrase",
+            "p",
+            "--data-dir",
+            str(data_dir),
+            "--symbols",
+            "ETHUSDTM",
+            "--speed",
+            "max",
+            "--state",
+            str(state),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "simulator listening on http://127.0.0.1:" in line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    saved = json.loads(state.read_text())
+    assert "ETHUSDTM" in saved["prices"]
