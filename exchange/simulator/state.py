@@ -377,9 +377,7 @@ class Book:
         p = self.price(order.symbol)
         c = self.contracts[order.symbol]
         if order.type == "market":
-            slip = self.market_slippage
-            raw = p.last * (1 + slip) if order.side == "buy" else p.last * (1 - slip)
-            fill = _round(raw, c.tick_size, up=order.side == "buy")
+            fill = self._market_fill_price(order, p.last, c.tick_size)
             self._fill(order, fill, order.size - order.filled_size, "taker")
             if order.status == "open":
                 self._finish(order, cancelled=True)
@@ -391,9 +389,18 @@ class Book:
             self._finish(order, cancelled=True)
             return
         if crosses:
-            self._fill(order, order.price, order.size - order.filled_size, "taker")
+            # A crossing limit takes liquidity at the market price, never worse than its limit.
+            market = self._market_fill_price(order, p.last, c.tick_size)
+            price = min(market, order.price) if order.side == "buy" else max(market, order.price)
+            self._fill(order, price, order.size - order.filled_size, "taker")
         elif order.time_in_force == "IOC":
             self._finish(order, cancelled=True)
+
+    def _market_fill_price(self, order: Order, last: Decimal, tick: Decimal) -> Decimal:
+        """The synthetic book: a taker pays the configured slippage from the last price, rounded against it."""
+        slip = self.market_slippage
+        raw = last * (1 + slip) if order.side == "buy" else last * (1 - slip)
+        return _round(raw, tick, up=order.side == "buy")
 
     def _fill(self, order: Order, price: Decimal, lots: int, liquidity: str, trade_type: str = "trade") -> None:
         c = self.contracts[order.symbol]

@@ -1,0 +1,336 @@
+"""Typed, past-tense engine events and the in-process bus that hands them to storage, metrics and notifiers.
+
+An event is a frozen dataclass with a stable ``kind``; ``to_dict`` gives JSON-safe data (Decimal as strings) and
+``event_from_dict`` restores it, so storage and the Telegram outbox never guess at shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    ts_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in dataclasses.fields(self):
+            out[f.name] = _jsonable(getattr(self, f.name))
+        return out
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalEvaluated(Event):
+    kind: ClassVar[str] = "signal_evaluated"
+    symbol: str
+    decision: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRequested(Event):
+    kind: ClassVar[str] = "approval_requested"
+    approval_id: str
+    symbol: str
+    side: str
+    entry: Decimal
+    stop: Decimal
+    take_profit: Decimal
+    lots: int
+    leverage: int
+    margin: Decimal
+    risk: Decimal
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalResolved(Event):
+    kind: ClassVar[str] = "approval_resolved"
+    approval_id: str
+    outcome: str  # approved | rejected | expired | failed_recheck | executed
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderPlaced(Event):
+    kind: ClassVar[str] = "order_placed"
+    symbol: str
+    client_oid: str
+    order_id: str
+    purpose: str  # entry | stop | take_profit | close
+    side: str
+    lots: int
+    price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRejected(Event):
+    kind: ClassVar[str] = "order_rejected"
+    symbol: str
+    client_oid: str
+    purpose: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderFilled(Event):
+    kind: ClassVar[str] = "order_filled"
+    symbol: str
+    order_id: str
+    side: str
+    lots: int
+    price: Decimal
+    fee: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopPlaced(Event):
+    kind: ClassVar[str] = "stop_placed"
+    symbol: str
+    order_id: str
+    price: Decimal
+    purpose: str = "stop"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopMoved(Event):
+    kind: ClassVar[str] = "stop_moved"
+    symbol: str
+    old: Decimal
+    new: Decimal
+    reason: str
+    take_profit: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopMissing(Event):
+    kind: ClassVar[str] = "stop_missing"
+    symbol: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionOpened(Event):
+    kind: ClassVar[str] = "position_opened"
+    symbol: str
+    side: str
+    lots: int
+    entry: Decimal
+    leverage: int
+    stop: Decimal
+    take_profit: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionClosed(Event):
+    kind: ClassVar[str] = "position_closed"
+    symbol: str
+    side: str
+    exit_reason: str
+    entry: Decimal
+    exit: Decimal
+    gross: Decimal
+    fees: Decimal
+    funding: Decimal
+    net: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HaltRaised(Event):
+    kind: ClassVar[str] = "halt_raised"
+    limit: str
+    value: str
+    threshold: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradingStateChanged(Event):
+    kind: ClassVar[str] = "trading_state_changed"
+    old: str
+    new: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModeChanged(Event):
+    kind: ClassVar[str] = "mode_changed"
+    setting: str  # control | armed | paused
+    value: str
+    by: str = "engine"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftDetected(Event):
+    kind: ClassVar[str] = "drift_detected"
+    differences: list[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftCleared(Event):
+    kind: ClassVar[str] = "drift_cleared"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamReconnected(Event):
+    kind: ClassVar[str] = "stream_reconnected"
+    stream: str
+    reconnects: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthChanged(Event):
+    kind: ClassVar[str] = "health_changed"
+    component: str
+    healthy: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KillSwitchReport(Event):
+    kind: ClassVar[str] = "kill_switch_report"
+    cancelled_orders: int
+    closed_positions: list[str]
+    flat: bool
+    leftovers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CandleGap(Event):
+    kind: ClassVar[str] = "candle_gap"
+    symbol: str
+    timeframe: str
+    missing: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DailySummary(Event):
+    kind: ClassVar[str] = "daily_summary"
+    day: str
+    net_pnl: Decimal
+    fees: Decimal
+    trades: int
+    drawdown_pct: Decimal
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        SignalEvaluated,
+        ApprovalRequested,
+        ApprovalResolved,
+        OrderPlaced,
+        OrderRejected,
+        OrderFilled,
+        StopPlaced,
+        StopMoved,
+        StopMissing,
+        PositionOpened,
+        PositionClosed,
+        HaltRaised,
+        TradingStateChanged,
+        ModeChanged,
+        DriftDetected,
+        DriftCleared,
+        StreamReconnected,
+        HealthChanged,
+        KillSwitchReport,
+        CandleGap,
+        DailySummary,
+    )
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild an event from ``to_dict`` output; unknown kinds are a ValueError."""
+    cls = EVENT_TYPES.get(str(data.get("kind")))
+    if cls is None:
+        raise ValueError(f"unknown event kind {data.get('kind')!r}")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if "Decimal" in str(f.type) and value is not None:
+            value = Decimal(str(value))
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+Subscriber = Callable[[Event], Awaitable[None]]
+
+
+class EventBus:
+    """Fan-out with one bounded queue and task per subscriber: a slow or failing subscriber never blocks
+    ``publish`` or the others. ``publish`` is synchronous so the trading path never awaits a notifier."""
+
+    def __init__(self, queue_size: int = 10_000) -> None:
+        self._subs: list[tuple[str, asyncio.Queue[Event | None], asyncio.Task[None] | None, Subscriber]] = []
+        self._queue_size = queue_size
+        self.dropped = 0
+        self.failures = 0
+
+    def subscribe(self, name: str, handler: Subscriber) -> None:
+        self._subs.append((name, asyncio.Queue(self._queue_size), None, handler))
+
+    async def start(self) -> None:
+        self._subs = [
+            (name, q, asyncio.create_task(self._pump(name, q, h), name=f"bus-{name}"), h)
+            for name, q, _, h in self._subs
+        ]
+
+    def publish(self, event: Event) -> None:
+        for name, q, _, _ in self._subs:
+            try:
+                q.put_nowait(event)
+            except asyncio.QueueFull:
+                self.dropped += 1
+                log.error("bus.dropped", subscriber=name, kind=event.kind)
+
+    async def _pump(self, name: str, q: asyncio.Queue[Event | None], handler: Subscriber) -> None:
+        while True:
+            event = await q.get()
+            try:
+                if event is None:
+                    return
+                await handler(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.failures += 1
+                log.exception("bus.subscriber_failed", subscriber=name, kind=event.kind if event else "")
+            finally:
+                q.task_done()
+
+    async def drain(self) -> None:
+        """Wait until every queued event has been handled."""
+        for _, q, _, _ in self._subs:
+            await q.join()
+
+    async def stop(self) -> None:
+        for _, q, _, _ in self._subs:
+            q.put_nowait(None)
+        for _, _, task, _ in self._subs:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, timeout=5)

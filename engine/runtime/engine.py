@@ -1,0 +1,494 @@
+"""The trading engine: closed candles → pipeline → gates → pre-trade checks → (approval) → entry → protection;
+mark ticks → stop rule → coordinated stop moves; exchange state → accounting, reconciliation and halts."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import structlog
+
+from engine.config.strategy import StrategyConfig
+from engine.events import (
+    EventBus,
+    HaltRaised,
+    KillSwitchReport,
+    ModeChanged,
+    OrderPlaced,
+    OrderRejected,
+    PositionClosed,
+    PositionOpened,
+    SignalEvaluated,
+    StopMissing,
+    TradingStateChanged,
+)
+from engine.marketdata.aggregate import CandleAggregator
+from engine.models import Candle, Side
+from engine.risk.contract import ContractSpec
+from engine.risk.formulas import gross_roi, initial_levels, position_size, select_leverage, trade_pnl
+from engine.risk.limits import RiskState
+from engine.risk.pretrade import EntryProposal, pretrade_checks
+from engine.risk.stops import StopManager, StopReason
+from engine.runtime.protection import Protected, StopCoordinator
+from engine.runtime.trading_state import TradingState, check_transition
+from engine.scoring.pipeline import Decision, SymbolPipeline
+from exchange.errors import ExchangeError
+from exchange.ids import new_client_oid
+from exchange.models import OrderRequest, OrderSide
+from exchange.rest import KucoinFuturesClient
+from storage.repos import Intents, Positions, RetryQueue
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Managed:
+    """A live position: its protection on the exchange and the pure stop rule that moves it."""
+
+    protection: Protected
+    rule: StopManager
+
+
+@dataclass
+class EngineOptions:
+    mode: str = "paper"  # paper | shadow | live
+    armed: bool = False
+    control: str = "auto"  # auto | manual
+    kill_switch_file: Path | None = None
+    max_entry_slippage_pct: Decimal = Decimal("0.3")
+    margin_mode: str = "ISOLATED"
+    symbols: tuple[str, ...] = ("ETHUSDTM",)
+    approvals_ttl_ms: int = 300_000
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class TradingEngine:
+    def __init__(
+        self,
+        cfg: StrategyConfig,
+        client: KucoinFuturesClient,
+        specs: dict[str, ContractSpec],
+        bus: EventBus,
+        positions: Positions,
+        intents: Intents,
+        retry: RetryQueue,
+        options: EngineOptions,
+        *,
+        equity: Decimal,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.specs = specs
+        self.bus = bus
+        self.positions_repo = positions
+        self.intents = intents
+        self.retry = retry
+        self.options = options
+        self.clock = clock or (lambda: int(time.time() * 1000))
+        self.state = TradingState.ACTIVE
+        self.paused = False
+        self.risk = RiskState.start(
+            equity, self.clock(), consecutive_loss_resets_daily=cfg.risk_management.consecutive_loss_halt_resets_daily
+        )
+        self.pipelines = {s: SymbolPipeline(cfg, s, live=options.mode != "paper") for s in options.symbols}
+        self.aggregators = {
+            s: CandleAggregator(cfg.timeframes.primary, cfg.timeframes.confirmation) for s in options.symbols
+        }
+        self.managed: dict[str, Managed] = {}
+        self.coordinator = StopCoordinator(
+            client, positions, intents, retry, bus, clock=self.clock, margin_mode=options.margin_mode
+        )
+        self.last_decision: dict[str, Decision] = {}
+        self.pending_entries: dict[str, Decision] = {}
+
+    # ------------------------------------------------------------------ state
+
+    def set_state(self, new: TradingState, reason: str) -> None:
+        check_transition(self.state, new)
+        if new is not self.state:
+            self.bus.publish(
+                TradingStateChanged(ts_ms=self.clock(), old=self.state.value, new=new.value, reason=reason)
+            )
+            self.state = new
+
+    @property
+    def trading_live(self) -> bool:
+        """Orders really go out: paper (simulator) or live-and-armed. Live unarmed and shadow only validate."""
+        return self.options.mode == "paper" or (self.options.mode == "live" and self.options.armed)
+
+    def entries_blocked(self) -> str | None:
+        """Why no new entry may be opened right now, or None."""
+        if self.state is not TradingState.ACTIVE:
+            return f"trading state {self.state}"
+        if self.paused:
+            return "paused"
+        ks = self.options.kill_switch_file
+        if ks is not None and ks.exists():
+            return f"kill-switch file {ks} exists"
+        return None
+
+    # ------------------------------------------------------------------ candles
+
+    async def on_closed_candle(self, symbol: str, candle: Candle) -> Decision:
+        """A closed primary candle: score it and, if everything passes, enter (auto) or ask (manual)."""
+        pipe = self.pipelines[symbol]
+        confirmation = self.aggregators[symbol].update(candle)
+        if confirmation is not None:
+            pipe.on_confirmation_candle(confirmation)
+        decision = pipe.on_primary_candle(candle, drawdown_pct=float(self.risk.drawdown_pct))
+        self.last_decision[symbol] = decision
+        self.bus.publish(SignalEvaluated(ts_ms=self.clock(), symbol=symbol, decision=decision.to_dict()))
+        if decision.passed and symbol not in self.managed:
+            if self.options.control == "manual":
+                self.pending_entries[symbol] = decision
+            else:
+                await self.enter(symbol, decision)
+        return decision
+
+    # ------------------------------------------------------------------ entries
+
+    async def enter(self, symbol: str, decision: Decision) -> Protected | None:
+        """Size, run the pre-trade checks, place the entry (slippage-guarded IOC), then protect it at once."""
+        blocked = self.entries_blocked()
+        if blocked is not None:
+            self.bus.publish(
+                OrderRejected(ts_ms=self.clock(), symbol=symbol, client_oid="", purpose="entry", reason=blocked)
+            )
+            return None
+        spec = self.specs[symbol]
+        side = Side.LONG if decision.side == "long" else Side.SHORT
+        atr = None if decision.atr_pct is None else Decimal(repr(decision.atr_pct))
+        lev = select_leverage(self.cfg, atr, exchange_max=spec.max_leverage)
+        ticker = await self.client.ticker(symbol)
+        ref = Decimal(ticker["bestAskPrice"] if side is Side.LONG else ticker["bestBidPrice"])
+        size = position_size(
+            self.cfg,
+            equity=self.risk.equity,
+            abs_score=Decimal(repr(abs(decision.final_score))),
+            atr_pct=atr,
+            leverage=lev,
+            ref_price=ref,
+            spec=spec,
+        )
+        margin = spec.base_quantity(size.lots) * ref / lev
+        open_margins = {
+            s: m.protection.entry * spec.multiplier * m.protection.lots / m.protection.leverage
+            for s, m in self.managed.items()
+        }
+        checks = pretrade_checks(
+            self.cfg, self.risk, EntryProposal(symbol, margin, size.lots, spec.lot_size, self.clock()), open_margins
+        )
+        failing = [g for g in checks if not g.passed]
+        for g in failing:
+            if g.code in (
+                "daily_loss_limit",
+                "consecutive_losses",
+                "circuit_breaker",
+                "max_positions",
+                "max_total_margin",
+            ):
+                self.bus.publish(
+                    HaltRaised(ts_ms=self.clock(), limit=g.code, value=str(g.value), threshold=str(g.threshold))
+                )
+        if failing:
+            self.bus.publish(
+                OrderRejected(
+                    ts_ms=self.clock(),
+                    symbol=symbol,
+                    client_oid="",
+                    purpose="entry",
+                    reason=",".join(g.code for g in failing),
+                )
+            )
+            return None
+        order_side = OrderSide.BUY if side is Side.LONG else OrderSide.SELL
+        client_oid = new_client_oid("en")
+        await self.intents.record(client_oid, symbol, "entry", order_side.value, size.lots, None, self.clock())
+        if not self.trading_live:
+            req = OrderRequest(
+                symbol=symbol,
+                side=order_side,
+                lots=size.lots,
+                leverage=lev,
+                client_oid=client_oid,
+                margin_mode=self.options.margin_mode,
+            )
+            try:
+                await self.client.place_order(req, test=True)
+                await self.intents.mark(client_oid, "done", detail="validated only (shadow)")
+            except ExchangeError as exc:
+                await self.intents.mark(client_oid, "failed", detail=str(exc))
+            return None
+        try:
+            order = await self.client.market_entry_guarded(
+                symbol,
+                order_side,
+                size.lots,
+                lev,
+                self.options.max_entry_slippage_pct,
+                spec.tick_size,
+                client_oid=client_oid,
+            )
+        except ExchangeError as exc:
+            await self.intents.mark(client_oid, "failed", detail=str(exc))
+            self.bus.publish(
+                OrderRejected(
+                    ts_ms=self.clock(), symbol=symbol, client_oid=client_oid, purpose="entry", reason=str(exc)
+                )
+            )
+            return None
+        await self.intents.mark(client_oid, "done", order.id)
+        self.bus.publish(
+            OrderPlaced(
+                ts_ms=self.clock(),
+                symbol=symbol,
+                client_oid=client_oid,
+                order_id=order.id,
+                purpose="entry",
+                side=order_side.value,
+                lots=size.lots,
+                price=order.price,
+            )
+        )
+        if order.filled_lots == 0:
+            return None  # the IOC guard refused to chase the price
+        fill = order.filled_value / (order.filled_lots * spec.multiplier)
+        self.risk.record_entry(symbol, self.clock())
+        return await self.adopt(symbol, side, order.filled_lots, fill, lev)
+
+    async def adopt(self, symbol: str, side: Side, lots: int, entry: Decimal, leverage: int) -> Protected:
+        """Manage a position: initial levels from the real entry, stop and TP placed on the exchange."""
+        spec = self.specs[symbol]
+        levels = initial_levels(self.cfg, side, entry, leverage, spec.tick_size)
+        p = Protected(
+            symbol=symbol,
+            side=side,
+            lots=lots,
+            entry=entry,
+            leverage=leverage,
+            stop=levels.stop,
+            stop_reason=StopReason.INITIAL.value,
+            take_profit=levels.take_profit,
+            tp_roi=self.cfg.risk_management.take_profit_roi,
+            trailing=False,
+            stop_order_id=None,
+            tp_order_id=None,
+            replace_state="STEADY",
+            pending_client_oid=None,
+            pending_price=None,
+            opened_ms=self.clock(),
+        )
+        self.managed[symbol] = Managed(p, self._rule(p))
+        await self.positions_repo.save(p.row())
+        self.bus.publish(
+            PositionOpened(
+                ts_ms=self.clock(),
+                symbol=symbol,
+                side=side.value,
+                lots=lots,
+                entry=entry,
+                leverage=leverage,
+                stop=p.stop,
+                take_profit=p.take_profit,
+            )
+        )
+        await self.coordinator.protect(p)
+        return p
+
+    def _rule(self, p: Protected) -> StopManager:
+        rule = StopManager(
+            self.cfg,
+            side=p.side,
+            entry=p.entry,
+            leverage=p.leverage,
+            tick=self.specs[p.symbol].tick_size,
+            stop=p.stop,
+            take_profit=p.take_profit,
+            stop_reason=StopReason(p.stop_reason),
+        )
+        rule.tp_roi = p.tp_roi
+        rule.trailing_active = p.trailing
+        return rule
+
+    # ------------------------------------------------------------------ stops
+
+    async def on_mark(self, symbol: str, mark: Decimal) -> None:
+        """A mark-price tick: apply the stop rule (debounced) and move the exchange stop if it improved."""
+        m = self.managed.get(symbol)
+        if m is None or m.protection.replace_state != "STEADY":
+            return
+        update = m.rule.update(mark, now_ms=self.clock())
+        if update is None:
+            return
+        p = m.protection
+        p.trailing = m.rule.trailing_active
+        p.tp_roi = m.rule.tp_roi
+        await self.coordinator.move_stop(p, update.new_stop, update.reason.value, update.take_profit)
+
+    # ------------------------------------------------------------------ reconciliation
+
+    async def sync_positions(self) -> list[str]:
+        """The exchange is the truth: close what it closed, alarm on a missing stop. Returns the differences."""
+        diffs: list[str] = []
+        live = {p.symbol: p for p in await self.client.positions() if p.is_open}
+        for symbol, m in list(self.managed.items()):
+            pos = live.get(symbol)
+            if pos is None:
+                await self._closed(symbol, m)
+                continue
+            if abs(pos.lots) != m.protection.lots:
+                diffs.append(f"{symbol}: engine {m.protection.lots} lots, exchange {abs(pos.lots)}")
+                m.protection.lots = abs(pos.lots)
+            stops = {o.id for o in await self.client.open_stop_orders(symbol)}
+            if m.protection.stop_order_id not in stops and m.protection.replace_state == "STEADY":
+                self.bus.publish(
+                    StopMissing(
+                        ts_ms=self.clock(),
+                        symbol=symbol,
+                        detail=f"stop {m.protection.stop_order_id} not on the exchange",
+                    )
+                )
+                diffs.append(f"{symbol}: stop missing")
+                m.protection.stop_order_id = None
+                if m.protection.tp_order_id not in stops:
+                    m.protection.tp_order_id = None
+                await self.coordinator.protect(m.protection)
+        for symbol, pos in live.items():
+            if symbol not in self.managed and symbol in self.specs:
+                diffs.append(f"{symbol}: unmanaged position of {pos.lots} lots adopted")
+                await self.adopt(
+                    symbol,
+                    Side.LONG if pos.lots > 0 else Side.SHORT,
+                    abs(pos.lots),
+                    pos.avg_entry,
+                    int(pos.leverage) or self.cfg.risk_management.leverage_default,
+                )
+        return diffs
+
+    async def _closed(self, symbol: str, m: Managed, *, reason: str | None = None) -> None:
+        """The exchange closed the position (stop, TP or liquidation): account for it and clear leftovers."""
+        p = m.protection
+        fills = [f for f in await self.client.fills(symbol=symbol) if f.ts_ms >= p.opened_ms]
+        exit_side = "sell" if p.side is Side.LONG else "buy"
+        closing = [f for f in fills if f.side.value == exit_side]
+        spec = self.specs[symbol]
+        if closing:
+            lots = sum(f.lots for f in closing)
+            exit_price: Decimal = sum((f.price * f.lots for f in closing), Decimal(0)) / lots
+        else:
+            exit_price = p.stop
+        pnl = trade_pnl(
+            p.side,
+            entry=p.entry,
+            exit_price=exit_price,
+            quantity=spec.base_quantity(p.lots),
+            leverage=p.leverage,
+            fee_in=self.cfg.fees.entry_fee_rate,
+            fee_out=self.cfg.fees.exit_fee_rate,
+        )
+        roi = gross_roi(p.side, p.entry, exit_price, p.leverage)
+        if reason is None:
+            reason = m.rule.exit_reason if roi < self.cfg.risk_management.take_profit_roi - 1 else "take_profit"
+        for oid in (p.stop_order_id, p.tp_order_id):
+            if oid:
+                with contextlib.suppress(ExchangeError):
+                    await self.client.cancel_order(oid)
+        del self.managed[symbol]
+        await self.positions_repo.delete(symbol)
+        self.risk.record_close(symbol, pnl.net, self.clock())
+        self.risk.equity += pnl.net
+        self.bus.publish(
+            PositionClosed(
+                ts_ms=self.clock(),
+                symbol=symbol,
+                side=p.side.value,
+                exit_reason=reason,
+                entry=p.entry,
+                exit=exit_price,
+                gross=pnl.gross,
+                fees=pnl.fees,
+                funding=Decimal(0),
+                net=pnl.net,
+            )
+        )
+
+    async def recover(self) -> list[str]:
+        """After a restart: reload managed positions, finish interrupted stop moves, reconcile with the exchange."""
+        for row in await self.positions_repo.all():
+            p = Protected.from_row(row)
+            self.managed[p.symbol] = Managed(p, self._rule(p))
+        for intent in await self.intents.pending():
+            try:
+                known = await self.client.order_by_client_oid(intent.client_oid)
+                await self.intents.mark(intent.client_oid, "done", known.id, "found on the exchange after restart")
+            except ExchangeError:
+                await self.intents.mark(intent.client_oid, "failed", detail="unknown to the exchange after restart")
+        for m in list(self.managed.values()):
+            await self.coordinator.resume(m.protection)
+        return await self.sync_positions()
+
+    async def run_retries(self) -> int:
+        """Work the persisted retry queue; returns how many items ran."""
+        items = await self.retry.due(self.clock())
+        for item in items:
+            m = self.managed.get(str(item.payload.get("symbol")))
+            if m is None:
+                await self.retry.done(item.key)
+                continue
+            await self.coordinator.resume(m.protection)
+            if m.protection.replace_state == "STEADY" and m.protection.stop_order_id and m.protection.tp_order_id:
+                await self.retry.done(item.key)
+        return len(items)
+
+    # ------------------------------------------------------------------ controls
+
+    def set_paused(self, paused: bool, by: str = "engine") -> None:
+        self.paused = paused
+        self.bus.publish(ModeChanged(ts_ms=self.clock(), setting="paused", value=str(paused).lower(), by=by))
+
+    async def kill_switch(self) -> KillSwitchReport:
+        """Cancel everything, close every position reduce-only, confirm flat, halt. Safe to fire twice."""
+        if self.state is not TradingState.HALTED:
+            self.set_state(TradingState.HALTED, "kill switch")
+        cancelled = 0
+        closed: list[str] = []
+        for symbol in self.specs:
+            try:
+                cancelled += len(await self.client.cancel_all_orders(symbol))
+                cancelled += len(await self.client.cancel_all_stop_orders(symbol))
+            except ExchangeError as exc:
+                log.error("kill.cancel_failed", symbol=symbol, error=str(exc))
+        for pos in await self.client.positions():
+            if not pos.is_open:
+                continue
+            side = OrderSide.SELL if pos.lots > 0 else OrderSide.BUY
+            req = OrderRequest(
+                symbol=pos.symbol, side=side, lots=abs(pos.lots), reduce_only=True, margin_mode=self.options.margin_mode
+            )
+            try:
+                await self.client.place_order(req)
+                closed.append(pos.symbol)
+            except ExchangeError as exc:
+                log.error("kill.close_failed", symbol=pos.symbol, error=str(exc))
+        leftovers = [f"{p.symbol}: {p.lots} lots" for p in await self.client.positions() if p.is_open]
+        for symbol in self.specs:
+            leftovers += [f"{symbol}: order {o.id}" for o in await self.client.open_orders(symbol)]
+            leftovers += [f"{symbol}: stop {o.id}" for o in await self.client.open_stop_orders(symbol)]
+        for symbol, m in list(self.managed.items()):
+            if symbol in closed:
+                m.protection.stop_order_id = m.protection.tp_order_id = None
+                await self._closed(symbol, m, reason="kill_switch")
+        report = KillSwitchReport(
+            ts_ms=self.clock(),
+            cancelled_orders=cancelled,
+            closed_positions=closed,
+            flat=not leftovers,
+            leftovers=leftovers,
+        )
+        self.bus.publish(report)
+        return report

@@ -1,0 +1,260 @@
+"""Stops and take-profits on the exchange: placed right after the entry, moved by place-new → confirm →
+cancel-old, every step persisted so a restart resumes it, failures queued for retry with backoff.
+
+Both the old and the new stop are reduce-only stop-market orders for the whole position: if both ever
+triggered, the exchange trims the second to zero (it can never open or flip a position).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from engine.events import EventBus, StopMissing, StopMoved, StopPlaced
+from engine.models import Side
+from exchange.errors import ExchangeError, OrderNotFoundError
+from exchange.ids import new_client_oid
+from exchange.models import OrderRequest, OrderSide, StopDirection, StopPriceType
+from exchange.rest import KucoinFuturesClient
+from storage.repos import Intents, Positions, RetryQueue
+
+log = structlog.get_logger(__name__)
+
+RETRY_BASE_MS = 500
+RETRY_CAP_MS = 30_000
+
+
+@dataclass
+class Protected:
+    """One managed position's exchange-side protection."""
+
+    symbol: str
+    side: Side
+    lots: int
+    entry: Decimal
+    leverage: int
+    stop: Decimal
+    stop_reason: str
+    take_profit: Decimal
+    tp_roi: Decimal
+    trailing: bool
+    stop_order_id: str | None
+    tp_order_id: str | None
+    replace_state: str
+    pending_client_oid: str | None
+    pending_price: Decimal | None
+    opened_ms: int
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "lots": self.lots,
+            "entry": self.entry,
+            "leverage": self.leverage,
+            "stop": self.stop,
+            "stop_reason": self.stop_reason,
+            "take_profit": self.take_profit,
+            "tp_roi": self.tp_roi,
+            "trailing": int(self.trailing),
+            "stop_order_id": self.stop_order_id,
+            "tp_order_id": self.tp_order_id,
+            "replace_state": self.replace_state,
+            "pending_client_oid": self.pending_client_oid,
+            "pending_price": self.pending_price,
+            "opened_ms": self.opened_ms,
+        }
+
+    @classmethod
+    def from_row(cls, r: dict[str, Any]) -> Protected:
+        return cls(
+            symbol=r["symbol"],
+            side=Side(r["side"]),
+            lots=int(r["lots"]),
+            entry=Decimal(r["entry"]),
+            leverage=int(r["leverage"]),
+            stop=Decimal(r["stop"]),
+            stop_reason=r["stop_reason"],
+            take_profit=Decimal(r["take_profit"]),
+            tp_roi=Decimal(r["tp_roi"]),
+            trailing=bool(r["trailing"]),
+            stop_order_id=r["stop_order_id"],
+            tp_order_id=r["tp_order_id"],
+            replace_state=r["replace_state"],
+            pending_client_oid=r["pending_client_oid"],
+            pending_price=None if r["pending_price"] is None else Decimal(r["pending_price"]),
+            opened_ms=int(r["opened_ms"]),
+        )
+
+    @property
+    def exit_side(self) -> OrderSide:
+        return OrderSide.SELL if self.side is Side.LONG else OrderSide.BUY
+
+    @property
+    def stop_direction(self) -> StopDirection:
+        return StopDirection.DOWN if self.side is Side.LONG else StopDirection.UP
+
+    @property
+    def tp_direction(self) -> StopDirection:
+        return StopDirection.UP if self.side is Side.LONG else StopDirection.DOWN
+
+
+class StopCoordinator:
+    """Owns every stop/TP order the engine places; the only code that moves them."""
+
+    def __init__(
+        self,
+        client: KucoinFuturesClient,
+        positions: Positions,
+        intents: Intents,
+        retry: RetryQueue,
+        bus: EventBus,
+        *,
+        clock: Callable[[], int] | None = None,
+        margin_mode: str = "ISOLATED",
+    ) -> None:
+        self.client = client
+        self.positions = positions
+        self.intents = intents
+        self.retry = retry
+        self.bus = bus
+        self.clock = clock or (lambda: int(time.time() * 1000))
+        self.margin_mode = margin_mode
+        self.replaces = 0
+
+    def _stop_request(self, p: Protected, price: Decimal, direction: StopDirection, client_oid: str) -> OrderRequest:
+        return OrderRequest(
+            symbol=p.symbol,
+            side=p.exit_side,
+            lots=p.lots,
+            reduce_only=True,
+            stop=direction,
+            stop_price=price,
+            stop_price_type=StopPriceType.MARK,
+            margin_mode=self.margin_mode,
+            client_oid=client_oid,
+        )
+
+    async def _place(
+        self, p: Protected, price: Decimal, direction: StopDirection, purpose: str, client_oid: str
+    ) -> str:
+        if await self.intents.get(client_oid) is None:
+            await self.intents.record(client_oid, p.symbol, purpose, p.exit_side.value, p.lots, price, self.clock())
+        order = await self.client.place_order(self._stop_request(p, price, direction, client_oid))
+        await self.intents.mark(client_oid, "acked", order.id)
+        self.bus.publish(
+            StopPlaced(ts_ms=self.clock(), symbol=p.symbol, order_id=order.id, price=price, purpose=purpose)
+        )
+        return order.id
+
+    async def protect(self, p: Protected) -> None:
+        """Place the initial stop and TP (reduce-only, mark price). A failure is retried, never ignored."""
+        try:
+            if p.stop_order_id is None:
+                p.stop_order_id = await self._place(p, p.stop, p.stop_direction, "stop", new_client_oid("sl"))
+                await self.positions.save(p.row())
+            if p.tp_order_id is None:
+                p.tp_order_id = await self._place(p, p.take_profit, p.tp_direction, "take_profit", new_client_oid("tp"))
+                await self.positions.save(p.row())
+        except ExchangeError as exc:
+            await self.positions.save(p.row())
+            self.bus.publish(StopMissing(ts_ms=self.clock(), symbol=p.symbol, detail=f"placing protection: {exc}"))
+            await self._schedule(p.symbol, "protect", str(exc))
+
+    async def move_stop(self, p: Protected, new_stop: Decimal, reason: str, new_tp: Decimal | None = None) -> bool:
+        """Place the new stop, confirm it on the exchange, then cancel the old one. True when done."""
+        if p.replace_state == "STEADY":
+            p.pending_client_oid = new_client_oid("sl")
+            p.pending_price = new_stop
+            p.replace_state = "PLACING_NEW"
+            p.stop_reason = reason
+            await self.positions.save(p.row())
+        try:
+            await self._advance(p)
+        except ExchangeError as exc:
+            log.warning("stop.replace_failed", symbol=p.symbol, state=p.replace_state, error=str(exc))
+            await self._schedule(p.symbol, "replace", str(exc))
+            return False
+        if new_tp is not None:
+            await self.move_take_profit(p, new_tp)
+        return True
+
+    async def _advance(self, p: Protected) -> None:
+        """Drive the persisted replace state machine to STEADY from wherever it stands."""
+        if p.replace_state == "PLACING_NEW":
+            assert_pending(p)
+            oid = p.pending_client_oid or ""
+            known = None
+            try:
+                known = await self.client.order_by_client_oid(oid)
+            except OrderNotFoundError:
+                known = None
+            if known is None or not known.is_active:
+                if known is not None and not known.is_active:
+                    # It existed but is gone (triggered or cancelled): start over with a fresh clientOid.
+                    p.pending_client_oid = oid = new_client_oid("sl")
+                    await self.positions.save(p.row())
+                new_id = await self._place(p, p.pending_price or p.stop, p.stop_direction, "stop", oid)
+            else:
+                new_id = known.id
+            confirmed = await self.client.order_by_id(new_id)
+            if not (confirmed.is_active and confirmed.stop is not None):
+                raise ExchangeError(f"new stop {new_id} is not live on the exchange")
+            old_id = p.stop_order_id
+            old_price = p.stop
+            p.stop_order_id, p.stop = new_id, p.pending_price or p.stop
+            p.replace_state = "CANCELLING_OLD" if old_id and old_id != new_id else "STEADY"
+            p.pending_client_oid, p.pending_price = old_id, None  # remember which order to cancel
+            await self.positions.save(p.row())
+            self.bus.publish(
+                StopMoved(ts_ms=self.clock(), symbol=p.symbol, old=old_price, new=p.stop, reason=p.stop_reason)
+            )
+        if p.replace_state in ("CANCELLING_OLD", "CONFIRMED_NEW"):
+            old_id = p.pending_client_oid
+            if old_id:
+                with contextlib.suppress(OrderNotFoundError):  # already gone: that is the goal
+                    await self.client.cancel_order(old_id)
+            p.replace_state, p.pending_client_oid = "STEADY", None
+            await self.positions.save(p.row())
+            self.replaces += 1
+            await self.retry.done(f"replace:{p.symbol}")
+
+    async def move_take_profit(self, p: Protected, new_tp: Decimal) -> None:
+        """TP extension: place the new TP, then cancel the old (a TP gap is harmless; the stop protects)."""
+        try:
+            new_id = await self._place(p, new_tp, p.tp_direction, "take_profit", new_client_oid("tp"))
+            old = p.tp_order_id
+            p.tp_order_id, p.take_profit = new_id, new_tp
+            await self.positions.save(p.row())
+            if old:
+                with contextlib.suppress(OrderNotFoundError):
+                    await self.client.cancel_order(old)
+        except ExchangeError as exc:
+            await self._schedule(p.symbol, "take_profit", str(exc))
+
+    async def _schedule(self, symbol: str, kind: str, error: str) -> None:
+        items = [i for i in await self.retry.due(2**62) if i.key == f"{kind}:{symbol}"]
+        attempts = items[0].attempts + 1 if items else 0
+        delay = min(RETRY_CAP_MS, RETRY_BASE_MS * 2**attempts)
+        await self.retry.put(kind, f"{kind}:{symbol}", {"symbol": symbol}, self.clock() + delay, error)
+
+    async def resume(self, p: Protected) -> None:
+        """After a restart or from the retry queue: finish an interrupted replace, re-place missing protection."""
+        if p.stop_order_id is None or p.tp_order_id is None:
+            await self.protect(p)
+        if p.replace_state != "STEADY":
+            try:
+                await self._advance(p)
+            except ExchangeError as exc:
+                await self._schedule(p.symbol, "replace", str(exc))
+
+
+def assert_pending(p: Protected) -> None:
+    if p.pending_client_oid is None:
+        raise ExchangeError(f"{p.symbol}: replace in progress without a pending clientOid")

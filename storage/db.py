@@ -1,0 +1,141 @@
+"""One SQLite file in WAL mode, versioned by migrations applied in order at open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+MIGRATIONS: list[str] = [
+    # 1: events, order intents, stop state, retry queue, settings
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX events_kind_ts ON events(kind, ts_ms);
+    CREATE TABLE order_intents (
+        client_oid TEXT PRIMARY KEY,
+        symbol TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        side TEXT NOT NULL,
+        lots INTEGER NOT NULL,
+        price TEXT,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'acked', 'failed', 'done')),
+        order_id TEXT,
+        created_ms INTEGER NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE positions (
+        symbol TEXT PRIMARY KEY,
+        side TEXT NOT NULL,
+        lots INTEGER NOT NULL,
+        entry TEXT NOT NULL,
+        leverage INTEGER NOT NULL,
+        stop TEXT NOT NULL,
+        stop_reason TEXT NOT NULL,
+        take_profit TEXT NOT NULL,
+        tp_roi TEXT NOT NULL,
+        trailing INTEGER NOT NULL DEFAULT 0,
+        stop_order_id TEXT,
+        tp_order_id TEXT,
+        replace_state TEXT NOT NULL DEFAULT 'STEADY'
+            CHECK (replace_state IN ('STEADY', 'PLACING_NEW', 'CONFIRMED_NEW', 'CANCELLING_OLD')),
+        pending_client_oid TEXT,
+        pending_price TEXT,
+        opened_ms INTEGER NOT NULL
+    );
+    CREATE TABLE retry_queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL,
+        due_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+    # 2: approvals: only one transition out of PENDING can ever succeed (conditional UPDATE)
+    """
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        symbol TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('PENDING', 'APPROVED', 'EXECUTED', 'REJECTED', 'EXPIRED',
+                                             'FAILED_RECHECK')),
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        resolved_ms INTEGER
+    );
+    """,
+]
+
+
+class Database:
+    """``async with Database(path) as db`` opens, sets WAL and migrates; ``db.conn`` is the connection."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._conn: aiosqlite.Connection | None = None
+
+    async def __aenter__(self) -> Database:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        return self._conn
+
+    async def open(self) -> None:
+        if self.path.parent and str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = await aiosqlite.connect(self.path)
+        self._conn.row_factory = aiosqlite.Row
+        await self._conn.execute("PRAGMA journal_mode=WAL")
+        await self._conn.execute("PRAGMA synchronous=NORMAL")
+        await self.migrate()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def schema_version(self) -> int:
+        async with self.conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def migrate(self, target: int | None = None) -> int:
+        """Apply every migration above the stored version (up to ``target``), each in one transaction."""
+        version = await self.schema_version()
+        goal = len(MIGRATIONS) if target is None else target
+        for number in range(version + 1, goal + 1):
+            await self.conn.executescript(f"BEGIN;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;")
+        return await self.schema_version()
+
+    async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        async with self.conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
+        async with self.conn.execute(sql, params) as cur:
+            row: aiosqlite.Row | None = await cur.fetchone()
+            return row
+
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Run and commit one statement; returns the number of rows changed."""
+        cur = await self.conn.execute(sql, params)
+        await self.conn.commit()
+        return cur.rowcount

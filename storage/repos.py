@@ -1,0 +1,223 @@
+"""Repositories: small typed doors onto the tables. They store and fetch; deciding is the engine's job."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from engine.events import Event, event_from_dict
+from storage.db import Database
+
+
+class EventLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def append(self, event: Event) -> None:
+        await self.db.execute(
+            "INSERT INTO events (ts_ms, kind, payload) VALUES (?, ?, ?)",
+            (event.ts_ms, event.kind, json.dumps(event.to_dict())),
+        )
+
+    async def recent(self, limit: int = 50, kind: str | None = None) -> list[Event]:
+        if kind is None:
+            rows = await self.db.fetchall("SELECT payload FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = await self.db.fetchall(
+                "SELECT payload FROM events WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit)
+            )
+        return [event_from_dict(json.loads(r["payload"])) for r in rows]
+
+    async def count(self, kind: str | None = None) -> int:
+        if kind is None:
+            row = await self.db.fetchone("SELECT COUNT(*) FROM events")
+        else:
+            row = await self.db.fetchone("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,))
+        return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    client_oid: str
+    symbol: str
+    purpose: str
+    side: str
+    lots: int
+    price: Decimal | None
+    status: str
+    order_id: str | None
+
+
+class Intents:
+    """Every order the engine means to send, written BEFORE it is sent: a restart finds it by clientOid."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(
+        self, client_oid: str, symbol: str, purpose: str, side: str, lots: int, price: Decimal | None, now_ms: int
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO order_intents (client_oid, symbol, purpose, side, lots, price, status, created_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+            (client_oid, symbol, purpose, side, lots, None if price is None else str(price), now_ms),
+        )
+
+    async def mark(self, client_oid: str, status: str, order_id: str | None = None, detail: str = "") -> None:
+        await self.db.execute(
+            "UPDATE order_intents SET status = ?, order_id = COALESCE(?, order_id), detail = ? WHERE client_oid = ?",
+            (status, order_id, detail, client_oid),
+        )
+
+    async def pending(self) -> list[Intent]:
+        rows = await self.db.fetchall("SELECT * FROM order_intents WHERE status = 'pending' ORDER BY created_ms")
+        return [_intent(r) for r in rows]
+
+    async def get(self, client_oid: str) -> Intent | None:
+        row = await self.db.fetchone("SELECT * FROM order_intents WHERE client_oid = ?", (client_oid,))
+        return None if row is None else _intent(row)
+
+
+def _intent(r: Any) -> Intent:
+    return Intent(
+        r["client_oid"],
+        r["symbol"],
+        r["purpose"],
+        r["side"],
+        int(r["lots"]),
+        None if r["price"] is None else Decimal(r["price"]),
+        r["status"],
+        r["order_id"],
+    )
+
+
+POSITION_FIELDS = (
+    "symbol",
+    "side",
+    "lots",
+    "entry",
+    "leverage",
+    "stop",
+    "stop_reason",
+    "take_profit",
+    "tp_roi",
+    "trailing",
+    "stop_order_id",
+    "tp_order_id",
+    "replace_state",
+    "pending_client_oid",
+    "pending_price",
+    "opened_ms",
+)
+
+
+class Positions:
+    """The engine's managed positions with their stop/TP and the persisted stop-replace step."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def save(self, row: dict[str, Any]) -> None:
+        values = tuple(
+            None if row.get(f) is None else (str(row[f]) if isinstance(row[f], Decimal) else row[f])
+            for f in POSITION_FIELDS
+        )
+        cols = ", ".join(POSITION_FIELDS)
+        marks = ", ".join("?" for _ in POSITION_FIELDS)
+        await self.db.execute(f"INSERT OR REPLACE INTO positions ({cols}) VALUES ({marks})", values)  # noqa: S608
+
+    async def delete(self, symbol: str) -> None:
+        await self.db.execute("DELETE FROM positions WHERE symbol = ?", (symbol,))
+
+    async def all(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self.db.fetchall("SELECT * FROM positions ORDER BY symbol")]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryItem:
+    id: int
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    due_ms: int
+    attempts: int
+
+
+class RetryQueue:
+    """Work that failed and must be retried with backoff; survives restarts; one row per key."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def put(self, kind: str, key: str, payload: dict[str, Any], due_ms: int, error: str = "") -> None:
+        await self.db.execute(
+            "INSERT INTO retry_queue (kind, key, payload, due_ms, last_error) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET payload = excluded.payload, due_ms = excluded.due_ms,"
+            " attempts = attempts + 1, last_error = excluded.last_error",
+            (kind, key, json.dumps(payload), due_ms, error),
+        )
+
+    async def due(self, now_ms: int) -> list[RetryItem]:
+        rows = await self.db.fetchall("SELECT * FROM retry_queue WHERE due_ms <= ? ORDER BY due_ms", (now_ms,))
+        return [
+            RetryItem(r["id"], r["kind"], r["key"], json.loads(r["payload"]), r["due_ms"], r["attempts"]) for r in rows
+        ]
+
+    async def done(self, key: str) -> None:
+        await self.db.execute("DELETE FROM retry_queue WHERE key = ?", (key,))
+
+    async def depth(self) -> int:
+        row = await self.db.fetchone("SELECT COUNT(*) FROM retry_queue")
+        return int(row[0]) if row else 0
+
+
+class Settings:
+    """Mode switches (control mode, armed, paused) that must survive a restart."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, key: str, default: str | None = None) -> str | None:
+        row = await self.db.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
+        return default if row is None else str(row["value"])
+
+    async def set(self, key: str, value: str) -> None:
+        await self.db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
+
+
+class Approvals:
+    """Approval cards; the state leaves PENDING exactly once, enforced by a conditional UPDATE."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self, approval_id: str, symbol: str, payload: dict[str, Any], now_ms: int, expires_ms: int
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO approvals (id, symbol, payload, state, created_ms, expires_ms)"
+            " VALUES (?, ?, ?, 'PENDING', ?, ?)",
+            (approval_id, symbol, json.dumps(payload), now_ms, expires_ms),
+        )
+
+    async def transition(self, approval_id: str, old: str, new: str, now_ms: int) -> bool:
+        """Move ``old`` → ``new``; False when another transition already happened (a double tap)."""
+        changed = await self.db.execute(
+            "UPDATE approvals SET state = ?, resolved_ms = ? WHERE id = ? AND state = ?",
+            (new, now_ms, approval_id, old),
+        )
+        return changed == 1
+
+    async def get(self, approval_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetchone("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        if row is None:
+            return None
+        out = dict(row)
+        out["payload"] = json.loads(out["payload"])
+        return out
+
+    async def expired(self, now_ms: int) -> list[str]:
+        rows = await self.db.fetchall("SELECT id FROM approvals WHERE state = 'PENDING' AND expires_ms <= ?", (now_ms,))
+        return [r["id"] for r in rows]

@@ -1,0 +1,199 @@
+"""The runtime against the simulator: entry and protection, coordinated stop moves, retries, exits,
+kill switch, file kill switch, shadow mode, and restart recovery."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from pathlib import Path
+
+from engine.gates.result import GateResult
+from engine.runtime.protection import Protected
+from engine.runtime.trading_state import IllegalTransitionError, TradingState, check_transition
+from engine.scoring.pipeline import Decision
+from engine.scoring.signals import Direction
+from exchange.models import OrderRequest, OrderSide, StopDirection, StopPriceType
+from storage.db import Database
+from tests.runtime.conftest import Rig, make_engine
+
+
+def long_decision(score: float = 92.9) -> Decision:
+    return Decision(
+        "ETHUSDTM", 0, 2000.0, score, "STRONG_BUY", Direction.BULLISH, 0.98, 0.35, [GateResult("all", True)]
+    )
+
+
+async def live_stops(rig: Rig) -> list[tuple[StopDirection | None, D | None]]:
+    return sorted(((o.stop, o.stop_price) for o in await rig.client.open_stop_orders("ETHUSDTM")), key=lambda x: str(x))
+
+
+async def test_entry_places_stop_and_take_profit_at_once(rig: Rig) -> None:
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    pos = await rig.client.position("ETHUSDTM")
+    assert pos.lots == p.lots == 179  # floor(200 USDT margin × 18 / (2000.01 best ask × 0.01))
+    # Fill 2000.40 (0.02 % slippage); SL at −10 % ROI and TP at +30 % ROI at 18x, tick-rounded.
+    assert (p.entry, p.leverage, p.stop, p.take_profit) == (D("2000.40"), 18, D("1989.29"), D("2033.74"))
+    assert await live_stops(rig) == [(StopDirection.DOWN, D("1989.29")), (StopDirection.UP, D("2033.74"))]
+    stops = await rig.client.open_stop_orders("ETHUSDTM")
+    assert all(o.reduce_only for o in stops)
+    await rig.bus.drain()
+    assert rig.kinds()[:4] == ["order_placed", "position_opened", "stop_placed", "stop_placed"]
+    assert await rig.log.count("position_opened") == 1
+
+
+async def test_stop_moves_place_confirm_cancel_and_never_untrail(rig: Rig) -> None:
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    seen = []
+    for mark in ("2010.00", "2012.00", "2014.50", "2020.00", "2016.00"):
+        rig.engine.clock = lambda t=len(seen): 1_800_000_000_000 + t * 10_000  # past the debounce window
+        rig.sim.set_price("ETHUSDTM", D(mark))
+        await rig.engine.on_mark("ETHUSDTM", D(mark))
+        seen.append(p.stop)
+        assert len([s for s in await live_stops(rig) if s[0] is StopDirection.DOWN]) == 1  # exactly one stop
+    assert seen == sorted(seen) and seen[-1] > p.entry
+    await rig.bus.drain()
+    reasons = [e.reason for e in rig.events if e.kind == "stop_moved"]  # type: ignore[attr-defined]
+    assert reasons[0] == "break_even" and "trailing_stop" in reasons
+    assert rig.engine.coordinator.replaces == len(reasons)
+
+
+async def test_failed_replace_is_queued_and_retried(rig: Rig) -> None:
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    old_stop = p.stop
+    rig.sim.faults.server_error_next(30)
+    rig.sim.set_price("ETHUSDTM", D("2012.00"))
+    rig.engine.clock = lambda: 1_800_000_000_000
+    await rig.engine.on_mark("ETHUSDTM", D("2012.00"))
+    assert p.replace_state == "PLACING_NEW" and p.stop == old_stop
+    assert await rig.engine.retry.depth() == 1
+    rig.sim.faults.reset()
+    assert [s for s in await live_stops(rig) if s[0] is StopDirection.DOWN] == [(StopDirection.DOWN, old_stop)]
+    rig.engine.clock = lambda: 1_800_000_100_000
+    assert await rig.engine.run_retries() == 1
+    assert p.replace_state == "STEADY" and p.stop > old_stop
+    assert [s[1] for s in await live_stops(rig) if s[0] is StopDirection.DOWN] == [p.stop]
+    assert await rig.engine.retry.depth() == 0
+
+
+async def test_stop_hit_closes_accounts_and_cleans_up(rig: Rig) -> None:
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    rig.sim.set_price("ETHUSDTM", D("1985.00"))
+    await rig.engine.sync_positions()
+    assert "ETHUSDTM" not in rig.engine.managed
+    assert await rig.client.open_stop_orders("ETHUSDTM") == []  # the TP leg was cancelled
+    await rig.bus.drain()
+    closed = [e for e in rig.events if e.kind == "position_closed"][0]
+    assert closed.exit_reason == "stop_loss"  # type: ignore[attr-defined]
+    assert closed.net < 0  # type: ignore[attr-defined]
+    assert rig.engine.risk.consecutive_losses == 1
+
+
+async def test_kill_switch_flattens_halts_and_is_idempotent(rig: Rig) -> None:
+    await rig.engine.enter("ETHUSDTM", long_decision())
+    report = await rig.engine.kill_switch()
+    assert report.flat and report.closed_positions == ["ETHUSDTM"] and report.cancelled_orders == 2
+    assert rig.engine.state is TradingState.HALTED
+    assert (await rig.client.position("ETHUSDTM")).lots == 0
+    again = await rig.engine.kill_switch()
+    assert again.flat and again.closed_positions == [] and again.cancelled_orders == 0
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None  # no entries while halted
+
+
+async def test_file_kill_switch_blocks_new_orders(rig: Rig, tmp_path: Path) -> None:
+    flag = tmp_path / "KILL"
+    rig.engine.options.kill_switch_file = flag
+    flag.touch()
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None
+    assert rig.sim.state.orders == {}
+    flag.unlink()
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is not None
+
+
+async def test_shadow_mode_validates_and_places_nothing(rig: Rig) -> None:
+    rig.engine.options.mode = "shadow"
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None
+    assert rig.sim.state.orders == {}
+    rig.engine.options.mode, rig.engine.options.armed = "live", False
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None  # live but not armed behaves as shadow
+    assert rig.sim.state.orders == {}
+
+
+async def test_restart_mid_replace_resumes_with_one_stop_and_no_duplicates(
+    rig: Rig, tmp_path: Path, data_dir: Path
+) -> None:
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    # The engine persisted PLACING_NEW and sent the new stop, then died before it heard back.
+    p.replace_state, p.pending_client_oid, p.pending_price = "PLACING_NEW", "sl-crash-0001", D("1995.00")
+    await rig.engine.positions_repo.save(p.row())
+    await rig.client.place_order(
+        OrderRequest(
+            "ETHUSDTM",
+            OrderSide.SELL,
+            p.lots,
+            reduce_only=True,
+            stop=StopDirection.DOWN,
+            stop_price=D("1995.00"),
+            stop_price_type=StopPriceType.MARK,
+            client_oid="sl-crash-0001",
+        )
+    )
+    orders_before = len(rig.sim.state.orders)
+    fresh = await make_engine(rig.sim, rig.client, rig.db, data_dir)
+    diffs = await fresh.engine.recover()
+    restored = fresh.engine.managed["ETHUSDTM"].protection
+    assert diffs == [] and restored.replace_state == "STEADY" and restored.stop == D("1995.00")
+    downs = [s for s in await live_stops(rig) if s[0] is StopDirection.DOWN]
+    assert downs == [(StopDirection.DOWN, D("1995.00"))]  # exactly one live stop: the new one
+    assert len(rig.sim.state.orders) == orders_before  # nothing re-sent
+    await fresh.bus.stop()
+
+
+async def test_missing_stop_is_an_alarm_and_is_replaced(rig: Rig) -> None:
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    await rig.client.cancel_all_stop_orders("ETHUSDTM")  # someone removed the protection behind our back
+    diffs = await rig.engine.sync_positions()
+    assert "ETHUSDTM: stop missing" in diffs
+    assert len(await rig.client.open_stop_orders("ETHUSDTM")) == 2
+    await rig.bus.drain()
+    assert "stop_missing" in rig.kinds()
+
+
+async def test_unmanaged_exchange_position_is_adopted_and_protected(rig: Rig) -> None:
+    await rig.client.place_order(OrderRequest("ETHUSDTM", OrderSide.SELL, 20, leverage=10))
+    diffs = await rig.engine.sync_positions()
+    assert diffs == ["ETHUSDTM: unmanaged position of -20 lots adopted"]
+    p: Protected = rig.engine.managed["ETHUSDTM"].protection
+    assert p.lots == 20 and p.stop > p.entry and len(await rig.client.open_stop_orders("ETHUSDTM")) == 2
+
+
+def test_trading_state_table() -> None:
+    check_transition(TradingState.ACTIVE, TradingState.REDUCING)
+    check_transition(TradingState.HALTED, TradingState.REDUCING)
+    try:
+        check_transition(TradingState.HALTED, TradingState.ACTIVE)
+    except IllegalTransitionError as exc:
+        assert "HALTED to ACTIVE" in str(exc)
+    else:
+        raise AssertionError("HALTED must not jump back to ACTIVE")
+
+
+async def test_database_migrates_from_empty_and_from_version_one(tmp_path: Path) -> None:
+    db = Database(tmp_path / "m.sqlite")
+    db._conn = None
+    import aiosqlite
+
+    conn = await aiosqlite.connect(tmp_path / "m.sqlite")
+    await conn.close()
+    async with Database(tmp_path / "m.sqlite") as fresh:
+        assert await fresh.schema_version() == 2
+        assert (await fresh.fetchone("PRAGMA journal_mode"))[0] == "wal"  # type: ignore[index]
+    partial = Database(tmp_path / "p.sqlite")
+    partial._conn = await aiosqlite.connect(tmp_path / "p.sqlite")
+    assert await partial.migrate(target=1) == 1
+    assert await partial.migrate() == 2
+    await partial.close()
