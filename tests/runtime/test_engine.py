@@ -23,7 +23,7 @@ def long_decision(score: float = 92.9) -> Decision:
 
 
 async def live_stops(rig: Rig) -> list[tuple[StopDirection | None, D | None]]:
-    return sorted(((o.stop, o.stop_price) for o in await rig.client.open_stop_orders("ETHUSDTM")), key=lambda x: str(x))
+    return sorted(((o.stop, o.stop_price) for o in await rig.client.open_stop_orders("ETHUSDTM")), key=str)
 
 
 async def test_entry_places_stop_and_take_profit_at_once(rig: Rig) -> None:
@@ -45,8 +45,9 @@ async def test_stop_moves_place_confirm_cancel_and_never_untrail(rig: Rig) -> No
     p = await rig.engine.enter("ETHUSDTM", long_decision())
     assert p is not None
     seen = []
-    for mark in ("2010.00", "2012.00", "2014.50", "2020.00", "2016.00"):
-        rig.engine.clock = lambda t=len(seen): 1_800_000_000_000 + t * 10_000  # past the debounce window
+    for step, mark in enumerate(("2010.00", "2012.00", "2014.50", "2020.00", "2016.00")):
+        now = 1_800_000_000_000 + step * 10_000  # each tick past the debounce window
+        rig.engine.clock = lambda now=now: now
         rig.sim.set_price("ETHUSDTM", D(mark))
         await rig.engine.on_mark("ETHUSDTM", D(mark))
         seen.append(p.stop)
@@ -85,7 +86,7 @@ async def test_stop_hit_closes_accounts_and_cleans_up(rig: Rig) -> None:
     assert "ETHUSDTM" not in rig.engine.managed
     assert await rig.client.open_stop_orders("ETHUSDTM") == []  # the TP leg was cancelled
     await rig.bus.drain()
-    closed = [e for e in rig.events if e.kind == "position_closed"][0]
+    closed = next(e for e in rig.events if e.kind == "position_closed")
     assert closed.exit_reason == "stop_loss"  # type: ignore[attr-defined]
     assert closed.net < 0  # type: ignore[attr-defined]
     assert rig.engine.risk.consecutive_losses == 1
