@@ -1,0 +1,71 @@
+"""structlog configured once: JSON lines (console on a TTY), stdlib loggers routed through the same chain,
+and a redaction processor so keys, secrets, passphrases and bot tokens never reach a log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+REDACTED = "***"
+_SECRET_KEYS = re.compile(r"(secret|passphrase|token|api[_-]?key|kc-api-sign|kc-api-key|password)", re.IGNORECASE)
+_BOT_URL = re.compile(r"(bot)(\d+:[A-Za-z0-9_-]+)")
+
+
+class Redactor:
+    """A structlog processor that blanks secret-looking keys and any known secret value inside any string."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for s in self.secrets:
+                value = value.replace(s, REDACTED)
+            return _BOT_URL.sub(r"\1" + REDACTED, value)
+        if isinstance(value, dict):
+            return {k: (REDACTED if _SECRET_KEYS.search(str(k)) else self.clean(v)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.clean(v) for v in value]
+        return value
+
+    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        cleaned: dict[str, Any] = self.clean(event_dict)
+        return cleaned
+
+
+def configure_logging(
+    *, secrets: Iterable[str] = (), json_output: bool | None = None, level: int = logging.INFO
+) -> None:
+    """Configure structlog and stdlib logging once, at start-up."""
+    redactor = Redactor(secrets)
+    use_json = (not sys.stderr.isatty()) if json_output is None else json_output
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redactor,
+    ]
+    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("aiohttp.access", "websockets", "apscheduler", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,37 @@
+"""``python -m engine.runtime [--replay DIR] [--speed N|max] [--arm-live]`` — what ``./start.sh`` launches."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from engine.config.errors import ConfigError
+from engine.config.settings import load_settings
+from engine.logging import configure_logging
+from engine.runtime.app import RunOptions, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.runtime")
+    p.add_argument("--replay", type=Path, help="paper trading on a replay of the candle files in this directory")
+    p.add_argument("--speed", default=None, help="replay speed: N × real time, or max")
+    p.add_argument("--arm-live", action="store_true", help="(start.sh, after the typed confirmation) arm live trading")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = load_settings()
+        settings.strategy()
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    configure_logging(secrets=settings.secret_values())
+    if args.arm_live and not settings.live_requested:
+        print("config error: --arm-live needs BOT_MODE=live and LIVE_TRADING_ARMED=true", file=sys.stderr)
+        return 1
+    opts = RunOptions(replay_dir=args.replay, speed=args.speed or settings.replay_speed, arm_live=args.arm_live)
+    return asyncio.run(run(settings, opts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

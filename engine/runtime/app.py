@@ -1,0 +1,284 @@
+"""Wire everything for one run: settings → exchange (simulator in paper mode) → storage → bus → engine →
+streams → scheduler → HTTP. ``python -m engine.runtime`` calls ``run()``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from engine.config.settings import Settings
+from engine.events import DriftCleared, DriftDetected, Event, EventBus, HealthChanged, StreamReconnected
+from engine.models import timeframe_ms
+from engine.risk.contract import ContractSpec, contract_spec_from_payload
+from engine.runtime.engine import EngineOptions, TradingEngine
+from engine.runtime.http import Health, Metrics, build_app
+from engine.runtime.trading_state import TradingState
+from exchange.rest import KucoinFuturesClient
+from exchange.signing import Credentials
+from exchange.ws import CandleCloser, KucoinStream, StreamMessage
+from storage.db import Database
+from storage.repos import EventLog, Intents, Positions, RetryQueue
+
+log = structlog.get_logger(__name__)
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_REPLAY = ROOT.parent / "shared" / "data" / "kucoin-futures"
+PAPER_CREDS = Credentials("paper-key", "paper-secret-local-only", "paper-pass")  # the in-process simulator's
+
+
+@dataclass
+class RunOptions:
+    replay_dir: Path | None = None
+    speed: str = "60"
+    arm_live: bool = False
+
+
+class ConsoleNotifier:
+    """Until Telegram is configured, events go to the log, concisely (a passing signal in one line)."""
+
+    async def __call__(self, event: Event) -> None:
+        if event.kind == "signal_evaluated":
+            d: dict[str, Any] = getattr(event, "decision", {})
+            if d.get("passed"):
+                log.info(
+                    "signal",
+                    symbol=d.get("symbol"),
+                    direction=d.get("direction"),
+                    score=round(float(d.get("final_score", 0)), 2),
+                    confidence=d.get("confidence"),
+                )
+            return
+        log.info(event.kind, **{k: v for k, v in event.to_dict().items() if k != "kind"})
+
+
+class MarketClock:
+    """In an accelerated replay, cooldowns, debounces and day rolls follow the candles' time, not the wall clock."""
+
+    def __init__(self) -> None:
+        self.now_ms = 0
+
+    def __call__(self) -> int:
+        return self.now_ms or int(time.time() * 1000)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, opts: RunOptions) -> None:
+        self.settings = settings
+        self.opts = opts
+        self.cfg = settings.strategy()
+        self.bus = EventBus()
+        self.metrics = Metrics()
+        self.health = Health()
+        self.stop_event = asyncio.Event()
+        self.sim: Any = None
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.market_clock = MarketClock()
+
+    async def _exchange(self) -> KucoinFuturesClient:
+        s = self.settings
+        if s.bot_mode == "paper":
+            from exchange.simulator import SimulatorConfig, SimulatorServer
+            from exchange.simulator.replay import replay_files
+
+            replay = self.opts.replay_dir or s.replay_dir or DEFAULT_REPLAY
+            self.sim = SimulatorServer(
+                SimulatorConfig(
+                    api_key=PAPER_CREDS.key,
+                    api_secret=PAPER_CREDS.secret,
+                    api_passphrase=PAPER_CREDS.passphrase,
+                    contracts_file=replay / "contracts.json",
+                    symbols=tuple(s.symbols),
+                    initial_balance=Decimal(str(s.paper_initial_balance)),
+                )
+            )
+            await self.sim.start()
+            self._replay = replay_files
+            self._replay_dir = replay
+            return KucoinFuturesClient(self.sim.rest_url, PAPER_CREDS)
+        if s.kucoin_api_key is None or s.kucoin_api_secret is None or s.kucoin_api_passphrase is None:
+            raise SystemExit("shadow and live modes need KUCOIN_API_KEY, KUCOIN_API_SECRET, KUCOIN_API_PASSPHRASE")
+        creds = Credentials(
+            s.kucoin_api_key.get_secret_value(),
+            s.kucoin_api_secret.get_secret_value(),
+            s.kucoin_api_passphrase.get_secret_value(),
+            s.kucoin_key_version,
+        )
+        client = KucoinFuturesClient(s.kucoin_rest_url, creds, spot_base_url="https://api.kucoin.com")
+        await client.sync_time()
+        await client.check_key_permissions()  # refuses a key that can withdraw or transfer
+        return client
+
+    async def run(self) -> int:
+        s = self.settings
+        label = {"paper": "PAPER", "shadow": "SHADOW", "live": "LIVE" if self.opts.arm_live else "LIVE (unarmed)"}
+        log.info(
+            "enygma.start",
+            mode=label[s.bot_mode],
+            symbols=s.symbols,
+            control=s.control_mode,
+            strict=self.cfg.strict_mode.enabled,
+        )
+        if not s.telegram_enabled:
+            log.info("enygma.telegram", detail="TELEGRAM_BOT_TOKEN not set: notifications go to the console only")
+        client = await self._exchange()
+        async with client, Database(s.db_path) as db:
+            return await self._run_with(client, db)
+
+    async def _run_with(self, client: KucoinFuturesClient, db: Database) -> int:
+        s = self.settings
+        events = EventLog(db)
+        self.bus.subscribe("storage", events.append)
+        self.bus.subscribe("metrics", self.metrics.on_event)
+        self.bus.subscribe("console", ConsoleNotifier())
+        await self.bus.start()
+        specs: dict[str, ContractSpec] = {}
+        for payload in await client.contracts():
+            if payload["symbol"] in s.symbols:
+                specs[payload["symbol"]] = contract_spec_from_payload(payload)
+        missing = [x for x in s.symbols if x not in specs]
+        if missing:
+            raise SystemExit(f"no contract spec for {', '.join(missing)}: refusing to trade them")
+        equity = (await client.account_overview()).equity
+        engine = TradingEngine(
+            self.cfg,
+            client,
+            specs,
+            self.bus,
+            Positions(db),
+            Intents(db),
+            RetryQueue(db),
+            EngineOptions(
+                mode=s.bot_mode,
+                armed=self.opts.arm_live,
+                control=s.control_mode,
+                kill_switch_file=s.kill_switch_file,
+                symbols=tuple(s.symbols),
+                max_entry_slippage_pct=Decimal(str(s.max_entry_slippage_pct)),
+            ),
+            equity=equity,
+            clock=self.market_clock if s.bot_mode == "paper" else None,
+        )
+        diffs = await engine.recover()
+        if diffs:
+            self.bus.publish(DriftDetected(ts_ms=_now(), differences=diffs))
+        closers = {sym: CandleCloser() for sym in s.symbols}
+        step_ms = timeframe_ms(self.cfg.timeframes.primary)
+        sync_lock = asyncio.Lock()
+
+        async def sync() -> None:
+            async with sync_lock:
+                found = await engine.sync_positions()
+            if found:
+                self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))
+
+        async def on_message(msg: StreamMessage) -> None:
+            if msg.subject == "candle.stick":
+                sym = str(msg.data.get("symbol"))
+                closed = closers[sym].push(msg.data)
+                if closed is not None:
+                    self.health.last_candle_ms = _now()
+                    self.market_clock.now_ms = closed.ts + step_ms
+                    await engine.on_closed_candle(sym, closed)
+            elif msg.subject == "mark.index.price":
+                sym = msg.topic.split(":")[-1]
+                await engine.on_mark(sym, Decimal(str(msg.data["markPrice"])))
+            elif msg.subject == "position.change":
+                await sync()
+
+        stream = KucoinStream(client, on_message, private=True, on_reconnect=sync)
+        for sym in s.symbols:
+            await stream.subscribe(f"/contractMarket/limitCandle:{sym}_{self.cfg.timeframes.primary}")
+            await stream.subscribe(f"/contract/instrument:{sym}")
+            await stream.subscribe(f"/contract/position:{sym}", private=True)
+        self.tasks.append(asyncio.create_task(stream.run(), name="ws-stream"))
+        await asyncio.wait_for(stream.connected.wait(), timeout=30)
+        self.health.stream_connected = True
+        if self.sim is not None:
+            self.tasks.append(
+                asyncio.create_task(
+                    self._replay(self.sim, self._replay_dir, tuple(s.symbols), self.opts.speed), name="replay"
+                )
+            )
+
+        async def reconcile() -> None:
+            was_clean = self.health.reconciliation_clean
+            found = await engine.sync_positions()
+            self.health.reconciliation_clean = not found
+            if found:
+                self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))
+                if engine.state is TradingState.ACTIVE:
+                    engine.set_state(TradingState.REDUCING, "drift")
+            elif not was_clean:
+                self.bus.publish(DriftCleared(ts_ms=_now()))
+                if engine.state is TradingState.REDUCING:
+                    engine.set_state(TradingState.ACTIVE, "state agrees again")
+            await engine.run_retries()
+            self.metrics.equity.set(float(engine.risk.equity))
+            self.metrics.drawdown.set(float(engine.risk.drawdown_pct))
+            self.metrics.open_positions.set(len(engine.managed))
+            self.metrics.retry_depth.set(await engine.retry.depth())
+            self.metrics.ws_reconnects.set(stream.stats.reconnects)
+            if stream.stats.reconnects and stream.connected.is_set() != self.health.stream_connected:
+                self.bus.publish(StreamReconnected(ts_ms=_now(), stream="private", reconnects=stream.stats.reconnects))
+            self.health.stream_connected = stream.connected.is_set()
+
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(
+            reconcile, "interval", seconds=s.reconcile_interval_s, id="reconcile", max_instances=1, coalesce=True
+        )
+        scheduler.start()
+
+        def status() -> dict[str, Any]:
+            return {
+                "mode": s.bot_mode,
+                "armed": self.opts.arm_live,
+                "control": s.control_mode,
+                "state": engine.state.value,
+                "paused": engine.paused,
+                "equity": str(engine.risk.equity),
+                "drawdown_pct": f"{engine.risk.drawdown_pct:.2f}",
+                "positions": ", ".join(engine.managed) or "none",
+            }
+
+        runner = web.AppRunner(build_app(self.metrics, self.health, status), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, s.http_host, s.http_port).start()
+        self.bus.publish(HealthChanged(ts_ms=_now(), component="engine", healthy=True, detail="started"))
+        log.info("enygma.ready", http=f"http://{s.http_host}:{s.http_port}")
+        try:
+            await self.stop_event.wait()
+        finally:
+            log.info("enygma.stopping", detail="orders and stops stay on the exchange")
+            scheduler.shutdown(wait=False)
+            await stream.stop()
+            for task in self.tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await runner.cleanup()
+            await self.bus.drain()
+            await self.bus.stop()
+            if self.sim is not None:
+                await self.sim.stop()
+        return 0
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+async def run(settings: Settings, opts: RunOptions) -> int:
+    rt = Runtime(settings, opts)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, rt.stop_event.set)
+    return await rt.run()

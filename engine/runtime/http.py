@@ -1,0 +1,91 @@
+"""The small HTTP side: Prometheus ``/metrics``, ``/health/live``, ``/health/ready`` and a read-only dashboard.
+Binds 127.0.0.1 unless the settings explicitly allow otherwise."""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from engine.events import Event
+
+
+@dataclass
+class Health:
+    """What /health/ready reads; the runtime updates it."""
+
+    started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    last_candle_ms: int = 0
+    stream_connected: bool = False
+    storage_ok: bool = True
+    reconciliation_clean: bool = True
+    max_candle_age_ms: int = 15 * 60_000
+
+    def ready(self, now_ms: int) -> tuple[bool, dict[str, Any]]:
+        fresh = self.last_candle_ms > 0 and now_ms - self.last_candle_ms <= self.max_candle_age_ms
+        checks = {
+            "data_fresh": fresh,
+            "stream_connected": self.stream_connected,
+            "storage_ok": self.storage_ok,
+            "reconciliation_clean": self.reconciliation_clean,
+            "last_candle_age_s": None if not self.last_candle_ms else (now_ms - self.last_candle_ms) / 1000,
+        }
+        ok = all(v for k, v in checks.items() if k != "last_candle_age_s")
+        return ok, checks
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter("enygma_events_total", "Engine events by kind", ["kind"], registry=r)
+        self.decisions = Counter("enygma_decisions_total", "Decisions by outcome", ["outcome"], registry=r)
+        self.gate_failures = Counter("enygma_gate_failures_total", "Failing gates", ["gate"], registry=r)
+        self.equity = Gauge("enygma_equity_usdt", "Account equity (USDT)", registry=r)
+        self.drawdown = Gauge("enygma_drawdown_pct", "Intraday drawdown (%)", registry=r)
+        self.open_positions = Gauge("enygma_open_positions", "Managed open positions", registry=r)
+        self.retry_depth = Gauge("enygma_retry_queue_depth", "Items waiting in the retry queue", registry=r)
+        self.ws_reconnects = Gauge("enygma_ws_reconnects", "WebSocket reconnects", registry=r)
+
+    async def on_event(self, event: Event) -> None:
+        self.events.labels(event.kind).inc()
+        if event.kind == "signal_evaluated":
+            decision: dict[str, Any] = getattr(event, "decision", {})
+            self.decisions.labels("passed" if decision.get("passed") else "failed").inc()
+            for gate in decision.get("failing", []):
+                self.gate_failures.labels(gate).inc()
+
+
+def build_app(metrics: Metrics, health: Health, status: Callable[[], dict[str, Any]]) -> web.Application:
+    async def metrics_view(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def live(_: web.Request) -> web.Response:
+        return web.json_response({"live": True})
+
+    async def ready(_: web.Request) -> web.Response:
+        ok, checks = health.ready(int(time.time() * 1000))
+        return web.json_response({"ready": ok, **checks}, status=200 if ok else 503)
+
+    async def dashboard(_: web.Request) -> web.Response:
+        rows = "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in status().items()
+        )
+        page = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>ENYGMA</title></head><body>"
+            f"<h1>ENYGMA</h1><table>{rows}</table></body></html>"
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/dashboard", dashboard)
+    return app

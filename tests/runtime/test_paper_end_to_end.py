@@ -1,0 +1,114 @@
+"""``python -m engine.runtime`` in paper mode, as ./start.sh runs it: replay → signals → fills → stops → exits,
+visible in /metrics, /health and SQLite; SIGTERM ends it cleanly and a restart picks up where it left off."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from engine.logging import configure_logging
+from tests.conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def start(tmp: Path, port: int, data_dir: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_"))}
+    env.update(
+        DB_PATH=str(tmp / "e.sqlite"),
+        HTTP_PORT=str(port),
+        KILL_SWITCH_FILE=str(tmp / "KILL"),
+        RECONCILE_INTERVAL_S="5",
+        SYMBOLS="ETHUSDTM",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine.runtime", "--replay", str(data_dir), "--speed", "max"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def count(db: Path, kind: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)).fetchone()[0])
+
+
+def test_paper_run_trades_the_replay_and_restarts_cleanly(tmp_path: Path, data_dir: Path) -> None:
+    port = free_port()
+    proc = start(tmp_path, port, data_dir)
+    db = tmp_path / "e.sqlite"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if db.exists() and count(db, "position_closed") >= 1 and count(db, "signal_evaluated") > 8000:
+                break
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.5)
+        assert count(db, "position_opened") >= 1 and count(db, "stop_placed") >= 2
+        status, body = get(f"http://127.0.0.1:{port}/health/live")
+        assert status == 200 and json.loads(body)["live"] is True
+        status, metrics = get(f"http://127.0.0.1:{port}/metrics")
+        assert 'enygma_events_total{kind="position_opened"}' in metrics
+        status, page = get(f"http://127.0.0.1:{port}/dashboard")
+        assert status == 200 and "ENYGMA" in page and "paper-secret" not in page
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out[-2000:]
+    assert "paper-secret-local-only" not in out
+    opened = count(db, "position_opened")
+    again = start(tmp_path, port, data_dir)
+    try:
+        time.sleep(4)
+        assert again.poll() is None
+    finally:
+        again.send_signal(signal.SIGTERM)
+        out2 = again.communicate(timeout=60)[0]
+    assert again.returncode == 0, out2[-2000:]
+    assert count(db, "position_opened") >= opened  # the same database, continued
+
+
+def test_logs_never_show_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    import structlog
+
+    secrets = ["key-AAAA1111", "secret-BBBB2222", "pass-CCCC3333", "123456:tok-DDDD4444"]
+    configure_logging(secrets=secrets, json_output=True)
+    structlog.get_logger("t").info(
+        "connecting",
+        api_secret="secret-BBBB2222",
+        url="https://x/bot123456:tok-DDDD4444/get",
+        note="key is key-AAAA1111",
+        nested={"passphrase": "pass-CCCC3333"},
+    )
+    logging.getLogger("aiohttp.client").warning("header KC-API-KEY=key-AAAA1111 and pass-CCCC3333")
+    err = capsys.readouterr().err
+    assert "connecting" in err and "KC-API-KEY=***" in err
+    for s in secrets:
+        assert s not in err
