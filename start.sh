@@ -145,12 +145,19 @@ stop_bot() {
 status_bot() {
   local pid port
   if pid="$(running_pid)"; then echo "ENYGMA is running (PID $pid)"; else echo "ENYGMA is not running"; return 3; fi
-  port="$(grep -E '^HTTP_PORT=' .env 2>/dev/null | tail -n 1 | cut -d= -f2)"
+  port="${HTTP_PORT:-$(grep -E '^HTTP_PORT=' .env 2>/dev/null | tail -n 1 | cut -d= -f2)}"
   port="${port:-8000}"
-  if command -v curl >/dev/null 2>&1; then
-    curl -fsS "http://127.0.0.1:$port/health/ready" || echo "(not ready; see /health/ready on port $port)"
-    echo
-  fi
+  "$VENV/bin/python" - "$port" <<'PY' || true
+import json, sys, urllib.error, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/health/ready"
+try:
+    body = urllib.request.urlopen(url, timeout=3).read()
+except urllib.error.HTTPError as e:
+    body = e.read()
+except OSError as e:
+    print(f"health: {url} unreachable ({e})"); sys.exit(0)
+print("health:", json.dumps(json.loads(body)))
+PY
 }
 
 cmd="${1:-}"
