@@ -27,7 +27,7 @@ from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
 from exchange.ws import CandleCloser, KucoinStream, StreamMessage
 from storage.db import Database
-from storage.repos import EventLog, Intents, Positions, RetryQueue
+from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
 
 log = structlog.get_logger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,7 +166,10 @@ class Runtime:
             ),
             equity=equity,
             clock=self.market_clock if s.bot_mode == "paper" else None,
+            approvals=Approvals(db),
         )
+        engine.options.approvals_ttl_ms = s.telegram_approval_ttl_s * 1000
+        engine.options.approval_max_drift_pct = Decimal(str(s.approval_max_price_drift_pct))
         diffs = await engine.recover()
         if diffs:
             self.bus.publish(DriftDetected(ts_ms=_now(), differences=diffs))
@@ -222,6 +225,7 @@ class Runtime:
                 if engine.state is TradingState.REDUCING:
                     engine.set_state(TradingState.ACTIVE, "state agrees again")
             await engine.run_retries()
+            await engine.expire_approvals()
             self.metrics.equity.set(float(engine.risk.equity))
             self.metrics.drawdown.set(float(engine.risk.drawdown_pct))
             self.metrics.open_positions.set(len(engine.managed))
@@ -249,7 +253,12 @@ class Runtime:
                 "positions": ", ".join(engine.managed) or "none",
             }
 
-        runner = web.AppRunner(build_app(self.metrics, self.health, status), access_log=None)
+        async def approver(approval_id: str, action: str) -> str:
+            if action == "approve":
+                return await engine.approve(approval_id, by="console")
+            return "rejected" if await engine.reject(approval_id, by="console") else "expired"
+
+        runner = web.AppRunner(build_app(self.metrics, self.health, status, approver), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, s.http_host, s.http_port).start()
         self.bus.publish(HealthChanged(ts_ms=_now(), component="engine", healthy=True, detail="started"))

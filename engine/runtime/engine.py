@@ -9,11 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from engine.config.strategy import StrategyConfig
 from engine.events import (
+    ApprovalRequested,
+    ApprovalResolved,
     EventBus,
     HaltRaised,
     KillSwitchReport,
@@ -40,7 +43,7 @@ from exchange.errors import ExchangeError
 from exchange.ids import new_client_oid
 from exchange.models import OrderRequest, OrderSide
 from exchange.rest import KucoinFuturesClient
-from storage.repos import Intents, Positions, RetryQueue
+from storage.repos import Approvals, Intents, Positions, RetryQueue
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +66,7 @@ class EngineOptions:
     margin_mode: str = "ISOLATED"
     symbols: tuple[str, ...] = ("ETHUSDTM",)
     approvals_ttl_ms: int = 300_000
+    approval_max_drift_pct: Decimal = Decimal("0.3")
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -80,7 +84,9 @@ class TradingEngine:
         *,
         equity: Decimal,
         clock: Callable[[], int] | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
+        self.approvals = approvals
         self.cfg = cfg
         self.client = client
         self.specs = specs
@@ -145,10 +151,124 @@ class TradingEngine:
         self.bus.publish(SignalEvaluated(ts_ms=self.clock(), symbol=symbol, decision=decision.to_dict()))
         if decision.passed and symbol not in self.managed:
             if self.options.control == "manual":
-                self.pending_entries[symbol] = decision
+                await self.request_approval(symbol, decision)
             else:
                 await self.enter(symbol, decision)
         return decision
+
+    # ------------------------------------------------------------------ manual approvals
+
+    async def request_approval(self, symbol: str, decision: Decision) -> str | None:
+        """Manual mode: park the decision as a persisted card that a person approves or rejects before expiry."""
+        if self.approvals is None:
+            raise RuntimeError("manual control mode needs the approvals repository")
+        spec = self.specs[symbol]
+        side = Side.LONG if decision.side == "long" else Side.SHORT
+        atr = None if decision.atr_pct is None else Decimal(repr(decision.atr_pct))
+        lev = select_leverage(self.cfg, atr, exchange_max=spec.max_leverage)
+        price = Decimal(repr(decision.close))
+        size = position_size(
+            self.cfg,
+            equity=self.risk.equity,
+            abs_score=Decimal(repr(abs(decision.final_score))),
+            atr_pct=atr,
+            leverage=lev,
+            ref_price=price,
+            spec=spec,
+        )
+        levels = initial_levels(self.cfg, side, price, lev, spec.tick_size)
+        qty = spec.base_quantity(size.lots)
+        approval_id = new_client_oid("ap")
+        now = self.clock()
+        expires = now + self.options.approvals_ttl_ms
+        self.pending_entries[approval_id] = decision
+        card = {
+            "side": side.value,
+            "price": str(price),
+            "score": decision.final_score,
+            "atr_pct": decision.atr_pct,
+            "confidence": decision.confidence,
+            "ts": decision.ts,
+        }
+        await self.approvals.create(approval_id, symbol, card, now, expires)
+        self.bus.publish(
+            ApprovalRequested(
+                ts_ms=now,
+                approval_id=approval_id,
+                symbol=symbol,
+                side=side.value,
+                entry=price,
+                stop=levels.stop,
+                take_profit=levels.take_profit,
+                lots=size.lots,
+                leverage=lev,
+                margin=qty * price / lev,
+                risk=abs(levels.stop - price) * qty,
+                expires_ms=expires,
+            )
+        )
+        return approval_id
+
+    async def approve(self, approval_id: str, by: str = "console") -> str:
+        """Approve once: re-check price drift and the risk gates, then trade. Returns the outcome."""
+        if self.approvals is None or not await self.approvals.transition(
+            approval_id, "PENDING", "APPROVED", self.clock()
+        ):
+            return "expired"  # unknown, already used, rejected or expired: nothing happens
+        card = await self.approvals.get(approval_id)
+        decision = self.pending_entries.pop(approval_id, None)
+        if decision is None and card is not None:
+            decision = _decision_from_card(card)  # after a restart the card still carries what to trade
+        if card is None or decision is None or card["expires_ms"] < self.clock():
+            await self.approvals.transition(approval_id, "APPROVED", "EXPIRED", self.clock())
+            self.bus.publish(ApprovalResolved(ts_ms=self.clock(), approval_id=approval_id, outcome="expired"))
+            return "expired"
+        symbol = card["symbol"]
+        ticker = await self.client.ticker(symbol)
+        now_price = Decimal(str(ticker["price"]))
+        signal_price = Decimal(card["payload"]["price"])
+        drift = abs(now_price - signal_price) / signal_price * 100
+        if drift > self.options.approval_max_drift_pct:
+            await self.approvals.transition(approval_id, "APPROVED", "FAILED_RECHECK", self.clock())
+            self.bus.publish(
+                ApprovalResolved(
+                    ts_ms=self.clock(),
+                    approval_id=approval_id,
+                    outcome="failed_recheck",
+                    detail=f"price moved {drift:.2f}% since the signal",
+                )
+            )
+            return "failed_recheck"
+        opened = await self.enter(symbol, decision)
+        outcome = "executed" if opened is not None else "failed_recheck"
+        await self.approvals.transition(approval_id, "APPROVED", outcome.upper(), self.clock())
+        self.bus.publish(
+            ApprovalResolved(ts_ms=self.clock(), approval_id=approval_id, outcome=outcome, detail=f"by {by}")
+        )
+        return outcome
+
+    async def reject(self, approval_id: str, by: str = "console") -> bool:
+        if self.approvals is None or not await self.approvals.transition(
+            approval_id, "PENDING", "REJECTED", self.clock()
+        ):
+            return False
+        self.pending_entries.pop(approval_id, None)
+        self.bus.publish(
+            ApprovalResolved(ts_ms=self.clock(), approval_id=approval_id, outcome="rejected", detail=f"by {by}")
+        )
+        return True
+
+    async def expire_approvals(self) -> list[str]:
+        """Drop every card past its expiry (a card is never executed late)."""
+        if self.approvals is None:
+            return []
+        done = []
+        for approval_id in await self.approvals.expired(self.clock()):
+            if await self.approvals.transition(approval_id, "PENDING", "EXPIRED", self.clock()):
+                self.pending_entries.pop(approval_id, None)
+                self.bus.publish(ApprovalResolved(ts_ms=self.clock(), approval_id=approval_id, outcome="expired"))
+                done.append(approval_id)
+        return done
 
     # ------------------------------------------------------------------ entries
 
@@ -492,3 +612,22 @@ class TradingEngine:
         )
         self.bus.publish(report)
         return report
+
+
+def _decision_from_card(card: dict[str, Any]) -> Decision:
+    from engine.gates.result import GateResult
+    from engine.scoring.signals import Direction
+
+    p = card["payload"]
+    direction = Direction.BULLISH if p["side"] == "long" else Direction.BEARISH
+    return Decision(
+        card["symbol"],
+        int(p["ts"]),
+        float(p["price"]),
+        float(p["score"]),
+        "",
+        direction,
+        float(p["confidence"]),
+        None if p["atr_pct"] is None else float(p["atr_pct"]),
+        [GateResult("approved_card", True, detail="restored from the persisted approval card")],
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +62,12 @@ class Metrics:
                 self.gate_failures.labels(gate).inc()
 
 
-def build_app(metrics: Metrics, health: Health, status: Callable[[], dict[str, Any]]) -> web.Application:
+Approver = Callable[[str, str], Awaitable[str]]
+
+
+def build_app(
+    metrics: Metrics, health: Health, status: Callable[[], dict[str, Any]], approver: Approver | None = None
+) -> web.Application:
     async def metrics_view(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -83,7 +88,15 @@ def build_app(metrics: Metrics, health: Health, status: Callable[[], dict[str, A
         )
         return web.Response(text=page, content_type="text/html")
 
+    async def approval(request: web.Request) -> web.Response:
+        """The console approver (manual mode without Telegram): loopback callers only."""
+        if request.remote not in ("127.0.0.1", "::1") or approver is None:
+            return web.json_response({"error": "not available"}, status=403)
+        outcome = await approver(request.match_info["approval_id"], request.match_info["action"])
+        return web.json_response({"outcome": outcome})
+
     app = web.Application()
+    app.router.add_post("/approvals/{approval_id}/{action:approve|reject}", approval)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)

@@ -16,7 +16,7 @@ from engine.runtime.engine import EngineOptions, TradingEngine
 from exchange.rest import KucoinFuturesClient
 from exchange.simulator import SimulatorServer
 from storage.db import Database
-from storage.repos import EventLog, Intents, Positions, RetryQueue
+from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
 from tests.exchange.conftest import client, sim
 
 __all__ = ["client", "sim"]
@@ -58,9 +58,10 @@ async def make_engine(
         Positions(db),
         Intents(db),
         RetryQueue(db),
-        EngineOptions(**opts),
+        EngineOptions(**opts),  # type: ignore[arg-type]
         equity=Decimal(10000),
-    )  # type: ignore[arg-type]
+        approvals=Approvals(db),
+    )
     return Rig(engine, sim, client, db, bus, events, log)
 
 

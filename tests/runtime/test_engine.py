@@ -198,3 +198,67 @@ async def test_database_migrates_from_empty_and_from_version_one(tmp_path: Path)
     assert await partial.migrate(target=1) == 1
     assert await partial.migrate() == 2
     await partial.close()
+
+
+async def test_manual_approval_executes_exactly_once(rig: Rig) -> None:
+    rig.engine.options.control = "manual"
+    approval_id = await rig.engine.request_approval("ETHUSDTM", long_decision())
+    assert approval_id is not None and rig.sim.state.orders == {}
+    assert await rig.engine.approve(approval_id, by="phone") == "executed"
+    assert await rig.engine.approve(approval_id, by="tablet") == "expired"  # a double tap does nothing
+    assert len([o for o in rig.sim.state.orders.values() if not o.stop]) == 1
+    await rig.bus.drain()
+    outcomes = [e.outcome for e in rig.events if e.kind == "approval_resolved"]  # type: ignore[attr-defined]
+    assert outcomes == ["executed"]
+
+
+async def test_approval_reject_expire_drift_and_restart(rig: Rig, data_dir: Path) -> None:
+    a = await rig.engine.request_approval("ETHUSDTM", long_decision())
+    assert a is not None and await rig.engine.reject(a) and not await rig.engine.reject(a)
+    assert await rig.engine.approve(a) == "expired"
+    b = await rig.engine.request_approval("ETHUSDTM", long_decision())
+    assert b is not None
+    rig.engine.clock = lambda: 2_000_000_000_000  # long after the card's expiry
+    assert await rig.engine.expire_approvals() == [b]
+    assert await rig.engine.approve(b) == "expired"
+    rig.engine.clock = lambda: int(__import__("time").time() * 1000)
+    c = await rig.engine.request_approval("ETHUSDTM", long_decision())
+    assert c is not None
+    rig.sim.set_price("ETHUSDTM", D("2020.00"))  # 1 % away from the signal: more than the 0.3 % allowed
+    assert await rig.engine.approve(c) == "failed_recheck"
+    rig.sim.set_price("ETHUSDTM", D("2000.00"))
+    d = await rig.engine.request_approval("ETHUSDTM", long_decision())
+    assert d is not None
+    restarted = await make_engine(rig.sim, rig.client, rig.db, data_dir)  # the card survives a restart
+    assert await restarted.engine.approve(d) == "executed"
+    assert await restarted.engine.approve(d) == "expired"
+    assert (await rig.client.position("ETHUSDTM")).lots > 0
+    await restarted.bus.stop()
+    assert rig.sim.state.orders  # traded exactly once
+
+
+async def test_console_approver_over_loopback_http(rig: Rig) -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from engine.runtime.http import Health, Metrics, build_app
+
+    async def approver(approval_id: str, action: str) -> str:
+        return await rig.engine.approve(approval_id) if action == "approve" else "rejected"
+
+    runner = web.AppRunner(build_app(Metrics(), Health(), lambda: {"mode": "paper"}, approver))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    try:
+        a = await rig.engine.request_approval("ETHUSDTM", long_decision())
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{port}/approvals/{a}/approve") as r:
+                assert (await r.json()) == {"outcome": "executed"}
+            async with http.post(f"http://127.0.0.1:{port}/approvals/{a}/approve") as r:
+                assert (await r.json()) == {"outcome": "expired"}
+            async with http.get(f"http://127.0.0.1:{port}/health/ready") as r:
+                assert r.status == 503  # no candle yet: not ready
+    finally:
+        await runner.cleanup()
