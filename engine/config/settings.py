@@ -189,6 +189,9 @@ def _is_loopback(host: str) -> bool:
 def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     """Settings from the environment and ``env_file`` (default ``.env`` in the project root); one-line errors."""
     target = env_file if env_file is not None else ROOT / ".env"
+    from engine.security import check_env_file
+
+    check_env_file(target)
     try:
         return Settings(_env_file=target if target.exists() else None, **overrides)
     except ValidationError as exc:
