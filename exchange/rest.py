@@ -30,6 +30,7 @@ from exchange.errors import (
     error_for,
 )
 from exchange.models import AccountOverview, Fill, Order, OrderRequest, OrderSide, OrderType, Position
+from exchange.ratelimit import RateBudget, weight_for
 from exchange.signing import Credentials, compact_json, sign_headers
 
 log = structlog.get_logger(__name__)
@@ -52,7 +53,9 @@ class KucoinFuturesClient:
         backoff_cap_s: float = 8.0,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
+        self.budget = budget or RateBudget()
         self.base_url = base_url.rstrip("/")
         self.spot_base_url = (spot_base_url or base_url).rstrip("/")
         self.credentials = credentials
@@ -114,6 +117,8 @@ class KucoinFuturesClient:
         target = path + (f"?{query}" if query else "")
         body_str = "" if body is None else compact_json(body)
         headers = {"Content-Type": "application/json"}
+        pool, weight = weight_for(method, path, signed=signed)
+        await self.budget.acquire(pool, weight)  # before signing, so a wait never stales the timestamp
         if signed:
             if self.credentials is None:
                 raise InvalidRequestError(f"{path} needs API credentials")
@@ -123,6 +128,7 @@ class KucoinFuturesClient:
             async with self.session.request(method, url, data=body_str or None, headers=headers) as resp:
                 status = resp.status
                 reset = resp.headers.get("gw-ratelimit-reset")
+                self.budget.observe(pool, resp.headers.get("gw-ratelimit-remaining"), reset)
                 try:
                     payload = await resp.json(content_type=None)
                 except (aiohttp.ContentTypeError, ValueError):
