@@ -28,7 +28,7 @@ async def replay_files(
     for bars in zip(*series.values(), strict=False):
         for k in range(4):
             for sym, bar in zip(series, bars, strict=True):
-                sim.set_price(sym, Decimal(repr(intrabar_path(bar)[k])))
+                sim.set_price(sym, Decimal(repr(intrabar_path(bar)[k])), ts_ms=bar.ts + k * int(step_s * 250))
             await asyncio.sleep(delay)
         for sym, bar in zip(series, bars, strict=True):
             sim.push_candle(sym, interval, bar)

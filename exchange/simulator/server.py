@@ -138,8 +138,17 @@ class SimulatorServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def set_price(self, symbol: str, last: Decimal, mark: Decimal | None = None, index: Decimal | None = None) -> None:
-        self.state.set_price(symbol, Decimal(last), mark, index)
+    def set_price(
+        self,
+        symbol: str,
+        last: Decimal,
+        mark: Decimal | None = None,
+        index: Decimal | None = None,
+        *,
+        ts_ms: int | None = None,
+    ) -> None:
+        """Move the market; funding instants passed (by ``ts_ms`` in a replay, else the clock) are settled."""
+        self.state.set_price(symbol, Decimal(last), mark, index, ts_ms=ts_ms)
 
     def push_candle(self, symbol: str, timeframe: str, candle: Any) -> None:
         """Record a closed candle for ``/api/v1/kline/query`` and push it on the limitCandle topic."""

@@ -204,6 +204,7 @@ class Book:
     funding: list[FundingRecord] = field(default_factory=list)
     margin_modes: dict[str, str] = field(default_factory=dict)
     position_mode: int = 0
+    funded_until_ms: int | None = None
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     listeners: list[Listener] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(234125150956625920))
@@ -519,8 +520,17 @@ class Book:
 
     # ------------------------------------------------------------------ market moves
 
-    def set_price(self, symbol: str, last: Decimal, mark: Decimal | None = None, index: Decimal | None = None) -> None:
+    def set_price(
+        self,
+        symbol: str,
+        last: Decimal,
+        mark: Decimal | None = None,
+        index: Decimal | None = None,
+        *,
+        ts_ms: int | None = None,
+    ) -> None:
         self.contract(symbol)
+        self.fund_due(ts_ms if ts_ms is not None else self.clock())
         self.prices[symbol] = Prices(last, mark if mark is not None else last, index if index is not None else last)
         self.emit("ticker", {"symbol": symbol, "prices": self.prices[symbol]})
         self.check_stops(symbol)
@@ -589,6 +599,27 @@ class Book:
         self._fill(liq_order, _round(bankrupt, c.tick_size, up=pos.qty < 0), abs(pos.qty), "taker", "liquid")
 
     # ------------------------------------------------------------------ funding
+
+    def fund_due(self, now_ms: int) -> int:
+        """Settle every funding instant (04:00, 12:00, 20:00 UTC) passed since the last call; returns how many."""
+        period, offset = 28_800_000, 14_400_000
+        if self.funding_clock_start(now_ms):
+            return 0
+        since = self.funded_until_ms or now_ms
+        settled = 0
+        nxt = since - (since - offset) % period + period
+        while nxt <= now_ms:
+            self.settle_funding(nxt)
+            settled += 1
+            nxt += period
+        self.funded_until_ms = now_ms
+        return settled
+
+    def funding_clock_start(self, now_ms: int) -> bool:
+        if self.funded_until_ms is None or now_ms < self.funded_until_ms:
+            self.funded_until_ms = now_ms
+            return True
+        return False
 
     def settle_funding(self, ts_ms: int) -> list[FundingRecord]:
         """Reference §6.9: funding = −markValue × rate for every open position (longs pay when positive)."""

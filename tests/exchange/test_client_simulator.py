@@ -266,3 +266,17 @@ async def test_connection_refused_is_retryable() -> None:
     async with KucoinFuturesClient("http://127.0.0.1:9", None, max_attempts=2, backoff_base_s=0.01) as dead:
         with pytest.raises(RetryableError):
             await dead.server_time()
+
+
+async def test_funding_settles_by_itself_at_0400_1200_2000_utc(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    day = 1_766_016_000_000  # 2025-12-18 00:00 UTC
+    sim.set_price("ETHUSDTM", D("2000.00"), ts_ms=day + 3_600_000)  # 01:00
+    await client.place_order(OrderRequest("ETHUSDTM", SELL, 10, leverage=5))
+    sim.set_price("ETHUSDTM", D("2000.00"), ts_ms=day + 4 * 3_600_000 - 1)  # 03:59:59.999: not yet
+    assert await client.funding_history("ETHUSDTM") == []
+    sim.set_price("ETHUSDTM", D("2000.00"), ts_ms=day + 21 * 3_600_000)  # 21:00: 04:00, 12:00, 20:00 passed
+    hist = await client.funding_history("ETHUSDTM")
+    assert [h["timePoint"] - day for h in hist] == [4 * 3_600_000, 12 * 3_600_000, 20 * 3_600_000]
+    assert all(h["funding"] == pytest.approx(0.02) for h in hist)  # shorts receive 2000 × 10 × 0.01 × 0.0001
