@@ -60,6 +60,7 @@ class OrderRequest:
     stop_price: Decimal | None = None
     stop_price_type: StopPriceType = StopPriceType.MARK
     margin_mode: str = "ISOLATED"
+    position_side: str | None = None  # LONG / SHORT in hedge mode
     client_oid: str = field(default_factory=new_client_oid)
 
     def __post_init__(self) -> None:
@@ -93,6 +94,8 @@ class OrderRequest:
             out["stopPrice"] = str(self.stop_price)
             out["stopPriceType"] = self.stop_price_type.value
         out["marginMode"] = self.margin_mode
+        if self.position_side is not None:
+            out["positionSide"] = self.position_side
         return out
 
 
@@ -153,6 +156,7 @@ class Position:
     unrealised_pnl: Decimal
     realised_pnl: Decimal
     margin_mode: str
+    position_side: str = "BOTH"
 
     @property
     def is_open(self) -> bool:
@@ -170,6 +174,7 @@ class Position:
             unrealised_pnl=_dec(d.get("unrealisedPnl")) or Decimal(0),
             realised_pnl=_dec(d.get("realisedPnl")) or Decimal(0),
             margin_mode=str(d.get("marginMode", "ISOLATED")),
+            position_side=str(d.get("positionSide", "BOTH") or "BOTH"),
         )
 
 

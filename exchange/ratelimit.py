@@ -21,6 +21,7 @@ WEIGHTS: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/api/v1/account-overview"): ("futures", 5),
     ("GET", "/api/v1/position"): ("futures", 2),
     ("GET", "/api/v1/positions"): ("futures", 2),
+    ("GET", "/api/v2/position"): ("futures", 2),
     ("POST", "/api/v1/orders"): ("futures", 2),
     ("POST", "/api/v1/orders/test"): ("futures", 2),
     ("POST", "/api/v1/st-orders"): ("futures", 2),

@@ -222,6 +222,11 @@ class KucoinFuturesClient:
     async def position(self, symbol: str) -> Position:
         return Position.from_api(await self._call("GET", "/api/v1/position", params={"symbol": symbol}))
 
+    async def symbol_positions(self, symbol: str) -> list[Position]:
+        """Every position of ``symbol`` (two in hedge mode), from ``/api/v2/position``."""
+        data = await self._call("GET", "/api/v2/position", params={"symbol": symbol})
+        return [Position.from_api(p) for p in data]
+
     async def positions(self) -> list[Position]:
         data = await self._call("GET", "/api/v1/positions", params={"currency": "USDT"})
         return [Position.from_api(p) for p in data]

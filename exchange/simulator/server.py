@@ -19,7 +19,7 @@ from aiohttp import WSMsgType, web
 from exchange.simulator.auth import ApiKey, verify
 from exchange.simulator.errors import SimError
 from exchange.simulator.faults import FaultInjector
-from exchange.simulator.state import Book, Contract, Order, dumps
+from exchange.simulator.state import Book, Contract, Order, Position, dumps
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONTRACTS = ROOT.parent / "shared" / "data" / "kucoin-futures" / "contracts.json"
@@ -397,16 +397,16 @@ class SimulatorServer:
             "currency": "USDT",
         }
 
-    def _position_api(self, symbol: str) -> dict[str, Any]:
+    def _position_api(self, pos: Position) -> dict[str, Any]:
         st = self.state
-        pos = st.position(symbol)
+        symbol = pos.symbol
         c = st.contract(symbol)
         base = {
             "symbol": symbol,
             "currentQty": pos.qty,
             "isOpen": pos.qty != 0,
             "marginMode": st.margin_modes.get(symbol, "ISOLATED"),
-            "positionSide": "BOTH",
+            "positionSide": pos.position_side,
             "settleCurrency": "USDT",
             "crossMode": st.margin_modes.get(symbol) == "CROSS",
         }
@@ -416,7 +416,7 @@ class SimulatorServer:
         qty = abs(pos.qty) * c.multiplier
         liq = st.liquidation_price(pos)
         return base | {
-            "id": f"5000000{symbol}",
+            "id": f"5000000{pos.key}",
             "leverage": pos.leverage,
             "realLeverage": float(abs(pos.cost) / pos.margin),
             "openingTimestamp": pos.opened_at,
@@ -435,13 +435,22 @@ class SimulatorServer:
             "liquidationPrice": None if liq is None else float(liq),
         }
 
+    @route("GET", "/api/v2/position", "futures", 2, True)
+    async def position_v2(self, request: web.Request) -> Any:
+        sym = request.query.get("symbol", "")
+        self.state.contract(sym)
+        return [self._position_api(p) for p in self.state.symbol_positions(sym) if p.qty]
+
     @route("GET", "/api/v1/position", "futures", 2, True)
     async def position(self, request: web.Request) -> Any:
-        return self._position_api(request.query.get("symbol", ""))
+        sym = request.query.get("symbol", "")
+        self.state.contract(sym)
+        live = [p for p in self.state.symbol_positions(sym) if p.qty]
+        return self._position_api(live[0] if live else self.state.position(sym))
 
     @route("GET", "/api/v1/positions", "futures", 2, True)
     async def positions(self, request: web.Request) -> Any:
-        return [self._position_api(s) for s, p in sorted(self.state.positions.items()) if p.qty]
+        return [self._position_api(p) for _, p in sorted(self.state.positions.items()) if p.qty]
 
     @route("GET", "/api/v2/position/getPositionMode", "futures", 2, True)
     async def get_position_mode(self, request: web.Request) -> Any:
@@ -455,9 +464,7 @@ class SimulatorServer:
             raise SimError("100001", 'positionMode must be "0" or "1"')
         if any(p.qty for p in self.state.positions.values()) or self.state.open_orders():
             raise SimError("300000", "cannot switch position mode with open positions or orders")
-        if mode == "1":
-            raise SimError("100001", "hedge mode is not modelled by the simulator")
-        self.state.position_mode = 0
+        self.state.position_mode = int(mode)
         return {"positionMode": mode}
 
     @route("GET", "/api/v2/position/getMarginMode", "futures", 2, True)
@@ -474,7 +481,7 @@ class SimulatorServer:
         self.state.contract(sym)
         if mode not in ("ISOLATED", "CROSS"):
             raise SimError("100001", "marginMode must be ISOLATED or CROSS")
-        if self.state.position(sym).qty or self.state.open_orders(sym):
+        if any(p.qty for p in self.state.symbol_positions(sym)) or self.state.open_orders(sym):
             raise SimError("50002", "exist.order.or.position")
         self.state.margin_modes[sym] = mode
         return {"symbol": sym, "marginMode": mode}

@@ -68,6 +68,7 @@ class Order:
     updated_at: int = 0
     end_at: int | None = None
     bracket_of: str | None = None
+    position_side: str = "BOTH"
 
     @property
     def is_stop_pending(self) -> bool:
@@ -128,6 +129,15 @@ class Position:
     realised_gross: Decimal = ZERO
     realised_pnl: Decimal = ZERO
     opened_at: int = 0
+    position_side: str = "BOTH"  # BOTH in one-way mode; LONG / SHORT in hedge mode
+
+    @property
+    def key(self) -> str:
+        return pos_key(self.symbol, self.position_side)
+
+
+def pos_key(symbol: str, position_side: str) -> str:
+    return symbol if position_side == "BOTH" else f"{symbol}:{position_side}"
 
 
 @dataclass
@@ -226,8 +236,11 @@ class Book:
             raise SimError("300008", "No market price for this contract yet")
         return p
 
-    def position(self, symbol: str) -> Position:
-        return self.positions.setdefault(symbol, Position(symbol))
+    def position(self, symbol: str, position_side: str = "BOTH") -> Position:
+        return self.positions.setdefault(pos_key(symbol, position_side), Position(symbol, position_side=position_side))
+
+    def symbol_positions(self, symbol: str) -> list[Position]:
+        return [p for p in self.positions.values() if p.symbol == symbol]
 
     def emit(self, topic: str, data: dict[str, Any]) -> None:
         for listener in list(self.listeners):
@@ -288,8 +301,16 @@ class Book:
         order_type = str(body.get("type", "limit"))
         if order_type not in ("limit", "market"):
             raise SimError("100001", f"type must be limit or market, got {order_type}")
-        pos = self.position(symbol)
+        position_side = str(body.get("positionSide", "BOTH") or "BOTH")
+        if self.position_mode == 1 and position_side not in ("LONG", "SHORT"):
+            raise SimError("100001", "hedge mode: positionSide must be LONG or SHORT")
+        if self.position_mode == 0 and position_side != "BOTH":
+            raise SimError("100001", "one-way mode: positionSide must be BOTH")
+        pos = self.position(symbol, position_side)
         side = body.get("side")
+        if position_side != "BOTH" and side is not None:
+            # Hedge mode: selling a LONG or buying a SHORT closes; it can never open the other side.
+            reduce_only = reduce_only or (side == "sell") == (position_side == "LONG")
         if close_order:
             if pos.qty == 0:
                 raise SimError("300009", "Current position size: 0, unable to close the position")
@@ -356,6 +377,7 @@ class Book:
             stop_price_type=stop_type,
             created_at=now,
             updated_at=now,
+            position_side=position_side,
         )
         if validate_only:
             return order
@@ -405,7 +427,7 @@ class Book:
 
     def _fill(self, order: Order, price: Decimal, lots: int, liquidity: str, trade_type: str = "trade") -> None:
         c = self.contracts[order.symbol]
-        pos = self.position(order.symbol)
+        pos = self.position(order.symbol, order.position_side)
         sign = 1 if order.side == "buy" else -1
         if order.reduce_only:
             reducible = -pos.qty if (pos.qty * sign) < 0 else 0
@@ -499,10 +521,10 @@ class Book:
 
     def _on_done(self, order: Order) -> None:
         """Reduce-only orders without a position left to reduce are cancelled (reference §6.4)."""
-        pos = self.position(order.symbol)
+        pos = self.position(order.symbol, order.position_side)
         if pos.qty == 0:
             for other in self.open_orders(order.symbol):
-                if other.reduce_only and not other.is_stop_pending:
+                if other.reduce_only and not other.is_stop_pending and other.position_side == order.position_side:
                     self._finish(other, cancelled=True)
 
     def cancel(self, order_id: str) -> Order:
@@ -558,7 +580,7 @@ class Book:
             order.updated_at = self.clock()
             self.emit("stop", {"type": "triggered", "order": order})
             if order.reduce_only:
-                pos = self.position(symbol)
+                pos = self.position(symbol, order.position_side)
                 wrong = pos.qty == 0 or (pos.qty > 0) == (order.side == "buy")
                 if wrong:
                     self._finish(order, cancelled=True)
@@ -570,15 +592,19 @@ class Book:
                         self._finish(sibling, cancelled=True)
 
     def check_liquidation(self, symbol: str) -> None:
-        pos = self.positions.get(symbol)
-        if pos is None or pos.qty == 0:
-            return
+        for pos in self.symbol_positions(symbol):
+            if pos.qty:
+                self._liquidate_if_due(pos)
+
+    def _liquidate_if_due(self, pos: Position) -> None:
+        symbol = pos.symbol
         liq = self.liquidation_price(pos)
         mark = self.price(symbol).mark
         if liq is None or not ((pos.qty > 0 and mark <= liq) or (pos.qty < 0 and mark >= liq)):
             return
         for order in self.open_orders(symbol):
-            self._finish(order, cancelled=True)
+            if order.position_side == pos.position_side:
+                self._finish(order, cancelled=True)
         c = self.contracts[symbol]
         qty = abs(pos.qty) * c.multiplier
         bankrupt = abs(pos.cost) / qty + (-1 if pos.qty > 0 else 1) * pos.margin / qty
@@ -594,6 +620,7 @@ class Book:
             margin_mode="ISOLATED",
             reduce_only=True,
             created_at=self.clock(),
+            position_side=pos.position_side,
         )
         self.orders[liq_order.id] = liq_order
         self._fill(liq_order, _round(bankrupt, c.tick_size, up=pos.qty < 0), abs(pos.qty), "taker", "liquid")
@@ -663,6 +690,7 @@ class Book:
                 "fills": [asdict(f) for f in self.fills],
                 "funding": [asdict(f) for f in self.funding],
                 "margin_modes": self.margin_modes,
+                "position_mode": self.position_mode,
                 "next_id": int(self.next_id()),
             }
         )
@@ -682,10 +710,11 @@ class Book:
         self.balance = d["balance"]
         self.prices = {s: Prices(**p) for s, p in d["prices"].items()}
         self.orders = {o["id"]: Order(**o) for o in d["orders"]}
-        self.positions = {p["symbol"]: Position(**p) for p in d["positions"]}
+        self.positions = {pos_key(p["symbol"], p.get("position_side", "BOTH")): Position(**p) for p in d["positions"]}
         self.fills = [Fill(**f) for f in d["fills"]]
         self.funding = [FundingRecord(**f) for f in d["funding"]]
         self.margin_modes = d["margin_modes"]
+        self.position_mode = int(d.get("position_mode", 0))
         self._ids = itertools.count(d["next_id"])
 
 

@@ -162,7 +162,7 @@ async def test_margin_and_position_mode(sim: SimulatorServer, client: KucoinFutu
         await client.set_margin_mode("ETHUSDTM", "ISOLATED")
     assert await client.position_mode() == 0
     with pytest.raises(InvalidRequestError):
-        await client.set_position_mode(hedge=True)
+        await client.set_position_mode(hedge=True)  # refused while a position is open
 
 
 async def test_insufficient_balance_and_bad_parameters(client: KucoinFuturesClient) -> None:
@@ -280,3 +280,20 @@ async def test_funding_settles_by_itself_at_0400_1200_2000_utc(
     hist = await client.funding_history("ETHUSDTM")
     assert [h["timePoint"] - day for h in hist] == [4 * 3_600_000, 12 * 3_600_000, 20 * 3_600_000]
     assert all(h["funding"] == pytest.approx(0.02) for h in hist)  # shorts receive 2000 × 10 × 0.01 × 0.0001
+
+
+async def test_hedge_mode_keeps_long_and_short_apart(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    await client.set_position_mode(hedge=True)
+    assert await client.position_mode() == 1
+    with pytest.raises(InvalidRequestError, match="positionSide"):
+        await client.place_order(OrderRequest("ETHUSDTM", BUY, 1, leverage=5))
+    await client.place_order(OrderRequest("ETHUSDTM", BUY, 10, leverage=5, position_side="LONG"))
+    await client.place_order(OrderRequest("ETHUSDTM", SELL, 4, leverage=5, position_side="SHORT"))
+    both = {p.position_side: p.lots for p in await client.symbol_positions("ETHUSDTM")}
+    assert both == {"LONG": 10, "SHORT": -4}  # not netted
+    # Selling the LONG side closes it and can never open a short beyond it.
+    closing = await client.place_order(OrderRequest("ETHUSDTM", SELL, 25, position_side="LONG"))
+    assert closing.filled_lots == 10 and closing.cancel_exist
+    assert {p.position_side: p.lots for p in await client.symbol_positions("ETHUSDTM")} == {"SHORT": -4}
+    with pytest.raises(InvalidRequestError):
+        await client.set_position_mode(hedge=False)  # refused while the short is open
