@@ -343,6 +343,7 @@ class KucoinFuturesClient:
         tick: Decimal,
         *,
         client_oid: str | None = None,
+        position_side: str | None = None,
     ) -> Order:
         """A market entry that cannot fill far away: a limit IOC at the best price ± ``max_slippage_pct``."""
         t = await self.ticker(symbol)
@@ -357,6 +358,7 @@ class KucoinFuturesClient:
             price=worst,
             leverage=leverage,
             time_in_force="IOC",
+            position_side=position_side,
         )
         if client_oid is not None:
             req = dataclasses.replace(req, client_oid=client_oid)

@@ -148,6 +148,9 @@ class Runtime:
         if missing:
             raise SystemExit(f"no contract spec for {', '.join(missing)}: refusing to trade them")
         equity = (await client.account_overview()).equity
+        want_hedge = s.position_mode == "hedge"
+        if (await client.position_mode() == 1) != want_hedge:
+            await client.set_position_mode(hedge=want_hedge)  # refused by the exchange while positions are open
         engine = TradingEngine(
             self.cfg,
             client,
@@ -163,6 +166,7 @@ class Runtime:
                 kill_switch_file=s.kill_switch_file,
                 symbols=tuple(s.symbols),
                 max_entry_slippage_pct=Decimal(str(s.max_entry_slippage_pct)),
+                hedge=s.position_mode == "hedge",
             ),
             equity=equity,
             clock=self.market_clock if s.bot_mode == "paper" else None,

@@ -67,6 +67,7 @@ class EngineOptions:
     symbols: tuple[str, ...] = ("ETHUSDTM",)
     approvals_ttl_ms: int = 300_000
     approval_max_drift_pct: Decimal = Decimal("0.3")
+    hedge: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -109,6 +110,7 @@ class TradingEngine:
         self.coordinator = StopCoordinator(
             client, positions, intents, retry, bus, clock=self.clock, margin_mode=options.margin_mode
         )
+        self.coordinator.hedge = options.hedge
         self.last_decision: dict[str, Decision] = {}
         self.pending_entries: dict[str, Decision] = {}
 
@@ -337,6 +339,7 @@ class TradingEngine:
                 leverage=lev,
                 client_oid=client_oid,
                 margin_mode=self.options.margin_mode,
+                position_side=self._position_side(side),
             )
             try:
                 await self.client.place_order(req, test=True)
@@ -353,6 +356,7 @@ class TradingEngine:
                 self.options.max_entry_slippage_pct,
                 spec.tick_size,
                 client_oid=client_oid,
+                position_side=self._position_side(side),
             )
         except ExchangeError as exc:
             await self.intents.mark(client_oid, "failed", detail=str(exc))
@@ -419,6 +423,12 @@ class TradingEngine:
         )
         await self.coordinator.protect(p)
         return p
+
+    def _position_side(self, side: Side) -> str | None:
+        """In hedge position mode every order names its side; in one-way mode none does."""
+        if not self.options.hedge:
+            return None
+        return "LONG" if side is Side.LONG else "SHORT"
 
     def _rule(self, p: Protected) -> StopManager:
         rule = StopManager(
@@ -588,7 +598,12 @@ class TradingEngine:
                 continue
             side = OrderSide.SELL if pos.lots > 0 else OrderSide.BUY
             req = OrderRequest(
-                symbol=pos.symbol, side=side, lots=abs(pos.lots), reduce_only=True, margin_mode=self.options.margin_mode
+                symbol=pos.symbol,
+                side=side,
+                lots=abs(pos.lots),
+                reduce_only=True,
+                margin_mode=self.options.margin_mode,
+                position_side=None if pos.position_side == "BOTH" else pos.position_side,
             )
             try:
                 await self.client.place_order(req)

@@ -126,6 +126,7 @@ class StopCoordinator:
         self.bus = bus
         self.clock = clock or (lambda: int(time.time() * 1000))
         self.margin_mode = margin_mode
+        self.hedge = False  # hedge position mode: every order names its position side
         self.replaces = 0
 
     def _stop_request(self, p: Protected, price: Decimal, direction: StopDirection, client_oid: str) -> OrderRequest:
@@ -139,6 +140,7 @@ class StopCoordinator:
             stop_price_type=StopPriceType.MARK,
             margin_mode=self.margin_mode,
             client_oid=client_oid,
+            position_side=("LONG" if p.side is Side.LONG else "SHORT") if self.hedge else None,
         )
 
     async def _place(

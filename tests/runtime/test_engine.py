@@ -262,3 +262,15 @@ async def test_console_approver_over_loopback_http(rig: Rig) -> None:
                 assert r.status == 503  # no candle yet: not ready
     finally:
         await runner.cleanup()
+
+
+async def test_hedge_mode_engine_names_the_position_side(rig: Rig) -> None:
+    await rig.client.set_position_mode(hedge=True)
+    rig.engine.options.hedge = rig.engine.coordinator.hedge = True
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    sides = {x.position_side: x.lots for x in await rig.client.symbol_positions("ETHUSDTM")}
+    assert sides == {"LONG": p.lots}
+    assert {o.position_side for o in rig.sim.state.orders.values()} == {"LONG"}
+    report = await rig.engine.kill_switch()
+    assert report.flat
