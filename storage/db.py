@@ -75,6 +75,23 @@ MIGRATIONS: list[str] = [
         resolved_ms INTEGER
     );
     """,
+    # 3: the notification outbox: a message queued before a crash is sent after it
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        chat_id INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        silent INTEGER NOT NULL DEFAULT 0,
+        reply_markup TEXT,
+        coalesce_key TEXT,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent')),
+        due_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        message_id INTEGER,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox(state, due_ms);
+    """,
 ]
 
 

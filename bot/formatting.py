@@ -1,0 +1,93 @@
+"""Phone-friendly HTML for every event; numbers with units, everything escaped."""
+
+from __future__ import annotations
+
+import html
+from decimal import Decimal
+from typing import Any
+
+from engine.events import Event
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=False)
+
+
+def money(value: Any) -> str:
+    return f"{Decimal(str(value)):,.2f} USDT"
+
+
+def price(value: Any) -> str:
+    return f"{Decimal(str(value)):f}"
+
+
+def format_event(event: Event) -> str | None:
+    """The message for ``event``, or None when the event is not worth a notification."""
+    d = event.to_dict()
+    k = event.kind
+    if k == "signal_evaluated":
+        dec = d["decision"]
+        if not dec.get("passed"):
+            return None
+        top = sorted((dec.get("primary") or {}).get("contributions", {}).items(), key=lambda kv: -abs(kv[1]))[:3]
+        tops = ", ".join(f"{esc(n)} {v:+.1f}" for n, v in top)
+        return (
+            f"📈 <b>Signal {esc(dec['symbol'])}</b> {esc(dec['direction'])}\n"
+            f"score {dec['final_score']:+.1f}, confidence {dec['confidence']:.2f}\ntop: {tops}"
+        )
+    if k == "approval_requested":
+        return (
+            f"🟡 <b>Approve {esc(d['side']).upper()} {esc(d['symbol'])}?</b>\n"
+            f"entry ≈ {price(d['entry'])}\nstop {price(d['stop'])} · TP {price(d['take_profit'])}\n"
+            f"size {d['lots']} lots · {d['leverage']}x · margin {money(d['margin'])}\n"
+            f"at risk ≈ {money(d['risk'])}"
+        )
+    if k == "approval_resolved":
+        return f"Approval {esc(d['approval_id'][-6:])}: <b>{esc(d['outcome'])}</b> {esc(d.get('detail', ''))}".strip()
+    if k == "order_placed":
+        return f"🧾 {esc(d['purpose'])} order {esc(d['side'])} {d['lots']} lots {esc(d['symbol'])}"
+    if k == "order_rejected":
+        return f"⛔ {esc(d['purpose'])} on {esc(d['symbol'])} not placed: {esc(d['reason'])}"
+    if k == "position_opened":
+        return (
+            f"✅ <b>Opened {esc(d['side'])} {esc(d['symbol'])}</b> {d['lots']} lots @ {price(d['entry'])}, "
+            f"{d['leverage']}x\nstop {price(d['stop'])} · TP {price(d['take_profit'])}"
+        )
+    if k == "stop_moved":
+        return f"🔒 {esc(d['symbol'])} stop {price(d['old'])} → <b>{price(d['new'])}</b> ({esc(d['reason'])})"
+    if k == "stop_missing":
+        return f"🚨 <b>{esc(d['symbol'])} has no live stop</b>: {esc(d['detail'])} — re-placing now"
+    if k == "position_closed":
+        icon = "🟢" if Decimal(d["net"]) > 0 else "🔴"
+        return (
+            f"{icon} <b>Closed {esc(d['side'])} {esc(d['symbol'])}</b> ({esc(d['exit_reason'])})\n"
+            f"{price(d['entry'])} → {price(d['exit'])}\nnet {money(d['net'])} after fees {money(d['fees'])}"
+        )
+    if k == "halt_raised":
+        return f"🛑 <b>Halt: {esc(d['limit'])}</b> value {esc(d['value'])}, limit {esc(d['threshold'])}"
+    if k == "trading_state_changed":
+        return f"Trading state {esc(d['old'])} → <b>{esc(d['new'])}</b> ({esc(d['reason'])})"
+    if k == "mode_changed":
+        return f"⚙️ {esc(d['setting'])} = <b>{esc(d['value'])}</b> (by {esc(d['by'])})"
+    if k == "drift_detected":
+        return "⚠️ <b>Drift</b>: " + "; ".join(esc(x) for x in d["differences"]) + " — new entries paused"
+    if k == "drift_cleared":
+        return "✅ Drift cleared: the engine and the exchange agree again"
+    if k == "stream_reconnected":
+        return f"🔌 {esc(d['stream'])} stream reconnected ({d['reconnects']} so far)"
+    if k == "health_changed":
+        return f"{'💚' if d['healthy'] else '💔'} {esc(d['component'])}: {esc(d['detail'])}"
+    if k == "kill_switch_report":
+        state = (
+            "account is <b>flat</b>" if d["flat"] else "<b>NOT flat</b>: " + "; ".join(esc(x) for x in d["leftovers"])
+        )
+        return (
+            f"🧯 <b>Kill switch</b>: {d['cancelled_orders']} orders cancelled, "
+            f"{len(d['closed_positions'])} positions closed; {state}"
+        )
+    if k == "daily_summary":
+        return (
+            f"📅 <b>{esc(d['day'])}</b>: net {money(d['net_pnl'])}, fees {money(d['fees'])}, "
+            f"{d['trades']} trades, drawdown {Decimal(d['drawdown_pct']):.2f} %"
+        )
+    return None

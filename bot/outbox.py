@@ -1,0 +1,166 @@
+"""Guaranteed delivery: messages wait in SQLite until Telegram has them. The sender honours ``retry_after``,
+backs off on network errors, paces each chat, and edits one message for a burst of the same kind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from telegram import Bot, InlineKeyboardMarkup
+from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
+
+from storage.db import Database
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    id: int
+    chat_id: int
+    text: str
+    silent: bool
+    reply_markup: dict[str, Any] | None
+    coalesce_key: str | None
+    attempts: int
+
+
+class Outbox:
+    def __init__(self, db: Database, clock: Callable[[], int] | None = None) -> None:
+        self.db = db
+        self.clock = clock or (lambda: int(time.time() * 1000))
+
+    async def enqueue(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        silent: bool = False,
+        reply_markup: InlineKeyboardMarkup | None = None,
+        coalesce_key: str | None = None,
+    ) -> int:
+        markup = None if reply_markup is None else json.dumps(reply_markup.to_dict())
+        now = self.clock()
+        cur = await self.db.conn.execute(
+            "INSERT INTO outbox (chat_id, text, silent, reply_markup, coalesce_key, due_ms, created_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (chat_id, text, int(silent), markup, coalesce_key, now, now),
+        )
+        await self.db.conn.commit()
+        return int(cur.lastrowid or 0)
+
+    async def due(self, limit: int = 20) -> list[Queued]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM outbox WHERE state = 'pending' AND due_ms <= ? ORDER BY id LIMIT ?", (self.clock(), limit)
+        )
+        return [
+            Queued(
+                r["id"],
+                r["chat_id"],
+                r["text"],
+                bool(r["silent"]),
+                None if r["reply_markup"] is None else json.loads(r["reply_markup"]),
+                r["coalesce_key"],
+                r["attempts"],
+            )
+            for r in rows
+        ]
+
+    async def sent(self, item_id: int, message_id: int) -> None:
+        await self.db.execute("UPDATE outbox SET state = 'sent', message_id = ? WHERE id = ?", (message_id, item_id))
+
+    async def retry_at(self, item_id: int, due_ms: int) -> None:
+        await self.db.execute("UPDATE outbox SET due_ms = ?, attempts = attempts + 1 WHERE id = ?", (due_ms, item_id))
+
+    async def last_message(self, chat_id: int, coalesce_key: str) -> int | None:
+        row = await self.db.fetchone(
+            "SELECT message_id FROM outbox WHERE state = 'sent' AND chat_id = ? AND coalesce_key = ?"
+            " ORDER BY id DESC LIMIT 1",
+            (chat_id, coalesce_key),
+        )
+        return None if row is None or row["message_id"] is None else int(row["message_id"])
+
+    async def pending_count(self) -> int:
+        row = await self.db.fetchone("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
+        return int(row[0]) if row else 0
+
+
+class OutboxSender:
+    """One named task draining the outbox; the engine only ever enqueues."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        bot: Bot,
+        *,
+        per_chat_interval_s: float = 1.0,
+        idle_s: float = 0.2,
+        backoff_cap_s: float = 60.0,
+    ) -> None:
+        self.outbox = outbox
+        self.bot = bot
+        self.per_chat_interval_s = per_chat_interval_s
+        self.idle_s = idle_s
+        self.backoff_cap_s = backoff_cap_s
+        self._last_sent: dict[int, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="telegram-outbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run(self) -> None:
+        while True:
+            items = await self.outbox.due()
+            if not items:
+                await asyncio.sleep(self.idle_s)
+                continue
+            for item in items:
+                await self.deliver(item)
+
+    async def deliver(self, item: Queued) -> None:
+        wait = self._last_sent.get(item.chat_id, 0) + self.per_chat_interval_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        markup = None if item.reply_markup is None else InlineKeyboardMarkup.de_json(item.reply_markup, self.bot)
+        try:
+            previous = (
+                None if item.coalesce_key is None else await self.outbox.last_message(item.chat_id, item.coalesce_key)
+            )
+            if previous is not None:
+                try:
+                    await self.bot.edit_message_text(
+                        item.text, chat_id=item.chat_id, message_id=previous, parse_mode="HTML", reply_markup=markup
+                    )
+                    await self.outbox.sent(item.id, previous)
+                    self.delivered += 1
+                    return
+                except BadRequest:
+                    pass  # the old message is gone or unchanged: send a new one
+            msg = await self.bot.send_message(
+                item.chat_id, item.text, parse_mode="HTML", disable_notification=item.silent, reply_markup=markup
+            )
+            await self.outbox.sent(item.id, msg.message_id)
+            self.delivered += 1
+        except RetryAfter as exc:
+            delay = exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds()
+            log.warning("telegram.flood_wait", retry_after_s=delay)
+            await self.outbox.retry_at(item.id, self.outbox.clock() + int(float(delay) * 1000))
+        except (TimedOut, NetworkError) as exc:
+            delay = min(self.backoff_cap_s, 0.5 * 2**item.attempts)
+            log.warning("telegram.network_error", error=str(exc), retry_in_s=delay)
+            await self.outbox.retry_at(item.id, self.outbox.clock() + int(delay * 1000))
+        finally:
+            self._last_sent[item.chat_id] = time.monotonic()

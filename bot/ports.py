@@ -1,0 +1,41 @@
+"""What the Telegram cockpit may ask of the engine. The engine implements it; the bot never calls the exchange."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class TradingControl(Protocol):
+    async def status(self) -> dict[str, str]:
+        """Mode, armed, auto/manual, equity, today's PnL, drawdown, open positions, halts, health."""
+        ...
+
+    async def positions(self) -> list[dict[str, str]]:
+        """One dict per open position: symbol, side, size, entry, stop, TP, liquidation, uPnL."""
+        ...
+
+    async def pause(self, by: str) -> None: ...
+
+    async def resume(self, by: str) -> None: ...
+
+    async def set_control_mode(self, mode: str, by: str) -> None: ...
+
+    async def approve(self, approval_id: str, by: str) -> str:
+        """Re-check and trade once: executed | failed_recheck | expired."""
+        ...
+
+    async def reject(self, approval_id: str, by: str) -> bool: ...
+
+    async def arm_info(self) -> str:
+        """What arming live means: account, symbols, risk per trade (plain text)."""
+        ...
+
+    async def arm(self, by: str) -> str:
+        """Arm live trading; returns what happened (refused unless BOT_MODE=live and LIVE_TRADING_ARMED=true)."""
+        ...
+
+    async def disarm(self, by: str) -> None: ...
+
+    async def kill_switch(self, by: str) -> str:
+        """Cancel all, flatten reduce-only, confirm flat; returns the report as text."""
+        ...

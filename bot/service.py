@@ -1,0 +1,64 @@
+"""Run the cockpit inside the engine's event loop and feed it events through the persisted outbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram.ext import Application
+
+from bot.app import BotConfig, approval_keyboard, build_application
+from bot.formatting import format_event
+from bot.outbox import Outbox, OutboxSender
+from bot.ports import TradingControl
+from engine.events import Event
+from storage.db import Database
+
+
+class TelegramService:
+    """``await start()`` / ``await stop()`` around the engine; ``notify`` is the event-bus subscriber."""
+
+    def __init__(
+        self,
+        config: BotConfig,
+        control: TradingControl,
+        db: Database,
+        *,
+        levels: dict[str, str] | None = None,
+        per_chat_interval_s: float = 1.0,
+        poll_timeout_s: int = 10,
+    ) -> None:
+        self.config = config
+        self.app: Application[Any, Any, Any, Any, Any, Any] = build_application(config, control)
+        self.outbox = Outbox(db)
+        self.sender = OutboxSender(self.outbox, self.app.bot, per_chat_interval_s=per_chat_interval_s)
+        self.levels = levels or {}
+        self.poll_timeout_s = poll_timeout_s
+
+    async def start(self) -> None:
+        # initialize() and start() do not run post_init (only run_polling does): call it ourselves.
+        await self.app.initialize()
+        if self.app.post_init is not None:
+            await self.app.post_init(self.app)
+        await self.app.start()
+        if self.app.updater is not None:
+            await self.app.updater.start_polling(poll_interval=0.0, timeout=self.poll_timeout_s)
+        self.sender.start()
+
+    async def stop(self) -> None:
+        await self.sender.stop()
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+
+    async def notify(self, event: Event) -> None:
+        """Queue the event's message for every configured chat; the engine never waits on Telegram."""
+        level = self.levels.get(event.kind, "on")
+        text = format_event(event)
+        if text is None or level == "off":
+            return
+        markup = approval_keyboard(getattr(event, "approval_id", "")) if event.kind == "approval_requested" else None
+        key = f"stop:{getattr(event, 'symbol', '')}" if event.kind == "stop_moved" else None
+        for chat_id in self.config.chat_ids:
+            await self.outbox.enqueue(chat_id, text, silent=level == "silent", reply_markup=markup, coalesce_key=key)

@@ -1,0 +1,178 @@
+"""A fake Telegram Bot API server (aiohttp, loopback) that the real python-telegram-bot library talks to."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+BOT_USER = {"id": 999, "is_bot": True, "first_name": "ENYGMA", "username": "enygma_test_bot"}
+
+
+@dataclass
+class Sent:
+    method: str
+    params: dict[str, Any]
+
+
+@dataclass
+class FakeTelegram:
+    token: str = "123456:TEST-token"
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[Sent] = field(default_factory=list)
+    fail_429_next: int = 0
+    retry_after: int = 1
+    fail_network_next: int = 0
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _update_ids: Any = field(default_factory=lambda: itertools.count(1000))
+    _new_update: asyncio.Event = field(default_factory=asyncio.Event)
+    url: str = ""
+    _runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = next(a[1] for a in self._runner.addresses if isinstance(a, tuple))
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ------------------------------------------------------------------ test helpers
+
+    def push_message(self, user_id: int, text: str, chat_id: int | None = None) -> None:
+        entities = (
+            [{"type": "bot_command", "offset": 0, "length": len(text.split(maxsplit=1)[0])}]
+            if text.startswith("/")
+            else []
+        )
+        self._push(
+            {
+                "message": {
+                    "message_id": next(self._ids),
+                    "date": int(time.time()),
+                    "text": text,
+                    "entities": entities,
+                    "from": _user(user_id),
+                    "chat": {"id": chat_id or user_id, "type": "private"},
+                }
+            }
+        )
+
+    def push_callback(self, user_id: int, data: str, message_id: int = 1, chat_id: int | None = None) -> None:
+        self._push(
+            {
+                "callback_query": {
+                    "id": f"cq{next(self._ids)}",
+                    "from": _user(user_id),
+                    "chat_instance": "ci",
+                    "data": data,
+                    "message": {
+                        "message_id": message_id,
+                        "date": int(time.time()),
+                        "chat": {"id": chat_id or user_id, "type": "private"},
+                        "from": BOT_USER,
+                        "text": "card",
+                    },
+                }
+            }
+        )
+
+    def _push(self, body: dict[str, Any]) -> None:
+        self.updates.append({"update_id": next(self._update_ids), **body})
+        self._new_update.set()
+
+    def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
+        return [c.params for c in self.calls if c.method == method]
+
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while len(self.sent(method)) < count:
+                await asyncio.sleep(0.01)
+        return self.sent(method)
+
+    # ------------------------------------------------------------------ the API
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if request.match_info["token"] != self.token:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        params = await _params(request)
+        if method in ("sendMessage", "editMessageText"):
+            if self.fail_network_next > 0:
+                self.fail_network_next -= 1
+                if request.transport is not None:
+                    request.transport.close()
+                raise web.HTTPServiceUnavailable
+            if self.fail_429_next > 0:
+                self.fail_429_next -= 1
+                return web.json_response(
+                    {
+                        "ok": False,
+                        "error_code": 429,
+                        "description": "Too Many Requests",
+                        "parameters": {"retry_after": self.retry_after},
+                    },
+                    status=429,
+                )
+        if method != "getUpdates":
+            self.calls.append(Sent(method, params))
+        return web.json_response({"ok": True, "result": await self._result(method, params)})
+
+    async def _result(self, method: str, p: dict[str, Any]) -> Any:
+        if method == "getMe":
+            return BOT_USER
+        if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery", "editMessageReplyMarkup"):
+            return True
+        if method == "getUpdates":
+            offset = int(p.get("offset", 0) or 0)
+            timeout = min(float(p.get("timeout", 0) or 0), 0.5)
+            pending = [u for u in self.updates if u["update_id"] >= offset]
+            if not pending and timeout:
+                self._new_update.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._new_update.wait(), timeout)
+                pending = [u for u in self.updates if u["update_id"] >= offset]
+            return pending
+        if method in ("sendMessage", "sendPhoto", "editMessageText"):
+            chat = int(p.get("chat_id", 0))
+            return {
+                "message_id": int(p.get("message_id", 0)) or next(self._ids),
+                "date": int(time.time()),
+                "chat": {"id": chat, "type": "private"},
+                "from": BOT_USER,
+                "text": p.get("text", ""),
+            }
+        return True
+
+
+def _user(user_id: int) -> dict[str, Any]:
+    return {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        data: dict[str, Any] = await request.json()
+        return data
+    form = await request.post()
+    out: dict[str, Any] = {}
+    for key, value in form.items():
+        if isinstance(value, str):
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                out[key] = value
+        else:
+            out[key] = "<file>"
+    return out

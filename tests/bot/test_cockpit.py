@@ -1,0 +1,263 @@
+"""The real python-telegram-bot library against a fake Bot API server over loopback: authorization, commands,
+approval buttons (approve, reject, double tap, foreign tap, forged data), kill switch, arming, and delivery
+through the outbox under 429 storms and restarts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.app import BotConfig
+from bot.service import TelegramService
+from engine.events import ApprovalRequested, PositionClosed, StopMoved
+from storage.db import Database
+from tests.bot.fake_telegram import FakeTelegram
+
+OWNER, FRIEND, STRANGER = 111, 222, 666
+
+
+class Control:
+    """A small engine stand-in with real state, implementing bot.ports.TradingControl."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.mode = "auto"
+        self.armed = False
+        self.executed: list[str] = []
+        self.used: set[str] = set()
+        self.kills = 0
+
+    async def status(self) -> dict[str, str]:
+        return {
+            "mode": "PAPER",
+            "armed": str(self.armed),
+            "control": self.mode,
+            "paused": str(self.paused),
+            "equity": "10,000.00 USDT",
+        }
+
+    async def positions(self) -> list[dict[str, str]]:
+        return [{"symbol": "ETHUSDTM", "side": "long", "stop": "1989.29"}]
+
+    async def pause(self, by: str) -> None:
+        self.paused = True
+
+    async def resume(self, by: str) -> None:
+        self.paused = False
+
+    async def set_control_mode(self, mode: str, by: str) -> None:
+        self.mode = mode
+
+    async def approve(self, approval_id: str, by: str) -> str:
+        if approval_id != "ap-1" or approval_id in self.used:
+            return "expired"
+        self.used.add(approval_id)
+        self.executed.append(by)
+        return "executed"
+
+    async def reject(self, approval_id: str, by: str) -> bool:
+        if approval_id in self.used:
+            return False
+        self.used.add(approval_id)
+        return True
+
+    async def arm_info(self) -> str:
+        return "account sim, symbols ETHUSDTM, risk 2 % margin per trade"
+
+    async def arm(self, by: str) -> str:
+        self.armed = True
+        return "live trading ARMED"
+
+    async def disarm(self, by: str) -> None:
+        self.armed = False
+
+    async def kill_switch(self, by: str) -> str:
+        self.kills += 1
+        return "kill switch: account is flat"
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    fake = FakeTelegram()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    async with Database(tmp_path / "bot.sqlite") as d:
+        yield d
+
+
+def make(tg: FakeTelegram, db: Database, control: Control) -> TelegramService:
+    cfg = BotConfig(
+        token=tg.token,
+        allowed_user_ids=frozenset({OWNER, FRIEND}),
+        chat_ids=(OWNER,),
+        confirm_ttl_s=30,
+        base_url=tg.url,
+    )
+    return TelegramService(
+        cfg,
+        control,
+        db,
+        per_chat_interval_s=0.0,
+        poll_timeout_s=1,
+        levels={"stop_moved": "silent", "order_placed": "off"},
+    )
+
+
+@pytest.fixture
+async def service(tg: FakeTelegram, db: Database) -> AsyncIterator[tuple[TelegramService, Control]]:
+    control = Control()
+    svc = make(tg, db, control)
+    await svc.start()
+    yield svc, control
+    await svc.stop()
+
+
+async def test_menu_is_set_and_commands_answer(tg: FakeTelegram, service: tuple[TelegramService, Control]) -> None:
+    commands = await tg.wait_for("setMyCommands")
+    assert {c["command"] for c in commands[0]["commands"]} >= {"status", "killswitch", "arm", "mode"}
+    tg.push_message(OWNER, "/status")
+    sent = await tg.wait_for("sendMessage")
+    assert "PAPER" in sent[-1]["text"] and sent[-1]["chat_id"] == OWNER
+    tg.push_message(OWNER, "/pause")
+    await tg.wait_for("sendMessage", 2)
+    assert service[1].paused
+    tg.push_message(OWNER, "/frobnicate")
+    assert "Unknown command" in (await tg.wait_for("sendMessage", 3))[-1]["text"]
+
+
+async def test_strangers_get_nothing_even_in_a_group(
+    tg: FakeTelegram, service: tuple[TelegramService, Control]
+) -> None:
+    svc, control = service
+    tg.push_message(STRANGER, "/killswitch")
+    tg.push_message(STRANGER, "/status", chat_id=-100123)  # a group the owner is in does not give control
+    tg.push_callback(STRANGER, "mode:manual")
+    tg.push_message(OWNER, "/help")  # a marker that the updates before it were processed
+    await tg.wait_for("sendMessage")
+    assert len(tg.sent("sendMessage")) == 1 and "/status" in tg.sent("sendMessage")[0]["text"]
+    assert tg.sent("answerCallbackQuery") == [] and control.mode == "auto"
+    assert svc.app.bot_data["state"].unauthorized == 3
+
+
+async def test_approval_card_buttons_execute_exactly_once(
+    tg: FakeTelegram, db: Database, service: tuple[TelegramService, Control]
+) -> None:
+    svc, control = service
+    await svc.notify(
+        ApprovalRequested(
+            ts_ms=0,
+            approval_id="ap-1",
+            symbol="ETHUSDTM",
+            side="long",
+            entry=Decimal("2000.40"),
+            stop=Decimal("1989.29"),
+            take_profit=Decimal("2033.74"),
+            lots=179,
+            leverage=18,
+            margin=Decimal("198.9"),
+            risk=Decimal("19.9"),
+            expires_ms=1,
+        )
+    )
+    card = (await tg.wait_for("sendMessage"))[-1]
+    assert "Approve LONG ETHUSDTM" in card["text"] and "179 lots" in card["text"]
+    buttons = [b["callback_data"] for b in card["reply_markup"]["inline_keyboard"][0]]
+    assert buttons == ["ap:ap-1:y", "ap:ap-1:n"]
+    tg.push_callback(OWNER, "ap:ap-1:y")
+    tg.push_callback(FRIEND, "ap:ap-1:y")  # a second device taps too
+    tg.push_callback(STRANGER, "ap:ap-1:y")  # a foreign tap
+    tg.push_callback(OWNER, "ap:forged-id:y")  # forged data
+    edits = await tg.wait_for("editMessageText", 3)
+    assert [e["text"] for e in edits] == ["executed", "expired", "expired"]
+    assert control.executed == [f"telegram:{OWNER}"]
+    answers = await tg.wait_for("answerCallbackQuery", 3)
+    assert [a.get("text") for a in answers] == ["done", "expired", "expired"]
+
+
+async def test_kill_switch_and_arming_need_a_fresh_confirmation(
+    tg: FakeTelegram, service: tuple[TelegramService, Control]
+) -> None:
+    _, control = service
+    tg.push_message(OWNER, "/killswitch")
+    card = (await tg.wait_for("sendMessage"))[-1]
+    data = card["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    tg.push_callback(OWNER, data)
+    tg.push_callback(OWNER, data)  # replaying the button does nothing
+    edits = await tg.wait_for("editMessageText", 2)
+    assert [e["text"] for e in edits] == ["kill switch: account is flat", "expired"] and control.kills == 1
+    tg.push_message(OWNER, "/arm")
+    arm_card = (await tg.wait_for("sendMessage", 2))[-1]
+    assert "Arm LIVE trading" in arm_card["text"] and "risk 2 % margin" in arm_card["text"]
+    tg.push_callback(OWNER, "arm:not-a-token")
+    tg.push_callback(OWNER, arm_card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+    edits = await tg.wait_for("editMessageText", 4)
+    assert [e["text"] for e in edits[2:]] == ["expired", "live trading ARMED"] and control.armed
+
+
+async def test_429_storm_loses_nothing_and_bursts_edit_one_message(
+    tg: FakeTelegram, service: tuple[TelegramService, Control]
+) -> None:
+    svc, _ = service
+    tg.fail_429_next, tg.retry_after = 3, 1
+    for i in range(5):
+        await svc.notify(
+            PositionClosed(
+                ts_ms=i,
+                symbol="ETHUSDTM",
+                side="long",
+                exit_reason="stop_loss",
+                entry=Decimal(2000),
+                exit=Decimal(1990),
+                gross=Decimal(-18),
+                fees=Decimal("4.3"),
+                funding=Decimal(0),
+                net=Decimal(f"-{22 + i}"),
+            )
+        )
+    sent = await tg.wait_for("sendMessage", 5, timeout=10)
+    assert sorted(m["text"].count("net -2") for m in sent) == [1] * 5
+    for i in range(3):
+        await svc.notify(
+            StopMoved(ts_ms=i, symbol="ETHUSDTM", old=Decimal(1990 + i), new=Decimal(1991 + i), reason="trailing_stop")
+        )
+    await tg.wait_for("editMessageText", 2)
+    stop_msgs = [m for m in tg.sent("sendMessage") if m["text"].startswith("🔒")]
+    assert len(stop_msgs) == 1 and stop_msgs[0]["disable_notification"] is True
+    assert await svc.outbox.pending_count() == 0
+
+
+async def test_outbox_survives_a_restart(tg: FakeTelegram, db: Database) -> None:
+    control = Control()
+    first = make(tg, db, control)  # never started: the process dies before sending
+    await first.notify(
+        PositionClosed(
+            ts_ms=1,
+            symbol="XBTUSDTM",
+            side="short",
+            exit_reason="take_profit",
+            entry=Decimal(90000),
+            exit=Decimal(88500),
+            gross=Decimal(30),
+            fees=Decimal(2),
+            funding=Decimal(0),
+            net=Decimal(28),
+        )
+    )
+    assert await first.outbox.pending_count() == 1
+    tg.fail_network_next = 1
+    second = make(tg, db, control)
+    await second.start()
+    try:
+        sent = await tg.wait_for("sendMessage", 1, timeout=8)
+        assert "Closed short XBTUSDTM" in sent[0]["text"] and "28.00 USDT" in sent[0]["text"]
+    finally:
+        await second.stop()
+    assert await second.outbox.pending_count() == 0
