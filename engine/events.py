@@ -299,6 +299,13 @@ class EventBus:
             for name, q, _, h in self._subs
         ]
 
+    async def start_new(self) -> None:
+        """Start pumps for subscribers added after ``start()``."""
+        self._subs = [
+            (name, q, task if task is not None else asyncio.create_task(self._pump(name, q, h), name=f"bus-{name}"), h)
+            for name, q, task, h in self._subs
+        ]
+
     def publish(self, event: Event) -> None:
         for name, q, _, _ in self._subs:
             try:

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     telegram_daily_summary_utc: str = Field(default="00:05", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     telegram_notify_levels: dict[str, NotifyLevel] = Field(default_factory=dict)
     webhook_url: str | None = None
+    telegram_api_base_url: str | None = None
 
     # Approvals and safety
     approval_max_price_drift_pct: float = Field(default=0.3, gt=0, le=10)

@@ -174,6 +174,27 @@ class Runtime:
         )
         engine.options.approvals_ttl_ms = s.telegram_approval_ttl_s * 1000
         engine.options.approval_max_drift_pct = Decimal(str(s.approval_max_price_drift_pct))
+        telegram = None
+        if s.telegram_enabled and s.telegram_bot_token is not None:
+            from bot.app import BotConfig
+            from bot.service import TelegramService
+            from engine.runtime.control import EngineControl
+
+            telegram = TelegramService(
+                BotConfig(
+                    token=s.telegram_bot_token.get_secret_value(),
+                    allowed_user_ids=frozenset(s.telegram_allowed_user_ids),
+                    chat_ids=tuple(s.telegram_chat_ids),
+                    confirm_ttl_s=s.telegram_arm_ttl_s,
+                    base_url=s.telegram_api_base_url,
+                ),
+                EngineControl(engine, s),
+                db,
+                levels=dict(s.telegram_notify_levels),
+            )
+            self.bus.subscribe("telegram", telegram.notify)
+            await self.bus.start_new()
+            self.tasks.append(asyncio.create_task(_start_telegram(telegram), name="telegram-start"))
         diffs = await engine.recover()
         if diffs:
             self.bus.publish(DriftDetected(ts_ms=_now(), differences=diffs))
@@ -243,6 +264,23 @@ class Runtime:
         scheduler.add_job(
             reconcile, "interval", seconds=s.reconcile_interval_s, id="reconcile", max_instances=1, coalesce=True
         )
+        hour, minute = (int(x) for x in s.telegram_daily_summary_utc.split(":"))
+
+        async def daily_summary() -> None:
+            from engine.events import DailySummary
+
+            self.bus.publish(
+                DailySummary(
+                    ts_ms=_now(),
+                    day=time.strftime("%Y-%m-%d", time.gmtime()),
+                    net_pnl=engine.risk.realized_today,
+                    fees=Decimal(0),
+                    trades=0,
+                    drawdown_pct=engine.risk.drawdown_pct,
+                )
+            )
+
+        scheduler.add_job(daily_summary, "cron", hour=hour, minute=minute, id="daily-summary")
         scheduler.start()
 
         def status() -> dict[str, Any]:
@@ -278,11 +316,32 @@ class Runtime:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await runner.cleanup()
+            if telegram is not None:
+                try:
+                    await telegram.stop()
+                except Exception:  # shutting down anyway: record why Telegram did not stop cleanly
+                    log.exception("telegram.stop_failed")
             await self.bus.drain()
             await self.bus.stop()
             if self.sim is not None:
                 await self.sim.stop()
         return 0
+
+
+async def _start_telegram(telegram: Any) -> None:
+    """Telegram being unreachable must never stop trading: retry with backoff; messages wait in the outbox."""
+    from telegram.error import NetworkError, TelegramError
+
+    delay = 1.0
+    while True:
+        try:
+            await telegram.start()
+            log.info("telegram.connected")
+            return
+        except (NetworkError, TelegramError, OSError) as exc:
+            log.error("telegram.unreachable", error=str(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(60.0, delay * 2)
 
 
 def _now() -> int:

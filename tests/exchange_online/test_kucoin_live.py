@@ -17,8 +17,12 @@ pytestmark = pytest.mark.skipif(not ENABLED, reason="set ENYGMA_ONLINE_TESTS=1 a
 
 
 def _client() -> KucoinFuturesClient:
-    creds = Credentials(os.environ["KUCOIN_API_KEY"], os.environ["KUCOIN_API_SECRET"],
-                        os.environ["KUCOIN_API_PASSPHRASE"], int(os.environ.get("KUCOIN_KEY_VERSION", "2")))
+    creds = Credentials(
+        os.environ["KUCOIN_API_KEY"],
+        os.environ["KUCOIN_API_SECRET"],
+        os.environ["KUCOIN_API_PASSPHRASE"],
+        int(os.environ.get("KUCOIN_KEY_VERSION", "2")),
+    )
     return KucoinFuturesClient("https://api-futures.kucoin.com", creds, spot_base_url="https://api.kucoin.com")
 
 

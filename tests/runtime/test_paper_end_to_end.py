@@ -112,3 +112,58 @@ def test_logs_never_show_secrets(capsys: pytest.CaptureFixture[str]) -> None:
     assert "connecting" in err and "KC-API-KEY=***" in err
     for s in secrets:
         assert s not in err
+
+
+async def test_paper_bot_with_telegram_answers_and_notifies(tmp_path: Path, data_dir: Path) -> None:
+    import asyncio
+
+    from tests.bot.fake_telegram import FakeTelegram
+
+    tg = FakeTelegram()
+    await tg.start()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_"))}
+    env.update(
+        DB_PATH=str(tmp_path / "t.sqlite"),
+        HTTP_PORT=str(port),
+        KILL_SWITCH_FILE=str(tmp_path / "KILL"),
+        SYMBOLS="ETHUSDTM",
+        TELEGRAM_BOT_TOKEN=tg.token,
+        TELEGRAM_ALLOWED_USER_IDS="111",
+        TELEGRAM_CHAT_IDS="111",
+        TELEGRAM_API_BASE_URL=tg.url,
+        RECONCILE_INTERVAL_S="5",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "engine.runtime",
+        "--replay",
+        str(data_dir),
+        "--speed",
+        "max",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await tg.wait_for("setMyCommands", timeout=30)
+        tg.push_message(666, "/status")  # a stranger: no answer
+        tg.push_message(111, "/status")
+        async with asyncio.timeout(30):
+            while not any("<b>Status</b>" in m["text"] for m in tg.sent()):
+                await asyncio.sleep(0.1)
+        status = next(m for m in tg.sent() if "<b>Status</b>" in m["text"])
+        assert "PAPER" in status["text"] and status["chat_id"] == 111
+        async with asyncio.timeout(60):
+            while not any("Opened" in m["text"] for m in tg.sent()):
+                await asyncio.sleep(0.2)
+        assert all(m["chat_id"] == 111 for m in tg.sent())
+        assert tg.token not in "".join(m["text"] for m in tg.sent())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+        await tg.stop()
+    assert proc.returncode == 0, out[-2000:]
+    assert tg.token not in out and "TEST-token" not in out  # the bot token never reaches the log

@@ -1,0 +1,92 @@
+"""The engine seen from the cockpit: implements ``bot.ports.TradingControl`` over a running TradingEngine."""
+
+from __future__ import annotations
+
+from engine.config.settings import Settings
+from engine.events import ModeChanged
+from engine.runtime.engine import TradingEngine
+from engine.runtime.trading_state import TradingState
+
+
+class EngineControl:
+    def __init__(self, engine: TradingEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    async def status(self) -> dict[str, str]:
+        e = self.engine
+        mode = e.options.mode.upper()
+        if e.options.mode == "live" and not e.options.armed:
+            mode += " (unarmed: behaves as shadow)"
+        return {
+            "mode": mode,
+            "control": e.options.control,
+            "state": e.state.value + (" · paused" if e.paused else ""),
+            "equity": f"{e.risk.equity:,.2f} USDT",
+            "today": f"{e.risk.realized_today:+,.2f} USDT realised",
+            "drawdown": f"{e.risk.drawdown_pct:.2f} %",
+            "open positions": str(len(e.managed)),
+            "halts": "circuit breaker" if e.risk.circuit_breaker else "none",
+        }
+
+    async def positions(self) -> list[dict[str, str]]:
+        out = []
+        for symbol, m in sorted(self.engine.managed.items()):
+            p = m.protection
+            out.append(
+                {
+                    "symbol": symbol,
+                    "side": p.side.value,
+                    "size": f"{p.lots} lots",
+                    "entry": str(p.entry),
+                    "stop": f"{p.stop} ({p.stop_reason})",
+                    "take profit": str(p.take_profit),
+                    "leverage": f"{p.leverage}x",
+                }
+            )
+        return out
+
+    async def pause(self, by: str) -> None:
+        self.engine.set_paused(True, by=by)
+
+    async def resume(self, by: str) -> None:
+        self.engine.set_paused(False, by=by)
+
+    async def set_control_mode(self, mode: str, by: str) -> None:
+        self.engine.options.control = mode
+        self.engine.bus.publish(ModeChanged(ts_ms=self.engine.clock(), setting="control", value=mode, by=by))
+
+    async def approve(self, approval_id: str, by: str) -> str:
+        return await self.engine.approve(approval_id, by=by)
+
+    async def reject(self, approval_id: str, by: str) -> bool:
+        return await self.engine.reject(approval_id, by=by)
+
+    async def arm_info(self) -> str:
+        rm = self.engine.cfg.risk_management
+        return (
+            f"account: KuCoin futures ({self.settings.kucoin_rest_url}); symbols: {', '.join(self.settings.symbols)}; "
+            f"risk per trade: {rm.position_size_percent} % of equity as margin (max {rm.max_position_percent} %), "
+            f"stop at −{rm.stop_loss_roi} % ROI"
+        )
+
+    async def arm(self, by: str) -> str:
+        if not self.settings.live_requested:
+            return "refused: arming needs BOT_MODE=live and LIVE_TRADING_ARMED=true in .env"
+        self.engine.options.armed = True
+        self.engine.bus.publish(ModeChanged(ts_ms=self.engine.clock(), setting="armed", value="true", by=by))
+        return "live trading ARMED"
+
+    async def disarm(self, by: str) -> None:
+        self.engine.options.armed = False
+        self.engine.bus.publish(ModeChanged(ts_ms=self.engine.clock(), setting="armed", value="false", by=by))
+
+    async def kill_switch(self, by: str) -> str:
+        report = await self.engine.kill_switch()
+        if report.flat:
+            return f"kill switch by {by}: account is flat ({report.cancelled_orders} orders cancelled)"
+        return f"kill switch by {by}: NOT flat: {'; '.join(report.leftovers)}"
+
+
+def halted(engine: TradingEngine) -> bool:
+    return engine.state is TradingState.HALTED
