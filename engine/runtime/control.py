@@ -5,7 +5,6 @@ from __future__ import annotations
 from engine.config.settings import Settings
 from engine.events import ModeChanged
 from engine.runtime.engine import TradingEngine
-from engine.runtime.trading_state import TradingState
 
 
 class EngineControl:
@@ -86,7 +85,3 @@ class EngineControl:
         if report.flat:
             return f"kill switch by {by}: account is flat ({report.cancelled_orders} orders cancelled)"
         return f"kill switch by {by}: NOT flat: {'; '.join(report.leftovers)}"
-
-
-def halted(engine: TradingEngine) -> bool:
-    return engine.state is TradingState.HALTED

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,6 @@ class EngineOptions:
     approvals_ttl_ms: int = 300_000
     approval_max_drift_pct: Decimal = Decimal("0.3")
     hedge: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class TradingEngine:
