@@ -710,7 +710,6 @@ class SimulatorServer:
             ]
         if kind in ("order", "fill", "stop"):
             o: Order = data["order"]
-            c = self.state.contracts[o.symbol]
             body = {
                 "orderId": o.id,
                 "symbol": o.symbol,
@@ -727,9 +726,35 @@ class SimulatorServer:
                 "price": str(o.price or 0),
                 "liquidity": "taker",
             }
+            extra: list[tuple[str, str, dict[str, Any], bool]] = []
             if kind == "fill":
                 f = data["fill"]
-                body.update(type="match", matchPrice=str(f.price), matchSize=str(f.size), tradeId=f.trade_id)
+                body.update(
+                    type="match",
+                    matchPrice=str(f.price),
+                    matchSize=str(f.size),
+                    tradeId=f.trade_id,
+                    liquidity=f.liquidity,
+                )
+                extra = [
+                    (
+                        f"/contractMarket/execution:{o.symbol}",
+                        "match",
+                        {
+                            "symbol": o.symbol,
+                            "sequence": int(f.trade_id),
+                            "side": o.side,
+                            "size": f.size,
+                            "price": str(f.price),
+                            "takerOrderId": o.id,
+                            "makerOrderId": "0",
+                            "tradeId": f.trade_id,
+                            "ts": now * 1_000_000,
+                        },
+                        False,
+                    ),
+                    ("/contractAccount/wallet", "walletBalance.change", self._wallet(now), True),
+                ]
             if kind == "stop" or o.is_stop_pending:
                 return [
                     (
@@ -739,8 +764,7 @@ class SimulatorServer:
                         True,
                     )
                 ]
-            del c
-            return [("/contractMarket/tradeOrders", "orderChange", body, True)]
+            return [("/contractMarket/tradeOrders", "orderChange", body, True), *extra]
         if kind == "position":
             pos = data["position"]
             return [
@@ -758,6 +782,26 @@ class SimulatorServer:
                 )
             ]
         return []
+
+    def _wallet(self, now: int) -> dict[str, Any]:
+        """The wallet topic's payload (reference §5.6.4): every value a string."""
+        st = self.state
+        upnl = sum((st.unrealised(p) for p in st.positions.values() if p.qty), Decimal(0))
+        return {
+            "currency": "USDT",
+            "walletBalance": str(st.balance),
+            "availableBalance": str(st.available()),
+            "isolatedPosMargin": str(st.position_margin_total()),
+            "isolatedOrderMargin": str(st.order_margin_total()),
+            "isolatedUnPnl": str(upnl),
+            "equity": str(st.balance + upnl),
+            "holdBalance": "0",
+            "crossPosMargin": "0",
+            "crossOrderMargin": "0",
+            "crossUnPnl": "0",
+            "version": str(len(st.fills)),
+            "timestamp": str(now),
+        }
 
     def _publish(self, topic: str, subject: str, body: dict[str, Any], private: bool) -> None:
         msg = {"type": "message", "topic": topic, "subject": subject, "data": body}

@@ -46,6 +46,8 @@ async def stream(client: KucoinFuturesClient) -> AsyncIterator[tuple[KucoinStrea
     s = KucoinStream(client, rec, private=True, on_reconnect=rec.backfill, backoff_base_s=0.02, backoff_cap_s=0.1)
     await s.subscribe(TICKER)
     await s.subscribe("/contractMarket/tradeOrders", private=True)
+    await s.subscribe("/contractMarket/execution:ETHUSDTM")
+    await s.subscribe("/contractAccount/wallet", private=True)
     task = asyncio.create_task(s.run(), name="test-stream")
     await asyncio.wait_for(s.connected.wait(), 5)
     yield s, rec
@@ -131,3 +133,15 @@ async def test_candle_is_final_when_the_next_one_starts(sim: SimulatorServer, cl
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def test_trades_and_wallet_topics(
+    sim: SimulatorServer, client: KucoinFuturesClient, stream: tuple[KucoinStream, Recorder]
+) -> None:
+    _, rec = stream
+    await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 3, leverage=5))
+    await until(lambda: bool(rec.subjects("match")) and bool(rec.subjects("walletBalance.change")))
+    trade = rec.subjects("match")[0].data
+    assert (trade["side"], trade["size"], trade["price"]) == ("buy", 3, "2000.40")
+    wallet = rec.subjects("walletBalance.change")[-1]
+    assert wallet.private and D(wallet.data["walletBalance"]) == D("10000") - D("0.03600720")
