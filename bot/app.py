@@ -32,6 +32,11 @@ COMMANDS = [
     ("help", "the commands"),
     ("status", "mode, equity, PnL, drawdown, positions, health"),
     ("positions", "open positions with stop and TP"),
+    ("orders", "open orders and stops"),
+    ("pnl", "net PnL today, 7 and 30 days"),
+    ("signals", "latest decisions and why"),
+    ("config", "effective settings (secrets hidden)"),
+    ("health", "data, streams, storage, reconciliation"),
     ("mode", "auto or manual entries"),
     ("pause", "stop opening new positions"),
     ("resume", "allow new positions again"),
@@ -128,6 +133,31 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             return
         await reply(update, "\n\n".join("\n".join(f"{esc(k)}: {esc(v)}" for k, v in r.items()) for r in rows))
 
+    async def orders(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Open orders and stop orders."""
+        lines = await control.orders()
+        await reply(update, "\n".join(esc(x) for x in lines) or "No open orders.")
+
+    async def pnl(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Net PnL over three horizons."""
+        data = await control.pnl()
+        await reply(update, "<b>PnL</b>\n" + "\n".join(f"{esc(k)}: {esc(v)}" for k, v in data.items()))
+
+    async def signals(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Latest decisions."""
+        lines = await control.signals()
+        await reply(update, "\n".join(esc(x) for x in lines) or "No decisions yet.")
+
+    async def config_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Effective settings, secrets redacted by the engine."""
+        data = await control.config_view()
+        await reply(update, "<b>Config</b>\n" + "\n".join(f"{esc(k)}: {esc(v)}" for k, v in data.items()))
+
+    async def health(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Readiness."""
+        data = await control.health()
+        await reply(update, "<b>Health</b>\n" + "\n".join(f"{esc(k)}: {esc(v)}" for k, v in data.items()))
+
     async def mode(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Offer Auto / Manual."""
         await reply(
@@ -217,6 +247,11 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         ("help", help_cmd),
         ("status", status),
         ("positions", positions),
+        ("orders", orders),
+        ("pnl", pnl),
+        ("signals", signals),
+        ("config", config_cmd),
+        ("health", health),
         ("mode", mode),
         ("pause", pause),
         ("resume", resume),

@@ -14,6 +14,26 @@ class TradingControl(Protocol):
         """One dict per open position: symbol, side, size, entry, stop, TP, liquidation, uPnL."""
         ...
 
+    async def orders(self) -> list[str]:
+        """Open orders and stop orders, one line each."""
+        ...
+
+    async def pnl(self) -> dict[str, str]:
+        """Realised net PnL today, last 7 days, last 30 days."""
+        ...
+
+    async def signals(self) -> list[str]:
+        """The latest decision per symbol: passed, or why not."""
+        ...
+
+    async def config_view(self) -> dict[str, str]:
+        """The effective settings with every secret redacted."""
+        ...
+
+    async def health(self) -> dict[str, str]:
+        """Readiness checks: data fresh, streams connected, storage, reconciliation."""
+        ...
+
     async def pause(self, by: str) -> None: ...
 
     async def resume(self, by: str) -> None: ...

@@ -188,7 +188,7 @@ class Runtime:
                     confirm_ttl_s=s.telegram_arm_ttl_s,
                     base_url=s.telegram_api_base_url,
                 ),
-                EngineControl(engine, s),
+                EngineControl(engine, s, events, self.health),
                 db,
                 levels=dict(s.telegram_notify_levels),
             )
@@ -300,6 +300,10 @@ class Runtime:
                 return await engine.approve(approval_id, by="console")
             return "rejected" if await engine.reject(approval_id, by="console") else "expired"
 
+        if s.http_host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning(
+                "http.exposed", host=s.http_host, detail="metrics, health and dashboard reachable beyond loopback"
+            )
         runner = web.AppRunner(build_app(self.metrics, self.health, status, approver), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, s.http_host, s.http_port).start()

@@ -2,15 +2,72 @@
 
 from __future__ import annotations
 
+import time
+from decimal import Decimal
+
 from engine.config.settings import Settings
-from engine.events import ModeChanged
+from engine.events import ModeChanged, PositionClosed
 from engine.runtime.engine import TradingEngine
+from engine.runtime.http import Health
+from storage.repos import EventLog
 
 
 class EngineControl:
-    def __init__(self, engine: TradingEngine, settings: Settings) -> None:
+    def __init__(
+        self, engine: TradingEngine, settings: Settings, events: EventLog | None = None, health: Health | None = None
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        self.events = events
+        self.health_state = health
+
+    async def orders(self) -> list[str]:
+        lines = []
+        for symbol in self.engine.specs:
+            for o in await self.engine.client.open_orders(symbol):
+                lines.append(f"{symbol} {o.side.value} {o.lots} lots @ {o.price} ({o.type.value})")
+            for o in await self.engine.client.open_stop_orders(symbol):
+                lines.append(
+                    f"{symbol} stop {o.side.value} {o.lots} lots at {o.stop_price}"
+                    f"{' reduce-only' if o.reduce_only else ''}"
+                )
+        return lines
+
+    async def pnl(self) -> dict[str, str]:
+        now = int(time.time() * 1000)
+        closed: list[PositionClosed] = []
+        if self.events is not None:
+            closed = [
+                e for e in await self.events.recent(10_000, kind="position_closed") if isinstance(e, PositionClosed)
+            ]
+        out = {"today (realised)": f"{self.engine.risk.realized_today:+,.2f} USDT"}
+        for label, days in (("7 days", 7), ("30 days", 30)):
+            since = now - days * 86_400_000
+            net = sum((e.net for e in closed if e.ts_ms >= since), Decimal(0))
+            out[label] = f"{net:+,.2f} USDT over {sum(1 for e in closed if e.ts_ms >= since)} trades"
+        return out
+
+    async def signals(self) -> list[str]:
+        lines = []
+        for symbol, d in sorted(self.engine.last_decision.items()):
+            verdict = "PASSED" if d.passed else "no entry: " + ", ".join(d.failing)
+            lines.append(f"{symbol} score {d.final_score:+.1f} conf {d.confidence:.2f} — {verdict}")
+        return lines
+
+    async def config_view(self) -> dict[str, str]:
+        shown = {k: str(v) for k, v in self.settings.redacted().items() if v not in (None, "", [], {})}
+        gates = self.engine.cfg.effective_gates()
+        shown["gates"] = (
+            f"{'STRICT' if gates.strict else 'canonical'}: score {gates.min_score:g}, "
+            f"confidence {gates.min_confidence:g}"
+        )
+        return shown
+
+    async def health(self) -> dict[str, str]:
+        if self.health_state is None:
+            return {"health": "unknown"}
+        ok, checks = self.health_state.ready(int(time.time() * 1000))
+        return {"ready": str(ok), **{k: str(v) for k, v in checks.items()}}
 
     async def status(self) -> dict[str, str]:
         e = self.engine

@@ -42,6 +42,21 @@ class Control:
     async def positions(self) -> list[dict[str, str]]:
         return [{"symbol": "ETHUSDTM", "side": "long", "stop": "1989.29"}]
 
+    async def orders(self) -> list[str]:
+        return ["ETHUSDTM stop sell 179 lots at 1989.29 reduce-only"]
+
+    async def pnl(self) -> dict[str, str]:
+        return {"today (realised)": "-24.31 USDT"}
+
+    async def signals(self) -> list[str]:
+        return ["ETHUSDTM score +42.0 conf 0.61 — no entry: min_score"]
+
+    async def config_view(self) -> dict[str, str]:
+        return {"bot_mode": "paper", "telegram_bot_token": "***"}
+
+    async def health(self) -> dict[str, str]:
+        return {"ready": "True"}
+
     async def pause(self, by: str) -> None:
         self.paused = True
 
@@ -131,6 +146,18 @@ async def test_menu_is_set_and_commands_answer(tg: FakeTelegram, service: tuple[
     assert service[1].paused
     tg.push_message(OWNER, "/frobnicate")
     assert "Unknown command" in (await tg.wait_for("sendMessage", 3))[-1]["text"]
+    for i, (cmd, expect) in enumerate(
+        [
+            ("/orders", "reduce-only"),
+            ("/pnl", "-24.31 USDT"),
+            ("/signals", "no entry: min_score"),
+            ("/config", "telegram_bot_token: ***"),
+            ("/health", "ready: True"),
+            ("/positions", "1989.29"),
+        ]
+    ):
+        tg.push_message(OWNER, cmd)
+        assert expect in (await tg.wait_for("sendMessage", 4 + i))[-1]["text"]
 
 
 async def test_strangers_get_nothing_even_in_a_group(
@@ -222,13 +249,13 @@ async def test_429_storm_loses_nothing_and_bursts_edit_one_message(
                 net=Decimal(f"-{22 + i}"),
             )
         )
-    sent = await tg.wait_for("sendMessage", 5, timeout=10)
+    sent = await tg.wait_for("sendMessage", 5, timeout=30)
     assert sorted(m["text"].count("net -2") for m in sent) == [1] * 5
     for i in range(3):
         await svc.notify(
             StopMoved(ts_ms=i, symbol="ETHUSDTM", old=Decimal(1990 + i), new=Decimal(1991 + i), reason="trailing_stop")
         )
-    await tg.wait_for("editMessageText", 2)
+    await tg.wait_for("editMessageText", 2, timeout=30)
     stop_msgs = [m for m in tg.sent("sendMessage") if m["text"].startswith("🔒")]
     assert len(stop_msgs) == 1 and stop_msgs[0]["disable_notification"] is True
     assert await svc.outbox.pending_count() == 0
