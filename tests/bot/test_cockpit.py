@@ -4,6 +4,7 @@ through the outbox under 429 storms and restarts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -249,8 +250,11 @@ async def test_429_storm_loses_nothing_and_bursts_edit_one_message(
                 net=Decimal(f"-{22 + i}"),
             )
         )
-    sent = await tg.wait_for("sendMessage", 5, timeout=30)
-    assert sorted(m["text"].count("net -2") for m in sent) == [1] * 5
+    async with asyncio.timeout(30):
+        while len([m for m in tg.sent() if "Closed" in m["text"]]) < 5:
+            await asyncio.sleep(0.05)
+    closed = [m for m in tg.sent() if "Closed" in m["text"]]
+    assert sorted(m["text"].count("net -2") for m in closed) == [1] * 5  # each one exactly once
     for i in range(3):
         await svc.notify(
             StopMoved(ts_ms=i, symbol="ETHUSDTM", old=Decimal(1990 + i), new=Decimal(1991 + i), reason="trailing_stop")
@@ -258,7 +262,9 @@ async def test_429_storm_loses_nothing_and_bursts_edit_one_message(
     await tg.wait_for("editMessageText", 2, timeout=30)
     stop_msgs = [m for m in tg.sent("sendMessage") if m["text"].startswith("🔒")]
     assert len(stop_msgs) == 1 and stop_msgs[0]["disable_notification"] is True
-    assert await svc.outbox.pending_count() == 0
+    async with asyncio.timeout(30):
+        while await svc.outbox.pending_count():
+            await asyncio.sleep(0.05)
 
 
 async def test_outbox_survives_a_restart(tg: FakeTelegram, db: Database) -> None:
