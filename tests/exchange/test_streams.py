@@ -19,8 +19,8 @@ TICKER = "/contractMarket/tickerV2:ETHUSDTM"
 
 
 async def until(cond: Callable[[], bool]) -> None:
-    """Poll instead of sleeping a fixed time (5 s at most)."""
-    async with asyncio.timeout(5):
+    """Poll instead of sleeping a fixed time (15 s at most)."""
+    async with asyncio.timeout(15):
         while not cond():
             await asyncio.sleep(0.01)
 
