@@ -35,6 +35,8 @@ WEIGHTS: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/api/v1/fills"): ("futures", 5),
     ("GET", "/api/v1/funding-history"): ("futures", 5),
     ("GET", "/api/v1/user/api-key"): ("management", 20),
+    ("GET", "/api/v2/getCrossUserLeverage"): ("futures", 2),
+    ("POST", "/api/v2/changeCrossUserLeverage"): ("futures", 2),
 }
 
 

@@ -67,6 +67,7 @@ class KucoinFuturesClient:
         self.rng = rng or random.Random()  # noqa: S311  # nosec B311
         self.offset_ms = 0
         self.retries = 0
+        self.last_signed_ok_ms = 0
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -141,6 +142,8 @@ class KucoinFuturesClient:
             raise RetryableError(f"{method} {path}: HTTP {status} without a JSON body", http_status=status)
         code = str(payload.get("code", ""))
         if code == "200000" and status < 400:
+            if signed:
+                self.last_signed_ok_ms = self._now_ms()
             return payload.get("data")
         err = error_for(code or str(status), str(payload.get("msg", "")), status)
         if isinstance(err, RateLimitedError) and reset is not None and reset.isdigit():
@@ -244,6 +247,13 @@ class KucoinFuturesClient:
 
     async def set_margin_mode(self, symbol: str, mode: str) -> None:
         await self._call("POST", "/api/v2/position/changeMarginMode", body={"symbol": symbol, "marginMode": mode})
+
+    async def cross_leverage(self, symbol: str) -> int:
+        data = await self._call("GET", "/api/v2/getCrossUserLeverage", params={"symbol": symbol})
+        return int(str(data["leverage"]))
+
+    async def set_cross_leverage(self, symbol: str, leverage: int) -> None:
+        await self._call("POST", "/api/v2/changeCrossUserLeverage", body={"symbol": symbol, "leverage": str(leverage)})
 
     async def api_key_permissions(self) -> list[str]:
         data = await self._call("GET", "/api/v1/user/api-key", base=self.spot_base_url)

@@ -230,6 +230,7 @@ class Runtime:
         self.tasks.append(asyncio.create_task(stream.run(), name="ws-stream"))
         await asyncio.wait_for(stream.connected.wait(), timeout=30)
         self.health.stream_connected = True
+        self.health.last_signed_call_ms = client.last_signed_ok_ms
         if self.sim is not None:
             self.tasks.append(
                 asyncio.create_task(
@@ -240,6 +241,7 @@ class Runtime:
         async def reconcile() -> None:
             was_clean = self.health.reconciliation_clean
             found = await engine.sync_positions()
+            self.health.last_signed_call_ms = client.last_signed_ok_ms
             self.health.reconciliation_clean = not found
             if found:
                 self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))

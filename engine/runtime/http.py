@@ -25,7 +25,9 @@ class Health:
     stream_connected: bool = False
     storage_ok: bool = True
     reconciliation_clean: bool = True
+    last_signed_call_ms: int = 0
     max_candle_age_ms: int = 15 * 60_000
+    max_signed_call_age_ms: int = 5 * 60_000
 
     def ready(self, now_ms: int) -> tuple[bool, dict[str, Any]]:
         fresh = self.last_candle_ms > 0 and now_ms - self.last_candle_ms <= self.max_candle_age_ms

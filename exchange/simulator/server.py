@@ -108,6 +108,7 @@ class SimulatorServer:
         self.requests: list[tuple[str, str]] = []
         self._pending_ws: list[tuple[web.WebSocketResponse, dict[str, Any]]] = []
         self.candles: dict[tuple[str, int], list[list[float]]] = {}
+        self.cross_leverage: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -485,6 +486,27 @@ class SimulatorServer:
             raise SimError("50002", "exist.order.or.position")
         self.state.margin_modes[sym] = mode
         return {"symbol": sym, "marginMode": mode}
+
+    @route("GET", "/api/v2/getCrossUserLeverage", "futures", 2, True)
+    async def get_cross_leverage(self, request: web.Request) -> Any:
+        sym = request.query.get("symbol", "")
+        self.state.contract(sym)
+        return {"symbol": sym, "leverage": str(self.cross_leverage.get(sym, 3))}
+
+    @route("POST", "/api/v2/changeCrossUserLeverage", "futures", 2, True)
+    async def change_cross_leverage(self, request: web.Request) -> Any:
+        self._require_futures(request)
+        body = request[JSON_BODY]
+        sym = str(body.get("symbol", ""))
+        c = self.state.contract(sym)
+        try:
+            lev = int(str(body.get("leverage", "")))
+        except ValueError:
+            raise SimError("100001", "leverage must be an integer") from None
+        if not 1 <= lev <= c.max_leverage:
+            raise SimError("300016", f"leverage must be between 1 and {c.max_leverage}")
+        self.cross_leverage[sym] = lev
+        return True
 
     @route("POST", "/api/v1/orders", "futures", 2, True)
     async def place_order(self, request: web.Request) -> Any:

@@ -163,6 +163,11 @@ async def test_margin_and_position_mode(sim: SimulatorServer, client: KucoinFutu
     assert await client.position_mode() == 0
     with pytest.raises(InvalidRequestError):
         await client.set_position_mode(hedge=True)  # refused while a position is open
+    await client.set_cross_leverage("ETHUSDTM", 8)
+    assert await client.cross_leverage("ETHUSDTM") == 8
+    with pytest.raises(InvalidRequestError, match="300016"):
+        await client.set_cross_leverage("ETHUSDTM", 500)
+    assert client.last_signed_ok_ms > 0
 
 
 async def test_insufficient_balance_and_bad_parameters(client: KucoinFuturesClient) -> None:
