@@ -36,6 +36,7 @@ COMMANDS = [
     ("pnl", "net PnL today, 7 and 30 days"),
     ("signals", "latest decisions and why"),
     ("config", "effective settings (secrets hidden)"),
+    ("chart", "chart SYMBOL: candles, entries, exits, stop path"),
     ("health", "data, streams, storage, reconciliation"),
     ("mode", "auto or manual entries"),
     ("pause", "stop opening new positions"),
@@ -153,6 +154,18 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         data = await control.config_view()
         await reply(update, "<b>Config</b>\n" + "\n".join(f"{esc(k)}: {esc(v)}" for k, v in data.items()))
 
+    async def chart(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A picture of recent candles with entries, exits and the stop path."""
+        args = context.args or []
+        if not args:
+            await reply(update, "Usage: /chart SYMBOL (e.g. /chart ETHUSDTM)")
+            return
+        png = await control.chart(args[0])
+        if png is None or update.effective_chat is None:
+            await reply(update, f"No candles for {esc(args[0])} yet.")
+            return
+        await update.get_bot().send_photo(update.effective_chat.id, png, caption=f"{args[0].upper()}")
+
     async def health(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Readiness."""
         data = await control.health()
@@ -251,6 +264,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         ("pnl", pnl),
         ("signals", signals),
         ("config", config_cmd),
+        ("chart", chart),
         ("health", health),
         ("mode", mode),
         ("pause", pause),

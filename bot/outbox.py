@@ -102,6 +102,7 @@ class OutboxSender:
         per_chat_interval_s: float = 1.0,
         idle_s: float = 0.2,
         backoff_cap_s: float = 60.0,
+        global_interval_s: float = 1 / 30,
     ) -> None:
         self.outbox = outbox
         self.bot = bot
@@ -109,6 +110,8 @@ class OutboxSender:
         self.idle_s = idle_s
         self.backoff_cap_s = backoff_cap_s
         self._last_sent: dict[int, float] = {}
+        self.global_interval_s = global_interval_s  # Telegram's ~30 messages/s across all chats
+        self._last_any = 0.0
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
 
@@ -131,7 +134,12 @@ class OutboxSender:
                 await self.deliver(item)
 
     async def deliver(self, item: Queued) -> None:
-        wait = self._last_sent.get(item.chat_id, 0) + self.per_chat_interval_s - time.monotonic()
+        wait = (
+            max(
+                self._last_sent.get(item.chat_id, 0) + self.per_chat_interval_s, self._last_any + self.global_interval_s
+            )
+            - time.monotonic()
+        )
         if wait > 0:
             await asyncio.sleep(wait)
         markup = None if item.reply_markup is None else InlineKeyboardMarkup.de_json(item.reply_markup, self.bot)
@@ -163,4 +171,4 @@ class OutboxSender:
             log.warning("telegram.network_error", error=str(exc), retry_in_s=delay)
             await self.outbox.retry_at(item.id, self.outbox.clock() + int(delay * 1000))
         finally:
-            self._last_sent[item.chat_id] = time.monotonic()
+            self._last_sent[item.chat_id] = self._last_any = time.monotonic()

@@ -30,6 +30,10 @@ class TradingControl(Protocol):
         """The effective settings with every secret redacted."""
         ...
 
+    async def chart(self, symbol: str) -> bytes | None:
+        """A PNG of recent candles with entries, exits and the stop path; None for an unknown symbol."""
+        ...
+
     async def health(self) -> dict[str, str]:
         """Readiness checks: data fresh, streams connected, storage, reconciliation."""
         ...

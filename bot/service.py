@@ -59,6 +59,10 @@ class TelegramService:
         if text is None or level == "off":
             return
         markup = approval_keyboard(getattr(event, "approval_id", "")) if event.kind == "approval_requested" else None
-        key = f"stop:{getattr(event, 'symbol', '')}" if event.kind == "stop_moved" else None
+        key = None
+        if event.kind == "stop_moved":
+            key = f"stop:{getattr(event, 'symbol', '')}"  # a burst of stop moves edits one message
+        elif event.kind in ("approval_requested", "approval_resolved"):
+            key = f"approval:{getattr(event, 'approval_id', '')}"  # the outcome (or expiry) edits the card itself
         for chat_id in self.config.chat_ids:
             await self.outbox.enqueue(chat_id, text, silent=level == "silent", reply_markup=markup, coalesce_key=key)

@@ -63,6 +63,17 @@ class EngineControl:
         )
         return shown
 
+    async def chart(self, symbol: str) -> bytes | None:
+        import asyncio
+
+        from engine.runtime.chart import render_chart
+
+        candles = list(self.engine.recent_candles.get(symbol.upper(), ()))
+        if not candles:
+            return None
+        events = [] if self.events is None else await self.events.recent(2000)
+        return await asyncio.to_thread(render_chart, symbol.upper(), candles, events)
+
     async def health(self) -> dict[str, str]:
         if self.health_state is None:
             return {"health": "unknown"}

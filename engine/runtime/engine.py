@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -111,6 +112,7 @@ class TradingEngine:
         )
         self.coordinator.hedge = options.hedge
         self.last_decision: dict[str, Decision] = {}
+        self.recent_candles: dict[str, deque[Candle]] = {s: deque(maxlen=288) for s in options.symbols}
         self.pending_entries: dict[str, Decision] = {}
 
     # ------------------------------------------------------------------ state
@@ -144,6 +146,7 @@ class TradingEngine:
     async def on_closed_candle(self, symbol: str, candle: Candle) -> Decision:
         """A closed primary candle: score it and, if everything passes, enter (auto) or ask (manual)."""
         pipe = self.pipelines[symbol]
+        self.recent_candles[symbol].append(candle)
         confirmation = self.aggregators[symbol].update(candle)
         if confirmation is not None:
             pipe.on_confirmation_candle(confirmation)

@@ -58,6 +58,9 @@ class Control:
     async def health(self) -> dict[str, str]:
         return {"ready": "True"}
 
+    async def chart(self, symbol: str) -> bytes | None:
+        return b"\x89PNG\r\n\x1a\nfake" if symbol.upper() == "ETHUSDTM" else None
+
     async def pause(self, by: str) -> None:
         self.paused = True
 
@@ -159,6 +162,10 @@ async def test_menu_is_set_and_commands_answer(tg: FakeTelegram, service: tuple[
     ):
         tg.push_message(OWNER, cmd)
         assert expect in (await tg.wait_for("sendMessage", 4 + i))[-1]["text"]
+    tg.push_message(OWNER, "/chart ETHUSDTM")
+    assert (await tg.wait_for("sendPhoto"))[-1]["caption"] == "ETHUSDTM"
+    tg.push_message(OWNER, "/chart NOPE")
+    assert "No candles for NOPE" in (await tg.wait_for("sendMessage", 10))[-1]["text"]
 
 
 async def test_strangers_get_nothing_even_in_a_group(
@@ -208,6 +215,28 @@ async def test_approval_card_buttons_execute_exactly_once(
     assert control.executed == [f"telegram:{OWNER}"]
     answers = await tg.wait_for("answerCallbackQuery", 3)
     assert [a.get("text") for a in answers] == ["done", "expired", "expired"]
+    from engine.events import ApprovalResolved
+
+    await svc.notify(ApprovalResolved(ts_ms=1, approval_id="ap-9", outcome="expired"))  # a card never tapped
+    await svc.notify(
+        ApprovalRequested(
+            ts_ms=0,
+            approval_id="ap-9",
+            symbol="ETHUSDTM",
+            side="short",
+            entry=Decimal(2000),
+            stop=Decimal(2011),
+            take_profit=Decimal(1967),
+            lots=5,
+            leverage=18,
+            margin=Decimal(5),
+            risk=Decimal("0.5"),
+            expires_ms=1,
+        )
+    )
+    await svc.notify(ApprovalResolved(ts_ms=2, approval_id="ap-9", outcome="expired"))  # a card nobody tapped
+    edits = await tg.wait_for("editMessageText", 4)
+    assert "expired" in edits[-1]["text"] and "reply_markup" not in edits[-1]  # the card says so, buttons gone
 
 
 async def test_kill_switch_and_arming_need_a_fresh_confirmation(
