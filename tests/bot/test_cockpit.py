@@ -217,7 +217,6 @@ async def test_approval_card_buttons_execute_exactly_once(
     assert [a.get("text") for a in answers] == ["done", "expired", "expired"]
     from engine.events import ApprovalResolved
 
-    await svc.notify(ApprovalResolved(ts_ms=1, approval_id="ap-9", outcome="expired"))  # a card never tapped
     await svc.notify(
         ApprovalRequested(
             ts_ms=0,
