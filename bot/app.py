@@ -109,9 +109,20 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             log.warning("telegram.unauthorized", user_id=None if user is None else user.id)
             raise ApplicationHandlerStop
 
+    def reply_chat(update: Update) -> int | None:
+        """The chat to answer in: a configured chat or the user's own private chat; otherwise none."""
+        chat, user = update.effective_chat, update.effective_user
+        if chat is None or user is None:
+            return None
+        if chat.id not in config.chat_ids and chat.id != user.id:
+            log.warning("telegram.unconfigured_chat", chat_id=chat.id)
+            return None
+        return chat.id
+
     async def reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        if update.effective_chat is not None:
-            await update.get_bot().send_message(update.effective_chat.id, text, parse_mode="HTML", reply_markup=markup)
+        chat_id = reply_chat(update)
+        if chat_id is not None:
+            await update.get_bot().send_message(chat_id, text, parse_mode="HTML", reply_markup=markup)
 
     async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Say what this is."""
@@ -160,11 +171,14 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         if not args:
             await reply(update, "Usage: /chart SYMBOL (e.g. /chart ETHUSDTM)")
             return
+        chat_id = reply_chat(update)
+        if chat_id is None:
+            return
         png = await control.chart(args[0])
-        if png is None or update.effective_chat is None:
+        if png is None:
             await reply(update, f"No candles for {esc(args[0])} yet.")
             return
-        await update.get_bot().send_photo(update.effective_chat.id, png, caption=f"{args[0].upper()}")
+        await update.get_bot().send_photo(chat_id, png, caption=f"{args[0].upper()}")
 
     async def health(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Readiness."""

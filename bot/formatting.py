@@ -85,6 +85,8 @@ def format_event(event: Event) -> str | None:
             f"🧯 <b>Kill switch</b>: {d['cancelled_orders']} orders cancelled, "
             f"{len(d['closed_positions'])} positions closed; {state}"
         )
+    if k == "candle_gap":
+        return f"🕳️ {esc(d['symbol'])}: {d['missing']} missing {esc(d['timeframe'])} candles; warming up again"
     if k == "daily_summary":
         return (
             f"📅 <b>{esc(d['day'])}</b>: net {money(d['net_pnl'])}, fees {money(d['fees'])}, "

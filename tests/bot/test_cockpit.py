@@ -238,6 +238,16 @@ async def test_approval_card_buttons_execute_exactly_once(
     assert "expired" in edits[-1]["text"] and "reply_markup" not in edits[-1]  # the card says so, buttons gone
 
 
+async def test_reject_button_and_unconfigured_group(tg: FakeTelegram, service: tuple[TelegramService, Control]) -> None:
+    _, control = service
+    tg.push_callback(OWNER, "ap:ap-2:n")
+    assert (await tg.wait_for("editMessageText"))[-1]["text"] == "rejected" and "ap-2" in control.used
+    tg.push_message(OWNER, "/status", chat_id=-100777)  # the owner, but in a chat nobody configured
+    tg.push_message(OWNER, "/help")
+    await tg.wait_for("sendMessage")
+    assert [m["chat_id"] for m in tg.sent()] == [OWNER]
+
+
 async def test_kill_switch_and_arming_need_a_fresh_confirmation(
     tg: FakeTelegram, service: tuple[TelegramService, Control]
 ) -> None:
