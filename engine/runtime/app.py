@@ -18,7 +18,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.config.settings import Settings
 from engine.events import DriftCleared, DriftDetected, Event, EventBus, HealthChanged, StreamReconnected
-from engine.models import timeframe_ms
+from engine.indicators import RECOMMENDED_WARMUP_CANDLES
+from engine.models import Candle, timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.runtime.engine import EngineOptions, TradingEngine
 from engine.runtime.http import Health, Metrics, build_app
@@ -148,6 +149,7 @@ class Runtime:
         if missing:
             raise SystemExit(f"no contract spec for {', '.join(missing)}: refusing to trade them")
         equity = (await client.account_overview()).equity
+        step_ms = timeframe_ms(self.cfg.timeframes.primary)
         want_hedge = s.position_mode == "hedge"
         if (await client.position_mode() == 1) != want_hedge:
             await client.set_position_mode(hedge=want_hedge)  # refused by the exchange while positions are open
@@ -195,11 +197,18 @@ class Runtime:
             self.bus.subscribe("telegram", telegram.notify)
             await self.bus.start_new()
             self.tasks.append(asyncio.create_task(_start_telegram(telegram), name="telegram-start"))
+        for sym in s.symbols:
+            # Warm-up from REST history (live and shadow; the paper replay starts with an empty history).
+            end = _now() - _now() % step_ms - step_ms
+            start = end - RECOMMENDED_WARMUP_CANDLES * step_ms
+            rows = await client.klines(sym, step_ms // 60_000, start, end)
+            history = [Candle(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])) for r in rows]
+            applied = await engine.warm_up(sym, history)
+            log.info("warm_up", symbol=sym, candles=applied)
         diffs = await engine.recover()
         if diffs:
             self.bus.publish(DriftDetected(ts_ms=_now(), differences=diffs))
         closers = {sym: CandleCloser() for sym in s.symbols}
-        step_ms = timeframe_ms(self.cfg.timeframes.primary)
         sync_lock = asyncio.Lock()
 
         async def sync() -> None:
@@ -215,7 +224,7 @@ class Runtime:
                 if closed is not None:
                     self.health.last_candle_ms = _now()
                     self.market_clock.now_ms = closed.ts + step_ms
-                    await engine.on_closed_candle(sym, closed)
+                    await engine.backfill_and_close(sym, closed)
             elif msg.subject == "mark.index.price":
                 sym = msg.topic.split(":")[-1]
                 await engine.on_mark(sym, Decimal(str(msg.data["markPrice"])))

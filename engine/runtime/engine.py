@@ -18,6 +18,7 @@ from engine.config.strategy import StrategyConfig
 from engine.events import (
     ApprovalRequested,
     ApprovalResolved,
+    CandleGap,
     EventBus,
     HaltRaised,
     KillSwitchReport,
@@ -31,7 +32,7 @@ from engine.events import (
     TradingStateChanged,
 )
 from engine.marketdata.aggregate import CandleAggregator
-from engine.models import Candle, Side
+from engine.models import Candle, Side, timeframe_ms
 from engine.risk.contract import ContractSpec
 from engine.risk.formulas import gross_roi, initial_levels, position_size, select_leverage, trade_pnl
 from engine.risk.limits import RiskState
@@ -142,6 +143,50 @@ class TradingEngine:
         return None
 
     # ------------------------------------------------------------------ candles
+
+    async def warm_up(self, symbol: str, candles: list[Candle]) -> int:
+        """Feed history through the same pipeline without trading; returns how many candles were applied."""
+        pipe = self.pipelines[symbol]
+        last = pipe.primary.last_ts
+        applied = 0
+        for candle in candles:
+            if last is not None and candle.ts <= last:
+                continue  # already applied: never twice
+            self.recent_candles[symbol].append(candle)
+            confirmation = self.aggregators[symbol].update(candle)
+            if confirmation is not None:
+                pipe.on_confirmation_candle(confirmation)
+            self.last_decision[symbol] = pipe.on_primary_candle(candle, drawdown_pct=float(self.risk.drawdown_pct))
+            last = candle.ts
+            applied += 1
+        return applied
+
+    async def backfill_and_close(self, symbol: str, candle: Candle) -> Decision:
+        """A closed candle from the stream: first fetch over REST any candles the stream missed (a reconnect, a quiet
+        market), so the series stays contiguous; a gap REST cannot fill is left to the pipeline (warm-up again)."""
+        step = timeframe_ms(self.cfg.timeframes.primary)
+        last = self.pipelines[symbol].primary.last_ts
+        if last is not None and candle.ts - last > step:
+            try:
+                rows = await self.client.klines(symbol, step // 60_000, last + step, candle.ts - step)
+            except ExchangeError as exc:
+                log.warning("candles.backfill_failed", symbol=symbol, error=str(exc))
+                rows = []
+            missing = [
+                Candle(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
+                for r in rows
+                if last < int(r[0]) < candle.ts
+            ]
+            filled = await self.warm_up(symbol, missing)
+            still = (candle.ts - (self.pipelines[symbol].primary.last_ts or last)) // step - 1
+            if still > 0:
+                self.bus.publish(
+                    CandleGap(
+                        ts_ms=self.clock(), symbol=symbol, timeframe=self.cfg.timeframes.primary, missing=int(still)
+                    )
+                )
+            log.info("candles.backfilled", symbol=symbol, filled=filled, unfilled=int(max(0, still)))
+        return await self.on_closed_candle(symbol, candle)
 
     async def on_closed_candle(self, symbol: str, candle: Candle) -> Decision:
         """A closed primary candle: score it and, if everything passes, enter (auto) or ask (manual)."""

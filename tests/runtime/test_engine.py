@@ -274,3 +274,26 @@ async def test_hedge_mode_engine_names_the_position_side(rig: Rig) -> None:
     assert {o.position_side for o in rig.sim.state.orders.values()} == {"LONG"}
     report = await rig.engine.kill_switch()
     assert report.flat
+
+
+async def test_warm_up_from_rest_and_backfill_of_missed_candles(rig: Rig, data_dir: Path) -> None:
+    from engine.marketdata.candle_files import load_candles
+
+    candles = load_candles(data_dir, "ETHUSDTM", "5min")[:1400]
+    for c in candles[:1300]:
+        rig.sim.push_candle("ETHUSDTM", "5min", c)
+    rows = await rig.client.klines("ETHUSDTM", 5, candles[0].ts, candles[1299].ts)
+    history = [type(candles[0])(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    assert await rig.engine.warm_up("ETHUSDTM", history) == 1300
+    assert await rig.engine.warm_up("ETHUSDTM", history[-10:]) == 0  # never applied twice
+    assert rig.engine.last_decision["ETHUSDTM"].failing != ["data_not_ready"]
+    for c in candles[1300:1305]:
+        rig.sim.push_candle("ETHUSDTM", "5min", c)  # the exchange has them; the stream missed them
+    d = await rig.engine.backfill_and_close("ETHUSDTM", candles[1305])
+    assert rig.engine.pipelines["ETHUSDTM"].primary.last_ts == candles[1305].ts
+    assert d.failing != ["data_not_ready"]  # bridged with real candles, not reset
+    d = await rig.engine.backfill_and_close("ETHUSDTM", candles[1320])  # 1306–1319 exist nowhere
+    assert d.failing == ["data_not_ready"]
+    await rig.bus.drain()
+    gaps = [e for e in rig.events if e.kind == "candle_gap"]
+    assert len(gaps) == 1 and gaps[0].missing == 14  # type: ignore[attr-defined]
