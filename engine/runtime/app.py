@@ -140,6 +140,12 @@ class Runtime:
         self.bus.subscribe("storage", events.append)
         self.bus.subscribe("metrics", self.metrics.on_event)
         self.bus.subscribe("console", ConsoleNotifier())
+        webhook = None
+        if s.webhook_url:
+            from engine.runtime.webhook import WebhookNotifier
+
+            webhook = WebhookNotifier(s.webhook_url)
+            self.bus.subscribe("webhook", webhook)
         await self.bus.start()
         specs: dict[str, ContractSpec] = {}
         for payload in await client.contracts():
@@ -173,6 +179,7 @@ class Runtime:
             equity=equity,
             clock=self.market_clock if s.bot_mode == "paper" else None,
             approvals=Approvals(db),
+            latency_observer=self.metrics.entry_latency.observe,
         )
         engine.options.approvals_ttl_ms = s.telegram_approval_ttl_s * 1000
         engine.options.approval_max_drift_pct = Decimal(str(s.approval_max_price_drift_pct))
@@ -227,7 +234,11 @@ class Runtime:
                     await engine.backfill_and_close(sym, closed)
             elif msg.subject == "mark.index.price":
                 sym = msg.topic.split(":")[-1]
+                started = time.perf_counter()
+                replaces = engine.coordinator.replaces
                 await engine.on_mark(sym, Decimal(str(msg.data["markPrice"])))
+                if engine.coordinator.replaces != replaces:
+                    self.metrics.stop_latency.observe(time.perf_counter() - started)
             elif msg.subject == "position.change":
                 await sync()
 
@@ -338,6 +349,8 @@ class Runtime:
                     log.exception("telegram.stop_failed")
             await self.bus.drain()
             await self.bus.stop()
+            if webhook is not None:
+                await webhook.close()
             if self.sim is not None:
                 await self.sim.stop()
         return 0

@@ -87,8 +87,11 @@ class TradingEngine:
         equity: Decimal,
         clock: Callable[[], int] | None = None,
         approvals: Approvals | None = None,
+        latency_observer: Callable[[float], None] | None = None,
     ) -> None:
         self.approvals = approvals
+        self.latency_observer = latency_observer
+        self._candle_started = 0.0
         self.cfg = cfg
         self.client = client
         self.specs = specs
@@ -190,6 +193,7 @@ class TradingEngine:
 
     async def on_closed_candle(self, symbol: str, candle: Candle) -> Decision:
         """A closed primary candle: score it and, if everything passes, enter (auto) or ask (manual)."""
+        self._candle_started = time.perf_counter()
         pipe = self.pipelines[symbol]
         self.recent_candles[symbol].append(candle)
         confirmation = self.aggregators[symbol].update(candle)
@@ -288,6 +292,7 @@ class TradingEngine:
                 )
             )
             return "failed_recheck"
+        self._candle_started = 0.0  # a person's decision time is not engine latency
         opened = await self.enter(symbol, decision)
         outcome = "executed" if opened is not None else "failed_recheck"
         await self.approvals.transition(approval_id, "APPROVED", outcome.upper(), self.clock())
@@ -414,6 +419,8 @@ class TradingEngine:
             )
             return None
         await self.intents.mark(client_oid, "done", order.id)
+        if self.latency_observer is not None and self._candle_started:
+            self.latency_observer(time.perf_counter() - self._candle_started)
         self.bus.publish(
             OrderPlaced(
                 ts_ms=self.clock(),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from engine.events import Event
@@ -54,6 +54,13 @@ class Metrics:
         self.open_positions = Gauge("enygma_open_positions", "Managed open positions", registry=r)
         self.retry_depth = Gauge("enygma_retry_queue_depth", "Items waiting in the retry queue", registry=r)
         self.ws_reconnects = Gauge("enygma_ws_reconnects", "WebSocket reconnects", registry=r)
+        buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+        self.entry_latency = Histogram(
+            "enygma_candle_to_entry_seconds", "Closed candle to entry order accepted", buckets=buckets, registry=r
+        )
+        self.stop_latency = Histogram(
+            "enygma_mark_to_stop_replace_seconds", "Mark tick to stop replaced", buckets=buckets, registry=r
+        )
 
     async def on_event(self, event: Event) -> None:
         self.events.labels(event.kind).inc()
