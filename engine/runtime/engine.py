@@ -566,6 +566,7 @@ class TradingEngine:
             exit_price: Decimal = sum((f.price * f.lots for f in closing), Decimal(0)) / lots
         else:
             exit_price = p.stop
+        funding = await self._funding_paid(symbol, p.opened_ms)
         pnl = trade_pnl(
             p.side,
             entry=p.entry,
@@ -574,6 +575,7 @@ class TradingEngine:
             leverage=p.leverage,
             fee_in=self.cfg.fees.entry_fee_rate,
             fee_out=self.cfg.fees.exit_fee_rate,
+            funding=funding,
         )
         roi = gross_roi(p.side, p.entry, exit_price, p.leverage)
         if reason is None:
@@ -596,10 +598,19 @@ class TradingEngine:
                 exit=exit_price,
                 gross=pnl.gross,
                 fees=pnl.fees,
-                funding=Decimal(0),
+                funding=pnl.funding,
                 net=pnl.net,
             )
         )
+
+    async def _funding_paid(self, symbol: str, since_ms: int) -> Decimal:
+        """Funding paid while the position was open (the exchange reports received as positive)."""
+        try:
+            records = await self.client.funding_history(symbol)
+        except ExchangeError as exc:
+            log.warning("funding.history_failed", symbol=symbol, error=str(exc))
+            return Decimal(0)
+        return -sum((Decimal(str(r["funding"])) for r in records if int(r["timePoint"]) >= since_ms), Decimal(0))
 
     async def recover(self) -> list[str]:
         """After a restart: reload managed positions, finish interrupted stop moves, reconcile with the exchange."""

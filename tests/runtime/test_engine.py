@@ -297,3 +297,18 @@ async def test_warm_up_from_rest_and_backfill_of_missed_candles(rig: Rig, data_d
     await rig.bus.drain()
     gaps = [e for e in rig.events if e.kind == "candle_gap"]
     assert len(gaps) == 1 and gaps[0].missing == 14  # type: ignore[attr-defined]
+
+
+async def test_funding_paid_enters_the_closed_trade(rig: Rig) -> None:
+    rig.engine.clock = lambda: 1_766_016_000_000  # the engine's clock and the market's agree in this test
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    rig.sim.set_price("ETHUSDTM", D("2000.00"), ts_ms=1_766_016_000_000)
+    rig.sim.set_price("ETHUSDTM", D("2000.00"), ts_ms=1_766_016_000_000 + 5 * 3_600_000)  # 04:00 passed
+    rig.sim.set_price("ETHUSDTM", D("1985.00"), ts_ms=1_766_016_000_000 + 6 * 3_600_000)  # through the stop
+    await rig.engine.sync_positions()
+    await rig.bus.drain()
+    closed = next(e for e in rig.events if e.kind == "position_closed")
+    # A long pays 2000 × 179 lots × 0.01 × 0.0001 = 0.358 USDT at 04:00.
+    assert closed.funding == D("0.35800000")  # type: ignore[attr-defined]
+    assert closed.net == closed.gross - closed.fees - closed.funding  # type: ignore[attr-defined]
