@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     # Paper mode: the in-process simulator and its replay
     replay_dir: Path | None = None
     replay_speed: str = "60"
+    paper_exchange_url: str | None = None
     paper_initial_balance: float = Field(default=10_000, gt=0)
 
     @field_validator("symbols", mode="before")

@@ -86,6 +86,16 @@ class Runtime:
 
     async def _exchange(self) -> KucoinFuturesClient:
         s = self.settings
+        if s.bot_mode == "paper" and s.paper_exchange_url:
+            if s.kucoin_api_key is None or s.kucoin_api_secret is None or s.kucoin_api_passphrase is None:
+                raise SystemExit("PAPER_EXCHANGE_URL needs the simulator's KUCOIN_API_KEY, _SECRET and _PASSPHRASE")
+            creds = Credentials(
+                s.kucoin_api_key.get_secret_value(),
+                s.kucoin_api_secret.get_secret_value(),
+                s.kucoin_api_passphrase.get_secret_value(),
+                s.kucoin_key_version,
+            )
+            return KucoinFuturesClient(s.paper_exchange_url, creds)
         if s.bot_mode == "paper":
             from exchange.simulator import SimulatorConfig, SimulatorServer
             from exchange.simulator.replay import replay_files
@@ -326,7 +336,12 @@ class Runtime:
             log.warning(
                 "http.exposed", host=s.http_host, detail="metrics, health and dashboard reachable beyond loopback"
             )
-        runner = web.AppRunner(build_app(self.metrics, self.health, status, approver), access_log=None)
+
+        async def kill() -> str:
+            report = await engine.kill_switch()
+            return "flat" if report.flat else "not flat: " + "; ".join(report.leftovers)
+
+        runner = web.AppRunner(build_app(self.metrics, self.health, status, approver, kill), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, s.http_host, s.http_port).start()
         self.bus.publish(HealthChanged(ts_ms=_now(), component="engine", healthy=True, detail="started"))

@@ -38,6 +38,7 @@ from engine.risk.formulas import gross_roi, initial_levels, position_size, selec
 from engine.risk.limits import RiskState
 from engine.risk.pretrade import EntryProposal, pretrade_checks
 from engine.risk.stops import StopManager, StopReason
+from engine.runtime.chaos import crash_point
 from engine.runtime.protection import Protected, StopCoordinator
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
@@ -555,7 +556,14 @@ class TradingEngine:
         return diffs
 
     async def _closed(self, symbol: str, m: Managed, *, reason: str | None = None) -> None:
-        """The exchange closed the position (stop, TP or liquidation): account for it and clear leftovers."""
+        """The exchange closed the position (stop, TP or liquidation): account for it and clear leftovers.
+
+        Claimed first, before any await: a reconciliation and a kill switch noticing the same close must not
+        account for it twice.
+        """
+        if self.managed.get(symbol) is not m:
+            return
+        del self.managed[symbol]
         p = m.protection
         fills = [f for f in await self.client.fills(symbol=symbol) if f.ts_ms >= p.opened_ms]
         exit_side = "sell" if p.side is Side.LONG else "buy"
@@ -584,7 +592,6 @@ class TradingEngine:
             if oid:
                 with contextlib.suppress(ExchangeError):
                     await self.client.cancel_order(oid)
-        del self.managed[symbol]
         await self.positions_repo.delete(symbol)
         self.risk.record_close(symbol, pnl.net, self.clock())
         self.risk.equity += pnl.net
@@ -658,6 +665,7 @@ class TradingEngine:
                 cancelled += len(await self.client.cancel_all_stop_orders(symbol))
             except ExchangeError as exc:
                 log.error("kill.cancel_failed", symbol=symbol, error=str(exc))
+        crash_point("in_kill_switch")
         for pos in await self.client.positions():
             if not pos.is_open:
                 continue

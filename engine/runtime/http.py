@@ -75,7 +75,11 @@ Approver = Callable[[str, str], Awaitable[str]]
 
 
 def build_app(
-    metrics: Metrics, health: Health, status: Callable[[], dict[str, Any]], approver: Approver | None = None
+    metrics: Metrics,
+    health: Health,
+    status: Callable[[], dict[str, Any]],
+    approver: Approver | None = None,
+    kill: Callable[[], Awaitable[str]] | None = None,
 ) -> web.Application:
     async def metrics_view(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -104,8 +108,15 @@ def build_app(
         outcome = await approver(request.match_info["approval_id"], request.match_info["action"])
         return web.json_response({"outcome": outcome})
 
+    async def killswitch(request: web.Request) -> web.Response:
+        """The kill switch from the server itself (loopback callers only), for when Telegram is not set up."""
+        if request.remote not in ("127.0.0.1", "::1") or kill is None:
+            return web.json_response({"error": "not available"}, status=403)
+        return web.json_response({"outcome": await kill()})
+
     app = web.Application()
     app.router.add_post("/approvals/{approval_id}/{action:approve|reject}", approval)
+    app.router.add_post("/killswitch", killswitch)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)

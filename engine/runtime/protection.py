@@ -18,6 +18,7 @@ import structlog
 
 from engine.events import EventBus, StopMissing, StopMoved, StopPlaced
 from engine.models import Side
+from engine.runtime.chaos import crash_point
 from exchange.errors import ExchangeError, OrderNotFoundError
 from exchange.ids import new_client_oid
 from exchange.models import OrderRequest, OrderSide, StopDirection, StopPriceType
@@ -158,6 +159,7 @@ class StopCoordinator:
     async def protect(self, p: Protected) -> None:
         """Place the initial stop and TP (reduce-only, mark price). A failure is retried, never ignored."""
         try:
+            crash_point("before_stop")
             if p.stop_order_id is None:
                 p.stop_order_id = await self._place(p, p.stop, p.stop_direction, "stop", new_client_oid("sl"))
                 await self.positions.save(p.row())
@@ -205,6 +207,7 @@ class StopCoordinator:
                 new_id = await self._place(p, p.pending_price or p.stop, p.stop_direction, "stop", oid)
             else:
                 new_id = known.id
+            crash_point("mid_replace")
             confirmed = await self.client.order_by_id(new_id)
             if not (confirmed.is_active and confirmed.stop is not None):
                 raise ExchangeError(f"new stop {new_id} is not live on the exchange")

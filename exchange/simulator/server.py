@@ -120,7 +120,17 @@ class SimulatorServer:
             if spec is not None:
                 app.router.add_route(spec[0], spec[1], fn)
         app.router.add_get("/ws", self._ws)
+        app.router.add_post("/sim/price", self._admin_price)
         return app
+
+    async def _admin_price(self, request: web.Request) -> web.Response:
+        """Test/operator hook, loopback only and outside KuCoin's API: move the market of a standalone simulator."""
+        if request.remote not in ("127.0.0.1", "::1"):
+            return web.json_response({"error": "loopback only"}, status=403)
+        body = await request.json()
+        mark = body.get("mark")
+        self.set_price(str(body["symbol"]), Decimal(str(body["last"])), None if mark is None else Decimal(str(mark)))
+        return web.json_response({"ok": True})
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None)
@@ -191,7 +201,7 @@ class SimulatorServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == "/ws":
+        if request.path == "/ws" or request.path.startswith("/sim/"):
             result: web.StreamResponse = await handler(request)
             return result
         self.requests.append((request.method, request.path_qs))

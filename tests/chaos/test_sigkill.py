@@ -1,0 +1,230 @@
+"""SIGKILL the engine at the worst moments while a standalone simulator (another process) keeps the exchange
+state; restart; the position must have exactly one live stop and no order may have been sent twice."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from exchange.models import OrderRequest, OrderSide, StopDirection
+from exchange.rest import KucoinFuturesClient
+from exchange.signing import Credentials
+from tests.conftest import ROOT
+
+KEY, SECRET, PASSPHRASE = "chaos-key", "chaos-secret", "chaos-pass"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, body: dict[str, object] | None = None) -> dict[str, object]:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body or {}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        data: dict[str, object] = json.loads(r.read())
+        return data
+
+
+class Rig:
+    def __init__(self, tmp: Path, data_dir: Path) -> None:
+        self.tmp = tmp
+        self.sim_port, self.http_port = free_port(), free_port()
+        self.sim_url = f"http://127.0.0.1:{self.sim_port}"
+        self.sim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "exchange.simulator",
+                "--port",
+                str(self.sim_port),
+                "--api-key",
+                KEY,
+                "--api-secret",
+                SECRET,
+                "--api-passphrase",
+                PASSPHRASE,
+                "--symbols",
+                "ETHUSDTM",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.sim.stdout is not None and "listening" in self.sim.stdout.readline()
+        self.price(2000)
+        self.engine: subprocess.Popen[str] | None = None
+
+    def price(self, last: float) -> None:
+        post(f"{self.sim_url}/sim/price", {"symbol": "ETHUSDTM", "last": str(last)})
+
+    def start_engine(self, crash_at: str | None = None) -> subprocess.Popen[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "ENYGMA_"))}
+        env.update(
+            BOT_MODE="paper",
+            PAPER_EXCHANGE_URL=self.sim_url,
+            KUCOIN_API_KEY=KEY,
+            KUCOIN_API_SECRET=SECRET,
+            KUCOIN_API_PASSPHRASE=PASSPHRASE,
+            DB_PATH=str(self.tmp / "e.sqlite"),
+            HTTP_PORT=str(self.http_port),
+            SYMBOLS="ETHUSDTM",
+            RECONCILE_INTERVAL_S="5",
+            KILL_SWITCH_FILE=str(self.tmp / "KILL"),
+        )
+        if crash_at:
+            env["ENYGMA_CRASH_AT"] = crash_at
+        log = (self.tmp / f"engine-{time.monotonic_ns()}.log").open("w")
+        self.engine = subprocess.Popen(
+            [sys.executable, "-m", "engine.runtime"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+        return self.engine
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health/live", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("engine did not come up")
+
+    def stop_engine(self) -> None:
+        if self.engine is not None and self.engine.poll() is None:
+            self.engine.send_signal(signal.SIGTERM)
+            assert self.engine.wait(timeout=60) == 0
+
+    def close(self) -> None:
+        if self.engine is not None and self.engine.poll() is None:
+            self.engine.kill()
+        self.sim.send_signal(signal.SIGTERM)
+        self.sim.wait(timeout=30)
+
+
+@pytest.fixture
+def rig(tmp_path: Path, data_dir: Path) -> Iterator[Rig]:
+    r = Rig(tmp_path, data_dir)
+    yield r
+    r.close()
+
+
+async def exchange_state(rig: Rig) -> tuple[int, list[tuple[StopDirection | None, D | None]], int]:
+    async with KucoinFuturesClient(rig.sim_url, Credentials(KEY, SECRET, PASSPHRASE)) as c:
+        pos = await c.position("ETHUSDTM")
+        stops = sorted(((o.stop, o.stop_price) for o in await c.open_stop_orders("ETHUSDTM")), key=str)
+        buys = [f for f in await c.fills(symbol="ETHUSDTM") if f.side is OrderSide.BUY]
+        return pos.lots, stops, len(buys)
+
+
+async def enter_directly(rig: Rig, lots: int = 50) -> None:
+    """The entry: filled on the exchange before the engine had a chance to protect it."""
+    async with KucoinFuturesClient(rig.sim_url, Credentials(KEY, SECRET, PASSPHRASE)) as c:
+        await c.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, lots, leverage=10))
+
+
+async def until(cond: Callable[[], object], what: str, seconds: float = 60) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await cond():  # type: ignore[misc]
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def downs(stops: list[tuple[StopDirection | None, D | None]]) -> list[D | None]:
+    return [p for d, p in stops if d is StopDirection.DOWN]
+
+
+async def test_sigkill_between_entry_and_stop_placement(rig: Rig) -> None:
+    await enter_directly(rig)
+    proc = rig.start_engine(crash_at="before_stop")
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    lots, stops, buys = await exchange_state(rig)
+    assert (lots, stops, buys) == (50, [], 1)  # killed before any stop went out
+    rig.start_engine()
+    rig.wait_ready()
+
+    async def protected() -> bool:
+        return len((await exchange_state(rig))[1]) == 2
+
+    await until(protected, "stop and TP after the restart")
+    lots, stops, buys = await exchange_state(rig)
+    assert lots == 50 and buys == 1 and len(downs(stops)) == 1  # one position, exactly one stop, nothing doubled
+    rig.stop_engine()
+
+
+async def test_sigkill_mid_stop_replace(rig: Rig) -> None:
+    await enter_directly(rig)
+    rig.start_engine()
+    rig.wait_ready()
+
+    async def protected() -> bool:
+        return len((await exchange_state(rig))[1]) == 2
+
+    await until(protected, "initial protection")
+    initial = downs((await exchange_state(rig))[1])
+    rig.stop_engine()
+    proc = rig.start_engine(crash_at="mid_replace")
+    rig.wait_ready()
+    rig.price(2020)  # +10 % ROI at 10x: break-even and the first lock move the stop
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    during = downs((await exchange_state(rig))[1])
+    assert len(during) == 2 and initial[0] in during  # the new stop is out, the old one not yet cancelled
+    rig.start_engine()
+    rig.wait_ready()
+
+    async def one_stop() -> bool:
+        return len(downs((await exchange_state(rig))[1])) == 1
+
+    await until(one_stop, "the old stop cancelled after the restart")
+    lots, stops, buys = await exchange_state(rig)
+    new = downs(stops)
+    assert lots == 50 and buys == 1 and new[0] is not None and initial[0] is not None and new[0] > initial[0]
+    rig.stop_engine()
+
+
+async def test_sigkill_during_the_kill_switch(rig: Rig) -> None:
+    await enter_directly(rig)
+    proc = rig.start_engine(crash_at="in_kill_switch")
+    rig.wait_ready()
+
+    async def protected() -> bool:
+        return len((await exchange_state(rig))[1]) == 2
+
+    await until(protected, "initial protection")
+    with contextlib.suppress(OSError):  # the process dies while answering
+        post(f"http://127.0.0.1:{rig.http_port}/killswitch")
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    lots, stops, _ = await exchange_state(rig)
+    assert lots == 50 and stops == []  # orders cancelled, position not yet closed: the worst moment
+    rig.start_engine()
+    rig.wait_ready()
+    await until(protected, "the missing stop re-placed after the restart")
+    lots, stops, buys = await exchange_state(rig)
+    assert lots == 50 and buys == 1 and len(downs(stops)) == 1
+    assert post(f"http://127.0.0.1:{rig.http_port}/killswitch")["outcome"] == "flat"
+    lots, stops, _ = await exchange_state(rig)
+    assert (lots, stops) == (0, [])
+    rig.stop_engine()
