@@ -302,3 +302,16 @@ async def test_hedge_mode_keeps_long_and_short_apart(sim: SimulatorServer, clien
     assert {p.position_side: p.lots for p in await client.symbol_positions("ETHUSDTM")} == {"SHORT": -4}
     with pytest.raises(InvalidRequestError):
         await client.set_position_mode(hedge=False)  # refused while the short is open
+
+
+async def test_duplicate_client_oid_returns_the_existing_order(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    req = OrderRequest("ETHUSDTM", BUY, 2, OrderType.LIMIT, D("1990.00"), leverage=5, client_oid="dup-0001")
+    first = await client.place_order(req)
+    again = await client.place_order(req)  # the same intent sent twice: 300018, answered with the known order
+    assert again.id == first.id
+    assert len([o for o in sim.state.orders.values() if o.client_oid == "dup-0001"]) == 1
+    await client.cancel_order(first.id)
+    reused = await client.place_order(req)  # once the first is done, the id may be reused (reference §6.11)
+    assert reused.id != first.id and reused.is_active
