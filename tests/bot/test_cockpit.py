@@ -334,3 +334,17 @@ async def test_outbox_survives_a_restart(tg: FakeTelegram, db: Database) -> None
                 await asyncio.sleep(0.02)
     finally:
         await second.stop()
+
+
+async def test_mode_buttons_and_resume(tg: FakeTelegram, service: tuple[TelegramService, Control]) -> None:
+    _, control = service
+    tg.push_message(OWNER, "/mode")
+    card = (await tg.wait_for("sendMessage"))[-1]
+    assert [b["callback_data"] for b in card["reply_markup"]["inline_keyboard"][0]] == ["mode:auto", "mode:manual"]
+    tg.push_callback(OWNER, "mode:manual")
+    assert (await tg.wait_for("editMessageText"))[-1]["text"] == "control mode: manual" and control.mode == "manual"
+    tg.push_callback(OWNER, "mode:yolo")  # not a mode: nothing changes
+    assert (await tg.wait_for("editMessageText", 2))[-1]["text"] == "expired" and control.mode == "manual"
+    control.paused = True
+    tg.push_message(OWNER, "/resume")
+    assert "Resumed" in (await tg.wait_for("sendMessage", 2))[-1]["text"] and not control.paused
