@@ -284,7 +284,8 @@ class EventBus:
     """Fan-out with one bounded queue and task per subscriber: a slow or failing subscriber never blocks
     ``publish`` or the others. ``publish`` is synchronous so the trading path never awaits a notifier."""
 
-    def __init__(self, queue_size: int = 10_000) -> None:
+    def __init__(self, queue_size: int = 10_000, recorder: Callable[[Event], None] | None = None) -> None:
+        self.recorder = recorder  # synchronous write-ahead (storage.journal): runs before any subscriber sees it
         self._subs: list[tuple[str, asyncio.Queue[Event | None], asyncio.Task[None] | None, Subscriber]] = []
         self._queue_size = queue_size
         self.dropped = 0
@@ -307,6 +308,8 @@ class EventBus:
         ]
 
     def publish(self, event: Event) -> None:
+        if self.recorder is not None:
+            self.recorder(event)
         for name, q, _, _ in self._subs:
             try:
                 q.put_nowait(event)

@@ -92,6 +92,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_due ON outbox(state, due_ms);
     """,
+    # 4: events carry the sequence number of the write-ahead journal, so a recovered line is stored once
+    """
+    ALTER TABLE events ADD COLUMN seq INTEGER;
+    CREATE UNIQUE INDEX events_seq ON events(seq);
+    """,
 ]
 
 

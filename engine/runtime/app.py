@@ -28,6 +28,7 @@ from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
 from exchange.ws import CandleCloser, KucoinStream, StreamMessage
 from storage.db import Database
+from storage.journal import EventJournal, journal_path_for
 from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
 
 log = structlog.get_logger(__name__)
@@ -147,7 +148,10 @@ class Runtime:
     async def _run_with(self, client: KucoinFuturesClient, db: Database) -> int:
         s = self.settings
         events = EventLog(db)
-        self.bus.subscribe("storage", events.append)
+        journal = EventJournal(db, journal_path_for(s.db_path))
+        if await journal.open():
+            log.warning("enygma.events_recovered", events=journal.recovered, detail="journaled before an unclean stop")
+        self.bus.recorder = journal.record
         self.bus.subscribe("metrics", self.metrics.on_event)
         self.bus.subscribe("console", ConsoleNotifier())
         webhook = None
@@ -364,6 +368,7 @@ class Runtime:
                     log.exception("telegram.stop_failed")
             await self.bus.drain()
             await self.bus.stop()
+            await journal.close()
             if webhook is not None:
                 await webhook.close()
             if self.sim is not None:

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -153,6 +154,16 @@ async def until(cond: Callable[[], object], what: str, seconds: float = 60) -> N
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def stored_events(rig: Rig, kind: str) -> list[dict[str, object]]:
+    with contextlib.closing(sqlite3.connect(rig.tmp / "e.sqlite")) as conn:
+        rows = conn.execute("SELECT payload FROM events WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def stored_stop_prices(rig: Rig) -> list[D]:
+    return [D(str(e["price"])) for e in stored_events(rig, "stop_placed") if e["purpose"] == "stop"]
+
+
 def downs(stops: list[tuple[StopDirection | None, D | None]]) -> list[D | None]:
     return [p for d, p in stops if d is StopDirection.DOWN]
 
@@ -192,8 +203,13 @@ async def test_sigkill_mid_stop_replace(rig: Rig) -> None:
     assert proc.wait(timeout=60) == -signal.SIGKILL
     during = downs((await exchange_state(rig))[1])
     assert len(during) == 2 and initial[0] in during  # the new stop is out, the old one not yet cancelled
+    placed_new = [p for p in during if p != initial[0]]
+    # The process died in the same step that announced the new stop: nothing had a chance to store the event.
+    assert stored_stop_prices(rig) == initial
     rig.start_engine()
     rig.wait_ready()
+    # ... and yet it is not lost: the journal written before the announcement puts it in storage at the restart.
+    assert stored_stop_prices(rig)[:2] == [*initial, *placed_new]
 
     async def one_stop() -> bool:
         return len(downs((await exchange_state(rig))[1])) == 1

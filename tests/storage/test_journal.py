@@ -1,0 +1,165 @@
+"""The event journal: what is published is stored, even when the process dies before SQLite saw it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+
+from engine.events import EventBus, HaltRaised, StopPlaced
+from storage.db import Database
+from storage.journal import EventJournal, journal_path_for
+from storage.repos import EventLog
+from tests.conftest import ROOT
+
+
+def stop_event(i: int) -> StopPlaced:
+    return StopPlaced(ts_ms=1_700_000_000_000 + i, symbol="ETHUSDTM", order_id=f"o{i}", price=Decimal("1999.5") + i)
+
+
+async def test_published_events_reach_sqlite_in_order_and_the_file_empties(tmp_path: Path) -> None:
+    db_path = tmp_path / "e.sqlite"
+    async with Database(db_path) as db:
+        journal = EventJournal(db, journal_path_for(db_path))
+        assert await journal.open() == 0
+        bus = EventBus(recorder=journal.record)
+        for i in range(250):
+            bus.publish(stop_event(i))
+        assert journal_path_for(db_path).read_text().count("\n") == 250  # on disk before any await
+        await journal.flush()
+        rows = await db.fetchall("SELECT seq, kind, payload FROM events ORDER BY id")
+        assert [r["seq"] for r in rows] == list(range(1, 251))
+        assert json.loads(rows[7]["payload"])["price"] == "2006.5"
+        restored = await EventLog(db).recent(limit=1)
+        assert restored == [stop_event(249)]
+        assert journal_path_for(db_path).stat().st_size == 0
+        await journal.close()
+        # A second run continues the sequence instead of colliding with it.
+        journal = EventJournal(db, journal_path_for(db_path))
+        await journal.open()
+        journal.record(stop_event(999))
+        await journal.close()
+        row = await db.fetchone("SELECT MAX(seq), COUNT(*) FROM events")
+        assert row is not None and (row[0], row[1]) == (251, 251)
+
+
+CRASHER = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from decimal import Decimal
+    from pathlib import Path
+    from engine.events import EventBus, OrderPlaced
+    from storage.db import Database
+    from storage.journal import EventJournal, journal_path_for
+
+    async def main() -> None:
+        db_path = Path(sys.argv[1])
+        async with Database(db_path) as db:
+            journal = EventJournal(db, journal_path_for(db_path))
+            await journal.open()
+            bus = EventBus(recorder=journal.record)
+            for i in range(40):
+                bus.publish(OrderPlaced(ts_ms=i, symbol="ETHUSDTM", client_oid=f"c{i}", order_id=f"o{i}",
+                                        purpose="entry", side="buy", lots=i + 1, price=Decimal("2000.25")))
+            await journal.flush()  # the first 40 are stored ...
+            for i in range(40, 100):
+                bus.publish(OrderPlaced(ts_ms=i, symbol="ETHUSDTM", client_oid=f"c{i}", order_id=f"o{i}",
+                                        purpose="entry", side="buy", lots=i + 1, price=Decimal("2000.25")))
+            os.kill(os.getpid(), signal.SIGKILL)  # ... the other 60 only journaled
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_events_journaled_before_a_sigkill_are_stored_once_after_restart(tmp_path: Path) -> None:
+    db_path = tmp_path / "e.sqlite"
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", CRASHER, str(db_path)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    async with Database(db_path) as db:
+        row = await db.fetchone("SELECT COUNT(*) FROM events")
+        assert row is not None and row[0] == 40  # SQLite alone lost 60
+        journal = EventJournal(db, journal_path_for(db_path))
+        assert await journal.open() == 60
+        rows = await db.fetchall("SELECT seq, payload FROM events ORDER BY seq")
+        assert [r["seq"] for r in rows] == list(range(1, 101))
+        lots = [json.loads(r["payload"])["lots"] for r in rows]
+        assert lots == list(range(1, 101))  # every event once, none doubled
+        await journal.close()
+        # Recovering again (the file was emptied) changes nothing.
+        journal = EventJournal(db, journal_path_for(db_path))
+        assert await journal.open() == 0
+        await journal.close()
+        row = await db.fetchone("SELECT COUNT(*) FROM events")
+        assert row is not None and row[0] == 100
+
+
+async def test_lines_already_stored_are_not_stored_twice_and_a_torn_line_is_skipped(tmp_path: Path) -> None:
+    db_path = tmp_path / "e.sqlite"
+    path = journal_path_for(db_path)
+    async with Database(db_path) as db:
+        journal = EventJournal(db, path)
+        await journal.open()
+        journal.record(stop_event(1))
+        journal.record(stop_event(2))
+        await journal.flush()
+        await journal.close()
+        # A crash right after the insert but before the file was emptied, with a third line cut in half.
+        lines = [
+            json.dumps({"seq": s, "ts_ms": e.ts_ms, "kind": e.kind, "payload": json.dumps(e.to_dict())})
+            for s, e in ((1, stop_event(1)), (2, stop_event(2)), (3, stop_event(3)))
+        ]
+        path.write_text(lines[0] + "\n" + lines[1] + "\n" + lines[2] + "\n" + lines[2][:25])
+        journal = EventJournal(db, path)
+        assert await journal.open() == 3
+        assert journal.torn_lines == 1
+        await journal.close()
+        rows = await db.fetchall("SELECT seq FROM events ORDER BY seq")
+        assert [r["seq"] for r in rows] == [1, 2, 3]
+
+
+async def test_a_failing_database_delays_events_but_never_drops_them(tmp_path: Path) -> None:
+    db_path = tmp_path / "e.sqlite"
+    async with Database(db_path) as db:
+        await db.conn.executescript(
+            "CREATE TABLE refuse (on_ INTEGER); INSERT INTO refuse VALUES (1);"
+            "CREATE TRIGGER no_events BEFORE INSERT ON events WHEN (SELECT on_ FROM refuse) = 1 "
+            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END;"
+        )
+        journal = EventJournal(db, journal_path_for(db_path), retry_delay_s=0.05)
+        await journal.open()
+        bus = EventBus(recorder=journal.record)
+        bus.publish(HaltRaised(ts_ms=1, limit="daily_loss", value="-3.1", threshold="-3"))
+        await asyncio.sleep(0.3)  # several failed attempts
+        row = await db.fetchone("SELECT COUNT(*) FROM events")
+        assert row is not None and row[0] == 0
+        assert journal_path_for(db_path).read_text().count("\n") == 1  # still safe on disk
+        await db.execute("UPDATE refuse SET on_ = 0")
+        await asyncio.wait_for(journal.flush(), timeout=5)
+        await journal.close()
+        stored = await EventLog(db).recent()
+        assert [e.kind for e in stored] == ["halt_raised"]
+        assert journal_path_for(db_path).stat().st_size == 0
+
+
+async def test_record_before_open_is_an_error(tmp_path: Path) -> None:
+    async with Database(tmp_path / "e.sqlite") as db:
+        journal = EventJournal(db, tmp_path / "j")
+        try:
+            journal.record(stop_event(1))
+        except RuntimeError as exc:
+            assert "not open" in str(exc)
+        else:
+            raise AssertionError("recording into a closed journal must fail")
