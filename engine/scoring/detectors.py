@@ -3,33 +3,69 @@
 from __future__ import annotations
 
 from collections import deque
+from operator import attrgetter
 from typing import ClassVar
 
 from engine.config.strategy import StrategyConfig
 from engine.indicators.snapshot import IndicatorSnapshot
-from engine.scoring.signals import Direction, Signal, cross_down, cross_up, regular_divergence
+from engine.scoring.signals import Direction, Signal, cross_down, cross_up
 
 BULL, BEAR = Direction.BULLISH, Direction.BEARISH
 
 
 class DivergenceTracker:
-    """Keeps the last ``window`` (oscillator, close) pairs and counts how many values were seen (§4.1)."""
+    """§4.1 over the last ``window`` (oscillator, close) pairs, in O(1) per bar.
 
-    __slots__ = ("_close", "_min", "_osc", "_seen")
+    A bar is a swing once its two neighbours on each side are known, and stays one for as long as those four
+    are inside the window; so each swing is found once, when the bar two back is decided. Only the last two
+    swings of each kind matter, and only while the older of them is still inside the window. Equal, bar for
+    bar, to ``regular_divergence`` over the window (a property test proves it).
+    """
+
+    __slots__ = ("_close", "_min", "_oh", "_ol", "_osc", "_ph", "_pl", "_seen", "_window")
 
     def __init__(self, window: int, min_history: int) -> None:
-        self._osc: deque[float] = deque(maxlen=window)
-        self._close: deque[float] = deque(maxlen=window)
+        self._osc: deque[float] = deque(maxlen=5)
+        self._close: deque[float] = deque(maxlen=5)
+        # the last two confirmed swings, as (bar number, value): price/oscillator lows and highs; the starting
+        # placeholders lie far before any window, so they never count as swings
+        self._pl: deque[tuple[int, float]] = deque(_NO_SWINGS, maxlen=2)
+        self._ph: deque[tuple[int, float]] = deque(_NO_SWINGS, maxlen=2)
+        self._ol: deque[tuple[int, float]] = deque(_NO_SWINGS, maxlen=2)
+        self._oh: deque[tuple[int, float]] = deque(_NO_SWINGS, maxlen=2)
+        self._window = window
         self._min = min_history
         self._seen = 0
 
     def update(self, osc: float, close: float) -> Direction:
         self._osc.append(osc)
         self._close.append(close)
-        self._seen += 1
-        if self._seen < self._min:
+        bar = self._seen
+        self._seen = bar + 1
+        if bar >= 4:  # the bar two back now has two neighbours on each side: is it a swing?
+            a, b, v, d, e = self._close
+            if v < a and v < b and v < d and v < e:
+                self._pl.append((bar - 2, v))
+            elif v > a and v > b and v > d and v > e:
+                self._ph.append((bar - 2, v))
+            a, b, v, d, e = self._osc
+            if v < a and v < b and v < d and v < e:
+                self._ol.append((bar - 2, v))
+            elif v > a and v > b and v > d and v > e:
+                self._oh.append((bar - 2, v))
+        if bar + 1 < self._min:
             return Direction.NEUTRAL
-        return regular_divergence(list(self._osc), list(self._close))
+        first = bar - self._window + 3  # the oldest bar that still has two neighbours before it in the window
+        pl, ol = self._pl, self._ol
+        if pl[0][0] >= first and ol[0][0] >= first and pl[1][1] < pl[0][1] and ol[1][1] > ol[0][1]:
+            return Direction.BULLISH
+        ph, oh = self._ph, self._oh
+        if ph[0][0] >= first and oh[0][0] >= first and ph[1][1] > ph[0][1] and oh[1][1] < oh[0][1]:
+            return Direction.BEARISH
+        return Direction.NEUTRAL
+
+
+_NO_SWINGS = ((-(2**62), 0.0), (-(2**62), 0.0))
 
 
 class Detector:
@@ -44,12 +80,20 @@ class Detector:
         dd = cfg.divergence_detection
         self._div = DivergenceTracker(dd.window_bars, dd.min_history_bars)
         self._div_strength = dd.strength
+        self._fields_of = attrgetter(*self.fields)
+        self._signals: dict[tuple[str, Direction, str], Signal] = {}
 
     def ready(self, snap: IndicatorSnapshot) -> bool:
-        return all(getattr(snap, f) is not None for f in self.fields)
+        values = self._fields_of(snap)
+        return None not in values if len(self.fields) > 1 else values is not None
 
     def signal(self, kind: str, direction: Direction, strength: str) -> Signal:
-        return Signal(self.name, kind, direction, strength, self.categories.get(kind, "other"))
+        """Signals are immutable and few per detector: each distinct one is built once and reused."""
+        key = (kind, direction, strength)
+        sig = self._signals.get(key)
+        if sig is None:
+            sig = self._signals[key] = Signal(self.name, kind, direction, strength, self.categories.get(kind, "other"))
+        return sig
 
     def divergence(self, osc: float, close: float, out: list[Signal]) -> None:
         d = self._div.update(osc, close)

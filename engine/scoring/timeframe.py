@@ -197,12 +197,17 @@ def score_timeframe(
 ) -> TimeframeResult:
     """§5.1–§5.5, §6 and §7.1 from the signals of the enabled, ready indicators named in ``ready``."""
     t = tables(cfg)
-    scored = [ScoredSignal(s, signal_points(cfg, s)) for s in signals if s.indicator in ready]
+    weight, strength, category, fraction = t.weight, t.strength, t.category, t.base_fraction
+    scored: list[ScoredSignal] = []
+    for s in signals:
+        if s.indicator in ready:  # §5.1, as signal_points, with the tables looked up once per bar
+            pts = weight[s.indicator] * fraction * strength[s.strength] * category[s.category]
+            scored.append(ScoredSignal(s, pts if s.direction is Direction.BULLISH else -pts))
     directional = [n for n in ready if t.directional[n]]
     sums: dict[str, float] = dict.fromkeys(directional, 0.0)
     for ss in scored:
         sums[ss.signal.indicator] = sums.get(ss.signal.indicator, 0.0) + ss.points
-    contributions = {n: clamp(v, -t.weight[n], t.weight[n]) for n, v in sums.items()}
+    contributions = {n: min(weight[n], max(-weight[n], v)) for n, v in sums.items()}
     cap = cfg.scoring.indicator_score_cap
     indicator_score = clamp(sum(contributions.values()), -cap, cap)
     combos = combo_bonuses(cfg, snap, [s.signal for s in scored])
