@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from operator import attrgetter
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from engine.config.strategy import StrategyConfig
 from engine.indicators.snapshot import IndicatorSnapshot
@@ -27,12 +27,9 @@ class DivergenceTracker:
     def __init__(self, window: int, min_history: int) -> None:
         self._osc: deque[float] = deque(maxlen=5)
         self._close: deque[float] = deque(maxlen=5)
-        # the last two confirmed swings, as (bar number, value): price/oscillator lows and highs; the starting
-        # placeholders lie far before any window, so they never count as swings
-        self._pl: deque[tuple[int, float]] = deque(_NO_SWINGS, maxlen=2)
-        self._ph: deque[tuple[int, float]] = deque(_NO_SWINGS, maxlen=2)
-        self._ol: deque[tuple[int, float]] = deque(_NO_SWINGS, maxlen=2)
-        self._oh: deque[tuple[int, float]] = deque(_NO_SWINGS, maxlen=2)
+        # The last two confirmed swings (older, newer), each (bar number, value): price and oscillator lows and
+        # highs. The starting placeholders lie far before any window, so they never count as swings.
+        self._pl = self._ph = self._ol = self._oh = _NO_SWINGS
         self._window = window
         self._min = min_history
         self._seen = 0
@@ -45,27 +42,29 @@ class DivergenceTracker:
         if bar >= 4:  # the bar two back now has two neighbours on each side: is it a swing?
             a, b, v, d, e = self._close
             if v < a and v < b and v < d and v < e:
-                self._pl.append((bar - 2, v))
+                self._pl = (self._pl[1], (bar - 2, v))
             elif v > a and v > b and v > d and v > e:
-                self._ph.append((bar - 2, v))
+                self._ph = (self._ph[1], (bar - 2, v))
             a, b, v, d, e = self._osc
             if v < a and v < b and v < d and v < e:
-                self._ol.append((bar - 2, v))
+                self._ol = (self._ol[1], (bar - 2, v))
             elif v > a and v > b and v > d and v > e:
-                self._oh.append((bar - 2, v))
+                self._oh = (self._oh[1], (bar - 2, v))
         if bar + 1 < self._min:
             return Direction.NEUTRAL
         first = bar - self._window + 3  # the oldest bar that still has two neighbours before it in the window
-        pl, ol = self._pl, self._ol
-        if pl[0][0] >= first and ol[0][0] >= first and pl[1][1] < pl[0][1] and ol[1][1] > ol[0][1]:
+        (pl0, pl1), (ol0, ol1) = self._pl, self._ol
+        if pl0[0] >= first and ol0[0] >= first and pl1[1] < pl0[1] and ol1[1] > ol0[1]:
             return Direction.BULLISH
-        ph, oh = self._ph, self._oh
-        if ph[0][0] >= first and oh[0][0] >= first and ph[1][1] > ph[0][1] and oh[1][1] < oh[0][1]:
+        (ph0, ph1), (oh0, oh1) = self._ph, self._oh
+        if ph0[0] >= first and oh0[0] >= first and ph1[1] > ph0[1] and oh1[1] < oh0[1]:
             return Direction.BEARISH
         return Direction.NEUTRAL
 
 
-_NO_SWINGS = ((-(2**62), 0.0), (-(2**62), 0.0))
+_SIGNALS: dict[tuple[str, str, Direction, str, str], Signal] = {}
+_NO_SWING = (-(2**62), 0.0)
+_NO_SWINGS: tuple[tuple[int, float], tuple[int, float]] = (_NO_SWING, _NO_SWING)
 
 
 class Detector:
@@ -73,6 +72,12 @@ class Detector:
 
     name: ClassVar[str]
     fields: ClassVar[tuple[str, ...]]
+    _fields_of: ClassVar[attrgetter[Any]]
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "fields" in cls.__dict__:
+            cls._fields_of = attrgetter(*cls.fields)
 
     def __init__(self, cfg: StrategyConfig) -> None:
         self.cfg = cfg
@@ -80,19 +85,17 @@ class Detector:
         dd = cfg.divergence_detection
         self._div = DivergenceTracker(dd.window_bars, dd.min_history_bars)
         self._div_strength = dd.strength
-        self._fields_of = attrgetter(*self.fields)
-        self._signals: dict[tuple[str, Direction, str], Signal] = {}
 
     def ready(self, snap: IndicatorSnapshot) -> bool:
         values = self._fields_of(snap)
         return None not in values if len(self.fields) > 1 else values is not None
 
     def signal(self, kind: str, direction: Direction, strength: str) -> Signal:
-        """Signals are immutable and few per detector: each distinct one is built once and reused."""
-        key = (kind, direction, strength)
-        sig = self._signals.get(key)
+        """Signals are immutable and there are few distinct ones: each is built once and shared by every symbol."""
+        key = (self.name, kind, direction, strength, self.categories.get(kind, "other"))
+        sig = _SIGNALS.get(key)
         if sig is None:
-            sig = self._signals[key] = Signal(self.name, kind, direction, strength, self.categories.get(kind, "other"))
+            sig = _SIGNALS[key] = Signal(*key)
         return sig
 
     def divergence(self, osc: float, close: float, out: list[Signal]) -> None:
