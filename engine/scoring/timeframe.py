@@ -197,28 +197,43 @@ def score_timeframe(
 ) -> TimeframeResult:
     """§5.1–§5.5, §6 and §7.1 from the signals of the enabled, ready indicators named in ``ready``."""
     t = tables(cfg)
-    weight, strength, category, fraction = t.weight, t.strength, t.category, t.base_fraction
-    scored: list[ScoredSignal] = []
-    for s in signals:
-        if s.indicator in ready:  # §5.1, as signal_points, with the tables looked up once per bar
-            pts = weight[s.indicator] * fraction * strength[s.strength] * category[s.category]
-            scored.append(ScoredSignal(s, pts if s.direction is Direction.BULLISH else -pts))
-    directional = [n for n in ready if t.directional[n]]
+    weight, strength, category, fraction, is_directional = (
+        t.weight,
+        t.strength,
+        t.category,
+        t.base_fraction,
+        t.directional,
+    )
+    directional = [n for n in ready if is_directional[n]]
     sums: dict[str, float] = dict.fromkeys(directional, 0.0)
-    for ss in scored:
-        sums[ss.signal.indicator] = sums.get(ss.signal.indicator, 0.0) + ss.points
+    scored: list[ScoredSignal] = []
+    bull: list[Signal] = []
+    bear: list[Signal] = []
+    divergences = 0
+    for s in signals:  # one pass: §5.1 points (as signal_points), per-indicator sums, sides, divergences
+        ind = s.indicator
+        if ind not in ready:
+            continue
+        pts = weight[ind] * fraction * strength[s.strength] * category[s.category]
+        if s.direction is Direction.BULLISH:
+            bull.append(s)
+        else:
+            pts = -pts
+            if s.direction is Direction.BEARISH:
+                bear.append(s)
+        scored.append(ScoredSignal(s, pts))
+        sums[ind] = sums.get(ind, 0.0) + pts
+        if s.kind == "divergence":
+            divergences += 1
     contributions = {n: min(weight[n], max(-weight[n], v)) for n, v in sums.items()}
     cap = cfg.scoring.indicator_score_cap
     indicator_score = clamp(sum(contributions.values()), -cap, cap)
-    combos = combo_bonuses(cfg, snap, [s.signal for s in scored])
+    combos = combo_bonuses(cfg, snap, [ss.signal for ss in scored])
     total_cap = cfg.scoring.total_score_cap
     tf_total = clamp(indicator_score + micro_score + sum(c.value for c in combos), -total_cap, total_cap)
     counted = [n for n in directional if n != "rsi"]
     bull_ind = sum(1 for n in counted if contributions[n] > 0)
     bear_ind = sum(1 for n in counted if contributions[n] < 0)
-    divergences = sum(1 for ss in scored if ss.signal.kind == "divergence")
-    bull = [ss.signal for ss in scored if ss.signal.direction is Direction.BULLISH]
-    bear = [ss.signal for ss in scored if ss.signal.direction is Direction.BEARISH]
     conf = base_confidence(cfg, bull, bear, max(bull_ind, bear_ind), divergences)
     return TimeframeResult(
         tf_total=tf_total,
