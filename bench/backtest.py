@@ -44,8 +44,13 @@ def backtesting_py(data: dict[str, list[Candle]]) -> float:
 
     frames = {
         sym: pd.DataFrame(
-            {"Open": [c.open for c in cs], "High": [c.high for c in cs], "Low": [c.low for c in cs],
-             "Close": [c.close for c in cs], "Volume": [c.volume for c in cs]},
+            {
+                "Open": [c.open for c in cs],
+                "High": [c.high for c in cs],
+                "Low": [c.low for c in cs],
+                "Close": [c.close for c in cs],
+                "Volume": [c.volume for c in cs],
+            },
             index=pd.to_datetime([c.ts for c in cs], unit="ms"),
         )
         for sym, cs in data.items()
@@ -74,12 +79,20 @@ def main() -> None:
         ("candles", f"{candles} (4 symbols × 8,640 5min bars)"),
         ("ENYGMA full backtest", f"{ours_cps:10.0f} candles/s"),
         ("backtesting.py, SMA cross", f"{btpy_cps:10.0f} candles/s"),
-        ("freqtrade", "installed" if freqtrade else "not installed here (pulls TA-Lib builds and a large stack); "
-                                                    "published figure ~4,000 candles/s used for the ratio"),
+        (
+            "freqtrade",
+            "installed"
+            if freqtrade
+            else "not installed here (pulls TA-Lib builds and a large stack); "
+            "published figure ~4,000 candles/s used for the ratio",
+        ),
     ]
     ratios = {"vs_backtesting_py": ours_cps / btpy_cps, "vs_freqtrade_published_4000": ours_cps / 4000}
-    figures = {"candles": candles, "candles_per_s": {"enygma": ours_cps, "backtesting_py": btpy_cps},
-               "freqtrade_measured": False}
+    figures = {
+        "candles": candles,
+        "candles_per_s": {"enygma": ours_cps, "backtesting_py": btpy_cps},
+        "freqtrade_measured": False,
+    }
     emit("Backtest throughput (higher is better)", rows, figures, ratios, args.json)
 
 
