@@ -81,7 +81,10 @@ def build_plan(data_dir: Path, closes: int) -> tuple[list[str], dict[str, Symbol
     recorded = raw.get("contracts", raw)
     p5 = {s: load_candles(data_dir, s, "5min") for s in SOURCES}
     p30 = {s: load_candles(data_dir, s, "30min") for s in SOURCES}
-    anchor = (int(time.time() * 1000) // BUCKET) * BUCKET - STEP  # the last warm-up bar, ≡ 25 min mod 30 min
+    # The last warm-up bar (≡ 25 min mod 30 min), early enough that every pushed candle is still in the past:
+    # the paper engine's clock follows the candles, and the exchange stamps fills with its wall clock.
+    ahead = -(-(closes + 2) * STEP // BUCKET) * BUCKET + BUCKET
+    anchor = (int(time.time() * 1000) // BUCKET) * BUCKET - STEP - ahead
     out: dict[str, SymbolData] = {}
     contracts: dict[str, Any] = {}
     for i, sym in enumerate(symbols):
@@ -179,6 +182,14 @@ class Probe:
             await asyncio.sleep(0.05)
             if self.inflight == 0 and mono() - self.last_activity >= quiet_s:
                 return
+
+
+async def quiet(rt: Runtime, probe: Probe, quiet_s: float = 0.3) -> None:
+    """Between boundaries: the engine idle and every event handled (storage, metrics, notifier), as it would be
+    in the minutes between two real 5min closes."""
+    await probe.settle(quiet_s)
+    await rt.bus.drain()
+    await probe.settle(quiet_s)
 
 
 class BenchRuntime(Runtime):
@@ -370,19 +381,20 @@ async def candle_phase(
 ) -> dict[str, list[float]]:
     out: dict[str, list[float]] = defaultdict(list)
     await admin(session, url, "/sim/bench/candles", {"round": 0})  # opens the first live candle: nothing closes yet
-    await probe.settle()
+    await quiet(rt, probe)
     t_phase = mono()
     for k in range(1, args.closes + 1):
         # The market moves first (one mark tick per symbol to the close of the candle about to close) ...
         prices = {s: repr(d.rounds[k - 1].close) for s, d in data.items()}
         await admin(session, url, "/sim/bench/prices", {"prices": prices})
-        await probe.settle(0.2)
+        await quiet(rt, probe, 0.2)
         # ... then the boundary: every symbol's next candle starts, which closes rounds[k - 1].
         t_burst = mono()
         sent = await admin(session, url, "/sim/bench/candles", {"round": k})
         await wait_until(lambda k=k: all((s, d.rounds[k - 1].ts) in probe.decided for s, d in data.items()), 60)
         await probe.settle()
         burst_end = mono()
+        await rt.bus.drain()
         for sym, t_sent in sent.items():
             t_dec = probe.decided.get((sym, data[sym].rounds[k - 1].ts))
             t_recv = first_in(probe.received[("candle", sym)], t_sent)
@@ -431,7 +443,7 @@ async def mark_phase(
         side = OrderSide.BUY if i % 2 == 0 else OrderSide.SELL
         await manual.place_order(OrderRequest(symbol=sym, side=side, lots=1, leverage=10))
     await wait_until(lambda: all(s in engine.managed and engine.managed[s].protection.tp_order_id for s in chosen), 60)
-    await probe.settle()
+    await quiet(rt, probe)
     adopted = {s: engine.managed[s].protection for s in chosen if s in engine.managed}
     print(f"  {len(adopted)} positions adopted and protected; {args.ticks} mark-tick bursts follow", flush=True)
     budget_before = rt.engine.client.budget.waited_s if rt.engine else 0.0
@@ -533,10 +545,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--json", type=Path, help="write the figures and ratios here")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    p.add_argument("--closes", type=int, default=40, help="candle-close bursts (every symbol at once)")
-    p.add_argument("--positions", type=int, default=10, help="positions whose stops trail in the tick phase")
+    p.add_argument("--closes", type=int, default=50, help="candle-close bursts (every symbol at once)")
+    p.add_argument("--positions", type=int, default=8, help="positions whose stops trail in the tick phase")
     p.add_argument("--ticks", type=int, default=8, help="mark-tick bursts (every symbol at once)")
-    p.add_argument("--tick-interval", type=float, default=4.0, help="seconds between tick bursts")
+    p.add_argument("--tick-interval", type=float, default=4.5, help="seconds between tick bursts")
     asyncio.run(run(p.parse_args()))
 
 
