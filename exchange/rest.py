@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
@@ -54,8 +54,10 @@ class KucoinFuturesClient:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         budget: RateBudget | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ) -> None:
         self.budget = budget or RateBudget()
+        self.trace_configs = list(trace_configs)  # aiohttp request tracing (benchmarks, diagnostics)
         self.base_url = base_url.rstrip("/")
         self.spot_base_url = (spot_base_url or base_url).rstrip("/")
         self.credentials = credentials
@@ -71,7 +73,7 @@ class KucoinFuturesClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession(timeout=self.timeout)
+        self._session = self._new_session()
         return self
 
     async def __aexit__(
@@ -87,8 +89,11 @@ class KucoinFuturesClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._session = self._new_session()
         return self._session
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=self.timeout, trace_configs=self.trace_configs or None)
 
     # ------------------------------------------------------------------ transport
 

@@ -84,6 +84,8 @@ class Runtime:
         self.sim: Any = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.market_clock = MarketClock()
+        self.engine: TradingEngine | None = None  # set once wired (read by the latency bench and diagnostics)
+        self.stream: KucoinStream | None = None
 
     async def _exchange(self) -> KucoinFuturesClient:
         s = self.settings
@@ -128,6 +130,17 @@ class Runtime:
         await client.sync_time()
         await client.check_key_permissions()  # refuses a key that can withdraw or transfer
         return client
+
+    async def _warm_up(self, client: KucoinFuturesClient, engine: TradingEngine) -> None:
+        """Every symbol's history from REST through the pipeline (live and shadow; the paper replay starts empty)."""
+        step_ms = timeframe_ms(self.cfg.timeframes.primary)
+        for sym in self.settings.symbols:
+            end = _now() - _now() % step_ms - step_ms
+            start = end - RECOMMENDED_WARMUP_CANDLES * step_ms
+            rows = await client.klines(sym, step_ms // 60_000, start, end)
+            history = [Candle(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])) for r in rows]
+            applied = await engine.warm_up(sym, history)
+            log.info("warm_up", symbol=sym, candles=applied)
 
     async def run(self) -> int:
         s = self.settings
@@ -218,14 +231,8 @@ class Runtime:
             self.bus.subscribe("telegram", telegram.notify)
             await self.bus.start_new()
             self.tasks.append(asyncio.create_task(_start_telegram(telegram), name="telegram-start"))
-        for sym in s.symbols:
-            # Warm-up from REST history (live and shadow; the paper replay starts with an empty history).
-            end = _now() - _now() % step_ms - step_ms
-            start = end - RECOMMENDED_WARMUP_CANDLES * step_ms
-            rows = await client.klines(sym, step_ms // 60_000, start, end)
-            history = [Candle(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])) for r in rows]
-            applied = await engine.warm_up(sym, history)
-            log.info("warm_up", symbol=sym, candles=applied)
+        self.engine = engine
+        await self._warm_up(client, engine)
         diffs = await engine.recover()
         if diffs:
             self.bus.publish(DriftDetected(ts_ms=_now(), differences=diffs))
@@ -257,6 +264,7 @@ class Runtime:
                 await sync()
 
         stream = KucoinStream(client, on_message, private=True, on_reconnect=sync)
+        self.stream = stream
         for sym in s.symbols:
             await stream.subscribe(f"/contractMarket/limitCandle:{sym}_{self.cfg.timeframes.primary}")
             await stream.subscribe(f"/contract/instrument:{sym}")

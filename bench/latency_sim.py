@@ -1,0 +1,89 @@
+"""The simulator side of ``bench.latency``, in its own process (as the real exchange is): the KuCoin-compatible
+simulator with every symbol of the plan, plus two loopback-only bench routes that move the market in a burst and
+return, per symbol, the monotonic instant just before its message was handed to the server.
+
+    python -m bench.latency_sim PLAN_DIR   (prints ``READY <url>`` once listening)
+
+``time.CLOCK_MONOTONIC`` is system-wide on Linux, so these instants compare with the client process's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from engine.models import Candle
+from exchange.simulator import SimulatorConfig, SimulatorServer
+
+KEY, SECRET, PASSPHRASE = "bench-key", "bench-secret", "bench-pass"
+
+
+def mono() -> float:
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+class BenchSimulator(SimulatorServer):
+    def __init__(self, plan_dir: Path) -> None:
+        plan = json.loads((plan_dir / "plan.json").read_text())
+        super().__init__(
+            SimulatorConfig(
+                api_key=KEY,
+                api_secret=SECRET,
+                api_passphrase=PASSPHRASE,
+                contracts_file=plan_dir / "contracts.json",
+                symbols=tuple(plan["symbols"]),
+            )
+        )
+        self.rounds: dict[str, list[Candle]] = {s: [Candle(*r) for r in rows] for s, rows in plan["rounds"].items()}
+        for sym, price in plan["prices"].items():
+            self.set_price(sym, Decimal(price))
+
+    def app(self) -> web.Application:
+        app = super().app()
+        app.router.add_post("/sim/bench/prices", self._bench_prices)
+        app.router.add_post("/sim/bench/candles", self._bench_candles)
+        return app
+
+    async def _bench_prices(self, request: web.Request) -> web.Response:
+        """Mark (and last) price ticks for the given symbols, one after another as the exchange would push them."""
+        if request.remote not in ("127.0.0.1", "::1"):
+            return web.json_response({"error": "loopback only"}, status=403)
+        prices: dict[str, Any] = (await request.json())["prices"]
+        sent = {}
+        for sym, price in prices.items():
+            sent[sym] = mono()
+            self.set_price(sym, Decimal(str(price)))
+        return web.json_response({"sent": sent})
+
+    async def _bench_candles(self, request: web.Request) -> web.Response:
+        """Every symbol's candle number ``round`` on the limitCandle topic: the push that closes the one before."""
+        if request.remote not in ("127.0.0.1", "::1"):
+            return web.json_response({"error": "loopback only"}, status=403)
+        k = int((await request.json())["round"])
+        sent = {}
+        for sym, candles in self.rounds.items():
+            sent[sym] = mono()
+            self.push_candle(sym, "5min", candles[k])
+        return web.json_response({"sent": sent})
+
+
+async def serve(plan_dir: Path) -> None:
+    sim = BenchSimulator(plan_dir)
+    await sim.start("127.0.0.1", 0)
+    print(f"READY {sim.rest_url}", flush=True)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(sys.stdin.fileno(), lambda: done.done() or done.set_result(None))  # parent closed stdin
+    await done
+    await sim.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(Path(sys.argv[1])))
