@@ -42,6 +42,7 @@ from engine.runtime.chaos import crash_point
 from engine.runtime.protection import Protected, StopCoordinator
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
+from engine.scoring.timeframe import tables
 from exchange.errors import ExchangeError
 from exchange.ids import new_client_oid
 from exchange.models import OrderRequest, OrderSide
@@ -117,6 +118,7 @@ class TradingEngine:
         )
         self.coordinator.hedge = options.hedge
         self.last_decision: dict[str, Decision] = {}
+        self.explain_from = tables(cfg).gates.min_score  # |score| from which a decision is recorded in full
         self.recent_candles: dict[str, deque[Candle]] = {s: deque(maxlen=288) for s in options.symbols}
         self.pending_entries: dict[str, Decision] = {}
 
@@ -202,7 +204,15 @@ class TradingEngine:
             pipe.on_confirmation_candle(confirmation)
         decision = pipe.on_primary_candle(candle, drawdown_pct=float(self.risk.drawdown_pct))
         self.last_decision[symbol] = decision
-        self.bus.publish(SignalEvaluated(ts_ms=self.clock(), symbol=symbol, decision=decision.to_dict()))
+        # Every bar of every symbol is recorded; the full breakdown (signals, contributions, every gate) only for
+        # a decision that passed or came within reach of the entry threshold: across a 500-symbol universe the
+        # rest would cost ~1 GB of storage a day and most of the per-candle time.
+        explain = decision.passed or abs(decision.final_score) >= self.explain_from
+        self.bus.publish(
+            SignalEvaluated(
+                ts_ms=self.clock(), symbol=symbol, decision=decision.to_dict() if explain else decision.summary()
+            )
+        )
         if decision.passed and symbol not in self.managed:
             if self.options.control == "manual":
                 await self.request_approval(symbol, decision)

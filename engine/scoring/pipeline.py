@@ -133,8 +133,27 @@ class Decision:
             return None
         return "long" if self.direction is Direction.BULLISH else "short"
 
+    def summary(self) -> dict[str, Any]:
+        """The verdict without the breakdown: small enough to record for every symbol on every bar."""
+        return {
+            "symbol": self.symbol,
+            "ts": self.ts,
+            "close": self.close,
+            "final_score": self.final_score,
+            "prev_score": self.prev_score,
+            "classification": self.classification,
+            "direction": self.direction.label,
+            "confidence": self.confidence,
+            "atr_pct": self.atr_pct,
+            "strict": self.strict,
+            "passed": self.passed,
+            "failing": self.failing,
+            "explained": False,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "explained": True,
             "symbol": self.symbol,
             "ts": self.ts,
             "close": self.close,

@@ -315,3 +315,26 @@ async def test_funding_paid_enters_the_closed_trade(rig: Rig) -> None:
     # A long pays 2000 × 179 lots × 0.01 × 0.0001 = 0.358 USDT at 04:00.
     assert closed.funding == D("0.35800000")  # type: ignore[attr-defined]
     assert closed.net == closed.gross - closed.fees - closed.funding  # type: ignore[attr-defined]
+
+
+async def test_every_bar_is_recorded_and_candidates_are_explained_in_full(rig: Rig, data_dir: Path) -> None:
+    from engine.marketdata.candle_files import load_candles
+
+    candles = load_candles(data_dir, "ETHUSDTM", "5min")[:1500]
+    await rig.engine.warm_up("ETHUSDTM", candles[:1300])
+    assert rig.engine.explain_from == 80.0  # STRICT: the entry threshold
+    rig.engine.explain_from = 30.0  # lower, so both kinds occur within 200 real bars
+    decisions = [await rig.engine.on_closed_candle("ETHUSDTM", c) for c in candles[1300:]]
+    await rig.bus.drain()
+    recorded = [e.decision for e in rig.events if e.kind == "signal_evaluated"]  # type: ignore[attr-defined]
+    assert len(recorded) == len(decisions) == 200
+    for d, r in zip(decisions, recorded, strict=True):
+        assert (r["ts"], r["final_score"], r["passed"], r["failing"]) == (d.ts, d.final_score, d.passed, d.failing)
+        assert r["explained"] is (d.passed or abs(d.final_score) >= 30.0)
+        assert ("gates" in r) is r["explained"]
+    full = [r for r in recorded if r["explained"]]
+    short = [r for r in recorded if not r["explained"]]
+    assert full and short
+    assert {g["code"] for g in full[0]["gates"]} >= {"dead_zone", "min_score", "min_confidence"}
+    stored = await rig.log.recent(limit=200, kind="signal_evaluated")
+    assert len(stored) == 200
