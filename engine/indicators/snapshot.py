@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from engine.models import Candle
 
 
-@dataclass(frozen=True, slots=True)
-class IndicatorSnapshot:
+class IndicatorSnapshot(NamedTuple):
     """Every indicator value after one closed candle; ``None`` until that output is defined.
+
+    Immutable, read by attribute. A NamedTuple rather than a frozen dataclass because the indicator set builds one
+    per candle and a tuple is built positionally in a fraction of the time; the fields are in constructor order.
 
     Scoring keeps whatever history it needs (previous values for crosses, windows for
     divergences); the indicators keep only their own O(1) state.
