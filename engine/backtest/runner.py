@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from engine.backtest.fills import ClosedTrade, OpenPosition, check_exit, dec, open_position, update_stops
 from engine.config.strategy import StrategyConfig
+from engine.heap import settle_long_lived
 from engine.marketdata.aggregate import CandleAggregator
 from engine.models import Candle, Side, timeframe_ms
 from engine.risk.contract import ContractSpec
@@ -90,6 +91,7 @@ class Backtester:
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
         total = len(self.timeline)
+        settle_long_lived()  # the loaded history is read-only from here on
         for n, ts in enumerate(self.timeline):
             if progress is not None and n % 2000 == 0:
                 progress(n, total)

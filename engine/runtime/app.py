@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.config.settings import Settings
 from engine.events import DriftCleared, DriftDetected, Event, EventBus, HealthChanged, StreamReconnected
+from engine.heap import settle_long_lived
 from engine.indicators import RECOMMENDED_WARMUP_CANDLES
 from engine.models import Candle, timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
@@ -233,6 +234,7 @@ class Runtime:
             self.tasks.append(asyncio.create_task(_start_telegram(telegram), name="telegram-start"))
         self.engine = engine
         await self._warm_up(client, engine)
+        log.info("heap.settled", frozen_objects=settle_long_lived())
         diffs = await engine.recover()
         if diffs:
             self.bus.publish(DriftDetected(ts_ms=_now(), differences=diffs))
