@@ -157,6 +157,7 @@ class Position:
     realised_pnl: Decimal
     margin_mode: str
     position_side: str = "BOTH"
+    opened_ms: int | None = None  # the exchange's openingTimestamp
 
     @property
     def is_open(self) -> bool:
@@ -175,6 +176,7 @@ class Position:
             realised_pnl=_dec(d.get("realisedPnl")) or Decimal(0),
             margin_mode=str(d.get("marginMode", "ISOLATED")),
             position_side=str(d.get("positionSide", "BOTH") or "BOTH"),
+            opened_ms=int(d["openingTimestamp"]) if d.get("openingTimestamp") else None,
         )
 
 

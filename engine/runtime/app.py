@@ -133,14 +133,18 @@ class Runtime:
         return client
 
     async def _warm_up(self, client: KucoinFuturesClient, engine: TradingEngine) -> None:
-        """Every symbol's history from REST through the pipeline (live and shadow; the paper replay starts empty)."""
+        """Every symbol's history from REST through the pipeline (live and shadow; the paper replay starts empty):
+        1,000 closed confirmation candles, then 1,000 primary candles from the next confirmation boundary on."""
         step_ms = timeframe_ms(self.cfg.timeframes.primary)
+        conf_ms = timeframe_ms(self.cfg.timeframes.confirmation)
+        n = RECOMMENDED_WARMUP_CANDLES
         for sym in self.settings.symbols:
             end = _now() - _now() % step_ms - step_ms
-            start = end - RECOMMENDED_WARMUP_CANDLES * step_ms
+            start = end - n * step_ms
+            start -= start % conf_ms  # the aggregator needs whole buckets: begin on one
+            conf_rows = await client.klines(sym, conf_ms // 60_000, start - n * conf_ms, start - conf_ms)
             rows = await client.klines(sym, step_ms // 60_000, start, end)
-            history = [Candle(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])) for r in rows]
-            applied = await engine.warm_up(sym, history)
+            applied = await engine.warm_up(sym, _candles(rows), _candles(conf_rows))
             log.info("warm_up", symbol=sym, candles=applied)
 
     async def run(self) -> int:
@@ -400,6 +404,10 @@ async def _start_telegram(telegram: Any) -> None:
             log.error("telegram.unreachable", error=str(exc), retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(60.0, delay * 2)
+
+
+def _candles(rows: list[list[float]]) -> list[Candle]:
+    return [Candle(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])) for r in rows]
 
 
 def _now() -> int:

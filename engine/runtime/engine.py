@@ -150,18 +150,29 @@ class TradingEngine:
 
     # ------------------------------------------------------------------ candles
 
-    async def warm_up(self, symbol: str, candles: list[Candle]) -> int:
-        """Feed history through the same pipeline without trading; returns how many candles were applied."""
+    async def warm_up(self, symbol: str, candles: list[Candle], confirmation: list[Candle] | None = None) -> int:
+        """Feed history through the same pipeline without trading; returns how many primary candles were applied.
+
+        ``confirmation`` is closed confirmation-timeframe history from before ``candles`` begin: 1,000 primary
+        candles aggregate to only ~166 confirmation candles, short of the 200 a timeframe needs, so without it a
+        fresh start could not trade for most of a day. It is used only on a fresh pipeline, and only candles that
+        closed by the first primary candle (which should open a confirmation bucket, or that bucket is lost).
+        """
         pipe = self.pipelines[symbol]
         last = pipe.primary.last_ts
+        if confirmation and candles and last is None and pipe.confirmation.last_ts is None:
+            conf_step = timeframe_ms(self.cfg.timeframes.confirmation)
+            for k in confirmation:
+                if k.ts + conf_step <= candles[0].ts:
+                    pipe.on_confirmation_candle(k)
         applied = 0
         for candle in candles:
             if last is not None and candle.ts <= last:
                 continue  # already applied: never twice
             self.recent_candles[symbol].append(candle)
-            confirmation = self.aggregators[symbol].update(candle)
-            if confirmation is not None:
-                pipe.on_confirmation_candle(confirmation)
+            bucket = self.aggregators[symbol].update(candle)
+            if bucket is not None:
+                pipe.on_confirmation_candle(bucket)
             self.last_decision[symbol] = pipe.on_primary_candle(candle, drawdown_pct=float(self.risk.drawdown_pct))
             last = candle.ts
             applied += 1
@@ -361,10 +372,7 @@ class TradingEngine:
             spec=spec,
         )
         margin = spec.base_quantity(size.lots) * ref / lev
-        open_margins = {
-            s: m.protection.entry * spec.multiplier * m.protection.lots / m.protection.leverage
-            for s, m in self.managed.items()
-        }
+        open_margins = self.open_margins()
         checks = pretrade_checks(
             self.cfg, self.risk, EntryProposal(symbol, margin, size.lots, spec.lot_size, self.clock()), open_margins
         )
@@ -448,10 +456,16 @@ class TradingEngine:
             return None  # the IOC guard refused to chase the price
         fill = order.filled_value / (order.filled_lots * spec.multiplier)
         self.risk.record_entry(symbol, self.clock())
-        return await self.adopt(symbol, side, order.filled_lots, fill, lev)
+        return await self.adopt(symbol, side, order.filled_lots, fill, lev, opened_ms=order.created_at or None)
 
-    async def adopt(self, symbol: str, side: Side, lots: int, entry: Decimal, leverage: int) -> Protected:
-        """Manage a position: initial levels from the real entry, stop and TP placed on the exchange."""
+    async def adopt(
+        self, symbol: str, side: Side, lots: int, entry: Decimal, leverage: int, opened_ms: int | None = None
+    ) -> Protected:
+        """Manage a position: initial levels from the real entry, stop and TP placed on the exchange.
+
+        ``opened_ms`` is the exchange's time of the opening (its fills are stamped on that clock, and the close
+        is accounted from the fills after it); the engine's own clock only when the exchange did not say.
+        """
         spec = self.specs[symbol]
         levels = initial_levels(self.cfg, side, entry, leverage, spec.tick_size)
         p = Protected(
@@ -470,7 +484,7 @@ class TradingEngine:
             replace_state="STEADY",
             pending_client_oid=None,
             pending_price=None,
-            opened_ms=self.clock(),
+            opened_ms=opened_ms or self.clock(),
         )
         self.managed[symbol] = Managed(p, self._rule(p))
         await self.positions_repo.save(p.row())
@@ -511,6 +525,13 @@ class TradingEngine:
         return rule
 
     # ------------------------------------------------------------------ stops
+
+    def open_margins(self) -> dict[str, Decimal]:
+        """Initial margin of every managed position, each with its own contract's multiplier."""
+        return {
+            s: m.protection.entry * self.specs[s].multiplier * m.protection.lots / m.protection.leverage
+            for s, m in self.managed.items()
+        }
 
     async def on_mark(self, symbol: str, mark: Decimal) -> None:
         """A mark-price tick: apply the stop rule (debounced) and move the exchange stop if it improved."""
@@ -562,6 +583,7 @@ class TradingEngine:
                     abs(pos.lots),
                     pos.avg_entry,
                     int(pos.leverage) or self.cfg.risk_management.leverage_default,
+                    opened_ms=pos.opened_ms,
                 )
         return diffs
 

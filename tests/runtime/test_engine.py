@@ -304,6 +304,7 @@ async def test_warm_up_from_rest_and_backfill_of_missed_candles(rig: Rig, data_d
 
 async def test_funding_paid_enters_the_closed_trade(rig: Rig) -> None:
     rig.engine.clock = lambda: 1_766_016_000_000  # the engine's clock and the market's agree in this test
+    rig.sim.state.clock = lambda: 1_766_016_000_000  # ... and so does the exchange's (it stamps the entry)
     p = await rig.engine.enter("ETHUSDTM", long_decision())
     assert p is not None
     rig.sim.set_price("ETHUSDTM", D("2000.00"), ts_ms=1_766_016_000_000)
@@ -338,3 +339,34 @@ async def test_every_bar_is_recorded_and_candidates_are_explained_in_full(rig: R
     assert {g["code"] for g in full[0]["gates"]} >= {"dead_zone", "min_score", "min_confidence"}
     stored = await rig.log.recent(limit=200, kind="signal_evaluated")
     assert len(stored) == 200
+
+
+async def test_open_margins_use_each_positions_own_contract(rig: Rig, data_dir: Path) -> None:
+    from engine.models import Side
+    from engine.risk.contract import load_contract_specs
+
+    specs = load_contract_specs(data_dir / "contracts.json")
+    rig.engine.specs["XBTUSDTM"] = specs["XBTUSDTM"]
+    assert specs["XBTUSDTM"].multiplier != specs["ETHUSDTM"].multiplier
+    await rig.engine.adopt("XBTUSDTM", Side.LONG, 20, D("90000"), 10)
+    await rig.engine.adopt("ETHUSDTM", Side.LONG, 30, D("2000"), 5)
+    margins = rig.engine.open_margins()
+    assert margins["XBTUSDTM"] == D("90000") * specs["XBTUSDTM"].multiplier * 20 / 10  # 180 USDT at 0.001 BTC
+    assert margins["ETHUSDTM"] == D("2000") * specs["ETHUSDTM"].multiplier * 30 / 5
+    assert margins["XBTUSDTM"] == D("180")
+
+
+async def test_a_close_is_accounted_from_the_exchanges_fills_even_when_the_engine_clock_runs_ahead(rig: Rig) -> None:
+    import time
+
+    ahead = 3_600_000  # a paper replay clock, or a badly synced host: one hour ahead of the exchange
+    rig.engine.clock = lambda: int(time.time() * 1000) + ahead
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    assert abs(p.opened_ms - time.time() * 1000) < 60_000  # the exchange's time of the entry, not the engine's
+    rig.sim.set_price("ETHUSDTM", D("2040.00"))  # through the take-profit at 2033.74
+    await rig.engine.sync_positions()
+    await rig.bus.drain()
+    closed = next(e for e in rig.events if e.kind == "position_closed")
+    assert closed.exit_reason == "take_profit"  # type: ignore[attr-defined]
+    assert closed.exit >= D("2033.74") and closed.net > 0  # type: ignore[attr-defined]  # not booked at the stop

@@ -34,3 +34,34 @@ async def test_warm_up_feeds_rest_history_once(
         assert len(rig.engine.recent_candles["ETHUSDTM"]) == 31
         assert rig.engine.recent_candles["ETHUSDTM"][-1] == Candle(last_closed, 2000.0, 2001.0, 1999.0, 2000.5, 10.0)
         await rig.bus.stop()
+
+
+async def test_a_fresh_start_can_trade_at_once_with_confirmation_history(
+    sim: SimulatorServer, client: KucoinFuturesClient, tmp_path: Path, data_dir: Path
+) -> None:
+    """1,000 primary candles alone give ~166 confirmation candles (< the 200 required): the warm-up must also
+    fetch the confirmation timeframe, so the first live candle is decided, not refused as data_not_ready."""
+    from engine.marketdata.candle_files import load_candles
+
+    five = load_candles(data_dir, "ETHUSDTM", "5min")
+    thirty = load_candles(data_dir, "ETHUSDTM", "30min")
+    shift = (int(time.time() * 1000) // 1_800_000 - 1) * 1_800_000 - five[-1].ts - 300_000  # end just before now
+    sim.candles[("ETHUSDTM", 5)] = [[c.ts + shift, c.open, c.high, c.low, c.close, c.volume] for c in five]
+    sim.candles[("ETHUSDTM", 30)] = [[c.ts + shift, c.open, c.high, c.low, c.close, c.volume] for c in thirty]
+    async with Database(tmp_path / "e.sqlite") as db:
+        rig = await make_engine(sim, client, db, data_dir)
+        rt = Runtime(Settings(_env_file=None, symbols=["ETHUSDTM"]), RunOptions())  # type: ignore[call-arg]
+        await rt._warm_up(client, rig.engine)
+        pipe = rig.engine.pipelines["ETHUSDTM"]
+        assert pipe.primary.indicators.bars >= 980  # ~1,000 (the shifted series ends up to 35 min before now)
+        assert pipe.confirmation.indicators.bars > 200  # history + the aggregated buckets, no gap reset
+        assert pipe.confirmation.gaps == 0 and pipe.primary.gaps == 0
+        assert rig.engine.last_decision["ETHUSDTM"].failing != ["data_not_ready"]
+
+        # Without the confirmation history, the same 1,000 primary candles leave the strategy unable to decide.
+        bare = await make_engine(sim, client, db, data_dir)
+        history = list(rig.engine.recent_candles["ETHUSDTM"])
+        await bare.engine.warm_up("ETHUSDTM", history)
+        assert bare.engine.last_decision["ETHUSDTM"].failing == ["data_not_ready"]
+        await rig.bus.stop()
+        await bare.bus.stop()
