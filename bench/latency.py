@@ -1,7 +1,7 @@
 """Latency with the whole 542-symbol universe subscribed: (1) the WebSocket message that closes a candle → the
 entry order leaving the client, and (2) a mark-price tick → the stop-replace order leaving the client.
 
-    .venv/bin/python -m bench.latency [--json FILE] [--closes N] [--positions N] [--ticks N]
+    .venv/bin/python -m bench.latency [--json FILE] [--closes N] [--positions N] [--ticks N] [--spread S]
 
 The exchange is the project's simulator in its own process on loopback (``bench.latency_sim``), serving all 542
 symbols (the four recorded contracts; every other symbol a copy of one of them). ENYGMA is the real ``Runtime``
@@ -188,6 +188,8 @@ async def quiet(rt: Runtime, probe: Probe, quiet_s: float = 0.3) -> None:
     """Between boundaries: the engine idle and every event handled (storage, metrics, notifier), as it would be
     in the minutes between two real 5min closes."""
     await probe.settle(quiet_s)
+    if rt.lanes is not None:
+        await rt.lanes.drain()
     await rt.bus.drain()
     await probe.settle(quiet_s)
 
@@ -390,7 +392,7 @@ async def candle_phase(
         await quiet(rt, probe, 0.2)
         # ... then the boundary: every symbol's next candle starts, which closes rounds[k - 1].
         t_burst = mono()
-        sent = await admin(session, url, "/sim/bench/candles", {"round": k})
+        sent = await admin(session, url, "/sim/bench/candles", {"round": k, "spread_s": args.spread})
         await wait_until(lambda k=k: all((s, d.rounds[k - 1].ts) in probe.decided for s, d in data.items()), 60)
         await probe.settle()
         burst_end = mono()
@@ -453,7 +455,7 @@ async def mark_phase(
         prices = {s: repr(v) for s, v in base.items()}
         for s, p in adopted.items():
             prices[s] = str(price_at_roi(p.side, p.entry, roi, p.leverage))
-        sent = await admin(session, url, "/sim/bench/prices", {"prices": prices})
+        sent = await admin(session, url, "/sim/bench/prices", {"prices": prices, "spread_s": args.spread})
         await probe.settle()
         end = mono()
         replaced = 0
@@ -498,6 +500,8 @@ def report(
 
     rows = [
         ("universe", f"{n_symbols} symbols, {n_topics} topics on one WebSocket, simulator in its own process"),
+        ("arrival of the pushes", "one burst, every symbol at once (worst case)" if not args.spread
+         else f"spread evenly over {args.spread:g} s in random order (KuCoin: ~1 push/s per topic)"),
         ("candle closes (bursts of every symbol)", f"{args.closes}, burst handled in p50 "
          f"{pct(closes['burst_ms'], 50):.0f} ms / max {max(closes['burst_ms']):.0f} ms"),
         row("candle sent → entry order leaves", closes["entry_from_sent"]),
@@ -523,6 +527,7 @@ def report(
         "symbols": n_symbols,
         "topics": n_topics,
         "candle_closes": args.closes,
+        "spread_s": args.spread,
         "candle_sent_to_entry_leaves": entry,
         "candle_received_to_entry_leaves": stats(closes["entry_from_received"]),
         "candle_sent_to_decision": decision,
@@ -549,6 +554,12 @@ def main() -> None:
     p.add_argument("--positions", type=int, default=8, help="positions whose stops trail in the tick phase")
     p.add_argument("--ticks", type=int, default=8, help="mark-tick bursts (every symbol at once)")
     p.add_argument("--tick-interval", type=float, default=4.5, help="seconds between tick bursts")
+    p.add_argument(
+        "--spread",
+        type=float,
+        default=0.0,
+        help="seconds over which each burst's pushes arrive (0: all at once, the worst case; 1: KuCoin's cadence)",
+    )
     asyncio.run(run(p.parse_args()))
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sys
 import time
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -55,23 +57,42 @@ class BenchSimulator(SimulatorServer):
         """Mark (and last) price ticks for the given symbols, one after another as the exchange would push them."""
         if request.remote not in ("127.0.0.1", "::1"):
             return web.json_response({"error": "loopback only"}, status=403)
-        prices: dict[str, Any] = (await request.json())["prices"]
+        body = await request.json()
+        prices: dict[str, Any] = body["prices"]
         sent = {}
-        for sym, price in prices.items():
+        async for sym in spread_out(list(prices), float(body.get("spread_s", 0)), seed=len(prices)):
             sent[sym] = mono()
-            self.set_price(sym, Decimal(str(price)))
+            self.set_price(sym, Decimal(str(prices[sym])))
         return web.json_response({"sent": sent})
 
     async def _bench_candles(self, request: web.Request) -> web.Response:
         """Every symbol's candle number ``round`` on the limitCandle topic: the push that closes the one before."""
         if request.remote not in ("127.0.0.1", "::1"):
             return web.json_response({"error": "loopback only"}, status=403)
-        k = int((await request.json())["round"])
+        body = await request.json()
+        k = int(body["round"])
         sent = {}
-        for sym, candles in self.rounds.items():
+        async for sym in spread_out(list(self.rounds), float(body.get("spread_s", 0)), seed=k):
             sent[sym] = mono()
-            self.push_candle(sym, "5min", candles[k])
+            self.push_candle(sym, "5min", self.rounds[sym][k])
         return web.json_response({"sent": sent})
+
+
+async def spread_out(symbols: list[str], spread_s: float, seed: int) -> AsyncIterator[str]:
+    """Yield the symbols at once (spread 0: every push in one burst, the worst case) or, as KuCoin's ~1 push/s
+    per topic does with unsynchronised phases, in a seeded random order evenly over ``spread_s`` seconds."""
+    if spread_s <= 0:
+        for sym in symbols:
+            yield sym
+        return
+    order = symbols[:]
+    random.Random(seed).shuffle(order)
+    t0 = mono()
+    for i, sym in enumerate(order):
+        delay = t0 + spread_s * i / len(order) - mono()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield sym
 
 
 async def serve(plan_dir: Path) -> None:

@@ -46,6 +46,7 @@ class StreamStats:
     duplicates: int = 0
     stale: int = 0
     messages: int = 0
+    handler_failures: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -245,9 +246,13 @@ class KucoinStream:
                 return
             self._order_ts[oid] = max(ts, self._order_ts.get(oid, 0))
         self.stats.messages += 1
-        result = self.on_message(StreamMessage(topic, subject, data, msg.get("channelType") == "private"))
-        if result is not None:
-            await result
+        try:
+            result = self.on_message(StreamMessage(topic, subject, data, msg.get("channelType") == "private"))
+            if result is not None:
+                await result
+        except Exception:  # e.g. a field that does not parse: this message is lost to the handler, not the stream
+            self.stats.handler_failures += 1
+            log.exception("ws.handler_failed", topic=topic, subject=subject)
 
 
 class CandleCloser:

@@ -9,6 +9,7 @@ import signal
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from engine.models import Candle, timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.runtime.engine import EngineOptions, TradingEngine
 from engine.runtime.http import Health, Metrics, build_app
+from engine.runtime.lanes import Lanes
 from engine.runtime.trading_state import TradingState
 from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
@@ -87,6 +89,7 @@ class Runtime:
         self.market_clock = MarketClock()
         self.engine: TradingEngine | None = None  # set once wired (read by the latency bench and diagnostics)
         self.stream: KucoinStream | None = None
+        self.lanes: Lanes | None = None
 
     async def _exchange(self) -> KucoinFuturesClient:
         s = self.settings
@@ -251,23 +254,35 @@ class Runtime:
             if found:
                 self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))
 
-        async def on_message(msg: StreamMessage) -> None:
+        lanes = Lanes()
+        self.lanes = lanes
+
+        async def close_candle(sym: str, closed: Candle) -> None:
+            await engine.backfill_and_close(sym, closed)
+
+        async def mark_tick(sym: str, mark: Decimal, received: float) -> None:
+            if await engine.on_mark(sym, mark):
+                self.metrics.stop_latency.observe(time.perf_counter() - received)
+
+        def on_message(msg: StreamMessage) -> None:
+            """Runs in the stream reader: cheap bookkeeping here, the work in the symbol's lane (engine.lanes)."""
             if msg.subject == "candle.stick":
                 sym = str(msg.data.get("symbol"))
-                closed = closers[sym].push(msg.data)
+                closer = closers.get(sym)
+                if closer is None:
+                    log.warning("ws.unexpected_symbol", symbol=sym, topic=msg.topic)
+                    return
+                closed = closer.push(msg.data)
                 if closed is not None:
                     self.health.last_candle_ms = _now()
                     self.market_clock.now_ms = closed.ts + step_ms
-                    await engine.backfill_and_close(sym, closed)
+                    lanes.submit(sym, partial(close_candle, sym, closed))
             elif msg.subject == "mark.index.price":
                 sym = msg.topic.split(":")[-1]
-                started = time.perf_counter()
-                replaces = engine.coordinator.replaces
-                await engine.on_mark(sym, Decimal(str(msg.data["markPrice"])))
-                if engine.coordinator.replaces != replaces:
-                    self.metrics.stop_latency.observe(time.perf_counter() - started)
+                mark = Decimal(str(msg.data["markPrice"]))
+                lanes.submit(sym, partial(mark_tick, sym, mark, time.perf_counter()))
             elif msg.subject == "position.change":
-                await sync()
+                lanes.submit("account", sync)
 
         stream = KucoinStream(client, on_message, private=True, on_reconnect=sync)
         self.stream = stream
@@ -370,6 +385,9 @@ class Runtime:
             log.info("enygma.stopping", detail="orders and stops stay on the exchange")
             scheduler.shutdown(wait=False)
             await stream.stop()
+            with contextlib.suppress(TimeoutError):  # let in-flight entries and stop moves finish
+                await asyncio.wait_for(lanes.drain(), timeout=10)
+            await lanes.stop()  # a job still cut short is resumed from storage at the next start
             for task in self.tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

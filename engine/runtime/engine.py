@@ -3,6 +3,7 @@ mark ticks → stop rule → coordinated stop moves; exchange state → accounti
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections import deque
@@ -118,6 +119,7 @@ class TradingEngine:
         )
         self.coordinator.hedge = options.hedge
         self.last_decision: dict[str, Decision] = {}
+        self._entry_lock = asyncio.Lock()
         self.explain_from = tables(cfg).gates.min_score  # |score| from which a decision is recorded in full
         self.recent_candles: dict[str, deque[Candle]] = {s: deque(maxlen=288) for s in options.symbols}
         self.pending_entries: dict[str, Decision] = {}
@@ -349,7 +351,15 @@ class TradingEngine:
     # ------------------------------------------------------------------ entries
 
     async def enter(self, symbol: str, decision: Decision) -> Protected | None:
-        """Size, run the pre-trade checks, place the entry (slippage-guarded IOC), then protect it at once."""
+        """Size, run the pre-trade checks, place the entry (slippage-guarded IOC), then protect it at once.
+
+        Symbols are handled concurrently (engine.runtime.lanes), entries one at a time: each one's checks must
+        see the positions and margin of the one before, or two at once could pass max_positions together.
+        """
+        async with self._entry_lock:
+            return await self._enter(symbol, decision)
+
+    async def _enter(self, symbol: str, decision: Decision) -> Protected | None:
         blocked = self.entries_blocked()
         if blocked is not None:
             self.bus.publish(
@@ -533,18 +543,20 @@ class TradingEngine:
             for s, m in self.managed.items()
         }
 
-    async def on_mark(self, symbol: str, mark: Decimal) -> None:
-        """A mark-price tick: apply the stop rule (debounced) and move the exchange stop if it improved."""
+    async def on_mark(self, symbol: str, mark: Decimal) -> bool:
+        """A mark-price tick: apply the stop rule (debounced) and move the exchange stop if it improved.
+
+        True when the tick moved the stop (the replace completed)."""
         m = self.managed.get(symbol)
         if m is None or m.protection.replace_state != "STEADY":
-            return
+            return False
         update = m.rule.update(mark, now_ms=self.clock())
         if update is None:
-            return
+            return False
         p = m.protection
         p.trailing = m.rule.trailing_active
         p.tp_roi = m.rule.tp_roi
-        await self.coordinator.move_stop(p, update.new_stop, update.reason.value, update.take_profit)
+        return await self.coordinator.move_stop(p, update.new_stop, update.reason.value, update.take_profit)
 
     # ------------------------------------------------------------------ reconciliation
 
@@ -689,6 +701,10 @@ class TradingEngine:
         """Cancel everything, close every position reduce-only, confirm flat, halt. Safe to fire twice."""
         if self.state is not TradingState.HALTED:
             self.set_state(TradingState.HALTED, "kill switch")
+        async with self._entry_lock:  # an entry already on its way completes first, and is then closed too
+            return await self._flatten()
+
+    async def _flatten(self) -> KillSwitchReport:
         cancelled = 0
         closed: list[str] = []
         for symbol in self.specs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal as D
 
 import pytest
@@ -106,6 +106,26 @@ async def test_malformed_unknown_and_stale_frames_are_counted_not_fatal(stream: 
     await s.handle_text(older)
     assert s.stats.stale == 1
     assert [m.data["status"] for m in rec.subjects("orderChange") if m.data["orderId"] == "1"] == ["done"]
+    assert s.connected.is_set()
+
+
+async def test_a_handler_that_fails_on_one_message_does_not_break_the_stream(
+    stream: tuple[KucoinStream, Recorder],
+) -> None:
+    s, rec = stream
+    handler = s.on_message
+
+    def picky(msg: StreamMessage) -> Awaitable[None] | None:
+        if msg.data.get("markPrice") == "not a price":
+            raise ValueError("bad markPrice")
+        return handler(msg)
+
+    s.on_message = picky
+    bad = '{"type":"message","topic":"/contract/instrument:ETHUSDTM","subject":"mark.index.price",'
+    await s.handle_text(bad + '"data":{"markPrice":"not a price","granularity":1000,"timestamp":1}}')
+    await s.handle_text(bad + '"data":{"markPrice":2001.5,"granularity":1000,"timestamp":2}}')
+    assert s.stats.handler_failures == 1
+    assert [m.data["markPrice"] for m in rec.subjects("mark.index.price")] == [2001.5]
     assert s.connected.is_set()
 
 
