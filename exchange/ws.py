@@ -23,6 +23,7 @@ from exchange.errors import ExchangeError
 from exchange.rest import KucoinFuturesClient
 
 log = structlog.get_logger(__name__)
+YIELD_EVERY_S = 0.001  # how long the reader may parse a burst before the queued work gets the loop
 
 MessageHandler = Callable[["StreamMessage"], Awaitable[None] | None]
 BackfillHook = Callable[[], Awaitable[None]]
@@ -192,8 +193,14 @@ class KucoinStream:
                 raise StreamClosedError("no pong within pingTimeout") from None
 
     async def _read(self, ws: ClientConnection) -> None:
+        yielded = time.monotonic()
         async for raw in ws:
             await self.handle_text(raw if isinstance(raw, str) else raw.decode(errors="replace"))
+            # With frames buffered the loop never yields by itself: a burst of 542 would be parsed in full before
+            # the work it queued (a stop replace, say) could start. Every millisecond, let that work run.
+            if time.monotonic() - yielded >= YIELD_EVERY_S:
+                await asyncio.sleep(0)
+                yielded = time.monotonic()
         raise StreamClosedError("server closed the connection")
 
     async def handle_text(self, raw: str) -> None:

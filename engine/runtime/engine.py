@@ -94,7 +94,6 @@ class TradingEngine:
     ) -> None:
         self.approvals = approvals
         self.latency_observer = latency_observer
-        self._candle_started = 0.0
         self.cfg = cfg
         self.client = client
         self.specs = specs
@@ -209,7 +208,7 @@ class TradingEngine:
 
     async def on_closed_candle(self, symbol: str, candle: Candle) -> Decision:
         """A closed primary candle: score it and, if everything passes, enter (auto) or ask (manual)."""
-        self._candle_started = time.perf_counter()
+        started = time.perf_counter()
         pipe = self.pipelines[symbol]
         self.recent_candles[symbol].append(candle)
         confirmation = self.aggregators[symbol].update(candle)
@@ -230,7 +229,7 @@ class TradingEngine:
             if self.options.control == "manual":
                 await self.request_approval(symbol, decision)
             else:
-                await self.enter(symbol, decision)
+                await self.enter(symbol, decision, started=started)
         return decision
 
     # ------------------------------------------------------------------ manual approvals
@@ -316,7 +315,6 @@ class TradingEngine:
                 )
             )
             return "failed_recheck"
-        self._candle_started = 0.0  # a person's decision time is not engine latency
         opened = await self.enter(symbol, decision)
         outcome = "executed" if opened is not None else "failed_recheck"
         await self.approvals.transition(approval_id, "APPROVED", outcome.upper(), self.clock())
@@ -350,16 +348,16 @@ class TradingEngine:
 
     # ------------------------------------------------------------------ entries
 
-    async def enter(self, symbol: str, decision: Decision) -> Protected | None:
+    async def enter(self, symbol: str, decision: Decision, *, started: float | None = None) -> Protected | None:
         """Size, run the pre-trade checks, place the entry (slippage-guarded IOC), then protect it at once.
 
         Symbols are handled concurrently (engine.runtime.lanes), entries one at a time: each one's checks must
         see the positions and margin of the one before, or two at once could pass max_positions together.
         """
         async with self._entry_lock:
-            return await self._enter(symbol, decision)
+            return await self._enter(symbol, decision, started)
 
-    async def _enter(self, symbol: str, decision: Decision) -> Protected | None:
+    async def _enter(self, symbol: str, decision: Decision, started: float | None) -> Protected | None:
         blocked = self.entries_blocked()
         if blocked is not None:
             self.bus.publish(
@@ -448,8 +446,8 @@ class TradingEngine:
             )
             return None
         await self.intents.mark(client_oid, "done", order.id)
-        if self.latency_observer is not None and self._candle_started:
-            self.latency_observer(time.perf_counter() - self._candle_started)
+        if self.latency_observer is not None and started is not None:  # not for approvals: a person took time
+            self.latency_observer(time.perf_counter() - started)
         self.bus.publish(
             OrderPlaced(
                 ts_ms=self.clock(),

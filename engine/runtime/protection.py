@@ -173,14 +173,15 @@ class StopCoordinator:
 
     async def move_stop(self, p: Protected, new_stop: Decimal, reason: str, new_tp: Decimal | None = None) -> bool:
         """Place the new stop, confirm it on the exchange, then cancel the old one. True when done."""
-        if p.replace_state == "STEADY":
+        fresh = p.replace_state == "STEADY"
+        if fresh:
             p.pending_client_oid = new_client_oid("sl")
             p.pending_price = new_stop
             p.replace_state = "PLACING_NEW"
             p.stop_reason = reason
             await self.positions.save(p.row())
         try:
-            await self._advance(p)
+            await self._advance(p, fresh=fresh)
         except ExchangeError as exc:
             log.warning("stop.replace_failed", symbol=p.symbol, state=p.replace_state, error=str(exc))
             await self._schedule(p.symbol, "replace", str(exc))
@@ -189,16 +190,20 @@ class StopCoordinator:
             await self.move_take_profit(p, new_tp)
         return True
 
-    async def _advance(self, p: Protected) -> None:
-        """Drive the persisted replace state machine to STEADY from wherever it stands."""
+    async def _advance(self, p: Protected, *, fresh: bool = False) -> None:
+        """Drive the persisted replace state machine to STEADY from wherever it stands.
+
+        ``fresh``: the pending clientOid was minted by this very call, so the exchange cannot know it yet and the
+        lookup (needed when resuming after a crash or a failed attempt) would only delay the new stop."""
         if p.replace_state == "PLACING_NEW":
             assert_pending(p)
             oid = p.pending_client_oid or ""
             known = None
-            try:
-                known = await self.client.order_by_client_oid(oid)
-            except OrderNotFoundError:
-                known = None
+            if not fresh:
+                try:
+                    known = await self.client.order_by_client_oid(oid)
+                except OrderNotFoundError:
+                    known = None
             if known is None or not known.is_active:
                 if known is not None and not known.is_active:
                     # It existed but is gone (triggered or cancelled): start over with a fresh clientOid.

@@ -152,20 +152,10 @@ class Decision:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary plus the whole breakdown: every gate, both timeframes, MTF and penalties."""
         return {
+            **self.summary(),
             "explained": True,
-            "symbol": self.symbol,
-            "ts": self.ts,
-            "close": self.close,
-            "final_score": self.final_score,
-            "prev_score": self.prev_score,
-            "classification": self.classification,
-            "direction": self.direction.label,
-            "confidence": self.confidence,
-            "atr_pct": self.atr_pct,
-            "strict": self.strict,
-            "passed": self.passed,
-            "failing": self.failing,
             "gates": [g.to_dict() for g in self.gates],
             "primary": None if self.primary is None else self.primary.to_dict(),
             "confirmation": None if self.confirmation is None else self.confirmation.to_dict(),
