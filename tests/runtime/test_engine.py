@@ -370,3 +370,25 @@ async def test_a_close_is_accounted_from_the_exchanges_fills_even_when_the_engin
     closed = next(e for e in rig.events if e.kind == "position_closed")
     assert closed.exit_reason == "take_profit"  # type: ignore[attr-defined]
     assert closed.exit >= D("2033.74") and closed.net > 0  # type: ignore[attr-defined]  # not booked at the stop
+
+
+async def test_kill_switch_costs_a_few_requests_however_large_the_universe(rig: Rig, data_dir: Path) -> None:
+    """Per-symbol cancels over 542 symbols would wait minutes on KuCoin's rate limit: the kill switch works
+    account-wide, and still catches an order on a symbol the bot does not even trade."""
+    from exchange.models import OrderType
+
+    spec = rig.engine.specs["ETHUSDTM"]
+    for i in range(541):
+        rig.engine.specs[f"X{i}USDTM"] = spec  # a universe the size of KuCoin's
+    await rig.engine.enter("ETHUSDTM", long_decision())
+    rig.sim.set_price("SOLUSDTM", D("150"))
+    await rig.client.place_order(
+        OrderRequest("SOLUSDTM", OrderSide.BUY, 3, leverage=5, type=OrderType.LIMIT, price=D("100"))
+    )
+    before = len(rig.sim.requests)
+    report = await rig.engine.kill_switch()
+    made = rig.sim.requests[before:]
+    assert report.flat, report.leftovers
+    assert report.cancelled_orders == 3  # ETH's stop and TP, SOL's limit order
+    assert len(made) <= 16, made  # symbol by symbol it was > 2,000; closing ETH and accounting for it is most of these
+    assert (await rig.client.position("ETHUSDTM")).lots == 0
