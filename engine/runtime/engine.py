@@ -218,7 +218,7 @@ class TradingEngine:
         self.last_decision[symbol] = decision
         # Every bar of every symbol is recorded; the full breakdown (signals, contributions, every gate) only for
         # a decision that passed or came within reach of the entry threshold: across a 500-symbol universe the
-        # rest would cost ~1 GB of storage a day and most of the per-candle time.
+        # rest would cost ~600 MB of storage a day and most of the per-candle time.
         explain = decision.passed or abs(decision.final_score) >= self.explain_from
         self.bus.publish(
             SignalEvaluated(
