@@ -303,7 +303,8 @@ class Runtime:
 
         async def reconcile() -> None:
             was_clean = self.health.reconciliation_clean
-            found = await engine.sync_positions()
+            async with sync_lock:  # one reconciliation at a time (position pushes trigger them too)
+                found = await engine.sync_positions()
             self.health.last_signed_call_ms = client.last_signed_ok_ms
             self.health.reconciliation_clean = not found
             if found:
