@@ -256,6 +256,7 @@ class Runtime:
 
         lanes = Lanes()
         self.lanes = lanes
+        self.metrics.lane_backlog.set_function(lanes.depth)  # read at each scrape: a growing backlog = too slow
 
         async def close_candle(sym: str, closed: Candle) -> None:
             await engine.backfill_and_close(sym, closed)
@@ -279,6 +280,8 @@ class Runtime:
                     lanes.submit(sym, partial(close_candle, sym, closed))
             elif msg.subject == "mark.index.price":
                 sym = msg.topic.split(":")[-1]
+                if sym not in engine.managed:
+                    return  # only positions care about the mark (an entry in flight has the next tick in ~1 s)
                 mark = Decimal(str(msg.data["markPrice"]))
                 lanes.submit(sym, partial(mark_tick, sym, mark, time.perf_counter()))
             elif msg.subject == "position.change":

@@ -54,6 +54,9 @@ class Metrics:
         self.open_positions = Gauge("enygma_open_positions", "Managed open positions", registry=r)
         self.retry_depth = Gauge("enygma_retry_queue_depth", "Items waiting in the retry queue", registry=r)
         self.ws_reconnects = Gauge("enygma_ws_reconnects", "WebSocket reconnects", registry=r)
+        self.lane_backlog = Gauge(
+            "enygma_lane_backlog", "Market-data messages received but not yet handled (all symbols)", registry=r
+        )
         buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
         self.entry_latency = Histogram(
             "enygma_candle_to_entry_seconds", "Closed candle to entry order accepted", buckets=buckets, registry=r
