@@ -170,7 +170,11 @@ class Runtime:
         s = self.settings
         events = EventLog(db)
         journal = EventJournal(db, journal_path_for(s.db_path))
-        if await journal.open():
+        try:
+            recovered = await journal.open()
+        except OSError as exc:
+            raise SystemExit(f"cannot open the event journal {journal.path}: {exc.strerror or exc}") from None
+        if recovered:
             log.warning("enygma.events_recovered", events=journal.recovered, detail="journaled before an unclean stop")
         self.bus.recorder = journal.record
         self.bus.subscribe("metrics", self.metrics.on_event)

@@ -163,3 +163,22 @@ async def test_record_before_open_is_an_error(tmp_path: Path) -> None:
             assert "not open" in str(exc)
         else:
             raise AssertionError("recording into a closed journal must fail")
+
+
+async def test_a_journal_that_cannot_be_opened_fails_at_start_not_later(tmp_path: Path) -> None:
+    async with Database(tmp_path / "e.sqlite") as db:
+        where = tmp_path / "journal-dir"
+        where.mkdir()  # a directory where the file should be
+        journal = EventJournal(db, where)
+        try:
+            await journal.open()
+        except OSError:
+            pass
+        else:
+            raise AssertionError("opening a journal over a directory must fail")
+        try:
+            journal.record(stop_event(1))
+        except RuntimeError as exc:
+            assert "not open" in str(exc)
+        else:
+            raise AssertionError("a journal that failed to open must refuse events")
