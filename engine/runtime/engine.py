@@ -119,6 +119,7 @@ class TradingEngine:
         self.coordinator.hedge = options.hedge
         self.last_decision: dict[str, Decision] = {}
         self._entry_lock = asyncio.Lock()
+        self._flattening = False  # the kill switch is closing everything
         self.explain_from = tables(cfg).gates.min_score  # |score| from which a decision is recorded in full
         self.recent_candles: dict[str, deque[Candle]] = {s: deque(maxlen=288) for s in options.symbols}
         self.pending_entries: dict[str, Decision] = {}
@@ -546,7 +547,7 @@ class TradingEngine:
 
         True when the tick moved the stop (the replace completed)."""
         m = self.managed.get(symbol)
-        if m is None or m.protection.replace_state != "STEADY":
+        if m is None or m.protection.replace_state != "STEADY" or self._flattening:
             return False
         update = m.rule.update(mark, now_ms=self.clock())
         if update is None:
@@ -700,7 +701,11 @@ class TradingEngine:
         if self.state is not TradingState.HALTED:
             self.set_state(TradingState.HALTED, "kill switch")
         async with self._entry_lock:  # an entry already on its way completes first, and is then closed too
-            return await self._flatten()
+            self._flattening = True  # no new stop moves from here; one already on its way is swept below
+            try:
+                return await self._flatten()
+            finally:
+                self._flattening = False
 
     async def _flatten(self) -> KillSwitchReport:
         """Account-wide, not symbol by symbol: two cancels per configured symbol would cost 25 weight each, over
@@ -713,11 +718,12 @@ class TradingEngine:
         except ExchangeError as exc:
             log.error("kill.cancel_stops_failed", error=str(exc))
         for _ in range(3):  # a listing is one page: list again until nothing is left
+            blind = False
             try:
                 symbols = sorted({o.symbol for o in await self.client.open_orders()})
             except ExchangeError as exc:
                 log.error("kill.list_orders_failed", error=str(exc))
-                symbols = sorted(self.specs)  # cannot see: cancel everywhere we trade
+                symbols, blind = sorted(self.specs), True  # cannot see: cancel everywhere we trade, once
             if not symbols:
                 break
             for symbol in symbols:
@@ -725,6 +731,8 @@ class TradingEngine:
                     cancelled += len(await self.client.cancel_all_orders(symbol))
                 except ExchangeError as exc:
                     log.error("kill.cancel_failed", symbol=symbol, error=str(exc))
+            if blind:
+                break
         crash_point("in_kill_switch")
         for pos in await self.client.positions():
             if not pos.is_open:
@@ -743,6 +751,10 @@ class TradingEngine:
                 closed.append(pos.symbol)
             except ExchangeError as exc:
                 log.error("kill.close_failed", symbol=pos.symbol, error=str(exc))
+        try:  # a stop move that was already on its way when the kill switch fired may have placed one since
+            cancelled += len(await self.client.cancel_all_stop_orders())
+        except ExchangeError as exc:
+            log.error("kill.cancel_stops_failed", error=str(exc))
         leftovers = [f"{p.symbol}: {p.lots} lots" for p in await self.client.positions() if p.is_open]
         leftovers += [f"{o.symbol}: order {o.id}" for o in await self.client.open_orders()]
         leftovers += [f"{o.symbol}: stop {o.id}" for o in await self.client.open_stop_orders()]

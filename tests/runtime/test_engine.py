@@ -392,3 +392,37 @@ async def test_kill_switch_costs_a_few_requests_however_large_the_universe(rig: 
     assert report.cancelled_orders == 3  # ETH's stop and TP, SOL's limit order
     assert len(made) <= 16, made  # symbol by symbol it was > 2,000; closing ETH and accounting for it is most of these
     assert (await rig.client.position("ETHUSDTM")).lots == 0
+
+
+async def test_kill_switch_sweeps_a_stop_that_lands_while_it_runs(rig: Rig) -> None:
+    """A stop replace already on its way when the kill switch fires can land after the first cancel-all. The
+    kill switch moves no stop itself meanwhile, and sweeps the stops again after closing, so it ends flat."""
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    client = rig.engine.client
+    real_cancel = client.cancel_all_stop_orders
+    moved_during: list[bool] = []
+
+    async def cancel_then_a_late_stop_lands(symbol: str | None = None) -> list[str]:
+        ids = await real_cancel(symbol)
+        if not moved_during:  # the first sweep: now the in-flight replace lands on the exchange
+            await rig.client.place_order(
+                OrderRequest(
+                    "ETHUSDTM",
+                    OrderSide.SELL,
+                    p.lots,
+                    reduce_only=True,
+                    stop=StopDirection.DOWN,
+                    stop_price=D("1995.00"),
+                    stop_price_type=StopPriceType.MARK,
+                )
+            )
+            moved_during.append(await rig.engine.on_mark("ETHUSDTM", D("2030.00")))  # deep in profit
+        return ids
+
+    client.cancel_all_stop_orders = cancel_then_a_late_stop_lands  # type: ignore[method-assign]
+    report = await rig.engine.kill_switch()
+    assert moved_during == [False]  # no stop move while the kill switch closes everything
+    assert report.flat, report.leftovers
+    assert await rig.client.open_stop_orders("ETHUSDTM") == []
+    assert (await rig.client.position("ETHUSDTM")).lots == 0
