@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from engine.config.strategy import StrategyConfig
 from engine.gates.result import GateResult
@@ -19,8 +20,7 @@ class MicroInputs:
     buy_sell_ratio: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class GateInputs:
+class GateInputs(NamedTuple):
     """Everything the §9.3 gates read, already computed."""
 
     final_score: float

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class GateResult:
-    """``code`` passed or failed; ``value`` against ``threshold`` says why, ``detail`` in words."""
+class GateResult(NamedTuple):
+    """``code`` passed or failed; ``value`` against ``threshold`` says why, ``detail`` in words.
+
+    A NamedTuple, not a frozen dataclass: a dozen are built for every symbol on every bar, and a frozen
+    dataclass costs ~4x as much to build (~1.2 µs against ~0.3 µs)."""
 
     code: str
     passed: bool

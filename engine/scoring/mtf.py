@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.config.strategy import StrategyConfig
 from engine.scoring.signals import Direction
@@ -17,8 +16,7 @@ class Alignment(StrEnum):
     DIVERGENT = "divergent"
 
 
-@dataclass(frozen=True, slots=True)
-class Combined:
+class Combined(NamedTuple):
     """The final score and confidence (before penalties) with the MTF numbers behind them."""
 
     final_score: float
@@ -105,8 +103,7 @@ def combine(cfg: StrategyConfig, primary: TimeframeResult, confirmation: Timefra
     return Combined(final, c_mtf, align, w, gap, bonus, gate_ok)
 
 
-@dataclass(frozen=True, slots=True)
-class Penalties:
+class Penalties(NamedTuple):
     choppy: bool
     vol_penalty: float
     conflicts: int
