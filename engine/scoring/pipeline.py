@@ -69,7 +69,8 @@ class TimeframeState:
             found = det.update(snap)
             if det.ready(snap):
                 ready.append(det.name)
-                signals.extend(found)
+                if found:
+                    signals.extend(found)
         self.signals, self.ready = signals, tuple(ready)
         return missing
 

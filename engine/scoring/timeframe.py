@@ -222,15 +222,25 @@ def score_timeframe(
         sums[ind] = sums.get(ind, 0.0) + pts
         if s.kind == "divergence":
             divergences += 1
-    contributions = {n: min(weight[n], max(-weight[n], v)) for n, v in sums.items()}
+    contributions: dict[str, float] = {}
+    for n, v in sums.items():  # §5.2: each indicator capped at ± its weight
+        w = weight[n]
+        contributions[n] = w if v > w else -w if v < -w else v
     cap = cfg.scoring.indicator_score_cap
     indicator_score = clamp(sum(contributions.values()), -cap, cap)
     combos = combo_bonuses(cfg, snap, [ss.signal for ss in scored])
     total_cap = cfg.scoring.total_score_cap
     tf_total = clamp(indicator_score + micro_score + sum(c.value for c in combos), -total_cap, total_cap)
-    counted = [n for n in directional if n != "rsi"]
-    bull_ind = sum(1 for n in counted if contributions[n] > 0)
-    bear_ind = sum(1 for n in counted if contributions[n] < 0)
+    bull_ind = bear_ind = counted = 0  # §6: standalone RSI never counts as an agreeing indicator
+    for n in directional:
+        if n == "rsi":
+            continue
+        counted += 1
+        c = contributions[n]
+        if c > 0:
+            bull_ind += 1
+        elif c < 0:
+            bear_ind += 1
     conf = base_confidence(cfg, bull, bear, max(bull_ind, bear_ind), divergences)
     return TimeframeResult(
         tf_total=tf_total,
@@ -240,7 +250,7 @@ def score_timeframe(
         combos=combos,
         bull_ind=bull_ind,
         bear_ind=bear_ind,
-        total_indicators=len(counted),
+        total_indicators=counted,
         divergence_count=divergences,
         confidence_points=conf,
         bull_signals=len(bull),
