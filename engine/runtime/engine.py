@@ -22,6 +22,7 @@ from engine.events import (
     CandleGap,
     EventBus,
     HaltRaised,
+    HealthChanged,
     KillSwitchReport,
     ModeChanged,
     OrderPlaced,
@@ -120,6 +121,9 @@ class TradingEngine:
         self.last_decision: dict[str, Decision] = {}
         self._entry_lock = asyncio.Lock()
         self._flattening = False  # the kill switch is closing everything
+        self.stream_volume = "unverified"  # -> "trusted" after 3 agreeing checks, or "rest" after one that is not
+        self._volume_checks = 0
+        self._volume_agreed = 0
         self.explain_from = tables(cfg).gates.min_score  # |score| from which a decision is recorded in full
         self.recent_candles: dict[str, deque[Candle]] = {s: deque(maxlen=288) for s in options.symbols}
         self.pending_entries: dict[str, Decision] = {}
@@ -205,7 +209,53 @@ class TradingEngine:
                     )
                 )
             log.info("candles.backfilled", symbol=symbol, filled=filled, unfilled=int(max(0, still)))
-        return await self.on_closed_candle(symbol, candle)
+        return await self.on_closed_candle(symbol, await self._checked_volume(symbol, candle))
+
+    async def _checked_volume(self, symbol: str, candle: Candle) -> Candle:
+        """The stream's candle volume is its ``x6`` field, which the API reference marks unsure ("do not rely on
+        them; take volume from REST"), while the warm-up history is REST's volume in lots. The first few stream
+        candles are compared with REST; if they disagree, OBV would jump at the seam, so from then on every
+        closed candle is taken from REST (one request per close) and a health alarm says so."""
+        if self.stream_volume == "trusted":
+            return candle
+        if self.stream_volume == "unverified":
+            if self._volume_checks >= 3:
+                return candle  # enough checks made or on their way
+            self._volume_checks += 1  # taken before the await: other symbols' lanes run meanwhile
+        step = timeframe_ms(self.cfg.timeframes.primary)
+        try:
+            rows = await self.client.klines(symbol, step // 60_000, candle.ts, candle.ts)
+        except ExchangeError as exc:
+            log.warning("candles.volume_check_failed", symbol=symbol, error=str(exc))
+            rows = []
+        row = next((r for r in rows if int(r[0]) == candle.ts), None)
+        if row is None:  # REST failed or does not have it yet: keep the stream's, check a later one instead
+            if self.stream_volume == "unverified":
+                self._volume_checks -= 1
+            return candle
+        rest = Candle(int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5]))
+        if self.stream_volume == "rest":
+            return rest
+        if abs(rest.volume - candle.volume) > 0.01 * max(rest.volume, 1e-12):
+            self.stream_volume = "rest"
+            log.error("candles.stream_volume_mismatch", symbol=symbol, stream=candle.volume, rest=rest.volume)
+            self.bus.publish(
+                HealthChanged(
+                    ts_ms=self.clock(),
+                    component="market_data",
+                    healthy=False,
+                    detail=(
+                        f"stream candle volume {candle.volume:g} differs from REST {rest.volume:g} on {symbol}: "
+                        "closed candles now come from REST (one request per close)"
+                    ),
+                )
+            )
+            return rest
+        self._volume_agreed += 1
+        if self._volume_agreed >= 3 and self.stream_volume == "unverified":
+            self.stream_volume = "trusted"
+            log.info("candles.stream_volume_verified", checks=self._volume_agreed)
+        return candle
 
     async def on_closed_candle(self, symbol: str, candle: Candle) -> Decision:
         """A closed primary candle: score it and, if everything passes, enter (auto) or ask (manual)."""

@@ -426,3 +426,36 @@ async def test_kill_switch_sweeps_a_stop_that_lands_while_it_runs(rig: Rig) -> N
     assert report.flat, report.leftovers
     assert await rig.client.open_stop_orders("ETHUSDTM") == []
     assert (await rig.client.position("ETHUSDTM")).lots == 0
+
+
+async def _history_and_live(rig: Rig, data_dir: Path, live_volume_factor: float) -> tuple[list[object], list[object]]:
+    from engine.marketdata.candle_files import load_candles
+    from engine.models import Candle
+
+    candles = load_candles(data_dir, "ETHUSDTM", "5min")[:1306]
+    for c in candles:
+        rig.sim.candles.setdefault(("ETHUSDTM", 5), []).append([c.ts, c.open, c.high, c.low, c.close, c.volume])
+    await rig.engine.warm_up("ETHUSDTM", candles[:1300])
+    live = [Candle(c.ts, c.open, c.high, c.low, c.close, c.volume * live_volume_factor) for c in candles[1300:]]
+    return list(candles[1300:]), list(live)
+
+
+async def test_stream_volumes_that_agree_with_rest_are_trusted_after_three_checks(rig: Rig, data_dir: Path) -> None:
+    _rest, live = await _history_and_live(rig, data_dir, 1.0)
+    before = len(rig.sim.requests)
+    for c in live:
+        await rig.engine.backfill_and_close("ETHUSDTM", c)  # type: ignore[arg-type]
+    klines = [r for r in rig.sim.requests[before:] if r[1].startswith("/api/v1/kline/query")]
+    assert len(klines) == 3 and rig.engine.stream_volume == "trusted"  # then no more requests
+    assert rig.engine.recent_candles["ETHUSDTM"][-1] == live[-1]
+
+
+async def test_stream_volumes_that_disagree_switch_closes_to_rest_with_an_alarm(rig: Rig, data_dir: Path) -> None:
+    rest, live = await _history_and_live(rig, data_dir, 37.0)  # as if x6 were a turnover, not lots
+    for c in live:
+        await rig.engine.backfill_and_close("ETHUSDTM", c)  # type: ignore[arg-type]
+    assert rig.engine.stream_volume == "rest"
+    assert list(rig.engine.recent_candles["ETHUSDTM"])[-6:] == rest  # every live close taken from REST
+    await rig.bus.drain()
+    alarms = [e for e in rig.events if e.kind == "health_changed" and not e.healthy]  # type: ignore[attr-defined]
+    assert len(alarms) == 1 and "differs from REST" in alarms[0].detail  # type: ignore[attr-defined]
