@@ -3,6 +3,7 @@ kill switch, file kill switch, shadow mode, and restart recovery."""
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -20,6 +21,20 @@ def long_decision(score: float = 92.9) -> Decision:
     return Decision(
         "ETHUSDTM", 0, 2000.0, score, "STRONG_BUY", Direction.BULLISH, 0.98, 0.35, [GateResult("all", True)]
     )
+
+
+def long_stop(lots: int, price: D, client_oid: str | None = None) -> OrderRequest:
+    """A reduce-only stop-market on mark below a long, as the engine places them."""
+    req = OrderRequest(
+        "ETHUSDTM",
+        OrderSide.SELL,
+        lots,
+        reduce_only=True,
+        stop=StopDirection.DOWN,
+        stop_price=price,
+        stop_price_type=StopPriceType.MARK,
+    )
+    return req if client_oid is None else dataclasses.replace(req, client_oid=client_oid)
 
 
 async def live_stops(rig: Rig) -> list[tuple[StopDirection | None, D | None]]:
@@ -130,18 +145,7 @@ async def test_restart_mid_replace_resumes_with_one_stop_and_no_duplicates(
     # The engine persisted PLACING_NEW and sent the new stop, then died before it heard back.
     p.replace_state, p.pending_client_oid, p.pending_price = "PLACING_NEW", "sl-crash-0001", D("1995.00")
     await rig.engine.positions_repo.save(p.row())
-    await rig.client.place_order(
-        OrderRequest(
-            "ETHUSDTM",
-            OrderSide.SELL,
-            p.lots,
-            reduce_only=True,
-            stop=StopDirection.DOWN,
-            stop_price=D("1995.00"),
-            stop_price_type=StopPriceType.MARK,
-            client_oid="sl-crash-0001",
-        )
-    )
+    await rig.client.place_order(long_stop(p.lots, D("1995.00"), "sl-crash-0001"))
     orders_before = len(rig.sim.state.orders)
     fresh = await make_engine(rig.sim, rig.client, rig.db, data_dir)
     diffs = await fresh.engine.recover()
@@ -406,17 +410,7 @@ async def test_kill_switch_sweeps_a_stop_that_lands_while_it_runs(rig: Rig) -> N
     async def cancel_then_a_late_stop_lands(symbol: str | None = None) -> list[str]:
         ids = await real_cancel(symbol)
         if not moved_during:  # the first sweep: now the in-flight replace lands on the exchange
-            await rig.client.place_order(
-                OrderRequest(
-                    "ETHUSDTM",
-                    OrderSide.SELL,
-                    p.lots,
-                    reduce_only=True,
-                    stop=StopDirection.DOWN,
-                    stop_price=D("1995.00"),
-                    stop_price_type=StopPriceType.MARK,
-                )
-            )
+            await rig.client.place_order(long_stop(p.lots, D("1995.00")))
             moved_during.append(await rig.engine.on_mark("ETHUSDTM", D("2030.00")))  # deep in profit
         return ids
 
