@@ -79,3 +79,28 @@ async def test_concurrent_entries_never_exceed_max_positions(rig: Rig, data_dir:
     await rig.bus.drain()
     rejected = [e for e in rig.events if e.kind == "order_rejected"]
     assert len(rejected) == 1 and "max_positions" in rejected[0].reason  # type: ignore[attr-defined]
+
+
+async def test_the_backlog_gauge_reads_the_lanes_live() -> None:
+    from prometheus_client import generate_latest
+
+    from engine.runtime.http import Metrics
+
+    metrics, lanes, release = Metrics(), Lanes(), asyncio.Event()
+
+    async def stuck() -> None:
+        await release.wait()
+
+    async def quick() -> None:
+        return None
+
+    metrics.lane_backlog.set_function(lanes.depth)
+    lanes.submit("ETH", stuck)
+    lanes.submit("ETH", quick)
+    lanes.submit("ETH", quick)
+    await asyncio.sleep(0.01)
+    assert b"enygma_lane_backlog 2.0" in generate_latest(metrics.registry)  # two wait behind the stuck one
+    release.set()
+    await lanes.drain()
+    assert b"enygma_lane_backlog 0.0" in generate_latest(metrics.registry)
+    await lanes.stop()

@@ -77,7 +77,7 @@ def test_paper_run_trades_the_replay_and_restarts_cleanly(tmp_path: Path, data_d
         entries = [ln for ln in metrics.splitlines() if ln.startswith("enygma_candle_to_entry_seconds_count")]
         assert entries and float(entries[0].split()[-1]) >= 1
         backlog = [ln for ln in metrics.splitlines() if ln.startswith("enygma_lane_backlog ")]
-        assert backlog and float(backlog[0].split()[-1]) >= 0  # exported, read live from the lanes
+        assert backlog  # exported (its value is tested in test_lanes)
         status, page = get(f"http://127.0.0.1:{port}/dashboard")
         assert status == 200 and "ENYGMA" in page and "paper-secret" not in page
     finally:
