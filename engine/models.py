@@ -36,6 +36,11 @@ class Candle:
     volume: float
 
 
+def candle_from_kline(row: list[float]) -> Candle:
+    """A REST ``kline/query`` row ``[openTime ms, open, high, low, close, volume]`` as a Candle."""
+    return Candle(int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5]))
+
+
 class Side(StrEnum):
     LONG = "long"
     SHORT = "short"

@@ -21,7 +21,7 @@ from engine.config.settings import Settings
 from engine.events import DriftCleared, DriftDetected, Event, EventBus, HealthChanged, StreamReconnected
 from engine.heap import settle_long_lived
 from engine.indicators import RECOMMENDED_WARMUP_CANDLES
-from engine.models import Candle, timeframe_ms
+from engine.models import candle_from_kline, timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.runtime.engine import EngineOptions, TradingEngine
 from engine.runtime.http import Health, Metrics, build_app
@@ -147,7 +147,9 @@ class Runtime:
             start -= start % conf_ms  # the aggregator needs whole buckets: begin on one
             conf_rows = await client.klines(sym, conf_ms // 60_000, start - n * conf_ms, start - conf_ms)
             rows = await client.klines(sym, step_ms // 60_000, start, end)
-            applied = await engine.warm_up(sym, _candles(rows), _candles(conf_rows))
+            applied = await engine.warm_up(
+                sym, [candle_from_kline(r) for r in rows], [candle_from_kline(r) for r in conf_rows]
+            )
             log.info("warm_up", symbol=sym, candles=applied)
 
     async def run(self) -> int:
@@ -262,9 +264,6 @@ class Runtime:
         self.lanes = lanes
         self.metrics.lane_backlog.set_function(lanes.depth)  # read at each scrape: a growing backlog = too slow
 
-        async def close_candle(sym: str, closed: Candle) -> None:
-            await engine.backfill_and_close(sym, closed)
-
         async def mark_tick(sym: str, mark: Decimal, received: float) -> None:
             if await engine.on_mark(sym, mark):
                 self.metrics.stop_latency.observe(time.perf_counter() - received)
@@ -281,7 +280,7 @@ class Runtime:
                 if closed is not None:
                     self.health.last_candle_ms = _now()
                     self.market_clock.now_ms = closed.ts + step_ms
-                    lanes.submit(sym, partial(close_candle, sym, closed))
+                    lanes.submit(sym, partial(engine.backfill_and_close, sym, closed))
             elif msg.subject == "mark.index.price":
                 sym = msg.topic.split(":")[-1]
                 if sym not in engine.managed:
@@ -430,10 +429,6 @@ async def _start_telegram(telegram: Any) -> None:
             log.error("telegram.unreachable", error=str(exc), retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(60.0, delay * 2)
-
-
-def _candles(rows: list[list[float]]) -> list[Candle]:
-    return [Candle(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])) for r in rows]
 
 
 def _now() -> int:

@@ -34,7 +34,7 @@ from engine.events import (
     TradingStateChanged,
 )
 from engine.marketdata.aggregate import CandleAggregator
-from engine.models import Candle, Side, timeframe_ms
+from engine.models import Candle, Side, candle_from_kline, timeframe_ms
 from engine.risk.contract import ContractSpec
 from engine.risk.formulas import gross_roi, initial_levels, position_size, select_leverage, trade_pnl
 from engine.risk.limits import RiskState
@@ -175,14 +175,21 @@ class TradingEngine:
         for candle in candles:
             if last is not None and candle.ts <= last:
                 continue  # already applied: never twice
-            self.recent_candles[symbol].append(candle)
-            bucket = self.aggregators[symbol].update(candle)
-            if bucket is not None:
-                pipe.on_confirmation_candle(bucket)
-            self.last_decision[symbol] = pipe.on_primary_candle(candle, drawdown_pct=float(self.risk.drawdown_pct))
+            self._apply(symbol, candle)
             last = candle.ts
             applied += 1
         return applied
+
+    def _apply(self, symbol: str, candle: Candle) -> Decision:
+        """One closed primary candle through the pipeline (and into the confirmation bucket it completes)."""
+        pipe = self.pipelines[symbol]
+        self.recent_candles[symbol].append(candle)
+        bucket = self.aggregators[symbol].update(candle)
+        if bucket is not None:
+            pipe.on_confirmation_candle(bucket)
+        decision = pipe.on_primary_candle(candle, drawdown_pct=float(self.risk.drawdown_pct))
+        self.last_decision[symbol] = decision
+        return decision
 
     async def backfill_and_close(self, symbol: str, candle: Candle) -> Decision:
         """A closed candle from the stream: first fetch over REST any candles the stream missed (a reconnect, a quiet
@@ -195,11 +202,7 @@ class TradingEngine:
             except ExchangeError as exc:
                 log.warning("candles.backfill_failed", symbol=symbol, error=str(exc))
                 rows = []
-            missing = [
-                Candle(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
-                for r in rows
-                if last < int(r[0]) < candle.ts
-            ]
+            missing = [candle_from_kline(r) for r in rows if last < int(r[0]) < candle.ts]
             filled = await self.warm_up(symbol, missing)
             still = (candle.ts - (self.pipelines[symbol].primary.last_ts or last)) // step - 1
             if still > 0:
@@ -233,7 +236,7 @@ class TradingEngine:
             if self.stream_volume == "unverified":
                 self._volume_checks -= 1
             return candle
-        rest = Candle(int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5]))
+        rest = candle_from_kline(row)
         if self.stream_volume == "rest":
             return rest
         if abs(rest.volume - candle.volume) > 0.01 * max(rest.volume, 1e-12):
@@ -260,13 +263,7 @@ class TradingEngine:
     async def on_closed_candle(self, symbol: str, candle: Candle) -> Decision:
         """A closed primary candle: score it and, if everything passes, enter (auto) or ask (manual)."""
         started = time.perf_counter()
-        pipe = self.pipelines[symbol]
-        self.recent_candles[symbol].append(candle)
-        confirmation = self.aggregators[symbol].update(candle)
-        if confirmation is not None:
-            pipe.on_confirmation_candle(confirmation)
-        decision = pipe.on_primary_candle(candle, drawdown_pct=float(self.risk.drawdown_pct))
-        self.last_decision[symbol] = decision
+        decision = self._apply(symbol, candle)
         # Every bar of every symbol is recorded; the full breakdown (signals, contributions, every gate) only for
         # a decision that passed or came within reach of the entry threshold: across a 500-symbol universe the
         # rest would cost ~600 MB of storage a day and most of the per-candle time.
@@ -761,12 +758,8 @@ class TradingEngine:
         """Account-wide, not symbol by symbol: two cancels per configured symbol would cost 25 weight each, over
         a 542-symbol universe ~13,500 against KuCoin's 2,000 per 30 s, minutes of waiting on the rate limit.
         One request cancels every untriggered stop; plain orders are cancelled only where some are open."""
-        cancelled = 0
+        cancelled = await self._cancel_every_stop()
         closed: list[str] = []
-        try:
-            cancelled += len(await self.client.cancel_all_stop_orders())  # no symbol: every symbol
-        except ExchangeError as exc:
-            log.error("kill.cancel_stops_failed", error=str(exc))
         for _ in range(3):  # a listing is one page: list again until nothing is left
             blind = False
             try:
@@ -801,10 +794,7 @@ class TradingEngine:
                 closed.append(pos.symbol)
             except ExchangeError as exc:
                 log.error("kill.close_failed", symbol=pos.symbol, error=str(exc))
-        try:  # a stop move that was already on its way when the kill switch fired may have placed one since
-            cancelled += len(await self.client.cancel_all_stop_orders())
-        except ExchangeError as exc:
-            log.error("kill.cancel_stops_failed", error=str(exc))
+        cancelled += await self._cancel_every_stop()  # a stop move already on its way may have placed one since
         leftovers = [f"{p.symbol}: {p.lots} lots" for p in await self.client.positions() if p.is_open]
         leftovers += [f"{o.symbol}: order {o.id}" for o in await self.client.open_orders()]
         leftovers += [f"{o.symbol}: stop {o.id}" for o in await self.client.open_stop_orders()]
@@ -821,6 +811,14 @@ class TradingEngine:
         )
         self.bus.publish(report)
         return report
+
+    async def _cancel_every_stop(self) -> int:
+        """Every untriggered stop order on the account, in one request (no symbol); how many were cancelled."""
+        try:
+            return len(await self.client.cancel_all_stop_orders())
+        except ExchangeError as exc:
+            log.error("kill.cancel_stops_failed", error=str(exc))
+            return 0
 
 
 def _decision_from_card(card: dict[str, Any]) -> Decision:

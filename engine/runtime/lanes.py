@@ -17,7 +17,7 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-Job = Callable[[], Awaitable[None]]
+Job = Callable[[], Awaitable[object]]  # what it returns is not used
 
 
 class Lanes:
