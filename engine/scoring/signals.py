@@ -62,7 +62,10 @@ def swing_highs(values: list[float]) -> list[int]:
 
 
 def regular_divergence(osc: list[float], price: list[float]) -> Direction:
-    """§4.1 over the given window (the caller passes the last ``windowBars`` values): bullish first, then bearish."""
+    """§4.1 over the given window (the caller passes the last ``windowBars`` values): bullish first, then bearish.
+
+    The readable definition: the engine runs ``detectors.DivergenceTracker`` (O(1) per bar), which a property
+    test holds to this, bar for bar."""
     pl, ol = swing_lows(price), swing_lows(osc)
     if len(pl) >= 2 and len(ol) >= 2:
         if price[pl[-1]] < price[pl[-2]] and osc[ol[-1]] > osc[ol[-2]]:

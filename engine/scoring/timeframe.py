@@ -143,13 +143,6 @@ def tables(cfg: StrategyConfig) -> ScoringTables:
     return built
 
 
-def signal_points(cfg: StrategyConfig, sig: Signal) -> float:
-    """§5.1: W × 0.4 × strength × category, signed by direction."""
-    t = tables(cfg)
-    pts = t.weight[sig.indicator] * t.base_fraction * t.strength[sig.strength] * t.category[sig.category]
-    return pts if sig.direction is Direction.BULLISH else -pts
-
-
 def combo_bonuses(cfg: StrategyConfig, snap: IndicatorSnapshot | None, signals: list[Signal]) -> list[ComboBonus]:
     """§5.4 signed combination bonuses (trending = ADX ≥ 25; RSI = RSI(14) inside StochRSI)."""
     cb = cfg.combination_bonuses
@@ -207,7 +200,7 @@ def score_timeframe(
     bull: list[Signal] = []
     bear: list[Signal] = []
     divergences = 0
-    for s in signals:  # one pass: §5.1 points (as signal_points), per-indicator sums, sides, divergences
+    for s in signals:  # one pass: §5.1 points (W × 0.4 × strength × category, signed), sums, sides, divergences
         ind = s.indicator
         if ind not in ready:
             continue
