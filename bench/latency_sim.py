@@ -55,8 +55,6 @@ class BenchSimulator(SimulatorServer):
 
     async def _bench_prices(self, request: web.Request) -> web.Response:
         """Mark (and last) price ticks for the given symbols, one after another as the exchange would push them."""
-        if request.remote not in ("127.0.0.1", "::1"):
-            return web.json_response({"error": "loopback only"}, status=403)
         body = await request.json()
         prices: dict[str, Any] = body["prices"]
         sent = {}
@@ -67,8 +65,6 @@ class BenchSimulator(SimulatorServer):
 
     async def _bench_candles(self, request: web.Request) -> web.Response:
         """Every symbol's candle number ``round`` on the limitCandle topic: the push that closes the one before."""
-        if request.remote not in ("127.0.0.1", "::1"):
-            return web.json_response({"error": "loopback only"}, status=403)
         body = await request.json()
         k = int(body["round"])
         sent = {}

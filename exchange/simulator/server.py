@@ -74,6 +74,9 @@ def load_contracts(path: Path, symbols: tuple[str, ...]) -> dict[str, Contract]:
 ROUTES: dict[tuple[str, str], tuple[str, int, bool]] = {}
 
 
+LOOPBACK = ("127.0.0.1", "::1")
+
+
 def route(method: str, path: str, pool: str, weight: int, private: bool) -> Callable[[F], F]:
     def deco(fn: F) -> F:
         ROUTES[(method, path)] = (pool, weight, private)
@@ -124,9 +127,7 @@ class SimulatorServer:
         return app
 
     async def _admin_price(self, request: web.Request) -> web.Response:
-        """Test/operator hook, loopback only and outside KuCoin's API: move the market of a standalone simulator."""
-        if request.remote not in ("127.0.0.1", "::1"):
-            return web.json_response({"error": "loopback only"}, status=403)
+        """Test/operator hook, loopback only (the middleware) and outside KuCoin's API: move a standalone market."""
         body = await request.json()
         mark = body.get("mark")
         self.set_price(str(body["symbol"]), Decimal(str(body["last"])), None if mark is None else Decimal(str(mark)))
@@ -201,6 +202,9 @@ class SimulatorServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/sim/") and request.remote not in LOOPBACK:
+            # Test/operator hooks outside KuCoin's API move the market: never from another machine.
+            return web.json_response({"error": "loopback only"}, status=403)
         if request.path == "/ws" or request.path.startswith("/sim/"):
             result: web.StreamResponse = await handler(request)
             return result
