@@ -11,6 +11,8 @@ import textwrap
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from engine.events import EventBus, HaltRaised, StopPlaced
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
@@ -157,12 +159,8 @@ async def test_a_failing_database_delays_events_but_never_drops_them(tmp_path: P
 async def test_record_before_open_is_an_error(tmp_path: Path) -> None:
     async with Database(tmp_path / "e.sqlite") as db:
         journal = EventJournal(db, tmp_path / "j")
-        try:
+        with pytest.raises(RuntimeError, match="not open"):
             journal.record(stop_event(1))
-        except RuntimeError as exc:
-            assert "not open" in str(exc)
-        else:
-            raise AssertionError("recording into a closed journal must fail")
 
 
 async def test_a_journal_that_cannot_be_opened_fails_at_start_not_later(tmp_path: Path) -> None:
@@ -170,15 +168,7 @@ async def test_a_journal_that_cannot_be_opened_fails_at_start_not_later(tmp_path
         where = tmp_path / "journal-dir"
         where.mkdir()  # a directory where the file should be
         journal = EventJournal(db, where)
-        try:
+        with pytest.raises(OSError):
             await journal.open()
-        except OSError:
-            pass
-        else:
-            raise AssertionError("opening a journal over a directory must fail")
-        try:
+        with pytest.raises(RuntimeError, match="not open"):  # a journal that failed to open refuses events
             journal.record(stop_event(1))
-        except RuntimeError as exc:
-            assert "not open" in str(exc)
-        else:
-            raise AssertionError("a journal that failed to open must refuse events")
