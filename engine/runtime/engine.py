@@ -119,7 +119,10 @@ class TradingEngine:
         )
         self.coordinator.hedge = options.hedge
         self.last_decision: dict[str, Decision] = {}
-        self._entry_lock = asyncio.Lock()
+        # Held by whatever changes which positions the engine manages: an entry, a reconciliation, the kill switch.
+        # Symbols run concurrently (engine.runtime.lanes); without it a reconciliation triggered by the entry's own
+        # position push adopted the fresh position a second time (two stops, two take-profits).
+        self._positions_lock = asyncio.Lock()
         self._flattening = False  # the kill switch is closing everything
         self.stream_volume = "unverified"  # -> "trusted" after 3 agreeing checks, or "rest" after one that is not
         self._volume_checks = 0
@@ -402,7 +405,7 @@ class TradingEngine:
         Symbols are handled concurrently (engine.runtime.lanes), entries one at a time: each one's checks must
         see the positions and margin of the one before, or two at once could pass max_positions together.
         """
-        async with self._entry_lock:
+        async with self._positions_lock:
             return await self._enter(symbol, decision, started)
 
     async def _enter(self, symbol: str, decision: Decision, started: float | None) -> Protected | None:
@@ -608,6 +611,10 @@ class TradingEngine:
 
     async def sync_positions(self) -> list[str]:
         """The exchange is the truth: close what it closed, alarm on a missing stop. Returns the differences."""
+        async with self._positions_lock:  # an entry on its way finishes (and is managed) before we compare
+            return await self._sync_positions()
+
+    async def _sync_positions(self) -> list[str]:
         diffs: list[str] = []
         live = {p.symbol: p for p in await self.client.positions() if p.is_open}
         for symbol, m in list(self.managed.items()):
@@ -747,7 +754,7 @@ class TradingEngine:
         """Cancel everything, close every position reduce-only, confirm flat, halt. Safe to fire twice."""
         if self.state is not TradingState.HALTED:
             self.set_state(TradingState.HALTED, "kill switch")
-        async with self._entry_lock:  # an entry already on its way completes first, and is then closed too
+        async with self._positions_lock:  # an entry already on its way completes first, and is then closed too
             self._flattening = True  # no new stop moves from here; one already on its way is swept below
             try:
                 return await self._flatten()

@@ -104,3 +104,21 @@ async def test_the_backlog_gauge_reads_the_lanes_live() -> None:
     await lanes.drain()
     assert b"enygma_lane_backlog 0.0" in generate_latest(metrics.registry)
     await lanes.stop()
+
+
+async def test_a_reconciliation_during_an_entry_does_not_adopt_the_position_twice(rig: Rig) -> None:
+    """The entry runs in its symbol's lane while the exchange's position push triggers a reconciliation in the
+    account lane: the reconciliation must not adopt the fresh position as unmanaged (two stops, two TPs)."""
+    rig.sim.faults.latency_ms = 40  # every request takes a while: the position exists before the entry returns
+    entry = asyncio.create_task(rig.engine.enter("ETHUSDTM", long_decision()))
+    while (await rig.client.position("ETHUSDTM")).lots == 0:  # the entry order has filled on the exchange
+        await asyncio.sleep(0.005)
+    assert "ETHUSDTM" not in rig.engine.managed  # ... and the engine has not taken it over yet
+    diffs = await rig.engine.sync_positions()
+    assert await entry is not None
+    rig.sim.faults.latency_ms = 0
+    stops = await rig.client.open_stop_orders("ETHUSDTM")
+    assert len(stops) == 2, stops  # one stop, one take-profit
+    assert not any("adopted" in d for d in diffs)
+    await rig.bus.drain()
+    assert [e.kind for e in rig.events].count("position_opened") == 1
