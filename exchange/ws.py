@@ -47,6 +47,7 @@ class StreamStats:
     duplicates: int = 0
     stale: int = 0
     messages: int = 0
+    received: int = 0  # every topic message read, before duplicates and stale updates are dropped
     handler_failures: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -229,6 +230,7 @@ class KucoinStream:
                 await self._ws.close()  # token expired: reconnect with a fresh one
             self.stats.errors.append(text)
         elif kind == "message":
+            self.stats.received += 1
             await self._dispatch(msg, raw)
         elif kind != "welcome":
             self.stats.malformed += 1

@@ -37,6 +37,7 @@ from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
 log = structlog.get_logger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REPLAY = ROOT.parent / "shared" / "data" / "kucoin-futures"
+REPLAY_SETTLE_LIMIT_S = 5.0  # the longest a --speed max replay waits for the bot at one step
 PAPER_CREDS = Credentials("paper-key", "paper-secret-local-only", "paper-pass")  # the in-process simulator's
 
 
@@ -134,6 +135,22 @@ class Runtime:
         await client.sync_time()
         await client.check_key_permissions()  # refuses a key that can withdraw or transfer
         return client
+
+    async def _replay_settled(self) -> None:
+        """A ``--speed max`` replay moves on once the bot has read every message pushed so far and handled it,
+        including what the handling set off (fills, position changes): a fresh position gets its stop before the
+        price moves again, as it would at real speed. Bounded, so a stuck handler cannot stall the replay."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLAY_SETTLE_LIMIT_S
+        while loop.time() < deadline:
+            await asyncio.sleep(0)
+            stream, lanes = self.stream, self.lanes
+            if stream is None or lanes is None or stream.stats.received < self.sim.pushed:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lanes.drain(), max(0.0, deadline - loop.time()))
+            if stream.stats.received >= self.sim.pushed and lanes.depth() == 0:
+                return
 
     async def _warm_up(self, client: KucoinFuturesClient, engine: TradingEngine) -> None:
         """Every symbol's history from REST through the pipeline (live and shadow; the paper replay starts empty):
@@ -303,7 +320,10 @@ class Runtime:
         if self.sim is not None:
             self.tasks.append(
                 asyncio.create_task(
-                    self._replay(self.sim, self._replay_dir, tuple(s.symbols), self.opts.speed), name="replay"
+                    self._replay(
+                        self.sim, self._replay_dir, tuple(s.symbols), self.opts.speed, settle=self._replay_settled
+                    ),
+                    name="replay",
                 )
             )
 

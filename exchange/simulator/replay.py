@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,16 +20,39 @@ def intrabar_path(c: Candle) -> list[float]:
 
 
 async def replay_files(
-    sim: SimulatorServer, data_dir: Path, symbols: tuple[str, ...], speed: str, interval: str = "5min"
+    sim: SimulatorServer,
+    data_dir: Path,
+    symbols: tuple[str, ...],
+    speed: str,
+    interval: str = "5min",
+    *,
+    settle: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Replay each symbol's candles; ``speed`` is N × real time or ``max``."""
+    """Replay each symbol's candles; ``speed`` is N × real time or ``max``.
+
+    At ``max`` the market does not wait for anyone, so a bot in the same process would place its stop several
+    simulated bars after its entry had filled, and a paper result would show trades no real bot could have
+    had. ``settle`` (given by a bot that shares the loop) is awaited after every price step and candle push
+    and returns once the bot has handled all of it: at ``max`` the replay runs as fast as the bot keeps up.
+    """
     series = {s: load_candles(data_dir, s, interval) for s in symbols}
     step_s = timeframe_ms(interval) / 1000
     delay = 0.0 if speed == "max" else step_s / float(speed) / 4
+
+    paced = delay == 0.0 and settle is not None
+
+    async def pause() -> None:
+        if paced and settle is not None:
+            await settle()
+        else:
+            await asyncio.sleep(delay)
+
     for bars in zip(*series.values(), strict=False):
         for k in range(4):
             for sym, bar in zip(series, bars, strict=True):
                 sim.set_price(sym, Decimal(repr(intrabar_path(bar)[k])), ts_ms=bar.ts + k * int(step_s * 250))
-            await asyncio.sleep(delay)
+            await pause()
         for sym, bar in zip(series, bars, strict=True):
             sim.push_candle(sym, interval, bar)
+        if paced and settle is not None:  # an entry on this close goes in before the next bar's prices move
+            await settle()

@@ -105,6 +105,7 @@ class SimulatorServer:
         self.tokens: dict[str, tuple[bool, int]] = {}  # token -> (private, epoch)
         self.sockets: set[web.WebSocketResponse] = set()
         self.subscriptions: dict[web.WebSocketResponse, set[str]] = {}
+        self.pushed = 0  # topic messages sent to subscribers (a max-speed replay waits until they are read)
         self.state.listeners.append(self._on_event)
         self._runner: web.AppRunner | None = None
         self.rest_url = ""
@@ -861,6 +862,7 @@ class SimulatorServer:
             if not target.closed:
                 with contextlib.suppress(RuntimeError):
                     asyncio.get_running_loop().create_task(target.send_json(m), name="sim-ws-send")
+                    self.pushed += 1
 
 
 def _split_topic(topic: str) -> list[str]:

@@ -58,6 +58,22 @@ def count(db: Path, kind: str) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)).fetchone()[0])
 
 
+def protection_delays_ms(db: Path) -> list[int]:
+    """For each opened position, simulated time from its opening to its stop's placement."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT kind, ts_ms, payload FROM events WHERE kind IN ('position_opened', 'stop_placed') ORDER BY seq"
+        ).fetchall()
+    delays, opened = [], None
+    for kind, ts, payload in rows:
+        if kind == "position_opened":
+            opened = ts
+        elif opened is not None and json.loads(payload)["purpose"] == "stop":
+            delays.append(ts - opened)
+            opened = None
+    return delays
+
+
 def test_paper_run_trades_the_replay_and_restarts_cleanly(tmp_path: Path, data_dir: Path) -> None:
     port = free_port()
     proc = start(tmp_path, port, data_dir)
@@ -70,6 +86,10 @@ def test_paper_run_trades_the_replay_and_restarts_cleanly(tmp_path: Path, data_d
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             time.sleep(0.5)
         assert count(db, "position_opened") >= 1 and count(db, "stop_placed") >= 2
+        # --speed max waits for the bot: every stop is placed before the replayed market moves on (without the
+        # wait the stops of this replay went in 15 to 50 simulated minutes after their entries).
+        delays = protection_delays_ms(db)
+        assert delays and delays == [0] * len(delays)
         status, body = get(f"http://127.0.0.1:{port}/health/live")
         assert status == 200 and json.loads(body)["live"] is True
         status, metrics = get(f"http://127.0.0.1:{port}/metrics")
