@@ -31,14 +31,18 @@ class Health:
 
     def ready(self, now_ms: int) -> tuple[bool, dict[str, Any]]:
         fresh = self.last_candle_ms > 0 and now_ms - self.last_candle_ms <= self.max_candle_age_ms
+        # A signed call (reconciliation makes one every RECONCILE_INTERVAL_S) proves keys, clock and exchange work.
+        signed = self.last_signed_call_ms
         checks = {
             "data_fresh": fresh,
             "stream_connected": self.stream_connected,
             "storage_ok": self.storage_ok,
             "reconciliation_clean": self.reconciliation_clean,
+            "signed_calls_ok": signed > 0 and now_ms - signed <= self.max_signed_call_age_ms,
             "last_candle_age_s": None if not self.last_candle_ms else (now_ms - self.last_candle_ms) / 1000,
+            "last_signed_call_age_s": None if not signed else (now_ms - signed) / 1000,
         }
-        ok = all(v for k, v in checks.items() if k != "last_candle_age_s")
+        ok = all(v for k, v in checks.items() if not k.endswith("_age_s"))
         return ok, checks
 
 
