@@ -343,6 +343,7 @@ class Runtime:
                     engine.set_state(TradingState.ACTIVE, "state agrees again")
             await engine.run_retries()
             await engine.expire_approvals()
+            await engine.mark_to_market()
             self.metrics.equity.set(float(engine.risk.equity))
             self.metrics.drawdown.set(float(engine.risk.drawdown_pct))
             self.metrics.open_positions.set(len(engine.managed))

@@ -607,6 +607,23 @@ class TradingEngine:
         p.tp_roi = m.rule.tp_roi
         return await self.coordinator.move_stop(p, update.new_stop, update.reason.value, update.take_profit)
 
+    async def mark_to_market(self) -> Decimal:
+        """§9.3: drawdown is measured on mark-to-market equity (wallet plus unrealised PnL) from the intraday peak.
+
+        Live, only the exchange knows that equity (fees, funding, every open position at its mark), so it is read
+        from the account overview; the reconciliation calls this on every pass. Returns the equity read."""
+        equity = (await self.client.account_overview()).equity
+        latched = self.risk.circuit_breaker
+        pct = self.cfg.risk_management.circuit_breaker_drawdown_pct
+        self.risk.mark_equity(equity, self.clock(), breaker_pct=pct)
+        if self.risk.circuit_breaker and not latched:
+            self.bus.publish(
+                HaltRaised(
+                    ts_ms=self.clock(), limit="circuit_breaker", value=str(self.risk.drawdown_pct), threshold=str(pct)
+                )
+            )
+        return equity
+
     # ------------------------------------------------------------------ reconciliation
 
     async def sync_positions(self) -> list[str]:
