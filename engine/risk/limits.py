@@ -32,6 +32,8 @@ class RiskState:
     last_entry_ms: dict[str, int] = field(default_factory=dict)
     last_loss_exit_ms: dict[str, int] = field(default_factory=dict)
     consecutive_loss_resets_daily: bool = True
+    worst_drawdown_today: Decimal = Decimal(0)  # the deepest mark of the day, for the daily summary
+    worst_drawdown_yesterday: Decimal = Decimal(0)
 
     @classmethod
     def start(cls, equity: Decimal, now_ms: int, *, consecutive_loss_resets_daily: bool = True) -> RiskState:
@@ -62,6 +64,8 @@ class RiskState:
         today = utc_day(now_ms)
         if today <= self.day:
             return False
+        self.worst_drawdown_yesterday = self.worst_drawdown_today if today == self.day + 1 else Decimal(0)
+        self.worst_drawdown_today = Decimal(0)
         self.day = today
         self.start_of_day_equity = self.equity
         self.peak_equity = self.equity
@@ -75,6 +79,7 @@ class RiskState:
         self.roll(now_ms)
         self.equity = equity
         self.peak_equity = max(self.peak_equity, equity)
+        self.worst_drawdown_today = max(self.worst_drawdown_today, self.drawdown_pct)
         if self.drawdown_pct >= breaker_pct:
             self.circuit_breaker = True
 

@@ -18,11 +18,20 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.config.settings import Settings
-from engine.events import DriftCleared, DriftDetected, Event, EventBus, HealthChanged, StreamReconnected
+from engine.events import (
+    DriftCleared,
+    DriftDetected,
+    Event,
+    EventBus,
+    HealthChanged,
+    PositionClosed,
+    StreamReconnected,
+)
 from engine.heap import settle_long_lived
 from engine.indicators import RECOMMENDED_WARMUP_CANDLES
 from engine.models import candle_from_kline, timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
+from engine.runtime.daily import summarize_day
 from engine.runtime.engine import EngineOptions, TradingEngine
 from engine.runtime.http import Health, Metrics, build_app
 from engine.runtime.lanes import Lanes
@@ -360,18 +369,10 @@ class Runtime:
         hour, minute = (int(x) for x in s.telegram_daily_summary_utc.split(":"))
 
         async def daily_summary() -> None:
-            from engine.events import DailySummary
-
-            self.bus.publish(
-                DailySummary(
-                    ts_ms=_now(),
-                    day=time.strftime("%Y-%m-%d", time.gmtime()),
-                    net_pnl=engine.risk.realized_today,
-                    fees=Decimal(0),
-                    trades=0,
-                    drawdown_pct=engine.risk.drawdown_pct,
-                )
-            )
+            now = engine.clock()  # the engine's clock: in a replay, the replayed day
+            engine.risk.roll(now)  # the day that ended is "yesterday" even if nothing has marked the new one yet
+            closed = [e for e in await events.recent(10_000, kind="position_closed") if isinstance(e, PositionClosed)]
+            self.bus.publish(summarize_day(closed, now_ms=now, worst_drawdown_pct=engine.risk.worst_drawdown_yesterday))
 
         scheduler.add_job(daily_summary, "cron", hour=hour, minute=minute, id="daily-summary")
         scheduler.start()
