@@ -100,6 +100,7 @@ class Runtime:
         self.engine: TradingEngine | None = None  # set once wired (read by the latency bench and diagnostics)
         self.stream: KucoinStream | None = None
         self.lanes: Lanes | None = None
+        self._http: web.AppRunner | None = None
 
     async def _exchange(self) -> KucoinFuturesClient:
         s = self.settings
@@ -192,7 +193,12 @@ class Runtime:
             log.info("enygma.telegram", detail="TELEGRAM_BOT_TOKEN not set: notifications go to the console only")
         client = await self._exchange()
         async with client, Database(s.db_path) as db:
-            return await self._run_with(client, db)
+            try:
+                return await self._run_with(client, db)
+            finally:
+                if self._http is not None:
+                    await self._http.cleanup()
+                    self._http = None
 
     async def _run_with(self, client: KucoinFuturesClient, db: Database) -> int:
         s = self.settings
@@ -272,6 +278,41 @@ class Runtime:
             await self.bus.start_new()
             self.tasks.append(asyncio.create_task(_start_telegram(telegram), name="telegram-start"))
         self.engine = engine
+
+        def status() -> dict[str, Any]:
+            return {
+                "mode": s.bot_mode,
+                "armed": self.opts.arm_live,
+                "control": s.control_mode,
+                "state": engine.state.value,
+                "paused": engine.paused,
+                "equity": str(engine.risk.equity),
+                "drawdown_pct": f"{engine.risk.drawdown_pct:.2f}",
+                "positions": ", ".join(engine.managed) or "none",
+            }
+
+        async def approver(approval_id: str, action: str) -> str:
+            if action == "approve":
+                return await engine.approve(approval_id, by="console")
+            return "rejected" if await engine.reject(approval_id, by="console") else "expired"
+
+        if s.http_host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning(
+                "http.exposed", host=s.http_host, detail="metrics, health and dashboard reachable beyond loopback"
+            )
+
+        async def kill() -> str:
+            report = await engine.kill_switch()
+            return "flat" if report.flat else "not flat: " + "; ".join(report.leftovers)
+
+        runner = web.AppRunner(build_app(self.metrics, self.health, status, approver, kill), access_log=None)
+        await runner.setup()
+        self._http = runner  # cleaned up by run(), also when the start-up fails after this point
+        await web.TCPSite(runner, s.http_host, s.http_port).start()
+        # Up before the warm-up, which takes minutes over a large universe: /health/live answers (so systemd and the
+        # health timer do not restart a bot that is only warming up), /health/ready says what is not ready yet, and
+        # the kill switch works from the first minute.
+        log.info("http.listening", http=f"http://{s.http_host}:{s.http_port}")
         await self._warm_up(client, engine)
         log.info("heap.settled", frozen_objects=settle_long_lived())
         diffs = await engine.recover()
@@ -377,35 +418,6 @@ class Runtime:
         scheduler.add_job(daily_summary, "cron", hour=hour, minute=minute, id="daily-summary")
         scheduler.start()
 
-        def status() -> dict[str, Any]:
-            return {
-                "mode": s.bot_mode,
-                "armed": self.opts.arm_live,
-                "control": s.control_mode,
-                "state": engine.state.value,
-                "paused": engine.paused,
-                "equity": str(engine.risk.equity),
-                "drawdown_pct": f"{engine.risk.drawdown_pct:.2f}",
-                "positions": ", ".join(engine.managed) or "none",
-            }
-
-        async def approver(approval_id: str, action: str) -> str:
-            if action == "approve":
-                return await engine.approve(approval_id, by="console")
-            return "rejected" if await engine.reject(approval_id, by="console") else "expired"
-
-        if s.http_host not in ("127.0.0.1", "localhost", "::1"):
-            log.warning(
-                "http.exposed", host=s.http_host, detail="metrics, health and dashboard reachable beyond loopback"
-            )
-
-        async def kill() -> str:
-            report = await engine.kill_switch()
-            return "flat" if report.flat else "not flat: " + "; ".join(report.leftovers)
-
-        runner = web.AppRunner(build_app(self.metrics, self.health, status, approver, kill), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, s.http_host, s.http_port).start()
         self.bus.publish(HealthChanged(ts_ms=_now(), component="engine", healthy=True, detail="started"))
         log.info("enygma.ready", http=f"http://{s.http_host}:{s.http_port}")
         try:
@@ -421,7 +433,6 @@ class Runtime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            await runner.cleanup()
             if telegram is not None:
                 try:
                     await telegram.stop()

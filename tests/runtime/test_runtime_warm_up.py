@@ -65,3 +65,50 @@ async def test_a_fresh_start_can_trade_at_once_with_confirmation_history(
         assert bare.engine.last_decision["ETHUSDTM"].failing == ["data_not_ready"]
         await rig.bus.stop()
         await bare.bus.stop()
+
+
+async def test_http_answers_while_the_warm_up_runs(sim: SimulatorServer, tmp_path: Path) -> None:
+    """systemd checks /health/live 20 s after start and a timer restarts a bot that does not answer; a warm-up
+    over many symbols takes minutes, so the HTTP side must be up before it (it used to start after it)."""
+    import asyncio
+    import socket
+
+    import aiohttp
+
+    from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        symbols=["ETHUSDTM"],
+        paper_exchange_url=sim.rest_url,
+        kucoin_api_key=KEY,
+        kucoin_api_secret=SECRET,
+        kucoin_api_passphrase=PASSPHRASE,
+        db_path=tmp_path / "e.sqlite",
+        kill_switch_file=tmp_path / "KILL",
+        http_port=port,
+    )
+    rt = Runtime(settings, RunOptions())
+    sim.faults.latency_ms = 400  # every REST call slow: the warm-up's kline requests take seconds
+    task = asyncio.create_task(rt.run())
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with asyncio.timeout(20):
+                while True:
+                    try:
+                        async with http.get(f"http://127.0.0.1:{port}/health/live") as r:
+                            if r.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        pass
+                    await asyncio.sleep(0.05)
+            assert rt.engine is not None and rt.stream is None  # still warming up: no stream yet
+            async with http.get(f"http://127.0.0.1:{port}/health/ready") as r:
+                assert r.status == 503 and (await r.json())["data_fresh"] is False
+    finally:
+        sim.faults.latency_ms = 0
+        rt.stop_event.set()
+        assert await asyncio.wait_for(task, 60) == 0
