@@ -313,11 +313,13 @@ class Runtime:
         # health timer do not restart a bot that is only warming up), /health/ready says what is not ready yet, and
         # the kill switch works from the first minute.
         log.info("http.listening", http=f"http://{s.http_host}:{s.http_port}")
-        await self._warm_up(client, engine)
-        log.info("heap.settled", frozen_objects=settle_long_lived())
+        # Positions first: one left by a crash between its entry and its stop gets the stop now, not after minutes
+        # of warm-up; the warm-up only feeds indicators and never trades.
         diffs = await engine.recover()
         if diffs:
             self.bus.publish(DriftDetected(ts_ms=_now(), differences=diffs))
+        await self._warm_up(client, engine)
+        log.info("heap.settled", frozen_objects=settle_long_lived())
         closers = {sym: CandleCloser() for sym in s.symbols}
         sync_lock = asyncio.Lock()
 

@@ -10,6 +10,7 @@ class FaultInjector:
     rate_limit_remaining: int = 0
     server_error_remaining: int = 0
     latency_ms: int = 0
+    latency_prefix: str = ""  # only requests whose path starts with it are slowed ("" = every request)
     lose_reply_remaining: int = 0
     lose_reply_prefix: str = "/api/v1/orders"
     duplicate_ws_messages: bool = False
@@ -38,6 +39,7 @@ class FaultInjector:
     def reset(self) -> None:
         self.rate_limit_remaining = self.server_error_remaining = self.lose_reply_remaining = 0
         self.latency_ms = 0
+        self.latency_prefix = ""
         self.duplicate_ws_messages = self.reorder_ws_messages = False
 
     def take(self, attr: str) -> bool:

@@ -211,7 +211,7 @@ class SimulatorServer:
             return result
         self.requests.append((request.method, request.path_qs))
         faults = self.faults
-        if faults.latency_ms:
+        if faults.latency_ms and request.path.startswith(faults.latency_prefix):
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.take("rate_limit_remaining"):
             return self._error("429000", "Too Many Requests", 429, headers={"gw-ratelimit-reset": "200"})

@@ -67,14 +67,19 @@ async def test_a_fresh_start_can_trade_at_once_with_confirmation_history(
         await bare.bus.stop()
 
 
-async def test_http_answers_while_the_warm_up_runs(sim: SimulatorServer, tmp_path: Path) -> None:
+async def test_http_and_protection_come_before_the_warm_up(
+    sim: SimulatorServer, client: KucoinFuturesClient, tmp_path: Path
+) -> None:
     """systemd checks /health/live 20 s after start and a timer restarts a bot that does not answer; a warm-up
-    over many symbols takes minutes, so the HTTP side must be up before it (it used to start after it)."""
+    over many symbols takes minutes, so the HTTP side must be up before it (it used to start after it). And a
+    position left without a stop (a crash between entry and stop) is protected before the warm-up, not after."""
     import asyncio
     import socket
+    from decimal import Decimal
 
     import aiohttp
 
+    from exchange.models import OrderRequest, OrderSide
     from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
 
     with socket.socket() as s:
@@ -91,8 +96,11 @@ async def test_http_answers_while_the_warm_up_runs(sim: SimulatorServer, tmp_pat
         kill_switch_file=tmp_path / "KILL",
         http_port=port,
     )
+    sim.set_price("ETHUSDTM", Decimal("2000"))
+    await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 10, leverage=5))  # no stop on it
+    assert await client.open_stop_orders("ETHUSDTM") == []
     rt = Runtime(settings, RunOptions())
-    sim.faults.latency_ms = 400  # every REST call slow: the warm-up's kline requests take seconds
+    sim.faults.latency_ms, sim.faults.latency_prefix = 3000, "/api/v1/kline"  # a warm-up that takes seconds
     task = asyncio.create_task(rt.run())
     try:
         async with aiohttp.ClientSession() as http:
@@ -106,6 +114,11 @@ async def test_http_answers_while_the_warm_up_runs(sim: SimulatorServer, tmp_pat
                         pass
                     await asyncio.sleep(0.05)
             assert rt.engine is not None and rt.stream is None  # still warming up: no stream yet
+            async with asyncio.timeout(2.5):  # the first kline request alone takes 3 s
+                while not (stops := await client.open_stop_orders("ETHUSDTM")):
+                    await asyncio.sleep(0.02)
+            assert rt.stream is None  # protected while the warm-up is still running
+            assert [(o.reduce_only, o.lots) for o in stops if o.side is OrderSide.SELL][:1] == [(True, 10)]
             async with http.get(f"http://127.0.0.1:{port}/health/ready") as r:
                 assert r.status == 503 and (await r.json())["data_fresh"] is False
     finally:
