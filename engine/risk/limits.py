@@ -6,6 +6,7 @@ fires in a backtest fires live at the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -95,6 +96,33 @@ class RiskState:
             self.last_loss_exit_ms[symbol] = now_ms
         else:
             self.consecutive_losses = 0
+
+    def restore(
+        self, closes: Iterable[tuple[str, Decimal, int]], entries: Iterable[tuple[str, int]], now_ms: int
+    ) -> None:
+        """After a restart: today's realised PnL, the loss streak and the cooldown clocks, from the stored closes
+        ``(symbol, net, ts)`` and entries ``(symbol, ts)``, so a restart never clears a halt the history still
+        calls for. The start-of-day equity is today's equity before today's closes; the intraday peak is at
+        least that (the day's true peak is not stored, so the drawdown is, if anything, overstated)."""
+        today = utc_day(now_ms)
+        self.day = today
+        self.realized_today = Decimal(0)
+        self.consecutive_losses = 0
+        for symbol, net, ts in sorted(closes, key=lambda c: c[2]):
+            if ts > now_ms:
+                continue  # a replay started again over an old database: that history is in its future
+            if net < 0:
+                self.last_loss_exit_ms[symbol] = max(ts, self.last_loss_exit_ms.get(symbol, ts))
+            if utc_day(ts) == today:
+                self.realized_today += net
+            elif self.consecutive_loss_resets_daily:
+                continue  # the streak starts again at midnight
+            self.consecutive_losses = self.consecutive_losses + 1 if net < 0 else 0
+        for symbol, ts in entries:
+            if ts <= now_ms:
+                self.last_entry_ms[symbol] = max(ts, self.last_entry_ms.get(symbol, ts))
+        self.start_of_day_equity = self.equity - self.realized_today
+        self.peak_equity = max(self.equity, self.start_of_day_equity)
 
     def reset_circuit_breaker(self) -> None:
         """Manual reset by a person (the breaker never clears itself)."""

@@ -29,6 +29,7 @@ from engine.events import (
 )
 from engine.heap import settle_long_lived
 from engine.indicators import RECOMMENDED_WARMUP_CANDLES
+from engine.marketdata.candle_files import CandleFileError, load_candles
 from engine.models import candle_from_kline, timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.runtime.daily import summarize_day
@@ -132,6 +133,12 @@ class Runtime:
             await self.sim.start()
             self._replay = replay_files
             self._replay_dir = replay
+            # The engine's day (loss limit, streak, drawdown peak) starts on the replay's first day, not today's:
+            # started on today's, a replay of past candles never crossed a midnight and never reset them.
+            try:
+                self.market_clock.now_ms = min(load_candles(replay, sym, "5min")[0].ts for sym in s.symbols)
+            except (CandleFileError, IndexError) as exc:
+                raise SystemExit(f"paper replay from {replay}: {exc or 'an empty candle file'}") from None
             return KucoinFuturesClient(self.sim.rest_url, PAPER_CREDS)
         if s.kucoin_api_key is None or s.kucoin_api_secret is None or s.kucoin_api_passphrase is None:
             raise SystemExit("shadow and live modes need KUCOIN_API_KEY, KUCOIN_API_SECRET, KUCOIN_API_PASSPHRASE")
@@ -313,6 +320,7 @@ class Runtime:
         # health timer do not restart a bot that is only warming up), /health/ready says what is not ready yet, and
         # the kill switch works from the first minute.
         log.info("http.listening", http=f"http://{s.http_host}:{s.http_port}")
+        await engine.restore_risk(events)  # a restart must not clear today's loss limit, streak or cooldowns
         # Positions first: one left by a crash between its entry and its stop gets the stop now, not after minutes
         # of warm-up; the warm-up only feeds indicators and never trades.
         diffs = await engine.recover()

@@ -37,7 +37,7 @@ from engine.marketdata.aggregate import CandleAggregator
 from engine.models import Candle, Side, candle_from_kline, timeframe_ms
 from engine.risk.contract import ContractSpec
 from engine.risk.formulas import gross_roi, initial_levels, position_size, select_leverage, trade_pnl
-from engine.risk.limits import RiskState
+from engine.risk.limits import DAY_MS, RiskState
 from engine.risk.pretrade import EntryProposal, pretrade_checks
 from engine.risk.stops import StopManager, StopReason
 from engine.runtime.chaos import crash_point
@@ -49,7 +49,7 @@ from exchange.errors import ExchangeError
 from exchange.ids import new_client_oid
 from exchange.models import OrderRequest, OrderSide
 from exchange.rest import KucoinFuturesClient
-from storage.repos import Approvals, Intents, Positions, RetryQueue
+from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
 
 log = structlog.get_logger(__name__)
 
@@ -606,6 +606,21 @@ class TradingEngine:
         p.trailing = m.rule.trailing_active
         p.tp_roi = m.rule.tp_roi
         return await self.coordinator.move_stop(p, update.new_stop, update.reason.value, update.take_profit)
+
+    async def restore_risk(self, log: EventLog, *, days: int = 2) -> None:
+        """Rebuild today's realised PnL, loss streak and cooldowns from the event log (see RiskState.restore)."""
+        since = self.clock() - days * DAY_MS
+        closes = [
+            (e.symbol, e.net, e.ts_ms)
+            for e in await log.recent(10_000, kind="position_closed")
+            if isinstance(e, PositionClosed) and e.ts_ms >= since
+        ]
+        entries = [
+            (e.symbol, e.ts_ms)
+            for e in await log.recent(10_000, kind="position_opened")
+            if isinstance(e, PositionOpened) and e.ts_ms >= since
+        ]
+        self.risk.restore(closes, entries, self.clock())
 
     async def mark_to_market(self) -> Decimal:
         """§9.3: drawdown is measured on mark-to-market equity (wallet plus unrealised PnL) from the intraday peak.

@@ -120,3 +120,47 @@ def test_bad_inputs_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ContractSpecError, match="must be positive"):
         load_contract_specs(bad)
+
+
+# ---------------------------------------------------------------- restore after a restart
+
+DAY0 = 20_423 * 86_400_000  # 2025-12-01 00:00 UTC
+
+
+def test_restore_rebuilds_todays_loss_streak_and_cooldowns() -> None:
+    from decimal import Decimal as D
+
+    from engine.risk.limits import RiskState
+
+    now = DAY0 + 10 * 3_600_000
+    r = RiskState.start(D(9400), now)  # the exchange's equity at the restart
+    closes = [
+        ("XBTUSDTM", D("-50"), DAY0 - 3_600_000),  # yesterday: not today's PnL, and the streak restarts at midnight
+        ("ETHUSDTM", D("-200"), DAY0 + 3_600_000),
+        ("ETHUSDTM", D("-150"), DAY0 + 2 * 3_600_000),
+        ("SOLUSDTM", D("-250"), DAY0 + 9 * 3_600_000),
+        ("SOLUSDTM", D("-999"), now + 1),  # in the future (an old replay database): ignored
+    ]
+    r.restore(closes, [("SOLUSDTM", DAY0 + 8 * 3_600_000), ("XRPUSDTM", now + 5)], now)
+    assert r.realized_today == D(-600) and r.consecutive_losses == 3
+    assert r.start_of_day_equity == D(10000) and r.peak_equity == D(10000)
+    assert r.daily_pnl_pct == D(-6) and r.drawdown_pct == D(6)  # past the 5 % daily loss limit
+    assert r.last_loss_exit_ms == {
+        "XBTUSDTM": DAY0 - 3_600_000,
+        "ETHUSDTM": DAY0 + 7_200_000,
+        "SOLUSDTM": now - 3_600_000,
+    }
+    assert r.last_entry_ms == {"SOLUSDTM": DAY0 + 8 * 3_600_000}
+
+
+def test_restore_streak_runs_across_midnight_when_it_does_not_reset_daily() -> None:
+    from decimal import Decimal as D
+
+    from engine.risk.limits import RiskState
+
+    now = DAY0 + 3_600_000
+    r = RiskState.start(D(10000), now, consecutive_loss_resets_daily=False)
+    r.restore(
+        [("A", D("-1"), DAY0 - 3), ("A", D("5"), DAY0 - 2), ("A", D("-1"), DAY0 - 1), ("B", D("-2"), DAY0)], [], now
+    )
+    assert r.consecutive_losses == 2 and r.realized_today == D(-2)  # the win before them ended the older streak
