@@ -201,25 +201,31 @@ class KucoinFuturesClient:
         return Decimal(str(data["value"]))
 
     async def klines(self, symbol: str, granularity_min: int, start_ms: int, end_ms: int) -> list[list[float]]:
-        """Candles in [start, end], paging by time (the exchange caps one answer at 500 rows)."""
-        rows: list[list[float]] = []
-        cursor = start_ms
+        """Candles in [start, end], ascending, paging by time. One answer is capped (500 rows now, 200 in the
+        legacy docs) and the reference leaves open which end of a larger range the cap keeps, so whatever a page
+        did not cover, on either side of it, is asked for again until a range comes back empty."""
+        got: dict[int, list[float]] = {}
         step = granularity_min * 60_000
-        while cursor <= end_ms:
+        todo = [(start_ms, end_ms)]
+        while todo:
+            lo, hi = todo.pop()
             page = await self._call(
                 "GET",
                 "/api/v1/kline/query",
                 signed=False,
-                params={"symbol": symbol, "granularity": granularity_min, "from": cursor, "to": end_ms},
+                params={"symbol": symbol, "granularity": granularity_min, "from": lo, "to": hi},
             )
-            if not page:
-                break
-            rows.extend(r for r in page if not rows or r[0] > rows[-1][0])
-            last = int(page[-1][0])
-            if last + step <= cursor:
-                break
-            cursor = last + step
-        return rows
+            rows = [r for r in page or () if lo <= int(r[0]) <= hi]
+            if not rows:
+                continue  # nothing in this range (a gap, or before the contract was listed)
+            for r in rows:
+                got[int(r[0])] = r
+            first, last = int(rows[0][0]), int(rows[-1][0])
+            if last + step <= hi:
+                todo.append((last + step, hi))
+            if first - step >= lo:
+                todo.append((lo, first - step))
+        return [got[t] for t in sorted(got)]
 
     # ------------------------------------------------------------------ account and positions
 
