@@ -23,6 +23,8 @@ Trading (the mode comes from .env: BOT_MODE=paper|shadow|live, paper by default)
 Other commands:
   test                 ruff, mypy --strict, bandit and pytest with coverage (the CI command)
   backtest [ARGS]      run the strategy over candle files; ./start.sh backtest --help for options
+  fetch-candles ARGS   download recent KuCoin candles and contract specs (public API, no key), e.g.
+                       ./start.sh fetch-candles --symbols ETHUSDTM,XBTUSDTM --days 30 --out data/candles
   check-config         load and validate docs/STRATEGY_CONFIG.json and the environment, then exit
   simulator [ARGS]     run the KuCoin-compatible simulator standalone (python -m exchange.simulator)
   --help               this text
@@ -194,6 +196,7 @@ case "$cmd" in
   test) shift; run_tests "$@" ;;
   backtest) shift; ensure_venv requirements.txt; exec "$VENV/bin/python" -m engine.backtest "$@" ;;
   check-config) shift; ensure_venv requirements.txt; exec "$VENV/bin/python" -m engine.config "$@" ;;
+  fetch-candles) shift; ensure_venv requirements.txt; exec "$VENV/bin/python" -m engine.marketdata.fetch "$@" ;;
   simulator) shift; ensure_venv requirements.txt; exec "$VENV/bin/python" -m exchange.simulator "$@" ;;
   *) echo "unknown command: $cmd" >&2; usage >&2; exit 2 ;;
 esac

@@ -28,7 +28,17 @@ def _run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> sub
 def test_help_lists_every_command() -> None:
     proc = _run("--help")
     assert proc.returncode == 0
-    for word in ("test", "backtest", "stop", "status", "--replay", "--speed", "--foreground", "check-config"):
+    for word in (
+        "test",
+        "backtest",
+        "fetch-candles",
+        "stop",
+        "status",
+        "--replay",
+        "--speed",
+        "--foreground",
+        "check-config",
+    ):
         assert word in proc.stdout
 
 

@@ -46,7 +46,14 @@ from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
 
 log = structlog.get_logger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_REPLAY = ROOT.parent / "shared" / "data" / "kucoin-futures"
+# Paper mode replays recorded candles: the project's shared data when it is there, else what fetch-candles wrote.
+REPLAY_CANDIDATES = (ROOT.parent / "shared" / "data" / "kucoin-futures", ROOT / "data" / "candles")
+
+
+def default_replay_dir() -> Path:
+    return next((d for d in REPLAY_CANDIDATES if d.is_dir()), REPLAY_CANDIDATES[-1])
+
+
 REPLAY_SETTLE_LIMIT_S = 5.0  # the longest a --speed max replay waits for the bot at one step
 PAPER_CREDS = Credentials("paper-key", "paper-secret-local-only", "paper-pass")  # the in-process simulator's
 
@@ -119,7 +126,18 @@ class Runtime:
             from exchange.simulator import SimulatorConfig, SimulatorServer
             from exchange.simulator.replay import replay_files
 
-            replay = self.opts.replay_dir or s.replay_dir or DEFAULT_REPLAY
+            replay = self.opts.replay_dir or s.replay_dir or default_replay_dir()
+            # The engine's day (loss limit, streak, drawdown peak) starts on the replay's first day, not today's:
+            # started on today's, a replay of past candles never crossed a midnight and never reset them.
+            try:
+                if not (replay / "contracts.json").is_file():
+                    raise CandleFileError(f"no contracts.json in {replay}")
+                self.market_clock.now_ms = min(load_candles(replay, sym, "5min")[0].ts for sym in s.symbols)
+            except (CandleFileError, IndexError) as exc:
+                raise SystemExit(
+                    f"paper replay: {exc or f'an empty candle file in {replay}'}; download candles with "
+                    f"./start.sh fetch-candles --symbols {','.join(s.symbols)} --out data/candles"
+                ) from None
             self.sim = SimulatorServer(
                 SimulatorConfig(
                     api_key=PAPER_CREDS.key,
@@ -133,12 +151,6 @@ class Runtime:
             await self.sim.start()
             self._replay = replay_files
             self._replay_dir = replay
-            # The engine's day (loss limit, streak, drawdown peak) starts on the replay's first day, not today's:
-            # started on today's, a replay of past candles never crossed a midnight and never reset them.
-            try:
-                self.market_clock.now_ms = min(load_candles(replay, sym, "5min")[0].ts for sym in s.symbols)
-            except (CandleFileError, IndexError) as exc:
-                raise SystemExit(f"paper replay from {replay}: {exc or 'an empty candle file'}") from None
             return KucoinFuturesClient(self.sim.rest_url, PAPER_CREDS)
         if s.kucoin_api_key is None or s.kucoin_api_secret is None or s.kucoin_api_passphrase is None:
             raise SystemExit("shadow and live modes need KUCOIN_API_KEY, KUCOIN_API_SECRET, KUCOIN_API_PASSPHRASE")

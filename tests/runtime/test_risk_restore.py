@@ -79,9 +79,11 @@ async def test_a_paper_replay_starts_its_day_on_the_first_replayed_candle(tmp_pa
 async def test_a_paper_replay_without_candle_files_says_so(tmp_path: Path, data_dir: Path) -> None:
     import pytest
 
-    (tmp_path / "contracts.json").write_text((data_dir / "contracts.json").read_text())
     settings = Settings(_env_file=None, symbols=["ETHUSDTM"], db_path=tmp_path / "e.sqlite")  # type: ignore[call-arg]
     rt = Runtime(settings, RunOptions(replay_dir=tmp_path))
-    with pytest.raises(SystemExit, match=r"paper replay from .*ETHUSDTM"):
+    with pytest.raises(SystemExit, match=r"^paper replay: no contracts.json in .*fetch-candles --symbols ETHUSDTM"):
         await rt._exchange()
-    await rt.sim.stop()
+    (tmp_path / "contracts.json").write_text((data_dir / "contracts.json").read_text())
+    with pytest.raises(SystemExit, match=r"^paper replay: no candle file for ETHUSDTM 5min in .*fetch-candles"):
+        await rt._exchange()
+    assert rt.sim is None  # nothing was started
