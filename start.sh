@@ -98,7 +98,13 @@ run_tests() {
   echo "== mypy --strict"; "$py" -m mypy --strict engine exchange storage bot
   echo "== bandit"; "$py" -m bandit -q -r engine exchange storage bot -c pyproject.toml
   echo "== pip-audit"; pip_audit
-  echo "== pytest"; "$py" -m pytest --cov --cov-report=term "$@"
+  local cov=()
+  if [ ! -d "$ROOT/../shared/data/kucoin-futures" ] && [ "${CI:-}" != "true" ]; then
+    # Without the recorded candles about half the tests skip (each says why), so the 80 % floor cannot hold.
+    echo "note: ../shared/data/kucoin-futures not found: the tests that need it skip and coverage is not enforced"
+    cov=(--cov-fail-under=0)
+  fi
+  echo "== pytest"; "$py" -m pytest --cov --cov-report=term "${cov[@]}" "$@"
 }
 
 PID_FILE="$ROOT/run/enygma.pid"

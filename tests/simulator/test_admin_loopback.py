@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from unittest.mock import MagicMock
 
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from exchange.simulator import SimulatorServer
+from exchange.simulator import SimulatorConfig, SimulatorServer
 
 
 def request_from(peer: str, path: str) -> web.Request:
@@ -17,8 +18,8 @@ def request_from(peer: str, path: str) -> web.Request:
     return make_mocked_request("POST", path, transport=transport)
 
 
-async def test_sim_hooks_refuse_other_machines_and_serve_loopback() -> None:
-    sim = SimulatorServer()
+async def test_sim_hooks_refuse_other_machines_and_serve_loopback(data_dir: Path) -> None:
+    sim = SimulatorServer(SimulatorConfig(contracts_file=data_dir / "contracts.json"))
     called: list[str] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
