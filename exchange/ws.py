@@ -116,6 +116,9 @@ class KucoinStream:
             except (OSError, ExchangeError, websockets.exceptions.WebSocketException, TimeoutError) as exc:
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
                 log.warning("ws.disconnected", error=str(exc), attempt=attempt)
+            except Exception as exc:  # a bug or a surprise in one session (e.g. the backfill hook): never the end
+                self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+                log.exception("ws.session_failed", attempt=attempt)
             finally:
                 self.connected.clear()
                 self._ws = None
@@ -129,19 +132,26 @@ class KucoinStream:
 
     async def _session(self, *, first: bool) -> None:
         bullet = await self.client.bullet(private=self.private)  # a fresh token every time
-        server = bullet["instanceServers"][0]
+        try:
+            server = bullet["instanceServers"][0]
+            endpoint, token = str(server["endpoint"]), str(bullet["token"])
+            ping_s, pong_s = float(server["pingInterval"]) / 1000, float(server["pingTimeout"]) / 1000
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise StreamClosedError(f"malformed token answer: {exc!r}") from exc
         connect_id = str(time.time_ns())
-        url = f"{server['endpoint']}?token={bullet['token']}&connectId={connect_id}"
+        url = f"{endpoint}?token={token}&connectId={connect_id}"
         async with websockets.connect(url, ping_interval=None, max_size=2**22) as ws:
             self._ws = ws
-            welcome = json.loads(await asyncio.wait_for(ws.recv(), timeout=5.0))
-            if welcome.get("type") != "welcome":
-                raise StreamClosedError(f"no welcome: {welcome}")
+            raw = await asyncio.wait_for(ws.recv(), timeout=5.0)
+            try:
+                welcome = json.loads(raw)
+            except ValueError:
+                welcome = None
+            if not isinstance(welcome, dict) or welcome.get("type") != "welcome":
+                raise StreamClosedError(f"no welcome: {str(raw)[:120]!r}")
             self.stats.connects += 1
             reader = asyncio.create_task(self._read(ws), name="ws-reader")
-            pinger = asyncio.create_task(
-                self._ping(ws, server["pingInterval"] / 1000, server["pingTimeout"] / 1000), name="ws-pinger"
-            )
+            pinger = asyncio.create_task(self._ping(ws, ping_s, pong_s), name="ws-pinger")
             try:
                 for topic, private in list(self.topics.items()):
                     await self._subscribe(topic, private)

@@ -15,6 +15,7 @@ class FaultInjector:
     duplicate_ws_messages: bool = False
     reorder_ws_messages: bool = False
     ws_drops: int = 0
+    ws_bad_welcome_remaining: int = 0
     token_epoch: int = 0
     log: list[str] = field(default_factory=list)
 
@@ -31,12 +32,17 @@ class FaultInjector:
         self.lose_reply_remaining = n
         self.lose_reply_prefix = path_prefix
 
+    def bad_welcome_next(self, n: int) -> None:
+        """The next ``n`` WebSocket connections are greeted with a frame that is not JSON instead of the welcome."""
+        self.ws_bad_welcome_remaining = n
+
     def expire_tokens(self) -> None:
         """Every issued WebSocket token becomes invalid."""
         self.token_epoch += 1
 
     def reset(self) -> None:
         self.rate_limit_remaining = self.server_error_remaining = self.lose_reply_remaining = 0
+        self.ws_bad_welcome_remaining = 0
         self.latency_ms = 0
         self.duplicate_ws_messages = self.reorder_ws_messages = False
 

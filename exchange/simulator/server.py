@@ -674,6 +674,10 @@ class SimulatorServer:
             await ws.close()
             return ws
         private = issued[0]
+        if self.faults.take("ws_bad_welcome_remaining"):
+            await ws.send_str("<html>502 Bad Gateway</html>")  # a proxy's page instead of the welcome
+            await ws.close()
+            return ws
         self.sockets.add(ws)
         self.subscriptions[ws] = set()
         await ws.send_json({"id": request.query.get("connectId", ""), "type": "welcome"})

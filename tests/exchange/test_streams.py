@@ -165,3 +165,38 @@ async def test_trades_and_wallet_topics(
     assert (trade["side"], trade["size"], trade["price"]) == ("buy", 3, "2000.40")
     wallet = rec.subjects("walletBalance.change")[-1]
     assert wallet.private and D(wallet.data["walletBalance"]) == D("10000") - D("0.03600720")
+
+
+async def test_a_garbled_welcome_is_a_reconnect_not_the_end_of_the_stream(
+    sim: SimulatorServer, stream: tuple[KucoinStream, Recorder]
+) -> None:
+    """A frame that is not JSON where the welcome should be (a proxy's error page) drops that connection only:
+    the stream reconnects with a fresh token and the data flows again."""
+    s, rec = stream
+    sim.faults.bad_welcome_next(1)
+    sim.drop_ws_connections()
+    await until(lambda: s.stats.reconnects == 1 and s.connected.is_set())
+    sim.set_price("ETHUSDTM", D("2004.00"))
+    await until(lambda: any(m.data["bestBidPrice"] == "2004.00" for m in rec.subjects("tickerV2")))
+    assert any("welcome" in e for e in s.stats.errors)
+
+
+async def test_a_failing_backfill_hook_does_not_end_the_stream(
+    sim: SimulatorServer, stream: tuple[KucoinStream, Recorder]
+) -> None:
+    """The reconnect hook (a REST reconciliation) fails with something else than an exchange error: the stream
+    logs it, reconnects and keeps delivering."""
+    s, rec = stream
+    calls = 0
+
+    async def failing_backfill() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyError("positions")
+
+    s.on_reconnect = failing_backfill
+    sim.drop_ws_connections()
+    await until(lambda: calls >= 2 and s.connected.is_set())
+    sim.set_price("ETHUSDTM", D("2005.00"))
+    await until(lambda: any(m.data["bestBidPrice"] == "2005.00" for m in rec.subjects("tickerV2")))
