@@ -110,7 +110,6 @@ class KucoinStream:
         while not self._stop_event.is_set():
             try:
                 await self._session(first=self.stats.connects == 0)
-                attempt = 0
             except asyncio.CancelledError:
                 raise
             except (OSError, ExchangeError, websockets.exceptions.WebSocketException, TimeoutError) as exc:
@@ -120,6 +119,8 @@ class KucoinStream:
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
                 log.exception("ws.session_failed", attempt=attempt)
             finally:
+                if self.connected.is_set():
+                    attempt = 0  # this connection came up: the next drop starts the backoff over
                 self.connected.clear()
                 self._ws = None
             if self._stop_event.is_set():

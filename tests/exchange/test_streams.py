@@ -200,3 +200,29 @@ async def test_a_failing_backfill_hook_does_not_end_the_stream(
     await until(lambda: calls >= 2 and s.connected.is_set())
     sim.set_price("ETHUSDTM", D("2005.00"))
     await until(lambda: any(m.data["bestBidPrice"] == "2005.00" for m in rec.subjects("tickerV2")))
+
+
+async def test_backoff_starts_over_after_a_healthy_connection(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """Reconnect backoff grows while attempts fail; a connection that came up (welcome, acks) resets it. Without
+    the reset a bot that lost its socket a handful of times over a week waited the cap (30 s: no mark ticks, no
+    stop moves) on every later drop."""
+    rec = Recorder()
+    s = KucoinStream(client, rec, private=True, backoff_base_s=0.2, backoff_cap_s=5.0)
+    await s.subscribe(TICKER)
+    task = asyncio.create_task(s.run(), name="test-stream-backoff")
+    try:
+        await asyncio.wait_for(s.connected.wait(), 5)
+        loop = asyncio.get_running_loop()
+        for n in range(1, 5):
+            sim.drop_ws_connections()
+            await until(lambda: not s.connected.is_set())
+            dropped = loop.time()
+            await until(lambda n=n: s.stats.reconnects == n and s.connected.is_set())
+            assert loop.time() - dropped < 0.6, f"reconnect {n} took {loop.time() - dropped:.2f} s"
+    finally:
+        await s.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
