@@ -147,6 +147,9 @@ class KucoinFuturesClient:
             raise RetryableError(f"{method} {path}: HTTP {status} without a JSON body", http_status=status)
         code = str(payload.get("code", ""))
         if code == "200000" and status < 400:
+            if "data" not in payload:  # reference §3.1: a "success" without data is seen in the wild; the
+                # request may or may not have been executed, so it is treated like a lost reply
+                raise RetryableError(f"{method} {path}: success code without data: {payload}", http_status=status)
             if signed:
                 self.last_signed_ok_ms = self._now_ms()
             return payload.get("data")
@@ -296,9 +299,12 @@ class KucoinFuturesClient:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 data = await self._send("POST", path, body=req.body())
+                order_id = data.get("orderId") if isinstance(data, dict) else None
+                if not order_id:  # executed or not, we cannot tell: resolved below by the clientOid
+                    raise RetryableError(f"POST {path}: answer without an orderId: {data!r}")
                 if test:
-                    return _accepted(req, str(data.get("orderId", "")))
-                return await self.order_by_id(str(data["orderId"]))
+                    return _accepted(req, str(order_id))
+                return await self.order_by_id(str(order_id))
             except DuplicateClientOidError:
                 return await self._known(req)
             except TimestampError:
@@ -341,12 +347,15 @@ class KucoinFuturesClient:
         }
         try:
             data = await self._send("POST", "/api/v1/st-orders", body=body)
+            order_id = data.get("orderId") if isinstance(data, dict) else None
+            if not order_id:
+                raise RetryableError(f"POST /api/v1/st-orders: answer without an orderId: {data!r}")
         except RetryableError:
             known = await self._find(req.client_oid)
             if known is None:
                 raise
             return known
-        return await self.order_by_id(str(data["orderId"]))
+        return await self.order_by_id(str(order_id))
 
     async def market_entry_guarded(
         self,

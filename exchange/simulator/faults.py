@@ -16,6 +16,9 @@ class FaultInjector:
     reorder_ws_messages: bool = False
     ws_drops: int = 0
     ws_bad_welcome_remaining: int = 0
+    garble_reply_remaining: int = 0
+    garble_reply_prefix: str = "/api/v1/orders"
+    garble_reply_kind: str = "no_data"
     token_epoch: int = 0
     log: list[str] = field(default_factory=list)
 
@@ -32,6 +35,13 @@ class FaultInjector:
         self.lose_reply_remaining = n
         self.lose_reply_prefix = path_prefix
 
+    def garble_reply_next(self, n: int, path_prefix: str = "/api/v1/orders", kind: str = "no_data") -> None:
+        """The next ``n`` requests under ``path_prefix`` are executed, then answered with a success envelope that
+        has no ``data`` (``kind="no_data"``, seen in the wild) or with JSON cut short (``kind="truncated"``)."""
+        self.garble_reply_remaining = n
+        self.garble_reply_prefix = path_prefix
+        self.garble_reply_kind = kind
+
     def bad_welcome_next(self, n: int) -> None:
         """The next ``n`` WebSocket connections are greeted with a frame that is not JSON instead of the welcome."""
         self.ws_bad_welcome_remaining = n
@@ -42,7 +52,7 @@ class FaultInjector:
 
     def reset(self) -> None:
         self.rate_limit_remaining = self.server_error_remaining = self.lose_reply_remaining = 0
-        self.ws_bad_welcome_remaining = 0
+        self.ws_bad_welcome_remaining = self.garble_reply_remaining = 0
         self.latency_ms = 0
         self.duplicate_ws_messages = self.reorder_ws_messages = False
 

@@ -248,6 +248,11 @@ class SimulatorServer:
             data = await handler(request)
         except SimError as exc:
             return self._error(exc.code, exc.message, exc.http_status)
+        garble = faults.garble_reply_remaining and request.path.startswith(faults.garble_reply_prefix)
+        if garble and faults.take("garble_reply_remaining"):
+            if faults.garble_reply_kind == "truncated":
+                return web.Response(text='{"code":"200000","data":{"orderId":"23', content_type="application/json")
+            return web.json_response({"code": "200000", "msg": "success"})  # executed, but no data
         if lose and faults.take("lose_reply_remaining"):
             # Executed, but the reply never arrives: the connection drops.
             if request.transport is not None:

@@ -315,3 +315,18 @@ async def test_duplicate_client_oid_returns_the_existing_order(
     await client.cancel_order(first.id)
     reused = await client.place_order(req)  # once the first is done, the id may be reused (reference §6.11)
     assert reused.id != first.id and reused.is_active
+
+
+@pytest.mark.parametrize("kind", ["no_data", "truncated"])
+async def test_a_garbled_success_reply_to_an_order_is_resolved_by_client_oid(
+    sim: SimulatorServer, client: KucoinFuturesClient, kind: str
+) -> None:
+    """The order executed, but the answer is a success envelope without ``data`` (reference §3.1, seen in the
+    wild) or JSON cut short: the client asks for the clientOid and returns that order; never a crash (the
+    engine would not know its position) and never a second order."""
+    sim.faults.garble_reply_next(1, "/api/v1/orders", kind)
+    req = OrderRequest("ETHUSDTM", BUY, 3, leverage=5)
+    order = await client.place_order(req)
+    assert order.client_oid == req.client_oid and order.filled_lots == 3
+    assert len([o for o in sim.state.orders.values() if o.client_oid == req.client_oid]) == 1
+    assert (await client.position("ETHUSDTM")).lots == 3
