@@ -21,6 +21,10 @@ class ExchangeTimeoutError(RetryableError, TimeoutError):
     """No answer in time (the request may or may not have been executed)."""
 
 
+class NoAnswerError(RetryableError):
+    """The request was sent and the connection failed before an answer: it may or may not have been executed."""
+
+
 class RateLimitedError(RetryableError):
     """HTTP 429 / 429000: back off until the pool resets."""
 

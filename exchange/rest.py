@@ -22,6 +22,7 @@ from exchange.errors import (
     ExchangeError,
     ExchangeTimeoutError,
     InvalidRequestError,
+    NoAnswerError,
     OrderNotFoundError,
     PermissionRefusedError,
     RateLimitedError,
@@ -55,6 +56,7 @@ class KucoinFuturesClient:
         rng: random.Random | None = None,
         budget: RateBudget | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
+        resend_grace_s: float | None = None,
     ) -> None:
         self.budget = budget or RateBudget()
         self.trace_configs = list(trace_configs)  # aiohttp request tracing (benchmarks, diagnostics)
@@ -62,6 +64,8 @@ class KucoinFuturesClient:
         self.spot_base_url = (spot_base_url or base_url).rstrip("/")
         self.credentials = credentials
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # How long an unanswered order that can add exposure may still land: it is not re-sent before that.
+        self.resend_grace_s = 3 * timeout_s if resend_grace_s is None else resend_grace_s
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
@@ -141,8 +145,10 @@ class KucoinFuturesClient:
                     payload = None
         except TimeoutError as exc:
             raise ExchangeTimeoutError(f"{method} {path} timed out") from exc
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectorError as exc:  # no connection: the request never left
             raise RetryableError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
+        except aiohttp.ClientError as exc:  # sent, then the connection failed: executed or not, nobody knows
+            raise NoAnswerError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
         if not isinstance(payload, dict):
             raise RetryableError(f"{method} {path}: HTTP {status} without a JSON body", http_status=status)
         code = str(payload.get("code", ""))
@@ -296,7 +302,9 @@ class KucoinFuturesClient:
         """Place ``req`` exactly once. After a timeout or lost reply the exchange is asked whether it knows the
         clientOid; the order is re-sent only when it does not."""
         path = "/api/v1/orders/test" if test else "/api/v1/orders"
+        loop = asyncio.get_running_loop()
         for attempt in range(1, self.max_attempts + 1):
+            sent = loop.time()
             try:
                 data = await self._send("POST", path, body=req.body())
                 order_id = data.get("orderId") if isinstance(data, dict) else None
@@ -320,6 +328,21 @@ class KucoinFuturesClient:
                     if known is not None:
                         log.info("exchange.order_recovered", client_oid=req.client_oid, order_id=known.id)
                         return known
+                    if isinstance(exc, ExchangeTimeoutError | NoAnswerError) and not (
+                        req.reduce_only or req.close_order
+                    ):
+                        # Unanswered, and unknown to the exchange *so far*: it may still be on its way. Sent again at
+                        # once, both could execute (the same clientOid does not stop the second once the first, a
+                        # filled market order, is no longer active): a doubled position. So an order that can add
+                        # exposure is re-sent only after the grace, and after one more look.
+                        wait = sent + self.resend_grace_s - loop.time()
+                        if wait > 0:
+                            log.warning("exchange.order_unanswered", client_oid=req.client_oid, wait_s=round(wait, 3))
+                            await asyncio.sleep(wait)
+                        known = await self._find(req.client_oid)
+                        if known is not None:
+                            log.info("exchange.order_recovered", client_oid=req.client_oid, order_id=known.id)
+                            return known
                 if attempt == self.max_attempts:
                     raise
                 await self._backoff(attempt, exc)

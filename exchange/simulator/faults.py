@@ -17,6 +17,9 @@ class FaultInjector:
     ws_drops: int = 0
     ws_bad_welcome_remaining: int = 0
     garble_reply_remaining: int = 0
+    delay_remaining: int = 0
+    delay_prefix: str = "/api/v1/orders"
+    delay_ms: int = 0
     garble_reply_prefix: str = "/api/v1/orders"
     garble_reply_kind: str = "no_data"
     token_epoch: int = 0
@@ -42,6 +45,13 @@ class FaultInjector:
         self.garble_reply_prefix = path_prefix
         self.garble_reply_kind = kind
 
+    def delay_next(self, n: int, ms: int, path_prefix: str = "/api/v1/orders") -> None:
+        """The next ``n`` requests under ``path_prefix`` are held ``ms`` before they execute (a slow matching engine:
+        the client may give up and ask before the order exists)."""
+        self.delay_remaining = n
+        self.delay_ms = ms
+        self.delay_prefix = path_prefix
+
     def bad_welcome_next(self, n: int) -> None:
         """The next ``n`` WebSocket connections are greeted with a frame that is not JSON instead of the welcome."""
         self.ws_bad_welcome_remaining = n
@@ -52,7 +62,7 @@ class FaultInjector:
 
     def reset(self) -> None:
         self.rate_limit_remaining = self.server_error_remaining = self.lose_reply_remaining = 0
-        self.ws_bad_welcome_remaining = self.garble_reply_remaining = 0
+        self.ws_bad_welcome_remaining = self.garble_reply_remaining = self.delay_remaining = 0
         self.latency_ms = 0
         self.duplicate_ws_messages = self.reorder_ws_messages = False
 

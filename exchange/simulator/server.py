@@ -244,6 +244,8 @@ class SimulatorServer:
             return self._error("400100", "request body is not valid JSON", 400)
         request[JSON_BODY] = payload
         lose = faults.lose_reply_remaining and request.path.startswith(faults.lose_reply_prefix)
+        if faults.delay_remaining and request.path.startswith(faults.delay_prefix) and faults.take("delay_remaining"):
+            await asyncio.sleep(faults.delay_ms / 1000)
         try:
             data = await handler(request)
         except SimError as exc:

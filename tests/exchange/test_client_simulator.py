@@ -330,3 +330,26 @@ async def test_a_garbled_success_reply_to_an_order_is_resolved_by_client_oid(
     assert order.client_oid == req.client_oid and order.filled_lots == 3
     assert len([o for o in sim.state.orders.values() if o.client_oid == req.client_oid]) == 1
     assert (await client.position("ETHUSDTM")).lots == 3
+
+
+async def test_an_entry_still_in_flight_after_the_timeout_is_never_sent_twice(sim: SimulatorServer) -> None:
+    """The POST times out while the exchange still holds it; the lookup by clientOid finds nothing yet. Sent again
+    at once (even with the same clientOid: the first, a filled market order, is no longer active, so 300018 does
+    not stop it), the entry would double the position when the first lands. An order that can add exposure is
+    re-sent only after a grace (3 × the request timeout) and one more look, which finds the first."""
+    async with KucoinFuturesClient(
+        sim.rest_url, Credentials(KEY, SECRET, PASSPHRASE), timeout_s=0.3, backoff_base_s=0.01, backoff_cap_s=0.02
+    ) as c:
+        sim.faults.delay_next(1, 700, "/api/v1/orders")  # only the POST itself is slow
+        req = OrderRequest("ETHUSDTM", BUY, 3, leverage=5)
+        order = await c.place_order(req)
+        assert order.client_oid == req.client_oid and order.filled_lots == 3
+        await asyncio.sleep(0.8)  # whatever was still on its way has landed by now
+        assert len([o for o in sim.state.orders.values() if o.client_oid == req.client_oid]) == 1
+        assert (await c.position("ETHUSDTM")).lots == 3
+        # A reduce-only close is re-sent without the grace: it can never add exposure, a missing close is worse.
+        sim.faults.delay_next(1, 700, "/api/v1/orders")
+        close = await c.place_order(OrderRequest("ETHUSDTM", SELL, 3, reduce_only=True))
+        assert close.filled_lots == 3
+        await asyncio.sleep(0.7)
+        assert (await c.position("ETHUSDTM")).lots == 0
