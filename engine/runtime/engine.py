@@ -625,6 +625,8 @@ class TradingEngine:
             if abs(pos.lots) != m.protection.lots:
                 diffs.append(f"{symbol}: engine {m.protection.lots} lots, exchange {abs(pos.lots)}")
                 m.protection.lots = abs(pos.lots)
+                await self.positions_repo.save(m.protection.row())
+                await self._resize_protection(m.protection)
             stops = {o.id for o in await self.client.open_stop_orders(symbol)}
             if m.protection.stop_order_id not in stops and m.protection.replace_state == "STEADY":
                 self.bus.publish(
@@ -651,6 +653,17 @@ class TradingEngine:
                     opened_ms=pos.opened_ms,
                 )
         return diffs
+
+    async def _resize_protection(self, p: Protected) -> None:
+        """The stop and take-profit are sized to the position: when the exchange holds another size, both are
+        replaced (new placed and confirmed, then the old cancelled) at their current levels. Without this a
+        position that grew behind the engine kept a stop for its old size, and a stop-out left the rest open."""
+        if p.replace_state != "STEADY":
+            return  # the replace in progress places the new size anyway
+        if p.stop_order_id is not None:
+            await self.coordinator.move_stop(p, p.stop, p.stop_reason)
+        if p.tp_order_id is not None:
+            await self.coordinator.move_take_profit(p, p.take_profit)
 
     async def _closed(self, symbol: str, m: Managed, *, reason: str | None = None) -> None:
         """The exchange closed the position (stop, TP or liquidation): account for it and clear leftovers.

@@ -7,6 +7,7 @@ from decimal import Decimal as D
 from engine.models import Side
 from exchange.models import OrderRequest, OrderSide
 from tests.runtime.conftest import Rig
+from tests.runtime.test_engine import long_decision
 
 
 async def test_stop_placement_whose_reply_and_lookups_are_lost_leaves_one_stop(rig: Rig) -> None:
@@ -25,3 +26,18 @@ async def test_stop_placement_whose_reply_and_lookups_are_lost_leaves_one_stop(r
     assert len(downs) == 1, f"{len(downs)} stop-loss orders on the exchange"
     assert p.stop_order_id == downs[0].id
     assert len(stops) == 2  # one stop, one take-profit
+
+
+async def test_a_position_that_grew_behind_the_engine_gets_a_stop_for_all_of_it(rig: Rig) -> None:
+    """The exchange holds more lots than the engine placed stops for (an entry that landed late, a fill the engine
+    missed). The reconciliation notices the difference; the stop and take-profit must then cover the whole
+    position, or a stop-out leaves the rest open without any protection."""
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    await rig.client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 20, leverage=18))
+    diffs = await rig.engine.sync_positions()
+    assert diffs == ["ETHUSDTM: engine 179 lots, exchange 199"]
+    stops = await rig.client.open_stop_orders("ETHUSDTM")
+    assert sorted(o.lots for o in stops) == [199, 199]
+    rig.sim.set_price("ETHUSDTM", p.stop - D("5"))  # through the stop
+    assert (await rig.client.position("ETHUSDTM")).lots == 0
