@@ -45,7 +45,7 @@ from engine.runtime.protection import Protected, StopCoordinator
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
-from exchange.errors import ExchangeError
+from exchange.errors import ExchangeError, OrderNotFoundError
 from exchange.ids import new_client_oid
 from exchange.models import OrderRequest, OrderSide
 from exchange.rest import KucoinFuturesClient
@@ -702,6 +702,17 @@ class TradingEngine:
             if oid:
                 with contextlib.suppress(ExchangeError):
                     await self.client.cancel_order(oid)
+        # Any other stop of the symbol is one the engine lost track of (a placement that failed without an answer):
+        # left there, it would close the next position on the symbol at a level chosen for this one.
+        try:
+            for leftover in await self.client.open_stop_orders(symbol):
+                log.warning(
+                    "stop.orphan_cancelled", symbol=symbol, order_id=leftover.id, client_oid=leftover.client_oid
+                )
+                with contextlib.suppress(OrderNotFoundError):
+                    await self.client.cancel_order(leftover.id)
+        except ExchangeError as exc:
+            log.error("stop.orphan_sweep_failed", symbol=symbol, error=str(exc))
         await self.positions_repo.delete(symbol)
         self.risk.record_close(symbol, pnl.net, self.clock())
         self.risk.equity += pnl.net

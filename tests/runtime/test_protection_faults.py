@@ -41,3 +41,21 @@ async def test_a_position_that_grew_behind_the_engine_gets_a_stop_for_all_of_it(
     assert sorted(o.lots for o in stops) == [199, 199]
     rig.sim.set_price("ETHUSDTM", p.stop - D("5"))  # through the stop
     assert (await rig.client.position("ETHUSDTM")).lots == 0
+
+
+async def test_no_stop_order_outlives_its_position(rig: Rig) -> None:
+    """A take-profit extension whose placement failed without an answer is live on the exchange but unknown to
+    the engine. When the position closes, no reduce-only stop of the symbol may stay behind: left there, it
+    would close the next position on the symbol at a level chosen for the old one."""
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    rig.sim.faults.lose_reply_next(40, "/api/v1/orders")
+    await rig.engine.coordinator.move_take_profit(p, p.take_profit + D("10.00"))
+    rig.sim.faults.reset()
+    rig.engine.clock = lambda: 1_900_000_000_000
+    await rig.engine.run_retries()
+    assert len(await rig.client.open_stop_orders("ETHUSDTM")) == 3  # stop, take-profit and the unknown one
+    rig.sim.set_price("ETHUSDTM", p.stop - D("5"))  # stopped out
+    await rig.engine.sync_positions()
+    assert "ETHUSDTM" not in rig.engine.managed
+    assert await rig.client.open_stop_orders("ETHUSDTM") == []
