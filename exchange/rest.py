@@ -37,6 +37,7 @@ from exchange.signing import Credentials, compact_json, sign_headers
 log = structlog.get_logger(__name__)
 
 REFUSED_PERMISSIONS = ("transfer", "withdrawal", "withdraw")
+CLOUDFLARE_BLOCK_MS = 30_000  # 1015: the legacy per-IP limit blocks for 30 s (reference §3.2)
 
 
 class KucoinFuturesClient:
@@ -57,6 +58,7 @@ class KucoinFuturesClient:
         budget: RateBudget | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
         resend_grace_s: float | None = None,
+        endpoint_block_s: float = 10.0,
     ) -> None:
         self.budget = budget or RateBudget()
         self.trace_configs = list(trace_configs)  # aiohttp request tracing (benchmarks, diagnostics)
@@ -66,6 +68,7 @@ class KucoinFuturesClient:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         # How long an unanswered order that can add exposure may still land: it is not re-sent before that.
         self.resend_grace_s = 3 * timeout_s if resend_grace_s is None else resend_grace_s
+        self.endpoint_block_s = endpoint_block_s  # 200002: the endpoint is blocked this long (reference §3.4)
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
@@ -162,6 +165,10 @@ class KucoinFuturesClient:
         err = error_for(code or str(status), str(payload.get("msg", "")), status)
         if isinstance(err, RateLimitedError) and reset is not None and reset.isdigit():
             err.reset_ms = int(reset)
+        elif isinstance(err, RateLimitedError) and err.code == "200002":
+            err.reset_ms = int(self.endpoint_block_s * 1000)
+        elif isinstance(err, RateLimitedError) and err.code == "1015":
+            err.reset_ms = CLOUDFLARE_BLOCK_MS
         raise err
 
     async def _call(self, method: str, path: str, *, retry: bool = True, **kw: Any) -> Any:

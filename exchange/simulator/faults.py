@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 @dataclass
 class FaultInjector:
     rate_limit_remaining: int = 0
+    rate_limit_code: str = "429000"
     server_error_remaining: int = 0
     latency_ms: int = 0
     lose_reply_remaining: int = 0
@@ -25,9 +26,11 @@ class FaultInjector:
     token_epoch: int = 0
     log: list[str] = field(default_factory=list)
 
-    def rate_limit_next(self, n: int) -> None:
-        """The next ``n`` REST requests answer HTTP 429 / 429000."""
+    def rate_limit_next(self, n: int, code: str = "429000") -> None:
+        """The next ``n`` REST requests answer HTTP 429 / 429000, or with ``code="200002"`` KuCoin's per-endpoint
+        limit (HTTP 200, reference §3.2: the endpoint is blocked for 10 s)."""
         self.rate_limit_remaining = n
+        self.rate_limit_code = code
 
     def server_error_next(self, n: int) -> None:
         """The next ``n`` REST requests answer HTTP 503 without executing."""

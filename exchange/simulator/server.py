@@ -213,6 +213,8 @@ class SimulatorServer:
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.take("rate_limit_remaining"):
+            if faults.rate_limit_code == "200002":
+                return self._error("200002", "Too many requests in a short period of time, please retry later", 200)
             return self._error("429000", "Too Many Requests", 429, headers={"gw-ratelimit-reset": "200"})
         if faults.take("server_error_remaining"):
             return self._error("500000", "Internal Server Error", 503)

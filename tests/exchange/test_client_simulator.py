@@ -353,3 +353,19 @@ async def test_an_entry_still_in_flight_after_the_timeout_is_never_sent_twice(si
         assert close.filled_lots == 3
         await asyncio.sleep(0.7)
         assert (await c.position("ETHUSDTM")).lots == 0
+
+
+async def test_the_per_endpoint_limit_200002_is_waited_out_not_a_rejected_order(sim: SimulatorServer) -> None:
+    """200002 (HTTP 200: too many requests to this endpoint, blocked 10 s; reference §3.2) is a rate limit: the
+    client waits the block out and sends again, instead of reporting the order as refused."""
+    async with KucoinFuturesClient(
+        sim.rest_url, Credentials(KEY, SECRET, PASSPHRASE), backoff_base_s=0.01, endpoint_block_s=0.2
+    ) as c:
+        sim.faults.rate_limit_next(1, code="200002")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        order = await c.place_order(OrderRequest("ETHUSDTM", BUY, 2, leverage=5))
+        assert order.filled_lots == 2 and loop.time() - started >= 0.2
+        sim.faults.rate_limit_next(1, code="200002")
+        assert (await c.position("ETHUSDTM")).lots == 2  # reads wait it out too
+    assert len([o for o in sim.state.orders.values() if o.side == "buy"]) == 1
