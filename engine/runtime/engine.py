@@ -47,7 +47,7 @@ from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
 from exchange.errors import ExchangeError, OrderNotFoundError
 from exchange.ids import new_client_oid
-from exchange.models import OrderRequest, OrderSide
+from exchange.models import OrderRequest, OrderSide, Position
 from exchange.rest import KucoinFuturesClient
 from storage.repos import Approvals, Intents, Positions, RetryQueue
 
@@ -616,9 +616,11 @@ class TradingEngine:
 
     async def _sync_positions(self) -> list[str]:
         diffs: list[str] = []
-        live = {p.symbol: p for p in await self.client.positions() if p.is_open}
+        # Keyed by symbol and side: in hedge mode a symbol can hold a LONG and a SHORT, and the managed one must be
+        # compared with its own side (taking the other's size for it resized its stop to the wrong lots).
+        live = {(p.symbol, _side_of(p)): p for p in await self.client.positions() if p.is_open}
         for symbol, m in list(self.managed.items()):
-            pos = live.get(symbol)
+            pos = live.get((symbol, m.protection.side))
             if pos is None:
                 await self._closed(symbol, m)
                 continue
@@ -641,7 +643,9 @@ class TradingEngine:
                 if m.protection.tp_order_id not in stops:
                     m.protection.tp_order_id = None
                 await self.coordinator.protect(m.protection)
-        for symbol, pos in live.items():
+        for (symbol, _), pos in live.items():
+            if symbol in self.managed and self.managed[symbol].protection.side is not _side_of(pos):
+                log.warning("reconcile.other_side_unmanaged", symbol=symbol, lots=pos.lots, side=pos.position_side)
             if symbol not in self.managed and symbol in self.specs:
                 diffs.append(f"{symbol}: unmanaged position of {pos.lots} lots adopted")
                 await self.adopt(
@@ -706,6 +710,8 @@ class TradingEngine:
         # left there, it would close the next position on the symbol at a level chosen for this one.
         try:
             for leftover in await self.client.open_stop_orders(symbol):
+                if leftover.side.value != exit_side:
+                    continue  # another side's stop (a hedge-mode position the engine does not manage)
                 log.warning(
                     "stop.orphan_cancelled", symbol=symbol, order_id=leftover.id, client_oid=leftover.client_oid
                 )
@@ -850,6 +856,13 @@ class TradingEngine:
         except ExchangeError as exc:
             log.error("kill.cancel_stops_failed", error=str(exc))
             return 0
+
+
+def _side_of(pos: Position) -> Side:
+    """The side of an exchange position: its hedge-mode positionSide, else the sign of its size."""
+    if pos.position_side in ("LONG", "SHORT"):
+        return Side.LONG if pos.position_side == "LONG" else Side.SHORT
+    return Side.LONG if pos.lots > 0 else Side.SHORT
 
 
 def _decision_from_card(card: dict[str, Any]) -> Decision:

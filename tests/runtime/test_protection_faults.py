@@ -59,3 +59,17 @@ async def test_no_stop_order_outlives_its_position(rig: Rig) -> None:
     await rig.engine.sync_positions()
     assert "ETHUSDTM" not in rig.engine.managed
     assert await rig.client.open_stop_orders("ETHUSDTM") == []
+
+
+async def test_hedge_mode_reconciliation_compares_the_managed_side_only(rig: Rig) -> None:
+    """In hedge mode a symbol can hold a LONG and a SHORT. The reconciliation must compare the managed long with
+    the exchange's long: taking the short's size for it resized the long's protection to the short's lots (a
+    stop for 20 of 179 lots)."""
+    await rig.client.set_position_mode(hedge=True)
+    rig.engine.options.hedge = rig.engine.coordinator.hedge = True
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None and p.lots == 179
+    await rig.client.place_order(OrderRequest("ETHUSDTM", OrderSide.SELL, 20, leverage=10, position_side="SHORT"))
+    assert await rig.engine.sync_positions() == []
+    assert p.lots == 179 and rig.engine.managed["ETHUSDTM"].protection is p
+    assert sorted(o.lots for o in await rig.client.open_stop_orders("ETHUSDTM")) == [179, 179]
