@@ -30,7 +30,16 @@ from exchange.errors import (
     TimestampError,
     error_for,
 )
-from exchange.models import AccountOverview, Fill, Order, OrderRequest, OrderSide, OrderType, Position
+from exchange.models import (
+    AccountOverview,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Position,
+)
 from exchange.ratelimit import RateBudget, weight_for
 from exchange.signing import Credentials, compact_json, sign_headers
 
@@ -319,7 +328,7 @@ class KucoinFuturesClient:
                     raise RetryableError(f"POST {path}: answer without an orderId: {data!r}")
                 if test:
                     return _accepted(req, str(order_id))
-                return await self.order_by_id(str(order_id))
+                return await self._placed(req, str(order_id))
             except DuplicateClientOidError:
                 return await self._known(req)
             except TimestampError:
@@ -354,6 +363,17 @@ class KucoinFuturesClient:
                     raise
                 await self._backoff(attempt, exc)
         raise ExchangeError(f"placing {req.client_oid}: retries exhausted")  # pragma: no cover
+
+    async def _placed(self, req: OrderRequest, order_id: str) -> Order:
+        """The order the exchange has just accepted. Its query side may not show it yet (100004 right after the
+        placement): ask again with backoff; in the end answer with what was accepted rather than "not found"."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return await self.order_by_id(order_id)
+            except OrderNotFoundError:
+                await asyncio.sleep(self.rng.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt)))
+        log.warning("exchange.order_not_visible", order_id=order_id, client_oid=req.client_oid)
+        return _accepted(req, order_id, status=OrderStatus.OPEN)
 
     async def _find(self, client_oid: str) -> Order | None:
         try:
@@ -449,10 +469,9 @@ class KucoinFuturesClient:
         return [Order.from_api(o) for o in data.get("items", [])]
 
 
-def _accepted(req: OrderRequest, order_id: str) -> Order:
-    """What ``orders/test`` validated, as an Order that was never placed."""
-    from exchange.models import OrderStatus
-
+def _accepted(req: OrderRequest, order_id: str, status: OrderStatus = OrderStatus.DONE) -> Order:
+    """What the exchange accepted, from the request alone: ``orders/test`` (never placed, DONE), or an order
+    accepted but not yet visible to queries (OPEN, nothing known to be filled)."""
     return Order(
         id=order_id,
         client_oid=req.client_oid,
@@ -463,7 +482,7 @@ def _accepted(req: OrderRequest, order_id: str) -> Order:
         lots=req.lots,
         filled_lots=0,
         filled_value=Decimal(0),
-        status=OrderStatus.DONE,
+        status=status,
         reduce_only=req.reduce_only,
         stop=req.stop,
         stop_price=req.stop_price,

@@ -19,6 +19,7 @@ class FaultInjector:
     ws_bad_welcome_remaining: int = 0
     garble_reply_remaining: int = 0
     delay_remaining: int = 0
+    order_lag_remaining: int = 0
     delay_prefix: str = "/api/v1/orders"
     delay_ms: int = 0
     garble_reply_prefix: str = "/api/v1/orders"
@@ -55,6 +56,11 @@ class FaultInjector:
         self.delay_ms = ms
         self.delay_prefix = path_prefix
 
+    def order_lag_next(self, n: int) -> None:
+        """The next ``n`` order queries (by id or clientOid) answer 100004 as if the order did not exist yet: a read
+        right after placement that the exchange's query side has not caught up with."""
+        self.order_lag_remaining = n
+
     def bad_welcome_next(self, n: int) -> None:
         """The next ``n`` WebSocket connections are greeted with a frame that is not JSON instead of the welcome."""
         self.ws_bad_welcome_remaining = n
@@ -66,6 +72,7 @@ class FaultInjector:
     def reset(self) -> None:
         self.rate_limit_remaining = self.server_error_remaining = self.lose_reply_remaining = 0
         self.ws_bad_welcome_remaining = self.garble_reply_remaining = self.delay_remaining = 0
+        self.order_lag_remaining = 0
         self.latency_ms = 0
         self.duplicate_ws_messages = self.reorder_ws_messages = False
 

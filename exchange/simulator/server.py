@@ -608,14 +608,14 @@ class SimulatorServer:
     @route("GET", "/api/v1/orders/byClientOid", "futures", 5, True)
     async def order_by_client_oid(self, request: web.Request) -> Any:
         order = self.state.by_client_oid(request.query.get("clientOid", ""))
-        if order is None:
+        if order is None or self.faults.take("order_lag_remaining"):
             raise SimError("100004", "order not found")
         return self._order_api(order)
 
     @route("GET", "/api/v1/orders/{orderId}", "futures", 5, True)
     async def order_by_id(self, request: web.Request) -> Any:
         order = self.state.orders.get(request.match_info["orderId"])
-        if order is None:
+        if order is None or self.faults.take("order_lag_remaining"):
             raise SimError("100004", "order not found")
         return self._order_api(order)
 

@@ -369,3 +369,22 @@ async def test_the_per_endpoint_limit_200002_is_waited_out_not_a_rejected_order(
         sim.faults.rate_limit_next(1, code="200002")
         assert (await c.position("ETHUSDTM")).lots == 2  # reads wait it out too
     assert len([o for o in sim.state.orders.values() if o.side == "buy"]) == 1
+
+
+async def test_an_accepted_order_the_query_side_does_not_show_yet_is_not_reported_as_failed(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """The POST answers with an orderId, but the order query right after says 100004 (not there yet; reported for
+    KuCoin in ccxt#23324). The order exists: the client asks again instead of raising "not found", which made
+    the engine record a filled entry as failed and a placed stop as missing."""
+    sim.faults.order_lag_next(2)
+    req = OrderRequest("ETHUSDTM", BUY, 3, leverage=5)
+    order = await client.place_order(req)
+    assert order.client_oid == req.client_oid and order.filled_lots == 3
+    assert len([o for o in sim.state.orders.values() if o.client_oid == req.client_oid]) == 1
+    sim.faults.order_lag_next(50)  # never visible while we ask: answered with what was accepted, its id
+    req2 = OrderRequest("ETHUSDTM", BUY, 1, leverage=5)
+    accepted = await client.place_order(req2)
+    sim.faults.reset()
+    assert accepted.id == sim.state.by_client_oid(req2.client_oid).id  # type: ignore[union-attr]
+    assert accepted.is_active and accepted.filled_lots == 0
