@@ -35,6 +35,7 @@ class StreamMessage:
     subject: str
     data: dict[str, Any]
     private: bool
+    connection: int = 0  # which connection of the stream delivered it (1 for the first, +1 per reconnect)
 
 
 @dataclass
@@ -265,7 +266,9 @@ class KucoinStream:
             self._order_ts[oid] = max(ts, self._order_ts.get(oid, 0))
         self.stats.messages += 1
         try:
-            result = self.on_message(StreamMessage(topic, subject, data, msg.get("channelType") == "private"))
+            result = self.on_message(
+                StreamMessage(topic, subject, data, msg.get("channelType") == "private", self.stats.connects)
+            )
             if result is not None:
                 await result
         except Exception:  # e.g. a field that does not parse: this message is lost to the handler, not the stream
@@ -278,14 +281,24 @@ class CandleCloser:
 
     def __init__(self) -> None:
         self.current: Candle | None = None
+        self.connection = 0  # the stream connection that delivered ``current``
+        self.dropped = 0  # candles cut by a reconnect, left to the REST backfill
 
-    def push(self, data: dict[str, Any]) -> Candle | None:
+    def push(self, data: dict[str, Any], connection: int = 0) -> Candle | None:
+        """The closed candle this push completes, if any. ``connection`` (``StreamMessage.connection``): a candle
+        last seen on an earlier connection may have missed its final pushes while the socket was down, so it is
+        not emitted as closed; the engine's REST backfill fetches the real one when the next candle closes."""
         row = data["candles"]
         # Wire order: [start (seconds), open, close, high, low, x5, x6] — close before high/low.
         candle = Candle(int(row[0]) * 1000, float(row[1]), float(row[3]), float(row[4]), float(row[2]), float(row[6]))
-        cur, self.current = self.current, candle
-        if cur is not None and candle.ts > cur.ts:
-            return cur
+        cur, cur_connection = self.current, self.connection
         if cur is not None and candle.ts < cur.ts:
-            self.current = cur  # an out-of-order push for an older candle: ignore it
+            return None  # an out-of-order push for an older candle: ignore it
+        self.current, self.connection = candle, connection
+        if cur is not None and candle.ts > cur.ts:
+            if cur_connection != connection:
+                self.dropped += 1
+                log.warning("ws.candle_cut_by_reconnect", start=cur.ts)
+                return None
+            return cur
         return None

@@ -276,7 +276,7 @@ class Runtime:
                 if closer is None:
                     log.warning("ws.unexpected_symbol", symbol=sym, topic=msg.topic)
                     return
-                closed = closer.push(msg.data)
+                closed = closer.push(msg.data, msg.connection)
                 if closed is not None:
                     self.health.last_candle_ms = _now()
                     self.market_clock.now_ms = closed.ts + step_ms

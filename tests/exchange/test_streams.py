@@ -226,3 +226,47 @@ async def test_backoff_starts_over_after_a_healthy_connection(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_candle_cut_by_a_reconnect_is_not_emitted_as_closed(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """The socket drops while a candle forms, its last pushes go out while the client is away, and the first push
+    after the reconnect is the next candle. The candle held from before the drop is a partial state: emitted as
+    "closed" it fed the strategy a wrong close, high, low and volume. It is dropped instead (the engine's REST
+    backfill fetches the real one when the next candle closes)."""
+    from engine.models import Candle
+
+    closer = CandleCloser()
+    closed: list[Candle] = []
+
+    def on_msg(msg: StreamMessage) -> None:
+        c = closer.push(msg.data, msg.connection)
+        if c is not None:
+            closed.append(c)
+
+    s = KucoinStream(client, on_msg, backoff_base_s=0.02, backoff_cap_s=0.1)
+    await s.subscribe("/contractMarket/limitCandle:ETHUSDTM_5min")
+    task = asyncio.create_task(s.run())
+    try:
+        await asyncio.wait_for(s.connected.wait(), 5)
+        t0 = 1_766_030_400_000
+        c0 = Candle(t0, 100, 102, 99, 101, 50)
+        c1_partial = Candle(t0 + 300_000, 101, 101.5, 100.5, 101.2, 7)
+        sim.push_candle("ETHUSDTM", "5min", c0)
+        sim.push_candle("ETHUSDTM", "5min", c1_partial)
+        await until(lambda: closed == [c0] and closer.current == c1_partial)
+        sim.drop_ws_connections()
+        await until(lambda: not s.connected.is_set())
+        sim.push_candle("ETHUSDTM", "5min", Candle(t0 + 300_000, 101, 104, 97, 98, 90))  # missed: nobody listens
+        await until(lambda: s.stats.reconnects == 1 and s.connected.is_set())
+        c2, c3 = Candle(t0 + 600_000, 98, 99, 97, 98.5, 20), Candle(t0 + 900_000, 98.5, 99, 98, 98.7, 10)
+        sim.push_candle("ETHUSDTM", "5min", c2)
+        sim.push_candle("ETHUSDTM", "5min", c3)
+        await until(lambda: closer.current == c3)
+        assert closed == [c0, c2]  # never the partial c1
+    finally:
+        await s.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
