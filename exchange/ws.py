@@ -259,7 +259,13 @@ class KucoinStream:
         if len(self._seen) > self._dedupe_window:
             self._seen.popitem(last=False)
         if subject in ("orderChange", "symbolOrderChange", "stopOrder"):
-            oid, ts = str(data.get("orderId", "")), int(data.get("ts", 0) or 0)
+            oid = str(data.get("orderId", ""))
+            try:
+                ts = int(data.get("ts", 0) or 0)
+            except (TypeError, ValueError):
+                self.stats.malformed += 1
+                log.warning("ws.malformed_ts", preview=raw[:120])
+                return
             if ts and ts < self._order_ts.get(oid, 0):
                 self.stats.stale += 1  # an older state of this order arrived late
                 return

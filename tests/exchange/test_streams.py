@@ -270,3 +270,17 @@ async def test_a_candle_cut_by_a_reconnect_is_not_emitted_as_closed(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_an_order_update_with_a_garbled_ts_is_counted_not_fatal(stream: tuple[KucoinStream, Recorder]) -> None:
+    """An order message whose ``ts`` is not a number is malformed: counted and dropped, the connection and the
+    messages after it unharmed (it used to escape the reader and cost a reconnect, or before that the stream)."""
+    s, rec = stream
+    bad = (
+        '{"type":"message","topic":"/contractMarket/tradeOrders","subject":"orderChange",'
+        '"data":{"orderId":"7","ts":"soon","status":"open"}}'
+    )
+    await s.handle_text(bad)
+    assert s.stats.malformed == 1
+    await s.handle_text(bad.replace('"soon"', "300").replace('"open"', '"done"'))
+    assert [m.data["status"] for m in rec.subjects("orderChange") if m.data["orderId"] == "7"] == ["done"]
