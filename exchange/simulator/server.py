@@ -704,14 +704,10 @@ class SimulatorServer:
                     await ws.send_json({"id": data.get("id"), "type": "pong", "timestamp": self.config.clock() * 1000})
                 elif kind in ("subscribe", "unsubscribe"):
                     topic = str(data.get("topic", ""))
-                    if data.get("privateChannel") and not private:
+                    if (data.get("privateChannel") or _is_private_topic(topic)) and not private:
+                        # Reference §5.3: 403 "login required" (a private topic on a public token), flag or not.
                         await ws.send_json(
-                            {
-                                "id": data.get("id"),
-                                "type": "error",
-                                "code": 401,
-                                "data": "private topic needs a private token",
-                            }
+                            {"id": data.get("id"), "type": "error", "code": 403, "data": "login required"}
                         )
                         continue
                     subs = self.subscriptions[ws]
@@ -874,6 +870,22 @@ class SimulatorServer:
             if not target.closed:
                 with contextlib.suppress(RuntimeError):
                     asyncio.get_running_loop().create_task(target.send_json(m), name="sim-ws-send")
+
+
+PRIVATE_TOPICS = (
+    "/contractMarket/tradeOrders",
+    "/contractMarket/advancedOrders",
+    "/contract/position",
+    "/contract/positionAll",
+    "/contractAccount/wallet",
+    "/contract/marginMode",
+    "/contract/crossLeverage",
+)
+
+
+def _is_private_topic(topic: str) -> bool:
+    """Account topics (reference §5.6), with or without a ``:symbol`` suffix."""
+    return topic.split(":", maxsplit=1)[0] in PRIVATE_TOPICS
 
 
 def _split_topic(topic: str) -> list[str]:
