@@ -151,3 +151,15 @@ async def test_private_topics_need_a_private_token(sim: SimulatorServer) -> None
                 )
                 answer = await ws.receive_json()
                 assert (answer["id"], answer["type"], answer["code"]) == (str(n), "error", 403)
+
+
+async def test_an_opening_order_needs_its_leverage(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    """Reference §4.4.1 and §6.10 step 8: ``leverage`` is required unless the order closes. The simulator took a
+    missing leverage as 1x, so a client that forgot it on entries would have passed here and failed on KuCoin."""
+    from exchange.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="leverage"):
+        await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 2))
+    await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 2, leverage=5))
+    closed = await client.place_order(OrderRequest("ETHUSDTM", OrderSide.SELL, 2, reduce_only=True))
+    assert closed.filled_lots == 2  # a close needs none
