@@ -282,6 +282,93 @@ class KucoinStream:
             log.exception("ws.handler_failed", topic=topic, subject=subject)
 
 
+MAX_TOPICS_PER_CONNECTION = 280  # KuCoin refuses more than 300 per connection (509, reference §5.3); room kept
+
+
+class StreamGroup:
+    """Several ``KucoinStream`` connections behind one subscribe / run / stop: KuCoin takes at most 300 topics on
+    one connection, so a large universe needs several. Each topic lives on exactly one connection (no duplicate
+    pushes); each connection reconnects, resubscribes and calls ``on_reconnect`` on its own."""
+
+    def __init__(
+        self,
+        client: KucoinFuturesClient,
+        on_message: MessageHandler,
+        *,
+        private: bool = False,
+        on_reconnect: BackfillHook | None = None,
+        max_topics: int = MAX_TOPICS_PER_CONNECTION,
+        **stream_options: Any,
+    ) -> None:
+        self.client = client
+        self.on_message = on_message
+        self.private = private
+        self.on_reconnect = on_reconnect
+        self.max_topics = max_topics
+        self.stream_options = stream_options
+        self.streams: list[KucoinStream] = []
+        self.connected = asyncio.Event()  # set while every connection is up
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+
+    @property
+    def stats(self) -> StreamStats:
+        """The connections' counters, summed."""
+        total = StreamStats()
+        for s in self.streams:
+            st = s.stats
+            total.connects += st.connects
+            total.reconnects += st.reconnects
+            total.malformed += st.malformed
+            total.duplicates += st.duplicates
+            total.stale += st.stale
+            total.messages += st.messages
+            total.handler_failures += st.handler_failures
+            total.errors.extend(st.errors)
+        return total
+
+    async def subscribe(self, topic: str, *, private: bool = False) -> None:
+        if any(topic in s.topics for s in self.streams):
+            return
+        target = next((s for s in self.streams if len(s.topics) < self.max_topics), None)
+        if target is None:
+            target = KucoinStream(
+                self.client,
+                self.on_message,
+                private=self.private,
+                on_reconnect=self.on_reconnect,
+                **self.stream_options,
+            )
+            self.streams.append(target)
+            if self._running:
+                self._tasks.append(asyncio.create_task(target.run(), name=f"ws-stream-{len(self.streams)}"))
+        await target.subscribe(topic, private=private)
+
+    async def run(self) -> None:
+        """Run every connection until stopped; ``connected`` follows whether all of them are up."""
+        self._running = True
+        self._tasks = [asyncio.create_task(s.run(), name=f"ws-stream-{i + 1}") for i, s in enumerate(self.streams)]
+        try:
+            while not all(t.done() for t in self._tasks):
+                if self.streams and all(s.connected.is_set() for s in self.streams):
+                    self.connected.set()
+                else:
+                    self.connected.clear()
+                await asyncio.sleep(0.05)
+        finally:
+            self._running = False
+            self.connected.clear()
+            for t in self._tasks:
+                t.cancel()
+            for t in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+
+    async def stop(self) -> None:
+        for s in self.streams:
+            await s.stop()
+
+
 class CandleCloser:
     """Turn ``candle.stick`` pushes into closed candles: a candle is final when one with a later start arrives."""
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -29,7 +30,7 @@ from engine.runtime.lanes import Lanes
 from engine.runtime.trading_state import TradingState
 from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
-from exchange.ws import CandleCloser, KucoinStream, StreamMessage
+from exchange.ws import CandleCloser, MessageHandler, StreamGroup, StreamMessage
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
 from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
@@ -88,7 +89,7 @@ class Runtime:
         self.tasks: list[asyncio.Task[Any]] = []
         self.market_clock = MarketClock()
         self.engine: TradingEngine | None = None  # set once wired (read by the latency bench and diagnostics)
-        self.stream: KucoinStream | None = None
+        self.stream: StreamGroup | None = None
         self.lanes: Lanes | None = None
 
     async def _exchange(self) -> KucoinFuturesClient:
@@ -290,12 +291,8 @@ class Runtime:
             elif msg.subject == "position.change":
                 lanes.submit("account", sync)
 
-        stream = KucoinStream(client, on_message, private=True, on_reconnect=sync)
+        stream = await market_streams(client, s.symbols, self.cfg.timeframes.primary, on_message, sync)
         self.stream = stream
-        for sym in s.symbols:
-            await stream.subscribe(f"/contractMarket/limitCandle:{sym}_{self.cfg.timeframes.primary}")
-            await stream.subscribe(f"/contract/instrument:{sym}")
-            await stream.subscribe(f"/contract/position:{sym}", private=True)
         self.tasks.append(asyncio.create_task(stream.run(), name="ws-stream"))
         await asyncio.wait_for(stream.connected.wait(), timeout=30)
         self.health.stream_connected = True
@@ -413,6 +410,23 @@ class Runtime:
             if self.sim is not None:
                 await self.sim.stop()
         return 0
+
+
+async def market_streams(
+    client: KucoinFuturesClient,
+    symbols: list[str],
+    primary: str,
+    on_message: MessageHandler,
+    on_reconnect: Callable[[], Awaitable[None]] | None,
+) -> StreamGroup:
+    """The runtime's WebSocket topics (each symbol's primary candles, mark price and position) on as many
+    connections as KuCoin's 300-topics-per-connection limit needs (one private token each)."""
+    group = StreamGroup(client, on_message, private=True, on_reconnect=on_reconnect)
+    for sym in symbols:
+        await group.subscribe(f"/contractMarket/limitCandle:{sym}_{primary}")
+        await group.subscribe(f"/contract/instrument:{sym}")
+        await group.subscribe(f"/contract/position:{sym}", private=True)
+    return group
 
 
 async def _start_telegram(telegram: Any) -> None:

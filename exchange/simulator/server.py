@@ -711,7 +711,19 @@ class SimulatorServer:
                         )
                         continue
                     subs = self.subscriptions[ws]
-                    for t in _split_topic(topic):
+                    parts = _split_topic(topic)
+                    if kind == "subscribe" and (len(parts) > 100 or len(subs | set(parts)) > 300):
+                        # Reference §5.3: at most 100 topics per request and 300 per connection.
+                        await ws.send_json(
+                            {
+                                "id": data.get("id"),
+                                "type": "error",
+                                "code": 509,
+                                "data": "exceed max subscription count",
+                            }
+                        )
+                        continue
+                    for t in parts:
                         (subs.add if kind == "subscribe" else subs.discard)(t)
                     if data.get("response", True):
                         await ws.send_json({"id": data.get("id"), "type": "ack"})

@@ -284,3 +284,42 @@ async def test_an_order_update_with_a_garbled_ts_is_counted_not_fatal(stream: tu
     assert s.stats.malformed == 1
     await s.handle_text(bad.replace('"soon"', "300").replace('"open"', '"done"'))
     assert [m.data["status"] for m in rec.subjects("orderChange") if m.data["orderId"] == "7"] == ["done"]
+
+
+async def test_a_universe_beyond_300_topics_is_spread_over_connections(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """KuCoin takes at most 300 topics per connection (509 beyond, reference §5.3). The runtime subscribed three
+    topics per symbol on one connection: with more than 100 symbols its stream could never connect on KuCoin
+    (the simulator did not enforce the limit). The stream group spreads the topics over connections."""
+    from engine.runtime.app import market_streams
+
+    symbols = [f"S{i:03d}USDTM" for i in range(150)] + ["ETHUSDTM"]
+    rec = Recorder()
+    one = KucoinStream(client, rec, backoff_base_s=0.02, backoff_cap_s=0.05)
+    for sym in symbols:
+        await one.subscribe(f"/contractMarket/limitCandle:{sym}_5min")
+        await one.subscribe(f"/contract/instrument:{sym}")
+    task = asyncio.create_task(one.run())
+    await until(lambda: any("509" in e for e in one.stats.errors))
+    assert not one.connected.is_set()  # as one connection: refused
+    await one.stop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    group = await market_streams(client, symbols, "5min", rec, None)
+    task = asyncio.create_task(group.run())
+    try:
+        await asyncio.wait_for(group.connected.wait(), 10)
+        assert len(group.streams) >= 2 and all(len(s.topics) <= 300 for s in group.streams)
+        sim.set_price("ETHUSDTM", D("2006.00"))
+        await until(lambda: any(m.data["markPrice"] == 2006.0 for m in rec.subjects("mark.index.price")))
+        sim.faults.expire_tokens()
+        sim.drop_ws_connections()
+        await until(lambda: group.stats.reconnects >= len(group.streams) and group.connected.is_set())
+    finally:
+        await group.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
