@@ -17,6 +17,7 @@ class FaultInjector:
     reorder_ws_messages: bool = False
     ws_drops: int = 0
     ws_bad_welcome_remaining: int = 0
+    ws_silent: bool = False  # connections stay open but answer no ping and push nothing
     garble_reply_remaining: int = 0
     delay_remaining: int = 0
     order_lag_remaining: int = 0
@@ -74,7 +75,7 @@ class FaultInjector:
         self.ws_bad_welcome_remaining = self.garble_reply_remaining = self.delay_remaining = 0
         self.order_lag_remaining = 0
         self.latency_ms = 0
-        self.duplicate_ws_messages = self.reorder_ws_messages = False
+        self.duplicate_ws_messages = self.reorder_ws_messages = self.ws_silent = False
 
     def take(self, attr: str) -> bool:
         left: int = getattr(self, attr)

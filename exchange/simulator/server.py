@@ -700,6 +700,8 @@ class SimulatorServer:
                     await ws.send_json({"type": "error", "code": 400, "data": "malformed message"})
                     continue
                 kind = data.get("type")
+                if self.faults.ws_silent:
+                    continue  # a half-dead link: the socket is open, nothing comes back
                 if kind == "ping":
                     await ws.send_json({"id": data.get("id"), "type": "pong", "timestamp": self.config.clock() * 1000})
                 elif kind in ("subscribe", "unsubscribe"):
@@ -864,6 +866,8 @@ class SimulatorServer:
         msg = {"type": "message", "topic": topic, "subject": subject, "data": body}
         if private:
             msg["channelType"] = "private"
+        if self.faults.ws_silent:
+            return
         for ws, subs in list(self.subscriptions.items()):
             if topic in subs or topic.split(":", maxsplit=1)[0] + ":all" in subs:
                 copies = 2 if self.faults.duplicate_ws_messages else 1

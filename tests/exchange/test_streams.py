@@ -323,3 +323,28 @@ async def test_a_universe_beyond_300_topics_is_spread_over_connections(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_silent_connection_is_noticed_by_its_pings_and_replaced(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """The socket stays open but nothing comes back (no pong, no data): after pingInterval + pingTimeout the
+    stream drops it and connects again with a fresh token (reference §5.2, §5.7)."""
+    sim.config.ws_ping_interval_ms = sim.config.ws_ping_timeout_ms = 100
+    rec = Recorder()
+    s = KucoinStream(client, rec, backoff_base_s=0.02, backoff_cap_s=0.05)
+    await s.subscribe(TICKER)
+    task = asyncio.create_task(s.run())
+    try:
+        await asyncio.wait_for(s.connected.wait(), 5)
+        sim.faults.ws_silent = True
+        await until(lambda: any("pong" in e for e in s.stats.errors))
+        sim.faults.ws_silent = False
+        await until(lambda: s.stats.reconnects >= 1 and s.connected.is_set())
+        sim.set_price("ETHUSDTM", D("2007.00"))
+        await until(lambda: any(m.data["bestBidPrice"] == "2007.00" for m in rec.subjects("tickerV2")))
+    finally:
+        await s.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
