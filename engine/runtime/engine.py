@@ -45,7 +45,7 @@ from engine.runtime.protection import Protected, StopCoordinator
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
-from exchange.errors import ExchangeError, OrderNotFoundError
+from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
 from exchange.ids import new_client_oid
 from exchange.models import OrderRequest, OrderSide, Position
 from exchange.rest import KucoinFuturesClient
@@ -794,9 +794,15 @@ class TradingEngine:
     async def _flatten(self) -> KillSwitchReport:
         """Account-wide, not symbol by symbol: two cancels per configured symbol would cost 25 weight each, over
         a 542-symbol universe ~13,500 against KuCoin's 2,000 per 30 s, minutes of waiting on the rate limit.
-        One request cancels every untriggered stop; plain orders are cancelled only where some are open."""
+        One request cancels every untriggered stop; plain orders are cancelled only where some are open.
+
+        The positions are listed before anything is cancelled: if the exchange cannot show them, nothing has been
+        touched and the error says so. A position whose close fails gets its stop and take-profit back at once
+        (and keeps them through the second sweep): a failure midway never leaves a position naked."""
+        positions = [p for p in await self.client.positions() if p.is_open]
         cancelled = await self._cancel_every_stop()
         closed: list[str] = []
+        failed: set[str] = set()
         for _ in range(3):  # a listing is one page: list again until nothing is left
             blind = False
             try:
@@ -814,9 +820,11 @@ class TradingEngine:
             if blind:
                 break
         crash_point("in_kill_switch")
-        for pos in await self.client.positions():
-            if not pos.is_open:
-                continue
+        try:  # again: a resting order may have filled before its cancel
+            positions = [p for p in await self.client.positions() if p.is_open]
+        except ExchangeError as exc:
+            log.error("kill.list_positions_failed", error=str(exc))  # close what the first listing showed
+        for pos in positions:
             side = OrderSide.SELL if pos.lots > 0 else OrderSide.BUY
             req = OrderRequest(
                 symbol=pos.symbol,
@@ -829,9 +837,20 @@ class TradingEngine:
             try:
                 await self.client.place_order(req)
                 closed.append(pos.symbol)
+            except PositionEmptyError:
+                closed.append(pos.symbol)  # flat already (a stop went off meanwhile): that is the goal
             except ExchangeError as exc:
+                failed.add(pos.symbol)
                 log.error("kill.close_failed", symbol=pos.symbol, error=str(exc))
-        cancelled += await self._cancel_every_stop()  # a stop move already on its way may have placed one since
+        if failed:  # still open: protected again, and kept out of the second sweep
+            for symbol in sorted(failed):
+                m = self.managed.get(symbol)
+                if m is not None:
+                    m.protection.stop_order_id = m.protection.tp_order_id = None
+                    await self.coordinator.protect(m.protection)
+            cancelled += await self._cancel_stops_except(failed)
+        else:
+            cancelled += await self._cancel_every_stop()  # a stop move already on its way may have placed one since
         leftovers = [f"{p.symbol}: {p.lots} lots" for p in await self.client.positions() if p.is_open]
         leftovers += [f"{o.symbol}: order {o.id}" for o in await self.client.open_orders()]
         leftovers += [f"{o.symbol}: stop {o.id}" for o in await self.client.open_stop_orders()]
@@ -848,6 +867,24 @@ class TradingEngine:
         )
         self.bus.publish(report)
         return report
+
+    async def _cancel_stops_except(self, keep: set[str]) -> int:
+        """Every untriggered stop order except those of ``keep`` (positions still open), one by one."""
+        cancelled = 0
+        try:
+            stops = await self.client.open_stop_orders()
+        except ExchangeError as exc:
+            log.error("kill.list_stops_failed", error=str(exc))
+            return 0
+        for o in stops:
+            if o.symbol in keep:
+                continue
+            try:
+                await self.client.cancel_order(o.id)
+                cancelled += 1
+            except ExchangeError as exc:
+                log.error("kill.cancel_stop_failed", symbol=o.symbol, order_id=o.id, error=str(exc))
+        return cancelled
 
     async def _cancel_every_stop(self) -> int:
         """Every untriggered stop order on the account, in one request (no symbol); how many were cancelled."""

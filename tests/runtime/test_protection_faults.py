@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+import pytest
+
 from engine.models import Side
 from exchange.models import OrderRequest, OrderSide
 from tests.runtime.conftest import Rig
@@ -73,3 +75,39 @@ async def test_hedge_mode_reconciliation_compares_the_managed_side_only(rig: Rig
     assert await rig.engine.sync_positions() == []
     assert p.lots == 179 and rig.engine.managed["ETHUSDTM"].protection is p
     assert sorted(o.lots for o in await rig.client.open_stop_orders("ETHUSDTM")) == [179, 179]
+
+
+async def test_a_kill_switch_that_cannot_see_the_positions_leaves_their_stops(rig: Rig) -> None:
+    """The kill switch cancelled every stop first and only then listed the positions to close: when that listing
+    failed (flaky exchange), the positions stayed open with no stop at all. Nothing protective is cancelled
+    before the position it protects is closed."""
+    from exchange.errors import ExchangeError
+
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    rig.sim.faults.lose_reply_next(100, "/api/v1/positions")
+    with pytest.raises(ExchangeError):  # it says it failed; it must not leave the position naked
+        await rig.engine.kill_switch()
+    rig.sim.faults.reset()
+    assert (await rig.client.position("ETHUSDTM")).lots == p.lots  # it could not close it
+    assert len([o for o in await rig.client.open_stop_orders("ETHUSDTM") if o.stop_price == p.stop]) == 1
+
+
+async def test_a_kill_switch_close_that_fails_keeps_that_positions_stop(rig: Rig) -> None:
+    from exchange.errors import ExchangeError
+
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    client = rig.engine.client
+    real_place = client.place_order
+
+    async def refuse_closes(req: OrderRequest, *, test: bool = False) -> object:
+        if req.reduce_only and req.stop is None:
+            raise ExchangeError("300014: position is being liquidated")
+        return await real_place(req, test=test)
+
+    client.place_order = refuse_closes  # type: ignore[method-assign,assignment]
+    report = await rig.engine.kill_switch()
+    assert not report.flat
+    assert (await rig.client.position("ETHUSDTM")).lots == p.lots
+    assert len([o for o in await rig.client.open_stop_orders("ETHUSDTM") if o.stop_price == p.stop]) == 1
