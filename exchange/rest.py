@@ -46,6 +46,7 @@ from exchange.signing import Credentials, compact_json, sign_headers
 log = structlog.get_logger(__name__)
 
 REFUSED_PERMISSIONS = ("transfer", "withdrawal", "withdraw")
+GATEWAY_GAVE_UP = (502, 504)  # answered by a gateway, not by the exchange: the request's fate is unknown
 CLOUDFLARE_BLOCK_MS = 30_000  # 1015: the legacy per-IP limit blocks for 30 s (reference §3.2)
 
 
@@ -162,7 +163,9 @@ class KucoinFuturesClient:
         except aiohttp.ClientError as exc:  # sent, then the connection failed: executed or not, nobody knows
             raise NoAnswerError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
         if not isinstance(payload, dict):
-            raise RetryableError(f"{method} {path}: HTTP {status} without a JSON body", http_status=status)
+            # 502/504: a gateway gave up on the exchange behind it, which may still execute the request.
+            cls = NoAnswerError if status in GATEWAY_GAVE_UP else RetryableError
+            raise cls(f"{method} {path}: HTTP {status} without a JSON body", http_status=status)
         code = str(payload.get("code", ""))
         if code == "200000" and status < 400:
             if "data" not in payload:  # reference §3.1: a "success" without data is seen in the wild; the
@@ -172,6 +175,8 @@ class KucoinFuturesClient:
                 self.last_signed_ok_ms = self._now_ms()
             return payload.get("data")
         err = error_for(code or str(status), str(payload.get("msg", "")), status)
+        if status in GATEWAY_GAVE_UP and type(err) is RetryableError:
+            err = NoAnswerError(err.message, code=err.code, http_status=status)
         if isinstance(err, RateLimitedError) and reset is not None and reset.isdigit():
             err.reset_ms = int(reset)
         elif isinstance(err, RateLimitedError) and err.code == "200002":

@@ -21,6 +21,9 @@ class FaultInjector:
     garble_reply_remaining: int = 0
     delay_remaining: int = 0
     order_lag_remaining: int = 0
+    gateway_timeout_remaining: int = 0
+    gateway_timeout_prefix: str = "/api/v1/orders"
+    gateway_timeout_ms: int = 0
     delay_prefix: str = "/api/v1/orders"
     delay_ms: int = 0
     garble_reply_prefix: str = "/api/v1/orders"
@@ -57,6 +60,13 @@ class FaultInjector:
         self.delay_ms = ms
         self.delay_prefix = path_prefix
 
+    def gateway_timeout_next(self, n: int, ms: int, path_prefix: str = "/api/v1/orders") -> None:
+        """The next ``n`` requests under ``path_prefix`` are answered HTTP 504 by the gateway at once, while the
+        exchange behind it executes them ``ms`` later."""
+        self.gateway_timeout_remaining = n
+        self.gateway_timeout_ms = ms
+        self.gateway_timeout_prefix = path_prefix
+
     def order_lag_next(self, n: int) -> None:
         """The next ``n`` order queries (by id or clientOid) answer 100004 as if the order did not exist yet: a read
         right after placement that the exchange's query side has not caught up with."""
@@ -73,7 +83,7 @@ class FaultInjector:
     def reset(self) -> None:
         self.rate_limit_remaining = self.server_error_remaining = self.lose_reply_remaining = 0
         self.ws_bad_welcome_remaining = self.garble_reply_remaining = self.delay_remaining = 0
-        self.order_lag_remaining = 0
+        self.order_lag_remaining = self.gateway_timeout_remaining = 0
         self.latency_ms = 0
         self.duplicate_ws_messages = self.reorder_ws_messages = self.ws_silent = False
 

@@ -112,6 +112,7 @@ class SimulatorServer:
         self._pending_ws: list[tuple[web.WebSocketResponse, dict[str, Any]]] = []
         self.candles: dict[tuple[str, int], list[list[float]]] = {}
         self.cross_leverage: dict[str, int] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -248,6 +249,17 @@ class SimulatorServer:
         lose = faults.lose_reply_remaining and request.path.startswith(faults.lose_reply_prefix)
         if faults.delay_remaining and request.path.startswith(faults.delay_prefix) and faults.take("delay_remaining"):
             await asyncio.sleep(faults.delay_ms / 1000)
+        gateway = faults.gateway_timeout_remaining and request.path.startswith(faults.gateway_timeout_prefix)
+        if gateway and faults.take("gateway_timeout_remaining"):
+
+            async def later() -> None:
+                await asyncio.sleep(faults.gateway_timeout_ms / 1000)
+                with contextlib.suppress(SimError):
+                    await handler(request)
+
+            self._background.add(task := asyncio.get_running_loop().create_task(later(), name="sim-late-execution"))
+            task.add_done_callback(self._background.discard)
+            return web.Response(status=504, text="<html>504 Gateway Time-out</html>", content_type="text/html")
         try:
             data = await handler(request)
         except SimError as exc:

@@ -388,3 +388,19 @@ async def test_an_accepted_order_the_query_side_does_not_show_yet_is_not_reporte
     sim.faults.reset()
     assert accepted.id == sim.state.by_client_oid(req2.client_oid).id  # type: ignore[union-attr]
     assert accepted.is_active and accepted.filled_lots == 0
+
+
+async def test_a_gateway_timeout_on_an_entry_is_not_a_refusal(sim: SimulatorServer) -> None:
+    """HTTP 504 from the gateway: it gave up waiting, the exchange behind it may still execute the order. Like an
+    unanswered request, an order that can add exposure is re-sent only after the grace and one more lookup (it
+    was re-sent at once, and both executed)."""
+    async with KucoinFuturesClient(
+        sim.rest_url, Credentials(KEY, SECRET, PASSPHRASE), timeout_s=0.3, backoff_base_s=0.01, backoff_cap_s=0.02
+    ) as c:
+        sim.faults.gateway_timeout_next(1, 400, "/api/v1/orders")
+        req = OrderRequest("ETHUSDTM", BUY, 3, leverage=5)
+        order = await c.place_order(req)
+        assert order.client_oid == req.client_oid and order.filled_lots == 3
+        await asyncio.sleep(0.6)  # whatever was still on its way has landed by now
+        assert len([o for o in sim.state.orders.values() if o.client_oid == req.client_oid]) == 1
+        assert (await c.position("ETHUSDTM")).lots == 3
