@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -326,16 +326,20 @@ async def run(args: argparse.Namespace) -> None:
             task.result()
             raise SystemExit("runtime stopped during start-up")
         await asyncio.sleep(0.1)
-    engine, stream = rt.engine, rt.stream
-    handle_text = stream.handle_text
+    engine, group = rt.engine, rt.stream
+    for stream in group.streams:  # one connection per ≤ 280 topics (KuCoin's limit is 300)
 
-    async def traced(raw: str) -> None:
-        probe.on_frame(raw)
-        await handle_text(raw)
+        def traced_for(handle_text: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
+            async def traced(raw: str) -> None:
+                probe.on_frame(raw)
+                await handle_text(raw)
 
-    stream.handle_text = traced  # type: ignore[method-assign]
+            return traced
+
+        stream.handle_text = traced_for(stream.handle_text)  # type: ignore[method-assign,assignment]
+    topics = sum(len(s.topics) for s in group.streams)
     ready_s = time.perf_counter() - t_start
-    print(f"ready after {ready_s:.1f} s (warm-up {rt.warm_s:.1f} s); {len(stream.topics)} topics subscribed")
+    print(f"ready after {ready_s:.1f} s (warm-up {rt.warm_s:.1f} s); {topics} topics subscribed")
 
     manual = KucoinFuturesClient(url, CREDS)  # a person trading by hand on the same account
     session = aiohttp.ClientSession()
@@ -350,7 +354,7 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.wait_for(task, timeout=30)
         proc.stdin.close()
         await proc.wait()
-    report(args, closes, ticks, rt, len(symbols), len(stream.topics), time.perf_counter() - t_start)
+    report(args, closes, ticks, rt, len(symbols), topics, time.perf_counter() - t_start)
 
 
 async def flatten(

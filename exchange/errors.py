@@ -21,8 +21,12 @@ class ExchangeTimeoutError(RetryableError, TimeoutError):
     """No answer in time (the request may or may not have been executed)."""
 
 
+class NoAnswerError(RetryableError):
+    """The request was sent and the connection failed before an answer: it may or may not have been executed."""
+
+
 class RateLimitedError(RetryableError):
-    """HTTP 429 / 429000: back off until the pool resets."""
+    """HTTP 429 / 429000, 200002 (one endpoint blocked 10 s), 1015 (per IP, 30 s): back off until the reset."""
 
     def __init__(
         self, message: str, *, code: str | None = None, http_status: int | None = None, reset_ms: int | None = None
@@ -68,7 +72,7 @@ RETRY_CODES = {"500000", "100002", "300002", "300013", "300015"}
 
 
 def _class_for(code: str, http_status: int | None) -> type[ExchangeError]:
-    if code == "429000" or http_status == 429:
+    if code in ("429000", "200002", "1015") or http_status == 429:  # 200002: per-endpoint; 1015: per-IP
         return RateLimitedError
     if code == "400002":
         return TimestampError

@@ -80,7 +80,7 @@ class RateBudget:
         self.clock = clock
         self.pools: dict[str, _Pool] = {}
         self.waited_s = 0.0
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}  # one per pool: a wait for one pool never holds up another
 
     def delay_for(self, pool: str, weight: int) -> float:
         """Seconds to wait before spending ``weight`` in ``pool`` (0 when it fits)."""
@@ -95,7 +95,12 @@ class RateBudget:
         return 0.0
 
     async def acquire(self, pool: str, weight: int) -> None:
-        async with self._lock:
+        """Spend ``weight`` in ``pool``, first waiting for the window if it would not fit. Calls to the same pool
+        queue behind each other; a stop order (futures pool) never waits behind a spent public pool."""
+        lock = self._locks.get(pool)
+        if lock is None:
+            lock = self._locks[pool] = asyncio.Lock()
+        async with lock:
             delay = self.delay_for(pool, weight)
             if delay > 0:
                 self.waited_s += delay

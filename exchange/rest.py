@@ -22,6 +22,7 @@ from exchange.errors import (
     ExchangeError,
     ExchangeTimeoutError,
     InvalidRequestError,
+    NoAnswerError,
     OrderNotFoundError,
     PermissionRefusedError,
     RateLimitedError,
@@ -29,13 +30,24 @@ from exchange.errors import (
     TimestampError,
     error_for,
 )
-from exchange.models import AccountOverview, Fill, Order, OrderRequest, OrderSide, OrderType, Position
+from exchange.models import (
+    AccountOverview,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Position,
+)
 from exchange.ratelimit import RateBudget, weight_for
 from exchange.signing import Credentials, compact_json, sign_headers
 
 log = structlog.get_logger(__name__)
 
 REFUSED_PERMISSIONS = ("transfer", "withdrawal", "withdraw")
+GATEWAY_GAVE_UP = (502, 504)  # answered by a gateway, not by the exchange: the request's fate is unknown
+CLOUDFLARE_BLOCK_MS = 30_000  # 1015: the legacy per-IP limit blocks for 30 s (reference §3.2)
 
 
 class KucoinFuturesClient:
@@ -55,6 +67,8 @@ class KucoinFuturesClient:
         rng: random.Random | None = None,
         budget: RateBudget | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
+        resend_grace_s: float | None = None,
+        endpoint_block_s: float = 10.0,
     ) -> None:
         self.budget = budget or RateBudget()
         self.trace_configs = list(trace_configs)  # aiohttp request tracing (benchmarks, diagnostics)
@@ -62,6 +76,9 @@ class KucoinFuturesClient:
         self.spot_base_url = (spot_base_url or base_url).rstrip("/")
         self.credentials = credentials
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # How long an unanswered order that can add exposure may still land: it is not re-sent before that.
+        self.resend_grace_s = 3 * timeout_s if resend_grace_s is None else resend_grace_s
+        self.endpoint_block_s = endpoint_block_s  # 200002: the endpoint is blocked this long (reference §3.4)
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
@@ -141,18 +158,31 @@ class KucoinFuturesClient:
                     payload = None
         except TimeoutError as exc:
             raise ExchangeTimeoutError(f"{method} {path} timed out") from exc
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectorError as exc:  # no connection: the request never left
             raise RetryableError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
+        except aiohttp.ClientError as exc:  # sent, then the connection failed: executed or not, nobody knows
+            raise NoAnswerError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
         if not isinstance(payload, dict):
-            raise RetryableError(f"{method} {path}: HTTP {status} without a JSON body", http_status=status)
+            # 502/504: a gateway gave up on the exchange behind it, which may still execute the request.
+            cls = NoAnswerError if status in GATEWAY_GAVE_UP else RetryableError
+            raise cls(f"{method} {path}: HTTP {status} without a JSON body", http_status=status)
         code = str(payload.get("code", ""))
         if code == "200000" and status < 400:
+            if "data" not in payload:  # reference §3.1: a "success" without data is seen in the wild; the
+                # request may or may not have been executed, so it is treated like a lost reply
+                raise RetryableError(f"{method} {path}: success code without data: {payload}", http_status=status)
             if signed:
                 self.last_signed_ok_ms = self._now_ms()
             return payload.get("data")
         err = error_for(code or str(status), str(payload.get("msg", "")), status)
+        if status in GATEWAY_GAVE_UP and type(err) is RetryableError:
+            err = NoAnswerError(err.message, code=err.code, http_status=status)
         if isinstance(err, RateLimitedError) and reset is not None and reset.isdigit():
             err.reset_ms = int(reset)
+        elif isinstance(err, RateLimitedError) and err.code == "200002":
+            err.reset_ms = int(self.endpoint_block_s * 1000)
+        elif isinstance(err, RateLimitedError) and err.code == "1015":
+            err.reset_ms = CLOUDFLARE_BLOCK_MS
         raise err
 
     async def _call(self, method: str, path: str, *, retry: bool = True, **kw: Any) -> Any:
@@ -299,12 +329,17 @@ class KucoinFuturesClient:
         """Place ``req`` exactly once. After a timeout or lost reply the exchange is asked whether it knows the
         clientOid; the order is re-sent only when it does not."""
         path = "/api/v1/orders/test" if test else "/api/v1/orders"
+        loop = asyncio.get_running_loop()
         for attempt in range(1, self.max_attempts + 1):
+            sent = loop.time()
             try:
                 data = await self._send("POST", path, body=req.body())
+                order_id = data.get("orderId") if isinstance(data, dict) else None
+                if not order_id:  # executed or not, we cannot tell: resolved below by the clientOid
+                    raise RetryableError(f"POST {path}: answer without an orderId: {data!r}")
                 if test:
-                    return _accepted(req, str(data.get("orderId", "")))
-                return await self.order_by_id(str(data["orderId"]))
+                    return _accepted(req, str(order_id))
+                return await self._placed(req, str(order_id))
             except DuplicateClientOidError:
                 return await self._known(req)
             except TimestampError:
@@ -320,10 +355,36 @@ class KucoinFuturesClient:
                     if known is not None:
                         log.info("exchange.order_recovered", client_oid=req.client_oid, order_id=known.id)
                         return known
+                    if isinstance(exc, ExchangeTimeoutError | NoAnswerError) and not (
+                        req.reduce_only or req.close_order
+                    ):
+                        # Unanswered, and unknown to the exchange *so far*: it may still be on its way. Sent again at
+                        # once, both could execute (the same clientOid does not stop the second once the first, a
+                        # filled market order, is no longer active): a doubled position. So an order that can add
+                        # exposure is re-sent only after the grace, and after one more look.
+                        wait = sent + self.resend_grace_s - loop.time()
+                        if wait > 0:
+                            log.warning("exchange.order_unanswered", client_oid=req.client_oid, wait_s=round(wait, 3))
+                            await asyncio.sleep(wait)
+                        known = await self._find(req.client_oid)
+                        if known is not None:
+                            log.info("exchange.order_recovered", client_oid=req.client_oid, order_id=known.id)
+                            return known
                 if attempt == self.max_attempts:
                     raise
                 await self._backoff(attempt, exc)
         raise ExchangeError(f"placing {req.client_oid}: retries exhausted")  # pragma: no cover
+
+    async def _placed(self, req: OrderRequest, order_id: str) -> Order:
+        """The order the exchange has just accepted. Its query side may not show it yet (100004 right after the
+        placement): ask again with backoff; in the end answer with what was accepted rather than "not found"."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return await self.order_by_id(order_id)
+            except OrderNotFoundError:
+                await asyncio.sleep(self.rng.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt)))
+        log.warning("exchange.order_not_visible", order_id=order_id, client_oid=req.client_oid)
+        return _accepted(req, order_id, status=OrderStatus.OPEN)
 
     async def _find(self, client_oid: str) -> Order | None:
         try:
@@ -347,12 +408,15 @@ class KucoinFuturesClient:
         }
         try:
             data = await self._send("POST", "/api/v1/st-orders", body=body)
+            order_id = data.get("orderId") if isinstance(data, dict) else None
+            if not order_id:
+                raise RetryableError(f"POST /api/v1/st-orders: answer without an orderId: {data!r}")
         except RetryableError:
             known = await self._find(req.client_oid)
             if known is None:
                 raise
             return known
-        return await self.order_by_id(str(data["orderId"]))
+        return await self.order_by_id(str(order_id))
 
     async def market_entry_guarded(
         self,
@@ -416,10 +480,9 @@ class KucoinFuturesClient:
         return [Order.from_api(o) for o in data.get("items", [])]
 
 
-def _accepted(req: OrderRequest, order_id: str) -> Order:
-    """What ``orders/test`` validated, as an Order that was never placed."""
-    from exchange.models import OrderStatus
-
+def _accepted(req: OrderRequest, order_id: str, status: OrderStatus = OrderStatus.DONE) -> Order:
+    """What the exchange accepted, from the request alone: ``orders/test`` (never placed, DONE), or an order
+    accepted but not yet visible to queries (OPEN, nothing known to be filled)."""
     return Order(
         id=order_id,
         client_oid=req.client_oid,
@@ -430,7 +493,7 @@ def _accepted(req: OrderRequest, order_id: str) -> Order:
         lots=req.lots,
         filled_lots=0,
         filled_value=Decimal(0),
-        status=OrderStatus.DONE,
+        status=status,
         reduce_only=req.reduce_only,
         stop=req.stop,
         stop_price=req.stop_price,

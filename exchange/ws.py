@@ -35,6 +35,7 @@ class StreamMessage:
     subject: str
     data: dict[str, Any]
     private: bool
+    connection: int = 0  # which connection of the stream delivered it (1 for the first, +1 per reconnect)
 
 
 @dataclass
@@ -111,13 +112,17 @@ class KucoinStream:
         while not self._stop_event.is_set():
             try:
                 await self._session(first=self.stats.connects == 0)
-                attempt = 0
             except asyncio.CancelledError:
                 raise
             except (OSError, ExchangeError, websockets.exceptions.WebSocketException, TimeoutError) as exc:
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
                 log.warning("ws.disconnected", error=str(exc), attempt=attempt)
+            except Exception as exc:  # a bug or a surprise in one session (e.g. the backfill hook): never the end
+                self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+                log.exception("ws.session_failed", attempt=attempt)
             finally:
+                if self.connected.is_set():
+                    attempt = 0  # this connection came up: the next drop starts the backoff over
                 self.connected.clear()
                 self._ws = None
             if self._stop_event.is_set():
@@ -130,19 +135,26 @@ class KucoinStream:
 
     async def _session(self, *, first: bool) -> None:
         bullet = await self.client.bullet(private=self.private)  # a fresh token every time
-        server = bullet["instanceServers"][0]
+        try:
+            server = bullet["instanceServers"][0]
+            endpoint, token = str(server["endpoint"]), str(bullet["token"])
+            ping_s, pong_s = float(server["pingInterval"]) / 1000, float(server["pingTimeout"]) / 1000
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise StreamClosedError(f"malformed token answer: {exc!r}") from exc
         connect_id = str(time.time_ns())
-        url = f"{server['endpoint']}?token={bullet['token']}&connectId={connect_id}"
+        url = f"{endpoint}?token={token}&connectId={connect_id}"
         async with websockets.connect(url, ping_interval=None, max_size=2**22) as ws:
             self._ws = ws
-            welcome = json.loads(await asyncio.wait_for(ws.recv(), timeout=5.0))
-            if welcome.get("type") != "welcome":
-                raise StreamClosedError(f"no welcome: {welcome}")
+            raw = await asyncio.wait_for(ws.recv(), timeout=5.0)
+            try:
+                welcome = json.loads(raw)
+            except ValueError:
+                welcome = None
+            if not isinstance(welcome, dict) or welcome.get("type") != "welcome":
+                raise StreamClosedError(f"no welcome: {str(raw)[:120]!r}")
             self.stats.connects += 1
             reader = asyncio.create_task(self._read(ws), name="ws-reader")
-            pinger = asyncio.create_task(
-                self._ping(ws, server["pingInterval"] / 1000, server["pingTimeout"] / 1000), name="ws-pinger"
-            )
+            pinger = asyncio.create_task(self._ping(ws, ping_s, pong_s), name="ws-pinger")
             try:
                 for topic, private in list(self.topics.items()):
                     await self._subscribe(topic, private)
@@ -249,14 +261,22 @@ class KucoinStream:
         if len(self._seen) > self._dedupe_window:
             self._seen.popitem(last=False)
         if subject in ("orderChange", "symbolOrderChange", "stopOrder"):
-            oid, ts = str(data.get("orderId", "")), int(data.get("ts", 0) or 0)
+            oid = str(data.get("orderId", ""))
+            try:
+                ts = int(data.get("ts", 0) or 0)
+            except (TypeError, ValueError):
+                self.stats.malformed += 1
+                log.warning("ws.malformed_ts", preview=raw[:120])
+                return
             if ts and ts < self._order_ts.get(oid, 0):
                 self.stats.stale += 1  # an older state of this order arrived late
                 return
             self._order_ts[oid] = max(ts, self._order_ts.get(oid, 0))
         self.stats.messages += 1
         try:
-            result = self.on_message(StreamMessage(topic, subject, data, msg.get("channelType") == "private"))
+            result = self.on_message(
+                StreamMessage(topic, subject, data, msg.get("channelType") == "private", self.stats.connects)
+            )
             if result is not None:
                 await result
         except Exception:  # e.g. a field that does not parse: this message is lost to the handler, not the stream
@@ -264,19 +284,117 @@ class KucoinStream:
             log.exception("ws.handler_failed", topic=topic, subject=subject)
 
 
+MAX_TOPICS_PER_CONNECTION = 280  # KuCoin refuses more than 300 per connection (509, reference §5.3); room kept
+
+
+class StreamGroup:
+    """Several ``KucoinStream`` connections behind one subscribe / run / stop: KuCoin takes at most 300 topics on
+    one connection, so a large universe needs several. Each topic lives on exactly one connection (no duplicate
+    pushes); each connection reconnects, resubscribes and calls ``on_reconnect`` on its own."""
+
+    def __init__(
+        self,
+        client: KucoinFuturesClient,
+        on_message: MessageHandler,
+        *,
+        private: bool = False,
+        on_reconnect: BackfillHook | None = None,
+        max_topics: int = MAX_TOPICS_PER_CONNECTION,
+        **stream_options: Any,
+    ) -> None:
+        self.client = client
+        self.on_message = on_message
+        self.private = private
+        self.on_reconnect = on_reconnect
+        self.max_topics = max_topics
+        self.stream_options = stream_options
+        self.streams: list[KucoinStream] = []
+        self.connected = asyncio.Event()  # set while every connection is up
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+
+    @property
+    def stats(self) -> StreamStats:
+        """The connections' counters, summed."""
+        total = StreamStats()
+        for s in self.streams:
+            st = s.stats
+            total.connects += st.connects
+            total.reconnects += st.reconnects
+            total.malformed += st.malformed
+            total.duplicates += st.duplicates
+            total.stale += st.stale
+            total.messages += st.messages
+            total.received += st.received
+            total.handler_failures += st.handler_failures
+            total.errors.extend(st.errors)
+        return total
+
+    async def subscribe(self, topic: str, *, private: bool = False) -> None:
+        if any(topic in s.topics for s in self.streams):
+            return
+        target = next((s for s in self.streams if len(s.topics) < self.max_topics), None)
+        if target is None:
+            target = KucoinStream(
+                self.client,
+                self.on_message,
+                private=self.private,
+                on_reconnect=self.on_reconnect,
+                **self.stream_options,
+            )
+            self.streams.append(target)
+            if self._running:
+                self._tasks.append(asyncio.create_task(target.run(), name=f"ws-stream-{len(self.streams)}"))
+        await target.subscribe(topic, private=private)
+
+    async def run(self) -> None:
+        """Run every connection until stopped; ``connected`` follows whether all of them are up."""
+        self._running = True
+        self._tasks = [asyncio.create_task(s.run(), name=f"ws-stream-{i + 1}") for i, s in enumerate(self.streams)]
+        try:
+            while not all(t.done() for t in self._tasks):
+                if self.streams and all(s.connected.is_set() for s in self.streams):
+                    self.connected.set()
+                else:
+                    self.connected.clear()
+                await asyncio.sleep(0.05)
+        finally:
+            self._running = False
+            self.connected.clear()
+            for t in self._tasks:
+                t.cancel()
+            for t in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+
+    async def stop(self) -> None:
+        for s in self.streams:
+            await s.stop()
+
+
 class CandleCloser:
     """Turn ``candle.stick`` pushes into closed candles: a candle is final when one with a later start arrives."""
 
     def __init__(self) -> None:
         self.current: Candle | None = None
+        self.connection = 0  # the stream connection that delivered ``current``
+        self.dropped = 0  # candles cut by a reconnect, left to the REST backfill
 
-    def push(self, data: dict[str, Any]) -> Candle | None:
+    def push(self, data: dict[str, Any], connection: int = 0) -> Candle | None:
+        """The closed candle this push completes, if any. ``connection`` (``StreamMessage.connection``): a candle
+        last seen on an earlier connection may have missed its final pushes while the socket was down, so it is
+        not emitted as closed; the engine's REST backfill fetches the real one when the next candle closes."""
         row = data["candles"]
         # Wire order: [start (seconds), open, close, high, low, x5, x6] — close before high/low.
         candle = Candle(int(row[0]) * 1000, float(row[1]), float(row[3]), float(row[4]), float(row[2]), float(row[6]))
-        cur, self.current = self.current, candle
-        if cur is not None and candle.ts > cur.ts:
-            return cur
+        cur, cur_connection = self.current, self.connection
         if cur is not None and candle.ts < cur.ts:
-            self.current = cur  # an out-of-order push for an older candle: ignore it
+            return None  # an out-of-order push for an older candle: ignore it
+        self.current, self.connection = candle, connection
+        if cur is not None and candle.ts > cur.ts:
+            if cur_connection != connection:
+                self.dropped += 1
+                log.warning("ws.candle_cut_by_reconnect", start=cur.ts)
+                return None
+            return cur
         return None

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -39,7 +40,7 @@ from engine.runtime.lanes import Lanes
 from engine.runtime.trading_state import TradingState
 from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
-from exchange.ws import CandleCloser, KucoinStream, StreamMessage
+from exchange.ws import CandleCloser, MessageHandler, StreamGroup, StreamMessage
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
 from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
@@ -106,7 +107,7 @@ class Runtime:
         self.tasks: list[asyncio.Task[Any]] = []
         self.market_clock = MarketClock()
         self.engine: TradingEngine | None = None  # set once wired (read by the latency bench and diagnostics)
-        self.stream: KucoinStream | None = None
+        self.stream: StreamGroup | None = None
         self.lanes: Lanes | None = None
         self._http: web.AppRunner | None = None
 
@@ -365,7 +366,7 @@ class Runtime:
                 if closer is None:
                     log.warning("ws.unexpected_symbol", symbol=sym, topic=msg.topic)
                     return
-                closed = closer.push(msg.data)
+                closed = closer.push(msg.data, msg.connection)
                 if closed is not None:
                     self.health.last_candle_ms = _now()
                     self.market_clock.now_ms = closed.ts + step_ms
@@ -379,12 +380,8 @@ class Runtime:
             elif msg.subject == "position.change":
                 lanes.submit("account", sync)
 
-        stream = KucoinStream(client, on_message, private=True, on_reconnect=sync)
+        stream = await market_streams(client, s.symbols, self.cfg.timeframes.primary, on_message, sync)
         self.stream = stream
-        for sym in s.symbols:
-            await stream.subscribe(f"/contractMarket/limitCandle:{sym}_{self.cfg.timeframes.primary}")
-            await stream.subscribe(f"/contract/instrument:{sym}")
-            await stream.subscribe(f"/contract/position:{sym}", private=True)
         self.tasks.append(asyncio.create_task(stream.run(), name="ws-stream"))
         await asyncio.wait_for(stream.connected.wait(), timeout=30)
         self.health.stream_connected = True
@@ -468,6 +465,23 @@ class Runtime:
             if self.sim is not None:
                 await self.sim.stop()
         return 0
+
+
+async def market_streams(
+    client: KucoinFuturesClient,
+    symbols: list[str],
+    primary: str,
+    on_message: MessageHandler,
+    on_reconnect: Callable[[], Awaitable[None]] | None,
+) -> StreamGroup:
+    """The runtime's WebSocket topics (each symbol's primary candles, mark price and position) on as many
+    connections as KuCoin's 300-topics-per-connection limit needs (one private token each)."""
+    group = StreamGroup(client, on_message, private=True, on_reconnect=on_reconnect)
+    for sym in symbols:
+        await group.subscribe(f"/contractMarket/limitCandle:{sym}_{primary}")
+        await group.subscribe(f"/contract/instrument:{sym}")
+        await group.subscribe(f"/contract/position:{sym}", private=True)
+    return group
 
 
 async def _start_telegram(telegram: Any) -> None:

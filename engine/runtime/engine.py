@@ -45,9 +45,9 @@ from engine.runtime.protection import Protected, StopCoordinator
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
-from exchange.errors import ExchangeError
+from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
 from exchange.ids import new_client_oid
-from exchange.models import OrderRequest, OrderSide
+from exchange.models import OrderRequest, OrderSide, Position
 from exchange.rest import KucoinFuturesClient
 from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
 
@@ -648,15 +648,19 @@ class TradingEngine:
 
     async def _sync_positions(self) -> list[str]:
         diffs: list[str] = []
-        live = {p.symbol: p for p in await self.client.positions() if p.is_open}
+        # Keyed by symbol and side: in hedge mode a symbol can hold a LONG and a SHORT, and the managed one must be
+        # compared with its own side (taking the other's size for it resized its stop to the wrong lots).
+        live = {(p.symbol, _side_of(p)): p for p in await self.client.positions() if p.is_open}
         for symbol, m in list(self.managed.items()):
-            pos = live.get(symbol)
+            pos = live.get((symbol, m.protection.side))
             if pos is None:
                 await self._closed(symbol, m)
                 continue
             if abs(pos.lots) != m.protection.lots:
                 diffs.append(f"{symbol}: engine {m.protection.lots} lots, exchange {abs(pos.lots)}")
                 m.protection.lots = abs(pos.lots)
+                await self.positions_repo.save(m.protection.row())
+                await self._resize_protection(m.protection)
             stops = {o.id for o in await self.client.open_stop_orders(symbol)}
             if m.protection.stop_order_id not in stops and m.protection.replace_state == "STEADY":
                 self.bus.publish(
@@ -671,7 +675,9 @@ class TradingEngine:
                 if m.protection.tp_order_id not in stops:
                     m.protection.tp_order_id = None
                 await self.coordinator.protect(m.protection)
-        for symbol, pos in live.items():
+        for (symbol, _), pos in live.items():
+            if symbol in self.managed and self.managed[symbol].protection.side is not _side_of(pos):
+                log.warning("reconcile.other_side_unmanaged", symbol=symbol, lots=pos.lots, side=pos.position_side)
             if symbol not in self.managed and symbol in self.specs:
                 diffs.append(f"{symbol}: unmanaged position of {pos.lots} lots adopted")
                 await self.adopt(
@@ -683,6 +689,17 @@ class TradingEngine:
                     opened_ms=pos.opened_ms,
                 )
         return diffs
+
+    async def _resize_protection(self, p: Protected) -> None:
+        """The stop and take-profit are sized to the position: when the exchange holds another size, both are
+        replaced (new placed and confirmed, then the old cancelled) at their current levels. Without this a
+        position that grew behind the engine kept a stop for its old size, and a stop-out left the rest open."""
+        if p.replace_state != "STEADY":
+            return  # the replace in progress places the new size anyway
+        if p.stop_order_id is not None:
+            await self.coordinator.move_stop(p, p.stop, p.stop_reason)
+        if p.tp_order_id is not None:
+            await self.coordinator.move_take_profit(p, p.take_profit)
 
     async def _closed(self, symbol: str, m: Managed, *, reason: str | None = None) -> None:
         """The exchange closed the position (stop, TP or liquidation): account for it and clear leftovers.
@@ -721,6 +738,19 @@ class TradingEngine:
             if oid:
                 with contextlib.suppress(ExchangeError):
                     await self.client.cancel_order(oid)
+        # Any other stop of the symbol is one the engine lost track of (a placement that failed without an answer):
+        # left there, it would close the next position on the symbol at a level chosen for this one.
+        try:
+            for leftover in await self.client.open_stop_orders(symbol):
+                if leftover.side.value != exit_side:
+                    continue  # another side's stop (a hedge-mode position the engine does not manage)
+                log.warning(
+                    "stop.orphan_cancelled", symbol=symbol, order_id=leftover.id, client_oid=leftover.client_oid
+                )
+                with contextlib.suppress(OrderNotFoundError):
+                    await self.client.cancel_order(leftover.id)
+        except ExchangeError as exc:
+            log.error("stop.orphan_sweep_failed", symbol=symbol, error=str(exc))
         await self.positions_repo.delete(symbol)
         self.risk.record_close(symbol, pnl.net, self.clock())
         self.risk.equity += pnl.net
@@ -796,9 +826,15 @@ class TradingEngine:
     async def _flatten(self) -> KillSwitchReport:
         """Account-wide, not symbol by symbol: two cancels per configured symbol would cost 25 weight each, over
         a 542-symbol universe ~13,500 against KuCoin's 2,000 per 30 s, minutes of waiting on the rate limit.
-        One request cancels every untriggered stop; plain orders are cancelled only where some are open."""
+        One request cancels every untriggered stop; plain orders are cancelled only where some are open.
+
+        The positions are listed before anything is cancelled: if the exchange cannot show them, nothing has been
+        touched and the error says so. A position whose close fails gets its stop and take-profit back at once
+        (and keeps them through the second sweep): a failure midway never leaves a position naked."""
+        positions = [p for p in await self.client.positions() if p.is_open]
         cancelled = await self._cancel_every_stop()
         closed: list[str] = []
+        failed: set[str] = set()
         for _ in range(3):  # a listing is one page: list again until nothing is left
             blind = False
             try:
@@ -816,9 +852,11 @@ class TradingEngine:
             if blind:
                 break
         crash_point("in_kill_switch")
-        for pos in await self.client.positions():
-            if not pos.is_open:
-                continue
+        try:  # again: a resting order may have filled before its cancel
+            positions = [p for p in await self.client.positions() if p.is_open]
+        except ExchangeError as exc:
+            log.error("kill.list_positions_failed", error=str(exc))  # close what the first listing showed
+        for pos in positions:
             side = OrderSide.SELL if pos.lots > 0 else OrderSide.BUY
             req = OrderRequest(
                 symbol=pos.symbol,
@@ -831,9 +869,20 @@ class TradingEngine:
             try:
                 await self.client.place_order(req)
                 closed.append(pos.symbol)
+            except PositionEmptyError:
+                closed.append(pos.symbol)  # flat already (a stop went off meanwhile): that is the goal
             except ExchangeError as exc:
+                failed.add(pos.symbol)
                 log.error("kill.close_failed", symbol=pos.symbol, error=str(exc))
-        cancelled += await self._cancel_every_stop()  # a stop move already on its way may have placed one since
+        if failed:  # still open: protected again, and kept out of the second sweep
+            for symbol in sorted(failed):
+                m = self.managed.get(symbol)
+                if m is not None:
+                    m.protection.stop_order_id = m.protection.tp_order_id = None
+                    await self.coordinator.protect(m.protection)
+            cancelled += await self._cancel_stops_except(failed)
+        else:
+            cancelled += await self._cancel_every_stop()  # a stop move already on its way may have placed one since
         leftovers = [f"{p.symbol}: {p.lots} lots" for p in await self.client.positions() if p.is_open]
         leftovers += [f"{o.symbol}: order {o.id}" for o in await self.client.open_orders()]
         leftovers += [f"{o.symbol}: stop {o.id}" for o in await self.client.open_stop_orders()]
@@ -851,6 +900,24 @@ class TradingEngine:
         self.bus.publish(report)
         return report
 
+    async def _cancel_stops_except(self, keep: set[str]) -> int:
+        """Every untriggered stop order except those of ``keep`` (positions still open), one by one."""
+        cancelled = 0
+        try:
+            stops = await self.client.open_stop_orders()
+        except ExchangeError as exc:
+            log.error("kill.list_stops_failed", error=str(exc))
+            return 0
+        for o in stops:
+            if o.symbol in keep:
+                continue
+            try:
+                await self.client.cancel_order(o.id)
+                cancelled += 1
+            except ExchangeError as exc:
+                log.error("kill.cancel_stop_failed", symbol=o.symbol, order_id=o.id, error=str(exc))
+        return cancelled
+
     async def _cancel_every_stop(self) -> int:
         """Every untriggered stop order on the account, in one request (no symbol); how many were cancelled."""
         try:
@@ -858,6 +925,13 @@ class TradingEngine:
         except ExchangeError as exc:
             log.error("kill.cancel_stops_failed", error=str(exc))
             return 0
+
+
+def _side_of(pos: Position) -> Side:
+    """The side of an exchange position: its hedge-mode positionSide, else the sign of its size."""
+    if pos.position_side in ("LONG", "SHORT"):
+        return Side.LONG if pos.position_side == "LONG" else Side.SHORT
+    return Side.LONG if pos.lots > 0 else Side.SHORT
 
 
 def _decision_from_card(card: dict[str, Any]) -> Decision:

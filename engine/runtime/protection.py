@@ -156,15 +156,46 @@ class StopCoordinator:
         )
         return order.id
 
+    async def _place_unless_live(
+        self, p: Protected, price: Decimal, direction: StopDirection, purpose: str, prefix: str
+    ) -> str:
+        """Place ``purpose`` for ``p``, unless an earlier attempt that failed without an answer is live already.
+
+        A placement whose reply and lookups were all lost leaves its intent pending while the order may well be on
+        the exchange. Placing again under a fresh clientOid would leave two reduce-only stops, one of them unknown
+        to the engine (never moved, never cancelled: it would close a later position at a stale price). So the
+        pending intents of this symbol and purpose are asked for first: the one at this very level is adopted,
+        any other live one is cancelled, and only then is a new order placed."""
+        for intent in await self.intents.pending():
+            oid = intent.client_oid
+            if intent.symbol != p.symbol or intent.purpose != purpose or oid == p.pending_client_oid:
+                continue
+            try:
+                known = await self.client.order_by_client_oid(oid)
+            except OrderNotFoundError:
+                await self.intents.mark(oid, "failed", detail="not on the exchange")
+                continue
+            if known.is_active and known.stop is direction and known.stop_price == price and known.lots == p.lots:
+                await self.intents.mark(oid, "acked", known.id, "found live after a failed placement")
+                self.bus.publish(
+                    StopPlaced(ts_ms=self.clock(), symbol=p.symbol, order_id=known.id, price=price, purpose=purpose)
+                )
+                return known.id
+            if known.is_active:
+                with contextlib.suppress(OrderNotFoundError):
+                    await self.client.cancel_order(known.id)
+            await self.intents.mark(oid, "failed", known.id, "superseded: not the level now wanted")
+        return await self._place(p, price, direction, purpose, new_client_oid(prefix))
+
     async def protect(self, p: Protected) -> None:
         """Place the initial stop and TP (reduce-only, mark price). A failure is retried, never ignored."""
         try:
             crash_point("before_stop")
             if p.stop_order_id is None:
-                p.stop_order_id = await self._place(p, p.stop, p.stop_direction, "stop", new_client_oid("sl"))
+                p.stop_order_id = await self._place_unless_live(p, p.stop, p.stop_direction, "stop", "sl")
                 await self.positions.save(p.row())
             if p.tp_order_id is None:
-                p.tp_order_id = await self._place(p, p.take_profit, p.tp_direction, "take_profit", new_client_oid("tp"))
+                p.tp_order_id = await self._place_unless_live(p, p.take_profit, p.tp_direction, "take_profit", "tp")
                 await self.positions.save(p.row())
         except ExchangeError as exc:
             await self.positions.save(p.row())

@@ -113,6 +113,7 @@ class SimulatorServer:
         self._pending_ws: list[tuple[web.WebSocketResponse, dict[str, Any]]] = []
         self.candles: dict[tuple[str, int], list[list[float]]] = {}
         self.cross_leverage: dict[str, int] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -214,6 +215,8 @@ class SimulatorServer:
         if faults.latency_ms and request.path.startswith(faults.latency_prefix):
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.take("rate_limit_remaining"):
+            if faults.rate_limit_code == "200002":
+                return self._error("200002", "Too many requests in a short period of time, please retry later", 200)
             return self._error("429000", "Too Many Requests", 429, headers={"gw-ratelimit-reset": "200"})
         if faults.take("server_error_remaining"):
             return self._error("500000", "Internal Server Error", 503)
@@ -245,10 +248,28 @@ class SimulatorServer:
             return self._error("400100", "request body is not valid JSON", 400)
         request[JSON_BODY] = payload
         lose = faults.lose_reply_remaining and request.path.startswith(faults.lose_reply_prefix)
+        if faults.delay_remaining and request.path.startswith(faults.delay_prefix) and faults.take("delay_remaining"):
+            await asyncio.sleep(faults.delay_ms / 1000)
+        gateway = faults.gateway_timeout_remaining and request.path.startswith(faults.gateway_timeout_prefix)
+        if gateway and faults.take("gateway_timeout_remaining"):
+
+            async def later() -> None:
+                await asyncio.sleep(faults.gateway_timeout_ms / 1000)
+                with contextlib.suppress(SimError):
+                    await handler(request)
+
+            self._background.add(task := asyncio.get_running_loop().create_task(later(), name="sim-late-execution"))
+            task.add_done_callback(self._background.discard)
+            return web.Response(status=504, text="<html>504 Gateway Time-out</html>", content_type="text/html")
         try:
             data = await handler(request)
         except SimError as exc:
             return self._error(exc.code, exc.message, exc.http_status)
+        garble = faults.garble_reply_remaining and request.path.startswith(faults.garble_reply_prefix)
+        if garble and faults.take("garble_reply_remaining"):
+            if faults.garble_reply_kind == "truncated":
+                return web.Response(text='{"code":"200000","data":{"orderId":"23', content_type="application/json")
+            return web.json_response({"code": "200000", "msg": "success"})  # executed, but no data
         if lose and faults.take("lose_reply_remaining"):
             # Executed, but the reply never arrives: the connection drops.
             if request.transport is not None:
@@ -600,14 +621,14 @@ class SimulatorServer:
     @route("GET", "/api/v1/orders/byClientOid", "futures", 5, True)
     async def order_by_client_oid(self, request: web.Request) -> Any:
         order = self.state.by_client_oid(request.query.get("clientOid", ""))
-        if order is None:
+        if order is None or self.faults.take("order_lag_remaining"):
             raise SimError("100004", "order not found")
         return self._order_api(order)
 
     @route("GET", "/api/v1/orders/{orderId}", "futures", 5, True)
     async def order_by_id(self, request: web.Request) -> Any:
         order = self.state.orders.get(request.match_info["orderId"])
-        if order is None:
+        if order is None or self.faults.take("order_lag_remaining"):
             raise SimError("100004", "order not found")
         return self._order_api(order)
 
@@ -675,6 +696,10 @@ class SimulatorServer:
             await ws.close()
             return ws
         private = issued[0]
+        if self.faults.take("ws_bad_welcome_remaining"):
+            await ws.send_str("<html>502 Bad Gateway</html>")  # a proxy's page instead of the welcome
+            await ws.close()
+            return ws
         self.sockets.add(ws)
         self.subscriptions[ws] = set()
         await ws.send_json({"id": request.query.get("connectId", ""), "type": "welcome"})
@@ -688,22 +713,32 @@ class SimulatorServer:
                     await ws.send_json({"type": "error", "code": 400, "data": "malformed message"})
                     continue
                 kind = data.get("type")
+                if self.faults.ws_silent:
+                    continue  # a half-dead link: the socket is open, nothing comes back
                 if kind == "ping":
                     await ws.send_json({"id": data.get("id"), "type": "pong", "timestamp": self.config.clock() * 1000})
                 elif kind in ("subscribe", "unsubscribe"):
                     topic = str(data.get("topic", ""))
-                    if data.get("privateChannel") and not private:
+                    if (data.get("privateChannel") or _is_private_topic(topic)) and not private:
+                        # Reference §5.3: 403 "login required" (a private topic on a public token), flag or not.
+                        await ws.send_json(
+                            {"id": data.get("id"), "type": "error", "code": 403, "data": "login required"}
+                        )
+                        continue
+                    subs = self.subscriptions[ws]
+                    parts = _split_topic(topic)
+                    if kind == "subscribe" and (len(parts) > 100 or len(subs | set(parts)) > 300):
+                        # Reference §5.3: at most 100 topics per request and 300 per connection.
                         await ws.send_json(
                             {
                                 "id": data.get("id"),
                                 "type": "error",
-                                "code": 401,
-                                "data": "private topic needs a private token",
+                                "code": 509,
+                                "data": "exceed max subscription count",
                             }
                         )
                         continue
-                    subs = self.subscriptions[ws]
-                    for t in _split_topic(topic):
+                    for t in parts:
                         (subs.add if kind == "subscribe" else subs.discard)(t)
                     if data.get("response", True):
                         await ws.send_json({"id": data.get("id"), "type": "ack"})
@@ -844,6 +879,8 @@ class SimulatorServer:
         msg = {"type": "message", "topic": topic, "subject": subject, "data": body}
         if private:
             msg["channelType"] = "private"
+        if self.faults.ws_silent:
+            return
         for ws, subs in list(self.subscriptions.items()):
             if topic in subs or topic.split(":", maxsplit=1)[0] + ":all" in subs:
                 copies = 2 if self.faults.duplicate_ws_messages else 1
@@ -863,6 +900,22 @@ class SimulatorServer:
                 with contextlib.suppress(RuntimeError):
                     asyncio.get_running_loop().create_task(target.send_json(m), name="sim-ws-send")
                     self.pushed += 1
+
+
+PRIVATE_TOPICS = (
+    "/contractMarket/tradeOrders",
+    "/contractMarket/advancedOrders",
+    "/contract/position",
+    "/contract/positionAll",
+    "/contractAccount/wallet",
+    "/contract/marginMode",
+    "/contract/crossLeverage",
+)
+
+
+def _is_private_topic(topic: str) -> bool:
+    """Account topics (reference §5.6), with or without a ``:symbol`` suffix."""
+    return topic.split(":", maxsplit=1)[0] in PRIVATE_TOPICS
 
 
 def _split_topic(topic: str) -> list[str]:

@@ -344,6 +344,8 @@ class Book:
             if stop not in ("up", "down") or "stopPrice" not in body or stop_type not in ("TP", "MP", "IP"):
                 raise SimError("100001", "stop orders need stop up/down, stopPrice and stopPriceType TP/MP/IP")
             stop_price = Decimal(str(body["stopPrice"]))
+        if not reduce_only and body.get("leverage") in (None, ""):
+            raise SimError("100001", "leverage is required unless the order closes")  # reference §6.10 step 8
         leverage = int(body.get("leverage", pos.leverage if pos.qty else 1) or 1)
         if not reduce_only and not 1 <= leverage <= c.max_leverage:
             raise SimError("300016", f"leverage must be between 1 and {c.max_leverage}")

@@ -315,3 +315,92 @@ async def test_duplicate_client_oid_returns_the_existing_order(
     await client.cancel_order(first.id)
     reused = await client.place_order(req)  # once the first is done, the id may be reused (reference §6.11)
     assert reused.id != first.id and reused.is_active
+
+
+@pytest.mark.parametrize("kind", ["no_data", "truncated"])
+async def test_a_garbled_success_reply_to_an_order_is_resolved_by_client_oid(
+    sim: SimulatorServer, client: KucoinFuturesClient, kind: str
+) -> None:
+    """The order executed, but the answer is a success envelope without ``data`` (reference §3.1, seen in the
+    wild) or JSON cut short: the client asks for the clientOid and returns that order; never a crash (the
+    engine would not know its position) and never a second order."""
+    sim.faults.garble_reply_next(1, "/api/v1/orders", kind)
+    req = OrderRequest("ETHUSDTM", BUY, 3, leverage=5)
+    order = await client.place_order(req)
+    assert order.client_oid == req.client_oid and order.filled_lots == 3
+    assert len([o for o in sim.state.orders.values() if o.client_oid == req.client_oid]) == 1
+    assert (await client.position("ETHUSDTM")).lots == 3
+
+
+async def test_an_entry_still_in_flight_after_the_timeout_is_never_sent_twice(sim: SimulatorServer) -> None:
+    """The POST times out while the exchange still holds it; the lookup by clientOid finds nothing yet. Sent again
+    at once (even with the same clientOid: the first, a filled market order, is no longer active, so 300018 does
+    not stop it), the entry would double the position when the first lands. An order that can add exposure is
+    re-sent only after a grace (3 × the request timeout) and one more look, which finds the first."""
+    async with KucoinFuturesClient(
+        sim.rest_url, Credentials(KEY, SECRET, PASSPHRASE), timeout_s=0.3, backoff_base_s=0.01, backoff_cap_s=0.02
+    ) as c:
+        sim.faults.delay_next(1, 700, "/api/v1/orders")  # only the POST itself is slow
+        req = OrderRequest("ETHUSDTM", BUY, 3, leverage=5)
+        order = await c.place_order(req)
+        assert order.client_oid == req.client_oid and order.filled_lots == 3
+        await asyncio.sleep(0.8)  # whatever was still on its way has landed by now
+        assert len([o for o in sim.state.orders.values() if o.client_oid == req.client_oid]) == 1
+        assert (await c.position("ETHUSDTM")).lots == 3
+        # A reduce-only close is re-sent without the grace: it can never add exposure, a missing close is worse.
+        sim.faults.delay_next(1, 700, "/api/v1/orders")
+        close = await c.place_order(OrderRequest("ETHUSDTM", SELL, 3, reduce_only=True))
+        assert close.filled_lots == 3
+        await asyncio.sleep(0.7)
+        assert (await c.position("ETHUSDTM")).lots == 0
+
+
+async def test_the_per_endpoint_limit_200002_is_waited_out_not_a_rejected_order(sim: SimulatorServer) -> None:
+    """200002 (HTTP 200: too many requests to this endpoint, blocked 10 s; reference §3.2) is a rate limit: the
+    client waits the block out and sends again, instead of reporting the order as refused."""
+    async with KucoinFuturesClient(
+        sim.rest_url, Credentials(KEY, SECRET, PASSPHRASE), backoff_base_s=0.01, endpoint_block_s=0.2
+    ) as c:
+        sim.faults.rate_limit_next(1, code="200002")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        order = await c.place_order(OrderRequest("ETHUSDTM", BUY, 2, leverage=5))
+        assert order.filled_lots == 2 and loop.time() - started >= 0.2
+        sim.faults.rate_limit_next(1, code="200002")
+        assert (await c.position("ETHUSDTM")).lots == 2  # reads wait it out too
+    assert len([o for o in sim.state.orders.values() if o.side == "buy"]) == 1
+
+
+async def test_an_accepted_order_the_query_side_does_not_show_yet_is_not_reported_as_failed(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """The POST answers with an orderId, but the order query right after says 100004 (not there yet; reported for
+    KuCoin in ccxt#23324). The order exists: the client asks again instead of raising "not found", which made
+    the engine record a filled entry as failed and a placed stop as missing."""
+    sim.faults.order_lag_next(2)
+    req = OrderRequest("ETHUSDTM", BUY, 3, leverage=5)
+    order = await client.place_order(req)
+    assert order.client_oid == req.client_oid and order.filled_lots == 3
+    assert len([o for o in sim.state.orders.values() if o.client_oid == req.client_oid]) == 1
+    sim.faults.order_lag_next(50)  # never visible while we ask: answered with what was accepted, its id
+    req2 = OrderRequest("ETHUSDTM", BUY, 1, leverage=5)
+    accepted = await client.place_order(req2)
+    sim.faults.reset()
+    assert accepted.id == sim.state.by_client_oid(req2.client_oid).id  # type: ignore[union-attr]
+    assert accepted.is_active and accepted.filled_lots == 0
+
+
+async def test_a_gateway_timeout_on_an_entry_is_not_a_refusal(sim: SimulatorServer) -> None:
+    """HTTP 504 from the gateway: it gave up waiting, the exchange behind it may still execute the order. Like an
+    unanswered request, an order that can add exposure is re-sent only after the grace and one more lookup (it
+    was re-sent at once, and both executed)."""
+    async with KucoinFuturesClient(
+        sim.rest_url, Credentials(KEY, SECRET, PASSPHRASE), timeout_s=0.3, backoff_base_s=0.01, backoff_cap_s=0.02
+    ) as c:
+        sim.faults.gateway_timeout_next(1, 400, "/api/v1/orders")
+        req = OrderRequest("ETHUSDTM", BUY, 3, leverage=5)
+        order = await c.place_order(req)
+        assert order.client_oid == req.client_oid and order.filled_lots == 3
+        await asyncio.sleep(0.6)  # whatever was still on its way has landed by now
+        assert len([o for o in sim.state.orders.values() if o.client_oid == req.client_oid]) == 1
+        assert (await c.position("ETHUSDTM")).lots == 3

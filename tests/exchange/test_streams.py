@@ -165,3 +165,186 @@ async def test_trades_and_wallet_topics(
     assert (trade["side"], trade["size"], trade["price"]) == ("buy", 3, "2000.40")
     wallet = rec.subjects("walletBalance.change")[-1]
     assert wallet.private and D(wallet.data["walletBalance"]) == D("10000") - D("0.03600720")
+
+
+async def test_a_garbled_welcome_is_a_reconnect_not_the_end_of_the_stream(
+    sim: SimulatorServer, stream: tuple[KucoinStream, Recorder]
+) -> None:
+    """A frame that is not JSON where the welcome should be (a proxy's error page) drops that connection only:
+    the stream reconnects with a fresh token and the data flows again."""
+    s, rec = stream
+    sim.faults.bad_welcome_next(1)
+    sim.drop_ws_connections()
+    await until(lambda: s.stats.reconnects == 1 and s.connected.is_set())
+    sim.set_price("ETHUSDTM", D("2004.00"))
+    await until(lambda: any(m.data["bestBidPrice"] == "2004.00" for m in rec.subjects("tickerV2")))
+    assert any("welcome" in e for e in s.stats.errors)
+
+
+async def test_a_failing_backfill_hook_does_not_end_the_stream(
+    sim: SimulatorServer, stream: tuple[KucoinStream, Recorder]
+) -> None:
+    """The reconnect hook (a REST reconciliation) fails with something else than an exchange error: the stream
+    logs it, reconnects and keeps delivering."""
+    s, rec = stream
+    calls = 0
+
+    async def failing_backfill() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyError("positions")
+
+    s.on_reconnect = failing_backfill
+    sim.drop_ws_connections()
+    await until(lambda: calls >= 2 and s.connected.is_set())
+    sim.set_price("ETHUSDTM", D("2005.00"))
+    await until(lambda: any(m.data["bestBidPrice"] == "2005.00" for m in rec.subjects("tickerV2")))
+
+
+async def test_backoff_starts_over_after_a_healthy_connection(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """Reconnect backoff grows while attempts fail; a connection that came up (welcome, acks) resets it. Without
+    the reset a bot that lost its socket a handful of times over a week waited the cap (30 s: no mark ticks, no
+    stop moves) on every later drop."""
+    rec = Recorder()
+    s = KucoinStream(client, rec, private=True, backoff_base_s=0.2, backoff_cap_s=5.0)
+    await s.subscribe(TICKER)
+    task = asyncio.create_task(s.run(), name="test-stream-backoff")
+    try:
+        await asyncio.wait_for(s.connected.wait(), 5)
+        loop = asyncio.get_running_loop()
+        for n in range(1, 5):
+            sim.drop_ws_connections()
+            await until(lambda: not s.connected.is_set())
+            dropped = loop.time()
+            await until(lambda n=n: s.stats.reconnects == n and s.connected.is_set())
+            assert loop.time() - dropped < 0.6, f"reconnect {n} took {loop.time() - dropped:.2f} s"
+    finally:
+        await s.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_candle_cut_by_a_reconnect_is_not_emitted_as_closed(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """The socket drops while a candle forms, its last pushes go out while the client is away, and the first push
+    after the reconnect is the next candle. The candle held from before the drop is a partial state: emitted as
+    "closed" it fed the strategy a wrong close, high, low and volume. It is dropped instead (the engine's REST
+    backfill fetches the real one when the next candle closes)."""
+    from engine.models import Candle
+
+    closer = CandleCloser()
+    closed: list[Candle] = []
+
+    def on_msg(msg: StreamMessage) -> None:
+        c = closer.push(msg.data, msg.connection)
+        if c is not None:
+            closed.append(c)
+
+    s = KucoinStream(client, on_msg, backoff_base_s=0.02, backoff_cap_s=0.1)
+    await s.subscribe("/contractMarket/limitCandle:ETHUSDTM_5min")
+    task = asyncio.create_task(s.run())
+    try:
+        await asyncio.wait_for(s.connected.wait(), 5)
+        t0 = 1_766_030_400_000
+        c0 = Candle(t0, 100, 102, 99, 101, 50)
+        c1_partial = Candle(t0 + 300_000, 101, 101.5, 100.5, 101.2, 7)
+        sim.push_candle("ETHUSDTM", "5min", c0)
+        sim.push_candle("ETHUSDTM", "5min", c1_partial)
+        await until(lambda: closed == [c0] and closer.current == c1_partial)
+        sim.drop_ws_connections()
+        await until(lambda: not s.connected.is_set())
+        sim.push_candle("ETHUSDTM", "5min", Candle(t0 + 300_000, 101, 104, 97, 98, 90))  # missed: nobody listens
+        await until(lambda: s.stats.reconnects == 1 and s.connected.is_set())
+        c2, c3 = Candle(t0 + 600_000, 98, 99, 97, 98.5, 20), Candle(t0 + 900_000, 98.5, 99, 98, 98.7, 10)
+        sim.push_candle("ETHUSDTM", "5min", c2)
+        sim.push_candle("ETHUSDTM", "5min", c3)
+        await until(lambda: closer.current == c3)
+        assert closed == [c0, c2]  # never the partial c1
+    finally:
+        await s.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_an_order_update_with_a_garbled_ts_is_counted_not_fatal(stream: tuple[KucoinStream, Recorder]) -> None:
+    """An order message whose ``ts`` is not a number is malformed: counted and dropped, the connection and the
+    messages after it unharmed (it used to escape the reader and cost a reconnect, or before that the stream)."""
+    s, rec = stream
+    bad = (
+        '{"type":"message","topic":"/contractMarket/tradeOrders","subject":"orderChange",'
+        '"data":{"orderId":"7","ts":"soon","status":"open"}}'
+    )
+    await s.handle_text(bad)
+    assert s.stats.malformed == 1
+    await s.handle_text(bad.replace('"soon"', "300").replace('"open"', '"done"'))
+    assert [m.data["status"] for m in rec.subjects("orderChange") if m.data["orderId"] == "7"] == ["done"]
+
+
+async def test_a_universe_beyond_300_topics_is_spread_over_connections(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """KuCoin takes at most 300 topics per connection (509 beyond, reference §5.3). The runtime subscribed three
+    topics per symbol on one connection: with more than 100 symbols its stream could never connect on KuCoin
+    (the simulator did not enforce the limit). The stream group spreads the topics over connections."""
+    from engine.runtime.app import market_streams
+
+    symbols = [f"S{i:03d}USDTM" for i in range(150)] + ["ETHUSDTM"]
+    rec = Recorder()
+    one = KucoinStream(client, rec, backoff_base_s=0.02, backoff_cap_s=0.05)
+    for sym in symbols:
+        await one.subscribe(f"/contractMarket/limitCandle:{sym}_5min")
+        await one.subscribe(f"/contract/instrument:{sym}")
+    task = asyncio.create_task(one.run())
+    await until(lambda: any("509" in e for e in one.stats.errors))
+    assert not one.connected.is_set()  # as one connection: refused
+    await one.stop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    group = await market_streams(client, symbols, "5min", rec, None)
+    task = asyncio.create_task(group.run())
+    try:
+        await asyncio.wait_for(group.connected.wait(), 10)
+        assert len(group.streams) >= 2 and all(len(s.topics) <= 300 for s in group.streams)
+        sim.set_price("ETHUSDTM", D("2006.00"))
+        await until(lambda: any(m.data["markPrice"] == 2006.0 for m in rec.subjects("mark.index.price")))
+        sim.faults.expire_tokens()
+        sim.drop_ws_connections()
+        await until(lambda: group.stats.reconnects >= len(group.streams) and group.connected.is_set())
+    finally:
+        await group.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_silent_connection_is_noticed_by_its_pings_and_replaced(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """The socket stays open but nothing comes back (no pong, no data): after pingInterval + pingTimeout the
+    stream drops it and connects again with a fresh token (reference §5.2, §5.7)."""
+    sim.config.ws_ping_interval_ms = sim.config.ws_ping_timeout_ms = 100
+    rec = Recorder()
+    s = KucoinStream(client, rec, backoff_base_s=0.02, backoff_cap_s=0.05)
+    await s.subscribe(TICKER)
+    task = asyncio.create_task(s.run())
+    try:
+        await asyncio.wait_for(s.connected.wait(), 5)
+        sim.faults.ws_silent = True
+        await until(lambda: any("pong" in e for e in s.stats.errors))
+        sim.faults.ws_silent = False
+        await until(lambda: s.stats.reconnects >= 1 and s.connected.is_set())
+        sim.set_price("ETHUSDTM", D("2007.00"))
+        await until(lambda: any(m.data["bestBidPrice"] == "2007.00" for m in rec.subjects("tickerV2")))
+    finally:
+        await s.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -133,3 +133,33 @@ def test_standalone_simulator_starts_and_stops_cleanly(data_dir: Path, tmp_path:
         assert proc.wait(timeout=30) == 0
     saved = json.loads(state.read_text())
     assert "ETHUSDTM" in saved["prices"]
+
+
+async def test_private_topics_need_a_private_token(sim: SimulatorServer) -> None:
+    """Reference §5.3: a private topic on a public token is refused with 403 ("login required"), whatever the
+    privateChannel flag says. The simulator used to answer 401 (which a client takes for an expired token) and,
+    without the flag, subscribed the public connection and sent it the account's private pushes."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(sim.rest_url + "/api/v1/bullet-public") as resp:
+            bullet = (await resp.json())["data"]
+        url = f"{bullet['instanceServers'][0]['endpoint']}?token={bullet['token']}&connectId=1"
+        async with http.ws_connect(url) as ws:
+            assert (await ws.receive_json())["type"] == "welcome"
+            for n, flag in enumerate((True, False)):
+                await ws.send_json(
+                    {"id": str(n), "type": "subscribe", "topic": "/contractMarket/tradeOrders", "privateChannel": flag}
+                )
+                answer = await ws.receive_json()
+                assert (answer["id"], answer["type"], answer["code"]) == (str(n), "error", 403)
+
+
+async def test_an_opening_order_needs_its_leverage(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    """Reference §4.4.1 and §6.10 step 8: ``leverage`` is required unless the order closes. The simulator took a
+    missing leverage as 1x, so a client that forgot it on entries would have passed here and failed on KuCoin."""
+    from exchange.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="leverage"):
+        await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 2))
+    await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 2, leverage=5))
+    closed = await client.place_order(OrderRequest("ETHUSDTM", OrderSide.SELL, 2, reduce_only=True))
+    assert closed.filled_lots == 2  # a close needs none
