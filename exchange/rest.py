@@ -48,6 +48,7 @@ log = structlog.get_logger(__name__)
 REFUSED_PERMISSIONS = ("transfer", "withdrawal", "withdraw")
 GATEWAY_GAVE_UP = (502, 504)  # answered by a gateway, not by the exchange: the request's fate is unknown
 CLOUDFLARE_BLOCK_MS = 30_000  # 1015: the legacy per-IP limit blocks for 30 s (reference §3.2)
+MAX_PAGES = 50  # a bound on any paged listing: 50,000 fills, 5,000 funding records
 
 
 class KucoinFuturesClient:
@@ -311,13 +312,46 @@ class KucoinFuturesClient:
             raise PermissionRefusedError("API key lacks the Futures permission")
         return perms
 
-    async def fills(self, *, symbol: str | None = None, order_id: str | None = None) -> list[Fill]:
-        data = await self._call("GET", "/api/v1/fills", params={"symbol": symbol, "orderId": order_id})
-        return [Fill.from_api(f) for f in data.get("items", [])]
+    async def fills(
+        self, *, symbol: str | None = None, order_id: str | None = None, start_ms: int | None = None
+    ) -> list[Fill]:
+        """Every fill (of ``order_id``, or of ``symbol`` since ``start_ms``), newest first. One answer holds a page
+        (50 fills unless asked for up to 1000): a position closed in many fills, or a symbol traded often, spans
+        several, and reading only the first booked the close at the wrong price."""
+        out: dict[str, Fill] = {}
+        for page in range(1, MAX_PAGES + 1):
+            params = {"symbol": symbol, "orderId": order_id, "startAt": start_ms, "currentPage": page, "pageSize": 1000}
+            data = await self._call("GET", "/api/v1/fills", params=params)
+            items = data.get("items") or []
+            for f in items:
+                fill = Fill.from_api(f)
+                out.setdefault(fill.trade_id, fill)  # a fill arriving meanwhile shifts the pages: never twice
+            if not items or page >= int(data.get("totalPage") or 1):
+                break
+        return sorted(out.values(), key=lambda f: f.ts_ms, reverse=True)
 
-    async def funding_history(self, symbol: str) -> list[dict[str, Any]]:
-        data = await self._call("GET", "/api/v1/funding-history", params={"symbol": symbol})
-        return list(data.get("dataList", []))
+    async def funding_history(
+        self, symbol: str, *, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every funding record of ``symbol`` in [start, end], oldest first. One answer holds 10 by default (three
+        funding times a day: a position held four days has more), so the range is paged by time until
+        ``hasMore`` is false, from whichever end the answer covered."""
+        got: dict[str, dict[str, Any]] = {}
+        lo, hi = start_ms, end_ms
+        for _ in range(MAX_PAGES):
+            params = {"symbol": symbol, "startAt": lo, "endAt": hi, "maxCount": 100}
+            data = await self._call("GET", "/api/v1/funding-history", params=params)
+            rows = list(data.get("dataList") or [])
+            for r in rows:
+                got[str(r.get("id", r.get("timePoint")))] = r
+            if not rows or not data.get("hasMore"):
+                break
+            times = [int(r["timePoint"]) for r in rows]
+            if times[0] >= times[-1]:  # newest first: what is missing is older
+                hi = min(times) - 1
+            else:
+                lo = max(times) + 1
+        return sorted(got.values(), key=lambda r: int(r["timePoint"]))
 
     async def bullet(self, *, private: bool) -> dict[str, Any]:
         path = "/api/v1/bullet-private" if private else "/api/v1/bullet-public"

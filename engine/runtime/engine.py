@@ -711,7 +711,7 @@ class TradingEngine:
             return
         del self.managed[symbol]
         p = m.protection
-        fills = [f for f in await self.client.fills(symbol=symbol) if f.ts_ms >= p.opened_ms]
+        fills = [f for f in await self.client.fills(symbol=symbol, start_ms=p.opened_ms) if f.ts_ms >= p.opened_ms]
         exit_side = "sell" if p.side is Side.LONG else "buy"
         closing = [f for f in fills if f.side.value == exit_side]
         spec = self.specs[symbol]
@@ -772,7 +772,7 @@ class TradingEngine:
     async def _funding_paid(self, symbol: str, since_ms: int) -> Decimal:
         """Funding paid while the position was open (the exchange reports received as positive)."""
         try:
-            records = await self.client.funding_history(symbol)
+            records = await self.client.funding_history(symbol, start_ms=since_ms)
         except ExchangeError as exc:
             log.warning("funding.history_failed", symbol=symbol, error=str(exc))
             return Decimal(0)

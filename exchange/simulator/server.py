@@ -653,17 +653,36 @@ class SimulatorServer:
 
     @route("GET", "/api/v1/fills", "futures", 5, True)
     async def fills(self, request: web.Request) -> Any:
-        oid, sym = request.query.get("orderId"), request.query.get("symbol")
+        """Newest first, in pages like KuCoin's: ``pageSize`` 50 by default (at most 1000), ``currentPage``,
+        ``startAt``/``endAt`` in ms. A client reading only the first page misses older fills."""
+        q = request.query
+        oid, sym = q.get("orderId"), q.get("symbol")
+        start, end, page, size = _ints(q, ("startAt", 0), ("endAt", 2**62), ("currentPage", 1), ("pageSize", 50))
+        size = max(1, min(size, 1000))
         items = [
-            f
+            f.to_api()
             for f in reversed(self.state.fills)
-            if (oid is None or f.order_id == oid) and (sym is None or f.symbol == sym)
+            if (oid is None or f.order_id == oid)
+            and (sym is None or f.symbol == sym)
+            and (oid is not None or start <= f.ts_ms <= end)
         ]
-        return _page([f.to_api() for f in items])
+        pages = max(1, -(-len(items) // size))
+        return {
+            "currentPage": page,
+            "pageSize": size,
+            "totalNum": len(items),
+            "totalPage": pages,
+            "items": items[(page - 1) * size : page * size],
+        }
 
     @route("GET", "/api/v1/funding-history", "futures", 5, True)
     async def funding_history(self, request: web.Request) -> Any:
-        sym = request.query.get("symbol", "")
+        """Newest first, at most ``maxCount`` (10 by default, as KuCoin) between ``startAt`` and ``endAt``, with
+        ``hasMore`` when more records lie in that range."""
+        q = request.query
+        sym = q.get("symbol", "")
+        start, end, count = _ints(q, ("startAt", 0), ("endAt", 2**62), ("maxCount", 10))
+        count = max(1, min(count, 100))
         items = [
             {
                 "id": r.id,
@@ -677,10 +696,10 @@ class SimulatorServer:
                 "settleCurrency": "USDT",
                 "marginMode": "ISOLATED",
             }
-            for r in self.state.funding
-            if r.symbol == sym
+            for r in reversed(self.state.funding)
+            if r.symbol == sym and start <= r.time_point <= end
         ]
-        return {"dataList": items, "hasMore": False}
+        return {"dataList": items[:count], "hasMore": len(items) > count}
 
     # ------------------------------------------------------------------ websocket
 
@@ -924,6 +943,14 @@ def _split_topic(topic: str) -> list[str]:
         return [topic]
     head, tail = topic.split(":", 1)
     return [f"{head}:{part}" for part in tail.split(",") if part]
+
+
+def _ints(query: Any, *names: tuple[str, int]) -> list[int]:
+    """Integer query parameters with their defaults; a malformed one is KuCoin's 100001."""
+    try:
+        return [int(query.get(name, default)) for name, default in names]
+    except ValueError:
+        raise SimError("100001", f"{', '.join(n for n, _ in names)} must be integers") from None
 
 
 def _page(items: list[dict[str, Any]]) -> dict[str, Any]:
