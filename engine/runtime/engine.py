@@ -47,7 +47,7 @@ from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
 from exchange.errors import ExchangeError
 from exchange.ids import new_client_oid
-from exchange.models import OrderRequest, OrderSide
+from exchange.models import Order, OrderRequest, OrderSide
 from exchange.rest import KucoinFuturesClient
 from storage.repos import Approvals, Intents, Positions, RetryQueue
 
@@ -622,10 +622,20 @@ class TradingEngine:
             if pos is None:
                 await self._closed(symbol, m)
                 continue
+            if (pos.lots > 0) != (m.protection.side is Side.LONG):
+                # Closed and reopened the other way (by hand) between two looks: the old stop and TP sit on the
+                # wrong side of the new position, so the old one is closed and the new one adopted below.
+                diffs.append(f"{symbol}: engine {m.protection.side.value}, exchange {pos.lots} lots")
+                await self._closed(symbol, m)
+                continue
             if abs(pos.lots) != m.protection.lots:
                 diffs.append(f"{symbol}: engine {m.protection.lots} lots, exchange {abs(pos.lots)}")
                 m.protection.lots = abs(pos.lots)
-            stops = {o.id for o in await self.client.open_stop_orders(symbol)}
+                await self.positions_repo.save(m.protection.row())
+            open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}
+            if await self._resize_protection(m.protection, open_stops):
+                open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}  # as they are now
+            stops = set(open_stops)
             if m.protection.stop_order_id not in stops and m.protection.replace_state == "STEADY":
                 self.bus.publish(
                     StopMissing(
@@ -651,6 +661,24 @@ class TradingEngine:
                     opened_ms=pos.opened_ms,
                 )
         return diffs
+
+    async def _resize_protection(self, p: Protected, open_stops: dict[str, Order]) -> bool:
+        """The stop and the TP must close exactly the position as it is now: after a partial exit or a person
+        adding to or trimming it, each is replaced at its price with the current size (place, confirm, cancel).
+        A stop smaller than the position leaves part of it unprotected; a larger one is trimmed by reduceOnly."""
+        if p.replace_state != "STEADY":
+            return False  # a replace on its way places the new stop with the current size; the next look checks
+        moved = False
+        stop = open_stops.get(p.stop_order_id or "")
+        if stop is not None and stop.lots != p.lots:
+            log.warning("stop.resize", symbol=p.symbol, order_lots=stop.lots, position_lots=p.lots)
+            await self.coordinator.move_stop(p, p.stop, p.stop_reason)
+            moved = True
+        tp = open_stops.get(p.tp_order_id or "")
+        if tp is not None and tp.lots != p.lots and p.replace_state == "STEADY":
+            await self.coordinator.move_take_profit(p, p.take_profit)
+            moved = True
+        return moved
 
     async def _closed(self, symbol: str, m: Managed, *, reason: str | None = None) -> None:
         """The exchange closed the position (stop, TP or liquidation): account for it and clear leftovers.
