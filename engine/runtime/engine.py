@@ -660,6 +660,7 @@ class TradingEngine:
                     int(pos.leverage) or self.cfg.risk_management.leverage_default,
                     opened_ms=pos.opened_ms,
                 )
+        diffs += await self._sweep_orphan_stops(set(live))
         return diffs
 
     async def _resize_protection(self, p: Protected, open_stops: dict[str, Order]) -> bool:
@@ -713,10 +714,9 @@ class TradingEngine:
         roi = gross_roi(p.side, p.entry, exit_price, p.leverage)
         if reason is None:
             reason = m.rule.exit_reason if roi < self.cfg.risk_management.take_profit_roi - 1 else "take_profit"
-        for oid in (p.stop_order_id, p.tp_order_id):
-            if oid:
-                with contextlib.suppress(ExchangeError):
-                    await self.client.cancel_order(oid)
+        for oid in await self._own_order_ids(p):
+            with contextlib.suppress(ExchangeError):  # a stop that fails to go is swept by the next reconciliation
+                await self.client.cancel_order(oid)
         await self.positions_repo.delete(symbol)
         self.risk.record_close(symbol, pnl.net, self.clock())
         self.risk.equity += pnl.net
@@ -734,6 +734,32 @@ class TradingEngine:
                 net=pnl.net,
             )
         )
+
+    async def _own_order_ids(self, p: Protected) -> list[str]:
+        """Every stop and TP order of this position that may still be live: its stop and TP, and a replace's
+        other stop (the old one a failed cancel left, or a new one placed but not yet confirmed). Left on a flat
+        symbol, a reduce-only stop would close part of the next position there at a stale price."""
+        ids = [oid for oid in (p.stop_order_id, p.tp_order_id) if oid]
+        if p.replace_state in ("CANCELLING_OLD", "CONFIRMED_NEW") and p.pending_client_oid:
+            ids.append(p.pending_client_oid)  # in these states it holds the old stop's order id
+        elif p.replace_state == "PLACING_NEW" and p.pending_client_oid:
+            with contextlib.suppress(ExchangeError):  # never placed, or cannot tell now: the sweep covers it
+                ids.append((await self.client.order_by_client_oid(p.pending_client_oid)).id)
+        return ids
+
+    async def _sweep_orphan_stops(self, live: set[str]) -> list[str]:
+        """Stop orders the engine placed (a recorded intent) on a symbol with no position: cancel them."""
+        swept: list[str] = []
+        for o in await self.client.open_stop_orders():
+            if o.symbol in live or o.symbol in self.managed or await self.intents.get(o.client_oid) is None:
+                continue
+            try:
+                await self.client.cancel_order(o.id)
+            except ExchangeError as exc:
+                log.error("stop.orphan_cancel_failed", symbol=o.symbol, order_id=o.id, error=str(exc))
+                continue
+            swept.append(f"{o.symbol}: stop {o.id} of a closed position cancelled")
+        return swept
 
     async def _funding_paid(self, symbol: str, since_ms: int) -> Decimal:
         """Funding paid while the position was open (the exchange reports received as positive)."""

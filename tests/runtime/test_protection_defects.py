@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+from exchange.errors import ExchangeError
 from exchange.models import OrderRequest, OrderSide, StopDirection
 from tests.runtime.conftest import Rig
 from tests.runtime.test_engine import long_decision
@@ -62,3 +63,59 @@ async def test_a_position_flipped_by_hand_is_re_adopted_with_a_stop_on_the_right
     assert all(price is not None and price > m.protection.entry for _, price, _ in stops[StopDirection.UP])
     rig.sim.set_price(SYM, D("2100.00"))  # the short's stop must close it
     assert (await rig.client.position(SYM)).lots == 0
+
+
+async def test_old_stop_left_by_a_failed_cancel_does_not_outlive_the_position(rig: Rig) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    old_stop_id = p.stop_order_id
+    real_cancel = rig.engine.client.cancel_order
+
+    refusals = [4]  # the old cancel keeps failing: the move, its retry, the close's cleanup, that look's sweep
+
+    async def cancel(order_id: str) -> list[str]:
+        if order_id == old_stop_id and refusals[0] > 0:
+            refusals[0] -= 1
+            raise ExchangeError("cancel refused (exchange busy)")
+        return await real_cancel(order_id)
+
+    rig.engine.client.cancel_order = cancel  # type: ignore[method-assign]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2012.00"))
+    await rig.engine.on_mark(SYM, D("2012.00"))  # break-even move: the new stop lands, the old one will not go
+    assert p.replace_state == "CANCELLING_OLD" and p.stop > D("1989.29")
+    downs = (await stops_by_direction(rig))[StopDirection.DOWN]
+    assert len(downs) == 2 and all(ro for _, _, ro in downs)  # both reduce-only: together they cannot over-close
+    at(rig, 1_800_000_100_000)
+    assert await rig.engine.run_retries() == 1  # the queued cancel fails again
+    assert p.replace_state == "CANCELLING_OLD"
+    rig.sim.set_price(SYM, D("2000.00"))  # through the new stop, above the old one
+    assert (await rig.client.position(SYM)).lots == 0
+    await rig.engine.sync_positions()  # neither the close's cleanup nor the sweep can cancel it yet
+    assert SYM not in rig.engine.managed
+    assert refusals == [0]
+    diffs = await rig.engine.sync_positions()  # the next reconciliation sweeps it
+    assert diffs == [f"{SYM}: stop {old_stop_id} of a closed position cancelled"]
+    assert await rig.client.open_stop_orders(SYM) == []  # the old stop is not left behind on a flat symbol
+    assert await rig.engine.sync_positions() == []
+
+
+async def test_a_new_stop_whose_confirmation_failed_does_not_outlive_the_position(rig: Rig) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    real_by_id = rig.engine.client.order_by_id
+
+    async def by_id(order_id: str) -> object:
+        raise ExchangeError("timeout")
+
+    rig.engine.client.order_by_id = by_id  # type: ignore[method-assign, assignment]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2012.00"))
+    assert not await rig.engine.on_mark(SYM, D("2012.00"))  # placed, not confirmed: queued
+    assert p.replace_state == "PLACING_NEW"
+    rig.engine.client.order_by_id = real_by_id  # type: ignore[method-assign]
+    rig.sim.set_price(SYM, D("2040.00"))  # the take-profit closes the position; the unconfirmed stop stays
+    assert (await rig.client.position(SYM)).lots == 0
+    await rig.engine.sync_positions()
+    assert SYM not in rig.engine.managed
+    assert await rig.client.open_stop_orders(SYM) == []
