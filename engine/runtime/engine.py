@@ -599,10 +599,14 @@ class TradingEngine:
         m = self.managed.get(symbol)
         if m is None or m.protection.replace_state != "STEADY" or self._flattening:
             return False
+        p = m.protection
+        if _worse(p.side, m.rule.stop, p.stop):
+            # The exchange stop is ahead of the rule (a replace finished after a restart rebuilt the rule from the
+            # stop before it, or a re-adopted stop): the rule starts from the stop that is really there.
+            m.rule.stop, m.rule.stop_reason = p.stop, StopReason(p.stop_reason)
         update = m.rule.update(mark, now_ms=self.clock())
         if update is None:
             return False
-        p = m.protection
         p.trailing = m.rule.trailing_active
         p.tp_roi = m.rule.tp_roi
         return await self.coordinator.move_stop(p, update.new_stop, update.reason.value, update.take_profit)
@@ -880,6 +884,11 @@ class TradingEngine:
         except ExchangeError as exc:
             log.error("kill.cancel_stops_failed", error=str(exc))
             return 0
+
+
+def _worse(side: Side, a: Decimal, b: Decimal) -> bool:
+    """Stop price ``a`` protects less than ``b`` (lower for a long, higher for a short)."""
+    return a < b if side is Side.LONG else a > b
 
 
 def _decision_from_card(card: dict[str, Any]) -> Decision:

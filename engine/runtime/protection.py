@@ -174,6 +174,9 @@ class StopCoordinator:
     async def move_stop(self, p: Protected, new_stop: Decimal, reason: str, new_tp: Decimal | None = None) -> bool:
         """Place the new stop, confirm it on the exchange, then cancel the old one. True when done."""
         fresh = p.replace_state == "STEADY"
+        if fresh and (new_stop < p.stop if p.side is Side.LONG else new_stop > p.stop):
+            log.error("stop.untrail_refused", symbol=p.symbol, stop=str(p.stop), asked=str(new_stop), reason=reason)
+            return False  # never untrail, whoever asks (the same price is a resize and allowed)
         if fresh:
             p.pending_client_oid = new_client_oid("sl")
             p.pending_price = new_stop

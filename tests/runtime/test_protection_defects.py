@@ -4,10 +4,11 @@ engine placed outlives the position, and a stop never moves back (restarts and r
 from __future__ import annotations
 
 from decimal import Decimal as D
+from pathlib import Path
 
 from exchange.errors import ExchangeError
 from exchange.models import OrderRequest, OrderSide, StopDirection
-from tests.runtime.conftest import Rig
+from tests.runtime.conftest import Rig, make_engine
 from tests.runtime.test_engine import long_decision
 
 SYM = "ETHUSDTM"
@@ -119,3 +120,28 @@ async def test_a_new_stop_whose_confirmation_failed_does_not_outlive_the_positio
     await rig.engine.sync_positions()
     assert SYM not in rig.engine.managed
     assert await rig.client.open_stop_orders(SYM) == []
+
+
+async def test_a_restart_mid_replace_never_moves_the_stop_back(rig: Rig, data_dir: Path) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    rig.sim.set_price(SYM, D("2020.00"))
+    # Persisted PLACING_NEW towards a profit lock at 2012.00, placed on the exchange, then the process died.
+    p.replace_state, p.pending_client_oid, p.pending_price = "PLACING_NEW", "sl-crash-0002", D("2012.00")
+    await rig.engine.positions_repo.save(p.row())
+    from tests.runtime.test_engine import long_stop
+
+    await rig.client.place_order(long_stop(p.lots, D("2012.00"), "sl-crash-0002"))
+    fresh = await make_engine(rig.sim, rig.client, rig.db, data_dir)
+    await fresh.engine.recover()
+    restored = fresh.engine.managed[SYM].protection
+    assert restored.stop == D("2012.00")
+    fresh.engine.clock = lambda: 1_800_000_000_000
+    rig.sim.set_price(SYM, D("2015.00"))
+    # 13 % ROI: the best candidate is the trailing stop at 2009.29, above the initial stop, below 2012.00.
+    assert not await fresh.engine.on_mark(SYM, D("2015.00"))
+    downs = (await stops_by_direction(rig))[StopDirection.DOWN]
+    assert [price for _, price, _ in downs] == [D("2012.00")] and restored.stop == D("2012.00")
+    assert not await fresh.engine.coordinator.move_stop(restored, D("2005.00"), "trailing_stop")  # nor by hand
+    assert [s[1] for s in (await stops_by_direction(rig))[StopDirection.DOWN]] == [D("2012.00")]
+    await fresh.bus.stop()
