@@ -36,7 +36,15 @@ from engine.events import (
 from engine.marketdata.aggregate import CandleAggregator
 from engine.models import Candle, Side, candle_from_kline, timeframe_ms
 from engine.risk.contract import ContractSpec
-from engine.risk.formulas import gross_roi, initial_levels, position_size, select_leverage, trade_pnl
+from engine.risk.formulas import (
+    gross_roi,
+    initial_levels,
+    position_size,
+    price_at_roi,
+    round_take_profit,
+    select_leverage,
+    trade_pnl,
+)
 from engine.risk.limits import RiskState
 from engine.risk.pretrade import EntryProposal, pretrade_checks
 from engine.risk.stops import StopManager, StopReason
@@ -797,10 +805,25 @@ class TradingEngine:
             if m is None:
                 await self.retry.done(item.key)
                 continue
-            await self.coordinator.resume(m.protection)
-            if m.protection.replace_state == "STEADY" and m.protection.stop_order_id and m.protection.tp_order_id:
+            p = m.protection
+            await self.coordinator.resume(p)
+            tp_done = await self._catch_up_take_profit(p)
+            if p.replace_state == "STEADY" and p.stop_order_id and p.tp_order_id and tp_done:
                 await self.retry.done(item.key)
         return len(items)
+
+    async def _catch_up_take_profit(self, p: Protected) -> bool:
+        """A TP extension that failed is owed: the rule already counts it (``tp_roi``, persisted), so it would never
+        propose it again. Place it now; True when the TP on the exchange is where the rule wants it."""
+        if p.replace_state != "STEADY" or p.tp_order_id is None:
+            return True
+        wanted = round_take_profit(
+            price_at_roi(p.side, p.entry, p.tp_roi, p.leverage), p.side, self.specs[p.symbol].tick_size
+        )
+        if not (wanted > p.take_profit if p.side is Side.LONG else wanted < p.take_profit):
+            return True
+        await self.coordinator.move_take_profit(p, wanted)
+        return p.take_profit == wanted
 
     # ------------------------------------------------------------------ controls
 

@@ -145,3 +145,27 @@ async def test_a_restart_mid_replace_never_moves_the_stop_back(rig: Rig, data_di
     assert not await fresh.engine.coordinator.move_stop(restored, D("2005.00"), "trailing_stop")  # nor by hand
     assert [s[1] for s in (await stops_by_direction(rig))[StopDirection.DOWN]] == [D("2012.00")]
     await fresh.bus.stop()
+
+
+async def test_a_failed_take_profit_extension_is_retried_not_dropped(rig: Rig, data_dir: Path) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    real_place = rig.engine.client.place_order
+
+    async def place(req: OrderRequest, *, test: bool = False) -> object:
+        if req.stop is StopDirection.UP:
+            raise ExchangeError("503 (the TP leg)")
+        return await real_place(req, test=test)
+
+    rig.engine.client.place_order = place  # type: ignore[method-assign, assignment]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+    assert await rig.engine.on_mark(SYM, D("2015.00"))  # trailing: the stop moves, the TP should go to +48 % ROI
+    want = rig.engine.managed[SYM].rule.take_profit  # the extended TP, ~+48 % ROI
+    assert p.stop == D("2009.30") and want > D("2050") and p.take_profit == D("2033.74")  # TP move queued
+    assert await rig.engine.retry.depth() == 1
+    rig.engine.client.place_order = real_place  # type: ignore[method-assign]
+    at(rig, 1_800_000_100_000)
+    await rig.engine.run_retries()
+    assert (await stops_by_direction(rig))[StopDirection.UP] == [(179, want, True)]
+    assert p.take_profit == want and await rig.engine.retry.depth() == 0
