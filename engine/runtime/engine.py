@@ -55,7 +55,7 @@ from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
 from exchange.errors import ExchangeError
 from exchange.ids import new_client_oid
-from exchange.models import Order, OrderRequest, OrderSide
+from exchange.models import Order, OrderRequest, OrderSide, StopDirection
 from exchange.rest import KucoinFuturesClient
 from storage.repos import Approvals, Intents, Positions, RetryQueue
 
@@ -526,28 +526,64 @@ class TradingEngine:
         return await self.adopt(symbol, side, order.filled_lots, fill, lev, opened_ms=order.created_at or None)
 
     async def adopt(
-        self, symbol: str, side: Side, lots: int, entry: Decimal, leverage: int, opened_ms: int | None = None
+        self,
+        symbol: str,
+        side: Side,
+        lots: int,
+        entry: Decimal,
+        leverage: int,
+        opened_ms: int | None = None,
+        *,
+        found: list[Order] | None = None,
     ) -> Protected:
         """Manage a position: initial levels from the real entry, stop and TP placed on the exchange.
 
         ``opened_ms`` is the exchange's time of the opening (its fills are stamped on that clock, and the close
         is accounted from the fills after it); the engine's own clock only when the exchange did not say.
+        ``found``: reduce-only exit stops the engine placed earlier for this position (a re-adoption after the
+        engine lost its record). A stop tighter or a TP further than the initial levels is kept: never untrail.
+        An order of the right size is taken over as it is; otherwise a new one is placed at its price.
         """
         spec = self.specs[symbol]
         levels = initial_levels(self.cfg, side, entry, leverage, spec.tick_size)
+        stop, take_profit = levels.stop, levels.take_profit
+        stop_id = tp_id = None
+        stop_dir = StopDirection.DOWN if side is Side.LONG else StopDirection.UP
+        for o in found or []:
+            if o.stop_price is None:
+                continue
+            if o.stop is stop_dir and _worse(side, stop, o.stop_price):
+                stop, stop_id = o.stop_price, o.id if o.lots == lots else None
+            elif o.stop is not stop_dir and _worse(side, take_profit, o.stop_price):  # a TP further out
+                take_profit, tp_id = o.stop_price, o.id if o.lots == lots else None
+        if stop_id is None:
+            stop_id = next(
+                (o.id for o in found or [] if o.stop is stop_dir and o.stop_price == stop and o.lots == lots), None
+            )
+        if tp_id is None:
+            tp_id = next(
+                (
+                    o.id
+                    for o in found or []
+                    if o.stop is not stop_dir and o.stop_price == take_profit and o.lots == lots
+                ),
+                None,
+            )
+        stop_roi = gross_roi(side, entry, stop, leverage)
+        tp_roi = max(self.cfg.risk_management.take_profit_roi, gross_roi(side, entry, take_profit, leverage))
         p = Protected(
             symbol=symbol,
             side=side,
             lots=lots,
             entry=entry,
             leverage=leverage,
-            stop=levels.stop,
-            stop_reason=StopReason.INITIAL.value,
-            take_profit=levels.take_profit,
-            tp_roi=self.cfg.risk_management.take_profit_roi,
+            stop=stop,
+            stop_reason=(StopReason.INITIAL if stop == levels.stop or stop_roi <= 0 else StopReason.PROFIT_LOCK).value,
+            take_profit=take_profit,
+            tp_roi=tp_roi,
             trailing=False,
-            stop_order_id=None,
-            tp_order_id=None,
+            stop_order_id=stop_id,
+            tp_order_id=tp_id,
             replace_state="STEADY",
             pending_client_oid=None,
             pending_price=None,
@@ -664,14 +700,26 @@ class TradingEngine:
         for symbol, pos in live.items():
             if symbol not in self.managed and symbol in self.specs:
                 diffs.append(f"{symbol}: unmanaged position of {pos.lots} lots adopted")
-                await self.adopt(
+                side = Side.LONG if pos.lots > 0 else Side.SHORT
+                exit_side = OrderSide.SELL if side is Side.LONG else OrderSide.BUY
+                ours = [
+                    o
+                    for o in await self.client.open_stop_orders(symbol)
+                    if o.reduce_only and o.side is exit_side and await self._engine_placed(o)
+                ]
+                p = await self.adopt(
                     symbol,
-                    Side.LONG if pos.lots > 0 else Side.SHORT,
+                    side,
                     abs(pos.lots),
                     pos.avg_entry,
                     int(pos.leverage) or self.cfg.risk_management.leverage_default,
                     opened_ms=pos.opened_ms,
+                    found=ours,
                 )
+                for o in ours:  # the adopted position's protection is on the exchange: the rest may go
+                    if o.id not in (p.stop_order_id, p.tp_order_id) and p.stop_order_id and p.tp_order_id:
+                        with contextlib.suppress(ExchangeError):
+                            await self.client.cancel_order(o.id)
         diffs += await self._sweep_orphan_stops(set(live))
         return diffs
 
@@ -758,6 +806,10 @@ class TradingEngine:
             with contextlib.suppress(ExchangeError):  # never placed, or cannot tell now: the sweep covers it
                 ids.append((await self.client.order_by_client_oid(p.pending_client_oid)).id)
         return ids
+
+    async def _engine_placed(self, o: Order) -> bool:
+        """An order the engine placed: its intent is recorded, or (the record lost) it carries a stop/TP clientOid."""
+        return await self.intents.get(o.client_oid) is not None or o.client_oid.startswith(("sl-", "tp-"))
 
     async def _sweep_orphan_stops(self, live: set[str]) -> list[str]:
         """Stop orders the engine placed (a recorded intent) on a symbol with no position: cancel them."""

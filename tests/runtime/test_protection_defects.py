@@ -169,3 +169,23 @@ async def test_a_failed_take_profit_extension_is_retried_not_dropped(rig: Rig, d
     await rig.engine.run_retries()
     assert (await stops_by_direction(rig))[StopDirection.UP] == [(179, want, True)]
     assert p.take_profit == want and await rig.engine.retry.depth() == 0
+
+
+async def test_re_adopting_a_position_keeps_its_tighter_stop_and_leaves_one_stop(rig: Rig, data_dir: Path) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+    assert await rig.engine.on_mark(SYM, D("2015.00"))
+    trailed, extended = p.stop, p.take_profit
+    assert trailed == D("2009.30") and extended > D("2050")
+    await rig.engine.positions_repo.delete(SYM)  # the engine's record is lost (a new data directory, a bad disk)
+    fresh = await make_engine(rig.sim, rig.client, rig.db, data_dir)
+    diffs = await fresh.engine.recover()
+    assert diffs == [f"{SYM}: unmanaged position of 179 lots adopted"]
+    adopted = fresh.engine.managed[SYM].protection
+    stops = await stops_by_direction(rig)
+    assert stops[StopDirection.DOWN] == [(179, trailed, True)]  # not the initial 1989.29 beside the old one
+    assert stops[StopDirection.UP] == [(179, extended, True)]
+    assert (adopted.stop, adopted.take_profit) == (trailed, extended)
+    await fresh.bus.stop()
