@@ -19,7 +19,7 @@ import structlog
 from engine.events import EventBus, StopMissing, StopMoved, StopPlaced
 from engine.models import Side
 from engine.runtime.chaos import crash_point
-from exchange.errors import ExchangeError, OrderNotFoundError
+from exchange.errors import ExchangeError, InvalidRequestError, OrderNotFoundError
 from exchange.ids import new_client_oid
 from exchange.models import OrderRequest, OrderSide, StopDirection, StopPriceType
 from exchange.rest import KucoinFuturesClient
@@ -161,7 +161,12 @@ class StopCoordinator:
         try:
             crash_point("before_stop")
             if p.stop_order_id is None:
-                p.stop_order_id = await self._place(p, p.stop, p.stop_direction, "stop", new_client_oid("sl"))
+                try:
+                    p.stop_order_id = await self._place(p, p.stop, p.stop_direction, "stop", new_client_oid("sl"))
+                except InvalidRequestError:
+                    if await self._exit_if_through_mark(p):
+                        return
+                    raise
                 await self.positions.save(p.row())
             if p.tp_order_id is None:
                 p.tp_order_id = await self._place(p, p.take_profit, p.tp_direction, "take_profit", new_client_oid("tp"))
@@ -170,6 +175,40 @@ class StopCoordinator:
             await self.positions.save(p.row())
             self.bus.publish(StopMissing(ts_ms=self.clock(), symbol=p.symbol, detail=f"placing protection: {exc}"))
             await self._schedule(p.symbol, "protect", str(exc))
+
+    async def _exit_if_through_mark(self, p: Protected) -> bool:
+        """The exchange refused the stop: if the mark is already at or past it (a position adopted after the price
+        ran through its stop level), the stop would have triggered at once, so the position is closed reduce-only
+        at market now instead of being left without a stop while the refusal is retried. True when closed."""
+        try:
+            mark = await self.client.mark_price(p.symbol)
+        except ExchangeError:
+            return False
+        if not (mark <= p.stop if p.side is Side.LONG else mark >= p.stop):
+            return False
+        oid = new_client_oid("sx")
+        await self.intents.record(oid, p.symbol, "stop_exit", p.exit_side.value, p.lots, None, self.clock())
+        order = await self.client.place_order(
+            OrderRequest(
+                symbol=p.symbol,
+                side=p.exit_side,
+                lots=p.lots,
+                reduce_only=True,
+                margin_mode=self.margin_mode,
+                client_oid=oid,
+                position_side=("LONG" if p.side is Side.LONG else "SHORT") if self.hedge else None,
+            )
+        )
+        await self.intents.mark(oid, "done", order.id)
+        log.warning("stop.through_mark_exit", symbol=p.symbol, stop=str(p.stop), mark=str(mark))
+        self.bus.publish(
+            StopMissing(
+                ts_ms=self.clock(),
+                symbol=p.symbol,
+                detail=f"stop {p.stop} refused with the mark already at {mark}: closed at market (reduce-only)",
+            )
+        )
+        return True
 
     async def move_stop(self, p: Protected, new_stop: Decimal, reason: str, new_tp: Decimal | None = None) -> bool:
         """Place the new stop, confirm it on the exchange, then cancel the old one. True when done."""

@@ -214,6 +214,9 @@ class Book:
     funding: list[FundingRecord] = field(default_factory=list)
     margin_modes: dict[str, str] = field(default_factory=dict)
     position_mode: int = 0
+    # A stop whose trigger condition already holds at placement: KuCoin's behaviour is not documented (refused or
+    # triggered at once). Default: it triggers at once; True: it is refused with 100001.
+    reject_triggered_stops: bool = False
     funded_until_ms: int | None = None
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     listeners: list[Listener] = field(default_factory=list)
@@ -344,6 +347,11 @@ class Book:
             if stop not in ("up", "down") or "stopPrice" not in body or stop_type not in ("TP", "MP", "IP"):
                 raise SimError("100001", "stop orders need stop up/down, stopPrice and stopPriceType TP/MP/IP")
             stop_price = Decimal(str(body["stopPrice"]))
+            now_prices = self.prices.get(symbol)
+            if self.reject_triggered_stops and now_prices is not None:
+                ref = {"TP": now_prices.last, "MP": now_prices.mark, "IP": now_prices.index}[stop_type]
+                if ref >= stop_price if stop == "up" else ref <= stop_price:
+                    raise SimError("100001", f"stopPrice {stop_price} would trigger at once (reference {ref})")
         leverage = int(body.get("leverage", pos.leverage if pos.qty else 1) or 1)
         if not reduce_only and not 1 <= leverage <= c.max_leverage:
             raise SimError("300016", f"leverage must be between 1 and {c.max_leverage}")

@@ -189,3 +189,52 @@ async def test_re_adopting_a_position_keeps_its_tighter_stop_and_leaves_one_stop
     assert stops[StopDirection.UP] == [(179, extended, True)]
     assert (adopted.stop, adopted.take_profit) == (trailed, extended)
     await fresh.bus.stop()
+
+
+async def _hand_long_then_drop(rig: Rig) -> None:
+    """A person opens a long at 2000 (10x); the mark falls to 1975, past the −10 % ROI stop (1980.40) the
+    reconciliation will want for it."""
+    await rig.client.place_order(OrderRequest(SYM, OrderSide.BUY, 20, leverage=10))
+    rig.sim.set_price(SYM, D("1975.00"))
+
+
+async def test_adopting_a_position_already_past_its_stop_closes_it_when_the_stop_triggers_at_once(rig: Rig) -> None:
+    await _hand_long_then_drop(rig)
+    await rig.engine.sync_positions()
+    assert (await rig.client.position(SYM)).lots == 0  # the stop triggered on placement and closed it
+    await rig.engine.sync_positions()
+    assert SYM not in rig.engine.managed and await rig.client.open_stop_orders(SYM) == []
+    assert all(o.reduce_only for o in rig.sim.state.orders.values() if o.stop)
+
+
+async def test_adopting_a_position_already_past_its_stop_closes_it_when_the_exchange_refuses_the_stop(
+    rig: Rig,
+) -> None:
+    rig.sim.state.reject_triggered_stops = True
+    await _hand_long_then_drop(rig)
+    await rig.engine.sync_positions()
+    # Not left unprotected and retried forever while the price falls on: closed reduce-only, as its stop would.
+    assert (await rig.client.position(SYM)).lots == 0
+    closes = [o for o in rig.sim.state.orders.values() if not o.stop and o.side == "sell"]
+    assert len(closes) == 1 and closes[0].reduce_only
+    await rig.engine.sync_positions()
+    assert SYM not in rig.engine.managed and await rig.client.open_stop_orders(SYM) == []
+    await rig.bus.drain()
+    closed = next(e for e in rig.events if e.kind == "position_closed")
+    assert closed.exit_reason == "stop_loss"  # type: ignore[attr-defined]
+
+
+async def test_a_refused_stop_move_keeps_the_old_stop_alone_until_the_retry_lands(rig: Rig) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    rig.sim.state.reject_triggered_stops = True
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2005.00"))  # the mark fell back below 2009.30 before the move reached the exchange
+    assert not await rig.engine.on_mark(SYM, D("2015.00"))
+    assert p.replace_state == "PLACING_NEW" and p.stop == D("1989.29")
+    assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(179, D("1989.29"), True)]
+    rig.sim.set_price(SYM, D("2015.00"))
+    at(rig, 1_800_000_100_000)
+    await rig.engine.run_retries()
+    assert p.replace_state == "STEADY" and p.stop == D("2009.30")
+    assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(179, D("2009.30"), True)]
