@@ -697,6 +697,12 @@ class TradingEngine:
                 if m.protection.tp_order_id not in stops:
                     m.protection.tp_order_id = None
                 await self.coordinator.protect(m.protection)
+            elif m.protection.tp_order_id is not None and m.protection.tp_order_id not in stops:
+                # The TP is gone but the position is not (it filled only partly, or was cancelled by hand): the
+                # rest gets its TP again, at the same price and for the size that is left.
+                diffs.append(f"{symbol}: take-profit missing")
+                m.protection.tp_order_id = None
+                await self.coordinator.protect(m.protection)
         for symbol, pos in live.items():
             if symbol not in self.managed and symbol in self.specs:
                 diffs.append(f"{symbol}: unmanaged position of {pos.lots} lots adopted")

@@ -217,6 +217,8 @@ class Book:
     # A stop whose trigger condition already holds at placement: KuCoin's behaviour is not documented (refused or
     # triggered at once). Default: it triggers at once; True: it is refused with 100001.
     reject_triggered_stops: bool = False
+    # Thin book: a taker order fills at most this many lots (the rest of an IOC or market order is cancelled).
+    max_taker_lots: int | None = None
     funded_until_ms: int | None = None
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     listeners: list[Listener] = field(default_factory=list)
@@ -409,7 +411,7 @@ class Book:
         c = self.contracts[order.symbol]
         if order.type == "market":
             fill = self._market_fill_price(order, p.last, c.tick_size)
-            self._fill(order, fill, order.size - order.filled_size, "taker")
+            self._fill(order, fill, self._taker_lots(order), "taker")
             if order.status == "open":
                 self._finish(order, cancelled=True)
             return
@@ -423,9 +425,15 @@ class Book:
             # A crossing limit takes liquidity at the market price, never worse than its limit.
             market = self._market_fill_price(order, p.last, c.tick_size)
             price = min(market, order.price) if order.side == "buy" else max(market, order.price)
-            self._fill(order, price, order.size - order.filled_size, "taker")
+            self._fill(order, price, self._taker_lots(order), "taker")
+            if order.status == "open" and order.time_in_force == "IOC":
+                self._finish(order, cancelled=True)  # the book was thinner than the order
         elif order.time_in_force == "IOC":
             self._finish(order, cancelled=True)
+
+    def _taker_lots(self, order: Order) -> int:
+        left = order.size - order.filled_size
+        return left if self.max_taker_lots is None else min(left, self.max_taker_lots)
 
     def _market_fill_price(self, order: Order, last: Decimal, tick: Decimal) -> Decimal:
         """The synthetic book: a taker pays the configured slippage from the last price, rounded against it."""

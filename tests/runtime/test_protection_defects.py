@@ -238,3 +238,33 @@ async def test_a_refused_stop_move_keeps_the_old_stop_alone_until_the_retry_land
     await rig.engine.run_retries()
     assert p.replace_state == "STEADY" and p.stop == D("2009.30")
     assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(179, D("2009.30"), True)]
+
+
+async def test_an_entry_that_fills_partly_is_protected_for_the_filled_size(rig: Rig) -> None:
+    rig.sim.state.max_taker_lots = 100  # the book holds 100 lots within the slippage guard; 179 were asked
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    assert (await rig.client.position(SYM)).lots == p.lots == 100
+    stops = await stops_by_direction(rig)
+    assert stops[StopDirection.DOWN] == [(100, p.stop, True)] and stops[StopDirection.UP] == [
+        (100, p.take_profit, True)
+    ]
+    assert await rig.engine.sync_positions() == []
+
+
+async def test_a_take_profit_that_fills_partly_shrinks_the_stop_to_what_is_left(rig: Rig) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    rig.sim.state.max_taker_lots = 120
+    rig.sim.set_price(SYM, D("2040.00"))  # the TP triggers; the book takes 120 of its 179 lots
+    assert (await rig.client.position(SYM)).lots == 59
+    rig.sim.set_price(SYM, D("2030.00"))  # and the price falls back below the TP
+    diffs = await rig.engine.sync_positions()
+    assert diffs == [f"{SYM}: engine 179 lots, exchange 59", f"{SYM}: take-profit missing"]
+    downs = (await stops_by_direction(rig))[StopDirection.DOWN]
+    assert downs == [(59, p.stop, True)]  # the stop now closes exactly what is left
+    ups = (await stops_by_direction(rig)).get(StopDirection.UP, [])
+    assert ups == [(59, p.take_profit, True)]  # a TP for the rest, on the exchange again
+    rig.sim.state.max_taker_lots = None
+    rig.sim.set_price(SYM, D("1980.00"))
+    assert (await rig.client.position(SYM)).lots == 0  # never reversed into a short
