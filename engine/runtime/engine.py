@@ -680,7 +680,13 @@ class TradingEngine:
                 diffs.append(f"{symbol}: engine {m.protection.lots} lots, exchange {abs(pos.lots)}")
                 m.protection.lots = abs(pos.lots)
                 await self.positions_repo.save(m.protection.row())
+            p = m.protection
+            seen = (p.stop_order_id, p.tp_order_id, p.replace_state)
             open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}
+            if (p.stop_order_id, p.tp_order_id, p.replace_state) != seen:
+                # A stop or TP move on the symbol's lane changed the orders while we listed them: the listing may
+                # predate it, so it proves nothing missing or mis-sized. The next look checks again.
+                continue
             if await self._resize_protection(m.protection, open_stops):
                 open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}  # as they are now
             stops = set(open_stops)

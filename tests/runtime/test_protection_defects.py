@@ -268,3 +268,30 @@ async def test_a_take_profit_that_fills_partly_shrinks_the_stop_to_what_is_left(
     rig.sim.state.max_taker_lots = None
     rig.sim.set_price(SYM, D("1980.00"))
     assert (await rig.client.position(SYM)).lots == 0  # never reversed into a short
+
+
+async def test_a_stop_move_that_lands_while_reconciliation_lists_the_stops_is_not_taken_for_a_missing_stop(
+    rig: Rig,
+) -> None:
+    """The mark-tick lane and the reconciliation run concurrently: a listing taken before a replace landed must not
+    make the reconciliation place a second stop (which nothing would manage, move or resize afterwards)."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    client = rig.engine.client
+    real_list = client.open_stop_orders
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+
+    async def stale_listing(symbol: str | None = None) -> list[object]:
+        listing = await real_list(symbol)
+        if symbol == SYM and p.stop == D("1989.29"):  # meanwhile the stop move completes on the other lane
+            assert await rig.engine.on_mark(SYM, D("2015.00"))
+        return listing  # type: ignore[return-value]
+
+    client.open_stop_orders = stale_listing  # type: ignore[method-assign, assignment]
+    diffs = await rig.engine.sync_positions()
+    client.open_stop_orders = real_list  # type: ignore[method-assign]
+    assert "ETHUSDTM: stop missing" not in diffs and "ETHUSDTM: take-profit missing" not in diffs
+    downs = (await stops_by_direction(rig))[StopDirection.DOWN]
+    assert downs == [(179, D("2009.30"), True)]
+    assert len((await stops_by_direction(rig))[StopDirection.UP]) == 1
