@@ -784,6 +784,8 @@ class TradingEngine:
             funding=funding,
         )
         roi = gross_roi(p.side, p.entry, exit_price, p.leverage)
+        if reason is None and any(f.trade_type in ("liquid", "adl") for f in closing):
+            reason = "liquidation" if any(f.trade_type == "liquid" for f in closing) else "auto_deleverage"
         if reason is None:
             reason = m.rule.exit_reason if roi < self.cfg.risk_management.take_profit_roi - 1 else "take_profit"
         for oid in await self._own_order_ids(p):

@@ -295,3 +295,55 @@ async def test_a_stop_move_that_lands_while_reconciliation_lists_the_stops_is_no
     downs = (await stops_by_direction(rig))[StopDirection.DOWN]
     assert downs == [(179, D("2009.30"), True)]
     assert len((await stops_by_direction(rig))[StopDirection.UP]) == 1
+
+
+async def test_two_take_profit_moves_at_once_leave_exactly_one_take_profit(rig: Rig) -> None:
+    """A trailing TP extension (mark lane) and a resize (reconciliation) can move the same TP at the same time."""
+    import asyncio
+
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    coord = rig.engine.coordinator
+    await asyncio.gather(coord.move_take_profit(p, D("2040.00")), coord.move_take_profit(p, D("2040.00")))
+    ups = (await stops_by_direction(rig))[StopDirection.UP]
+    assert ups == [(179, D("2040.00"), True)]
+    assert [o.id for o in await rig.client.open_stop_orders(SYM) if o.stop is StopDirection.UP] == [p.tp_order_id]
+
+
+async def test_a_position_closed_while_its_stop_move_is_in_flight_leaves_no_stop_behind(rig: Rig) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    client = rig.engine.client
+    real_by_id = client.order_by_id
+    spiked: list[bool] = []
+
+    async def by_id(order_id: str) -> object:
+        if not spiked:  # between placing the new stop and confirming it, the take-profit fills
+            spiked.append(True)
+            rig.sim.set_price(SYM, D("2040.00"))
+        return await real_by_id(order_id)
+
+    client.order_by_id = by_id  # type: ignore[method-assign, assignment]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+    await rig.engine.on_mark(SYM, D("2015.00"))
+    client.order_by_id = real_by_id  # type: ignore[method-assign]
+    assert (await rig.client.position(SYM)).lots == 0
+    await rig.engine.sync_positions()  # the position push that follows the fill
+    assert SYM not in rig.engine.managed
+    assert await rig.client.open_stop_orders(SYM) == []
+    await rig.bus.drain()
+    assert next(e for e in rig.events if e.kind == "position_closed").exit_reason == "take_profit"  # type: ignore[attr-defined]
+
+
+async def test_a_liquidation_is_reported_as_a_liquidation(rig: Rig) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    await rig.client.cancel_all_stop_orders(SYM)  # the protection is gone (by hand) before the next look ...
+    rig.sim.set_price(SYM, D("1850.00"))  # ... and the market crashes through the liquidation price
+    assert (await rig.client.position(SYM)).lots == 0
+    await rig.engine.sync_positions()
+    await rig.bus.drain()
+    closed = next(e for e in rig.events if e.kind == "position_closed")
+    assert closed.exit_reason == "liquidation"  # type: ignore[attr-defined]  # not "stop_loss"
+    assert closed.exit < D("1910") and closed.net < D("-190")  # type: ignore[attr-defined]  # the margin is lost
