@@ -161,6 +161,10 @@ class StopCoordinator:
         try:
             crash_point("before_stop")
             if p.stop_order_id is None:
+                p.stop_order_id = await self._unanswered(p, "stop", p.stop)
+            if p.tp_order_id is None:
+                p.tp_order_id = await self._unanswered(p, "take_profit", p.take_profit)
+            if p.stop_order_id is None:
                 try:
                     p.stop_order_id = await self._place(p, p.stop, p.stop_direction, "stop", new_client_oid("sl"))
                 except InvalidRequestError:
@@ -175,6 +179,23 @@ class StopCoordinator:
             await self.positions.save(p.row())
             self.bus.publish(StopMissing(ts_ms=self.clock(), symbol=p.symbol, detail=f"placing protection: {exc}"))
             await self._schedule(p.symbol, "protect", str(exc))
+
+    async def _unanswered(self, p: Protected, purpose: str, price: Decimal) -> str | None:
+        """An earlier attempt whose reply never came may have placed the order: ask the exchange about every such
+        intent before sending a new one (a new clientOid would double the stop). The live one at ``price`` is
+        taken; the others are closed in the books."""
+        for intent in await self.intents.pending_for(p.symbol, purpose):
+            try:
+                order = await self.client.order_by_client_oid(intent.client_oid)
+            except OrderNotFoundError:
+                await self.intents.mark(intent.client_oid, "failed", detail="never reached the exchange")
+                continue
+            if order.is_active and order.stop is not None and order.side is p.exit_side and order.stop_price == price:
+                await self.intents.mark(intent.client_oid, "acked", order.id, detail="found after a lost reply")
+                log.info("stop.found_after_lost_reply", symbol=p.symbol, purpose=purpose, order_id=order.id)
+                return order.id
+            await self.intents.mark(intent.client_oid, "done", order.id, detail="found, not live at this price")
+        return None
 
     async def _exit_if_through_mark(self, p: Protected) -> bool:
         """The exchange refused the stop: if the mark is already at or past it (a position adopted after the price

@@ -347,3 +347,29 @@ async def test_a_liquidation_is_reported_as_a_liquidation(rig: Rig) -> None:
     closed = next(e for e in rig.events if e.kind == "position_closed")
     assert closed.exit_reason == "liquidation"  # type: ignore[attr-defined]  # not "stop_loss"
     assert closed.exit < D("1910") and closed.net < D("-190")  # type: ignore[attr-defined]  # the margin is lost
+
+
+async def test_a_protective_stop_whose_reply_was_lost_is_not_placed_twice_by_the_retry(rig: Rig) -> None:
+    await rig.client.place_order(OrderRequest(SYM, OrderSide.BUY, 20, leverage=10))  # adopted below
+    # The stop is placed but its reply is lost, and the lookup by clientOid that follows times out too.
+    from exchange.errors import ExchangeTimeoutError
+
+    client = rig.engine.client
+    real_lookup = client.order_by_client_oid
+
+    async def lookup_times_out(client_oid: str) -> object:
+        raise ExchangeTimeoutError("no answer in time")
+
+    rig.sim.faults.lose_reply_next(1, "/api/v1/orders")
+    client.order_by_client_oid = lookup_times_out  # type: ignore[method-assign, assignment]
+    await rig.engine.sync_positions()
+    client.order_by_client_oid = real_lookup  # type: ignore[method-assign]
+    p = rig.engine.managed[SYM].protection
+    assert p.stop_order_id is None and await rig.engine.retry.depth() == 1
+    assert len((await stops_by_direction(rig))[StopDirection.DOWN]) == 1  # it did land
+    at(rig, int(__import__("time").time() * 1000) + 60_000)
+    await rig.engine.run_retries()
+    stops = await stops_by_direction(rig)
+    assert stops[StopDirection.DOWN] == [(20, p.stop, True)]  # the retry found it instead of sending another
+    assert stops[StopDirection.UP] == [(20, p.take_profit, True)]
+    assert p.stop_order_id is not None and await rig.engine.retry.depth() == 0
