@@ -301,11 +301,13 @@ class StopCoordinator:
     async def move_take_profit(self, p: Protected, new_tp: Decimal) -> None:
         """TP extension: place the new TP, then cancel the old (a TP gap is harmless; the stop protects)."""
         try:
-            new_id = await self._place(p, new_tp, p.tp_direction, "take_profit", new_client_oid("tp"))
+            new_id = await self._unanswered(p, "take_profit", new_tp) or await self._place(
+                p, new_tp, p.tp_direction, "take_profit", new_client_oid("tp")
+            )
             old = p.tp_order_id
             p.tp_order_id, p.take_profit = new_id, new_tp
             await self.positions.save(p.row())
-            if old:
+            if old and old != new_id:
                 with contextlib.suppress(OrderNotFoundError):
                     await self.client.cancel_order(old)
         except ExchangeError as exc:

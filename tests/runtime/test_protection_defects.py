@@ -373,3 +373,33 @@ async def test_a_protective_stop_whose_reply_was_lost_is_not_placed_twice_by_the
     assert stops[StopDirection.DOWN] == [(20, p.stop, True)]  # the retry found it instead of sending another
     assert stops[StopDirection.UP] == [(20, p.take_profit, True)]
     assert p.stop_order_id is not None and await rig.engine.retry.depth() == 0
+
+
+async def test_a_take_profit_move_whose_reply_was_lost_is_not_placed_twice_by_the_retry(rig: Rig) -> None:
+    from exchange.errors import ExchangeTimeoutError
+
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    client = rig.engine.client
+    real_lookup, real_place = client.order_by_client_oid, client.place_order
+
+    async def lookup_times_out(client_oid: str) -> object:
+        raise ExchangeTimeoutError("no answer in time")
+
+    async def place(req: OrderRequest, *, test: bool = False) -> object:
+        if req.stop is StopDirection.UP:  # the TP extension lands, its reply and the lookup are lost
+            rig.sim.faults.lose_reply_next(1, "/api/v1/orders")
+            client.order_by_client_oid = lookup_times_out  # type: ignore[method-assign, assignment]
+        return await real_place(req, test=test)
+
+    client.place_order = place  # type: ignore[method-assign, assignment]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+    await rig.engine.on_mark(SYM, D("2015.00"))
+    client.place_order, client.order_by_client_oid = real_place, real_lookup  # type: ignore[method-assign]
+    want = rig.engine.managed[SYM].rule.take_profit
+    assert p.take_profit == D("2033.74") and await rig.engine.retry.depth() == 1
+    at(rig, 1_800_000_100_000)
+    await rig.engine.run_retries()
+    assert (await stops_by_direction(rig))[StopDirection.UP] == [(179, want, True)]  # one TP, the extended one
+    assert p.take_profit == want and await rig.engine.retry.depth() == 0
