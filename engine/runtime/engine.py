@@ -763,6 +763,7 @@ class TradingEngine:
             return
         del self.managed[symbol]
         p = m.protection
+        p.closed = True  # a stop or TP move still on its way for it undoes itself and persists nothing
         fills = [f for f in await self.client.fills(symbol=symbol) if f.ts_ms >= p.opened_ms]
         exit_side = "sell" if p.side is Side.LONG else "buy"
         closing = [f for f in fills if f.side.value == exit_side]

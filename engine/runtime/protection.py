@@ -51,6 +51,9 @@ class Protected:
     pending_client_oid: str | None
     pending_price: Decimal | None
     opened_ms: int
+    # Set (in memory only) the moment the engine accounts for the position's close: a stop or TP move still on
+    # its way for it must then neither persist it again nor leave what it placed on the exchange.
+    closed: bool = False
 
     def row(self) -> dict[str, Any]:
         return {
@@ -144,6 +147,10 @@ class StopCoordinator:
             position_side=("LONG" if p.side is Side.LONG else "SHORT") if self.hedge else None,
         )
 
+    async def _save(self, p: Protected) -> None:
+        if not p.closed:  # a closed position's row is gone: never write it back
+            await self.positions.save(p.row())
+
     async def _place(
         self, p: Protected, price: Decimal, direction: StopDirection, purpose: str, client_oid: str
     ) -> str:
@@ -151,6 +158,10 @@ class StopCoordinator:
             await self.intents.record(client_oid, p.symbol, purpose, p.exit_side.value, p.lots, price, self.clock())
         order = await self.client.place_order(self._stop_request(p, price, direction, client_oid))
         await self.intents.mark(client_oid, "acked", order.id)
+        if p.closed:  # the position was closed and accounted for while this order was on its way: undo it
+            with contextlib.suppress(ExchangeError):
+                await self.client.cancel_order(order.id)
+            raise PositionClosedError(f"{p.symbol}: closed while its {purpose} was being placed")
         self.bus.publish(
             StopPlaced(ts_ms=self.clock(), symbol=p.symbol, order_id=order.id, price=price, purpose=purpose)
         )
@@ -171,12 +182,14 @@ class StopCoordinator:
                     if await self._exit_if_through_mark(p):
                         return
                     raise
-                await self.positions.save(p.row())
+                await self._save(p)
             if p.tp_order_id is None:
                 p.tp_order_id = await self._place(p, p.take_profit, p.tp_direction, "take_profit", new_client_oid("tp"))
-                await self.positions.save(p.row())
+                await self._save(p)
+        except PositionClosedError:
+            return
         except ExchangeError as exc:
-            await self.positions.save(p.row())
+            await self._save(p)
             self.bus.publish(StopMissing(ts_ms=self.clock(), symbol=p.symbol, detail=f"placing protection: {exc}"))
             await self._schedule(p.symbol, "protect", str(exc))
 
@@ -242,9 +255,11 @@ class StopCoordinator:
             p.pending_price = new_stop
             p.replace_state = "PLACING_NEW"
             p.stop_reason = reason
-            await self.positions.save(p.row())
+            await self._save(p)
         try:
             await self._advance(p, fresh=fresh)
+        except PositionClosedError:
+            return False
         except ExchangeError as exc:
             log.warning("stop.replace_failed", symbol=p.symbol, state=p.replace_state, error=str(exc))
             await self._schedule(p.symbol, "replace", str(exc))
@@ -271,7 +286,7 @@ class StopCoordinator:
                 if known is not None and not known.is_active:
                     # It existed but is gone (triggered or cancelled): start over with a fresh clientOid.
                     p.pending_client_oid = oid = new_client_oid("sl")
-                    await self.positions.save(p.row())
+                    await self._save(p)
                 new_id = await self._place(p, p.pending_price or p.stop, p.stop_direction, "stop", oid)
             else:
                 new_id = known.id
@@ -284,7 +299,7 @@ class StopCoordinator:
             p.stop_order_id, p.stop = new_id, p.pending_price or p.stop
             p.replace_state = "CANCELLING_OLD" if old_id and old_id != new_id else "STEADY"
             p.pending_client_oid, p.pending_price = old_id, None  # remember which order to cancel
-            await self.positions.save(p.row())
+            await self._save(p)
             self.bus.publish(
                 StopMoved(ts_ms=self.clock(), symbol=p.symbol, old=old_price, new=p.stop, reason=p.stop_reason)
             )
@@ -294,7 +309,7 @@ class StopCoordinator:
                 with contextlib.suppress(OrderNotFoundError):  # already gone: that is the goal
                     await self.client.cancel_order(old_id)
             p.replace_state, p.pending_client_oid = "STEADY", None
-            await self.positions.save(p.row())
+            await self._save(p)
             self.replaces += 1
             await self.retry.done(f"replace:{p.symbol}")
 
@@ -306,10 +321,12 @@ class StopCoordinator:
             )
             old = p.tp_order_id
             p.tp_order_id, p.take_profit = new_id, new_tp
-            await self.positions.save(p.row())
+            await self._save(p)
             if old and old != new_id:
                 with contextlib.suppress(OrderNotFoundError):
                     await self.client.cancel_order(old)
+        except PositionClosedError:
+            return
         except ExchangeError as exc:
             await self._schedule(p.symbol, "take_profit", str(exc))
 
@@ -326,8 +343,14 @@ class StopCoordinator:
         if p.replace_state != "STEADY":
             try:
                 await self._advance(p)
+            except PositionClosedError:
+                return
             except ExchangeError as exc:
                 await self._schedule(p.symbol, "replace", str(exc))
+
+
+class PositionClosedError(ExchangeError):
+    """The position was closed (and accounted for) while an order for it was on its way; the order was undone."""
 
 
 def assert_pending(p: Protected) -> None:

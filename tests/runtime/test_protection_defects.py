@@ -403,3 +403,35 @@ async def test_a_take_profit_move_whose_reply_was_lost_is_not_placed_twice_by_th
     await rig.engine.run_retries()
     assert (await stops_by_direction(rig))[StopDirection.UP] == [(179, want, True)]  # one TP, the extended one
     assert p.take_profit == want and await rig.engine.retry.depth() == 0
+
+
+async def test_a_stop_move_that_lands_after_the_close_was_accounted_is_undone_and_not_persisted(
+    rig: Rig, data_dir: Path
+) -> None:
+    """The mark lane's stop move is on its way when the TP fills and the account lane accounts for the close."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    client = rig.engine.client
+    real_place = client.place_order
+
+    async def place(req: OrderRequest, *, test: bool = False) -> object:
+        if req.stop is StopDirection.DOWN and p.stop_order_id is not None and SYM in rig.engine.managed:
+            rig.sim.set_price(SYM, D("2040.00"))  # the TP fills ...
+            await rig.engine.sync_positions()  # ... and the reconciliation closes the books on it
+        return await real_place(req, test=test)
+
+    client.place_order = place  # type: ignore[method-assign, assignment]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+    await rig.engine.on_mark(SYM, D("2015.00"))
+    client.place_order = real_place  # type: ignore[method-assign]
+    assert SYM not in rig.engine.managed
+    assert await rig.engine.positions_repo.all() == []  # not brought back to life by the late move
+    assert await rig.client.open_stop_orders(SYM) == []  # and its stop not left on the flat symbol
+    fresh = await make_engine(rig.sim, rig.client, rig.db, data_dir)
+    await fresh.engine.recover()
+    await fresh.bus.drain()
+    await rig.bus.drain()
+    closes = [e for e in rig.events + fresh.events if e.kind == "position_closed"]
+    assert len(closes) == 1  # the trade is accounted once, also across a restart
+    await fresh.bus.stop()
