@@ -862,6 +862,7 @@ class TradingEngine:
                 await self.intents.mark(intent.client_oid, "failed", detail="unknown to the exchange after restart")
         for m in list(self.managed.values()):
             await self.coordinator.resume(m.protection)
+            await self._catch_up_take_profit(m.protection)  # an extension owed when the process stopped
         return await self.sync_positions()
 
     async def run_retries(self) -> int:

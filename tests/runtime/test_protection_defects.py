@@ -435,3 +435,55 @@ async def test_a_stop_move_that_lands_after_the_close_was_accounted_is_undone_an
     closes = [e for e in rig.events + fresh.events if e.kind == "position_closed"]
     assert len(closes) == 1  # the trade is accounted once, also across a restart
     await fresh.bus.stop()
+
+
+async def test_a_restart_with_a_queued_cancel_finishes_it_with_one_stop_left(rig: Rig, data_dir: Path) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    old_stop_id = p.stop_order_id
+    real_cancel = rig.engine.client.cancel_order
+
+    async def cancel(order_id: str) -> list[str]:
+        if order_id == old_stop_id:
+            raise ExchangeError("cancel refused (exchange busy)")
+        return await real_cancel(order_id)
+
+    rig.engine.client.cancel_order = cancel  # type: ignore[method-assign]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+    await rig.engine.on_mark(SYM, D("2015.00"))
+    assert p.replace_state == "CANCELLING_OLD" and await rig.engine.retry.depth() == 1
+    rig.engine.client.cancel_order = real_cancel  # type: ignore[method-assign]
+    fresh = await make_engine(rig.sim, rig.client, rig.db, data_dir)  # the process restarts
+    assert await fresh.engine.recover() == []
+    restored = fresh.engine.managed[SYM].protection
+    assert restored.replace_state == "STEADY" and restored.stop == D("2009.30")
+    assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(179, D("2009.30"), True)]
+    fresh.engine.clock = lambda: 1_800_000_100_000
+    await fresh.engine.run_retries()
+    assert await fresh.engine.retry.depth() == 0
+    assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(179, D("2009.30"), True)]
+    await fresh.bus.stop()
+
+
+async def test_a_restart_places_a_take_profit_extension_that_was_owed(rig: Rig, data_dir: Path) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    real_place = rig.engine.client.place_order
+
+    async def place(req: OrderRequest, *, test: bool = False) -> object:
+        if req.stop is StopDirection.UP:
+            raise ExchangeError("503 (the TP leg)")
+        return await real_place(req, test=test)
+
+    rig.engine.client.place_order = place  # type: ignore[method-assign, assignment]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+    assert await rig.engine.on_mark(SYM, D("2015.00"))
+    rig.engine.client.place_order = real_place  # type: ignore[method-assign]
+    want = rig.engine.managed[SYM].rule.take_profit
+    await rig.engine.retry.done(f"take_profit:{SYM}")  # the process died before the retry was written
+    fresh = await make_engine(rig.sim, rig.client, rig.db, data_dir)
+    await fresh.engine.recover()
+    assert (await stops_by_direction(rig))[StopDirection.UP] == [(179, want, True)]
+    await fresh.bus.stop()
