@@ -768,17 +768,23 @@ class TradingEngine:
         exit_side = "sell" if p.side is Side.LONG else "buy"
         closing = [f for f in fills if f.side.value == exit_side]
         spec = self.specs[symbol]
+        # The trade is every lot it ever had: a TP that filled partly, or a person trimming or adding to it, closes
+        # or opens lots on their own fills, and the engine's lot count is only what was left at the end.
+        opening = [f for f in fills if f.side.value != exit_side]
+        opened_lots = sum(f.lots for f in opening)
+        entry = sum((f.price * f.lots for f in opening), Decimal(0)) / opened_lots if opened_lots else p.entry
         if closing:
             lots = sum(f.lots for f in closing)
             exit_price: Decimal = sum((f.price * f.lots for f in closing), Decimal(0)) / lots
+            traded = min(lots, opened_lots) if opened_lots else lots  # a flip's sell also opened the other way
         else:
-            exit_price = p.stop
+            exit_price, traded = p.stop, p.lots
         funding = await self._funding_paid(symbol, p.opened_ms)
         pnl = trade_pnl(
             p.side,
-            entry=p.entry,
+            entry=entry,
             exit_price=exit_price,
-            quantity=spec.base_quantity(p.lots),
+            quantity=spec.base_quantity(traded),
             leverage=p.leverage,
             fee_in=self.cfg.fees.entry_fee_rate,
             fee_out=self.cfg.fees.exit_fee_rate,
