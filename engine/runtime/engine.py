@@ -703,6 +703,17 @@ class TradingEngine:
                 if m.protection.tp_order_id not in stops:
                     m.protection.tp_order_id = None
                 await self.coordinator.protect(m.protection)
+            elif m.protection.stop_order_id not in stops:
+                # Mid-replace, and the stop that protects the position meanwhile is gone.
+                self.bus.publish(
+                    StopMissing(
+                        ts_ms=self.clock(),
+                        symbol=symbol,
+                        detail=f"stop {p.stop_order_id} gone during a replace ({p.replace_state})",
+                    )
+                )
+                diffs.append(f"{symbol}: stop missing")
+                await self.coordinator.rescue(m.protection)
             elif m.protection.tp_order_id is not None and m.protection.tp_order_id not in stops:
                 # The TP is gone but the position is not (it filled only partly, or was cancelled by hand): the
                 # rest gets its TP again, at the same price and for the size that is left.

@@ -179,7 +179,7 @@ class StopCoordinator:
                 try:
                     p.stop_order_id = await self._place(p, p.stop, p.stop_direction, "stop", new_client_oid("sl"))
                 except InvalidRequestError:
-                    if await self._exit_if_through_mark(p):
+                    if await self._exit_if_through_mark(p, p.stop):
                         return
                     raise
                 await self._save(p)
@@ -210,7 +210,7 @@ class StopCoordinator:
             await self.intents.mark(intent.client_oid, "done", order.id, detail="found, not live at this price")
         return None
 
-    async def _exit_if_through_mark(self, p: Protected) -> bool:
+    async def _exit_if_through_mark(self, p: Protected, stop: Decimal) -> bool:
         """The exchange refused the stop: if the mark is already at or past it (a position adopted after the price
         ran through its stop level), the stop would have triggered at once, so the position is closed reduce-only
         at market now instead of being left without a stop while the refusal is retried. True when closed."""
@@ -218,7 +218,7 @@ class StopCoordinator:
             mark = await self.client.mark_price(p.symbol)
         except ExchangeError:
             return False
-        if not (mark <= p.stop if p.side is Side.LONG else mark >= p.stop):
+        if not (mark <= stop if p.side is Side.LONG else mark >= stop):
             return False
         oid = new_client_oid("sx")
         await self.intents.record(oid, p.symbol, "stop_exit", p.exit_side.value, p.lots, None, self.clock())
@@ -234,12 +234,12 @@ class StopCoordinator:
             )
         )
         await self.intents.mark(oid, "done", order.id)
-        log.warning("stop.through_mark_exit", symbol=p.symbol, stop=str(p.stop), mark=str(mark))
+        log.warning("stop.through_mark_exit", symbol=p.symbol, stop=str(stop), mark=str(mark))
         self.bus.publish(
             StopMissing(
                 ts_ms=self.clock(),
                 symbol=p.symbol,
-                detail=f"stop {p.stop} refused with the mark already at {mark}: closed at market (reduce-only)",
+                detail=f"stop {stop} refused with the mark already at {mark}: closed at market (reduce-only)",
             )
         )
         return True
@@ -336,6 +336,35 @@ class StopCoordinator:
         delay = min(RETRY_CAP_MS, RETRY_BASE_MS * 2**attempts)
         await self.retry.put(kind, f"{kind}:{symbol}", {"symbol": symbol}, self.clock() + delay, error)
 
+    async def rescue(self, p: Protected) -> None:
+        """The stop that protects the position during a replace is gone (cancelled by hand, or lost): the old one
+        while the new one is not placed yet, or the new one while the old one's cancel is still queued."""
+        if p.replace_state == "PLACING_NEW":
+            p.stop_order_id = None  # the new stop is now the only protection; there is nothing left to cancel
+            await self._save(p)
+            price = p.pending_price or p.stop
+            try:
+                await self._advance(p)
+            except PositionClosedError:
+                return
+            except InvalidRequestError as exc:
+                if not await self._exit_if_through_mark(p, price):
+                    await self._schedule(p.symbol, "replace", str(exc))
+            except ExchangeError as exc:
+                await self._schedule(p.symbol, "replace", str(exc))
+            return
+        old = p.pending_client_oid  # CANCELLING_OLD: the old stop's id, still to be cancelled
+        p.stop_order_id, p.replace_state, p.pending_client_oid = None, "STEADY", None
+        await self._save(p)
+        await self.protect(p)  # a new stop at the current level first ...
+        if _placed_stop(p) is not None and old:
+            p.replace_state, p.pending_client_oid = "CANCELLING_OLD", old  # ... then the old one goes, as usual
+            await self._save(p)
+            try:
+                await self._advance(p)
+            except ExchangeError as exc:
+                await self._schedule(p.symbol, "replace", str(exc))
+
     async def resume(self, p: Protected) -> None:
         """After a restart or from the retry queue: finish an interrupted replace, re-place missing protection."""
         if p.stop_order_id is None or p.tp_order_id is None:
@@ -347,6 +376,11 @@ class StopCoordinator:
                 return
             except ExchangeError as exc:
                 await self._schedule(p.symbol, "replace", str(exc))
+
+
+def _placed_stop(p: Protected) -> str | None:
+    """The stop order id as it is now (after an await that may have set it)."""
+    return p.stop_order_id
 
 
 class PositionClosedError(ExchangeError):

@@ -519,3 +519,48 @@ async def test_a_trade_closed_in_parts_is_accounted_for_all_of_its_lots(rig: Rig
     assert sum(f.size for f in sells) == 179
     gross = sum(((f.price - p.entry) * f.size * D("0.01") for f in sells), D(0))
     assert abs(closed.gross - gross) < D("0.0001")  # type: ignore[attr-defined]  # both parts, not 59 lots
+
+
+async def test_the_old_stop_vanishing_while_its_replacement_is_refused_does_not_leave_the_position_bare(
+    rig: Rig,
+) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    rig.sim.state.reject_triggered_stops = True
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2005.00"))
+    assert not await rig.engine.on_mark(SYM, D("2015.00"))  # the move to 2009.30 is refused: PLACING_NEW
+    assert p.replace_state == "PLACING_NEW"
+    await rig.client.cancel_order(p.stop_order_id or "")  # a person cancels the old stop meanwhile
+    diffs = await rig.engine.sync_positions()
+    assert f"{SYM}: stop missing" in diffs
+    # The rule's stop (2009.30) is already through the mark and the old one is gone: closed as its stop would.
+    assert (await rig.client.position(SYM)).lots == 0
+    assert all(o.reduce_only for o in rig.sim.state.orders.values() if o.side == "sell")
+
+
+async def test_the_new_stop_vanishing_while_the_old_ones_cancel_is_queued_is_replaced(rig: Rig) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    old_stop_id = p.stop_order_id
+    real_cancel = rig.engine.client.cancel_order
+
+    async def cancel(order_id: str) -> list[str]:
+        if order_id == old_stop_id:
+            raise ExchangeError("cancel refused (exchange busy)")
+        return await real_cancel(order_id)
+
+    rig.engine.client.cancel_order = cancel  # type: ignore[method-assign]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+    await rig.engine.on_mark(SYM, D("2015.00"))
+    assert p.replace_state == "CANCELLING_OLD"
+    rig.engine.client.cancel_order = real_cancel  # type: ignore[method-assign]
+    await rig.client.cancel_order(p.stop_order_id or "")  # a person cancels the new stop
+    diffs = await rig.engine.sync_positions()
+    assert f"{SYM}: stop missing" in diffs
+    assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(179, D("2009.30"), True)]
+    assert p.replace_state == "STEADY"
+    at(rig, 1_800_000_100_000)
+    await rig.engine.run_retries()  # the queued cancel must not take away the only stop
+    assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(179, D("2009.30"), True)]
