@@ -668,8 +668,18 @@ class TradingEngine:
         for symbol, m in list(self.managed.items()):
             pos = live.get(symbol)
             if pos is None:
-                await self._closed(symbol, m)
-                continue
+                # Closing the books cancels the stop and TP: ask about this symbol once more before believing a
+                # listing that lacks it (one that came back short would strip an open position bare).
+                try:
+                    pos = next((x for x in await self.client.symbol_positions(symbol) if x.is_open), None)
+                except ExchangeError as exc:
+                    log.warning("positions.recheck_failed", symbol=symbol, error=str(exc))
+                    continue  # cannot tell: the next look decides
+                if pos is None:
+                    await self._closed(symbol, m)
+                    continue
+                log.warning("positions.listing_missed_open_position", symbol=symbol, lots=pos.lots)
+                live[symbol] = pos
             if (pos.lots > 0) != (m.protection.side is Side.LONG):
                 # Closed and reopened the other way (by hand) between two looks: the old stop and TP sit on the
                 # wrong side of the new position, so the old one is closed and the new one adopted below.

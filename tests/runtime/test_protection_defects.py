@@ -564,3 +564,23 @@ async def test_the_new_stop_vanishing_while_the_old_ones_cancel_is_queued_is_rep
     at(rig, 1_800_000_100_000)
     await rig.engine.run_retries()  # the queued cancel must not take away the only stop
     assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(179, D("2009.30"), True)]
+
+
+async def test_a_position_listing_that_misses_an_open_position_does_not_strip_its_protection(rig: Rig) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    client = rig.engine.client
+    real_positions = client.positions
+
+    async def empty_once() -> list[object]:
+        client.positions = real_positions  # type: ignore[method-assign]
+        return []  # one listing comes back without it (a glitch, a lagging replica)
+
+    client.positions = empty_once  # type: ignore[method-assign, assignment]
+    await rig.engine.sync_positions()
+    assert (await rig.client.position(SYM)).lots == 179  # still open on the exchange ...
+    assert SYM in rig.engine.managed  # ... so still managed,
+    stops = await stops_by_direction(rig)
+    assert stops[StopDirection.DOWN] == [(179, p.stop, True)]  # still protected,
+    await rig.bus.drain()
+    assert "position_closed" not in rig.kinds()  # and no phantom stop-loss booked
