@@ -693,6 +693,7 @@ class TradingEngine:
             p = m.protection
             seen = (p.stop_order_id, p.tp_order_id, p.replace_state)
             open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}
+            await self._recheck_unlisted(open_stops, *seen[:2])
             if (p.stop_order_id, p.tp_order_id, p.replace_state) != seen:
                 # A stop or TP move on the symbol's lane changed the orders while we listed them: the listing may
                 # predate it, so it proves nothing missing or mis-sized. The next look checks again.
@@ -755,6 +756,21 @@ class TradingEngine:
                             await self.client.cancel_order(o.id)
         diffs += await self._sweep_orphan_stops(set(live))
         return diffs
+
+    async def _recheck_unlisted(self, open_stops: dict[str, Order], *ids: str | None) -> None:
+        """A stop or TP the listing lacks is asked about by id before it is called missing: re-placing one that is
+        in fact live (a listing that came back short) would leave two, one of them unmanaged. Added to
+        ``open_stops`` when live; when the exchange cannot say, it stays missing (a second stop is the safe error)."""
+        for oid in ids:
+            if oid is None or oid in open_stops:
+                continue
+            try:
+                o = await self.client.order_by_id(oid)
+            except ExchangeError:
+                continue
+            if o.is_active and o.stop is not None and not o.stop_triggered:
+                log.warning("stops.listing_missed_live_order", symbol=o.symbol, order_id=oid)
+                open_stops[oid] = o
 
     async def _resize_protection(self, p: Protected, open_stops: dict[str, Order]) -> bool:
         """The stop and the TP must close exactly the position as it is now: after a partial exit or a person

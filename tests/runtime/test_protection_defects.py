@@ -584,3 +584,22 @@ async def test_a_position_listing_that_misses_an_open_position_does_not_strip_it
     assert stops[StopDirection.DOWN] == [(179, p.stop, True)]  # still protected,
     await rig.bus.drain()
     assert "position_closed" not in rig.kinds()  # and no phantom stop-loss booked
+
+
+async def test_a_stop_listing_that_misses_a_live_stop_does_not_double_it(rig: Rig) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    client = rig.engine.client
+    real_list = client.open_stop_orders
+
+    async def empty_once(symbol: str | None = None) -> list[object]:
+        client.open_stop_orders = real_list  # type: ignore[method-assign]
+        return []
+
+    client.open_stop_orders = empty_once  # type: ignore[method-assign, assignment]
+    diffs = await rig.engine.sync_positions()
+    assert diffs == []
+    stops = await stops_by_direction(rig)
+    assert stops[StopDirection.DOWN] == [(179, p.stop, True)] and stops[StopDirection.UP] == [
+        (179, p.take_profit, True)
+    ]
