@@ -900,6 +900,8 @@ class TradingEngine:
         for intent in await self.intents.pending():
             try:
                 known = await self.client.order_by_client_oid(intent.client_oid)
+                if intent.purpose in ("stop", "take_profit") and known.is_active:
+                    continue  # a live stop or TP nobody has heard back about: protect() takes it over, not doubles it
                 await self.intents.mark(intent.client_oid, "done", known.id, "found on the exchange after restart")
             except ExchangeError:
                 await self.intents.mark(intent.client_oid, "failed", detail="unknown to the exchange after restart")

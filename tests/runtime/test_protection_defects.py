@@ -603,3 +603,27 @@ async def test_a_stop_listing_that_misses_a_live_stop_does_not_double_it(rig: Ri
     assert stops[StopDirection.DOWN] == [(179, p.stop, True)] and stops[StopDirection.UP] == [
         (179, p.take_profit, True)
     ]
+
+
+async def test_a_protective_stop_whose_reply_was_lost_is_not_doubled_by_a_restart(rig: Rig, data_dir: Path) -> None:
+    from exchange.errors import ExchangeTimeoutError
+
+    await rig.client.place_order(OrderRequest(SYM, OrderSide.BUY, 20, leverage=10))
+    client = rig.engine.client
+    real_lookup = client.order_by_client_oid
+
+    async def lookup_times_out(client_oid: str) -> object:
+        raise ExchangeTimeoutError("no answer in time")
+
+    rig.sim.faults.lose_reply_next(1, "/api/v1/orders")
+    client.order_by_client_oid = lookup_times_out  # type: ignore[method-assign, assignment]
+    await rig.engine.sync_positions()
+    client.order_by_client_oid = real_lookup  # type: ignore[method-assign]
+    assert rig.engine.managed[SYM].protection.stop_order_id is None
+    fresh = await make_engine(rig.sim, rig.client, rig.db, data_dir)  # the process restarts
+    await fresh.engine.recover()
+    p = fresh.engine.managed[SYM].protection
+    stops = await stops_by_direction(rig)
+    assert stops[StopDirection.DOWN] == [(20, p.stop, True)] and p.stop_order_id is not None
+    assert stops[StopDirection.UP] == [(20, p.take_profit, True)]
+    await fresh.bus.stop()
