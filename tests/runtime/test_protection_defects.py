@@ -627,3 +627,30 @@ async def test_a_protective_stop_whose_reply_was_lost_is_not_doubled_by_a_restar
     assert stops[StopDirection.DOWN] == [(20, p.stop, True)] and p.stop_order_id is not None
     assert stops[StopDirection.UP] == [(20, p.take_profit, True)]
     await fresh.bus.stop()
+
+
+async def test_a_short_keeps_its_tighter_stop_across_re_adoption_and_follows_a_trim(rig: Rig, data_dir: Path) -> None:
+    from engine.gates.result import GateResult
+    from engine.scoring.pipeline import Decision
+    from engine.scoring.signals import Direction
+
+    short = Decision(SYM, 0, 2000.0, -92.9, "STRONG_SELL", Direction.BEARISH, 0.98, 0.35, [GateResult("all", True)])
+    p = await rig.engine.enter(SYM, short)
+    assert p is not None and p.side.value == "short" and p.stop > p.entry > p.take_profit
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("1985.00"))
+    assert await rig.engine.on_mark(SYM, D("1985.00"))
+    trailed, extended = p.stop, p.take_profit
+    assert trailed < p.entry and extended < D("1967")
+    await rig.engine.positions_repo.delete(SYM)
+    fresh = await make_engine(rig.sim, rig.client, rig.db, data_dir)
+    await fresh.engine.recover()
+    adopted = fresh.engine.managed[SYM].protection
+    assert (adopted.stop, adopted.take_profit) == (trailed, extended)
+    assert (await stops_by_direction(rig))[StopDirection.UP] == [(p.lots, trailed, True)]
+    assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(p.lots, extended, True)]
+    await rig.client.place_order(OrderRequest(SYM, OrderSide.BUY, 50, reduce_only=True))  # trimmed by hand
+    await fresh.engine.sync_positions()
+    assert (await stops_by_direction(rig))[StopDirection.UP] == [(p.lots - 50, trailed, True)]
+    assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(p.lots - 50, extended, True)]
+    await fresh.bus.stop()
