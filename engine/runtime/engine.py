@@ -35,7 +35,7 @@ from engine.events import (
 )
 from engine.marketdata.aggregate import CandleAggregator
 from engine.models import Candle, Side, candle_from_kline, timeframe_ms
-from engine.risk.contract import ContractSpec
+from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.risk.formulas import (
     gross_roi,
     initial_levels,
@@ -732,7 +732,13 @@ class TradingEngine:
                 m.protection.tp_order_id = None
                 await self.coordinator.protect(m.protection)
         for symbol, pos in live.items():
-            if symbol not in self.managed and symbol in self.specs:
+            if symbol not in self.managed and not await self._spec_for(symbol):
+                diffs.append(f"{symbol}: unmanaged position of {pos.lots} lots without a contract spec: no stop")
+                self.bus.publish(
+                    StopMissing(ts_ms=self.clock(), symbol=symbol, detail="unknown contract: cannot protect it")
+                )
+                continue
+            if symbol not in self.managed:
                 diffs.append(f"{symbol}: unmanaged position of {pos.lots} lots adopted")
                 side = Side.LONG if pos.lots > 0 else Side.SHORT
                 exit_side = OrderSide.SELL if side is Side.LONG else OrderSide.BUY
@@ -864,6 +870,19 @@ class TradingEngine:
             with contextlib.suppress(ExchangeError):  # never placed, or cannot tell now: the sweep covers it
                 ids.append((await self.client.order_by_client_oid(p.pending_client_oid)).id)
         return ids
+
+    async def _spec_for(self, symbol: str) -> bool:
+        """A position on a symbol the bot does not trade (opened by hand) is protected all the same: its contract
+        spec is fetched on demand. (No mark stream is subscribed for it, so its stop stays where it is placed.)"""
+        if symbol in self.specs:
+            return True
+        try:
+            self.specs[symbol] = contract_spec_from_payload(await self.client.contract(symbol))
+        except (ExchangeError, ValueError, KeyError) as exc:
+            log.error("contract.spec_unavailable", symbol=symbol, error=str(exc))
+            return False
+        log.warning("contract.spec_fetched_for_adoption", symbol=symbol)
+        return True
 
     async def _engine_placed(self, o: Order) -> bool:
         """An order the engine placed: its intent is recorded, or (the record lost) it carries a stop/TP clientOid."""

@@ -654,3 +654,18 @@ async def test_a_short_keeps_its_tighter_stop_across_re_adoption_and_follows_a_t
     assert (await stops_by_direction(rig))[StopDirection.UP] == [(p.lots - 50, trailed, True)]
     assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(p.lots - 50, extended, True)]
     await fresh.bus.stop()
+
+
+async def test_a_position_on_a_symbol_the_bot_does_not_trade_is_adopted_with_a_stop(rig: Rig) -> None:
+    rig.sim.set_price("XBTUSDTM", D("90000"))
+    await rig.client.place_order(OrderRequest("XBTUSDTM", OrderSide.BUY, 20, leverage=10))  # by hand, elsewhere
+    assert "XBTUSDTM" not in rig.engine.specs
+    diffs = await rig.engine.sync_positions()
+    assert diffs == ["XBTUSDTM: unmanaged position of 20 lots adopted"]
+    p = rig.engine.managed["XBTUSDTM"].protection
+    stops = await rig.client.open_stop_orders("XBTUSDTM")
+    assert sorted((o.stop, o.lots, o.reduce_only) for o in stops) == [
+        (StopDirection.DOWN, 20, True),
+        (StopDirection.UP, 20, True),
+    ]
+    assert p.stop < p.entry < p.take_profit
