@@ -7,6 +7,7 @@ triggered, the exchange trims the second to zero (it can never open or flip a po
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -132,6 +133,7 @@ class StopCoordinator:
         self.margin_mode = margin_mode
         self.hedge = False  # hedge position mode: every order names its position side
         self.replaces = 0
+        self._protecting: dict[str, asyncio.Lock] = {}
 
     def _stop_request(self, p: Protected, price: Decimal, direction: StopDirection, client_oid: str) -> OrderRequest:
         return OrderRequest(
@@ -168,7 +170,15 @@ class StopCoordinator:
         return order.id
 
     async def protect(self, p: Protected) -> None:
-        """Place the initial stop and TP (reduce-only, mark price). A failure is retried, never ignored."""
+        """Place the initial stop and TP (reduce-only, mark price). A failure is retried, never ignored.
+
+        One at a time per symbol: the reconciliation (a stop missing) and the retry queue re-protect the same
+        position concurrently in the app, and two calls that both saw no stop would place two."""
+        lock = self._protecting.setdefault(p.symbol, asyncio.Lock())
+        async with lock:
+            await self._protect(p)
+
+    async def _protect(self, p: Protected) -> None:
         try:
             crash_point("before_stop")
             if p.stop_order_id is None:

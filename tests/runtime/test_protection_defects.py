@@ -669,3 +669,32 @@ async def test_a_position_on_a_symbol_the_bot_does_not_trade_is_adopted_with_a_s
         (StopDirection.UP, 20, True),
     ]
     assert p.stop < p.entry < p.take_profit
+
+
+async def test_a_reconciliation_and_the_retry_queue_re_protecting_at_once_place_one_stop(rig: Rig) -> None:
+    """After a failed stop placement both the reconciliation (stop missing) and the retry queue re-protect; the
+    position push's reconciliation and the scheduled retry run concurrently in the app."""
+    import asyncio
+
+    await rig.client.place_order(OrderRequest(SYM, OrderSide.BUY, 20, leverage=10))
+    real_place = rig.engine.client.place_order
+    calls = [0]
+
+    async def place(req: OrderRequest, *, test: bool = False) -> object:
+        calls[0] += 1
+        if calls[0] == 1:
+            from exchange.errors import InvalidRequestError
+
+            raise InvalidRequestError("refused once", code="100001")  # the adoption's stop placement fails
+        return await real_place(req, test=test)
+
+    rig.engine.client.place_order = place  # type: ignore[method-assign, assignment]
+    rig.engine.client.mark_price = lambda symbol: asyncio.sleep(0, D("2000"))  # type: ignore[method-assign, assignment]
+    await rig.engine.sync_positions()
+    p = rig.engine.managed[SYM].protection
+    assert p.stop_order_id is None and await rig.engine.retry.depth() == 1
+    at(rig, int(__import__("time").time() * 1000) + 60_000)
+    await asyncio.gather(rig.engine.sync_positions(), rig.engine.run_retries())
+    stops = await stops_by_direction(rig)
+    assert stops[StopDirection.DOWN] == [(20, p.stop, True)]
+    assert stops[StopDirection.UP] == [(20, p.take_profit, True)]
