@@ -210,6 +210,7 @@ class Fill:
     fee: Decimal
     liquidity: str
     ts_ms: int
+    trade_type: str = "trade"  # trade | liquid | adl | settlement
 
     @classmethod
     def from_api(cls, d: dict[str, Any]) -> Fill:
@@ -223,4 +224,5 @@ class Fill:
             fee=Decimal(str(d.get("fee", "0"))),
             liquidity=str(d.get("liquidity", "")),
             ts_ms=int(d.get("createdAt", 0)),
+            trade_type=str(d.get("tradeType") or "trade"),
         )

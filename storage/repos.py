@@ -75,6 +75,14 @@ class Intents:
         rows = await self.db.fetchall("SELECT * FROM order_intents WHERE status = 'pending' ORDER BY created_ms")
         return [_intent(r) for r in rows]
 
+    async def pending_for(self, symbol: str, purpose: str) -> list[Intent]:
+        """Intents of one symbol and purpose still waiting for the exchange's answer (sent, reply never seen)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM order_intents WHERE status = 'pending' AND symbol = ? AND purpose = ? ORDER BY created_ms",
+            (symbol, purpose),
+        )
+        return [_intent(r) for r in rows]
+
     async def get(self, client_oid: str) -> Intent | None:
         row = await self.db.fetchone("SELECT * FROM order_intents WHERE client_oid = ?", (client_oid,))
         return None if row is None else _intent(row)

@@ -35,8 +35,16 @@ from engine.events import (
 )
 from engine.marketdata.aggregate import CandleAggregator
 from engine.models import Candle, Side, candle_from_kline, timeframe_ms
-from engine.risk.contract import ContractSpec
-from engine.risk.formulas import gross_roi, initial_levels, position_size, select_leverage, trade_pnl
+from engine.risk.contract import ContractSpec, contract_spec_from_payload
+from engine.risk.formulas import (
+    gross_roi,
+    initial_levels,
+    position_size,
+    price_at_roi,
+    round_take_profit,
+    select_leverage,
+    trade_pnl,
+)
 from engine.risk.limits import DAY_MS, RiskState
 from engine.risk.pretrade import EntryProposal, pretrade_checks
 from engine.risk.stops import StopManager, StopReason
@@ -45,9 +53,9 @@ from engine.runtime.protection import Protected, StopCoordinator
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
-from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
+from exchange.errors import ExchangeError, PositionEmptyError
 from exchange.ids import new_client_oid
-from exchange.models import OrderRequest, OrderSide, Position
+from exchange.models import Order, OrderRequest, OrderSide, Position, StopDirection
 from exchange.rest import KucoinFuturesClient
 from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
 
@@ -518,28 +526,64 @@ class TradingEngine:
         return await self.adopt(symbol, side, order.filled_lots, fill, lev, opened_ms=order.created_at or None)
 
     async def adopt(
-        self, symbol: str, side: Side, lots: int, entry: Decimal, leverage: int, opened_ms: int | None = None
+        self,
+        symbol: str,
+        side: Side,
+        lots: int,
+        entry: Decimal,
+        leverage: int,
+        opened_ms: int | None = None,
+        *,
+        found: list[Order] | None = None,
     ) -> Protected:
         """Manage a position: initial levels from the real entry, stop and TP placed on the exchange.
 
         ``opened_ms`` is the exchange's time of the opening (its fills are stamped on that clock, and the close
         is accounted from the fills after it); the engine's own clock only when the exchange did not say.
+        ``found``: reduce-only exit stops the engine placed earlier for this position (a re-adoption after the
+        engine lost its record). A stop tighter or a TP further than the initial levels is kept: never untrail.
+        An order of the right size is taken over as it is; otherwise a new one is placed at its price.
         """
         spec = self.specs[symbol]
         levels = initial_levels(self.cfg, side, entry, leverage, spec.tick_size)
+        stop, take_profit = levels.stop, levels.take_profit
+        stop_id = tp_id = None
+        stop_dir = StopDirection.DOWN if side is Side.LONG else StopDirection.UP
+        for o in found or []:
+            if o.stop_price is None:
+                continue
+            if o.stop is stop_dir and _worse(side, stop, o.stop_price):
+                stop, stop_id = o.stop_price, o.id if o.lots == lots else None
+            elif o.stop is not stop_dir and _worse(side, take_profit, o.stop_price):  # a TP further out
+                take_profit, tp_id = o.stop_price, o.id if o.lots == lots else None
+        if stop_id is None:
+            stop_id = next(
+                (o.id for o in found or [] if o.stop is stop_dir and o.stop_price == stop and o.lots == lots), None
+            )
+        if tp_id is None:
+            tp_id = next(
+                (
+                    o.id
+                    for o in found or []
+                    if o.stop is not stop_dir and o.stop_price == take_profit and o.lots == lots
+                ),
+                None,
+            )
+        stop_roi = gross_roi(side, entry, stop, leverage)
+        tp_roi = max(self.cfg.risk_management.take_profit_roi, gross_roi(side, entry, take_profit, leverage))
         p = Protected(
             symbol=symbol,
             side=side,
             lots=lots,
             entry=entry,
             leverage=leverage,
-            stop=levels.stop,
-            stop_reason=StopReason.INITIAL.value,
-            take_profit=levels.take_profit,
-            tp_roi=self.cfg.risk_management.take_profit_roi,
+            stop=stop,
+            stop_reason=(StopReason.INITIAL if stop == levels.stop or stop_roi <= 0 else StopReason.PROFIT_LOCK).value,
+            take_profit=take_profit,
+            tp_roi=tp_roi,
             trailing=False,
-            stop_order_id=None,
-            tp_order_id=None,
+            stop_order_id=stop_id,
+            tp_order_id=tp_id,
             replace_state="STEADY",
             pending_client_oid=None,
             pending_price=None,
@@ -599,10 +643,14 @@ class TradingEngine:
         m = self.managed.get(symbol)
         if m is None or m.protection.replace_state != "STEADY" or self._flattening:
             return False
+        p = m.protection
+        if _worse(p.side, m.rule.stop, p.stop):
+            # The exchange stop is ahead of the rule (a replace finished after a restart rebuilt the rule from the
+            # stop before it, or a re-adopted stop): the rule starts from the stop that is really there.
+            m.rule.stop, m.rule.stop_reason = p.stop, StopReason(p.stop_reason)
         update = m.rule.update(mark, now_ms=self.clock())
         if update is None:
             return False
-        p = m.protection
         p.trailing = m.rule.trailing_active
         p.tp_roi = m.rule.tp_roi
         return await self.coordinator.move_stop(p, update.new_stop, update.reason.value, update.take_profit)
@@ -654,14 +702,41 @@ class TradingEngine:
         for symbol, m in list(self.managed.items()):
             pos = live.get((symbol, m.protection.side))
             if pos is None:
+                # Closing the books cancels the stop and TP: ask about this symbol once more before believing a
+                # listing that lacks it (one that came back short would strip an open position bare).
+                try:
+                    side = m.protection.side  # in hedge mode the other side's position is not this one
+                    found = await self.client.symbol_positions(symbol)
+                    pos = next((x for x in found if x.is_open and _side_of(x) is side), None)
+                except ExchangeError as exc:
+                    log.warning("positions.recheck_failed", symbol=symbol, error=str(exc))
+                    continue  # cannot tell: the next look decides
+                if pos is None:
+                    await self._closed(symbol, m)
+                    continue
+                log.warning("positions.listing_missed_open_position", symbol=symbol, lots=pos.lots)
+                live[(symbol, _side_of(pos))] = pos
+            if (pos.lots > 0) != (m.protection.side is Side.LONG):
+                # Closed and reopened the other way (by hand) between two looks: the old stop and TP sit on the
+                # wrong side of the new position, so the old one is closed and the new one adopted below.
+                diffs.append(f"{symbol}: engine {m.protection.side.value}, exchange {pos.lots} lots")
                 await self._closed(symbol, m)
                 continue
             if abs(pos.lots) != m.protection.lots:
                 diffs.append(f"{symbol}: engine {m.protection.lots} lots, exchange {abs(pos.lots)}")
                 m.protection.lots = abs(pos.lots)
                 await self.positions_repo.save(m.protection.row())
-                await self._resize_protection(m.protection)
-            stops = {o.id for o in await self.client.open_stop_orders(symbol)}
+            p = m.protection
+            seen = (p.stop_order_id, p.tp_order_id, p.replace_state)
+            open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}
+            await self._recheck_unlisted(open_stops, *seen[:2])
+            if (p.stop_order_id, p.tp_order_id, p.replace_state) != seen:
+                # A stop or TP move on the symbol's lane changed the orders while we listed them: the listing may
+                # predate it, so it proves nothing missing or mis-sized. The next look checks again.
+                continue
+            if await self._resize_protection(m.protection, open_stops):
+                open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}  # as they are now
+            stops = set(open_stops)
             if m.protection.stop_order_id not in stops and m.protection.replace_state == "STEADY":
                 self.bus.publish(
                     StopMissing(
@@ -675,31 +750,89 @@ class TradingEngine:
                 if m.protection.tp_order_id not in stops:
                     m.protection.tp_order_id = None
                 await self.coordinator.protect(m.protection)
+            elif m.protection.stop_order_id not in stops:
+                # Mid-replace, and the stop that protects the position meanwhile is gone.
+                self.bus.publish(
+                    StopMissing(
+                        ts_ms=self.clock(),
+                        symbol=symbol,
+                        detail=f"stop {p.stop_order_id} gone during a replace ({p.replace_state})",
+                    )
+                )
+                diffs.append(f"{symbol}: stop missing")
+                await self.coordinator.rescue(m.protection)
+            elif m.protection.tp_order_id is not None and m.protection.tp_order_id not in stops:
+                # The TP is gone but the position is not (it filled only partly, or was cancelled by hand): the
+                # rest gets its TP again, at the same price and for the size that is left.
+                diffs.append(f"{symbol}: take-profit missing")
+                m.protection.tp_order_id = None
+                await self.coordinator.protect(m.protection)
         for (symbol, _), pos in live.items():
             if symbol in self.managed and self.managed[symbol].protection.side is not _side_of(pos):
                 log.warning("reconcile.other_side_unmanaged", symbol=symbol, lots=pos.lots, side=pos.position_side)
-            if symbol not in self.managed and symbol in self.specs:
+            if symbol not in self.managed and not await self._spec_for(symbol):
+                diffs.append(f"{symbol}: unmanaged position of {pos.lots} lots without a contract spec: no stop")
+                self.bus.publish(
+                    StopMissing(ts_ms=self.clock(), symbol=symbol, detail="unknown contract: cannot protect it")
+                )
+                continue
+            if symbol not in self.managed:
                 diffs.append(f"{symbol}: unmanaged position of {pos.lots} lots adopted")
-                await self.adopt(
+                side = Side.LONG if pos.lots > 0 else Side.SHORT
+                exit_side = OrderSide.SELL if side is Side.LONG else OrderSide.BUY
+                ours = [
+                    o
+                    for o in await self.client.open_stop_orders(symbol)
+                    if o.reduce_only and o.side is exit_side and await self._engine_placed(o)
+                ]
+                p = await self.adopt(
                     symbol,
-                    Side.LONG if pos.lots > 0 else Side.SHORT,
+                    side,
                     abs(pos.lots),
                     pos.avg_entry,
                     int(pos.leverage) or self.cfg.risk_management.leverage_default,
                     opened_ms=pos.opened_ms,
+                    found=ours,
                 )
+                for o in ours:  # the adopted position's protection is on the exchange: the rest may go
+                    if o.id not in (p.stop_order_id, p.tp_order_id) and p.stop_order_id and p.tp_order_id:
+                        with contextlib.suppress(ExchangeError):
+                            await self.client.cancel_order(o.id)
+        diffs += await self._sweep_orphan_stops({symbol for symbol, _ in live})
         return diffs
 
-    async def _resize_protection(self, p: Protected) -> None:
-        """The stop and take-profit are sized to the position: when the exchange holds another size, both are
-        replaced (new placed and confirmed, then the old cancelled) at their current levels. Without this a
-        position that grew behind the engine kept a stop for its old size, and a stop-out left the rest open."""
+    async def _recheck_unlisted(self, open_stops: dict[str, Order], *ids: str | None) -> None:
+        """A stop or TP the listing lacks is asked about by id before it is called missing: re-placing one that is
+        in fact live (a listing that came back short) would leave two, one of them unmanaged. Added to
+        ``open_stops`` when live; when the exchange cannot say, it stays missing (a second stop is the safe error)."""
+        for oid in ids:
+            if oid is None or oid in open_stops:
+                continue
+            try:
+                o = await self.client.order_by_id(oid)
+            except ExchangeError:
+                continue
+            if o.is_active and o.stop is not None and not o.stop_triggered:
+                log.warning("stops.listing_missed_live_order", symbol=o.symbol, order_id=oid)
+                open_stops[oid] = o
+
+    async def _resize_protection(self, p: Protected, open_stops: dict[str, Order]) -> bool:
+        """The stop and the TP must close exactly the position as it is now: after a partial exit or a person
+        adding to or trimming it, each is replaced at its price with the current size (place, confirm, cancel).
+        A stop smaller than the position leaves part of it unprotected; a larger one is trimmed by reduceOnly."""
         if p.replace_state != "STEADY":
-            return  # the replace in progress places the new size anyway
-        if p.stop_order_id is not None:
+            return False  # a replace on its way places the new stop with the current size; the next look checks
+        moved = False
+        stop = open_stops.get(p.stop_order_id or "")
+        if stop is not None and stop.lots != p.lots:
+            log.warning("stop.resize", symbol=p.symbol, order_lots=stop.lots, position_lots=p.lots)
             await self.coordinator.move_stop(p, p.stop, p.stop_reason)
-        if p.tp_order_id is not None:
+            moved = True
+        tp = open_stops.get(p.tp_order_id or "")
+        if tp is not None and tp.lots != p.lots and p.replace_state == "STEADY":
             await self.coordinator.move_take_profit(p, p.take_profit)
+            moved = True
+        return moved
 
     async def _closed(self, symbol: str, m: Managed, *, reason: str | None = None) -> None:
         """The exchange closed the position (stop, TP or liquidation): account for it and clear leftovers.
@@ -711,46 +844,41 @@ class TradingEngine:
             return
         del self.managed[symbol]
         p = m.protection
+        p.closed = True  # a stop or TP move still on its way for it undoes itself and persists nothing
         fills = [f for f in await self.client.fills(symbol=symbol, start_ms=p.opened_ms) if f.ts_ms >= p.opened_ms]
         exit_side = "sell" if p.side is Side.LONG else "buy"
         closing = [f for f in fills if f.side.value == exit_side]
         spec = self.specs[symbol]
+        # The trade is every lot it ever had: a TP that filled partly, or a person trimming or adding to it, closes
+        # or opens lots on their own fills, and the engine's lot count is only what was left at the end.
+        opening = [f for f in fills if f.side.value != exit_side]
+        opened_lots = sum(f.lots for f in opening)
+        entry = sum((f.price * f.lots for f in opening), Decimal(0)) / opened_lots if opened_lots else p.entry
         if closing:
             lots = sum(f.lots for f in closing)
             exit_price: Decimal = sum((f.price * f.lots for f in closing), Decimal(0)) / lots
+            traded = min(lots, opened_lots) if opened_lots else lots  # a flip's sell also opened the other way
         else:
-            exit_price = p.stop
+            exit_price, traded = p.stop, p.lots
         funding = await self._funding_paid(symbol, p.opened_ms)
         pnl = trade_pnl(
             p.side,
-            entry=p.entry,
+            entry=entry,
             exit_price=exit_price,
-            quantity=spec.base_quantity(p.lots),
+            quantity=spec.base_quantity(traded),
             leverage=p.leverage,
             fee_in=self.cfg.fees.entry_fee_rate,
             fee_out=self.cfg.fees.exit_fee_rate,
             funding=funding,
         )
         roi = gross_roi(p.side, p.entry, exit_price, p.leverage)
+        if reason is None and any(f.trade_type in ("liquid", "adl") for f in closing):
+            reason = "liquidation" if any(f.trade_type == "liquid" for f in closing) else "auto_deleverage"
         if reason is None:
             reason = m.rule.exit_reason if roi < self.cfg.risk_management.take_profit_roi - 1 else "take_profit"
-        for oid in (p.stop_order_id, p.tp_order_id):
-            if oid:
-                with contextlib.suppress(ExchangeError):
-                    await self.client.cancel_order(oid)
-        # Any other stop of the symbol is one the engine lost track of (a placement that failed without an answer):
-        # left there, it would close the next position on the symbol at a level chosen for this one.
-        try:
-            for leftover in await self.client.open_stop_orders(symbol):
-                if leftover.side.value != exit_side:
-                    continue  # another side's stop (a hedge-mode position the engine does not manage)
-                log.warning(
-                    "stop.orphan_cancelled", symbol=symbol, order_id=leftover.id, client_oid=leftover.client_oid
-                )
-                with contextlib.suppress(OrderNotFoundError):
-                    await self.client.cancel_order(leftover.id)
-        except ExchangeError as exc:
-            log.error("stop.orphan_sweep_failed", symbol=symbol, error=str(exc))
+        for oid in await self._own_order_ids(p):
+            with contextlib.suppress(ExchangeError):  # a stop that fails to go is swept by the next reconciliation
+                await self.client.cancel_order(oid)
         await self.positions_repo.delete(symbol)
         self.risk.record_close(symbol, pnl.net, self.clock())
         self.risk.equity += pnl.net
@@ -769,6 +897,49 @@ class TradingEngine:
             )
         )
 
+    async def _own_order_ids(self, p: Protected) -> list[str]:
+        """Every stop and TP order of this position that may still be live: its stop and TP, and a replace's
+        other stop (the old one a failed cancel left, or a new one placed but not yet confirmed). Left on a flat
+        symbol, a reduce-only stop would close part of the next position there at a stale price."""
+        ids = [oid for oid in (p.stop_order_id, p.tp_order_id) if oid]
+        if p.replace_state in ("CANCELLING_OLD", "CONFIRMED_NEW") and p.pending_client_oid:
+            ids.append(p.pending_client_oid)  # in these states it holds the old stop's order id
+        elif p.replace_state == "PLACING_NEW" and p.pending_client_oid:
+            with contextlib.suppress(ExchangeError):  # never placed, or cannot tell now: the sweep covers it
+                ids.append((await self.client.order_by_client_oid(p.pending_client_oid)).id)
+        return ids
+
+    async def _spec_for(self, symbol: str) -> bool:
+        """A position on a symbol the bot does not trade (opened by hand) is protected all the same: its contract
+        spec is fetched on demand. (No mark stream is subscribed for it, so its stop stays where it is placed.)"""
+        if symbol in self.specs:
+            return True
+        try:
+            self.specs[symbol] = contract_spec_from_payload(await self.client.contract(symbol))
+        except (ExchangeError, ValueError, KeyError) as exc:
+            log.error("contract.spec_unavailable", symbol=symbol, error=str(exc))
+            return False
+        log.warning("contract.spec_fetched_for_adoption", symbol=symbol)
+        return True
+
+    async def _engine_placed(self, o: Order) -> bool:
+        """An order the engine placed: its intent is recorded, or (the record lost) it carries a stop/TP clientOid."""
+        return await self.intents.get(o.client_oid) is not None or o.client_oid.startswith(("sl-", "tp-"))
+
+    async def _sweep_orphan_stops(self, live: set[str]) -> list[str]:
+        """Stop orders the engine placed (a recorded intent) on a symbol with no position: cancel them."""
+        swept: list[str] = []
+        for o in await self.client.open_stop_orders():
+            if o.symbol in live or o.symbol in self.managed or await self.intents.get(o.client_oid) is None:
+                continue
+            try:
+                await self.client.cancel_order(o.id)
+            except ExchangeError as exc:
+                log.error("stop.orphan_cancel_failed", symbol=o.symbol, order_id=o.id, error=str(exc))
+                continue
+            swept.append(f"{o.symbol}: stop {o.id} of a closed position cancelled")
+        return swept
+
     async def _funding_paid(self, symbol: str, since_ms: int) -> Decimal:
         """Funding paid while the position was open (the exchange reports received as positive)."""
         try:
@@ -786,11 +957,14 @@ class TradingEngine:
         for intent in await self.intents.pending():
             try:
                 known = await self.client.order_by_client_oid(intent.client_oid)
+                if intent.purpose in ("stop", "take_profit") and known.is_active:
+                    continue  # a live stop or TP nobody has heard back about: protect() takes it over, not doubles it
                 await self.intents.mark(intent.client_oid, "done", known.id, "found on the exchange after restart")
             except ExchangeError:
                 await self.intents.mark(intent.client_oid, "failed", detail="unknown to the exchange after restart")
         for m in list(self.managed.values()):
             await self.coordinator.resume(m.protection)
+            await self._catch_up_take_profit(m.protection)  # an extension owed when the process stopped
         return await self.sync_positions()
 
     async def run_retries(self) -> int:
@@ -801,10 +975,25 @@ class TradingEngine:
             if m is None:
                 await self.retry.done(item.key)
                 continue
-            await self.coordinator.resume(m.protection)
-            if m.protection.replace_state == "STEADY" and m.protection.stop_order_id and m.protection.tp_order_id:
+            p = m.protection
+            await self.coordinator.resume(p)
+            tp_done = await self._catch_up_take_profit(p)
+            if p.replace_state == "STEADY" and p.stop_order_id and p.tp_order_id and tp_done:
                 await self.retry.done(item.key)
         return len(items)
+
+    async def _catch_up_take_profit(self, p: Protected) -> bool:
+        """A TP extension that failed is owed: the rule already counts it (``tp_roi``, persisted), so it would never
+        propose it again. Place it now; True when the TP on the exchange is where the rule wants it."""
+        if p.replace_state != "STEADY" or p.tp_order_id is None:
+            return True
+        wanted = round_take_profit(
+            price_at_roi(p.side, p.entry, p.tp_roi, p.leverage), p.side, self.specs[p.symbol].tick_size
+        )
+        if not (wanted > p.take_profit if p.side is Side.LONG else wanted < p.take_profit):
+            return True
+        await self.coordinator.move_take_profit(p, wanted)
+        return p.take_profit == wanted
 
     # ------------------------------------------------------------------ controls
 
@@ -932,6 +1121,11 @@ def _side_of(pos: Position) -> Side:
     if pos.position_side in ("LONG", "SHORT"):
         return Side.LONG if pos.position_side == "LONG" else Side.SHORT
     return Side.LONG if pos.lots > 0 else Side.SHORT
+
+
+def _worse(side: Side, a: Decimal, b: Decimal) -> bool:
+    """Stop price ``a`` protects less than ``b`` (lower for a long, higher for a short)."""
+    return a < b if side is Side.LONG else a > b
 
 
 def _decision_from_card(card: dict[str, Any]) -> Decision:

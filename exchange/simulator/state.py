@@ -214,6 +214,11 @@ class Book:
     funding: list[FundingRecord] = field(default_factory=list)
     margin_modes: dict[str, str] = field(default_factory=dict)
     position_mode: int = 0
+    # A stop whose trigger condition already holds at placement: KuCoin's behaviour is not documented (refused or
+    # triggered at once). Default: it triggers at once; True: it is refused with 100001.
+    reject_triggered_stops: bool = False
+    # Thin book: a taker order fills at most this many lots (the rest of an IOC or market order is cancelled).
+    max_taker_lots: int | None = None
     funded_until_ms: int | None = None
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     listeners: list[Listener] = field(default_factory=list)
@@ -344,6 +349,11 @@ class Book:
             if stop not in ("up", "down") or "stopPrice" not in body or stop_type not in ("TP", "MP", "IP"):
                 raise SimError("100001", "stop orders need stop up/down, stopPrice and stopPriceType TP/MP/IP")
             stop_price = Decimal(str(body["stopPrice"]))
+            now_prices = self.prices.get(symbol)
+            if self.reject_triggered_stops and now_prices is not None:
+                ref = {"TP": now_prices.last, "MP": now_prices.mark, "IP": now_prices.index}[stop_type]
+                if ref >= stop_price if stop == "up" else ref <= stop_price:
+                    raise SimError("100001", f"stopPrice {stop_price} would trigger at once (reference {ref})")
         if not reduce_only and body.get("leverage") in (None, ""):
             raise SimError("100001", "leverage is required unless the order closes")  # reference §6.10 step 8
         leverage = int(body.get("leverage", pos.leverage if pos.qty else 1) or 1)
@@ -403,7 +413,7 @@ class Book:
         c = self.contracts[order.symbol]
         if order.type == "market":
             fill = self._market_fill_price(order, p.last, c.tick_size)
-            self._fill(order, fill, order.size - order.filled_size, "taker")
+            self._fill(order, fill, self._taker_lots(order), "taker")
             if order.status == "open":
                 self._finish(order, cancelled=True)
             return
@@ -417,9 +427,15 @@ class Book:
             # A crossing limit takes liquidity at the market price, never worse than its limit.
             market = self._market_fill_price(order, p.last, c.tick_size)
             price = min(market, order.price) if order.side == "buy" else max(market, order.price)
-            self._fill(order, price, order.size - order.filled_size, "taker")
+            self._fill(order, price, self._taker_lots(order), "taker")
+            if order.status == "open" and order.time_in_force == "IOC":
+                self._finish(order, cancelled=True)  # the book was thinner than the order
         elif order.time_in_force == "IOC":
             self._finish(order, cancelled=True)
+
+    def _taker_lots(self, order: Order) -> int:
+        left = order.size - order.filled_size
+        return left if self.max_taker_lots is None else min(left, self.max_taker_lots)
 
     def _market_fill_price(self, order: Order, last: Decimal, tick: Decimal) -> Decimal:
         """The synthetic book: a taker pays the configured slippage from the last price, rounded against it."""
