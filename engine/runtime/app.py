@@ -438,6 +438,7 @@ class Runtime:
         scheduler.start()
 
         self.bus.publish(HealthChanged(ts_ms=_now(), component="engine", healthy=True, detail="started"))
+        self.health.phase = "running"
         log.info("enygma.ready", http=f"http://{s.http_host}:{s.http_port}")
         try:
             await self.stop_event.wait()

@@ -28,6 +28,7 @@ class Health:
     last_signed_call_ms: int = 0
     max_candle_age_ms: int = 15 * 60_000
     max_signed_call_age_ms: int = 5 * 60_000
+    phase: str = "starting"  # -> "running" once warmed up, streaming and reconciling (shown by /health/live)
 
     def ready(self, now_ms: int) -> tuple[bool, dict[str, Any]]:
         fresh = self.last_candle_ms > 0 and now_ms - self.last_candle_ms <= self.max_candle_age_ms
@@ -92,7 +93,7 @@ def build_app(
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def live(_: web.Request) -> web.Response:
-        return web.json_response({"live": True})
+        return web.json_response({"live": True, "phase": health.phase})
 
     async def ready(_: web.Request) -> web.Response:
         ok, checks = health.ready(int(time.time() * 1000))

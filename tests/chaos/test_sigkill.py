@@ -104,10 +104,12 @@ class Rig:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health/live", timeout=2):
-                    return
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health/live", timeout=2) as r:
+                    if json.loads(r.read())["phase"] == "running":  # HTTP answers from before the warm-up
+                        return
             except OSError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         raise AssertionError("engine did not come up")
 
     def stop_engine(self) -> None:

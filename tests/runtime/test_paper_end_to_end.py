@@ -91,7 +91,7 @@ def test_paper_run_trades_the_replay_and_restarts_cleanly(tmp_path: Path, data_d
         delays = protection_delays_ms(db)
         assert delays and delays == [0] * len(delays)
         status, body = get(f"http://127.0.0.1:{port}/health/live")
-        assert status == 200 and json.loads(body)["live"] is True
+        assert status == 200 and json.loads(body) == {"live": True, "phase": "running"}
         status, metrics = get(f"http://127.0.0.1:{port}/metrics")
         assert 'enygma_events_total{kind="position_opened"}' in metrics
         entries = [ln for ln in metrics.splitlines() if ln.startswith("enygma_candle_to_entry_seconds_count")]

@@ -121,6 +121,8 @@ async def test_http_and_protection_come_before_the_warm_up(
             assert [(o.reduce_only, o.lots) for o in stops if o.side is OrderSide.SELL][:1] == [(True, 10)]
             async with http.get(f"http://127.0.0.1:{port}/health/ready") as r:
                 assert r.status == 503 and (await r.json())["data_fresh"] is False
+            async with http.get(f"http://127.0.0.1:{port}/health/live") as r:
+                assert (await r.json()) == {"live": True, "phase": "starting"}
     finally:
         sim.faults.latency_ms = 0
         rt.stop_event.set()
