@@ -383,6 +383,7 @@ class Runtime:
         stream = await market_streams(client, s.symbols, self.cfg.timeframes.primary, on_message, sync)
         self.stream = stream
         self.tasks.append(asyncio.create_task(stream.run(), name="ws-stream"))
+        self.tasks.append(asyncio.create_task(engine.retry_forever(), name="retries"))
         await asyncio.wait_for(stream.connected.wait(), timeout=30)
         self.health.stream_connected = True
         self.health.last_signed_call_ms = client.last_signed_ok_ms

@@ -60,6 +60,7 @@ from exchange.rest import KucoinFuturesClient
 from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
 
 log = structlog.get_logger(__name__)
+RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keeps its own backoff)
 
 
 @dataclass
@@ -132,6 +133,7 @@ class TradingEngine:
         # position push adopted the fresh position a second time (two stops, two take-profits).
         self._positions_lock = asyncio.Lock()
         self._flattening = False  # the kill switch is closing everything
+        self._retrying = asyncio.Lock()
         self.stream_volume = "unverified"  # -> "trusted" after 3 agreeing checks, or "rest" after one that is not
         self._volume_checks = 0
         self._volume_agreed = 0
@@ -967,8 +969,26 @@ class TradingEngine:
             await self._catch_up_take_profit(m.protection)  # an extension owed when the process stopped
         return await self.sync_positions()
 
+    async def retry_forever(self, interval_s: float = RETRY_INTERVAL_S) -> None:
+        """Work the retry queue every ``interval_s``. Run only by the reconciliation, a stop placement that failed
+        right after an entry waited up to RECONCILE_INTERVAL_S (30 s) with the position bare, whatever the
+        queue's backoff said; now it is tried again as soon as its backoff is over."""
+        while True:
+            try:
+                await self.run_retries()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must outlive any one failure: log it and go on
+                log.exception("retry.loop_failed")
+            await asyncio.sleep(interval_s)
+
     async def run_retries(self) -> int:
-        """Work the persisted retry queue; returns how many items ran."""
+        """Work the persisted retry queue; returns how many items ran. One pass at a time (the retry loop and the
+        reconciliation both call it)."""
+        async with self._retrying:
+            return await self._run_retries()
+
+    async def _run_retries(self) -> int:
         items = await self.retry.due(self.clock())
         for item in items:
             m = self.managed.get(str(item.payload.get("symbol")))

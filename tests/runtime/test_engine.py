@@ -453,3 +453,29 @@ async def test_stream_volumes_that_disagree_switch_closes_to_rest_with_an_alarm(
     await rig.bus.drain()
     alarms = [e for e in rig.events if e.kind == "health_changed" and not e.healthy]  # type: ignore[attr-defined]
     assert len(alarms) == 1 and "differs from REST" in alarms[0].detail  # type: ignore[attr-defined]
+
+
+async def test_the_retry_loop_retries_a_failed_stop_move_without_waiting_for_a_reconciliation(rig: Rig) -> None:
+    """The queue was worked only by the reconciliation (every 30 s): a stop that failed to go out waited that long
+    whatever its backoff. The runtime now runs a retry loop every second."""
+    import asyncio
+
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    old_stop = p.stop
+    rig.sim.faults.server_error_next(30)
+    rig.sim.set_price("ETHUSDTM", D("2012.00"))
+    rig.engine.clock = lambda: 1_800_000_000_000
+    await rig.engine.on_mark("ETHUSDTM", D("2012.00"))
+    assert p.replace_state == "PLACING_NEW" and await rig.engine.retry.depth() == 1
+    rig.sim.faults.reset()
+    loop = asyncio.create_task(rig.engine.retry_forever(interval_s=0.05))
+    try:
+        rig.engine.clock = lambda: 1_800_000_001_000  # the backoff is over
+        async with asyncio.timeout(5):
+            while p.replace_state != "STEADY" or await rig.engine.retry.depth():
+                await asyncio.sleep(0.02)
+    finally:
+        loop.cancel()
+    assert p.stop > old_stop
+    assert [s[1] for s in await live_stops(rig) if s[0] is StopDirection.DOWN] == [p.stop]
