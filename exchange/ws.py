@@ -9,7 +9,7 @@ import contextlib
 import json
 import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +23,7 @@ from exchange.errors import ExchangeError
 from exchange.rest import KucoinFuturesClient
 
 log = structlog.get_logger(__name__)
+UPLINK_LIMIT = (90, 10.0)  # KuCoin allows 100 uplink messages per 10 s a connection: keep a margin
 YIELD_EVERY_S = 0.001  # how long the reader may parse a burst before the queued work gets the loop
 
 MessageHandler = Callable[["StreamMessage"], Awaitable[None] | None]
@@ -72,6 +73,7 @@ class KucoinStream:
         ack_timeout_s: float = 5.0,
         dedupe_window: int = 2048,
         rng: random.Random | None = None,
+        uplink_limit: tuple[int, float] = UPLINK_LIMIT,
     ) -> None:
         self.client = client
         self.on_message = on_message
@@ -92,6 +94,9 @@ class KucoinStream:
         self._dedupe_window = dedupe_window
         self._order_ts: dict[str, int] = {}
         self._ids = 0
+        self._uplink_limit = uplink_limit
+        self._uplink: deque[float] = deque()  # when the last messages went up (kept across reconnects)
+        self._uplink_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ public API
 
@@ -187,19 +192,39 @@ class KucoinStream:
         req_id = self._next_id()
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._acks[req_id] = fut
-        await ws.send(
-            json.dumps({"id": req_id, "type": "subscribe", "topic": topic, "privateChannel": private, "response": True})
+        await self._send_paced(
+            ws,
+            json.dumps(
+                {"id": req_id, "type": "subscribe", "topic": topic, "privateChannel": private, "response": True}
+            ),
         )
         try:
             await asyncio.wait_for(fut, timeout=self.ack_timeout_s)
         finally:
             self._acks.pop(req_id, None)
 
+    async def _send_paced(self, ws: ClientConnection, text: str) -> None:
+        """Send within KuCoin's uplink limit (reference §5.3: 100 messages per 10 s a connection; over it, 509 and
+        the message is dropped). Subscribing a few hundred topics at once went far over it: most subscriptions
+        were refused and every reconnect refused them again."""
+        limit, window = self._uplink_limit
+        async with self._uplink_lock:
+            loop = asyncio.get_running_loop()
+            while True:
+                now = loop.time()
+                while self._uplink and now - self._uplink[0] >= window:
+                    self._uplink.popleft()
+                if len(self._uplink) < limit:
+                    break
+                await asyncio.sleep(window - (now - self._uplink[0]) + 0.001)
+            self._uplink.append(loop.time())
+        await ws.send(text)
+
     async def _ping(self, ws: ClientConnection, interval_s: float, timeout_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
             self._pong.clear()
-            await ws.send(json.dumps({"id": self._next_id(), "type": "ping"}))
+            await self._send_paced(ws, json.dumps({"id": self._next_id(), "type": "ping"}))
             try:
                 await asyncio.wait_for(self._pong.wait(), timeout=timeout_s)
             except TimeoutError:

@@ -475,10 +475,11 @@ async def market_streams(
     primary: str,
     on_message: MessageHandler,
     on_reconnect: Callable[[], Awaitable[None]] | None,
+    **stream_options: Any,
 ) -> StreamGroup:
     """The runtime's WebSocket topics (each symbol's primary candles, mark price and position) on as many
     connections as KuCoin's 300-topics-per-connection limit needs (one private token each)."""
-    group = StreamGroup(client, on_message, private=True, on_reconnect=on_reconnect)
+    group = StreamGroup(client, on_message, private=True, on_reconnect=on_reconnect, **stream_options)
     for sym in symbols:
         await group.subscribe(f"/contractMarket/limitCandle:{sym}_{primary}")
         await group.subscribe(f"/contract/instrument:{sym}")

@@ -8,6 +8,7 @@ import contextlib
 import json
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -46,6 +47,7 @@ class SimulatorConfig:
     rate_limit_window_ms: int = 30_000
     ws_ping_interval_ms: int = 18_000
     ws_ping_timeout_ms: int = 10_000
+    ws_uplink_limit: tuple[int, float] = (100, 10.0)  # reference §5.3: 100 uplink messages per 10 s a connection
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
 
 
@@ -106,6 +108,7 @@ class SimulatorServer:
         self.sockets: set[web.WebSocketResponse] = set()
         self.subscriptions: dict[web.WebSocketResponse, set[str]] = {}
         self.pushed = 0  # topic messages sent to subscribers (a max-speed replay waits until they are read)
+        self.uplink_refused = 0  # client messages refused for going over the uplink rate
         self.state.listeners.append(self._on_event)
         self._runner: web.AppRunner | None = None
         self.rest_url = ""
@@ -722,6 +725,8 @@ class SimulatorServer:
         self.sockets.add(ws)
         self.subscriptions[ws] = set()
         await ws.send_json({"id": request.query.get("connectId", ""), "type": "welcome"})
+        limit, window = self.config.ws_uplink_limit
+        uplink: deque[float] = deque()
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -730,6 +735,15 @@ class SimulatorServer:
                     data = json.loads(msg.data)
                 except json.JSONDecodeError:
                     await ws.send_json({"type": "error", "code": 400, "data": "malformed message"})
+                    continue
+                now = time.monotonic()
+                while uplink and now - uplink[0] >= window:
+                    uplink.popleft()
+                uplink.append(now)
+                if len(uplink) > limit:  # §5.3: 509 "too many messages"; the message is not carried out
+                    self.uplink_refused += 1
+                    refusal = {"id": data.get("id"), "type": "error", "code": 509, "data": "too many messages"}
+                    await ws.send_json(refusal)
                     continue
                 kind = data.get("type")
                 if self.faults.ws_silent:

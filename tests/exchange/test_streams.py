@@ -295,8 +295,9 @@ async def test_a_universe_beyond_300_topics_is_spread_over_connections(
     from engine.runtime.app import market_streams
 
     symbols = [f"S{i:03d}USDTM" for i in range(150)] + ["ETHUSDTM"]
+    sim.config.ws_uplink_limit = (10_000, 10.0)  # this test is about topics per connection, not the uplink rate
     rec = Recorder()
-    one = KucoinStream(client, rec, backoff_base_s=0.02, backoff_cap_s=0.05)
+    one = KucoinStream(client, rec, backoff_base_s=0.02, backoff_cap_s=0.05, uplink_limit=(10_000, 10.0))
     for sym in symbols:
         await one.subscribe(f"/contractMarket/limitCandle:{sym}_5min")
         await one.subscribe(f"/contract/instrument:{sym}")
@@ -308,7 +309,7 @@ async def test_a_universe_beyond_300_topics_is_spread_over_connections(
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
-    group = await market_streams(client, symbols, "5min", rec, None)
+    group = await market_streams(client, symbols, "5min", rec, None, uplink_limit=(10_000, 10.0))
     task = asyncio.create_task(group.run())
     try:
         await asyncio.wait_for(group.connected.wait(), 10)
@@ -320,6 +321,39 @@ async def test_a_universe_beyond_300_topics_is_spread_over_connections(
         await until(lambda: group.stats.reconnects >= len(group.streams) and group.connected.is_set())
     finally:
         await group.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_subscriptions_keep_to_the_uplink_rate(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    """KuCoin refuses more than 100 uplink messages per 10 s on a connection (509, reference §5.3). The stream
+    sent its subscriptions as fast as their acks came back: a few hundred topics went far over the limit, most
+    were refused and the connection never came up. Here the window is scaled down to 20 per 0.5 s."""
+    sim.config.ws_uplink_limit = (20, 0.5)
+    rec = Recorder()
+    eager = KucoinStream(client, rec, backoff_base_s=0.02, backoff_cap_s=0.05, uplink_limit=(10_000, 0.5))
+    paced = KucoinStream(client, rec, backoff_base_s=0.02, backoff_cap_s=0.05, uplink_limit=(18, 0.5))
+    for stream in (eager, paced):
+        for i in range(30):
+            await stream.subscribe(f"/contractMarket/limitCandle:S{i:03d}USDTM_5min")
+            await stream.subscribe(f"/contract/instrument:S{i:03d}USDTM")
+    task = asyncio.create_task(eager.run())
+    await until(lambda: any("509" in e for e in eager.stats.errors))
+    assert not eager.connected.is_set() and sim.uplink_refused > 0
+    await eager.stop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    refused = sim.uplink_refused
+    started = asyncio.get_running_loop().time()
+    task = asyncio.create_task(paced.run())
+    try:
+        await asyncio.wait_for(paced.connected.wait(), 10)
+        assert sim.uplink_refused == refused  # every one of its 60 subscriptions accepted
+        assert asyncio.get_running_loop().time() - started >= 1.0  # 60 messages at 18 per 0.5 s: three waits
+    finally:
+        await paced.stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
