@@ -106,6 +106,11 @@ class KucoinStream:
         if self._ws is not None and self.connected.is_set():
             await self._subscribe(topic, private)
 
+    def subscribe_time_s(self) -> float:
+        """How long subscribing every topic takes at the paced uplink rate (about 31 s for 280 topics)."""
+        limit, window = self._uplink_limit
+        return len(self.topics) / limit * window
+
     async def stop(self) -> None:
         self._stop_event.set()
         if self._ws is not None:
@@ -354,6 +359,10 @@ class StreamGroup:
             total.handler_failures += st.handler_failures
             total.errors.extend(st.errors)
         return total
+
+    def subscribe_time_s(self) -> float:
+        """The connections subscribe in parallel: the longest of them."""
+        return max((s.subscribe_time_s() for s in self.streams), default=0.0)
 
     async def subscribe(self, topic: str, *, private: bool = False) -> None:
         if any(topic in s.topics for s in self.streams):

@@ -384,7 +384,8 @@ class Runtime:
         self.stream = stream
         self.tasks.append(asyncio.create_task(stream.run(), name="ws-stream"))
         self.tasks.append(asyncio.create_task(engine.retry_forever(), name="retries"))
-        await asyncio.wait_for(stream.connected.wait(), timeout=30)
+        # Subscriptions are paced by KuCoin's uplink rate: ~31 s for a full connection of 280 topics.
+        await asyncio.wait_for(stream.connected.wait(), timeout=30 + stream.subscribe_time_s())
         self.health.stream_connected = True
         self.health.last_signed_call_ms = client.last_signed_ok_ms
         if self.sim is not None:

@@ -346,6 +346,7 @@ async def test_subscriptions_keep_to_the_uplink_rate(sim: SimulatorServer, clien
     with contextlib.suppress(asyncio.CancelledError):
         await task
     refused = sim.uplink_refused
+    assert paced.subscribe_time_s() == 60 / 18 * 0.5  # what the runtime adds to its connect timeout
     started = asyncio.get_running_loop().time()
     task = asyncio.create_task(paced.run())
     try:
