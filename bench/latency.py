@@ -503,7 +503,11 @@ def report(
         return total / count * 1e3 if count else float("nan")
 
     rows = [
-        ("universe", f"{n_symbols} symbols, {n_topics} topics on one WebSocket, simulator in its own process"),
+        (
+            "universe",
+            f"{n_symbols} symbols, {n_topics} topics on {len(rt.stream.streams) if rt.stream else 0} WebSocket"
+            " connections (≤ 280 topics each), simulator in its own process",
+        ),
         ("arrival of the pushes", "one burst, every symbol at once (worst case)" if not args.spread
          else f"spread evenly over {args.spread:g} s in random order (KuCoin: ~1 push/s per topic)"),
         ("candle closes (bursts of every symbol)", f"{args.closes}, burst handled in p50 "
