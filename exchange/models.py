@@ -80,7 +80,7 @@ class OrderRequest:
             out["side"] = self.side.value
             out["size"] = self.lots
         if self.price is not None:
-            out["price"] = str(self.price)
+            out["price"] = format(self.price, "f")  # never "1.2E-7": a meme contract's price is that small
         if self.leverage is not None and not (self.reduce_only or self.close_order):
             out["leverage"] = self.leverage
         if self.reduce_only:
@@ -91,7 +91,7 @@ class OrderRequest:
             out["timeInForce"] = self.time_in_force
         if self.stop is not None:
             out["stop"] = self.stop.value
-            out["stopPrice"] = str(self.stop_price)
+            out["stopPrice"] = format(self.stop_price, "f")
             out["stopPriceType"] = self.stop_price_type.value
         out["marginMode"] = self.margin_mode
         if self.position_side is not None:

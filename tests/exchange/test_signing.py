@@ -80,3 +80,21 @@ def test_client_oids_are_unique_and_valid() -> None:
     oids = {new_client_oid() for _ in range(1000)}
     assert len(oids) == 1000 and all(is_valid_client_oid(o) and len(o) <= 40 for o in oids)
     assert not is_valid_client_oid("bad oid!")
+
+
+def test_order_prices_are_never_in_scientific_notation() -> None:
+    """str(Decimal) writes 0.000000123 as "1.23E-7", which the exchange does not take for a price; contracts of
+    meme coins are priced that low. The body (the signed bytes) writes every price in full."""
+    from decimal import Decimal
+
+    from exchange.models import OrderRequest, OrderSide, OrderType, StopDirection
+
+    limit = OrderRequest("PEPEUSDTM", OrderSide.BUY, 10, type=OrderType.LIMIT, price=Decimal("0.000000123"))
+    stop = OrderRequest(
+        "PEPEUSDTM", OrderSide.SELL, 10, reduce_only=True, stop=StopDirection.DOWN, stop_price=Decimal("1.2E-7")
+    )
+    assert limit.body()["price"] == "0.000000123"
+    assert stop.body()["stopPrice"] == "0.00000012"
+    assert (
+        OrderRequest("X", OrderSide.BUY, 1, type=OrderType.LIMIT, price=Decimal("2000.40")).body()["price"] == "2000.40"
+    )
