@@ -23,6 +23,8 @@ from exchange.errors import ExchangeError
 from exchange.rest import KucoinFuturesClient
 
 log = structlog.get_logger(__name__)
+ERRORS_KEPT = 200
+ORDERS_TRACKED = 10_000  # orders whose latest update time is remembered, to drop stale updates
 UPLINK_LIMIT = (90, 10.0)  # KuCoin allows 100 uplink messages per 10 s a connection: keep a margin
 YIELD_EVERY_S = 0.001  # how long the reader may parse a burst before the queued work gets the loop
 
@@ -51,7 +53,7 @@ class StreamStats:
     messages: int = 0
     received: int = 0  # every topic message read, before duplicates and stale updates are dropped
     handler_failures: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: deque[str] = field(default_factory=lambda: deque(maxlen=ERRORS_KEPT))  # the latest only: runs for months
 
 
 class StreamClosedError(ExchangeError):
@@ -302,6 +304,9 @@ class KucoinStream:
                 self.stats.stale += 1  # an older state of this order arrived late
                 return
             self._order_ts[oid] = max(ts, self._order_ts.get(oid, 0))
+            if len(self._order_ts) > ORDERS_TRACKED:  # bounded: drop the orders heard of longest ago
+                for old in list(self._order_ts)[: ORDERS_TRACKED // 2]:
+                    del self._order_ts[old]
         self.stats.messages += 1
         try:
             result = self.on_message(

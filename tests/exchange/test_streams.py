@@ -109,6 +109,23 @@ async def test_malformed_unknown_and_stale_frames_are_counted_not_fatal(stream: 
     assert s.connected.is_set()
 
 
+async def test_what_a_stream_remembers_is_bounded(stream: tuple[KucoinStream, Recorder]) -> None:
+    """A bot runs for months: the per-order update times and the error list used to grow for ever."""
+    from exchange.ws import ERRORS_KEPT, ORDERS_TRACKED
+
+    s, _ = stream
+    head = '{"type":"message","topic":"/contractMarket/tradeOrders","subject":"orderChange","data":'
+    for n in range(ORDERS_TRACKED + 10):
+        await s.handle_text(head + f'{{"orderId":"o{n}","ts":{n + 1},"status":"done"}}}}')
+    assert len(s._order_ts) <= ORDERS_TRACKED
+    late = head + f'{{"orderId":"o{ORDERS_TRACKED + 9}","ts":1,"status":"open"}}}}'
+    await s.handle_text(late)  # the newest orders are still known: their stale updates are still dropped
+    assert s.stats.stale == 1
+    for n in range(ERRORS_KEPT + 50):
+        await s.handle_text(f'{{"type":"error","id":"x{n}","code":500,"data":"system error {n}"}}')
+    assert len(s.stats.errors) == ERRORS_KEPT and s.stats.errors[-1] == f"500: system error {ERRORS_KEPT + 49}"
+
+
 async def test_a_handler_that_fails_on_one_message_does_not_break_the_stream(
     stream: tuple[KucoinStream, Recorder],
 ) -> None:
