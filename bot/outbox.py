@@ -1,5 +1,6 @@
 """Guaranteed delivery: messages wait in SQLite until Telegram has them. The sender honours ``retry_after``,
-backs off on network errors, paces each chat, and edits one message for a burst of the same kind."""
+backs off on network errors, paces each chat, and edits one message for a burst of the same kind. No error from
+Telegram or storage ends the sender: a chat that refuses messages waits with backoff, the others go on."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import structlog
 from telegram import Bot, InlineKeyboardMarkup
-from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from storage.db import Database
 
@@ -86,6 +87,10 @@ class Outbox:
         )
         return None if row is None or row["message_id"] is None else int(row["message_id"])
 
+    async def move_chat(self, old: int, new: int) -> None:
+        """A group became a supergroup: its pending messages go to the new chat id."""
+        await self.db.execute("UPDATE outbox SET chat_id = ? WHERE state = 'pending' AND chat_id = ?", (new, old))
+
     async def pending_count(self) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
         return int(row[0]) if row else 0
@@ -126,14 +131,21 @@ class OutboxSender:
 
     async def run(self) -> None:
         while True:
-            items = await self.outbox.due()
-            if not items:
-                await asyncio.sleep(self.idle_s)
-                continue
-            for item in items:
-                await self.deliver(item)
+            try:
+                items = await self.outbox.due()
+                if not items:
+                    await asyncio.sleep(self.idle_s)
+                    continue
+                for item in items:
+                    await self.deliver(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # storage trouble, a bug: log it, and keep the sender alive
+                log.exception("telegram.outbox_error")
+                await asyncio.sleep(max(self.idle_s, 1.0))
 
-    async def deliver(self, item: Queued) -> None:
+    async def deliver(self, item: Queued) -> bool:
+        """One attempt at one message; True once Telegram has it, False when it was rescheduled."""
         wait = (
             max(
                 self._last_sent.get(item.chat_id, 0) + self.per_chat_interval_s, self._last_any + self.global_interval_s
@@ -154,7 +166,7 @@ class OutboxSender:
                     )
                     await self.outbox.sent(item.id, previous)
                     self.delivered += 1
-                    return
+                    return True
                 except BadRequest:
                     pass  # the old message is gone or unchanged: send a new one
             msg = await self.bot.send_message(
@@ -162,13 +174,25 @@ class OutboxSender:
             )
             await self.outbox.sent(item.id, msg.message_id)
             self.delivered += 1
+            return True
         except RetryAfter as exc:
             delay = exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds()
             log.warning("telegram.flood_wait", retry_after_s=delay)
             await self.outbox.retry_at(item.id, self.outbox.clock() + int(float(delay) * 1000))
-        except (TimedOut, NetworkError) as exc:
+        except ChatMigrated as exc:
+            log.error(
+                "telegram.chat_migrated", old=item.chat_id, new=exc.new_chat_id, detail="update TELEGRAM_CHAT_IDS"
+            )
+            await self.outbox.move_chat(item.chat_id, exc.new_chat_id)
+        except (TimedOut, NetworkError, TelegramError) as exc:
+            # Network trouble, or a chat that refuses us (bot blocked, removed from the group): the message waits
+            # and is tried again with backoff, the other chats go on.
             delay = min(self.backoff_cap_s, 0.5 * 2**item.attempts)
-            log.warning("telegram.network_error", error=str(exc), retry_in_s=delay)
+            transient = isinstance(exc, TimedOut | NetworkError) and not isinstance(exc, BadRequest)
+            (log.warning if transient else log.error)(
+                "telegram.send_failed", chat_id=item.chat_id, error=str(exc), retry_in_s=delay
+            )
             await self.outbox.retry_at(item.id, self.outbox.clock() + int(delay * 1000))
         finally:
             self._last_sent[item.chat_id] = self._last_any = time.monotonic()
+        return False

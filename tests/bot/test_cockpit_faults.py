@@ -1,0 +1,106 @@
+"""The cockpit when things go wrong, through the real python-telegram-bot library and the fake Bot API server:
+chats that refuse messages, texts longer than Telegram allows, commands whose engine call fails or hangs, owner
+commands in chats nobody configured, flood waits, and buttons pressed after the card was decided."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.app import BotConfig
+from bot.service import TelegramService
+from engine.events import ApprovalRequested, PositionClosed
+from storage.db import Database
+from tests.bot.fake_telegram import FakeTelegram
+from tests.bot.test_cockpit import FRIEND, OWNER, Control
+
+GROUP = -100500
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    fake = FakeTelegram()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    async with Database(tmp_path / "bot.sqlite") as d:
+        yield d
+
+
+def build(tg: FakeTelegram, db: Database, control: Control, chat_ids: tuple[int, ...] = (OWNER,)) -> TelegramService:
+    cfg = BotConfig(
+        token=tg.token,
+        allowed_user_ids=frozenset({OWNER, FRIEND}),
+        chat_ids=chat_ids,
+        confirm_ttl_s=30,
+        base_url=tg.url,
+    )
+    return TelegramService(cfg, control, db, per_chat_interval_s=0.0, poll_timeout_s=1)
+
+
+async def running(svc: TelegramService) -> TelegramService:
+    await svc.start()
+    return svc
+
+
+def closed(net: int, symbol: str = "ETHUSDTM") -> PositionClosed:
+    return PositionClosed(
+        ts_ms=1,
+        symbol=symbol,
+        side="long",
+        exit_reason="stop_loss",
+        entry=Decimal(2000),
+        exit=Decimal(1990),
+        gross=Decimal(-18),
+        fees=Decimal("4.3"),
+        funding=Decimal(0),
+        net=Decimal(net),
+    )
+
+
+async def drained(svc: TelegramService, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async with asyncio.timeout(timeout):
+        while await svc.outbox.pending_count():
+            await asyncio.sleep(0.02)
+
+
+async def test_a_chat_that_refuses_messages_does_not_stop_delivery_to_the_others(
+    tg: FakeTelegram, db: Database
+) -> None:
+    tg.forbidden_chats.add(GROUP)  # the bot was removed from the group, or the user blocked it
+    svc = await running(build(tg, db, Control(), chat_ids=(GROUP, OWNER)))
+    try:
+        await svc.notify(closed(-21))
+        await svc.notify(closed(-22))
+        async with asyncio.timeout(10):
+            while len([m for m in tg.sent() if m["chat_id"] == OWNER]) < 2:
+                await asyncio.sleep(0.02)
+        assert [m["text"].count("net -2") for m in tg.sent() if m["chat_id"] == OWNER] == [1, 1]
+        assert svc.sender._task is not None and not svc.sender._task.done()  # the sender is still alive
+    finally:
+        await svc.stop()
+
+
+def card_event(approval_id: str) -> ApprovalRequested:
+    return ApprovalRequested(
+        ts_ms=0,
+        approval_id=approval_id,
+        symbol="ETHUSDTM",
+        side="long",
+        entry=Decimal("2000.40"),
+        stop=Decimal("1989.29"),
+        take_profit=Decimal("2033.74"),
+        lots=179,
+        leverage=18,
+        margin=Decimal("198.9"),
+        risk=Decimal("19.9"),
+        expires_ms=1,
+    )
