@@ -1,6 +1,8 @@
 """Guaranteed delivery: messages wait in SQLite until Telegram has them. The sender honours ``retry_after``,
 backs off on network errors, paces each chat, and edits one message for a burst of the same kind. No error from
-Telegram or storage ends the sender: a chat that refuses messages waits with backoff, the others go on."""
+Telegram or storage ends the sender: a chat that refuses messages waits with backoff, the others go on. A text
+longer than Telegram allows is queued as several messages; one whose markup Telegram refuses is sent as plain
+text."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import structlog
 from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError, TimedOut
 
+from bot.formatting import plain, split_html
 from storage.db import Database
 
 log = structlog.get_logger(__name__)
@@ -46,15 +49,22 @@ class Outbox:
         reply_markup: InlineKeyboardMarkup | None = None,
         coalesce_key: str | None = None,
     ) -> int:
+        """Queue ``text`` (HTML) for ``chat_id``; a text over Telegram's limit becomes several messages in order,
+        the buttons on the last. Returns the id of the last one."""
         markup = None if reply_markup is None else json.dumps(reply_markup.to_dict())
+        parts = split_html(text)
+        key = coalesce_key if len(parts) == 1 else None  # editing would replace one part of several
         now = self.clock()
-        cur = await self.db.conn.execute(
-            "INSERT INTO outbox (chat_id, text, silent, reply_markup, coalesce_key, due_ms, created_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (chat_id, text, int(silent), markup, coalesce_key, now, now),
-        )
+        last = 0
+        for n, part in enumerate(parts):
+            cur = await self.db.conn.execute(
+                "INSERT INTO outbox (chat_id, text, silent, reply_markup, coalesce_key, due_ms, created_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (chat_id, part, int(silent), markup if n == len(parts) - 1 else None, key, now, now),
+            )
+            last = int(cur.lastrowid or 0)
         await self.db.conn.commit()
-        return int(cur.lastrowid or 0)
+        return last
 
     async def due(self, limit: int = 20) -> list[Queued]:
         rows = await self.db.fetchall(
@@ -167,11 +177,23 @@ class OutboxSender:
                     await self.outbox.sent(item.id, previous)
                     self.delivered += 1
                     return True
-                except BadRequest:
-                    pass  # the old message is gone or unchanged: send a new one
-            msg = await self.bot.send_message(
-                item.chat_id, item.text, parse_mode="HTML", disable_notification=item.silent, reply_markup=markup
-            )
+                except BadRequest as exc:
+                    if "not modified" in str(exc).lower():  # the message already says exactly this
+                        await self.outbox.sent(item.id, previous)
+                        self.delivered += 1
+                        return True
+                    # the old message is gone or cannot be edited: send a new one
+            try:
+                msg = await self.bot.send_message(
+                    item.chat_id, item.text, parse_mode="HTML", disable_notification=item.silent, reply_markup=markup
+                )
+            except BadRequest as exc:
+                if "parse entities" not in str(exc).lower():
+                    raise
+                log.error("telegram.markup_refused", error=str(exc), detail="sent as plain text")
+                msg = await self.bot.send_message(
+                    item.chat_id, plain(item.text), disable_notification=item.silent, reply_markup=markup
+                )
             await self.outbox.sent(item.id, msg.message_id)
             self.delivered += 1
             return True

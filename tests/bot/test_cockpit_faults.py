@@ -13,7 +13,7 @@ import pytest
 
 from bot.app import BotConfig
 from bot.service import TelegramService
-from engine.events import ApprovalRequested, PositionClosed
+from engine.events import ApprovalRequested, DriftDetected, PositionClosed
 from storage.db import Database
 from tests.bot.fake_telegram import FakeTelegram
 from tests.bot.test_cockpit import FRIEND, OWNER, Control
@@ -85,6 +85,36 @@ async def test_a_chat_that_refuses_messages_does_not_stop_delivery_to_the_others
                 await asyncio.sleep(0.02)
         assert [m["text"].count("net -2") for m in tg.sent() if m["chat_id"] == OWNER] == [1, 1]
         assert svc.sender._task is not None and not svc.sender._task.done()  # the sender is still alive
+    finally:
+        await svc.stop()
+
+
+async def test_a_notification_longer_than_telegram_allows_arrives_whole_in_parts(
+    tg: FakeTelegram, db: Database
+) -> None:
+    svc = await running(build(tg, db, Control()))
+    try:
+        diffs = [f"XYZ{i:03d}USDTM: engine 12 lots <long>, exchange 0 lots & no stop" for i in range(150)]
+        await svc.notify(DriftDetected(ts_ms=1, differences=diffs))
+        await drained(svc, timeout=5)
+        texts = [m["text"] for m in tg.sent()]
+        assert len(texts) >= 2
+        whole = "".join(texts)
+        assert "&lt;long&gt;, exchange 0 lots &amp; no stop" in whole
+        for i in range(150):
+            assert f"XYZ{i:03d}USDTM" in whole
+        assert "new entries paused" in texts[-1]
+    finally:
+        await svc.stop()
+
+
+async def test_text_that_telegram_cannot_parse_is_still_delivered(tg: FakeTelegram, db: Database) -> None:
+    svc = await running(build(tg, db, Control()))
+    try:
+        # A message with broken markup (a hand-written enqueue, a formatter slip) must not be retried forever.
+        await svc.outbox.enqueue(OWNER, "🚨 ETHUSDTM <stop> at 1989.29 & rising")
+        await drained(svc, timeout=5)
+        assert "ETHUSDTM <stop> at 1989.29 & rising" in tg.sent()[-1]["text"]
     finally:
         await svc.stop()
 
