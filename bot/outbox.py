@@ -1,8 +1,8 @@
 """Guaranteed delivery: messages wait in SQLite until Telegram has them. The sender honours ``retry_after``,
-backs off on network errors, paces each chat, and edits one message for a burst of the same kind. No error from
-Telegram or storage ends the sender: a chat that refuses messages waits with backoff, the others go on. A text
-longer than Telegram allows is queued as several messages; one whose markup Telegram refuses is sent as plain
-text."""
+backs off on network errors, paces each chat, keeps each chat's messages in order, and edits one message for a
+burst of the same kind. No error from Telegram or storage ends the sender: a chat that refuses messages waits with
+backoff, the others go on. A text longer than Telegram allows is queued as several messages; one whose markup
+Telegram refuses is sent as plain text."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from bot.formatting import plain, split_html
 from storage.db import Database
 
 log = structlog.get_logger(__name__)
+
+HOLD_ATTEMPTS = 5  # a message that failed this often no longer holds back the newer ones to its chat
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +69,15 @@ class Outbox:
         return last
 
     async def due(self, limit: int = 20) -> list[Queued]:
+        """Messages due now, oldest first; a message waits while an older one to the same chat is still pending,
+        so a flood wait or a network error never reorders a chat's messages. An older one that has failed
+        ``HOLD_ATTEMPTS`` times stops holding the others back (it keeps being retried on its own)."""
         rows = await self.db.fetchall(
-            "SELECT * FROM outbox WHERE state = 'pending' AND due_ms <= ? ORDER BY id LIMIT ?", (self.clock(), limit)
+            "SELECT * FROM outbox AS o WHERE state = 'pending' AND due_ms <= ? AND NOT EXISTS"
+            " (SELECT 1 FROM outbox AS p WHERE p.state = 'pending' AND p.chat_id = o.chat_id AND p.id < o.id"
+            " AND p.attempts < ?)"
+            " ORDER BY id LIMIT ?",
+            (self.clock(), HOLD_ATTEMPTS, limit),
         )
         return [
             Queued(
@@ -146,7 +155,7 @@ class OutboxSender:
                 if not items:
                     await asyncio.sleep(self.idle_s)
                     continue
-                for item in items:
+                for item in items:  # one per chat, the oldest pending, unless an older one keeps failing
                     await self.deliver(item)
             except asyncio.CancelledError:
                 raise

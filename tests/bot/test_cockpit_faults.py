@@ -119,6 +119,19 @@ async def test_text_that_telegram_cannot_parse_is_still_delivered(tg: FakeTelegr
         await svc.stop()
 
 
+async def test_a_flood_wait_keeps_the_order_of_messages(tg: FakeTelegram, db: Database) -> None:
+    svc = await running(build(tg, db, Control()))
+    try:
+        tg.fail_429_next, tg.retry_after = 1, 1
+        await svc.notify(closed(-21))
+        await svc.notify(closed(-22))
+        await svc.notify(closed(-23))
+        await drained(svc)
+        assert [m["text"].split("net ")[1][:6] for m in tg.sent()] == ["-21.00", "-22.00", "-23.00"]
+    finally:
+        await svc.stop()
+
+
 def card_event(approval_id: str) -> ApprovalRequested:
     return ApprovalRequested(
         ts_ms=0,
