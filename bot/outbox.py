@@ -23,6 +23,8 @@ from storage.db import Database
 
 log = structlog.get_logger(__name__)
 
+BURST_WINDOW_MS = 10 * 60_000  # a stop move edits the previous one only if it is recent and still the latest news
+CARD_PREFIXES = ("approval:",)  # keys of cards that are edited in place wherever they are (their outcome, expiry)
 HOLD_ATTEMPTS = 5  # a message that failed this often no longer holds back the newer ones to its chat
 
 
@@ -99,11 +101,25 @@ class Outbox:
         await self.db.execute("UPDATE outbox SET due_ms = ?, attempts = attempts + 1 WHERE id = ?", (due_ms, item_id))
 
     async def last_message(self, chat_id: int, coalesce_key: str) -> int | None:
-        row = await self.db.fetchone(
-            "SELECT message_id FROM outbox WHERE state = 'sent' AND chat_id = ? AND coalesce_key = ?"
-            " ORDER BY id DESC LIMIT 1",
-            (chat_id, coalesce_key),
-        )
+        """The message to edit instead of sending a new one: a card's own message wherever it is; for a burst key
+        (a stop moving) only the chat's latest message, if it has that key and is recent, since an edit further up
+        is a change nobody sees."""
+        if coalesce_key.startswith(CARD_PREFIXES):
+            row = await self.db.fetchone(
+                "SELECT message_id FROM outbox WHERE state = 'sent' AND chat_id = ? AND coalesce_key = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (chat_id, coalesce_key),
+            )
+        else:
+            row = await self.db.fetchone(
+                "SELECT message_id, coalesce_key, created_ms FROM outbox WHERE state = 'sent' AND chat_id = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (chat_id,),
+            )
+            if row is not None and (
+                row["coalesce_key"] != coalesce_key or row["created_ms"] < self.clock() - BURST_WINDOW_MS
+            ):
+                return None
         return None if row is None or row["message_id"] is None else int(row["message_id"])
 
     async def move_chat(self, old: int, new: int) -> None:

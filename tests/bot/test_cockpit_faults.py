@@ -13,7 +13,7 @@ import pytest
 
 from bot.app import BotConfig
 from bot.service import TelegramService
-from engine.events import ApprovalRequested, DriftDetected, PositionClosed
+from engine.events import ApprovalRequested, DriftDetected, HealthChanged, PositionClosed, StopMoved
 from storage.db import Database
 from tests.bot.fake_telegram import FakeTelegram
 from tests.bot.test_cockpit import FRIEND, OWNER, Control
@@ -115,6 +115,30 @@ async def test_text_that_telegram_cannot_parse_is_still_delivered(tg: FakeTelegr
         await svc.outbox.enqueue(OWNER, "🚨 ETHUSDTM <stop> at 1989.29 & rising")
         await drained(svc, timeout=5)
         assert "ETHUSDTM <stop> at 1989.29 & rising" in tg.sent()[-1]["text"]
+    finally:
+        await svc.stop()
+
+
+async def test_a_stop_move_after_other_news_is_a_new_message(tg: FakeTelegram, db: Database) -> None:
+    svc = await running(build(tg, db, Control()))
+    try:
+        await svc.notify(StopMoved(ts_ms=1, symbol="ETHUSDTM", old=Decimal(1990), new=Decimal(1995), reason="be"))
+        await svc.notify(StopMoved(ts_ms=2, symbol="ETHUSDTM", old=Decimal(1995), new=Decimal(1996), reason="trail"))
+        await drained(svc)
+        assert len(tg.sent()) == 1 and len(tg.sent("editMessageText")) == 1  # a burst edits one message
+        await svc.notify(HealthChanged(ts_ms=3, component="market_data", healthy=False, detail="stale"))
+        await svc.notify(StopMoved(ts_ms=4, symbol="ETHUSDTM", old=Decimal(1996), new=Decimal(2001), reason="trail"))
+        await drained(svc)
+        # Editing the first stop message, now above other news, would change a message nobody scrolls back to.
+        assert "2001" in tg.sent()[-1]["text"] and len(tg.sent("editMessageText")) == 1
+        await svc.notify(StopMoved(ts_ms=5, symbol="ETHUSDTM", old=Decimal(2001), new=Decimal(2002), reason="trail"))
+        await drained(svc)
+        assert len(tg.sent("editMessageText")) == 2  # still the latest news, and recent: edited
+        later = svc.outbox.clock() + 11 * 60_000
+        svc.outbox.clock = lambda: later  # the next move comes eleven minutes later: a new message, it notifies
+        await svc.notify(StopMoved(ts_ms=6, symbol="ETHUSDTM", old=Decimal(2002), new=Decimal(2003), reason="trail"))
+        await drained(svc)
+        assert "2003" in tg.sent()[-1]["text"] and len(tg.sent("editMessageText")) == 2
     finally:
         await svc.stop()
 
