@@ -102,11 +102,14 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
     app.bot_data["state"] = state
 
     async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """One check in front of every update: unknown users get nothing at all."""
+        """One check in front of every update: unknown users get nothing at all, and an allowed user is obeyed only
+        in a configured chat or their own private chat (a command in any other group would act unseen)."""
         user = update.effective_user
         if user is None or user.id not in config.allowed_user_ids:
             state.unauthorized += 1
             log.warning("telegram.unauthorized", user_id=None if user is None else user.id)
+            raise ApplicationHandlerStop
+        if reply_chat(update) is None:
             raise ApplicationHandlerStop
 
     def reply_chat(update: Update) -> int | None:
@@ -115,7 +118,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         if chat is None or user is None:
             return None
         if chat.id not in config.chat_ids and chat.id != user.id:
-            log.warning("telegram.unconfigured_chat", chat_id=chat.id)
+            log.warning("telegram.unconfigured_chat", chat_id=chat.id, user_id=user.id)
             return None
         return chat.id
 

@@ -119,6 +119,21 @@ async def test_text_that_telegram_cannot_parse_is_still_delivered(tg: FakeTelegr
         await svc.stop()
 
 
+async def test_an_owner_command_in_a_chat_nobody_configured_changes_nothing(tg: FakeTelegram, db: Database) -> None:
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_message(OWNER, "/pause", chat_id=GROUP)  # the owner, in a group the bot was added to
+        tg.push_callback(OWNER, "mode:manual", chat_id=GROUP)
+        tg.push_message(OWNER, "/help")
+        await tg.wait_for("sendMessage")
+        await asyncio.sleep(0.2)
+        assert not control.paused and control.mode == "auto"
+        assert [m["chat_id"] for m in tg.sent()] == [OWNER]
+    finally:
+        await svc.stop()
+
+
 async def test_a_stop_move_after_other_news_is_a_new_message(tg: FakeTelegram, db: Database) -> None:
     svc = await running(build(tg, db, Control()))
     try:
