@@ -3,6 +3,7 @@ of every update, one handler table, and single-use, expiring button tokens."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 import structlog
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -263,9 +265,34 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         elif kind == "mode" and rest in ("auto", "manual"):
             await control.set_control_mode(rest, by=by)
             outcome = f"control mode: {rest}"
-        await query.answer("expired" if outcome == "expired" else "done")
+        with contextlib.suppress(TelegramError):  # too late to answer (the press waited in a queue): report anyway
+            await query.answer("expired" if outcome == "expired" else "done")
         if query.message is not None:
             await query.edit_message_text(f"{esc(outcome)}", parse_mode="HTML")
+
+    async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A handler failed (the engine or the exchange raised, Telegram refused): say so where it was asked, so a
+        command or a button never ends in silence; the bot and the engine go on."""
+        exc = context.error
+        log.error("telegram.handler_failed", error=repr(exc), exc_info=exc)
+        if not isinstance(update, Update) or reply_chat(update) is None:
+            return
+        detail = esc(_redact(f"{type(exc).__name__}: {exc}", config.token))[:600]
+        query = update.callback_query
+        try:
+            if query is not None:
+                what = _BUTTONS.get((query.data or "").partition(":")[0], "that button")
+                with contextlib.suppress(TelegramError):
+                    await query.answer(f"{what} failed", show_alert=True)
+                if query.message is not None:
+                    with contextlib.suppress(TelegramError):
+                        await query.edit_message_text(f"⚠️ {esc(what)} failed: {detail}", parse_mode="HTML")
+                await reply(update, f"🚨 <b>{esc(what).capitalize()} failed</b>: {detail}")
+            elif update.effective_message is not None:
+                command = (update.effective_message.text or "").split(maxsplit=1)[0:1] or ["that"]
+                await reply(update, f"⚠️ {esc(command[0])} failed: {detail}\nThe engine keeps running.")
+        except TelegramError as again:
+            log.error("telegram.error_report_failed", error=repr(again))
 
     async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await application.bot.set_my_commands([BotCommand(n, d) for n, d in COMMANDS])
@@ -293,7 +320,18 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         app.add_handler(CommandHandler(name, fn))
     app.add_handler(CallbackQueryHandler(button))
     app.add_handler(MessageHandler(filters.COMMAND, unknown))
+    app.add_error_handler(on_error)
     return app
+
+
+_BUTTONS = {"ks": "kill switch", "arm": "arming", "ap": "approval", "mode": "mode change"}
+
+
+def _redact(text: str, *secret_values: str) -> str:
+    for value in secret_values:
+        if value:
+            text = text.replace(value, "***")
+    return text
 
 
 def _who(update: Update) -> str:

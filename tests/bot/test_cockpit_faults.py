@@ -119,6 +119,52 @@ async def test_text_that_telegram_cannot_parse_is_still_delivered(tg: FakeTelegr
         await svc.stop()
 
 
+class Broken(Control):
+    async def orders(self) -> list[str]:
+        raise RuntimeError("KuCoin 503: service unavailable")
+
+    async def kill_switch(self, by: str) -> str:
+        raise RuntimeError("KuCoin 503: service unavailable")
+
+
+async def test_a_command_whose_engine_call_fails_says_so(tg: FakeTelegram, db: Database) -> None:
+    control = Broken()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_message(OWNER, "/orders")
+        reply = (await tg.wait_for("sendMessage"))[-1]["text"]
+        assert "/orders failed" in reply and "503" in reply
+        tg.push_message(OWNER, "/killswitch")
+        card = (await tg.wait_for("sendMessage", 2))[-1]
+        tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+        answers = await tg.wait_for("answerCallbackQuery")
+        edits = await tg.wait_for("editMessageText")
+        assert "failed" in edits[-1]["text"] and "503" in edits[-1]["text"]
+        assert answers[-1].get("show_alert") is True and "failed" in answers[-1]["text"]
+        alarm = (await tg.wait_for("sendMessage", 3))[-1]["text"]  # an edit does not notify: a new message does
+        assert "Kill switch failed" in alarm and "503" in alarm and control.kills == 0
+        tg.push_message(OWNER, "/status")  # the bot keeps working
+        assert "PAPER" in (await tg.wait_for("sendMessage", 4))[-1]["text"]
+    finally:
+        await svc.stop()
+
+
+async def test_a_button_answered_too_late_still_acts_and_reports(tg: FakeTelegram, db: Database) -> None:
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.slow_answers = True  # Telegram refuses the answer: the press waited in the queue past its window
+        tg.push_message(OWNER, "/killswitch")
+        card = (await tg.wait_for("sendMessage"))[-1]
+        tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+        edits = await tg.wait_for("editMessageText")
+        assert control.kills == 1 and edits[-1]["text"] == "kill switch: account is flat"
+        tg.push_message(OWNER, "/status")  # the bot keeps working
+        assert "PAPER" in (await tg.wait_for("sendMessage", 2))[-1]["text"]
+    finally:
+        await svc.stop()
+
+
 async def test_an_owner_command_in_a_chat_nobody_configured_changes_nothing(tg: FakeTelegram, db: Database) -> None:
     control = Control()
     svc = await running(build(tg, db, control))
