@@ -24,7 +24,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.formatting import esc
+from bot.formatting import esc, split_html
 from bot.ports import TradingControl
 
 log = structlog.get_logger(__name__)
@@ -125,9 +125,25 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         return chat.id
 
     async def reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        """Answer in HTML; a text over Telegram's limit goes as several messages, the buttons on the last."""
         chat_id = reply_chat(update)
-        if chat_id is not None:
-            await update.get_bot().send_message(chat_id, text, parse_mode="HTML", reply_markup=markup)
+        if chat_id is None:
+            return
+        parts = split_html(text)
+        for n, part in enumerate(parts):
+            last = n == len(parts) - 1
+            await update.get_bot().send_message(chat_id, part, parse_mode="HTML", reply_markup=markup if last else None)
+
+    async def edit_card(update: Update, text: str) -> None:
+        """Replace a card's text (its buttons go); what does not fit follows as new messages."""
+        query = update.callback_query
+        if query is None or query.message is None:
+            await reply(update, text)
+            return
+        first, *rest = split_html(text)
+        await query.edit_message_text(first, parse_mode="HTML")
+        if rest:
+            await reply(update, "\n".join(rest))
 
     async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Say what this is."""
@@ -267,8 +283,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             outcome = f"control mode: {rest}"
         with contextlib.suppress(TelegramError):  # too late to answer (the press waited in a queue): report anyway
             await query.answer("expired" if outcome == "expired" else "done")
-        if query.message is not None:
-            await query.edit_message_text(f"{esc(outcome)}", parse_mode="HTML")
+        await edit_card(update, esc(outcome))
 
     async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A handler failed (the engine or the exchange raised, Telegram refused): say so where it was asked, so a

@@ -119,6 +119,46 @@ async def test_text_that_telegram_cannot_parse_is_still_delivered(tg: FakeTelegr
         await svc.stop()
 
 
+class Chatty(Control):
+    async def signals(self) -> list[str]:
+        return [f"SYM{i:03d}USDTM score +12.0 conf 0.40 — no entry: dead_zone, min_score" for i in range(300)]
+
+
+async def test_a_long_command_reply_arrives_in_parts(tg: FakeTelegram, db: Database) -> None:
+    svc = await running(build(tg, db, Chatty()))
+    try:
+        tg.push_message(OWNER, "/signals")
+        async with asyncio.timeout(5):
+            while "SYM299USDTM" not in "".join(m["text"] for m in tg.sent()):
+                await asyncio.sleep(0.02)
+        whole = "\n".join(m["text"] for m in tg.sent())
+        assert all(f"SYM{i:03d}USDTM" in whole for i in range(300))
+    finally:
+        await svc.stop()
+
+
+class Leftovers(Control):
+    async def kill_switch(self, by: str) -> str:
+        self.kills += 1
+        return "kill switch: NOT flat: " + "; ".join(f"SYM{i:03d}USDTM: 12 lots" for i in range(400))
+
+
+async def test_a_long_kill_switch_outcome_is_shown_whole(tg: FakeTelegram, db: Database) -> None:
+    control = Leftovers()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_message(OWNER, "/killswitch")
+        card = (await tg.wait_for("sendMessage"))[-1]
+        tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+        async with asyncio.timeout(5):
+            while "SYM399USDTM" not in "".join(m["text"] for m in tg.sent() + tg.sent("editMessageText")):
+                await asyncio.sleep(0.02)
+        assert "NOT flat" in tg.sent("editMessageText")[-1]["text"] and control.kills == 1
+        assert not any("failed" in m["text"] for m in tg.sent())
+    finally:
+        await svc.stop()
+
+
 class Broken(Control):
     async def orders(self) -> list[str]:
         raise RuntimeError("KuCoin 503: service unavailable")
