@@ -332,13 +332,18 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         ("disarm", disarm),
         ("killswitch", killswitch),
     ):
-        app.add_handler(CommandHandler(name, fn))
+        # PTB handles one update at a time: a read-only command waiting on the exchange (/orders, /chart) would
+        # hold up everything after it, the kill switch too. Those run on their own; what changes state keeps order.
+        app.add_handler(CommandHandler(name, fn, block=name not in _READ_ONLY))
     app.add_handler(CallbackQueryHandler(button))
     app.add_handler(MessageHandler(filters.COMMAND, unknown))
     app.add_error_handler(on_error)
     return app
 
 
+_READ_ONLY = frozenset(
+    {"start", "help", "status", "positions", "orders", "pnl", "signals", "config", "chart", "health"}
+)
 _BUTTONS = {"ks": "kill switch", "arm": "arming", "ap": "approval", "mode": "mode change"}
 
 

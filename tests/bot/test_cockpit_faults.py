@@ -205,6 +205,32 @@ async def test_a_button_answered_too_late_still_acts_and_reports(tg: FakeTelegra
         await svc.stop()
 
 
+class Slow(Control):
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def orders(self) -> list[str]:
+        await self.release.wait()  # the exchange is slow to answer
+        return []
+
+
+async def test_a_slow_command_does_not_hold_up_the_kill_switch(tg: FakeTelegram, db: Database) -> None:
+    control = Slow()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_message(OWNER, "/orders")
+        await asyncio.sleep(0.1)
+        tg.push_message(OWNER, "/killswitch")
+        card = (await tg.wait_for("sendMessage", timeout=3))[-1]
+        tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+        await tg.wait_for("editMessageText", timeout=3)
+        assert control.kills == 1
+    finally:
+        control.release.set()
+        await svc.stop()
+
+
 async def test_an_owner_command_in_a_chat_nobody_configured_changes_nothing(tg: FakeTelegram, db: Database) -> None:
     control = Control()
     svc = await running(build(tg, db, control))
