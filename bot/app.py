@@ -274,6 +274,11 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
                 outcome = await control.approve(approval_id, by=by)
             elif verdict == "n":
                 outcome = "rejected" if await control.reject(approval_id, by=by) else "expired"
+            if outcome == "expired" and verdict in ("y", "n"):
+                # Nothing happened: say why, and never write "expired" over a card that was executed elsewhere.
+                decided = await control.approval_state(approval_id)
+                if decided in ("APPROVED", "EXECUTED", "REJECTED", "FAILED_RECHECK"):
+                    outcome = f"already {_DECIDED[decided]}: nothing done"
         elif kind == "ks" and state.tokens.take(rest, "kill"):
             outcome = await control.kill_switch(by=by)
         elif kind == "arm" and state.tokens.take(rest, "arm"):
@@ -282,7 +287,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             await control.set_control_mode(rest, by=by)
             outcome = f"control mode: {rest}"
         with contextlib.suppress(TelegramError):  # too late to answer (the press waited in a queue): report anyway
-            await query.answer("expired" if outcome == "expired" else "done")
+            await query.answer(outcome if outcome == "expired" or "nothing done" in outcome else "done")
         await edit_card(update, esc(outcome))
 
     async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -341,6 +346,12 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
     return app
 
 
+_DECIDED = {
+    "APPROVED": "approved (executing)",
+    "EXECUTED": "executed",
+    "REJECTED": "rejected",
+    "FAILED_RECHECK": "refused at the re-check",
+}
 _READ_ONLY = frozenset(
     {"start", "help", "status", "positions", "orders", "pnl", "signals", "config", "chart", "health"}
 )

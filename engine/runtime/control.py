@@ -129,6 +129,10 @@ class EngineControl:
     async def reject(self, approval_id: str, by: str) -> bool:
         return await self.engine.reject(approval_id, by=by)
 
+    async def approval_state(self, approval_id: str) -> str | None:
+        card = None if self.engine.approvals is None else await self.engine.approvals.get(approval_id)
+        return None if card is None else str(card["state"])
+
     async def arm_info(self) -> str:
         rm = self.engine.cfg.risk_management
         return (

@@ -29,6 +29,7 @@ class Control:
         self.armed = False
         self.executed: list[str] = []
         self.used: set[str] = set()
+        self.states: dict[str, str] = {"ap-1": "PENDING", "ap-2": "PENDING", "ap-9": "PENDING"}
         self.kills = 0
 
     async def status(self) -> dict[str, str]:
@@ -75,13 +76,18 @@ class Control:
             return "expired"
         self.used.add(approval_id)
         self.executed.append(by)
+        self.states[approval_id] = "EXECUTED"
         return "executed"
 
     async def reject(self, approval_id: str, by: str) -> bool:
         if approval_id in self.used:
             return False
         self.used.add(approval_id)
+        self.states[approval_id] = "REJECTED"
         return True
+
+    async def approval_state(self, approval_id: str) -> str | None:
+        return self.states.get(approval_id)
 
     async def arm_info(self) -> str:
         return "account sim, symbols ETHUSDTM, risk 2 % margin per trade"
@@ -211,10 +217,11 @@ async def test_approval_card_buttons_execute_exactly_once(
     tg.push_callback(STRANGER, "ap:ap-1:y")  # a foreign tap
     tg.push_callback(OWNER, "ap:forged-id:y")  # forged data
     edits = await tg.wait_for("editMessageText", 3)
-    assert [e["text"] for e in edits] == ["executed", "expired", "expired"]
+    # The second tap must not overwrite the card's outcome with "expired": a position is open.
+    assert [e["text"] for e in edits] == ["executed", "already executed: nothing done", "expired"]
     assert control.executed == [f"telegram:{OWNER}"]
     answers = await tg.wait_for("answerCallbackQuery", 3)
-    assert [a.get("text") for a in answers] == ["done", "expired", "expired"]
+    assert [a.get("text") for a in answers] == ["done", "already executed: nothing done", "expired"]
     from engine.events import ApprovalResolved
 
     await svc.notify(

@@ -298,3 +298,30 @@ def card_event(approval_id: str) -> ApprovalRequested:
         risk=Decimal("19.9"),
         expires_ms=1,
     )
+
+
+async def test_a_tap_on_a_decided_card_says_what_was_decided(tg: FakeTelegram, db: Database) -> None:
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_callback(OWNER, "ap:ap-2:n")  # rejected on the phone ...
+        tg.push_callback(FRIEND, "ap:ap-2:y")  # ... approved on a second device showing the old card
+        edits = await tg.wait_for("editMessageText", 2)
+        assert [e["text"] for e in edits] == ["rejected", "already rejected: nothing done"] and control.executed == []
+    finally:
+        await svc.stop()
+
+
+async def test_the_engine_reports_an_approval_state(db: Database) -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from engine.runtime.control import EngineControl
+    from storage.repos import Approvals
+
+    approvals = Approvals(db)
+    await approvals.create("ap-7", "ETHUSDTM", {"side": "long", "price": "2000"}, 0, 10)
+    await approvals.transition("ap-7", "PENDING", "EXECUTED", 1)
+    control = EngineControl(cast(Any, SimpleNamespace(approvals=approvals)), cast(Any, None))
+    assert await control.approval_state("ap-7") == "EXECUTED"
+    assert await control.approval_state("forged") is None
