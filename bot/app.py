@@ -113,6 +113,14 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             raise ApplicationHandlerStop
         if reply_chat(update) is None:
             raise ApplicationHandlerStop
+        # An edit of an old message, or someone else's words forwarded, is not a new order from this user.
+        edited, message = update.edited_message, update.message
+        forwarded = message is not None and (message.forward_origin is not None or message.is_automatic_forward)
+        if edited is not None or forwarded:
+            if (update.effective_message is not None) and (update.effective_message.text or "").startswith("/"):
+                why = "an edited message" if edited is not None else "a forwarded message"
+                await reply(update, f"Not obeyed: {why} is not a command. Send the command again yourself.")
+            raise ApplicationHandlerStop
 
     def reply_chat(update: Update) -> int | None:
         """The chat to answer in: a configured chat or the user's own private chat; otherwise none."""

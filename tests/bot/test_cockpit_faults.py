@@ -16,7 +16,7 @@ from bot.service import TelegramService
 from engine.events import ApprovalRequested, DriftDetected, HealthChanged, PositionClosed, StopMoved
 from storage.db import Database
 from tests.bot.fake_telegram import FakeTelegram
-from tests.bot.test_cockpit import FRIEND, OWNER, Control
+from tests.bot.test_cockpit import FRIEND, OWNER, STRANGER, Control
 
 GROUP = -100500
 
@@ -325,3 +325,35 @@ async def test_the_engine_reports_an_approval_state(db: Database) -> None:
     control = EngineControl(cast(Any, SimpleNamespace(approvals=approvals)), cast(Any, None))
     assert await control.approval_state("ap-7") == "EXECUTED"
     assert await control.approval_state("forged") is None
+
+
+async def test_an_edited_or_forwarded_command_is_not_obeyed(tg: FakeTelegram, db: Database) -> None:
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_edited_message(OWNER, "/pause")  # an old message edited: not a new order
+        origin = {"type": "user", "date": 1, "sender_user": {"id": FRIEND, "is_bot": False, "first_name": "f"}}
+        tg.push_message(OWNER, "/pause", forward_origin=origin)  # someone else's words passed on
+        replies = await tg.wait_for("sendMessage", 2)
+        await asyncio.sleep(0.2)
+        assert not control.paused
+        assert all("not obeyed" in m["text"].lower() for m in replies) and len(tg.sent()) == 2
+        tg.push_message(OWNER, "/pause")
+        await tg.wait_for("sendMessage", 3)
+        assert control.paused
+    finally:
+        await svc.stop()
+
+
+async def test_strangers_edits_and_forwards_change_nothing(tg: FakeTelegram, db: Database) -> None:
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_edited_message(STRANGER, "/pause")
+        tg.push_message(STRANGER, "/pause", chat_id=OWNER)  # a stranger's message in the owner's chat id
+        tg.push_message(OWNER, "/help")
+        await tg.wait_for("sendMessage")
+        await asyncio.sleep(0.2)
+        assert not control.paused and len(tg.sent()) == 1
+    finally:
+        await svc.stop()
