@@ -345,6 +345,30 @@ async def test_an_edited_or_forwarded_command_is_not_obeyed(tg: FakeTelegram, db
         await svc.stop()
 
 
+async def test_config_in_chat_hides_the_webhook_secret(tg: FakeTelegram, db: Database) -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        webhook_url="https://discord.com/api/webhooks/1234/HOOKsecret-5678",
+        telegram_api_base_url="https://relay:PROXYpass@tg.example.net",
+    )
+    control = EngineControl(cast(Any, SimpleNamespace(cfg=settings.strategy())), settings)
+    svc = await running(build(tg, db, cast(Any, control)))
+    try:
+        tg.push_message(OWNER, "/config")
+        text = (await tg.wait_for("sendMessage"))[-1]["text"]
+        assert "webhook_url: https://discord.com/***" in text
+        assert "HOOKsecret" not in text and "PROXYpass" not in text and "1234" not in text
+        assert "HOOKsecret-5678" in "".join(settings.secret_values())  # and the logs blank it too
+    finally:
+        await svc.stop()
+
+
 async def test_strangers_edits_and_forwards_change_nothing(tg: FakeTelegram, db: Database) -> None:
     control = Control()
     svc = await running(build(tg, db, control))
