@@ -32,6 +32,7 @@ class FakeTelegram:
     retry_after: int = 1
     fail_network_next: int = 0
     forbidden_chats: set[int] = field(default_factory=set)  # "bot was blocked by the user"
+    fail_5xx: dict[str, int] = field(default_factory=dict)  # method -> how many calls answer 502 Bad Gateway
     slow_answers: bool = False  # answerCallbackQuery fails as Telegram does for a query older than its window
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _update_ids: Any = field(default_factory=lambda: itertools.count(1000))
@@ -122,6 +123,9 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         params = await _params(request)
+        if self.fail_5xx.get(method, 0) > 0:
+            self.fail_5xx[method] -= 1
+            return _error(502, "Bad Gateway")
         if method in ("sendMessage", "editMessageText"):
             if self.fail_network_next > 0:
                 self.fail_network_next -= 1

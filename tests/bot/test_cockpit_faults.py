@@ -369,6 +369,25 @@ async def test_config_in_chat_hides_the_webhook_secret(tg: FakeTelegram, db: Dat
         await svc.stop()
 
 
+async def test_telegram_failing_during_start_up_is_retried_until_the_bot_runs(tg: FakeTelegram, db: Database) -> None:
+    from engine.runtime.app import _start_telegram
+
+    control = Control()
+    svc = build(tg, db, control)
+    await svc.notify(closed(-21))  # queued while the engine starts
+    tg.fail_5xx["deleteWebhook"] = 1  # Telegram has a hiccup half-way through start-up
+    starting = asyncio.create_task(_start_telegram(svc))
+    try:
+        await asyncio.wait_for(asyncio.shield(starting), timeout=10)
+        await drained(svc)
+        tg.push_message(OWNER, "/pause")
+        await tg.wait_for("sendMessage", 2)
+        assert control.paused and "net -21" in tg.sent()[0]["text"]
+    finally:
+        starting.cancel()
+        await svc.stop()
+
+
 async def test_strangers_edits_and_forwards_change_nothing(tg: FakeTelegram, db: Database) -> None:
     control = Control()
     svc = await running(build(tg, db, control))
