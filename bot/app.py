@@ -3,15 +3,18 @@ of every update, one handler table, and single-use, expiring button tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import TelegramError
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -140,7 +143,10 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         parts = split_html(text)
         for n, part in enumerate(parts):
             last = n == len(parts) - 1
-            await update.get_bot().send_message(chat_id, part, parse_mode="HTML", reply_markup=markup if last else None)
+            buttons = markup if last else None
+            await _patiently(
+                partial(update.get_bot().send_message, chat_id, part, parse_mode="HTML", reply_markup=buttons)
+            )
 
     async def edit_card(update: Update, text: str) -> None:
         """Replace a card's text (its buttons go); what does not fit follows as new messages."""
@@ -149,7 +155,11 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             await reply(update, text)
             return
         first, *rest = split_html(text)
-        await query.edit_message_text(first, parse_mode="HTML")
+        try:
+            await _patiently(lambda: query.edit_message_text(first, parse_mode="HTML"))
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():  # a retried edit that had landed after all
+                raise
         if rest:
             await reply(update, "\n".join(rest))
 
@@ -207,7 +217,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         if png is None:
             await reply(update, f"No candles for {esc(args[0])} yet.")
             return
-        await update.get_bot().send_photo(chat_id, png, caption=f"{args[0].upper()}")
+        await _patiently(partial(update.get_bot().send_photo, chat_id, png, caption=args[0].upper()[:64]))
 
     async def health(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Readiness."""
@@ -308,7 +318,10 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         detail = esc(_redact(f"{type(exc).__name__}: {exc}", config.token))[:600]
         query = update.callback_query
         try:
-            if query is not None:
+            if isinstance(exc, TelegramError):
+                # Telegram refused our answer, after the engine may well have acted: never call that a failure.
+                await reply(update, f"⚠️ Telegram refused the answer ({detail}). /status shows where things stand.")
+            elif query is not None:
                 what = _BUTTONS.get((query.data or "").partition(":")[0], "that button")
                 with contextlib.suppress(TelegramError):
                     await query.answer(f"{what} failed", show_alert=True)
@@ -364,6 +377,24 @@ _READ_ONLY = frozenset(
     {"start", "help", "status", "positions", "orders", "pnl", "signals", "config", "chart", "health"}
 )
 _BUTTONS = {"ks": "kill switch", "arm": "arming", "ap": "approval", "mode": "mode change"}
+
+
+async def _patiently[T](send: Callable[[], Awaitable[T]], attempts: int = 4, max_wait_s: float = 60.0) -> T:
+    """A call to Telegram that waits out a flood wait (429) and retries a network error, a few times."""
+    for attempt in range(attempts):
+        try:
+            return await send()
+        except RetryAfter as exc:
+            wait = exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds()
+            if attempt == attempts - 1 or wait > max_wait_s:
+                raise
+            log.warning("telegram.flood_wait", retry_after_s=wait)
+            await asyncio.sleep(float(wait))
+        except (TimedOut, NetworkError) as exc:
+            if isinstance(exc, BadRequest) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _redact(text: str, *secret_values: str) -> str:

@@ -388,6 +388,27 @@ async def test_telegram_failing_during_start_up_is_retried_until_the_bot_runs(tg
         await svc.stop()
 
 
+async def test_a_flood_wait_on_the_answer_neither_loses_it_nor_calls_the_kill_switch_failed(
+    tg: FakeTelegram, db: Database
+) -> None:
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_message(OWNER, "/killswitch")
+        card = (await tg.wait_for("sendMessage"))[-1]
+        tg.fail_429_next, tg.retry_after = 1, 1  # Telegram says "wait a second" to the card's edit
+        tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+        edits = await tg.wait_for("editMessageText", timeout=5)
+        assert control.kills == 1 and edits[-1]["text"] == "kill switch: account is flat"
+        tg.fail_429_next = 1
+        tg.push_message(OWNER, "/status")  # a command reply waits out a flood wait too
+        assert "PAPER" in (await tg.wait_for("sendMessage", 2, timeout=5))[-1]["text"]
+        await asyncio.sleep(0.2)
+        assert not any("failed" in m["text"] for m in tg.sent() + tg.sent("editMessageText"))
+    finally:
+        await svc.stop()
+
+
 async def test_strangers_edits_and_forwards_change_nothing(tg: FakeTelegram, db: Database) -> None:
     control = Control()
     svc = await running(build(tg, db, control))
