@@ -286,6 +286,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         by = _who(update)
         kind, _, rest = data.partition(":")
         outcome = "expired"
+        answered = False
         if kind == "ap":
             approval_id, _, verdict = rest.rpartition(":")
             if verdict == "y":
@@ -298,14 +299,19 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
                 if decided in ("APPROVED", "EXECUTED", "REJECTED", "FAILED_RECHECK"):
                     outcome = f"already {_DECIDED[decided]}: nothing done"
         elif kind == "ks" and state.tokens.take(rest, "kill"):
+            # Closing everything can take a while (rate limits): acknowledge now, not after a silent minute.
+            with contextlib.suppress(TelegramError):
+                await query.answer("🧯 Flattening everything… this card will show the outcome.")
+                answered = True
             outcome = await control.kill_switch(by=by)
         elif kind == "arm" and state.tokens.take(rest, "arm"):
             outcome = await control.arm(by=by)
         elif kind == "mode" and rest in ("auto", "manual"):
             await control.set_control_mode(rest, by=by)
             outcome = f"control mode: {rest}"
-        with contextlib.suppress(TelegramError):  # too late to answer (the press waited in a queue): report anyway
-            await query.answer(outcome if outcome == "expired" or "nothing done" in outcome else "done")
+        if not answered:
+            with contextlib.suppress(TelegramError):  # too late to answer (the press waited in a queue): report anyway
+                await query.answer(outcome if outcome == "expired" or "nothing done" in outcome else "done")
         await edit_card(update, esc(outcome))
 
     async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

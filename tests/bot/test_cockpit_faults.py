@@ -166,6 +166,9 @@ class Broken(Control):
     async def kill_switch(self, by: str) -> str:
         raise RuntimeError("KuCoin 503: service unavailable")
 
+    async def approve(self, approval_id: str, by: str) -> str:
+        raise RuntimeError("KuCoin 503: service unavailable")
+
 
 async def test_a_command_whose_engine_call_fails_says_so(tg: FakeTelegram, db: Database) -> None:
     control = Broken()
@@ -177,14 +180,18 @@ async def test_a_command_whose_engine_call_fails_says_so(tg: FakeTelegram, db: D
         tg.push_message(OWNER, "/killswitch")
         card = (await tg.wait_for("sendMessage", 2))[-1]
         tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
-        answers = await tg.wait_for("answerCallbackQuery")
         edits = await tg.wait_for("editMessageText")
         assert "failed" in edits[-1]["text"] and "503" in edits[-1]["text"]
-        assert answers[-1].get("show_alert") is True and "failed" in answers[-1]["text"]
         alarm = (await tg.wait_for("sendMessage", 3))[-1]["text"]  # an edit does not notify: a new message does
         assert "Kill switch failed" in alarm and "503" in alarm and control.kills == 0
+        tg.push_callback(OWNER, "ap:ap-1:y")  # a button not answered yet when it failed: an alert says so
+        async with asyncio.timeout(5):
+            while not [a for a in tg.sent("answerCallbackQuery") if a.get("text") == "approval failed"]:
+                await asyncio.sleep(0.02)
+        assert next(a for a in tg.sent("answerCallbackQuery") if a.get("text") == "approval failed")["show_alert"]
+        await tg.wait_for("sendMessage", 4)
         tg.push_message(OWNER, "/status")  # the bot keeps working
-        assert "PAPER" in (await tg.wait_for("sendMessage", 4))[-1]["text"]
+        assert "PAPER" in (await tg.wait_for("sendMessage", 5))[-1]["text"]
     finally:
         await svc.stop()
 
@@ -406,6 +413,34 @@ async def test_a_flood_wait_on_the_answer_neither_loses_it_nor_calls_the_kill_sw
         await asyncio.sleep(0.2)
         assert not any("failed" in m["text"] for m in tg.sent() + tg.sent("editMessageText"))
     finally:
+        await svc.stop()
+
+
+class SlowKill(Control):
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def kill_switch(self, by: str) -> str:
+        await self.release.wait()  # closing positions one by one under the exchange's rate limit
+        return await super().kill_switch(by)
+
+
+async def test_the_kill_switch_button_is_acknowledged_before_the_flattening_ends(
+    tg: FakeTelegram, db: Database
+) -> None:
+    control = SlowKill()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_message(OWNER, "/killswitch")
+        card = (await tg.wait_for("sendMessage"))[-1]
+        tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+        answer = (await tg.wait_for("answerCallbackQuery", timeout=3))[-1]
+        assert "flattening" in answer["text"].lower() and control.kills == 0
+        control.release.set()
+        assert (await tg.wait_for("editMessageText"))[-1]["text"] == "kill switch: account is flat"
+    finally:
+        control.release.set()
         await svc.stop()
 
 
