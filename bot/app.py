@@ -274,8 +274,17 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         )
 
     async def unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """An unknown command gets a short, clear answer."""
+        """An unknown command gets a short, clear answer (one addressed to another bot in a group, none)."""
+        message = update.effective_message
+        word = "" if message is None or not message.text else message.text.split(maxsplit=1)[0]
+        _, at, addressee = word.partition("@")
+        if at and addressee.lower() != (update.get_bot().username or "").lower():
+            return
         await reply(update, "Unknown command. /help lists what I understand.")
+
+    async def chatter(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Plain text in the private chat (a command typed without its slash) is not silently ignored."""
+        await reply(update, "I only take commands; they start with a slash, e.g. /status. /help lists them.")
 
     async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Every button press: answered first, then acted on once, then the card is edited."""
@@ -369,6 +378,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         app.add_handler(CommandHandler(name, fn, block=name not in _READ_ONLY))
     app.add_handler(CallbackQueryHandler(button))
     app.add_handler(MessageHandler(filters.COMMAND, unknown))
+    app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, chatter))
     app.add_error_handler(on_error)
     return app
 

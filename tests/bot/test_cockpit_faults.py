@@ -444,6 +444,21 @@ async def test_the_kill_switch_button_is_acknowledged_before_the_flattening_ends
         await svc.stop()
 
 
+async def test_chatter_and_other_bots_commands(tg: FakeTelegram, db: Database) -> None:
+    svc = await running(build(tg, db, Control(), chat_ids=(OWNER, GROUP)))
+    try:
+        tg.push_message(OWNER, "status")  # forgot the slash, in the private chat
+        assert "/help" in (await tg.wait_for("sendMessage"))[-1]["text"]
+        tg.push_message(OWNER, "/status@some_other_bot", chat_id=GROUP)  # meant for another bot in the group
+        tg.push_message(OWNER, "good morning", chat_id=GROUP)  # group chatter
+        tg.push_message(OWNER, "/help@enygma_test_bot", chat_id=GROUP)
+        replies = await tg.wait_for("sendMessage", 2)
+        await asyncio.sleep(0.2)
+        assert len(tg.sent()) == 2 and "/status" in replies[-1]["text"]
+    finally:
+        await svc.stop()
+
+
 async def test_strangers_edits_and_forwards_change_nothing(tg: FakeTelegram, db: Database) -> None:
     control = Control()
     svc = await running(build(tg, db, control))
