@@ -7,6 +7,7 @@ import dataclasses
 from decimal import Decimal as D
 from pathlib import Path
 
+from engine.events import ApprovalResolved
 from engine.gates.result import GateResult
 from engine.runtime.protection import Protected
 from engine.runtime.trading_state import IllegalTransitionError, TradingState, check_transition
@@ -453,3 +454,17 @@ async def test_stream_volumes_that_disagree_switch_closes_to_rest_with_an_alarm(
     await rig.bus.drain()
     alarms = [e for e in rig.events if e.kind == "health_changed" and not e.healthy]  # type: ignore[attr-defined]
     assert len(alarms) == 1 and "differs from REST" in alarms[0].detail  # type: ignore[attr-defined]
+
+
+async def test_an_approval_whose_price_check_fails_is_closed_not_left_approved(rig: Rig) -> None:
+    a = await rig.engine.request_approval("ETHUSDTM", long_decision())
+    assert a is not None and rig.engine.approvals is not None
+    rig.client.max_attempts = 1
+    rig.sim.faults.server_error_next(1)  # the exchange is down at the moment of the tap
+    assert await rig.engine.approve(a, by="phone") == "failed_recheck"
+    card = await rig.engine.approvals.get(a)
+    assert card is not None and card["state"] == "FAILED_RECHECK"  # not APPROVED for ever ("executing...")
+    await rig.bus.drain()
+    resolved = [e for e in rig.events if isinstance(e, ApprovalResolved)]
+    assert [(e.outcome, e.detail.startswith("price check failed")) for e in resolved] == [("failed_recheck", True)]
+    assert rig.sim.state.orders == {}  # nothing was traded
