@@ -223,6 +223,10 @@ class Runtime:
             latency_observer=self.metrics.entry_latency.observe,
         )
         engine.options.approvals_ttl_ms = s.telegram_approval_ttl_s * 1000
+        from engine.runtime.control import restore_switches
+        from storage.repos import Settings as SavedSwitches
+
+        await restore_switches(engine, SavedSwitches(db))
         engine.options.approval_max_drift_pct = Decimal(str(s.approval_max_price_drift_pct))
         telegram = None
         if s.telegram_enabled and s.telegram_bot_token is not None:
@@ -238,7 +242,7 @@ class Runtime:
                     confirm_ttl_s=s.telegram_arm_ttl_s,
                     base_url=s.telegram_api_base_url,
                 ),
-                EngineControl(engine, s, events, self.health),
+                EngineControl(engine, s, events, self.health, saved=SavedSwitches(db)),
                 db,
                 levels=dict(s.telegram_notify_levels),
             )

@@ -468,3 +468,24 @@ async def test_an_approval_whose_price_check_fails_is_closed_not_left_approved(r
     resolved = [e for e in rig.events if isinstance(e, ApprovalResolved)]
     assert [(e.outcome, e.detail.startswith("price check failed")) for e in resolved] == [("failed_recheck", True)]
     assert rig.sim.state.orders == {}  # nothing was traded
+
+
+async def test_manual_mode_and_pause_set_from_the_cockpit_survive_a_restart(rig: Rig, data_dir: Path) -> None:
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl, restore_switches
+    from storage.repos import Settings as SavedSwitches
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    control = EngineControl(rig.engine, settings, saved=SavedSwitches(rig.db))
+    await control.set_control_mode("manual", by="telegram:1")
+    await control.pause(by="telegram:1")
+    restarted = await make_engine(rig.sim, rig.client, rig.db, data_dir, control="auto")  # .env says auto
+    await restore_switches(restarted.engine, SavedSwitches(rig.db))
+    # A restart must not quietly turn approve-each-trade back into automatic trading, nor lift a pause.
+    assert restarted.engine.options.control == "manual" and restarted.engine.paused
+    await EngineControl(restarted.engine, settings, saved=SavedSwitches(rig.db)).resume(by="telegram:1")
+    again = await make_engine(rig.sim, rig.client, rig.db, data_dir, control="auto")
+    await restore_switches(again.engine, SavedSwitches(rig.db))
+    assert again.engine.options.control == "manual" and not again.engine.paused
+    for r in (restarted, again):
+        await r.bus.stop()
