@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -110,7 +111,8 @@ def format_event(event: Event) -> str | None:
             f"🟡 <b>Approve {esc(d['side']).upper()} {esc(d['symbol'])}?</b>\n"
             f"entry ≈ {price(d['entry'])}\nstop {price(d['stop'])} · TP {price(d['take_profit'])}\n"
             f"size {d['lots']} lots · {d['leverage']}x · margin {money(d['margin'])}\n"
-            f"at risk ≈ {money(d['risk'])}"
+            f"at risk ≈ {money(d['risk'])}\n"
+            f"expires {time.strftime('%H:%M:%S', time.gmtime(int(d['expires_ms']) // 1000))} UTC"
         )
     if k == "approval_resolved":
         return f"Approval {esc(d['approval_id'][-6:])}: <b>{esc(d['outcome'])}</b> {esc(d.get('detail', ''))}".strip()

@@ -5,6 +5,7 @@ commands in chats nobody configured, flood waits, and buttons pressed after the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -469,5 +470,32 @@ async def test_strangers_edits_and_forwards_change_nothing(tg: FakeTelegram, db:
         await tg.wait_for("sendMessage")
         await asyncio.sleep(0.2)
         assert not control.paused and len(tg.sent()) == 1
+    finally:
+        await svc.stop()
+
+
+async def test_a_confirmation_pressed_after_its_expiry_changes_nothing(tg: FakeTelegram, db: Database) -> None:
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        svc.app.bot_data["state"].tokens.ttl_s = -1  # every confirmation button is already past its expiry
+        tg.push_message(OWNER, "/killswitch")
+        tg.push_message(OWNER, "/arm")
+        cards = await tg.wait_for("sendMessage", 2)
+        for card in cards:
+            tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+        edits = await tg.wait_for("editMessageText", 2)
+        assert [e["text"] for e in edits] == ["expired", "expired"] and control.kills == 0 and not control.armed
+    finally:
+        await svc.stop()
+
+
+async def test_an_approval_card_says_until_when_it_can_be_approved(tg: FakeTelegram, db: Database) -> None:
+    svc = await running(build(tg, db, Control()))
+    try:
+        event = card_event("ap-1")
+        await svc.notify(dataclasses.replace(event, expires_ms=1_764_470_096_000))  # 2025-11-30 02:34:56 UTC
+        card = (await tg.wait_for("sendMessage"))[-1]["text"]
+        assert "expires 02:34:56 UTC" in card
     finally:
         await svc.stop()
