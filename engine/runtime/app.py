@@ -362,8 +362,8 @@ class Runtime:
         def status() -> dict[str, Any]:
             return {
                 "mode": s.bot_mode,
-                "armed": self.opts.arm_live,
-                "control": s.control_mode,
+                "armed": engine.options.armed,  # as armed or disarmed from Telegram, not as started
+                "control": engine.options.control,
                 "state": engine.state.value,
                 "paused": engine.paused,
                 "equity": str(engine.risk.equity),

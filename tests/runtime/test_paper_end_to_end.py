@@ -165,6 +165,10 @@ async def test_paper_bot_with_telegram_answers_and_notifies(tmp_path: Path, data
                 await asyncio.sleep(0.2)
         assert all(m["chat_id"] == 111 for m in tg.sent())
         assert tg.token not in "".join(m["text"] for m in tg.sent())
+        tg.push_callback(111, "mode:manual")  # switched from the phone: the dashboard must show it too
+        await tg.wait_for("editMessageText", timeout=30)
+        _, page = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/dashboard")
+        assert "<th>control</th><td>manual</td>" in page, page
     finally:
         proc.send_signal(signal.SIGTERM)
         out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
