@@ -67,15 +67,23 @@ class Tokens:
 
     ttl_s: int
     issued: dict[str, tuple[str, float]] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)  # what a used token did, for a second press
 
     def issue(self, action: str) -> str:
+        now = time.monotonic()
+        self.issued = {t: e for t, e in self.issued.items() if e[1] >= now}  # forget the expired ones
         token = secrets.token_urlsafe(12)
-        self.issued[token] = (action, time.monotonic() + self.ttl_s)
+        self.issued[token] = (action, now + self.ttl_s)
         return token
 
     def take(self, token: str, action: str) -> bool:
         entry = self.issued.pop(token, None)
         return entry is not None and entry[0] == action and entry[1] >= time.monotonic()
+
+    def done(self, token: str, outcome: str) -> None:
+        self.outcomes[token] = outcome
+        while len(self.outcomes) > 100:
+            del self.outcomes[next(iter(self.outcomes))]
 
 
 @dataclass
@@ -313,14 +321,19 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
                 await query.answer("🧯 Flattening everything… this card will show the outcome.")
                 answered = True
             outcome = await control.kill_switch(by=by)
+            state.tokens.done(rest, outcome)
         elif kind == "arm" and state.tokens.take(rest, "arm"):
             outcome = await control.arm(by=by)
+            state.tokens.done(rest, outcome)
+        elif kind in ("ks", "arm") and rest in state.tokens.outcomes:
+            # Pressed again (a double tap, a second device): nothing runs twice, and the card keeps its outcome.
+            outcome = f"{state.tokens.outcomes[rest]}\n(pressed again: nothing done)"
         elif kind == "mode" and rest in ("auto", "manual"):
             await control.set_control_mode(rest, by=by)
             outcome = f"control mode: {rest}"
         if not answered:
             with contextlib.suppress(TelegramError):  # too late to answer (the press waited in a queue): report anyway
-                await query.answer(outcome if outcome == "expired" or "nothing done" in outcome else "done")
+                await query.answer(_toast(outcome))
         await edit_card(update, esc(outcome))
 
     async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -411,6 +424,15 @@ async def _patiently[T](send: Callable[[], Awaitable[T]], attempts: int = 4, max
                 raise
             await asyncio.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def _toast(outcome: str) -> str:
+    """The short answer under a pressed button."""
+    if outcome == "expired" or outcome.startswith("already"):
+        return outcome
+    if outcome.endswith("(pressed again: nothing done)"):
+        return "pressed again: nothing done"
+    return "done"
 
 
 def _redact(text: str, *secret_values: str) -> str:
