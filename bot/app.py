@@ -233,15 +233,17 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         await reply(update, "<b>Health</b>\n" + "\n".join(f"{esc(k)}: {esc(v)}" for k, v in data.items()))
 
     async def mode(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Offer Auto / Manual."""
+        """Offer Auto / Manual: one short-lived, single-use card, like the other confirmations (an old card tapped
+        by mistake must not switch approve-each-trade off)."""
+        token = state.tokens.issue("mode")
         await reply(
             update,
             "Entries:",
             InlineKeyboardMarkup(
                 [
                     [
-                        InlineKeyboardButton("Auto", callback_data="mode:auto"),
-                        InlineKeyboardButton("Manual (approve each)", callback_data="mode:manual"),
+                        InlineKeyboardButton("Auto", callback_data=f"mode:{token}:auto"),
+                        InlineKeyboardButton("Manual (approve each)", callback_data=f"mode:{token}:manual"),
                     ]
                 ]
             ),
@@ -295,7 +297,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         await reply(update, "I only take commands; they start with a slash, e.g. /status. /help lists them.")
 
     async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Every button press: answered first, then acted on once, then the card is edited."""
+        """Every button press: acted on at most once, answered, then the card is edited with the outcome."""
         query = update.callback_query
         if query is None:
             return
@@ -328,9 +330,14 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         elif kind in ("ks", "arm") and rest in state.tokens.outcomes:
             # Pressed again (a double tap, a second device): nothing runs twice, and the card keeps its outcome.
             outcome = f"{state.tokens.outcomes[rest]}\n(pressed again: nothing done)"
-        elif kind == "mode" and rest in ("auto", "manual"):
-            await control.set_control_mode(rest, by=by)
-            outcome = f"control mode: {rest}"
+        elif kind == "mode":
+            token, _, choice = rest.partition(":")
+            if choice in ("auto", "manual") and state.tokens.take(token, "mode"):
+                await control.set_control_mode(choice, by=by)
+                outcome = f"control mode: {choice}"
+                state.tokens.done(token, outcome)
+            elif choice in ("auto", "manual") and token in state.tokens.outcomes:
+                outcome = f"{state.tokens.outcomes[token]}\n(pressed again: nothing done)"
         if not answered:
             with contextlib.suppress(TelegramError):  # too late to answer (the press waited in a queue): report anyway
                 await query.answer(_toast(outcome))

@@ -351,11 +351,16 @@ async def test_mode_buttons_and_resume(tg: FakeTelegram, service: tuple[Telegram
     _, control = service
     tg.push_message(OWNER, "/mode")
     card = (await tg.wait_for("sendMessage"))[-1]
-    assert [b["callback_data"] for b in card["reply_markup"]["inline_keyboard"][0]] == ["mode:auto", "mode:manual"]
-    tg.push_callback(OWNER, "mode:manual")
-    assert (await tg.wait_for("editMessageText"))[-1]["text"] == "control mode: manual" and control.mode == "manual"
-    tg.push_callback(OWNER, "mode:yolo")  # not a mode: nothing changes
-    assert (await tg.wait_for("editMessageText", 2))[-1]["text"] == "expired" and control.mode == "manual"
+    auto, manual = [b["callback_data"] for b in card["reply_markup"]["inline_keyboard"][0]]
+    assert auto.startswith("mode:") and auto.endswith(":auto") and manual.endswith(":manual")
+    tg.push_callback(OWNER, "mode:manual")  # hand-made data (no token): nothing changes
+    assert (await tg.wait_for("editMessageText"))[-1]["text"] == "expired" and control.mode == "auto"
+    tg.push_callback(OWNER, manual)
+    assert (await tg.wait_for("editMessageText", 2))[-1]["text"] == "control mode: manual" and control.mode == "manual"
+    tg.push_callback(OWNER, auto)  # the same card's other button, after the choice: the card is used up
+    assert "nothing done" in (await tg.wait_for("editMessageText", 3))[-1]["text"] and control.mode == "manual"
+    tg.push_callback(OWNER, manual.replace(":manual", ":yolo"))  # not a mode: nothing changes
+    assert (await tg.wait_for("editMessageText", 4))[-1]["text"] == "expired" and control.mode == "manual"
     control.paused = True
     tg.push_message(OWNER, "/resume")
     assert "Resumed" in (await tg.wait_for("sendMessage", 2))[-1]["text"] and not control.paused

@@ -245,6 +245,7 @@ async def test_an_owner_command_in_a_chat_nobody_configured_changes_nothing(tg: 
     try:
         tg.push_message(OWNER, "/pause", chat_id=GROUP)  # the owner, in a group the bot was added to
         tg.push_callback(OWNER, "mode:manual", chat_id=GROUP)
+        tg.push_message(OWNER, "/mode", chat_id=GROUP)
         tg.push_message(OWNER, "/help")
         await tg.wait_for("sendMessage")
         await asyncio.sleep(0.2)
