@@ -32,6 +32,7 @@ class FakeTelegram:
     retry_after: int = 1
     fail_network_next: int = 0
     forbidden_chats: set[int] = field(default_factory=set)  # "bot was blocked by the user"
+    migrated_chats: dict[int, int] = field(default_factory=dict)  # a group upgraded to a supergroup: old -> new id
     fail_5xx: dict[str, int] = field(default_factory=dict)  # method -> how many calls answer 502 Bad Gateway
     slow_answers: bool = False  # answerCallbackQuery fails as Telegram does for a query older than its window
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -147,6 +148,17 @@ class FakeTelegram:
             self.forbidden_chats
         ):
             return _error(403, "Forbidden: bot was blocked by the user")
+        migrated_to = self.migrated_chats.get(int(params.get("chat_id", 0) or 0))
+        if method in ("sendMessage", "editMessageText", "sendPhoto") and migrated_to is not None:
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                    "parameters": {"migrate_to_chat_id": migrated_to},
+                },
+                status=400,
+            )
         if method in ("sendMessage", "editMessageText"):
             problem = _check_text(str(params.get("text", "")), params.get("parse_mode"))
             if problem is not None:

@@ -500,3 +500,14 @@ async def test_an_approval_card_says_until_when_it_can_be_approved(tg: FakeTeleg
         assert "expires 02:34:56 UTC" in card
     finally:
         await svc.stop()
+
+
+async def test_messages_for_a_group_that_became_a_supergroup_follow_it(tg: FakeTelegram, db: Database) -> None:
+    tg.migrated_chats[GROUP] = -1001234567890
+    svc = await running(build(tg, db, Control(), chat_ids=(GROUP,)))
+    try:
+        await svc.notify(closed(-21))
+        await drained(svc)
+        assert [(m["chat_id"], "net -21" in m["text"]) for m in tg.sent()] == [(-1001234567890, True)]
+    finally:
+        await svc.stop()
