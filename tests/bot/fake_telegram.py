@@ -40,6 +40,7 @@ class FakeTelegram:
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
     _runner: web.AppRunner | None = None
+    texts: dict[tuple[int, int], str] = field(default_factory=dict)  # what each sent message says now
 
     async def start(self) -> None:
         app = web.Application()
@@ -163,6 +164,10 @@ class FakeTelegram:
             problem = _check_text(str(params.get("text", "")), params.get("parse_mode"))
             if problem is not None:
                 return _error(400, f"Bad Request: {problem}")
+        if method == "editMessageText":
+            key = (int(params.get("chat_id", 0) or 0), int(params.get("message_id", 0) or 0))
+            if self.texts.get(key) == params.get("text") and "reply_markup" not in params:
+                return _error(400, "Bad Request: message is not modified: specified new message content is the same")
         if method == "answerCallbackQuery" and self.slow_answers:
             return _error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
         if method != "getUpdates":
@@ -186,8 +191,11 @@ class FakeTelegram:
             return pending
         if method in ("sendMessage", "sendPhoto", "editMessageText"):
             chat = int(p.get("chat_id", 0))
+            message_id = int(p.get("message_id", 0)) or next(self._ids)
+            if method != "editMessageText" or (chat, message_id) in self.texts:  # only what this bot sent
+                self.texts[(chat, message_id)] = p.get("text", "")
             return {
-                "message_id": int(p.get("message_id", 0)) or next(self._ids),
+                "message_id": message_id,
                 "date": int(time.time()),
                 "chat": {"id": chat, "type": "private"},
                 "from": BOT_USER,

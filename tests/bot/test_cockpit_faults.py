@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -509,5 +510,38 @@ async def test_messages_for_a_group_that_became_a_supergroup_follow_it(tg: FakeT
         await svc.notify(closed(-21))
         await drained(svc)
         assert [(m["chat_id"], "net -21" in m["text"]) for m in tg.sent()] == [(-1001234567890, True)]
+    finally:
+        await svc.stop()
+
+
+async def test_an_edit_that_changes_nothing_is_not_sent_again_as_a_new_message(tg: FakeTelegram, db: Database) -> None:
+    svc = await running(build(tg, db, Control()))
+    try:
+        move = StopMoved(ts_ms=1, symbol="ETHUSDTM", old=Decimal(1990), new=Decimal(1995), reason="break_even")
+        await svc.notify(move)
+        await drained(svc)
+        await svc.notify(move)  # the same move reported twice (a retried step): Telegram says "not modified"
+        await drained(svc)
+        assert len(tg.sent()) == 1
+    finally:
+        await svc.stop()
+
+
+async def test_the_sender_outlives_a_storage_error(tg: FakeTelegram, db: Database) -> None:
+    svc = build(tg, db, Control())
+    real_due = svc.outbox.due
+    failures = [RuntimeError("database is locked")]
+
+    async def flaky_due(limit: int = 20) -> list[Any]:
+        if failures:
+            raise failures.pop()
+        return await real_due(limit)
+
+    svc.outbox.due = flaky_due  # type: ignore[method-assign]
+    await svc.start()
+    try:
+        await svc.notify(closed(-21))
+        await drained(svc)
+        assert "net -21" in tg.sent()[-1]["text"] and svc.sender.running
     finally:
         await svc.stop()
