@@ -545,3 +545,18 @@ async def test_the_sender_outlives_a_storage_error(tg: FakeTelegram, db: Databas
         assert "net -21" in tg.sent()[-1]["text"] and svc.sender.running
     finally:
         await svc.stop()
+
+
+async def test_a_message_telegram_keeps_refusing_stops_holding_back_the_next_ones(
+    tg: FakeTelegram, db: Database
+) -> None:
+    svc = build(tg, db, Control())
+    svc.sender.backoff_cap_s = 0.05  # retry fast: the test is about the order rule, not the backoff
+    await svc.start()
+    try:
+        await svc.outbox.enqueue(OWNER, " ")  # Telegram refuses an empty text, every time
+        await svc.notify(closed(-21))
+        await tg.wait_for("sendMessage", timeout=5)
+        assert "net -21" in tg.sent()[-1]["text"] and await svc.outbox.pending_count() == 1
+    finally:
+        await svc.stop()
