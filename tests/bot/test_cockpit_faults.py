@@ -560,3 +560,22 @@ async def test_a_message_telegram_keeps_refusing_stops_holding_back_the_next_one
         assert "net -21" in tg.sent()[-1]["text"] and await svc.outbox.pending_count() == 1
     finally:
         await svc.stop()
+
+
+async def test_an_answer_telegram_will_not_take_is_never_reported_as_the_action_failing(
+    tg: FakeTelegram, db: Database
+) -> None:
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_message(OWNER, "/killswitch")
+        card = (await tg.wait_for("sendMessage"))[-1]
+        tg.fail_429_next, tg.retry_after = 1, 120  # too long a flood wait to sit out on the card's edit
+        tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+        note = (await tg.wait_for("sendMessage", 2, timeout=5))[-1]["text"]
+        assert control.kills == 1 and "Telegram refused the answer" in note and "failed" not in note
+        tg.fail_network_next = 1  # a dropped connection on the next reply: retried, not lost
+        tg.push_message(OWNER, "/status")
+        assert "PAPER" in (await tg.wait_for("sendMessage", 3, timeout=5))[-1]["text"]
+    finally:
+        await svc.stop()
