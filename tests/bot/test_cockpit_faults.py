@@ -556,7 +556,7 @@ async def test_a_message_telegram_keeps_refusing_stops_holding_back_the_next_one
     try:
         await svc.outbox.enqueue(OWNER, " ")  # Telegram refuses an empty text, every time
         await svc.notify(closed(-21))
-        await tg.wait_for("sendMessage", timeout=5)
+        await tg.wait_for("sendMessage", timeout=20)  # five failed attempts first, each ~0.25 s (more under load)
         assert "net -21" in tg.sent()[-1]["text"] and await svc.outbox.pending_count() == 1
     finally:
         await svc.stop()
