@@ -98,7 +98,7 @@ async def test_a_notification_longer_than_telegram_allows_arrives_whole_in_parts
     try:
         diffs = [f"XYZ{i:03d}USDTM: engine 12 lots <long>, exchange 0 lots & no stop" for i in range(150)]
         await svc.notify(DriftDetected(ts_ms=1, differences=diffs))
-        await drained(svc, timeout=5)
+        await drained(svc, timeout=15)
         texts = [m["text"] for m in tg.sent()]
         assert len(texts) >= 2
         whole = "".join(texts)
@@ -115,7 +115,7 @@ async def test_text_that_telegram_cannot_parse_is_still_delivered(tg: FakeTelegr
     try:
         # A message with broken markup (a hand-written enqueue, a formatter slip) must not be retried forever.
         await svc.outbox.enqueue(OWNER, "🚨 ETHUSDTM <stop> at 1989.29 & rising")
-        await drained(svc, timeout=5)
+        await drained(svc, timeout=15)
         assert "ETHUSDTM <stop> at 1989.29 & rising" in tg.sent()[-1]["text"]
     finally:
         await svc.stop()
@@ -130,7 +130,7 @@ async def test_a_long_command_reply_arrives_in_parts(tg: FakeTelegram, db: Datab
     svc = await running(build(tg, db, Chatty()))
     try:
         tg.push_message(OWNER, "/signals")
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(15):
             while "SYM299USDTM" not in "".join(m["text"] for m in tg.sent()):
                 await asyncio.sleep(0.02)
         whole = "\n".join(m["text"] for m in tg.sent())
@@ -152,7 +152,7 @@ async def test_a_long_kill_switch_outcome_is_shown_whole(tg: FakeTelegram, db: D
         tg.push_message(OWNER, "/killswitch")
         card = (await tg.wait_for("sendMessage"))[-1]
         tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(15):
             while "SYM399USDTM" not in "".join(m["text"] for m in tg.sent() + tg.sent("editMessageText")):
                 await asyncio.sleep(0.02)
         assert "NOT flat" in tg.sent("editMessageText")[-1]["text"] and control.kills == 1
@@ -187,7 +187,7 @@ async def test_a_command_whose_engine_call_fails_says_so(tg: FakeTelegram, db: D
         alarm = (await tg.wait_for("sendMessage", 3))[-1]["text"]  # an edit does not notify: a new message does
         assert "Kill switch failed" in alarm and "503" in alarm and control.kills == 0
         tg.push_callback(OWNER, "ap:ap-1:y")  # a button not answered yet when it failed: an alert says so
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(15):
             while not [a for a in tg.sent("answerCallbackQuery") if a.get("text") == "approval failed"]:
                 await asyncio.sleep(0.02)
         assert next(a for a in tg.sent("answerCallbackQuery") if a.get("text") == "approval failed")["show_alert"]
@@ -231,9 +231,9 @@ async def test_a_slow_command_does_not_hold_up_the_kill_switch(tg: FakeTelegram,
         tg.push_message(OWNER, "/orders")
         await asyncio.sleep(0.1)
         tg.push_message(OWNER, "/killswitch")
-        card = (await tg.wait_for("sendMessage", timeout=3))[-1]
+        card = (await tg.wait_for("sendMessage", timeout=10))[-1]
         tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
-        await tg.wait_for("editMessageText", timeout=3)
+        await tg.wait_for("editMessageText", timeout=10)
         assert control.kills == 1
     finally:
         control.release.set()
@@ -408,11 +408,11 @@ async def test_a_flood_wait_on_the_answer_neither_loses_it_nor_calls_the_kill_sw
         card = (await tg.wait_for("sendMessage"))[-1]
         tg.fail_429_next, tg.retry_after = 1, 1  # Telegram says "wait a second" to the card's edit
         tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
-        edits = await tg.wait_for("editMessageText", timeout=5)
+        edits = await tg.wait_for("editMessageText", timeout=15)
         assert control.kills == 1 and edits[-1]["text"] == "kill switch: account is flat"
         tg.fail_429_next = 1
         tg.push_message(OWNER, "/status")  # a command reply waits out a flood wait too
-        assert "PAPER" in (await tg.wait_for("sendMessage", 2, timeout=5))[-1]["text"]
+        assert "PAPER" in (await tg.wait_for("sendMessage", 2, timeout=15))[-1]["text"]
         await asyncio.sleep(0.2)
         assert not any("failed" in m["text"] for m in tg.sent() + tg.sent("editMessageText"))
     finally:
@@ -438,7 +438,7 @@ async def test_the_kill_switch_button_is_acknowledged_before_the_flattening_ends
         tg.push_message(OWNER, "/killswitch")
         card = (await tg.wait_for("sendMessage"))[-1]
         tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
-        answer = (await tg.wait_for("answerCallbackQuery", timeout=3))[-1]
+        answer = (await tg.wait_for("answerCallbackQuery", timeout=10))[-1]
         assert "flattening" in answer["text"].lower() and control.kills == 0
         control.release.set()
         assert (await tg.wait_for("editMessageText"))[-1]["text"] == "kill switch: account is flat"
@@ -572,10 +572,10 @@ async def test_an_answer_telegram_will_not_take_is_never_reported_as_the_action_
         card = (await tg.wait_for("sendMessage"))[-1]
         tg.fail_429_next, tg.retry_after = 1, 120  # too long a flood wait to sit out on the card's edit
         tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
-        note = (await tg.wait_for("sendMessage", 2, timeout=5))[-1]["text"]
+        note = (await tg.wait_for("sendMessage", 2, timeout=15))[-1]["text"]
         assert control.kills == 1 and "Telegram refused the answer" in note and "failed" not in note
         tg.fail_network_next = 1  # a dropped connection on the next reply: retried, not lost
         tg.push_message(OWNER, "/status")
-        assert "PAPER" in (await tg.wait_for("sendMessage", 3, timeout=5))[-1]["text"]
+        assert "PAPER" in (await tg.wait_for("sendMessage", 3, timeout=15))[-1]["text"]
     finally:
         await svc.stop()
