@@ -343,18 +343,9 @@ class Runtime:
         hour, minute = (int(x) for x in s.telegram_daily_summary_utc.split(":"))
 
         async def daily_summary() -> None:
-            from engine.events import DailySummary
+            from engine.runtime.control import daily_summary as summary_of_the_day
 
-            self.bus.publish(
-                DailySummary(
-                    ts_ms=_now(),
-                    day=time.strftime("%Y-%m-%d", time.gmtime()),
-                    net_pnl=engine.risk.realized_today,
-                    fees=Decimal(0),
-                    trades=0,
-                    drawdown_pct=engine.risk.drawdown_pct,
-                )
-            )
+            self.bus.publish(await summary_of_the_day(events, _now(), engine.risk.drawdown_pct))
 
         scheduler.add_job(daily_summary, "cron", hour=hour, minute=minute, id="daily-summary")
         scheduler.start()

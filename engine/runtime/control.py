@@ -8,13 +8,34 @@ from decimal import Decimal
 import structlog
 
 from engine.config.settings import Settings
-from engine.events import ModeChanged, PositionClosed
+from engine.events import DailySummary, ModeChanged, PositionClosed
+from engine.risk.limits import DAY_MS, utc_day
 from engine.runtime.engine import TradingEngine
 from engine.runtime.http import Health
 from storage.repos import EventLog
 from storage.repos import Settings as SavedSwitches
 
 log = structlog.get_logger(__name__)
+
+
+async def daily_summary(events: EventLog, now_ms: int, drawdown_pct: Decimal) -> DailySummary:
+    """The day's closed trades, net PnL and fees from the event log. Sent before noon UTC (the default is 00:05) it
+    covers the UTC day that just ended; from noon on, the day so far."""
+    day = utc_day(now_ms) - (1 if now_ms % DAY_MS < DAY_MS // 2 else 0)
+    start, end = day * DAY_MS, (day + 1) * DAY_MS
+    closed = [
+        e
+        for e in await events.recent(10_000, kind="position_closed")
+        if isinstance(e, PositionClosed) and start <= e.ts_ms < end
+    ]
+    return DailySummary(
+        ts_ms=now_ms,
+        day=time.strftime("%Y-%m-%d", time.gmtime(start // 1000)),
+        net_pnl=sum((e.net for e in closed), Decimal(0)),
+        fees=sum((e.fees for e in closed), Decimal(0)),
+        trades=len(closed),
+        drawdown_pct=drawdown_pct,
+    )
 
 
 async def restore_switches(engine: TradingEngine, saved: SavedSwitches) -> None:

@@ -579,3 +579,22 @@ async def test_an_answer_telegram_will_not_take_is_never_reported_as_the_action_
         assert "PAPER" in (await tg.wait_for("sendMessage", 3, timeout=15))[-1]["text"]
     finally:
         await svc.stop()
+
+
+async def test_the_daily_summary_counts_the_days_trades_and_fees(db: Database) -> None:
+    from engine.runtime.control import daily_summary
+    from storage.repos import EventLog
+
+    log = EventLog(db)
+    day_ms = 1_764_460_800_000  # 2025-11-30 00:00 UTC
+    for ts, net, fees in (
+        (day_ms - 3_600_000, -5, "1"),
+        (day_ms + 3_600_000, -22, "4.3"),
+        (day_ms + 7_200_000, 30, "2"),
+    ):
+        await log.append(dataclasses.replace(closed(net), ts_ms=ts, fees=Decimal(fees)))
+    # Sent at 00:05 the next day: it is about the day that just ended, not the five minutes of the new one.
+    summary = await daily_summary(log, now_ms=day_ms + 86_400_000 + 300_000, drawdown_pct=Decimal("1.5"))
+    assert (summary.day, summary.trades, summary.net_pnl, summary.fees) == ("2025-11-30", 2, Decimal(8), Decimal("6.3"))
+    later = await daily_summary(log, now_ms=day_ms + 20 * 3_600_000, drawdown_pct=Decimal(0))  # sent at 20:00
+    assert (later.day, later.trades) == ("2025-11-30", 2)  # the day so far
