@@ -3,13 +3,18 @@ of every update, one handler table, and single-use, expiring button tokens."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -22,7 +27,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.formatting import esc
+from bot.formatting import esc, split_html
 from bot.ports import TradingControl
 
 log = structlog.get_logger(__name__)
@@ -62,15 +67,23 @@ class Tokens:
 
     ttl_s: int
     issued: dict[str, tuple[str, float]] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)  # what a used token did, for a second press
 
     def issue(self, action: str) -> str:
+        now = time.monotonic()
+        self.issued = {t: e for t, e in self.issued.items() if e[1] >= now}  # forget the expired ones
         token = secrets.token_urlsafe(12)
-        self.issued[token] = (action, time.monotonic() + self.ttl_s)
+        self.issued[token] = (action, now + self.ttl_s)
         return token
 
     def take(self, token: str, action: str) -> bool:
         entry = self.issued.pop(token, None)
         return entry is not None and entry[0] == action and entry[1] >= time.monotonic()
+
+    def done(self, token: str, outcome: str) -> None:
+        self.outcomes[token] = outcome
+        while len(self.outcomes) > 100:
+            del self.outcomes[next(iter(self.outcomes))]
 
 
 @dataclass
@@ -102,11 +115,22 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
     app.bot_data["state"] = state
 
     async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """One check in front of every update: unknown users get nothing at all."""
+        """One check in front of every update: unknown users get nothing at all, and an allowed user is obeyed only
+        in a configured chat or their own private chat (a command in any other group would act unseen)."""
         user = update.effective_user
         if user is None or user.id not in config.allowed_user_ids:
             state.unauthorized += 1
             log.warning("telegram.unauthorized", user_id=None if user is None else user.id)
+            raise ApplicationHandlerStop
+        if reply_chat(update) is None:
+            raise ApplicationHandlerStop
+        # An edit of an old message, or someone else's words forwarded, is not a new order from this user.
+        edited, message = update.edited_message, update.message
+        forwarded = message is not None and (message.forward_origin is not None or message.is_automatic_forward)
+        if edited is not None or forwarded:
+            if (update.effective_message is not None) and (update.effective_message.text or "").startswith("/"):
+                why = "an edited message" if edited is not None else "a forwarded message"
+                await reply(update, f"Not obeyed: {why} is not a command. Send the command again yourself.")
             raise ApplicationHandlerStop
 
     def reply_chat(update: Update) -> int | None:
@@ -115,14 +139,37 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         if chat is None or user is None:
             return None
         if chat.id not in config.chat_ids and chat.id != user.id:
-            log.warning("telegram.unconfigured_chat", chat_id=chat.id)
+            log.warning("telegram.unconfigured_chat", chat_id=chat.id, user_id=user.id)
             return None
         return chat.id
 
     async def reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        """Answer in HTML; a text over Telegram's limit goes as several messages, the buttons on the last."""
         chat_id = reply_chat(update)
-        if chat_id is not None:
-            await update.get_bot().send_message(chat_id, text, parse_mode="HTML", reply_markup=markup)
+        if chat_id is None:
+            return
+        parts = split_html(text)
+        for n, part in enumerate(parts):
+            last = n == len(parts) - 1
+            buttons = markup if last else None
+            await _patiently(
+                partial(update.get_bot().send_message, chat_id, part, parse_mode="HTML", reply_markup=buttons)
+            )
+
+    async def edit_card(update: Update, text: str) -> None:
+        """Replace a card's text (its buttons go); what does not fit follows as new messages."""
+        query = update.callback_query
+        if query is None or query.message is None:
+            await reply(update, text)
+            return
+        first, *rest = split_html(text)
+        try:
+            await _patiently(lambda: query.edit_message_text(first, parse_mode="HTML"))
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():  # a retried edit that had landed after all
+                raise
+        if rest:
+            await reply(update, "\n".join(rest))
 
     async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Say what this is."""
@@ -178,7 +225,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         if png is None:
             await reply(update, f"No candles for {esc(args[0])} yet.")
             return
-        await update.get_bot().send_photo(chat_id, png, caption=f"{args[0].upper()}")
+        await _patiently(partial(update.get_bot().send_photo, chat_id, png, caption=args[0].upper()[:64]))
 
     async def health(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Readiness."""
@@ -186,15 +233,17 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         await reply(update, "<b>Health</b>\n" + "\n".join(f"{esc(k)}: {esc(v)}" for k, v in data.items()))
 
     async def mode(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Offer Auto / Manual."""
+        """Offer Auto / Manual: one short-lived, single-use card, like the other confirmations (an old card tapped
+        by mistake must not switch approve-each-trade off)."""
+        token = state.tokens.issue("mode")
         await reply(
             update,
             "Entries:",
             InlineKeyboardMarkup(
                 [
                     [
-                        InlineKeyboardButton("Auto", callback_data="mode:auto"),
-                        InlineKeyboardButton("Manual (approve each)", callback_data="mode:manual"),
+                        InlineKeyboardButton("Auto", callback_data=f"mode:{token}:auto"),
+                        InlineKeyboardButton("Manual (approve each)", callback_data=f"mode:{token}:manual"),
                     ]
                 ]
             ),
@@ -235,11 +284,20 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         )
 
     async def unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """An unknown command gets a short, clear answer."""
+        """An unknown command gets a short, clear answer (one addressed to another bot in a group, none)."""
+        message = update.effective_message
+        word = "" if message is None or not message.text else message.text.split(maxsplit=1)[0]
+        _, at, addressee = word.partition("@")
+        if at and addressee.lower() != (update.get_bot().username or "").lower():
+            return
         await reply(update, "Unknown command. /help lists what I understand.")
 
+    async def chatter(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Plain text in the private chat (a command typed without its slash) is not silently ignored."""
+        await reply(update, "I only take commands; they start with a slash, e.g. /status. /help lists them.")
+
     async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Every button press: answered first, then acted on once, then the card is edited."""
+        """Every button press: acted on at most once, answered, then the card is edited with the outcome."""
         query = update.callback_query
         if query is None:
             return
@@ -247,22 +305,70 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         by = _who(update)
         kind, _, rest = data.partition(":")
         outcome = "expired"
+        answered = False
         if kind == "ap":
             approval_id, _, verdict = rest.rpartition(":")
             if verdict == "y":
                 outcome = await control.approve(approval_id, by=by)
             elif verdict == "n":
                 outcome = "rejected" if await control.reject(approval_id, by=by) else "expired"
+            if outcome == "expired" and verdict in ("y", "n"):
+                # Nothing happened: say why, and never write "expired" over a card that was executed elsewhere.
+                decided = await control.approval_state(approval_id)
+                if decided in ("APPROVED", "EXECUTED", "REJECTED", "FAILED_RECHECK"):
+                    outcome = f"already {_DECIDED[decided]}: nothing done"
         elif kind == "ks" and state.tokens.take(rest, "kill"):
+            # Closing everything can take a while (rate limits): acknowledge now, not after a silent minute.
+            with contextlib.suppress(TelegramError):
+                await query.answer("🧯 Flattening everything… this card will show the outcome.")
+                answered = True
             outcome = await control.kill_switch(by=by)
+            state.tokens.done(rest, outcome)
         elif kind == "arm" and state.tokens.take(rest, "arm"):
             outcome = await control.arm(by=by)
-        elif kind == "mode" and rest in ("auto", "manual"):
-            await control.set_control_mode(rest, by=by)
-            outcome = f"control mode: {rest}"
-        await query.answer("expired" if outcome == "expired" else "done")
-        if query.message is not None:
-            await query.edit_message_text(f"{esc(outcome)}", parse_mode="HTML")
+            state.tokens.done(rest, outcome)
+        elif kind in ("ks", "arm") and rest in state.tokens.outcomes:
+            # Pressed again (a double tap, a second device): nothing runs twice, and the card keeps its outcome.
+            outcome = f"{state.tokens.outcomes[rest]}\n(pressed again: nothing done)"
+        elif kind == "mode":
+            token, _, choice = rest.partition(":")
+            if choice in ("auto", "manual") and state.tokens.take(token, "mode"):
+                await control.set_control_mode(choice, by=by)
+                outcome = f"control mode: {choice}"
+                state.tokens.done(token, outcome)
+            elif choice in ("auto", "manual") and token in state.tokens.outcomes:
+                outcome = f"{state.tokens.outcomes[token]}\n(pressed again: nothing done)"
+        if not answered:
+            with contextlib.suppress(TelegramError):  # too late to answer (the press waited in a queue): report anyway
+                await query.answer(_toast(outcome))
+        await edit_card(update, esc(outcome))
+
+    async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A handler failed (the engine or the exchange raised, Telegram refused): say so where it was asked, so a
+        command or a button never ends in silence; the bot and the engine go on."""
+        exc = context.error
+        log.error("telegram.handler_failed", error=repr(exc), exc_info=exc)
+        if not isinstance(update, Update) or reply_chat(update) is None:
+            return
+        detail = esc(_redact(f"{type(exc).__name__}: {exc}", config.token))[:600]
+        query = update.callback_query
+        try:
+            if isinstance(exc, TelegramError):
+                # Telegram refused our answer, after the engine may well have acted: never call that a failure.
+                await reply(update, f"⚠️ Telegram refused the answer ({detail}). /status shows where things stand.")
+            elif query is not None:
+                what = _BUTTONS.get((query.data or "").partition(":")[0], "that button")
+                with contextlib.suppress(TelegramError):
+                    await query.answer(f"{what} failed", show_alert=True)
+                if query.message is not None:
+                    with contextlib.suppress(TelegramError):
+                        await query.edit_message_text(f"⚠️ {esc(what)} failed: {detail}", parse_mode="HTML")
+                await reply(update, f"🚨 <b>{esc(what).capitalize()} failed</b>: {detail}")
+            elif update.effective_message is not None:
+                command = (update.effective_message.text or "").split(maxsplit=1)[0:1] or ["that"]
+                await reply(update, f"⚠️ {esc(command[0])} failed: {detail}\nThe engine keeps running.")
+        except TelegramError as again:
+            log.error("telegram.error_report_failed", error=repr(again))
 
     async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await application.bot.set_my_commands([BotCommand(n, d) for n, d in COMMANDS])
@@ -287,10 +393,60 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         ("disarm", disarm),
         ("killswitch", killswitch),
     ):
-        app.add_handler(CommandHandler(name, fn))
+        # PTB handles one update at a time: a read-only command waiting on the exchange (/orders, /chart) would
+        # hold up everything after it, the kill switch too. Those run on their own; what changes state keeps order.
+        app.add_handler(CommandHandler(name, fn, block=name not in _READ_ONLY))
     app.add_handler(CallbackQueryHandler(button))
     app.add_handler(MessageHandler(filters.COMMAND, unknown))
+    app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, chatter))
+    app.add_error_handler(on_error)
     return app
+
+
+_DECIDED = {
+    "APPROVED": "approved (executing)",
+    "EXECUTED": "executed",
+    "REJECTED": "rejected",
+    "FAILED_RECHECK": "refused at the re-check",
+}
+_READ_ONLY = frozenset(
+    {"start", "help", "status", "positions", "orders", "pnl", "signals", "config", "chart", "health"}
+)
+_BUTTONS = {"ks": "kill switch", "arm": "arming", "ap": "approval", "mode": "mode change"}
+
+
+async def _patiently[T](send: Callable[[], Awaitable[T]], attempts: int = 4, max_wait_s: float = 60.0) -> T:
+    """A call to Telegram that waits out a flood wait (429) and retries a network error, a few times."""
+    for attempt in range(attempts):
+        try:
+            return await send()
+        except RetryAfter as exc:
+            wait = exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds()
+            if attempt == attempts - 1 or wait > max_wait_s:
+                raise
+            log.warning("telegram.flood_wait", retry_after_s=wait)
+            await asyncio.sleep(float(wait))
+        except (TimedOut, NetworkError) as exc:
+            if isinstance(exc, BadRequest) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _toast(outcome: str) -> str:
+    """The short answer under a pressed button."""
+    if outcome == "expired" or outcome.startswith("already"):
+        return outcome
+    if outcome.endswith("(pressed again: nothing done)"):
+        return "pressed again: nothing done"
+    return "done"
+
+
+def _redact(text: str, *secret_values: str) -> str:
+    for value in secret_values:
+        if value:
+            text = text.replace(value, "***")
+    return text
 
 
 def _who(update: Update) -> str:

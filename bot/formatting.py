@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import re
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +13,75 @@ from engine.events import Event
 
 def esc(value: object) -> str:
     return html.escape(str(value), quote=False)
+
+
+TELEGRAM_LIMIT = 4096  # characters of one message after the markup is parsed
+_TAG = re.compile(r"<(/?)([a-zA-Z-]+)[^>]*>")
+_TELEGRAM_TAG = re.compile(
+    r"</?(b|strong|i|em|u|ins|s|strike|del|code|pre|a|span|tg-spoiler|tg-emoji|blockquote)(\s[^>]*)?>", re.IGNORECASE
+)
+
+
+def _units(text: str) -> int:
+    """Length as Telegram counts it (UTF-16 code units); an emoji counts two."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _cut(line: str, size: int) -> int:
+    """Where to cut a line longer than ``size`` units: never inside a tag or an entity, at a space if one is near."""
+    cut = size
+    while cut > 1 and _units(line[:cut]) > size:
+        cut -= 1
+    if line.rfind("<", 0, cut) > line.rfind(">", 0, cut):
+        cut = line.rfind("<", 0, cut)
+    amp = line.rfind("&", 0, cut)
+    if amp > line.rfind(";", 0, cut) and cut - amp <= 10:
+        cut = amp
+    space = line.rfind(" ", 0, cut)
+    if space > cut // 2:
+        cut = space + 1
+    return max(cut, 1)
+
+
+def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """``text`` as messages of at most ``limit`` units each, cut at line ends where possible; a tag open at a cut is
+    closed at the end of one part and opened again at the start of the next, so every part is valid HTML."""
+    if _units(text) <= limit:
+        return [text]
+    size = limit // 2  # room for the tags closed and reopened around a cut
+    pieces: list[tuple[str, str]] = []  # (separator before, piece)
+    for n, whole in enumerate(text.split("\n")):
+        rest, sep = whole, "\n" if n else ""
+        while _units(rest) > size:
+            cut = _cut(rest, size)
+            pieces.append((sep, rest[:cut]))
+            rest, sep = rest[cut:], ""
+        pieces.append((sep, rest))
+    parts: list[str] = []
+    chunk = ""
+    opened: list[tuple[str, str]] = []  # (opening tag, name) in force at the end of the chunk
+    for sep, piece in pieces:
+        closing = "".join(f"</{name}>" for _, name in reversed(opened))
+        glue = sep
+        if chunk and _units(chunk + sep + piece) + len(closing) + 64 > limit:
+            parts.append(chunk + closing)
+            chunk, glue = "".join(tag for tag, _ in opened), ""
+        chunk += glue + piece
+        for m in _TAG.finditer(piece):
+            if m.group(1):
+                if opened:
+                    opened.pop()
+            else:
+                opened.append((m.group(0), m.group(2)))
+    if chunk.strip():
+        parts.append(chunk)
+    return [p for p in parts if p.strip()]
+
+
+def plain(text: str) -> str:
+    """The HTML message as plain text: Telegram's tags dropped, entities decoded (the fallback when Telegram
+    refuses the markup); anything else that looks like a tag is text and stays."""
+    return html.unescape(_TELEGRAM_TAG.sub("", text))
 
 
 def money(value: Any) -> str:
@@ -40,7 +111,8 @@ def format_event(event: Event) -> str | None:
             f"🟡 <b>Approve {esc(d['side']).upper()} {esc(d['symbol'])}?</b>\n"
             f"entry ≈ {price(d['entry'])}\nstop {price(d['stop'])} · TP {price(d['take_profit'])}\n"
             f"size {d['lots']} lots · {d['leverage']}x · margin {money(d['margin'])}\n"
-            f"at risk ≈ {money(d['risk'])}"
+            f"at risk ≈ {money(d['risk'])}\n"
+            f"expires {time.strftime('%H:%M:%S', time.gmtime(int(d['expires_ms']) // 1000))} UTC"
         )
     if k == "approval_resolved":
         return f"Approval {esc(d['approval_id'][-6:])}: <b>{esc(d['outcome'])}</b> {esc(d.get('detail', ''))}".strip()

@@ -1,5 +1,8 @@
 """Guaranteed delivery: messages wait in SQLite until Telegram has them. The sender honours ``retry_after``,
-backs off on network errors, paces each chat, and edits one message for a burst of the same kind."""
+backs off on network errors, paces each chat, keeps each chat's messages in order, and edits one message for a
+burst of the same kind. No error from Telegram or storage ends the sender: a chat that refuses messages waits with
+backoff, the others go on. A text longer than Telegram allows is queued as several messages; one whose markup
+Telegram refuses is sent as plain text."""
 
 from __future__ import annotations
 
@@ -13,11 +16,16 @@ from typing import Any
 
 import structlog
 from telegram import Bot, InlineKeyboardMarkup
-from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError, TimedOut
 
+from bot.formatting import plain, split_html
 from storage.db import Database
 
 log = structlog.get_logger(__name__)
+
+BURST_WINDOW_MS = 10 * 60_000  # a stop move edits the previous one only if it is recent and still the latest news
+CARD_PREFIXES = ("approval:",)  # keys of cards that are edited in place wherever they are (their outcome, expiry)
+HOLD_ATTEMPTS = 5  # a message that failed this often no longer holds back the newer ones to its chat
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,19 +53,33 @@ class Outbox:
         reply_markup: InlineKeyboardMarkup | None = None,
         coalesce_key: str | None = None,
     ) -> int:
+        """Queue ``text`` (HTML) for ``chat_id``; a text over Telegram's limit becomes several messages in order,
+        the buttons on the last. Returns the id of the last one."""
         markup = None if reply_markup is None else json.dumps(reply_markup.to_dict())
+        parts = split_html(text)
+        key = coalesce_key if len(parts) == 1 else None  # editing would replace one part of several
         now = self.clock()
-        cur = await self.db.conn.execute(
-            "INSERT INTO outbox (chat_id, text, silent, reply_markup, coalesce_key, due_ms, created_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (chat_id, text, int(silent), markup, coalesce_key, now, now),
-        )
+        last = 0
+        for n, part in enumerate(parts):
+            cur = await self.db.conn.execute(
+                "INSERT INTO outbox (chat_id, text, silent, reply_markup, coalesce_key, due_ms, created_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (chat_id, part, int(silent), markup if n == len(parts) - 1 else None, key, now, now),
+            )
+            last = int(cur.lastrowid or 0)
         await self.db.conn.commit()
-        return int(cur.lastrowid or 0)
+        return last
 
     async def due(self, limit: int = 20) -> list[Queued]:
+        """Messages due now, oldest first; a message waits while an older one to the same chat is still pending,
+        so a flood wait or a network error never reorders a chat's messages. An older one that has failed
+        ``HOLD_ATTEMPTS`` times stops holding the others back (it keeps being retried on its own)."""
         rows = await self.db.fetchall(
-            "SELECT * FROM outbox WHERE state = 'pending' AND due_ms <= ? ORDER BY id LIMIT ?", (self.clock(), limit)
+            "SELECT * FROM outbox AS o WHERE state = 'pending' AND due_ms <= ? AND NOT EXISTS"
+            " (SELECT 1 FROM outbox AS p WHERE p.state = 'pending' AND p.chat_id = o.chat_id AND p.id < o.id"
+            " AND p.attempts < ?)"
+            " ORDER BY id LIMIT ?",
+            (self.clock(), HOLD_ATTEMPTS, limit),
         )
         return [
             Queued(
@@ -79,12 +101,30 @@ class Outbox:
         await self.db.execute("UPDATE outbox SET due_ms = ?, attempts = attempts + 1 WHERE id = ?", (due_ms, item_id))
 
     async def last_message(self, chat_id: int, coalesce_key: str) -> int | None:
-        row = await self.db.fetchone(
-            "SELECT message_id FROM outbox WHERE state = 'sent' AND chat_id = ? AND coalesce_key = ?"
-            " ORDER BY id DESC LIMIT 1",
-            (chat_id, coalesce_key),
-        )
+        """The message to edit instead of sending a new one: a card's own message wherever it is; for a burst key
+        (a stop moving) only the chat's latest message, if it has that key and is recent, since an edit further up
+        is a change nobody sees."""
+        if coalesce_key.startswith(CARD_PREFIXES):
+            row = await self.db.fetchone(
+                "SELECT message_id FROM outbox WHERE state = 'sent' AND chat_id = ? AND coalesce_key = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (chat_id, coalesce_key),
+            )
+        else:
+            row = await self.db.fetchone(
+                "SELECT message_id, coalesce_key, created_ms FROM outbox WHERE state = 'sent' AND chat_id = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (chat_id,),
+            )
+            if row is not None and (
+                row["coalesce_key"] != coalesce_key or row["created_ms"] < self.clock() - BURST_WINDOW_MS
+            ):
+                return None
         return None if row is None or row["message_id"] is None else int(row["message_id"])
+
+    async def move_chat(self, old: int, new: int) -> None:
+        """A group became a supergroup: its pending messages go to the new chat id."""
+        await self.db.execute("UPDATE outbox SET chat_id = ? WHERE state = 'pending' AND chat_id = ?", (new, old))
 
     async def pending_count(self) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
@@ -118,6 +158,10 @@ class OutboxSender:
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="telegram-outbox")
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -126,14 +170,21 @@ class OutboxSender:
 
     async def run(self) -> None:
         while True:
-            items = await self.outbox.due()
-            if not items:
-                await asyncio.sleep(self.idle_s)
-                continue
-            for item in items:
-                await self.deliver(item)
+            try:
+                items = await self.outbox.due()
+                if not items:
+                    await asyncio.sleep(self.idle_s)
+                    continue
+                for item in items:  # one per chat, the oldest pending, unless an older one keeps failing
+                    await self.deliver(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # storage trouble, a bug: log it, and keep the sender alive
+                log.exception("telegram.outbox_error")
+                await asyncio.sleep(max(self.idle_s, 1.0))
 
-    async def deliver(self, item: Queued) -> None:
+    async def deliver(self, item: Queued) -> bool:
+        """One attempt at one message; True once Telegram has it, False when it was rescheduled."""
         wait = (
             max(
                 self._last_sent.get(item.chat_id, 0) + self.per_chat_interval_s, self._last_any + self.global_interval_s
@@ -154,21 +205,45 @@ class OutboxSender:
                     )
                     await self.outbox.sent(item.id, previous)
                     self.delivered += 1
-                    return
-                except BadRequest:
-                    pass  # the old message is gone or unchanged: send a new one
-            msg = await self.bot.send_message(
-                item.chat_id, item.text, parse_mode="HTML", disable_notification=item.silent, reply_markup=markup
-            )
+                    return True
+                except BadRequest as exc:
+                    if "not modified" in str(exc).lower():  # the message already says exactly this
+                        await self.outbox.sent(item.id, previous)
+                        self.delivered += 1
+                        return True
+                    # the old message is gone or cannot be edited: send a new one
+            try:
+                msg = await self.bot.send_message(
+                    item.chat_id, item.text, parse_mode="HTML", disable_notification=item.silent, reply_markup=markup
+                )
+            except BadRequest as exc:
+                if "parse entities" not in str(exc).lower():
+                    raise
+                log.error("telegram.markup_refused", error=str(exc), detail="sent as plain text")
+                msg = await self.bot.send_message(
+                    item.chat_id, plain(item.text), disable_notification=item.silent, reply_markup=markup
+                )
             await self.outbox.sent(item.id, msg.message_id)
             self.delivered += 1
+            return True
         except RetryAfter as exc:
             delay = exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds()
             log.warning("telegram.flood_wait", retry_after_s=delay)
             await self.outbox.retry_at(item.id, self.outbox.clock() + int(float(delay) * 1000))
-        except (TimedOut, NetworkError) as exc:
+        except ChatMigrated as exc:
+            log.error(
+                "telegram.chat_migrated", old=item.chat_id, new=exc.new_chat_id, detail="update TELEGRAM_CHAT_IDS"
+            )
+            await self.outbox.move_chat(item.chat_id, exc.new_chat_id)
+        except (TimedOut, NetworkError, TelegramError) as exc:
+            # Network trouble, or a chat that refuses us (bot blocked, removed from the group): the message waits
+            # and is tried again with backoff, the other chats go on.
             delay = min(self.backoff_cap_s, 0.5 * 2**item.attempts)
-            log.warning("telegram.network_error", error=str(exc), retry_in_s=delay)
+            transient = isinstance(exc, TimedOut | NetworkError) and not isinstance(exc, BadRequest)
+            (log.warning if transient else log.error)(
+                "telegram.send_failed", chat_id=item.chat_id, error=str(exc), retry_in_s=delay
+            )
             await self.outbox.retry_at(item.id, self.outbox.clock() + int(delay * 1000))
         finally:
             self._last_sent[item.chat_id] = self._last_any = time.monotonic()
+        return False

@@ -50,6 +50,10 @@ class TradingControl(Protocol):
 
     async def reject(self, approval_id: str, by: str) -> bool: ...
 
+    async def approval_state(self, approval_id: str) -> str | None:
+        """PENDING | APPROVED | EXECUTED | REJECTED | EXPIRED | FAILED_RECHECK; None for an unknown id."""
+        ...
+
     async def arm_info(self) -> str:
         """What arming live means: account, symbols, risk per trade (plain text)."""
         ...

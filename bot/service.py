@@ -33,16 +33,22 @@ class TelegramService:
         self.sender = OutboxSender(self.outbox, self.app.bot, per_chat_interval_s=per_chat_interval_s)
         self.levels = levels or {}
         self.poll_timeout_s = poll_timeout_s
+        self._menu_set = False
 
     async def start(self) -> None:
-        # initialize() and start() do not run post_init (only run_polling does): call it ourselves.
+        """Safe to call again after it raised (the runtime retries it while Telegram is unreachable): each step is
+        done once. Notifications flow as soon as the bot is initialised, even while polling cannot start yet."""
         await self.app.initialize()
-        if self.app.post_init is not None:
+        if not self.sender.running:
+            self.sender.start()
+        # initialize() and start() do not run post_init (only run_polling does): call it ourselves.
+        if self.app.post_init is not None and not self._menu_set:
             await self.app.post_init(self.app)
-        await self.app.start()
-        if self.app.updater is not None:
+            self._menu_set = True
+        if not self.app.running:
+            await self.app.start()
+        if self.app.updater is not None and not self.app.updater.running:
             await self.app.updater.start_polling(poll_interval=0.0, timeout=self.poll_timeout_s)
-        self.sender.start()
 
     async def stop(self) -> None:
         await self.sender.stop()

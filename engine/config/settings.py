@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -152,6 +153,10 @@ class Settings(BaseSettings):
         ):
             if value is not None and value.get_secret_value():
                 found.append(value.get_secret_value())
+        if self.webhook_url:
+            found.append(
+                self.webhook_url
+            )  # a webhook URL is its own credential (Slack, Discord: the token is the path)
         return found
 
     def redacted(self) -> dict[str, Any]:
@@ -163,6 +168,10 @@ class Settings(BaseSettings):
                 out[name] = "***" if value.get_secret_value() else ""
             elif isinstance(value, Path):
                 out[name] = str(value)
+            elif name == "webhook_url" and value:
+                out[name] = _url_shown(value, keep_path=False)
+            elif isinstance(value, str) and name.endswith("_url") and value:
+                out[name] = _url_shown(value, keep_path=True)
             else:
                 out[name] = value
         return out
@@ -177,6 +186,19 @@ class Settings(BaseSettings):
                 min_score=self.strict_entry_min_score, min_confidence=self.strict_min_confidence
             )
         return cfg
+
+
+def _url_shown(url: str, *, keep_path: bool) -> str:
+    """A URL safe to show: never a user or password; without its path when the path is the secret."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "***"
+    if not parts.scheme or not host:
+        return "***"
+    return f"{parts.scheme}://{host}{port}" + (parts.path if keep_path else "/***")
 
 
 def _is_loopback(host: str) -> bool:

@@ -275,6 +275,10 @@ class Runtime:
             latency_observer=self.metrics.entry_latency.observe,
         )
         engine.options.approvals_ttl_ms = s.telegram_approval_ttl_s * 1000
+        from engine.runtime.control import restore_switches
+        from storage.repos import Settings as SavedSwitches
+
+        await restore_switches(engine, SavedSwitches(db))
         engine.options.approval_max_drift_pct = Decimal(str(s.approval_max_price_drift_pct))
         telegram = None
         if s.telegram_enabled and s.telegram_bot_token is not None:
@@ -290,7 +294,7 @@ class Runtime:
                     confirm_ttl_s=s.telegram_arm_ttl_s,
                     base_url=s.telegram_api_base_url,
                 ),
-                EngineControl(engine, s, events, self.health),
+                EngineControl(engine, s, events, self.health, saved=SavedSwitches(db)),
                 db,
                 levels=dict(s.telegram_notify_levels),
             )
@@ -302,8 +306,8 @@ class Runtime:
         def status() -> dict[str, Any]:
             return {
                 "mode": s.bot_mode,
-                "armed": self.opts.arm_live,
-                "control": s.control_mode,
+                "armed": engine.options.armed,  # as armed or disarmed from Telegram, not as started
+                "control": engine.options.control,
                 "state": engine.state.value,
                 "paused": engine.paused,
                 "equity": str(engine.risk.equity),
@@ -434,7 +438,7 @@ class Runtime:
             now = engine.clock()  # the engine's clock: in a replay, the replayed day
             engine.risk.roll(now)  # the day that ended is "yesterday" even if nothing has marked the new one yet
             closed = [e for e in await events.recent(10_000, kind="position_closed") if isinstance(e, PositionClosed)]
-            self.bus.publish(summarize_day(closed, now_ms=now, worst_drawdown_pct=engine.risk.worst_drawdown_yesterday))
+            self.bus.publish(summarize_day(closed, now_ms=now, risk=engine.risk))
 
         scheduler.add_job(daily_summary, "cron", hour=hour, minute=minute, id="daily-summary")
         scheduler.start()

@@ -5,21 +5,44 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+import structlog
+
 from engine.config.settings import Settings
 from engine.events import ModeChanged, PositionClosed
 from engine.runtime.engine import TradingEngine
 from engine.runtime.http import Health
 from storage.repos import EventLog
+from storage.repos import Settings as SavedSwitches
+
+log = structlog.get_logger(__name__)
+
+
+async def restore_switches(engine: TradingEngine, saved: SavedSwitches) -> None:
+    """At start-up: the control mode and the pause set from the cockpit before a restart still hold. Manual wins
+    over the .env's auto (a restart must never quietly trade without approval); arming is never restored."""
+    if await saved.get("control_mode") == "manual" and engine.options.control != "manual":
+        engine.options.control = "manual"
+        log.warning("switches.restored", control="manual", detail="set from the cockpit before the restart")
+    if await saved.get("paused") == "true" and not engine.paused:
+        engine.set_paused(True, by="restored after restart")
+        log.warning("switches.restored", paused=True, detail="set from the cockpit before the restart")
 
 
 class EngineControl:
     def __init__(
-        self, engine: TradingEngine, settings: Settings, events: EventLog | None = None, health: Health | None = None
+        self,
+        engine: TradingEngine,
+        settings: Settings,
+        events: EventLog | None = None,
+        health: Health | None = None,
+        *,
+        saved: SavedSwitches | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.events = events
         self.health_state = health
+        self.saved = saved
 
     async def orders(self) -> list[str]:
         lines = []
@@ -115,12 +138,18 @@ class EngineControl:
 
     async def pause(self, by: str) -> None:
         self.engine.set_paused(True, by=by)
+        if self.saved is not None:
+            await self.saved.set("paused", "true")
 
     async def resume(self, by: str) -> None:
         self.engine.set_paused(False, by=by)
+        if self.saved is not None:
+            await self.saved.set("paused", "false")
 
     async def set_control_mode(self, mode: str, by: str) -> None:
         self.engine.options.control = mode
+        if self.saved is not None:
+            await self.saved.set("control_mode", mode)
         self.engine.bus.publish(ModeChanged(ts_ms=self.engine.clock(), setting="control", value=mode, by=by))
 
     async def approve(self, approval_id: str, by: str) -> str:
@@ -128,6 +157,10 @@ class EngineControl:
 
     async def reject(self, approval_id: str, by: str) -> bool:
         return await self.engine.reject(approval_id, by=by)
+
+    async def approval_state(self, approval_id: str) -> str | None:
+        card = None if self.engine.approvals is None else await self.engine.approvals.get(approval_id)
+        return None if card is None else str(card["state"])
 
     async def arm_info(self) -> str:
         rm = self.engine.cfg.risk_management

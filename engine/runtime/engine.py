@@ -361,7 +361,19 @@ class TradingEngine:
             self.bus.publish(ApprovalResolved(ts_ms=self.clock(), approval_id=approval_id, outcome="expired"))
             return "expired"
         symbol = card["symbol"]
-        ticker = await self.client.ticker(symbol)
+        try:
+            ticker = await self.client.ticker(symbol)
+        except ExchangeError as exc:  # nothing traded: close the card, or it stays APPROVED ("executing") for ever
+            await self.approvals.transition(approval_id, "APPROVED", "FAILED_RECHECK", self.clock())
+            self.bus.publish(
+                ApprovalResolved(
+                    ts_ms=self.clock(),
+                    approval_id=approval_id,
+                    outcome="failed_recheck",
+                    detail=f"price check failed: {exc}",
+                )
+            )
+            return "failed_recheck"
         now_price = Decimal(str(ticker["price"]))
         signal_price = Decimal(card["payload"]["price"])
         drift = abs(now_price - signal_price) / signal_price * 100

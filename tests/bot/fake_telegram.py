@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import itertools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,11 +31,16 @@ class FakeTelegram:
     fail_429_next: int = 0
     retry_after: int = 1
     fail_network_next: int = 0
+    forbidden_chats: set[int] = field(default_factory=set)  # "bot was blocked by the user"
+    migrated_chats: dict[int, int] = field(default_factory=dict)  # a group upgraded to a supergroup: old -> new id
+    fail_5xx: dict[str, int] = field(default_factory=dict)  # method -> how many calls answer 502 Bad Gateway
+    slow_answers: bool = False  # answerCallbackQuery fails as Telegram does for a query older than its window
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _update_ids: Any = field(default_factory=lambda: itertools.count(1000))
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
     _runner: web.AppRunner | None = None
+    texts: dict[tuple[int, int], str] = field(default_factory=dict)  # what each sent message says now
 
     async def start(self) -> None:
         app = web.Application()
@@ -51,24 +58,33 @@ class FakeTelegram:
 
     # ------------------------------------------------------------------ test helpers
 
-    def push_message(self, user_id: int, text: str, chat_id: int | None = None) -> None:
+    def push_message(
+        self, user_id: int, text: str, chat_id: int | None = None, *, kind: str = "message", **extra: Any
+    ) -> None:
+        """A message (or, with ``kind="edited_message"``, an edit); ``extra`` adds fields such as forward_origin."""
         entities = (
             [{"type": "bot_command", "offset": 0, "length": len(text.split(maxsplit=1)[0])}]
             if text.startswith("/")
             else []
         )
+        chat = chat_id or user_id
         self._push(
             {
-                "message": {
+                kind: {
                     "message_id": next(self._ids),
                     "date": int(time.time()),
                     "text": text,
                     "entities": entities,
                     "from": _user(user_id),
-                    "chat": {"id": chat_id or user_id, "type": "private"},
+                    "chat": {"id": chat, "type": "private" if chat > 0 else "supergroup", "title": "g"},
+                    **({"edit_date": int(time.time())} if kind == "edited_message" else {}),
+                    **extra,
                 }
             }
         )
+
+    def push_edited_message(self, user_id: int, text: str, chat_id: int | None = None) -> None:
+        self.push_message(user_id, text, chat_id, kind="edited_message")
 
     def push_callback(self, user_id: int, data: str, message_id: int = 1, chat_id: int | None = None) -> None:
         self._push(
@@ -109,6 +125,9 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         params = await _params(request)
+        if self.fail_5xx.get(method, 0) > 0:
+            self.fail_5xx[method] -= 1
+            return _error(502, "Bad Gateway")
         if method in ("sendMessage", "editMessageText"):
             if self.fail_network_next > 0:
                 self.fail_network_next -= 1
@@ -126,6 +145,31 @@ class FakeTelegram:
                     },
                     status=429,
                 )
+        if method in ("sendMessage", "editMessageText", "sendPhoto") and int(params.get("chat_id", 0) or 0) in (
+            self.forbidden_chats
+        ):
+            return _error(403, "Forbidden: bot was blocked by the user")
+        migrated_to = self.migrated_chats.get(int(params.get("chat_id", 0) or 0))
+        if method in ("sendMessage", "editMessageText", "sendPhoto") and migrated_to is not None:
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                    "parameters": {"migrate_to_chat_id": migrated_to},
+                },
+                status=400,
+            )
+        if method in ("sendMessage", "editMessageText"):
+            problem = _check_text(str(params.get("text", "")), params.get("parse_mode"))
+            if problem is not None:
+                return _error(400, f"Bad Request: {problem}")
+        if method == "editMessageText":
+            key = (int(params.get("chat_id", 0) or 0), int(params.get("message_id", 0) or 0))
+            if self.texts.get(key) == params.get("text") and "reply_markup" not in params:
+                return _error(400, "Bad Request: message is not modified: specified new message content is the same")
+        if method == "answerCallbackQuery" and self.slow_answers:
+            return _error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
         if method != "getUpdates":
             self.calls.append(Sent(method, params))
         return web.json_response({"ok": True, "result": await self._result(method, params)})
@@ -147,14 +191,53 @@ class FakeTelegram:
             return pending
         if method in ("sendMessage", "sendPhoto", "editMessageText"):
             chat = int(p.get("chat_id", 0))
+            message_id = int(p.get("message_id", 0)) or next(self._ids)
+            if method != "editMessageText" or (chat, message_id) in self.texts:  # only what this bot sent
+                self.texts[(chat, message_id)] = p.get("text", "")
             return {
-                "message_id": int(p.get("message_id", 0)) or next(self._ids),
+                "message_id": message_id,
                 "date": int(time.time()),
                 "chat": {"id": chat, "type": "private"},
                 "from": BOT_USER,
                 "text": p.get("text", ""),
             }
         return True
+
+
+_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a", "span", "tg-spoiler"}
+_TOKEN = re.compile(r"<(/?)([a-zA-Z-]*)[^>]*>|&(#\d+|#x[0-9a-fA-F]+|lt|gt|amp|quot);|[<&]")
+
+
+def _check_text(text: str, parse_mode: Any) -> str | None:
+    """What Telegram would refuse in this text: None when it is fine."""
+    plain = text
+    if parse_mode == "HTML":
+        stack: list[str] = []
+        for m in _TOKEN.finditer(text):
+            tok = m.group(0)
+            if tok in ("<", "&"):
+                return f"can't parse entities: unexpected {tok!r} at byte offset {m.start()}"
+            if tok.startswith("<"):
+                closing, tag = m.group(1), m.group(2).lower()
+                if tag not in _TAGS:
+                    return f"can't parse entities: unsupported start tag {tag!r} at byte offset {m.start()}"
+                if closing:
+                    if not stack or stack.pop() != tag:
+                        return f"can't parse entities: unmatched end tag {tag!r}"
+                else:
+                    stack.append(tag)
+        if stack:
+            return f"can't parse entities: can't find end tag corresponding to start tag {stack[-1]!r}"
+        plain = html.unescape(re.sub(r"<[^>]*>", "", text))
+    if not plain.strip():
+        return "message text is empty"
+    if len(plain.encode("utf-16-le")) // 2 > 4096:
+        return "message is too long"
+    return None
+
+
+def _error(code: int, description: str) -> web.Response:
+    return web.json_response({"ok": False, "error_code": code, "description": description}, status=code)
 
 
 def _user(user_id: int) -> dict[str, Any]:

@@ -29,6 +29,7 @@ class Control:
         self.armed = False
         self.executed: list[str] = []
         self.used: set[str] = set()
+        self.states: dict[str, str] = {"ap-1": "PENDING", "ap-2": "PENDING", "ap-9": "PENDING"}
         self.kills = 0
 
     async def status(self) -> dict[str, str]:
@@ -75,13 +76,18 @@ class Control:
             return "expired"
         self.used.add(approval_id)
         self.executed.append(by)
+        self.states[approval_id] = "EXECUTED"
         return "executed"
 
     async def reject(self, approval_id: str, by: str) -> bool:
         if approval_id in self.used:
             return False
         self.used.add(approval_id)
+        self.states[approval_id] = "REJECTED"
         return True
+
+    async def approval_state(self, approval_id: str) -> str | None:
+        return self.states.get(approval_id)
 
     async def arm_info(self) -> str:
         return "account sim, symbols ETHUSDTM, risk 2 % margin per trade"
@@ -211,10 +217,11 @@ async def test_approval_card_buttons_execute_exactly_once(
     tg.push_callback(STRANGER, "ap:ap-1:y")  # a foreign tap
     tg.push_callback(OWNER, "ap:forged-id:y")  # forged data
     edits = await tg.wait_for("editMessageText", 3)
-    assert [e["text"] for e in edits] == ["executed", "expired", "expired"]
+    # The second tap must not overwrite the card's outcome with "expired": a position is open.
+    assert [e["text"] for e in edits] == ["executed", "already executed: nothing done", "expired"]
     assert control.executed == [f"telegram:{OWNER}"]
     answers = await tg.wait_for("answerCallbackQuery", 3)
-    assert [a.get("text") for a in answers] == ["done", "expired", "expired"]
+    assert [a.get("text") for a in answers] == ["done", "already executed: nothing done", "expired"]
     from engine.events import ApprovalResolved
 
     await svc.notify(
@@ -256,9 +263,13 @@ async def test_kill_switch_and_arming_need_a_fresh_confirmation(
     card = (await tg.wait_for("sendMessage"))[-1]
     data = card["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     tg.push_callback(OWNER, data)
-    tg.push_callback(OWNER, data)  # replaying the button does nothing
+    tg.push_callback(OWNER, data)  # replaying the button does nothing, and the card keeps showing the outcome
     edits = await tg.wait_for("editMessageText", 2)
-    assert [e["text"] for e in edits] == ["kill switch: account is flat", "expired"] and control.kills == 1
+    assert [e["text"] for e in edits] == [
+        "kill switch: account is flat",
+        "kill switch: account is flat\n(pressed again: nothing done)",
+    ]
+    assert control.kills == 1
     tg.push_message(OWNER, "/arm")
     arm_card = (await tg.wait_for("sendMessage", 2))[-1]
     assert "Arm LIVE trading" in arm_card["text"] and "risk 2 % margin" in arm_card["text"]
@@ -340,11 +351,16 @@ async def test_mode_buttons_and_resume(tg: FakeTelegram, service: tuple[Telegram
     _, control = service
     tg.push_message(OWNER, "/mode")
     card = (await tg.wait_for("sendMessage"))[-1]
-    assert [b["callback_data"] for b in card["reply_markup"]["inline_keyboard"][0]] == ["mode:auto", "mode:manual"]
-    tg.push_callback(OWNER, "mode:manual")
-    assert (await tg.wait_for("editMessageText"))[-1]["text"] == "control mode: manual" and control.mode == "manual"
-    tg.push_callback(OWNER, "mode:yolo")  # not a mode: nothing changes
-    assert (await tg.wait_for("editMessageText", 2))[-1]["text"] == "expired" and control.mode == "manual"
+    auto, manual = [b["callback_data"] for b in card["reply_markup"]["inline_keyboard"][0]]
+    assert auto.startswith("mode:") and auto.endswith(":auto") and manual.endswith(":manual")
+    tg.push_callback(OWNER, "mode:manual")  # hand-made data (no token): nothing changes
+    assert (await tg.wait_for("editMessageText"))[-1]["text"] == "expired" and control.mode == "auto"
+    tg.push_callback(OWNER, manual)
+    assert (await tg.wait_for("editMessageText", 2))[-1]["text"] == "control mode: manual" and control.mode == "manual"
+    tg.push_callback(OWNER, auto)  # the same card's other button, after the choice: the card is used up
+    assert "nothing done" in (await tg.wait_for("editMessageText", 3))[-1]["text"] and control.mode == "manual"
+    tg.push_callback(OWNER, manual.replace(":manual", ":yolo"))  # not a mode: nothing changes
+    assert (await tg.wait_for("editMessageText", 4))[-1]["text"] == "expired" and control.mode == "manual"
     control.paused = True
     tg.push_message(OWNER, "/resume")
     assert "Resumed" in (await tg.wait_for("sendMessage", 2))[-1]["text"] and not control.paused

@@ -7,6 +7,7 @@ import dataclasses
 from decimal import Decimal as D
 from pathlib import Path
 
+from engine.events import ApprovalResolved
 from engine.gates.result import GateResult
 from engine.runtime.protection import Protected
 from engine.runtime.trading_state import IllegalTransitionError, TradingState, check_transition
@@ -479,3 +480,38 @@ async def test_the_retry_loop_retries_a_failed_stop_move_without_waiting_for_a_r
         loop.cancel()
     assert p.stop > old_stop
     assert [s[1] for s in await live_stops(rig) if s[0] is StopDirection.DOWN] == [p.stop]
+
+
+async def test_an_approval_whose_price_check_fails_is_closed_not_left_approved(rig: Rig) -> None:
+    a = await rig.engine.request_approval("ETHUSDTM", long_decision())
+    assert a is not None and rig.engine.approvals is not None
+    rig.client.max_attempts = 1
+    rig.sim.faults.server_error_next(1)  # the exchange is down at the moment of the tap
+    assert await rig.engine.approve(a, by="phone") == "failed_recheck"
+    card = await rig.engine.approvals.get(a)
+    assert card is not None and card["state"] == "FAILED_RECHECK"  # not APPROVED for ever ("executing...")
+    await rig.bus.drain()
+    resolved = [e for e in rig.events if isinstance(e, ApprovalResolved)]
+    assert [(e.outcome, e.detail.startswith("price check failed")) for e in resolved] == [("failed_recheck", True)]
+    assert rig.sim.state.orders == {}  # nothing was traded
+
+
+async def test_manual_mode_and_pause_set_from_the_cockpit_survive_a_restart(rig: Rig, data_dir: Path) -> None:
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl, restore_switches
+    from storage.repos import Settings as SavedSwitches
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    control = EngineControl(rig.engine, settings, saved=SavedSwitches(rig.db))
+    await control.set_control_mode("manual", by="telegram:1")
+    await control.pause(by="telegram:1")
+    restarted = await make_engine(rig.sim, rig.client, rig.db, data_dir, control="auto")  # .env says auto
+    await restore_switches(restarted.engine, SavedSwitches(rig.db))
+    # A restart must not quietly turn approve-each-trade back into automatic trading, nor lift a pause.
+    assert restarted.engine.options.control == "manual" and restarted.engine.paused
+    await EngineControl(restarted.engine, settings, saved=SavedSwitches(rig.db)).resume(by="telegram:1")
+    again = await make_engine(rig.sim, rig.client, rig.db, data_dir, control="auto")
+    await restore_switches(again.engine, SavedSwitches(rig.db))
+    assert again.engine.options.control == "manual" and not again.engine.paused
+    for r in (restarted, again):
+        await r.bus.stop()

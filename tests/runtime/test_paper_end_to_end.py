@@ -185,6 +185,14 @@ async def test_paper_bot_with_telegram_answers_and_notifies(tmp_path: Path, data
                 await asyncio.sleep(0.2)
         assert all(m["chat_id"] == 111 for m in tg.sent())
         assert tg.token not in "".join(m["text"] for m in tg.sent())
+        tg.push_message(111, "/mode")  # switched from the phone: the dashboard must show it too
+        async with asyncio.timeout(30):
+            while not (card := [m for m in tg.sent() if m["text"] == "Entries:"]):
+                await asyncio.sleep(0.1)
+        tg.push_callback(111, card[0]["reply_markup"]["inline_keyboard"][0][1]["callback_data"])
+        await tg.wait_for("editMessageText", timeout=30)
+        _, page = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/dashboard")
+        assert "<th>control</th><td>manual</td>" in page, page
     finally:
         proc.send_signal(signal.SIGTERM)
         out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
