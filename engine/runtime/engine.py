@@ -388,12 +388,14 @@ class TradingEngine:
                 )
             )
             return "failed_recheck"
-        opened = await self.enter(symbol, decision)
+        detail = f"by {by}"
+        try:
+            opened = await self.enter(symbol, decision)
+        except ExchangeError as exc:  # the card must not stay APPROVED ("executing") for ever
+            opened, detail = None, f"entry failed: {exc} (a fill, if any, is adopted by the reconciliation)"
         outcome = "executed" if opened is not None else "failed_recheck"
         await self.approvals.transition(approval_id, "APPROVED", outcome.upper(), self.clock())
-        self.bus.publish(
-            ApprovalResolved(ts_ms=self.clock(), approval_id=approval_id, outcome=outcome, detail=f"by {by}")
-        )
+        self.bus.publish(ApprovalResolved(ts_ms=self.clock(), approval_id=approval_id, outcome=outcome, detail=detail))
         return outcome
 
     async def reject(self, approval_id: str, by: str = "console") -> bool:

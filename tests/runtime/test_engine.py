@@ -496,6 +496,30 @@ async def test_an_approval_whose_price_check_fails_is_closed_not_left_approved(r
     assert rig.sim.state.orders == {}  # nothing was traded
 
 
+async def test_an_approval_whose_entry_fails_is_closed_not_left_approved(rig: Rig) -> None:
+    a = await rig.engine.request_approval("ETHUSDTM", long_decision())
+    assert a is not None and rig.engine.approvals is not None
+    rig.client.max_attempts = 1
+    real_ticker = rig.client.ticker
+    calls = 0
+
+    async def ticker_then_down(symbol: str) -> dict[str, object]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # the re-check passes; the entry's own price request finds the exchange down
+            rig.sim.faults.server_error_next(1)
+        return await real_ticker(symbol)
+
+    rig.client.ticker = ticker_then_down  # type: ignore[method-assign]
+    assert await rig.engine.approve(a, by="phone") == "failed_recheck"
+    card = await rig.engine.approvals.get(a)
+    assert card is not None and card["state"] == "FAILED_RECHECK"
+    await rig.bus.drain()
+    resolved = [e for e in rig.events if isinstance(e, ApprovalResolved)]
+    assert [(e.outcome, e.detail.startswith("entry failed")) for e in resolved] == [("failed_recheck", True)]
+    assert rig.sim.state.orders == {}
+
+
 async def test_manual_mode_and_pause_set_from_the_cockpit_survive_a_restart(rig: Rig, data_dir: Path) -> None:
     from engine.config.settings import Settings
     from engine.runtime.control import EngineControl, restore_switches
