@@ -103,11 +103,27 @@ run_tests() {
 
 PID_FILE="$ROOT/run/enygma.pid"
 
+# is_ours PID: PID is this project's bot (python -m engine.runtime started in this directory). A PID file left by
+# a crash or a reboot may name a PID the system has since given to an unrelated process: never signal that one.
+is_ours() {
+  local pid="$1" args cwd
+  case "$pid" in ''|*[!0-9]*) return 1 ;; esac
+  kill -0 "$pid" 2>/dev/null || return 1
+  if [ -r "/proc/$pid/cmdline" ]; then
+    args="$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    cwd="$(readlink "/proc/$pid/cwd" 2>/dev/null)" || return 1
+    [ "$cwd" = "$(pwd -P)" ] || return 1
+  else
+    args="$(ps -o args= -p "$pid" 2>/dev/null)" || return 1
+  fi
+  case "$args" in *" -m engine.runtime"*) return 0 ;; *) return 1 ;; esac
+}
+
 running_pid() {
   local pid
   [ -f "$PID_FILE" ] || return 1
-  pid="$(cat "$PID_FILE")"
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; return 0; fi
+  pid="$(head -n 1 "$PID_FILE" | tr -d '[:space:]')"
+  if is_ours "$pid"; then echo "$pid"; return 0; fi
   return 1
 }
 

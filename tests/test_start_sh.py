@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
+import threading
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -11,10 +14,12 @@ from tests.conftest import ROOT
 START = ROOT / "start.sh"
 
 
-def _run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, script: Path = START
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "LIVE_", "TELEGRAM_"))}
     return subprocess.run(
-        ["bash", str(START), *args],
+        ["bash", str(script), *args],
         cwd=cwd,
         env={**base, **(env or {})},
         stdin=subprocess.DEVNULL,
@@ -80,3 +85,55 @@ def test_status_when_not_running() -> None:
     proc = _run("status")
     assert proc.returncode == 3
     assert "not running" in proc.stdout
+
+
+def _copy_launcher(tmp_path: Path) -> Path:
+    """start.sh in a fresh project directory whose path has spaces (stop and status need no .venv)."""
+    home = tmp_path / "my trading bot"
+    (home / "run").mkdir(parents=True)
+    (home / "start.sh").write_text(START.read_text())
+    return home
+
+
+def _sleeper(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+def test_stop_when_pid_file_names_an_unrelated_process_then_it_is_left_alone(tmp_path: Path) -> None:
+    home = _copy_launcher(tmp_path)
+    other = _sleeper(tmp_path, "sleep", "60")  # the PID a reboot handed to somebody else's process
+    try:
+        (home / "run" / "enygma.pid").write_text(f"{other.pid}\n")
+        proc = _run("stop", cwd=home, script=home / "start.sh")
+        status = _run("status", cwd=home, script=home / "start.sh")
+        assert other.poll() is None, "start.sh stop killed a process that is not ENYGMA"
+        assert proc.returncode == 0
+        assert "not running" in proc.stdout
+        assert status.returncode == 3 and "not running" in status.stdout
+        assert not (home / "run" / "enygma.pid").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_stop_when_pid_file_names_our_bot_then_it_stops(tmp_path: Path) -> None:
+    home = _copy_launcher(tmp_path)
+    pkg = home / "engine" / "runtime"
+    pkg.mkdir(parents=True)
+    (home / "engine" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("import time\ntime.sleep(60)\n")
+    bot = _sleeper(home, sys.executable, "-m", "engine.runtime")
+    try:
+        (home / "run" / "enygma.pid").write_text(f"{bot.pid}\n")
+        assert "is running" in _run("status", cwd=home, script=home / "start.sh").stdout
+        reaper = threading.Thread(target=bot.wait)  # reaped at once, as init reaps a detached bot
+        reaper.start()
+        proc = _run("stop", cwd=home, script=home / "start.sh")
+        reaper.join(timeout=10)
+        assert proc.returncode == 0, proc.stderr
+        assert "ENYGMA stopped" in proc.stdout
+        assert bot.returncode == -signal.SIGTERM
+    finally:
+        bot.kill()
+        bot.wait()
