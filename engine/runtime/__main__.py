@@ -11,6 +11,7 @@ from engine.config.errors import ConfigError
 from engine.config.settings import load_settings
 from engine.logging import configure_logging
 from engine.runtime.app import RunOptions, run
+from engine.security import acquire_instance_lock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.arm_live and not settings.live_requested:
         print("config error: --arm-live needs BOT_MODE=live and LIVE_TRADING_ARMED=true", file=sys.stderr)
         return 1
+    try:
+        lock = acquire_instance_lock(settings.db_path)  # held until the process ends
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     opts = RunOptions(replay_dir=args.replay, speed=args.speed or settings.replay_speed, arm_live=args.arm_live)
-    return asyncio.run(run(settings, opts))
+    try:
+        return asyncio.run(run(settings, opts))
+    finally:
+        lock.close()
 
 
 if __name__ == "__main__":
