@@ -6,11 +6,12 @@ Secrets are ``SecretStr`` so they never print; every field is documented in ``.e
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from engine.config.errors import ConfigError, describe_validation_error
 from engine.config.strategy import ROOT, StrategyConfig, load_strategy_config
@@ -18,6 +19,8 @@ from engine.config.strategy import ROOT, StrategyConfig, load_strategy_config
 BotMode = Literal["paper", "shadow", "live"]
 ControlMode = Literal["auto", "manual"]
 NotifyLevel = Literal["on", "silent", "off"]
+SYMBOL_RE = re.compile(r"^[A-Z0-9]+USDTM$")
+SECRET_FIELDS = ("kucoin_api_key", "kucoin_api_secret", "kucoin_api_passphrase", "telegram_bot_token", "webhook_url")
 
 
 def _split_csv(value: Any) -> Any:
@@ -88,6 +91,26 @@ class Settings(BaseSettings):
     @classmethod
     def _symbols_csv(cls, value: Any) -> Any:
         return [s.upper() for s in _split_csv(value)] if isinstance(value, str) else value
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_valid(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not SYMBOL_RE.match(s)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} is not a KuCoin USDT-M perpetual name like ETHUSDTM")
+        dupes = sorted({s for s in value if value.count(s) > 1})
+        if dupes:
+            raise ValueError(f"duplicate symbol {', '.join(dupes)}")
+        return value
+
+    @field_validator("kucoin_api_key", "kucoin_api_secret", "kucoin_api_passphrase", "telegram_bot_token")
+    @classmethod
+    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # Empty means "not set" (.env.example ships them empty); spaces are a copy-paste slip that would only
+        # surface later as a signature or login failure. The value itself is never echoed.
+        if value is not None and value.get_secret_value() != value.get_secret_value().strip():
+            raise ValueError("has spaces before or after the value (or is only spaces); remove them")
+        return value
 
     @field_validator("telegram_allowed_user_ids", "telegram_chat_ids", mode="before")
     @classmethod
@@ -198,6 +221,15 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
         return Settings(_env_file=target if target.exists() else None, **overrides)
     except ValidationError as exc:
         raise ConfigError(f"settings: {_env_names(describe_validation_error(exc))}") from None
+    except SettingsError as exc:
+        # A list or mapping setting that is not valid JSON (e.g. TELEGRAM_NOTIFY_LEVELS); pydantic-settings raises
+        # this outside validation, with the JSON decoder's traceback chained to it.
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = found.group(1).upper() if found else "a setting"
+        raise ConfigError(f"settings: {name}: not valid JSON") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read {target}: {detail}") from None
 
 
 def _env_names(message: str) -> str:

@@ -1,0 +1,80 @@
+"""A bad value in the environment or .env stops ``./start.sh check-config`` and ``python -m engine.runtime`` with
+ONE line naming the key and a non-zero exit: never a traceback, never a half-started bot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BOT_", "KUCOIN_", "LIVE_", "TELEGRAM_", "SYMBOLS", "WEBHOOK_", "HTTP_", "DB_PATH"))
+    }
+    return {**base, **extra}
+
+
+def _cli(module: str, extra: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=cwd,
+        env=_env(extra),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _assert_one_line(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+BAD_ENV = [
+    ({"TELEGRAM_NOTIFY_LEVELS": '{"stop_moved": "silent"'}, ["TELEGRAM_NOTIFY_LEVELS", "JSON"]),
+    ({"TELEGRAM_NOTIFY_LEVELS": "[1, 2]"}, ["TELEGRAM_NOTIFY_LEVELS"]),
+    ({"SYMBOLS": "ETHUSDTM,XBTUSDTM,ETHUSDTM"}, ["SYMBOLS", "duplicate", "ETHUSDTM"]),
+    ({"SYMBOLS": "ethusdtm,ETHUSDTM"}, ["SYMBOLS", "duplicate", "ETHUSDTM"]),
+    ({"SYMBOLS": "ETH USDTM"}, ["SYMBOLS", "ETH USDTM"]),
+    ({"SYMBOLS": "ETHUSDTM;XBTUSDTM"}, ["SYMBOLS", "ETHUSDTM;XBTUSDTM"]),
+    (
+        {"BOT_MODE": "shadow", "KUCOIN_API_KEY": "  ", "KUCOIN_API_SECRET": "s3", "KUCOIN_API_PASSPHRASE": "p3"},
+        ["KUCOIN_API_KEY"],
+    ),
+    (
+        {"TELEGRAM_BOT_TOKEN": " ", "TELEGRAM_ALLOWED_USER_IDS": "1", "TELEGRAM_CHAT_IDS": "1"},
+        ["TELEGRAM_BOT_TOKEN"],
+    ),
+]
+
+
+@pytest.mark.parametrize("module", ["engine.config", "engine.runtime"])
+@pytest.mark.parametrize(("extra", "needles"), BAD_ENV, ids=[str(e) for e, _ in BAD_ENV])
+def test_bad_environment_value_then_one_line_and_exit_1(
+    module: str, extra: dict[str, str], needles: list[str], tmp_path: Path
+) -> None:
+    proc = _cli(module, {**extra, "DB_PATH": str(tmp_path / "e.sqlite")})
+    _assert_one_line(proc, *needles)
+    assert not (tmp_path / "e.sqlite").exists(), "nothing may start on a bad config"
+
+
+@pytest.mark.parametrize("name", ["KUCOIN_API_KEY", "KUCOIN_API_SECRET", "KUCOIN_API_PASSPHRASE", "TELEGRAM_BOT_TOKEN"])
+def test_bad_secret_value_then_named_but_never_echoed(name: str) -> None:
+    value = " 123456:AAsecretVALUE-that-must-not-print"
+    proc = _cli("engine.config", {name: value, "TELEGRAM_ALLOWED_USER_IDS": "1", "TELEGRAM_CHAT_IDS": "1"})
+    _assert_one_line(proc, name)
+    assert "secretVALUE" not in proc.stderr + proc.stdout
