@@ -5,29 +5,41 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+import warnings
 from pathlib import Path
 from typing import TextIO
 
+from dotenv import dotenv_values
+
 from engine.config.errors import ConfigError
 
-SECRET_NAMES = ("KUCOIN_API_KEY", "KUCOIN_API_SECRET", "KUCOIN_API_PASSPHRASE", "TELEGRAM_BOT_TOKEN")
+SECRET_NAMES = ("KUCOIN_API_KEY", "KUCOIN_API_SECRET", "KUCOIN_API_PASSPHRASE", "TELEGRAM_BOT_TOKEN", "WEBHOOK_URL")
 
 
 def env_file_holds_secrets(path: Path) -> bool:
-    """True when ``path`` sets any secret to a non-empty value."""
-    for line in path.read_text(errors="replace").splitlines():
-        name, sep, value = line.strip().partition("=")
-        if sep and name.strip().upper() in SECRET_NAMES and value.strip().strip("'\"") and not name.startswith("#"):
-            return True
-    return False
+    """True when ``path`` sets any secret to a non-empty value, read the way the settings read it (python-dotenv:
+    ``export NAME=``, quotes, spaces around ``=``, any case)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = dotenv_values(path, encoding="utf-8")
+    return any(name.strip().upper() in SECRET_NAMES and (value or "").strip() for name, value in values.items())
 
 
 def check_env_file(path: Path) -> None:
-    """Refuse a ``.env`` holding secrets that group or others can read (it must be mode 600)."""
-    if not path.exists() or not env_file_holds_secrets(path):
+    """Refuse a ``.env`` that others may change, or that holds secrets others may read (it must be mode 600)."""
+    if not path.exists():
         return
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if not path.is_file():
+            raise IsADirectoryError(21, "not a regular file")
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(f"{path} can be changed by other users (mode {mode:o}); run: chmod 600 {path}")
+        holds_secrets = env_file_holds_secrets(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read {path}: {detail}") from None
+    if holds_secrets and mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"{path} holds API keys or tokens but has mode {mode:o}; run: chmod 600 {path}")
 
 
