@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     telegram_arm_ttl_s: int = Field(default=60, ge=10, le=3_600)
     telegram_daily_summary_utc: str = Field(default="00:05", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     telegram_notify_levels: dict[str, NotifyLevel] = Field(default_factory=dict)
-    webhook_url: str | None = None
+    webhook_url: SecretStr | None = None  # such URLs carry their token in the path
     telegram_api_base_url: str | None = None
 
     # Approvals and safety
@@ -111,6 +111,14 @@ class Settings(BaseSettings):
         if value is not None and value.get_secret_value() != value.get_secret_value().strip():
             raise ValueError("has spaces before or after the value (or is only spaces); remove them")
         return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_http(cls, value: SecretStr | None) -> SecretStr | None:
+        url = "" if value is None else value.get_secret_value().strip()
+        if url and not url.lower().startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http://)")
+        return SecretStr(url) if url else None
 
     @field_validator("telegram_allowed_user_ids", "telegram_chat_ids", mode="before")
     @classmethod
@@ -172,6 +180,7 @@ class Settings(BaseSettings):
             self.kucoin_api_secret,
             self.kucoin_api_passphrase,
             self.telegram_bot_token,
+            self.webhook_url,
         ):
             if value is not None and value.get_secret_value():
                 found.append(value.get_secret_value())

@@ -236,7 +236,7 @@ class Runtime:
         if s.webhook_url:
             from engine.runtime.webhook import WebhookNotifier
 
-            webhook = WebhookNotifier(s.webhook_url)
+            webhook = WebhookNotifier(s.webhook_url.get_secret_value())
             self.bus.subscribe("webhook", webhook)
         await self.bus.start()
         specs: dict[str, ContractSpec] = {}

@@ -78,3 +78,33 @@ def test_bad_secret_value_then_named_but_never_echoed(name: str) -> None:
     proc = _cli("engine.config", {name: value, "TELEGRAM_ALLOWED_USER_IDS": "1", "TELEGRAM_CHAT_IDS": "1"})
     _assert_one_line(proc, name)
     assert "secretVALUE" not in proc.stderr + proc.stdout
+
+
+HOOK = "https://hooks.slack.com/services/T01/B02/hookTOKENzz9"
+
+
+def test_webhook_url_is_a_secret_in_check_config_repr_and_logs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proc = _cli("engine.config", {"WEBHOOK_URL": HOOK})
+    assert proc.returncode == 0, proc.stderr
+    assert "hookTOKENzz9" not in proc.stdout + proc.stderr
+    assert '"webhook_url": "***"' in proc.stdout
+
+    from engine.config.settings import load_settings
+    from engine.logging import configure_logging
+
+    monkeypatch.setenv("WEBHOOK_URL", HOOK)
+    s = load_settings(Path("/nonexistent/.env"))
+    assert "hookTOKENzz9" not in repr(s) + str(s) + repr(s.redacted())
+    configure_logging(secrets=s.secret_values(), json_output=True)
+    import structlog
+
+    structlog.get_logger("t").warning("webhook.failed", error=f"InvalidURL: {HOOK}")
+    assert "hookTOKENzz9" not in capsys.readouterr().err
+
+
+def test_webhook_url_that_is_not_http_then_one_line_without_the_value() -> None:
+    proc = _cli("engine.config", {"WEBHOOK_URL": "hooks.slack.com/services/T01/B02/hookTOKENzz9"})
+    _assert_one_line(proc, "WEBHOOK_URL", "http")
+    assert "hookTOKENzz9" not in proc.stderr
