@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     kucoin_api_passphrase: SecretStr | None = None
     kucoin_key_version: int = Field(default=2, ge=2, le=3)
     kucoin_rest_url: str = "https://api-futures.kucoin.com"
+    kucoin_spot_rest_url: str = "https://api.kucoin.com"  # only for the key-permission check at start
     position_mode: Literal["one_way", "hedge"] = "one_way"
     max_entry_slippage_pct: float = Field(default=0.3, gt=0, le=5)
 
