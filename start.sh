@@ -128,7 +128,7 @@ running_pid() {
 }
 
 start_bot() {
-  local foreground=0 args=() mode confirm
+  local foreground=0 args=() mode confirm confirmation
   while [ $# -gt 0 ]; do
     case "$1" in
       --foreground) foreground=1; shift ;;
@@ -154,6 +154,11 @@ start_bot() {
       printf 'Type LIVE to confirm: '
       read -r confirm
       [ "$confirm" = "LIVE" ] || { echo "not confirmed; nothing started" >&2; exit 1; }
+      # A one-use proof of the typed confirmation: without it, python -m engine.runtime --arm-live refuses to arm.
+      mkdir -p "$ROOT/run"
+      confirmation="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+      ( umask 077; printf '%s\n' "$confirmation" > "$ROOT/run/live-confirmation" )
+      export ENYGMA_LIVE_CONFIRMATION="$confirmation"
       args+=(--arm-live) ;;
     *) echo "error: unexpected mode '$mode'" >&2; exit 1 ;;
   esac

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fcntl
+import hmac
 import os
 import stat
+import time
 import warnings
 from pathlib import Path
 from typing import TextIO
@@ -71,3 +73,26 @@ def acquire_instance_lock(db_path: Path) -> TextIO:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
+
+
+LIVE_CONFIRMATION_ENV = "ENYGMA_LIVE_CONFIRMATION"
+LIVE_CONFIRMATION_MAX_AGE_S = 300
+
+
+def consume_live_confirmation(path: Path) -> bool:
+    """True once, right after ./start.sh took the typed ``LIVE`` confirmation: it writes a random one-use value to
+    ``path`` (mode 600) and hands the same value to the runtime in the environment. A start that did not go through
+    the prompt (systemd, Docker, nohup, a script) has no such value, so ``--arm-live`` alone never arms live."""
+    token = os.environ.pop(LIVE_CONFIRMATION_ENV, "")  # not inherited by anything this process starts
+    if not token:
+        return False
+    try:
+        info = path.stat()
+        expected = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    finally:
+        path.unlink(missing_ok=True)
+    private = info.st_uid == os.getuid() and not stat.S_IMODE(info.st_mode) & (stat.S_IRWXG | stat.S_IRWXO)
+    fresh = time.time() - info.st_mtime <= LIVE_CONFIRMATION_MAX_AGE_S
+    return private and fresh and bool(expected) and hmac.compare_digest(expected, token)

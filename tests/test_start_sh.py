@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -137,3 +138,77 @@ def test_stop_when_pid_file_names_our_bot_then_it_stops(tmp_path: Path) -> None:
     finally:
         bot.kill()
         bot.wait()
+
+
+LIVE_ENV = {
+    "BOT_MODE": "live",
+    "LIVE_TRADING_ARMED": "true",
+    "KUCOIN_API_KEY": "k",
+    "KUCOIN_API_SECRET": "s",
+    "KUCOIN_API_PASSPHRASE": "p",
+    "KUCOIN_REST_URL": "http://127.0.0.1:9",  # nothing listens: a start that gets past arming stops right there
+    "KUCOIN_SPOT_REST_URL": "http://127.0.0.1:9",
+}
+
+
+def test_runtime_arm_live_without_the_typed_confirmation_is_refused(tmp_path: Path) -> None:
+    """systemd, Docker or nohup running 'python -m engine.runtime --arm-live' must not arm live by itself."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "LIVE_", "TELEGRAM_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.runtime", "--arm-live"],
+        cwd=ROOT,
+        env={**base, **LIVE_ENV, "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "typed confirmation" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    forged = {**base, **LIVE_ENV, "DB_PATH": str(tmp_path / "e.sqlite"), "ENYGMA_LIVE_CONFIRMATION": "guess"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.runtime", "--arm-live"],
+        cwd=ROOT,
+        env=forged,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1 and "typed confirmation" in proc.stderr, proc.stderr
+
+
+def test_typed_live_confirmation_in_a_terminal_arms_the_runtime(tmp_path: Path) -> None:
+    import pty
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "LIVE_", "TELEGRAM_"))}
+    env = {**base, **LIVE_ENV, "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: start.sh attached to a terminal, as a trader runs it
+        os.chdir(ROOT)
+        os.execve("/bin/bash", ["bash", str(START), "--foreground"], env)
+    out = b""
+    deadline = time.monotonic() + 120
+    answered = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if not answered and b"Type LIVE to confirm" in out:
+            os.write(fd, b"LIVE\n")
+            answered = True
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert answered, text
+    assert "typed confirmation" not in text, text
+    assert "cannot start: KuCoin answered" in text, text  # got past arming, stopped at the unreachable exchange
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert not list((ROOT / "run").glob("live-confirmation*")), "the confirmation is used once and removed"

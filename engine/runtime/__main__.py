@@ -9,9 +9,10 @@ from pathlib import Path
 
 from engine.config.errors import ConfigError
 from engine.config.settings import load_settings
+from engine.config.strategy import ROOT
 from engine.logging import configure_logging
 from engine.runtime.app import RunOptions, run
-from engine.security import acquire_instance_lock
+from engine.security import acquire_instance_lock, consume_live_confirmation
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(secrets=settings.secret_values())
     if args.arm_live and not settings.live_requested:
         print("config error: --arm-live needs BOT_MODE=live and LIVE_TRADING_ARMED=true", file=sys.stderr)
+        return 1
+    if args.arm_live and not consume_live_confirmation(ROOT / "run" / "live-confirmation"):
+        print(
+            "error: --arm-live needs the typed confirmation of ./start.sh in a terminal; a non-interactive start "
+            "never arms live trading (start unarmed and arm from Telegram with /arm)",
+            file=sys.stderr,
+        )
         return 1
     try:
         lock = acquire_instance_lock(settings.db_path)  # held until the process ends
