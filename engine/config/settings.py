@@ -227,6 +227,7 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     from engine.security import check_env_file
 
     check_env_file(target)
+    _refuse_unknown_names(target)
     try:
         return Settings(_env_file=target if target.exists() else None, **overrides)
     except ValidationError as exc:
@@ -240,6 +241,27 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     except (OSError, UnicodeDecodeError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"cannot read {target}: {detail}") from None
+
+
+def _refuse_unknown_names(env_file: Path) -> None:
+    """A misspelt name in .env (LIVE_TRADNG_ARMED, TELEGRAM_ALOWED_USER_IDS) would be ignored while the trader
+    believes it is in force: refuse it. (The process environment holds many unrelated names; only .env is checked.)"""
+    if not env_file.is_file():
+        return
+    import difflib
+    import warnings
+
+    from dotenv import dotenv_values
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        names = [n.strip() for n in dotenv_values(env_file, encoding="utf-8")]
+    known = [n.upper() for n in Settings.model_fields]
+    for name in names:
+        if name.upper() not in known:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; every setting is listed in .env.example"
+            raise ConfigError(f"{env_file}: unknown setting {name}{hint}")
 
 
 def _env_names(message: str) -> str:

@@ -63,3 +63,21 @@ def test_unreadable_env_then_one_line(tmp_path: Path) -> None:
     (tmp_path / "dir.env").mkdir()
     with pytest.raises(ConfigError, match=r"cannot read .*dir\.env"):
         load_settings(tmp_path / "dir.env")
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ("LIVE_TRADNG_ARMED=true", "LIVE_TRADNG_ARMED"),
+        ("TELEGRAM_ALOWED_USER_IDS=111", "TELEGRAM_ALOWED_USER_IDS"),
+        ("export SYMBOL=XBTUSDTM", "SYMBOL"),
+    ],
+)
+def test_env_file_with_an_unknown_setting_is_refused(tmp_path: Path, line: str, named: str) -> None:
+    """A misspelt name in .env was silently ignored: the trader believes the setting is in force."""
+    env = tmp_path / ".env"
+    env.write_text(f"BOT_MODE=paper\n{line}\n")
+    env.chmod(0o600)
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert f"unknown setting {named}" in str(info.value) and "\n" not in str(info.value)
