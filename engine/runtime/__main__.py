@@ -7,12 +7,16 @@ import asyncio
 import sys
 from pathlib import Path
 
+import aiohttp
+import structlog
+
 from engine.config.errors import ConfigError
 from engine.config.settings import load_settings
 from engine.config.strategy import ROOT
-from engine.logging import configure_logging
+from engine.logging import Redactor, configure_logging
 from engine.runtime.app import RunOptions, run
 from engine.security import acquire_instance_lock, consume_live_confirmation
+from exchange.errors import ExchangeError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     opts = RunOptions(replay_dir=args.replay, speed=args.speed or settings.replay_speed, arm_live=args.arm_live)
     try:
         return asyncio.run(run(settings, opts))
+    except (ExchangeError, aiohttp.ClientError, OSError) as exc:
+        # The exchange failed (unreachable, refusing a call): one line, through the redactor, not a traceback wall.
+        line = Redactor(settings.secret_values()).clean(f"{type(exc).__name__}: {exc}")
+        print(f"error: stopped: {line}", file=sys.stderr)
+        return 1
+    except Exception:  # a bug: the traceback goes to the log through the secret redactor, never raw to stderr
+        structlog.get_logger(__name__).exception("enygma.crashed")
+        return 1
     finally:
         lock.close()
 
