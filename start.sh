@@ -58,6 +58,13 @@ ensure_venv() {
     "$py" -m venv "$VENV" || {
       echo "error: could not create .venv (on Ubuntu: sudo apt-get install python3.12-venv)" >&2; exit 1; }
   fi
+  # A .venv made by hand with another Python (Ubuntu 22.04's python3 is 3.10) would run the bot on it and fail
+  # with an import traceback: say what is wrong instead.
+  if ! "$VENV/bin/python" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else 1)' 2>/dev/null; then
+    echo "error: $VENV uses $("$VENV/bin/python" -V 2>&1 || echo 'a broken Python'), not Python 3.12;" \
+      "remove it (rm -rf '$VENV') and run ./start.sh again to rebuild it with 3.12" >&2
+    exit 1
+  fi
   stamp="$VENV/.installed-$(basename "$reqs")"
   want="$(cat requirements.txt requirements-lock.txt "$reqs" | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

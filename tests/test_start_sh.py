@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 START = ROOT / "start.sh"
@@ -212,3 +214,34 @@ def test_typed_live_confirmation_in_a_terminal_arms_the_runtime(tmp_path: Path) 
     assert "cannot start: KuCoin answered" in text, text  # got past arming, stopped at the unreachable exchange
     assert os.waitstatus_to_exitcode(status) == 1
     assert not list((ROOT / "run").glob("live-confirmation*")), "the confirmation is used once and removed"
+
+
+def _pyenv_python(version: str) -> Path | None:
+    found = sorted(Path.home().glob(f".pyenv/versions/{version}*/bin/python3"))
+    return found[0] if found else None
+
+
+def test_venv_made_with_another_python_is_not_silently_reused(tmp_path: Path) -> None:
+    other = _pyenv_python("3.11") or _pyenv_python("3.10") or _pyenv_python("3.13")
+    if other is None:
+        pytest.skip("no Python other than 3.12 on this machine to build the wrong .venv with")
+    home = tmp_path / "my trading bot"
+    home.mkdir()
+    for name in ("start.sh", "requirements.txt", "requirements-lock.txt", "requirements-dev.txt"):
+        (home / name).write_text((ROOT / name).read_text())
+    for name in ("engine", "exchange", "storage", "bot", "docs"):
+        (home / name).symlink_to(ROOT / name)
+    subprocess.run([str(other), "-m", "venv", "--without-pip", str(home / ".venv")], check=True, timeout=60)
+    digest = subprocess.run(
+        "cat requirements.txt requirements-lock.txt requirements.txt | sha256sum | cut -d' ' -f1",
+        shell=True,  # the same digest start.sh computes
+        cwd=home,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (home / ".venv" / ".installed-requirements.txt").write_text(digest + "\n")
+    proc = _run("check-config", cwd=home, script=home / "start.sh")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert ".venv" in proc.stderr and "3.12" in proc.stderr, proc.stderr
