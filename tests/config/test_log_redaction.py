@@ -43,3 +43,12 @@ def test_websocket_token_in_a_url_is_redacted(capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     assert "2neAiuYvAU61ZDXANAGAsiL4" not in err
     assert "connectId=c1" in err
+
+
+def test_settings_objects_never_show_a_secret_in_their_repr() -> None:
+    from bot.app import BotConfig
+    from exchange.signing import Credentials
+
+    shown = repr(BotConfig(token=TOKEN, allowed_user_ids=frozenset({1}), chat_ids=(1,)))
+    shown += repr(Credentials("key-abcdef", SECRET, "pass-" + SECRET))
+    assert "AAHtokenPARTxyz" not in shown and SECRET not in shown, shown
