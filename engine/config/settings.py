@@ -9,6 +9,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
@@ -112,6 +113,20 @@ class Settings(BaseSettings):
         if value is not None and value.get_secret_value() != value.get_secret_value().strip():
             raise ValueError("has spaces before or after the value (or is only spaces); remove them")
         return value
+
+    @field_validator("kucoin_rest_url", "kucoin_spot_rest_url", "telegram_api_base_url")
+    @classmethod
+    def _https_unless_local(cls, value: str | None) -> str | None:
+        # Signed KuCoin requests carry the key and the signed passphrase, Telegram URLs the bot token: plain http is
+        # only for a simulator or a test server on this machine.
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme == "https" and parts.hostname:
+            return value.strip()
+        if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+            return value.strip()
+        raise ValueError("must be an https:// URL (plain http only to this machine, e.g. a local simulator)")
 
     @field_validator("webhook_url")
     @classmethod

@@ -108,3 +108,26 @@ def test_webhook_url_that_is_not_http_then_one_line_without_the_value() -> None:
     proc = _cli("engine.config", {"WEBHOOK_URL": "hooks.slack.com/services/T01/B02/hookTOKENzz9"})
     _assert_one_line(proc, "WEBHOOK_URL", "http")
     assert "hookTOKENzz9" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("KUCOIN_REST_URL", "http://api-futures.kucoin.com"),
+        ("KUCOIN_SPOT_REST_URL", "http://api.kucoin.com"),
+        ("TELEGRAM_API_BASE_URL", "http://api.telegram.org"),
+        ("KUCOIN_REST_URL", "api-futures.kucoin.com"),
+    ],
+)
+def test_url_that_would_send_keys_in_clear_text_then_one_line(name: str, url: str) -> None:
+    """Signed KuCoin requests carry the key and the signed passphrase, Telegram's URLs carry the bot token: plain
+    http to anything but this machine would hand them to whoever is on the path."""
+    proc = _cli("engine.config", {name: url})
+    _assert_one_line(proc, name, "https")
+
+
+def test_plain_http_to_loopback_is_fine_for_a_local_simulator() -> None:
+    proc = _cli(
+        "engine.config", {"KUCOIN_REST_URL": "http://127.0.0.1:8900", "TELEGRAM_API_BASE_URL": "http://localhost:9"}
+    )
+    assert proc.returncode == 0, proc.stderr
