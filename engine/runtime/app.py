@@ -310,7 +310,7 @@ class Runtime:
         def status() -> dict[str, Any]:
             return {
                 "mode": s.bot_mode,
-                "armed": self.opts.arm_live,
+                "armed": engine.options.armed,  # as it is now: Telegram /arm and /disarm change it
                 "control": s.control_mode,
                 "state": engine.state.value,
                 "paused": engine.paused,
