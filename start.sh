@@ -198,18 +198,28 @@ stop_bot() {
 }
 
 status_bot() {
-  local pid port
+  local pid
   if pid="$(running_pid)"; then echo "ENYGMA is running (PID $pid)"; else echo "ENYGMA is not running"; return 3; fi
-  port="${HTTP_PORT:-$(grep -E '^HTTP_PORT=' .env 2>/dev/null | tail -n 1 | cut -d= -f2)}"
-  port="${port:-8000}"
-  "$VENV/bin/python" - "$port" <<'PY' || true
-import json, sys, urllib.error, urllib.request
-url = f"http://127.0.0.1:{sys.argv[1]}/health/ready"
+  # The port as the bot reads it: HTTP_PORT from the environment, else from .env through python-dotenv (quotes,
+  # 'export', any case), else 8000.
+  "$VENV/bin/python" - <<'PY' || true
+import json, os, sys, urllib.error, urllib.request
+from pathlib import Path
+
+port = os.environ.get("HTTP_PORT")
+if port is None and Path(".env").is_file():
+    try:
+        from dotenv import dotenv_values
+        port = {k.upper(): v for k, v in dotenv_values(".env").items()}.get("HTTP_PORT")
+    except Exception as e:  # an unreadable .env: say so, do not fail the status
+        print(f"health: cannot read .env ({e})")
+port = (port or "8000").strip()
+url = f"http://127.0.0.1:{port}/health/ready"
 try:
     body = urllib.request.urlopen(url, timeout=3).read()
 except urllib.error.HTTPError as e:
     body = e.read()
-except OSError as e:
+except (OSError, ValueError) as e:
     print(f"health: {url} unreachable ({e})"); sys.exit(0)
 print("health:", json.dumps(json.loads(body)))
 PY

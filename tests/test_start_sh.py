@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -245,3 +246,53 @@ def test_venv_made_with_another_python_is_not_silently_reused(tmp_path: Path) ->
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert ".venv" in proc.stderr and "3.12" in proc.stderr, proc.stderr
+
+
+def test_status_reads_the_port_from_env_as_the_bot_does(tmp_path: Path) -> None:
+    """.env may quote the port or use 'export' (python-dotenv, and so the bot, accept both): status must ask the
+    port the bot listens on, not fail with a traceback."""
+    home = _copy_launcher(tmp_path)
+    (home / ".venv").symlink_to(ROOT / ".venv")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    (home / ".env").write_text(f'export HTTP_PORT="{port}"\n')
+    (home / ".env").chmod(0o600)
+    pkg = home / "engine" / "runtime"
+    pkg.mkdir(parents=True)
+    (home / "engine" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(
+        "import http.server, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        body = b'{\"ready\": true}'\n"
+        "        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()\n"
+        "        self.wfile.write(body)\n"
+        f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
+    )
+    bot = _sleeper(home, sys.executable, "-m", "engine.runtime")
+    try:
+        (home / "run" / "enygma.pid").write_text(f"{bot.pid}\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        env = {k: v for k, v in os.environ.items() if k != "HTTP_PORT"}
+        proc = subprocess.run(
+            ["bash", str(home / "start.sh"), "status"],
+            cwd=home,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "is running" in proc.stdout
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert 'health: {"ready": true}' in proc.stdout, proc.stdout + proc.stderr
+    finally:
+        bot.kill()
+        bot.wait()
