@@ -40,8 +40,12 @@ find_python() {
       command -v "$cand"; return 0
     fi
   done
-  for cand in "$HOME"/.pyenv/versions/3.12*/bin/python3 /usr/local/bin/python3.12 /usr/bin/python3.12; do
-    if [ -x "$cand" ]; then echo "$cand"; return 0; fi
+  # pyenv keeps its versions under PYENV_ROOT (default ~/.pyenv); its python3.12 shim fails unless 3.12 is selected.
+  for cand in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3 "$HOME"/.pyenv/versions/3.12*/bin/python3 \
+      /usr/local/bin/python3.12 /usr/bin/python3.12; do
+    if [ -x "$cand" ] && "$cand" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else 1)' 2>/dev/null; then
+      echo "$cand"; return 0
+    fi
   done
   return 1
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -296,3 +297,25 @@ def test_status_reads_the_port_from_env_as_the_bot_does(tmp_path: Path) -> None:
     finally:
         bot.kill()
         bot.wait()
+
+
+def test_find_python_uses_pyenv_root_wherever_pyenv_lives(tmp_path: Path) -> None:
+    """pyenv installed outside ~/.pyenv (PYENV_ROOT=/opt/pyenv, a shared install) must still be found."""
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    if not list(pyenv_root.glob("versions/3.12*/bin/python3")):
+        pytest.skip("no pyenv Python 3.12 on this machine")
+    script = f"source {shlex.quote(str(START))} --help >/dev/null; find_python"
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        env={"HOME": str(tmp_path), "PYENV_ROOT": str(pyenv_root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    found = proc.stdout.strip()
+    version = subprocess.run(
+        [found, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=True
+    )
+    assert version.stdout.strip() == "(3, 12)"
