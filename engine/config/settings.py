@@ -144,13 +144,7 @@ class Settings(BaseSettings):
     @field_validator("replay_speed")
     @classmethod
     def _speed(cls, value: str) -> str:
-        if value != "max":
-            try:
-                if float(value) <= 0:
-                    raise ValueError
-            except ValueError:
-                raise ValueError("must be a positive number or 'max'") from None
-        return value
+        return check_replay_speed(value)
 
     @model_validator(mode="after")
     def _keys_for_exchange_modes(self) -> Self:
@@ -225,6 +219,18 @@ class Settings(BaseSettings):
                 min_score=self.strict_entry_min_score, min_confidence=self.strict_min_confidence
             )
         return cfg
+
+
+def check_replay_speed(value: str) -> str:
+    """A replay speed: a positive, finite number (times real time) or ``max``; ValueError otherwise."""
+    if value != "max":
+        try:
+            speed = float(value)
+        except ValueError:
+            speed = float("nan")
+        if not (0 < speed < float("inf")):
+            raise ValueError("must be a positive number or 'max'")
+    return value
 
 
 def _is_loopback(host: str) -> bool:

@@ -11,7 +11,7 @@ import aiohttp
 import structlog
 
 from engine.config.errors import ConfigError
-from engine.config.settings import load_settings
+from engine.config.settings import check_replay_speed, load_settings
 from engine.config.strategy import ROOT
 from engine.logging import Redactor, configure_logging
 from engine.runtime.app import RunOptions, run
@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", default=None, help="replay speed: N × real time, or max")
     p.add_argument("--arm-live", action="store_true", help="(start.sh, after the typed confirmation) arm live trading")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.speed is not None:
+        try:
+            check_replay_speed(args.speed)
+        except ValueError as exc:
+            print(f"config error: --speed: {exc} (got {args.speed!r})", file=sys.stderr)
+            return 1
     try:
         settings = load_settings()
         settings.strategy()
