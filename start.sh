@@ -40,8 +40,12 @@ find_python() {
       command -v "$cand"; return 0
     fi
   done
-  for cand in "$HOME"/.pyenv/versions/3.12*/bin/python3 /usr/local/bin/python3.12 /usr/bin/python3.12; do
-    if [ -x "$cand" ]; then echo "$cand"; return 0; fi
+  # pyenv keeps its versions under PYENV_ROOT (default ~/.pyenv); its python3.12 shim fails unless 3.12 is selected.
+  for cand in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3 "$HOME"/.pyenv/versions/3.12*/bin/python3 \
+      /usr/local/bin/python3.12 /usr/bin/python3.12; do
+    if [ -x "$cand" ] && "$cand" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else 1)' 2>/dev/null; then
+      echo "$cand"; return 0
+    fi
   done
   return 1
 }
@@ -57,6 +61,13 @@ ensure_venv() {
     echo "Creating .venv with $py"
     "$py" -m venv "$VENV" || {
       echo "error: could not create .venv (on Ubuntu: sudo apt-get install python3.12-venv)" >&2; exit 1; }
+  fi
+  # A .venv made by hand with another Python (Ubuntu 22.04's python3 is 3.10) would run the bot on it and fail
+  # with an import traceback: say what is wrong instead.
+  if ! "$VENV/bin/python" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else 1)' 2>/dev/null; then
+    echo "error: $VENV uses $("$VENV/bin/python" -V 2>&1 || echo 'a broken Python'), not Python 3.12;" \
+      "remove it (rm -rf '$VENV') and run ./start.sh again to rebuild it with 3.12" >&2
+    exit 1
   fi
   stamp="$VENV/.installed-$(basename "$reqs")"
   want="$(cat requirements.txt requirements-lock.txt "$reqs" | sha256sum | cut -d' ' -f1)"
@@ -109,16 +120,32 @@ run_tests() {
 
 PID_FILE="$ROOT/run/enygma.pid"
 
+# is_ours PID: PID is this project's bot (python -m engine.runtime started in this directory). A PID file left by
+# a crash or a reboot may name a PID the system has since given to an unrelated process: never signal that one.
+is_ours() {
+  local pid="$1" args cwd
+  case "$pid" in ''|*[!0-9]*) return 1 ;; esac
+  kill -0 "$pid" 2>/dev/null || return 1
+  if [ -r "/proc/$pid/cmdline" ]; then
+    args="$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    cwd="$(readlink "/proc/$pid/cwd" 2>/dev/null)" || return 1
+    [ "$cwd" = "$(pwd -P)" ] || return 1
+  else
+    args="$(ps -o args= -p "$pid" 2>/dev/null)" || return 1
+  fi
+  case "$args" in *" -m engine.runtime"*) return 0 ;; *) return 1 ;; esac
+}
+
 running_pid() {
   local pid
   [ -f "$PID_FILE" ] || return 1
-  pid="$(cat "$PID_FILE")"
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; return 0; fi
+  pid="$(head -n 1 "$PID_FILE" | tr -d '[:space:]')"
+  if is_ours "$pid"; then echo "$pid"; return 0; fi
   return 1
 }
 
 start_bot() {
-  local foreground=0 args=() mode confirm
+  local foreground=0 args=() mode confirm confirmation
   while [ $# -gt 0 ]; do
     case "$1" in
       --foreground) foreground=1; shift ;;
@@ -144,6 +171,11 @@ start_bot() {
       printf 'Type LIVE to confirm: '
       read -r confirm
       [ "$confirm" = "LIVE" ] || { echo "not confirmed; nothing started" >&2; exit 1; }
+      # A one-use proof of the typed confirmation: without it, python -m engine.runtime --arm-live refuses to arm.
+      mkdir -p "$ROOT/run"
+      confirmation="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+      ( umask 077; printf '%s\n' "$confirmation" > "$ROOT/run/live-confirmation" )
+      export ENYGMA_LIVE_CONFIRMATION="$confirmation"
       args+=(--arm-live) ;;
     *) echo "error: unexpected mode '$mode'" >&2; exit 1 ;;
   esac
@@ -176,18 +208,28 @@ stop_bot() {
 }
 
 status_bot() {
-  local pid port
+  local pid
   if pid="$(running_pid)"; then echo "ENYGMA is running (PID $pid)"; else echo "ENYGMA is not running"; return 3; fi
-  port="${HTTP_PORT:-$(grep -E '^HTTP_PORT=' .env 2>/dev/null | tail -n 1 | cut -d= -f2)}"
-  port="${port:-8000}"
-  "$VENV/bin/python" - "$port" <<'PY' || true
-import json, sys, urllib.error, urllib.request
-url = f"http://127.0.0.1:{sys.argv[1]}/health/ready"
+  # The port as the bot reads it: HTTP_PORT from the environment, else from .env through python-dotenv (quotes,
+  # 'export', any case), else 8000.
+  "$VENV/bin/python" - <<'PY' || true
+import json, os, sys, urllib.error, urllib.request
+from pathlib import Path
+
+port = os.environ.get("HTTP_PORT")
+if port is None and Path(".env").is_file():
+    try:
+        from dotenv import dotenv_values
+        port = {k.upper(): v for k, v in dotenv_values(".env").items()}.get("HTTP_PORT")
+    except Exception as e:  # an unreadable .env: say so, do not fail the status
+        print(f"health: cannot read .env ({e})")
+port = (port or "8000").strip()
+url = f"http://127.0.0.1:{port}/health/ready"
 try:
     body = urllib.request.urlopen(url, timeout=3).read()
 except urllib.error.HTTPError as e:
     body = e.read()
-except OSError as e:
+except (OSError, ValueError) as e:
     print(f"health: {url} unreachable ({e})"); sys.exit(0)
 print("health:", json.dumps(json.loads(body)))
 PY

@@ -54,7 +54,7 @@ COMMANDS = [
 
 @dataclass
 class BotConfig:
-    token: str
+    token: str = field(repr=False)  # never in a repr, a log line or a traceback
     allowed_user_ids: frozenset[int]
     chat_ids: tuple[int, ...]
     confirm_ttl_s: int = 60

@@ -14,6 +14,10 @@ import structlog
 REDACTED = "***"
 _SECRET_KEYS = re.compile(r"(secret|passphrase|token|api[_-]?key|kc-api-sign|kc-api-key|password)", re.IGNORECASE)
 _BOT_URL = re.compile(r"(bot)(\d+:[A-Za-z0-9_-]+)")
+# Credentials in a URL's query (KuCoin's WebSocket token, a signature) and a KuCoin signed-passphrase header.
+_QUERY_SECRET = re.compile(r"([?&](?:token|sign|signature|passphrase|api[_-]?key|key)=)[^&\s'\"]+", re.IGNORECASE)
+_PLAIN = (int, float, bool, type(None))
+_META = ("_record", "_from_structlog")  # structlog's ProcessorFormatter bookkeeping, removed before rendering
 
 
 class Redactor:
@@ -26,12 +30,19 @@ class Redactor:
         if isinstance(value, str):
             for s in self.secrets:
                 value = value.replace(s, REDACTED)
+            value = _QUERY_SECRET.sub(r"\1" + REDACTED, value)
             return _BOT_URL.sub(r"\1" + REDACTED, value)
         if isinstance(value, dict):
-            return {k: (REDACTED if _SECRET_KEYS.search(str(k)) else self.clean(v)) for k, v in value.items()}
-        if isinstance(value, list | tuple):
+            return {
+                k: v if k in _META else REDACTED if _SECRET_KEYS.search(str(k)) else self.clean(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple | set | frozenset):
             return [self.clean(v) for v in value]
-        return value
+        if isinstance(value, _PLAIN):
+            return value
+        # An exception, bytes or any other object would reach the renderer as its repr, unredacted: render it here.
+        return self.clean(repr(value))
 
     def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         cleaned: dict[str, Any] = self.clean(event_dict)

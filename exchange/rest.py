@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -45,10 +46,29 @@ from exchange.signing import Credentials, compact_json, sign_headers
 
 log = structlog.get_logger(__name__)
 
-REFUSED_PERMISSIONS = ("transfer", "withdrawal", "withdraw")
 GATEWAY_GAVE_UP = (502, 504)  # answered by a gateway, not by the exchange: the request's fate is unknown
 CLOUDFLARE_BLOCK_MS = 30_000  # 1015: the legacy per-IP limit blocks for 30 s (reference §3.2)
 MAX_PAGES = 50  # a bound on any paged listing: 50,000 fills, 5,000 funding records
+
+
+# The reference is unsure of the exact strings (Transfer? Withdrawal? InnerTransfer? FlexTransfers?): any
+# permission whose letters contain one of these roots can move money and is refused.
+_MONEY_MOVING = ("transfer", "withdraw")
+
+
+def _permission_list(raw: Any) -> list[str]:
+    """The key's permissions from the ``permission`` field: a comma string (the documented shape), another
+    separator, spaces only, or a JSON list."""
+    if isinstance(raw, list | tuple):
+        items = [str(x) for x in raw]
+    else:
+        text = str(raw or "")
+        items = re.split(r"[,;|]", text) if re.search(r"[,;|]", text) else text.split()
+    return [p.strip() for p in items if p.strip()]
+
+
+def _letters(permission: str) -> str:
+    return re.sub(r"[^a-z]", "", permission.lower())
 
 
 class KucoinFuturesClient:
@@ -299,13 +319,13 @@ class KucoinFuturesClient:
 
     async def api_key_permissions(self) -> list[str]:
         data = await self._call("GET", "/api/v1/user/api-key", base=self.spot_base_url)
-        return [p.strip() for p in str(data.get("permission", "")).split(",") if p.strip()]
+        return _permission_list(data.get("permission"))
 
     async def check_key_permissions(self) -> list[str]:
         """Refuse a key that can move money out; require Futures. Returns the permissions."""
         perms = await self.api_key_permissions()
-        lowered = {p.lower() for p in perms}
-        bad = [p for p in perms if p.lower() in REFUSED_PERMISSIONS]
+        lowered = {_letters(p) for p in perms}
+        bad = [p for p in perms if any(root in _letters(p) for root in _MONEY_MOVING)]
         if bad:
             raise PermissionRefusedError(f"API key has the {', '.join(bad)} permission; create a trade-only key")
         if "futures" not in lowered:

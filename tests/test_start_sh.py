@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import os
+import shlex
+import signal
+import socket
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 
 START = ROOT / "start.sh"
 
 
-def _run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, script: Path = START
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "LIVE_", "TELEGRAM_"))}
     return subprocess.run(
-        ["bash", str(START), *args],
+        ["bash", str(script), *args],
         cwd=cwd,
         env={**base, **(env or {})},
         stdin=subprocess.DEVNULL,
@@ -80,3 +90,232 @@ def test_status_when_not_running() -> None:
     proc = _run("status")
     assert proc.returncode == 3
     assert "not running" in proc.stdout
+
+
+def _copy_launcher(tmp_path: Path) -> Path:
+    """start.sh in a fresh project directory whose path has spaces (stop and status need no .venv)."""
+    home = tmp_path / "my trading bot"
+    (home / "run").mkdir(parents=True)
+    (home / "start.sh").write_text(START.read_text())
+    return home
+
+
+def _sleeper(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+def test_stop_when_pid_file_names_an_unrelated_process_then_it_is_left_alone(tmp_path: Path) -> None:
+    home = _copy_launcher(tmp_path)
+    other = _sleeper(tmp_path, "sleep", "60")  # the PID a reboot handed to somebody else's process
+    try:
+        (home / "run" / "enygma.pid").write_text(f"{other.pid}\n")
+        proc = _run("stop", cwd=home, script=home / "start.sh")
+        status = _run("status", cwd=home, script=home / "start.sh")
+        assert other.poll() is None, "start.sh stop killed a process that is not ENYGMA"
+        assert proc.returncode == 0
+        assert "not running" in proc.stdout
+        assert status.returncode == 3 and "not running" in status.stdout
+        assert not (home / "run" / "enygma.pid").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_stop_when_pid_file_names_our_bot_then_it_stops(tmp_path: Path) -> None:
+    home = _copy_launcher(tmp_path)
+    pkg = home / "engine" / "runtime"
+    pkg.mkdir(parents=True)
+    (home / "engine" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("import time\ntime.sleep(60)\n")
+    bot = _sleeper(home, sys.executable, "-m", "engine.runtime")
+    try:
+        (home / "run" / "enygma.pid").write_text(f"{bot.pid}\n")
+        assert "is running" in _run("status", cwd=home, script=home / "start.sh").stdout
+        reaper = threading.Thread(target=bot.wait)  # reaped at once, as init reaps a detached bot
+        reaper.start()
+        proc = _run("stop", cwd=home, script=home / "start.sh")
+        reaper.join(timeout=10)
+        assert proc.returncode == 0, proc.stderr
+        assert "ENYGMA stopped" in proc.stdout
+        assert bot.returncode == -signal.SIGTERM
+    finally:
+        bot.kill()
+        bot.wait()
+
+
+LIVE_ENV = {
+    "BOT_MODE": "live",
+    "LIVE_TRADING_ARMED": "true",
+    "KUCOIN_API_KEY": "k",
+    "KUCOIN_API_SECRET": "s",
+    "KUCOIN_API_PASSPHRASE": "p",
+    "KUCOIN_REST_URL": "http://127.0.0.1:9",  # nothing listens: a start that gets past arming stops right there
+    "KUCOIN_SPOT_REST_URL": "http://127.0.0.1:9",
+}
+
+
+def test_runtime_arm_live_without_the_typed_confirmation_is_refused(tmp_path: Path) -> None:
+    """systemd, Docker or nohup running 'python -m engine.runtime --arm-live' must not arm live by itself."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "LIVE_", "TELEGRAM_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.runtime", "--arm-live"],
+        cwd=ROOT,
+        env={**base, **LIVE_ENV, "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "typed confirmation" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    forged = {**base, **LIVE_ENV, "DB_PATH": str(tmp_path / "e.sqlite"), "ENYGMA_LIVE_CONFIRMATION": "guess"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.runtime", "--arm-live"],
+        cwd=ROOT,
+        env=forged,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1 and "typed confirmation" in proc.stderr, proc.stderr
+
+
+def test_typed_live_confirmation_in_a_terminal_arms_the_runtime(tmp_path: Path) -> None:
+    import pty
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "LIVE_", "TELEGRAM_"))}
+    env = {**base, **LIVE_ENV, "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: start.sh attached to a terminal, as a trader runs it
+        os.chdir(ROOT)
+        os.execve("/bin/bash", ["bash", str(START), "--foreground"], env)
+    out = b""
+    deadline = time.monotonic() + 120
+    answered = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if not answered and b"Type LIVE to confirm" in out:
+            os.write(fd, b"LIVE\n")
+            answered = True
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert answered, text
+    assert "typed confirmation" not in text, text
+    assert "cannot start: KuCoin answered" in text, text  # got past arming, stopped at the unreachable exchange
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert not list((ROOT / "run").glob("live-confirmation*")), "the confirmation is used once and removed"
+
+
+def _pyenv_python(version: str) -> Path | None:
+    found = sorted(Path.home().glob(f".pyenv/versions/{version}*/bin/python3"))
+    return found[0] if found else None
+
+
+def test_venv_made_with_another_python_is_not_silently_reused(tmp_path: Path) -> None:
+    other = _pyenv_python("3.11") or _pyenv_python("3.10") or _pyenv_python("3.13")
+    if other is None:
+        pytest.skip("no Python other than 3.12 on this machine to build the wrong .venv with")
+    home = tmp_path / "my trading bot"
+    home.mkdir()
+    for name in ("start.sh", "requirements.txt", "requirements-lock.txt", "requirements-dev.txt"):
+        (home / name).write_text((ROOT / name).read_text())
+    for name in ("engine", "exchange", "storage", "bot", "docs"):
+        (home / name).symlink_to(ROOT / name)
+    subprocess.run([str(other), "-m", "venv", "--without-pip", str(home / ".venv")], check=True, timeout=60)
+    digest = subprocess.run(
+        "cat requirements.txt requirements-lock.txt requirements.txt | sha256sum | cut -d' ' -f1",
+        shell=True,  # the same digest start.sh computes
+        cwd=home,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (home / ".venv" / ".installed-requirements.txt").write_text(digest + "\n")
+    proc = _run("check-config", cwd=home, script=home / "start.sh")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert ".venv" in proc.stderr and "3.12" in proc.stderr, proc.stderr
+
+
+def test_status_reads_the_port_from_env_as_the_bot_does(tmp_path: Path) -> None:
+    """.env may quote the port or use 'export' (python-dotenv, and so the bot, accept both): status must ask the
+    port the bot listens on, not fail with a traceback."""
+    home = _copy_launcher(tmp_path)
+    (home / ".venv").symlink_to(ROOT / ".venv")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    (home / ".env").write_text(f'export HTTP_PORT="{port}"\n')
+    (home / ".env").chmod(0o600)
+    pkg = home / "engine" / "runtime"
+    pkg.mkdir(parents=True)
+    (home / "engine" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(
+        "import http.server, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        body = b'{\"ready\": true}'\n"
+        "        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()\n"
+        "        self.wfile.write(body)\n"
+        f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
+    )
+    bot = _sleeper(home, sys.executable, "-m", "engine.runtime")
+    try:
+        (home / "run" / "enygma.pid").write_text(f"{bot.pid}\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        env = {k: v for k, v in os.environ.items() if k != "HTTP_PORT"}
+        proc = subprocess.run(
+            ["bash", str(home / "start.sh"), "status"],
+            cwd=home,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "is running" in proc.stdout
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert 'health: {"ready": true}' in proc.stdout, proc.stdout + proc.stderr
+    finally:
+        bot.kill()
+        bot.wait()
+
+
+def test_find_python_uses_pyenv_root_wherever_pyenv_lives(tmp_path: Path) -> None:
+    """pyenv installed outside ~/.pyenv (PYENV_ROOT=/opt/pyenv, a shared install) must still be found."""
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    if not list(pyenv_root.glob("versions/3.12*/bin/python3")):
+        pytest.skip("no pyenv Python 3.12 on this machine")
+    script = f"source {shlex.quote(str(START))} --help >/dev/null; find_python"
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        env={"HOME": str(tmp_path), "PYENV_ROOT": str(pyenv_root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    found = proc.stdout.strip()
+    version = subprocess.run(
+        [found, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=True
+    )
+    assert version.stdout.strip() == "(3, 12)"

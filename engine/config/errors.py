@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
+
+# A value under one of these names is never echoed back, even when it is the bad one.
+_SECRET_NAME = re.compile(r"(secret|passphrase|token|api_?key|password|webhook)", re.IGNORECASE)
 
 
 class ConfigError(Exception):
@@ -19,7 +24,8 @@ def describe_validation_error(exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         got = err.get("input")
-        quiet = err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict | list)
+        secret = any(_SECRET_NAME.search(str(p)) for p in err["loc"])
+        quiet = secret or err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict | list)
         shown = "" if quiet else f" (got {got!r})"
         parts.append(f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}")
     return "; ".join(parts)

@@ -6,12 +6,13 @@ Secrets are ``SecretStr`` so they never print; every field is documented in ``.e
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from engine.config.errors import ConfigError, describe_validation_error
 from engine.config.strategy import ROOT, StrategyConfig, load_strategy_config
@@ -19,6 +20,8 @@ from engine.config.strategy import ROOT, StrategyConfig, load_strategy_config
 BotMode = Literal["paper", "shadow", "live"]
 ControlMode = Literal["auto", "manual"]
 NotifyLevel = Literal["on", "silent", "off"]
+SYMBOL_RE = re.compile(r"^[A-Z0-9]+USDTM$")
+SECRET_FIELDS = ("kucoin_api_key", "kucoin_api_secret", "kucoin_api_passphrase", "telegram_bot_token", "webhook_url")
 
 
 def _split_csv(value: Any) -> Any:
@@ -52,6 +55,7 @@ class Settings(BaseSettings):
     kucoin_api_passphrase: SecretStr | None = None
     kucoin_key_version: int = Field(default=2, ge=2, le=3)
     kucoin_rest_url: str = "https://api-futures.kucoin.com"
+    kucoin_spot_rest_url: str = "https://api.kucoin.com"  # only for the key-permission check at start
     position_mode: Literal["one_way", "hedge"] = "one_way"
     max_entry_slippage_pct: float = Field(default=0.3, gt=0, le=5)
 
@@ -63,7 +67,7 @@ class Settings(BaseSettings):
     telegram_arm_ttl_s: int = Field(default=60, ge=10, le=3_600)
     telegram_daily_summary_utc: str = Field(default="00:05", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     telegram_notify_levels: dict[str, NotifyLevel] = Field(default_factory=dict)
-    webhook_url: str | None = None
+    webhook_url: SecretStr | None = None  # such URLs carry their token in the path
     telegram_api_base_url: str | None = None
 
     # Approvals and safety
@@ -90,6 +94,48 @@ class Settings(BaseSettings):
     def _symbols_csv(cls, value: Any) -> Any:
         return [s.upper() for s in _split_csv(value)] if isinstance(value, str) else value
 
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_valid(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not SYMBOL_RE.match(s)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} is not a KuCoin USDT-M perpetual name like ETHUSDTM")
+        dupes = sorted({s for s in value if value.count(s) > 1})
+        if dupes:
+            raise ValueError(f"duplicate symbol {', '.join(dupes)}")
+        return value
+
+    @field_validator("kucoin_api_key", "kucoin_api_secret", "kucoin_api_passphrase", "telegram_bot_token")
+    @classmethod
+    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # Empty means "not set" (.env.example ships them empty); spaces are a copy-paste slip that would only
+        # surface later as a signature or login failure. The value itself is never echoed.
+        if value is not None and value.get_secret_value() != value.get_secret_value().strip():
+            raise ValueError("has spaces before or after the value (or is only spaces); remove them")
+        return value
+
+    @field_validator("kucoin_rest_url", "kucoin_spot_rest_url", "telegram_api_base_url")
+    @classmethod
+    def _https_unless_local(cls, value: str | None) -> str | None:
+        # Signed KuCoin requests carry the key and the signed passphrase, Telegram URLs the bot token: plain http is
+        # only for a simulator or a test server on this machine.
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme == "https" and parts.hostname:
+            return value.strip()
+        if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+            return value.strip()
+        raise ValueError("must be an https:// URL (plain http only to this machine, e.g. a local simulator)")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_http(cls, value: SecretStr | None) -> SecretStr | None:
+        url = "" if value is None else value.get_secret_value().strip()
+        if url and not url.lower().startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http://)")
+        return SecretStr(url) if url else None
+
     @field_validator("telegram_allowed_user_ids", "telegram_chat_ids", mode="before")
     @classmethod
     def _ids_csv(cls, value: Any) -> Any:
@@ -98,13 +144,7 @@ class Settings(BaseSettings):
     @field_validator("replay_speed")
     @classmethod
     def _speed(cls, value: str) -> str:
-        if value != "max":
-            try:
-                if float(value) <= 0:
-                    raise ValueError
-            except ValueError:
-                raise ValueError("must be a positive number or 'max'") from None
-        return value
+        return check_replay_speed(value)
 
     @model_validator(mode="after")
     def _keys_for_exchange_modes(self) -> Self:
@@ -150,13 +190,10 @@ class Settings(BaseSettings):
             self.kucoin_api_secret,
             self.kucoin_api_passphrase,
             self.telegram_bot_token,
+            self.webhook_url,
         ):
             if value is not None and value.get_secret_value():
                 found.append(value.get_secret_value())
-        if self.webhook_url:
-            found.append(
-                self.webhook_url
-            )  # a webhook URL is its own credential (Slack, Discord: the token is the path)
         return found
 
     def redacted(self) -> dict[str, Any]:
@@ -168,8 +205,6 @@ class Settings(BaseSettings):
                 out[name] = "***" if value.get_secret_value() else ""
             elif isinstance(value, Path):
                 out[name] = str(value)
-            elif name == "webhook_url" and value:
-                out[name] = _url_shown(value, keep_path=False)
             elif isinstance(value, str) and name.endswith("_url") and value:
                 out[name] = _url_shown(value, keep_path=True)
             else:
@@ -201,6 +236,18 @@ def _url_shown(url: str, *, keep_path: bool) -> str:
     return f"{parts.scheme}://{host}{port}" + (parts.path if keep_path else "/***")
 
 
+def check_replay_speed(value: str) -> str:
+    """A replay speed: a positive, finite number (times real time) or ``max``; ValueError otherwise."""
+    if value != "max":
+        try:
+            speed = float(value)
+        except ValueError:
+            speed = float("nan")
+        if not (0 < speed < float("inf")):
+            raise ValueError("must be a positive number or 'max'")
+    return value
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -216,10 +263,41 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     from engine.security import check_env_file
 
     check_env_file(target)
+    _refuse_unknown_names(target)
     try:
         return Settings(_env_file=target if target.exists() else None, **overrides)
     except ValidationError as exc:
         raise ConfigError(f"settings: {_env_names(describe_validation_error(exc))}") from None
+    except SettingsError as exc:
+        # A list or mapping setting that is not valid JSON (e.g. TELEGRAM_NOTIFY_LEVELS); pydantic-settings raises
+        # this outside validation, with the JSON decoder's traceback chained to it.
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = found.group(1).upper() if found else "a setting"
+        raise ConfigError(f"settings: {name}: not valid JSON") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read {target}: {detail}") from None
+
+
+def _refuse_unknown_names(env_file: Path) -> None:
+    """A misspelt name in .env (LIVE_TRADNG_ARMED, TELEGRAM_ALOWED_USER_IDS) would be ignored while the trader
+    believes it is in force: refuse it. (The process environment holds many unrelated names; only .env is checked.)"""
+    if not env_file.is_file():
+        return
+    import difflib
+    import warnings
+
+    from dotenv import dotenv_values
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        names = [n.strip() for n in dotenv_values(env_file, encoding="utf-8")]
+    known = [n.upper() for n in Settings.model_fields]
+    for name in names:
+        if name.upper() not in known:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; every setting is listed in .env.example"
+            raise ConfigError(f"{env_file}: unknown setting {name}{hint}")
 
 
 def _env_names(message: str) -> str:

@@ -11,7 +11,8 @@ import functools
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, Self
+from types import UnionType
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -729,10 +730,67 @@ def load_strategy_config(path: Path | None = None) -> StrategyConfig:
     except OSError as exc:
         raise ConfigError(f"strategy config unreadable: {target}: {exc.strerror}") from None
     try:
-        raw = json.loads(text, parse_float=Decimal)
+        raw = json.loads(text, parse_float=Decimal, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"strategy config {target} is not valid JSON: line {exc.lineno}: {exc.msg}") from None
+    except ValueError as exc:
+        raise ConfigError(f"strategy config {target}: {exc}") from None
     return validate_strategy_config(raw, source=str(target))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows; write a finite number")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} is given twice in one object (only one of them would count)")
+        out[key] = value
+    return out
+
+
+_NUMBERS = (int, float, Decimal)
+
+
+def _type_errors(annotation: Any, value: Any, path: str) -> list[str]:
+    """Where pydantic's lax mode would coerce a value the JSON spells wrongly: a number written as a string or as
+    true/false, or a flag written as a number or a string. Everything else is left to the models."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_errors(args[0], value, path)
+    if origin in (Union, UnionType):
+        options = [a for a in args if a is not type(None)]
+        return [] if value is None or len(options) != 1 else _type_errors(options[0], value, path)
+    if annotation is bool:
+        return [] if isinstance(value, bool) else [f"{path}: must be true or false (got {value!r})"]
+    if annotation in _NUMBERS:
+        if isinstance(value, bool) or not isinstance(value, _NUMBERS):
+            return [
+                f"{path}: must be a number, not {'true/false' if isinstance(value, bool) else type(value).__name__}"
+                f" (got {json.dumps(value, default=str)})"
+            ]
+        return []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _model_type_errors(annotation, value, path)
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        return [e for k, v in value.items() for e in _type_errors(args[1], v, f"{path}.{k}")]
+    if origin in (list, tuple) and args and isinstance(value, list):
+        inner = args[0]
+        return [e for i, v in enumerate(value) for e in _type_errors(inner, v, f"{path}.{i}")]
+    return []
+
+
+def _model_type_errors(model: type[BaseModel], raw: Any, path: str) -> list[str]:
+    if not isinstance(raw, dict):
+        return []
+    errors: list[str] = []
+    for name, field in model.model_fields.items():
+        key = field.alias if field.alias is not None and field.alias in raw else name
+        if key in raw:
+            errors += _type_errors(field.annotation, raw[key], f"{path}.{key}" if path else key)
+    return errors
 
 
 def validate_strategy_config(raw: Any, *, source: str = "strategy config") -> StrategyConfig:
@@ -741,6 +799,9 @@ def validate_strategy_config(raw: Any, *, source: str = "strategy config") -> St
 
     from engine.config.errors import ConfigError, describe_validation_error
 
+    wrong = _model_type_errors(StrategyConfig, raw, "")
+    if wrong:
+        raise ConfigError(f"{source}: {'; '.join(wrong)}")
     try:
         return StrategyConfig.model_validate(raw)
     except ValidationError as exc:

@@ -7,10 +7,16 @@ import asyncio
 import sys
 from pathlib import Path
 
+import aiohttp
+import structlog
+
 from engine.config.errors import ConfigError
-from engine.config.settings import load_settings
-from engine.logging import configure_logging
+from engine.config.settings import check_replay_speed, load_settings
+from engine.config.strategy import ROOT
+from engine.logging import Redactor, configure_logging
 from engine.runtime.app import RunOptions, run
+from engine.security import acquire_instance_lock, consume_live_confirmation
+from exchange.errors import ExchangeError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", default=None, help="replay speed: N × real time, or max")
     p.add_argument("--arm-live", action="store_true", help="(start.sh, after the typed confirmation) arm live trading")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.speed is not None:
+        try:
+            check_replay_speed(args.speed)
+        except ValueError as exc:
+            print(f"config error: --speed: {exc} (got {args.speed!r})", file=sys.stderr)
+            return 1
     try:
         settings = load_settings()
         settings.strategy()
@@ -29,8 +41,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.arm_live and not settings.live_requested:
         print("config error: --arm-live needs BOT_MODE=live and LIVE_TRADING_ARMED=true", file=sys.stderr)
         return 1
+    if args.arm_live and not consume_live_confirmation(ROOT / "run" / "live-confirmation"):
+        print(
+            "error: --arm-live needs the typed confirmation of ./start.sh in a terminal; a non-interactive start "
+            "never arms live trading (start unarmed and arm from Telegram with /arm)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        lock = acquire_instance_lock(settings.db_path)  # held until the process ends
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     opts = RunOptions(replay_dir=args.replay, speed=args.speed or settings.replay_speed, arm_live=args.arm_live)
-    return asyncio.run(run(settings, opts))
+    try:
+        return asyncio.run(run(settings, opts))
+    except (ExchangeError, aiohttp.ClientError, OSError) as exc:
+        # The exchange failed (unreachable, refusing a call): one line, through the redactor, not a traceback wall.
+        line = Redactor(settings.secret_values()).clean(f"{type(exc).__name__}: {exc}")
+        print(f"error: stopped: {line}", file=sys.stderr)
+        return 1
+    except Exception:  # a bug: the traceback goes to the log through the secret redactor, never raw to stderr
+        structlog.get_logger(__name__).exception("enygma.crashed")
+        return 1
+    finally:
+        lock.close()
 
 
 if __name__ == "__main__":

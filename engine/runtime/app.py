@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -38,6 +39,7 @@ from engine.runtime.engine import EngineOptions, TradingEngine
 from engine.runtime.http import Health, Metrics, build_app
 from engine.runtime.lanes import Lanes
 from engine.runtime.trading_state import TradingState
+from exchange.errors import ExchangeError, PermissionRefusedError
 from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
 from exchange.ws import CandleCloser, MessageHandler, StreamGroup, StreamMessage
@@ -161,9 +163,16 @@ class Runtime:
             s.kucoin_api_passphrase.get_secret_value(),
             s.kucoin_key_version,
         )
-        client = KucoinFuturesClient(s.kucoin_rest_url, creds, spot_base_url="https://api.kucoin.com")
-        await client.sync_time()
-        await client.check_key_permissions()  # refuses a key that can withdraw or transfer
+        client = KucoinFuturesClient(s.kucoin_rest_url, creds, spot_base_url=s.kucoin_spot_rest_url)
+        try:
+            await client.sync_time()
+            await client.check_key_permissions()  # refuses a key that can withdraw or transfer
+        except PermissionRefusedError as exc:
+            await client.close()
+            raise SystemExit(f"error: refusing to start: {exc}") from None
+        except (ExchangeError, aiohttp.ClientError, OSError) as exc:
+            await client.close()  # one line, not a traceback: a wrong URL, no network, a bad key or passphrase
+            raise SystemExit(f"error: cannot start: KuCoin answered {type(exc).__name__}: {exc}") from None
         return client
 
     async def _replay_settled(self) -> None:
@@ -237,7 +246,7 @@ class Runtime:
         if s.webhook_url:
             from engine.runtime.webhook import WebhookNotifier
 
-            webhook = WebhookNotifier(s.webhook_url)
+            webhook = WebhookNotifier(s.webhook_url.get_secret_value())
             self.bus.subscribe("webhook", webhook)
         await self.bus.start()
         specs: dict[str, ContractSpec] = {}

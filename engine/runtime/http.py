@@ -81,6 +81,22 @@ class Metrics:
 
 Approver = Callable[[str, str], Awaitable[str]]
 
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+_BROWSER_HEADERS = ("Origin", "Referer", "Sec-Fetch-Site", "Sec-Fetch-Mode")
+
+
+def from_local_command_line(request: web.Request) -> bool:
+    """True for curl or a script on the server itself. Through the documented ``ssh -L`` tunnel a web page in the
+    trader's browser also arrives from loopback, so a request a browser made (it always names its origin on a POST)
+    or one addressed to another host name (DNS rebinding) is refused too."""
+    if request.remote not in ("127.0.0.1", "::1"):
+        return False
+    if any(name in request.headers for name in _BROWSER_HEADERS):
+        return False
+    host = request.headers.get("Host", "").strip().lower()
+    name = host.split("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
+    return name in _LOOPBACK_NAMES
+
 
 def build_app(
     metrics: Metrics,
@@ -111,14 +127,14 @@ def build_app(
 
     async def approval(request: web.Request) -> web.Response:
         """The console approver (manual mode without Telegram): loopback callers only."""
-        if request.remote not in ("127.0.0.1", "::1") or approver is None:
+        if not from_local_command_line(request) or approver is None:
             return web.json_response({"error": "not available"}, status=403)
         outcome = await approver(request.match_info["approval_id"], request.match_info["action"])
         return web.json_response({"outcome": outcome})
 
     async def killswitch(request: web.Request) -> web.Response:
         """The kill switch from the server itself (loopback callers only), for when Telegram is not set up."""
-        if request.remote not in ("127.0.0.1", "::1") or kill is None:
+        if not from_local_command_line(request) or kill is None:
             return web.json_response({"error": "not available"}, status=403)
         return web.json_response({"outcome": await kill()})
 

@@ -1,0 +1,70 @@
+"""/dashboard tells the truth about live arming: after a Telegram /arm the bot trades real money, and the page a
+trader checks must say so (and say unarmed again after /disarm)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+
+from engine.config.settings import Settings
+from engine.runtime.app import RunOptions, Runtime
+from engine.runtime.control import EngineControl
+from exchange.simulator import SimulatorServer
+from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
+
+
+async def _armed_row(http: aiohttp.ClientSession, port: int) -> str:
+    async with http.get(f"http://127.0.0.1:{port}/dashboard") as r:
+        page = await r.text()
+    return page.split("<th>armed</th><td>", 1)[1].split("</td>", 1)[0]
+
+
+async def test_dashboard_shows_arming_done_from_telegram(sim: SimulatorServer, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        bot_mode="live",
+        live_trading_armed=True,
+        symbols=["ETHUSDTM"],
+        kucoin_rest_url=sim.rest_url,
+        kucoin_spot_rest_url=sim.rest_url,
+        kucoin_api_key=KEY,
+        kucoin_api_secret=SECRET,
+        kucoin_api_passphrase=PASSPHRASE,
+        db_path=tmp_path / "e.sqlite",
+        kill_switch_file=tmp_path / "KILL",
+        http_port=port,
+    )
+    sim.set_price("ETHUSDTM", Decimal("2000"))
+    rt = Runtime(settings, RunOptions())  # started without a terminal: unarmed
+    sim.faults.latency_ms, sim.faults.latency_prefix = 3000, "/api/v1/kline"  # keep it in its warm-up
+    task = asyncio.create_task(rt.run())
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with asyncio.timeout(20):
+                while rt.engine is None or rt._http is None:
+                    await asyncio.sleep(0.05)
+                while True:
+                    try:
+                        async with http.get(f"http://127.0.0.1:{port}/health/live") as r:
+                            if r.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        pass
+                    await asyncio.sleep(0.05)
+            assert await _armed_row(http, port) == "False"
+            control = EngineControl(rt.engine, settings, None, rt.health)
+            assert await control.arm("owner") == "live trading ARMED"
+            assert await _armed_row(http, port) == "True"
+            await control.disarm("owner")
+            assert await _armed_row(http, port) == "False"
+    finally:
+        sim.faults.latency_ms = 0
+        rt.stop_event.set()
+        await asyncio.wait_for(task, 60)

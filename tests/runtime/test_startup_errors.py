@@ -1,0 +1,66 @@
+"""An exchange that fails during start-up (unreachable, refusing a call) stops the runtime with one clear line and
+exit 1, and whatever the failure, what reaches the log has passed the secret redactor."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_exchange_failing_after_connect_then_one_error_line_no_traceback(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "LIVE_"))}
+    env.update(
+        BOT_MODE="paper",
+        PAPER_EXCHANGE_URL="http://127.0.0.1:9",  # a simulator the trader forgot to start
+        KUCOIN_API_KEY="sim-key",
+        KUCOIN_API_SECRET="sim-secret-XYZ123",
+        KUCOIN_API_PASSPHRASE="sim-pass-XYZ123",
+        DB_PATH=str(tmp_path / "e.sqlite"),
+        HTTP_PORT="0",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.runtime"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "127.0.0.1:9" in errors[0], proc.stderr[-3000:]
+    assert "XYZ123" not in proc.stderr + proc.stdout
+
+
+def test_bad_replay_speed_on_the_command_line_then_one_line_not_a_silent_idle_bot(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """./start.sh --replay DIR --speed abc passed the value straight through: the bot came up (HTTP, 'ready') while
+    the replay had died on it, so it sat there trading nothing, forever."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "LIVE_"))}
+    env.update(DB_PATH=str(tmp_path / "e.sqlite"), HTTP_PORT="0", KILL_SWITCH_FILE=str(tmp_path / "KILL"))
+    for speed in ("abc", "0", "-5"):
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "engine.runtime", "--replay", str(data_dir), "--speed", speed],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"--speed {speed}: the bot started and kept running") from None
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-2000:]
+        assert "--speed" in lines[0] and "positive number or 'max'" in lines[0]
+        assert not (tmp_path / "e.sqlite").exists()
