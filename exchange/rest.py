@@ -318,12 +318,21 @@ class KucoinFuturesClient:
         await self._call("POST", "/api/v2/changeCrossUserLeverage", body={"symbol": symbol, "leverage": str(leverage)})
 
     async def api_key_permissions(self) -> list[str]:
+        return (await self._api_key_info())[0]
+
+    async def _api_key_info(self) -> tuple[list[str], str]:
         data = await self._call("GET", "/api/v1/user/api-key", base=self.spot_base_url)
-        return _permission_list(data.get("permission"))
+        return _permission_list(data.get("permission")), str(data.get("ipWhitelist") or "").strip()
 
     async def check_key_permissions(self) -> list[str]:
-        """Refuse a key that can move money out; require Futures. Returns the permissions."""
-        perms = await self.api_key_permissions()
+        """Refuse a key that can move money out; require Futures; warn when the key works from any IP (the
+        reference asks for it: a leaked key then trades from anywhere). Returns the permissions."""
+        perms, ip_whitelist = await self._api_key_info()
+        if not ip_whitelist:
+            log.warning(
+                "api_key.no_ip_restriction",
+                detail="this API key works from any IP address: restrict it to this server's IP in KuCoin",
+            )
         lowered = {_letters(p) for p in perms}
         bad = [p for p in perms if any(root in _letters(p) for root in _MONEY_MOVING)]
         if bad:

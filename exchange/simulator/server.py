@@ -47,6 +47,7 @@ class SimulatorConfig:
     rate_limit_window_ms: int = 30_000
     ws_ping_interval_ms: int = 18_000
     ws_ping_timeout_ms: int = 10_000
+    ip_whitelist: str = "127.0.0.1"  # what GET /api/v1/user/api-key reports ("" = the key works from any IP)
     ws_uplink_limit: tuple[int, float] = (100, 10.0)  # reference §5.3: 100 uplink messages per 10 s a connection
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
 
@@ -415,7 +416,7 @@ class SimulatorServer:
             "apiKey": key.key,
             "apiVersion": self.config.key_version,
             "permission": ",".join(key.permissions),
-            "ipWhitelist": "127.0.0.1",
+            "ipWhitelist": self.config.ip_whitelist,
             "createdAt": 0,
             "uid": 1,
             "isMaster": True,

@@ -53,6 +53,19 @@ async def test_trade_only_key_is_accepted_in_any_case(sim: SimulatorServer, clie
     assert [p.lower() for p in await client.check_key_permissions()] == ["general", "futures"]
 
 
+async def test_a_key_usable_from_any_ip_is_warned_about(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    """Reference §7: warn when the key has no IP restriction (a leaked key then trades from anywhere)."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as restricted:
+        await client.check_key_permissions()
+    sim.config.ip_whitelist = ""
+    with capture_logs() as open_key:
+        assert await client.check_key_permissions() == ["General", "Futures"]  # a warning, not a refusal
+    assert [e["event"] for e in restricted if e["log_level"] == "warning"] == []
+    assert [e["event"] for e in open_key if e["log_level"] == "warning"] == ["api_key.no_ip_restriction"]
+
+
 @pytest.fixture
 async def list_shaped_exchange() -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """An exchange answering the api-key endpoint with ``permission`` as a JSON list, not a comma string."""
