@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -36,9 +37,26 @@ class Candle:
     volume: float
 
 
+class MalformedCandleError(ValueError):
+    """Prices that cannot be a candle. One NaN reaching the indicators poisons them for good (every later ATR,
+    EMA and decision is NaN or raises), so a bad candle is refused where it enters, with what is wrong."""
+
+
+def checked_candle(ts: int, open_: float, high: float, low: float, close: float, volume: float) -> Candle:
+    """A Candle, after checking the numbers: finite, positive prices, low ≤ open/close ≤ high, volume ≥ 0."""
+    c = Candle(ts, open_, high, low, close, volume)
+    if not all(math.isfinite(x) for x in (open_, high, low, close, volume)):
+        raise MalformedCandleError(f"candle {ts}: a value is not a finite number: {c}")
+    if low <= 0 or volume < 0:
+        raise MalformedCandleError(f"candle {ts}: prices must be positive and volume not negative: {c}")
+    if low > min(open_, close) or high < max(open_, close):
+        raise MalformedCandleError(f"candle {ts}: open and close must lie between low and high: {c}")
+    return c
+
+
 def candle_from_kline(row: list[float]) -> Candle:
-    """A REST ``kline/query`` row ``[openTime ms, open, high, low, close, volume]`` as a Candle."""
-    return Candle(int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5]))
+    """A REST ``kline/query`` row ``[openTime ms, open, high, low, close, volume]`` as a checked Candle."""
+    return checked_candle(int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5]))
 
 
 class Side(StrEnum):

@@ -18,7 +18,7 @@ import structlog
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from engine.models import Candle
+from engine.models import Candle, checked_candle
 from exchange.errors import ExchangeError
 from exchange.rest import KucoinFuturesClient
 
@@ -425,7 +425,9 @@ class CandleCloser:
         not emitted as closed; the engine's REST backfill fetches the real one when the next candle closes."""
         row = data["candles"]
         # Wire order: [start (seconds), open, close, high, low, x5, x6] — close before high/low.
-        candle = Candle(int(row[0]) * 1000, float(row[1]), float(row[3]), float(row[4]), float(row[2]), float(row[6]))
+        candle = checked_candle(
+            int(row[0]) * 1000, float(row[1]), float(row[3]), float(row[4]), float(row[2]), float(row[6])
+        )
         cur, cur_connection = self.current, self.connection
         if cur is not None and candle.ts < cur.ts:
             return None  # an out-of-order push for an older candle: ignore it

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.models import Candle, timeframe_ms
+from engine.models import Candle, checked_candle, timeframe_ms
 
 
 class CandleFileError(ValueError):
@@ -36,13 +36,8 @@ def load_candle_file(path: Path) -> CandleFile:
         symbol = str(raw["symbol"])
         interval = str(raw["interval"])
         candles = [
-            Candle(
-                ts=int(c["ts"]),
-                open=float(c["open"]),
-                high=float(c["high"]),
-                low=float(c["low"]),
-                close=float(c["close"]),
-                volume=float(c["volume"]),
+            checked_candle(
+                int(c["ts"]), float(c["open"]), float(c["high"]), float(c["low"]), float(c["close"]), float(c["volume"])
             )
             for c in raw["candles"]
         ]

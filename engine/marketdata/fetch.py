@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.marketdata.candle_files import load_candle_file
-from engine.models import Candle, candle_from_kline, timeframe_ms
+from engine.marketdata.klines import closed_candles
+from engine.models import Candle, timeframe_ms
 from exchange.errors import ExchangeError
 from exchange.rest import KucoinFuturesClient
 
@@ -118,7 +119,7 @@ async def fetch(
             step = timeframe_ms(interval)
             start, end = closed_range(now_ms, interval, days)
             rows = await client.klines(symbol, step // 60_000, start, end)
-            candles = [candle_from_kline(r) for r in rows]
+            candles = closed_candles(rows, symbol)  # a malformed row is left out (logged): a gap in the file
             path = _save_candles(out_dir, symbol, interval, days, candles)
             missing = 0 if not candles else (candles[-1].ts - candles[0].ts) // step + 1 - len(candles)
             done.append(

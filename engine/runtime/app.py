@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -32,7 +32,8 @@ from engine.events import (
 from engine.heap import settle_long_lived
 from engine.indicators import RECOMMENDED_WARMUP_CANDLES
 from engine.marketdata.candle_files import CandleFileError, load_candles
-from engine.models import candle_from_kline, timeframe_ms
+from engine.marketdata.klines import closed_candles
+from engine.models import timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.runtime.daily import summarize_day
 from engine.runtime.engine import EngineOptions, TradingEngine
@@ -175,6 +176,21 @@ class Runtime:
             raise SystemExit(f"error: cannot start: KuCoin answered {type(exc).__name__}: {exc}") from None
         return client
 
+    def _background(self, work: Coroutine[Any, Any, object], name: str) -> None:
+        """A task that runs beside the engine. One that dies of an exception (a replay over a corrupt file, say)
+        used to leave the bot running without it, silently: now it is logged and raised as a health alarm."""
+
+        def died(task: asyncio.Task[object]) -> None:
+            if task.cancelled() or task.exception() is None:
+                return
+            exc = task.exception()
+            log.error("task.died", task=name, error=f"{type(exc).__name__}: {exc}")
+            self.bus.publish(HealthChanged(ts_ms=_now(), component=name, healthy=False, detail=f"stopped: {exc}"))
+
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(died)
+        self.tasks.append(task)
+
     async def _replay_settled(self) -> None:
         """A ``--speed max`` replay moves on once the bot has read every message pushed so far and handled it,
         including what the handling set off (fills, position changes): a fresh position gets its stop before the
@@ -203,9 +219,7 @@ class Runtime:
             start -= start % conf_ms  # the aggregator needs whole buckets: begin on one
             conf_rows = await client.klines(sym, conf_ms // 60_000, start - n * conf_ms, start - conf_ms)
             rows = await client.klines(sym, step_ms // 60_000, start, end)
-            applied = await engine.warm_up(
-                sym, [candle_from_kline(r) for r in rows], [candle_from_kline(r) for r in conf_rows]
-            )
+            applied = await engine.warm_up(sym, closed_candles(rows, sym), closed_candles(conf_rows, sym))
             log.info("warm_up", symbol=sym, candles=applied)
 
     async def run(self) -> int:
@@ -309,7 +323,7 @@ class Runtime:
             )
             self.bus.subscribe("telegram", telegram.notify)
             await self.bus.start_new()
-            self.tasks.append(asyncio.create_task(_start_telegram(telegram), name="telegram-start"))
+            self._background(_start_telegram(telegram), "telegram-start")
         self.engine = engine
 
         def status() -> dict[str, Any]:
@@ -395,20 +409,18 @@ class Runtime:
 
         stream = await market_streams(client, s.symbols, self.cfg.timeframes.primary, on_message, sync)
         self.stream = stream
-        self.tasks.append(asyncio.create_task(stream.run(), name="ws-stream"))
-        self.tasks.append(asyncio.create_task(engine.retry_forever(), name="retries"))
+        self._background(stream.run(), "ws-stream")
+        self._background(engine.retry_forever(), "retries")
         # Subscriptions are paced by KuCoin's uplink rate: ~31 s for a full connection of 280 topics.
         await asyncio.wait_for(stream.connected.wait(), timeout=30 + stream.subscribe_time_s())
         self.health.stream_connected = True
         self.health.last_signed_call_ms = client.last_signed_ok_ms
         if self.sim is not None:
-            self.tasks.append(
-                asyncio.create_task(
-                    self._replay(
-                        self.sim, self._replay_dir, tuple(s.symbols), self.opts.speed, settle=self._replay_settled
-                    ),
-                    name="replay",
-                )
+            self._background(
+                self._replay(
+                    self.sim, self._replay_dir, tuple(s.symbols), self.opts.speed, settle=self._replay_settled
+                ),
+                "replay",
             )
 
         async def reconcile() -> None:

@@ -34,7 +34,8 @@ from engine.events import (
     TradingStateChanged,
 )
 from engine.marketdata.aggregate import CandleAggregator
-from engine.models import Candle, Side, candle_from_kline, timeframe_ms
+from engine.marketdata.klines import closed_candles
+from engine.models import Candle, Side, timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.risk.formulas import (
     gross_roi,
@@ -215,7 +216,7 @@ class TradingEngine:
             except ExchangeError as exc:
                 log.warning("candles.backfill_failed", symbol=symbol, error=str(exc))
                 rows = []
-            missing = [candle_from_kline(r) for r in rows if last < int(r[0]) < candle.ts]
+            missing = [c for c in closed_candles(rows, symbol) if last < c.ts < candle.ts]
             filled = await self.warm_up(symbol, missing)
             still = (candle.ts - (self.pipelines[symbol].primary.last_ts or last)) // step - 1
             if still > 0:
@@ -249,7 +250,10 @@ class TradingEngine:
             if self.stream_volume == "unverified":
                 self._volume_checks -= 1
             return candle
-        rest = candle_from_kline(row)
+        checked = closed_candles([row], symbol)
+        if not checked:  # malformed (logged): keep the stream's
+            return candle
+        rest = checked[0]
         if self.stream_volume == "rest":
             return rest
         if abs(rest.volume - candle.volume) > 0.01 * max(rest.volume, 1e-12):

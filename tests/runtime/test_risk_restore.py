@@ -87,3 +87,45 @@ async def test_a_paper_replay_without_candle_files_says_so(tmp_path: Path, data_
     with pytest.raises(SystemExit, match=r"^paper replay: no candle file for ETHUSDTM 5min in .*fetch-candles"):
         await rt._exchange()
     assert rt.sim is None  # nothing was started
+
+
+async def test_a_background_task_that_dies_raises_an_alarm(tmp_path: Path, data_dir: Path) -> None:
+    """A task beside the engine that died (here the replay) used to leave the bot running idle without a word.
+    (A corrupt candle file is refused at start-up now; the replay is made to fail midway instead.)"""
+    import asyncio
+    import socket
+    from typing import Any
+
+    from engine.events import Event, HealthChanged
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, symbols=["ETHUSDTM"], db_path=tmp_path / "e.sqlite", http_port=port
+    )
+    rt = Runtime(settings, RunOptions(replay_dir=data_dir, speed="max"))
+    alarms: list[HealthChanged] = []
+
+    async def record(e: Event) -> None:
+        if isinstance(e, HealthChanged) and not e.healthy:
+            alarms.append(e)
+
+    async def replay_that_breaks(*args: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(0.1)
+        raise OSError("disk read error")
+
+    rt.bus.subscribe("test", record)
+    task = asyncio.create_task(rt.run())
+    try:
+        async with asyncio.timeout(30):
+            while rt.lanes is None:  # set up, and the replay not started yet (it waits for the stream)
+                await asyncio.sleep(0.005)
+        rt._replay = replay_that_breaks
+        async with asyncio.timeout(30):
+            while not alarms:
+                await asyncio.sleep(0.05)
+        assert (alarms[0].component, alarms[0].detail) == ("replay", "stopped: disk read error")
+    finally:
+        rt.stop_event.set()
+        assert await asyncio.wait_for(task, 60) == 0
