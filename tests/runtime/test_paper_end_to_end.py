@@ -54,8 +54,14 @@ def start(tmp: Path, port: int, data_dir: Path) -> subprocess.Popen[str]:
 
 
 def count(db: Path, kind: str) -> int:
+    """Stored events of ``kind``; 0 while the starting bot has created the file but not yet its tables."""
     with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)).fetchone()[0])
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM events WHERE kind = ?", (kind,)).fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            return 0
 
 
 def protection_delays_ms(db: Path) -> list[int]:
