@@ -361,44 +361,28 @@ class TradingEngine:
         if decision is None and card is not None:
             decision = _decision_from_card(card)  # after a restart the card still carries what to trade
         if card is None or decision is None or card["expires_ms"] < self.clock():
-            await self.approvals.transition(approval_id, "APPROVED", "EXPIRED", self.clock())
-            self.bus.publish(ApprovalResolved(ts_ms=self.clock(), approval_id=approval_id, outcome="expired"))
-            return "expired"
+            return await self._resolve_card(approval_id, "expired", "")
         symbol = card["symbol"]
         try:
             ticker = await self.client.ticker(symbol)
         except ExchangeError as exc:  # nothing traded: close the card, or it stays APPROVED ("executing") for ever
-            await self.approvals.transition(approval_id, "APPROVED", "FAILED_RECHECK", self.clock())
-            self.bus.publish(
-                ApprovalResolved(
-                    ts_ms=self.clock(),
-                    approval_id=approval_id,
-                    outcome="failed_recheck",
-                    detail=f"price check failed: {exc}",
-                )
-            )
-            return "failed_recheck"
+            return await self._resolve_card(approval_id, "failed_recheck", f"price check failed: {exc}")
         now_price = Decimal(str(ticker["price"]))
         signal_price = Decimal(card["payload"]["price"])
         drift = abs(now_price - signal_price) / signal_price * 100
         if drift > self.options.approval_max_drift_pct:
-            await self.approvals.transition(approval_id, "APPROVED", "FAILED_RECHECK", self.clock())
-            self.bus.publish(
-                ApprovalResolved(
-                    ts_ms=self.clock(),
-                    approval_id=approval_id,
-                    outcome="failed_recheck",
-                    detail=f"price moved {drift:.2f}% since the signal",
-                )
-            )
-            return "failed_recheck"
-        detail = f"by {by}"
+            return await self._resolve_card(approval_id, "failed_recheck", f"price moved {drift:.2f}% since the signal")
         try:
             opened = await self.enter(symbol, decision)
         except ExchangeError as exc:  # the card must not stay APPROVED ("executing") for ever
-            opened, detail = None, f"entry failed: {exc} (a fill, if any, is adopted by the reconciliation)"
-        outcome = "executed" if opened is not None else "failed_recheck"
-        await self.approvals.transition(approval_id, "APPROVED", outcome.upper(), self.clock())
+            detail = f"entry failed: {exc} (a fill, if any, is adopted by the reconciliation)"
+            return await self._resolve_card(approval_id, "failed_recheck", detail)
+        return await self._resolve_card(approval_id, "executed" if opened is not None else "failed_recheck", f"by {by}")
+
+    async def _resolve_card(self, approval_id: str, outcome: str, detail: str) -> str:
+        """An APPROVED card ends in ``outcome``, stored and announced; returns the outcome."""
+        if self.approvals is not None:
+            await self.approvals.transition(approval_id, "APPROVED", outcome.upper(), self.clock())
         self.bus.publish(ApprovalResolved(ts_ms=self.clock(), approval_id=approval_id, outcome=outcome, detail=detail))
         return outcome
 

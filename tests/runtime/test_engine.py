@@ -75,7 +75,8 @@ async def test_stop_moves_place_confirm_cancel_and_never_untrail(rig: Rig) -> No
     assert rig.engine.coordinator.replaces == len(reasons)
 
 
-async def test_failed_replace_is_queued_and_retried(rig: Rig) -> None:
+async def failed_stop_move(rig: Rig) -> tuple[Protected, D]:
+    """A position whose stop move (on a +0.6 % mark) the exchange refused: queued for retry, the old stop kept."""
     p = await rig.engine.enter("ETHUSDTM", long_decision())
     assert p is not None
     old_stop = p.stop
@@ -86,6 +87,11 @@ async def test_failed_replace_is_queued_and_retried(rig: Rig) -> None:
     assert p.replace_state == "PLACING_NEW" and p.stop == old_stop
     assert await rig.engine.retry.depth() == 1
     rig.sim.faults.reset()
+    return p, old_stop
+
+
+async def test_failed_replace_is_queued_and_retried(rig: Rig) -> None:
+    p, old_stop = await failed_stop_move(rig)
     assert [s for s in await live_stops(rig) if s[0] is StopDirection.DOWN] == [(StopDirection.DOWN, old_stop)]
     rig.engine.clock = lambda: 1_800_000_100_000
     assert await rig.engine.run_retries() == 1
@@ -461,15 +467,7 @@ async def test_the_retry_loop_retries_a_failed_stop_move_without_waiting_for_a_r
     whatever its backoff. The runtime now runs a retry loop every second."""
     import asyncio
 
-    p = await rig.engine.enter("ETHUSDTM", long_decision())
-    assert p is not None
-    old_stop = p.stop
-    rig.sim.faults.server_error_next(30)
-    rig.sim.set_price("ETHUSDTM", D("2012.00"))
-    rig.engine.clock = lambda: 1_800_000_000_000
-    await rig.engine.on_mark("ETHUSDTM", D("2012.00"))
-    assert p.replace_state == "PLACING_NEW" and await rig.engine.retry.depth() == 1
-    rig.sim.faults.reset()
+    p, old_stop = await failed_stop_move(rig)
     loop = asyncio.create_task(rig.engine.retry_forever(interval_s=0.05))
     try:
         rig.engine.clock = lambda: 1_800_000_001_000  # the backoff is over
