@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -102,20 +101,6 @@ class Control:
     async def kill_switch(self, by: str) -> str:
         self.kills += 1
         return "kill switch: account is flat"
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    async with Database(tmp_path / "bot.sqlite") as d:
-        yield d
 
 
 def make(tg: FakeTelegram, db: Database, control: Control) -> TelegramService:

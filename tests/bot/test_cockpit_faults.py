@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.app import BotConfig
 from bot.service import TelegramService
@@ -21,20 +17,6 @@ from tests.bot.fake_telegram import FakeTelegram
 from tests.bot.test_cockpit import FRIEND, OWNER, STRANGER, Control
 
 GROUP = -100500
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    async with Database(tmp_path / "bot.sqlite") as d:
-        yield d
 
 
 def build(tg: FakeTelegram, db: Database, control: Control, chat_ids: tuple[int, ...] = (OWNER,)) -> TelegramService:
