@@ -434,12 +434,12 @@ async def _patiently[T](send: Callable[[], Awaitable[T]], attempts: int = 4, max
 
 
 def _toast(outcome: str) -> str:
-    """The short answer under a pressed button."""
-    if outcome == "expired" or outcome.startswith("already"):
-        return outcome
+    """The short answer under a pressed button: the outcome's first line (a refused arming said "done" before),
+    within Telegram's 200 characters."""
     if outcome.endswith("(pressed again: nothing done)"):
         return "pressed again: nothing done"
-    return "done"
+    first = outcome.splitlines()[0] if outcome.strip() else "done"
+    return first if len(first) <= 190 else first[:189] + "…"
 
 
 def _redact(text: str, *secret_values: str) -> str:

@@ -26,6 +26,7 @@ class Control:
         self.paused = False
         self.mode = "auto"
         self.armed = False
+        self.arm_refusal = ""
         self.executed: list[str] = []
         self.used: set[str] = set()
         self.states: dict[str, str] = {"ap-1": "PENDING", "ap-2": "PENDING", "ap-9": "PENDING"}
@@ -92,6 +93,8 @@ class Control:
         return "account sim, symbols ETHUSDTM, risk 2 % margin per trade"
 
     async def arm(self, by: str) -> str:
+        if self.arm_refusal:
+            return self.arm_refusal
         self.armed = True
         return "live trading ARMED"
 
@@ -206,7 +209,7 @@ async def test_approval_card_buttons_execute_exactly_once(
     assert [e["text"] for e in edits] == ["executed", "already executed: nothing done", "expired"]
     assert control.executed == [f"telegram:{OWNER}"]
     answers = await tg.wait_for("answerCallbackQuery", 3)
-    assert [a.get("text") for a in answers] == ["done", "already executed: nothing done", "expired"]
+    assert [a.get("text") for a in answers] == ["executed", "already executed: nothing done", "expired"]
     from engine.events import ApprovalResolved
 
     await svc.notify(
@@ -262,6 +265,14 @@ async def test_kill_switch_and_arming_need_a_fresh_confirmation(
     tg.push_callback(OWNER, arm_card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
     edits = await tg.wait_for("editMessageText", 4)
     assert [e["text"] for e in edits[2:]] == ["expired", "live trading ARMED"] and control.armed
+    # The toast under the button says what happened; a refused arming used to say "done".
+    control.armed, control.arm_refusal = False, "refused: arming needs BOT_MODE=live and LIVE_TRADING_ARMED=true"
+    tg.push_message(OWNER, "/arm")
+    again = (await tg.wait_for("sendMessage", 3))[-1]
+    tg.push_callback(OWNER, again["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+    answers = await tg.wait_for("answerCallbackQuery", 5)
+    assert [a.get("text") for a in answers[-3:]] == ["expired", "live trading ARMED", control.arm_refusal]
+    assert not control.armed
 
 
 async def test_429_storm_loses_nothing_and_bursts_edit_one_message(
