@@ -38,7 +38,7 @@ from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.runtime.daily import summarize_day
 from engine.runtime.engine import EngineOptions, TradingEngine
 from engine.runtime.http import Health, Metrics, build_app
-from engine.runtime.lanes import Lanes
+from engine.runtime.lanes import Lanes, position_push_changes_position
 from engine.runtime.trading_state import TradingState
 from exchange.errors import ExchangeError, PermissionRefusedError
 from exchange.rest import KucoinFuturesClient
@@ -404,8 +404,8 @@ class Runtime:
                     return  # only positions care about the mark (an entry in flight has the next tick in ~1 s)
                 mark = Decimal(str(msg.data["markPrice"]))
                 lanes.submit(sym, partial(mark_tick, sym, mark, time.perf_counter()))
-            elif msg.subject == "position.change":
-                lanes.submit("account", sync)
+            elif msg.subject == "position.change" and position_push_changes_position(msg.data):
+                lanes.submit_once("account", sync)  # a burst of pushes: one reconciliation, not one each
 
         stream = await market_streams(client, s.symbols, self.cfg.timeframes.primary, on_message, sync)
         self.stream = stream

@@ -24,6 +24,7 @@ class Lanes:
     def __init__(self) -> None:
         self._queues: dict[str, asyncio.Queue[Job]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pending: dict[str, set[Job]] = {}
         self.failures = 0
 
     def submit(self, key: str, job: Job) -> None:
@@ -64,3 +65,25 @@ class Lanes:
                 log.exception("lane.job_failed", lane=key)
             finally:
                 q.task_done()
+
+    def submit_once(self, key: str, job: Job) -> bool:
+        """Queue ``job`` unless the same job is already queued and not yet started: a burst of triggers runs it once
+        more, not once per trigger. True when it was queued."""
+        pending = self._pending.setdefault(key, set())
+        if job in pending:
+            return False
+        pending.add(job)
+
+        async def run() -> object:
+            pending.discard(job)  # a trigger arriving while it runs queues the next pass
+            return await job()
+
+        self.submit(key, run)
+        return True
+
+
+def position_push_changes_position(data: dict[str, object]) -> bool:
+    """KuCoin also pushes ``position.change`` for mark-price moves, with only a subset of fields (markPrice,
+    unrealisedPnl, ...; reference §5.6.3), every few seconds per open position. Those change nothing a
+    reconciliation looks at; a push that carries the size or a reason does."""
+    return "currentQty" in data or bool(data.get("changeReason"))

@@ -122,3 +122,35 @@ async def test_a_reconciliation_during_an_entry_does_not_adopt_the_position_twic
     assert not any("adopted" in d for d in diffs)
     await rig.bus.drain()
     assert [e.kind for e in rig.events].count("position_opened") == 1
+
+
+async def test_a_burst_of_triggers_runs_a_queued_job_once_more_not_once_each() -> None:
+    """KuCoin pushes position.change every few seconds per open position (mark-price subsets too): each one queued
+    a full reconciliation (a position listing and a stop listing per symbol) behind the last."""
+    lanes = Lanes()
+    runs = 0
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def reconcile() -> None:
+        nonlocal runs
+        runs += 1
+        started.set()
+        await release.wait()
+
+    assert lanes.submit_once("account", reconcile)
+    await started.wait()  # the first pass is running
+    queued = [lanes.submit_once("account", reconcile) for _ in range(20)]  # twenty pushes meanwhile
+    assert queued == [True] + [False] * 19  # one more pass, for all of them
+    release.set()
+    await lanes.drain()
+    assert runs == 2
+    await lanes.stop()
+
+
+def test_mark_price_position_pushes_do_not_trigger_a_reconciliation() -> None:
+    from engine.runtime.lanes import position_push_changes_position
+
+    mark_only = {"markPrice": 2010.5, "markValue": 3.6, "unrealisedPnl": 0.2, "currentTimestamp": 1}
+    assert not position_push_changes_position(mark_only)
+    assert position_push_changes_position({"currentQty": 0, "changeReason": "positionChange"})
+    assert position_push_changes_position({"changeReason": "liquidation"})
