@@ -156,7 +156,9 @@ class Backtester:
         run.position = None
         self.trades.append(closed)
         self.realized += closed.net_pnl
-        self.risk.equity += closed.net_pnl
+        # The last mark already holds this position at the previous close: swap that mark for the realised PnL.
+        marked = pos.unrealized(run.last_close) if not entry_bar and run.last_close is not None else Decimal(0)
+        self.risk.equity += closed.net_pnl - marked
         self.risk.record_close(run.symbol, closed.net_pnl, ts)
 
     def _try_entry(self, run: _SymbolRun, decision: Decision, bar: Candle) -> OpenPosition | None:

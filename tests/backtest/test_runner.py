@@ -1,0 +1,48 @@
+"""The shared-account runner on hand-built candles: equity bookkeeping at exits, entries across candle gaps."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from engine.backtest.fills import dec, open_position
+from engine.backtest.runner import Backtester
+from engine.config import default_strategy_config
+from engine.gates.result import GateResult
+from engine.models import Candle, Side
+from engine.risk import ContractSpec
+from engine.scoring.pipeline import Decision
+from engine.scoring.signals import Direction
+
+CFG = default_strategy_config()
+STEP = 300_000
+T = 1_766_016_000_000
+
+
+def spec(symbol: str) -> ContractSpec:
+    return ContractSpec(symbol=symbol, multiplier=D(1), lot_size=1, tick_size=D("0.01"), max_leverage=50)
+
+
+def bar(i: int, o: float, h: float, lo: float, c: float) -> Candle:
+    return Candle(T + i * STEP, o, h, lo, c, 100.0)
+
+
+def long_decision(symbol: str, ts: int) -> Decision:
+    return Decision(symbol, ts, 100.0, 90.0, "STRONG_BUY", Direction.BULLISH, 0.9, 0.5, [GateResult("ok", True)])
+
+
+def test_equity_after_an_exit_counts_the_trade_once() -> None:
+    """At an exit the account's equity is initial + realised + the other positions' marks, not the closed
+    position's last mark on top of its realised PnL (which sized the next entry on phantom money)."""
+    candles = [bar(0, 100, 100, 100, 100), bar(1, 100, 101.2, 100, 101), bar(2, 101, 104, 100.9, 103.5)]
+    bt = Backtester(CFG, {"AAAUSDTM": candles}, {"AAAUSDTM": spec("AAAUSDTM")})
+    run = bt.runs[0]
+    run.position = open_position(
+        CFG, symbol="AAAUSDTM", side=Side.LONG, bar=candles[0], lots=10, leverage=10, spec=run.spec
+    )
+    run.index, run.last_close = 1, dec(candles[0].close)
+    bt._bar(candles[1].ts)  # close 101: marked with unrealised +9.8
+    assert run.position is not None
+    assert bt.risk.equity == D(10000) + run.position.unrealized(D(101))
+    bt._execute(run, candles[2], candles[2].ts)  # TP 103.02 hit
+    assert run.position is None and len(bt.trades) == 1
+    assert bt.risk.equity == D(10000) + bt.trades[0].net_pnl
