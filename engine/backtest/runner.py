@@ -144,7 +144,9 @@ class Backtester:
         entry_bar = False
         if run.pending is not None and run.position is None:
             decision, run.pending = run.pending, None
-            run.position = self._try_entry(run, decision, bar)
+            # The fill is bar t+1's open; after a candle gap that bar is missing and the signal is stale.
+            if bar.ts == decision.ts + self.step:
+                run.position = self._try_entry(run, decision, bar)
             entry_bar = run.position is not None
         pos = run.position
         if pos is None:

@@ -46,3 +46,23 @@ def test_equity_after_an_exit_counts_the_trade_once() -> None:
     bt._execute(run, candles[2], candles[2].ts)  # TP 103.02 hit
     assert run.position is None and len(bt.trades) == 1
     assert bt.risk.equity == D(10000) + bt.trades[0].net_pnl
+
+
+def test_a_signal_before_a_candle_gap_is_not_filled_after_it() -> None:
+    """§10.11: the entry fills at bar t+1's open. When bar t+1 is missing the signal is stale: the next candle
+    after the gap (hours later, at another price) must not fill it."""
+    candles = [bar(0, 100, 100, 100, 100), bar(13, 90, 90.3, 89.9, 90.2)]  # 12 bars missing
+    bt = Backtester(CFG, {"AAAUSDTM": candles}, {"AAAUSDTM": spec("AAAUSDTM")})
+    run = bt.runs[0]
+    run.index, run.last_close = 1, dec(candles[0].close)
+    run.pending = long_decision("AAAUSDTM", candles[0].ts)
+    bt._bar(candles[1].ts)
+    assert run.position is None and run.pending is None and not bt.trades
+    # Without the gap the same signal fills at the next open.
+    nxt = [bar(0, 100, 100, 100, 100), bar(1, 100.5, 100.6, 100.4, 100.5)]
+    bt2 = Backtester(CFG, {"AAAUSDTM": nxt}, {"AAAUSDTM": spec("AAAUSDTM")})
+    run2 = bt2.runs[0]
+    run2.index, run2.last_close = 1, dec(nxt[0].close)
+    run2.pending = long_decision("AAAUSDTM", nxt[0].ts)
+    bt2._bar(nxt[1].ts)
+    assert run2.position is not None and run2.position.entry_price == D("100.5") * D("1.0002")
