@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from engine.backtest.report import report, summary_text, write_equity_png, write_json
+from engine.backtest.report import iso, report, summary_text, write_equity_png, write_json
 from engine.backtest.runner import Backtester, progress_to_stderr
 from engine.config.errors import ConfigError
 from engine.config.strategy import load_strategy_config
 from engine.marketdata.candle_files import CandleFileError, load_candles
+from engine.models import Candle
 from engine.risk.contract import ContractSpecError, load_contract_specs, require_spec
 
 
@@ -44,6 +45,17 @@ def _date_ms(value: str | None, flag: str) -> int | None:
         return int(datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC).timestamp() * 1000)
     except ValueError:
         raise UsageError(f"{flag} {value!r} is not a date like 2026-01-01") from None
+
+
+def _require_bars_in_window(
+    data: dict[str, list[Candle]], start: int | None, end: int | None, date_from: str | None, date_to: str | None
+) -> None:
+    """A window outside the data would print a report of zero trades, as if the strategy had stayed out."""
+    stamps = [c.ts for candles in data.values() for c in candles]
+    if any((start is None or ts >= start) and (end is None or ts < end) for ts in stamps):
+        return
+    have = f"the data runs {iso(min(stamps))} to {iso(max(stamps))}" if stamps else "the candle files are empty"
+    raise UsageError(f"no candles in the window --from {date_from or '-'} --to {date_to or '-'}: {have}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     for sym in symbols:
         require_spec(specs, sym)
         data[sym] = load_candles(data_dir, sym, primary)
+    _require_bars_in_window(data, start, end, args.date_from, args.date_to)
     result = Backtester(cfg, data, specs, equity=equity, trade_from_ms=start, trade_to_ms=end).run(
         None if args.quiet else progress_to_stderr
     )

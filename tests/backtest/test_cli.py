@@ -75,6 +75,8 @@ def test_every_trade_recomputes_independently(reports: tuple[Path, Path]) -> Non
         ),
         (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--from", "yesterday"], "is not a date"),
         (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--equity", "-5"], "--equity must be positive"),
+        (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--from", "2027-01-01"], "no candles in the window"),
+        (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--to", "2025-01-01"], "no candles in the window"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str, data_dir: Path) -> None:
