@@ -88,6 +88,7 @@ class Backtester:
         self.refused: dict[str, int] = {}
         self.passed = 0
         self.in_market = 0
+        self.bars = 0
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
         total = len(self.timeline)
@@ -95,6 +96,8 @@ class Backtester:
         for n, ts in enumerate(self.timeline):
             if progress is not None and n % 2000 == 0:
                 progress(n, total)
+            if self._after_window(ts) and all(r.position is None and r.pending is None for r in self.runs):
+                break  # past --to and flat: the rest is idle bars that would dilute exposure and Sharpe
             self._bar(ts)
         if progress is not None:
             progress(total, total)
@@ -102,7 +105,7 @@ class Backtester:
             self.trades,
             self.curve,
             self.initial,
-            total,
+            self.bars,
             self.in_market,
             self.passed,
             dict(sorted(self.refused.items())),
@@ -123,21 +126,25 @@ class Backtester:
         mark = self.initial + self.realized + unrealized
         close_ts = ts + self.step
         self.risk.mark_equity(mark, close_ts, breaker_pct=self.cfg.risk_management.circuit_breaker_drawdown_pct)
-        self.curve.append(EquityPoint(close_ts, mark))
-        self.in_market += any(r.position is not None for r in self.runs)
-        trading = (self.trade_from_ms is None or ts >= self.trade_from_ms) and (
-            self.trade_to_ms is None or ts < self.trade_to_ms
-        )
+        before = self.trade_from_ms is not None and ts < self.trade_from_ms
+        if not before:  # the warm-up before --from is not part of the tested window
+            self.bars += 1
+            self.curve.append(EquityPoint(close_ts, mark))
+            self.in_market += any(r.position is not None for r in self.runs)
+        trading = not before and not self._after_window(ts)
         for run in live:
             bar = run.candles[run.index - 1]
             confirmation = run.aggregator.update(bar)
             if confirmation is not None:
                 run.pipeline.on_confirmation_candle(confirmation)
             decision = run.pipeline.on_primary_candle(bar, drawdown_pct=float(self.risk.drawdown_pct))
-            if decision.passed:
+            if decision.passed and trading:
                 self.passed += 1
-                if trading and run.position is None:
+                if run.position is None:
                     run.pending = decision
+
+    def _after_window(self, ts: int) -> bool:
+        return self.trade_to_ms is not None and ts >= self.trade_to_ms
 
     def _execute(self, run: _SymbolRun, bar: Candle, ts: int) -> None:
         """Pending entry at the open, exits intrabar, stop updates at the close."""

@@ -66,3 +66,30 @@ def test_a_signal_before_a_candle_gap_is_not_filled_after_it() -> None:
     run2.pending = long_decision("AAAUSDTM", nxt[0].ts)
     bt2._bar(nxt[1].ts)
     assert run2.position is not None and run2.position.entry_price == D("100.5") * D("1.0002")
+
+
+def test_metrics_cover_the_window_not_the_warm_up_or_the_idle_tail() -> None:
+    """With --from/--to the bars, exposure, equity curve (hence Sharpe and drawdown) and signal count are the
+    window's: the warm-up before --from and the flat bars after --to, once every position has closed, are not
+    part of what the trader asked to test."""
+    candles = [bar(i, 100, 100.1, 99.9, 100) for i in range(40)]
+    start, end = candles[10].ts, candles[20].ts
+    bt = Backtester(CFG, {"AAAUSDTM": candles}, {"AAAUSDTM": spec("AAAUSDTM")}, trade_from_ms=start, trade_to_ms=end)
+    real_bar = bt._bar
+
+    def bar_with_a_position(ts: int) -> None:
+        if ts == candles[12].ts:  # a long from bar 12 to a stop at bar 24, past --to
+            run = bt.runs[0]
+            run.position = open_position(
+                CFG, symbol="AAAUSDTM", side=Side.LONG, bar=candles[12], lots=10, leverage=10, spec=run.spec
+            )
+        if ts == candles[24].ts:
+            bt.runs[0].candles[24] = bar(24, 100, 100.1, 98, 99)
+        real_bar(ts)
+
+    bt._bar = bar_with_a_position  # type: ignore[method-assign]
+    result = bt.run()
+    assert len(result.trades) == 1 and result.trades[0].exit_ts == candles[24].ts
+    assert result.bars == 15  # bars 10..24: the window, then until the last position closed
+    assert result.bars_in_market == 12  # open at the closes of bars 12..23
+    assert [p.ts for p in result.equity] == [c.ts + STEP for c in candles[10:25]]
