@@ -59,6 +59,16 @@ def metrics(result: BacktestResult) -> dict[str, Any]:
         "bars": result.bars,
         "signals_passed": result.decisions_passed,
         "entries_refused": result.entries_refused,
+        # In the final equity (marked at the last close) but not in the trades or the net PnL.
+        "open_at_end": [
+            {
+                "symbol": pos.symbol,
+                "side": pos.side.value,
+                "entry_price": str(pos.entry_price),
+                "unrealized_pnl": str(pos.unrealized(close)),
+            }
+            for pos, close in result.open_at_end
+        ],
     }
 
 
@@ -155,5 +165,17 @@ def summary_text(m: dict[str, Any]) -> str:
             f"exposure         {m['exposure_pct']:.1f} % of bars",
             f"exits            {exits or 'none'}",
             f"signals passed   {m['signals_passed']} (entries refused by risk checks: {refused})",
+            *_open_at_end_line(m),
         ]
     )
+
+
+def _open_at_end_line(m: dict[str, Any]) -> list[str]:
+    still = m["open_at_end"]
+    if not still:
+        return []
+    unrealized = sum((Decimal(p["unrealized_pnl"]) for p in still), Decimal(0))
+    return [
+        f"open at the end  {len(still)} position(s), unrealised {unrealized:.2f} USDT before exit fees: "
+        "in the final equity, not in the trades or the net PnL"
+    ]

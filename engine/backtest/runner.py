@@ -34,6 +34,7 @@ class BacktestResult:
     bars_in_market: int
     decisions_passed: int
     entries_refused: dict[str, int] = field(default_factory=dict)
+    open_at_end: list[tuple[OpenPosition, Decimal]] = field(default_factory=list)  # with the last close
 
 
 @dataclass
@@ -109,6 +110,7 @@ class Backtester:
             self.in_market,
             self.passed,
             dict(sorted(self.refused.items())),
+            [(r.position, r.last_close) for r in self.runs if r.position is not None and r.last_close is not None],
         )
 
     def _bar(self, ts: int) -> None:

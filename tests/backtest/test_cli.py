@@ -40,6 +40,7 @@ def test_report_is_deterministic_and_has_the_promised_shape(reports: tuple[Path,
     net = sum(D(t["net_pnl"]) for t in rep["trades"])
     assert abs(D(m["net_pnl"]) - net) <= D("0.00000001") * len(rep["trades"])  # per-trade rounding
     assert D(m["final_equity"]) - D(m["initial_equity"]) == D(m["net_pnl"])  # flat at the end
+    assert m["open_at_end"] == []
 
 
 def test_every_trade_recomputes_independently(reports: tuple[Path, Path]) -> None:

@@ -93,3 +93,32 @@ def test_metrics_cover_the_window_not_the_warm_up_or_the_idle_tail() -> None:
     assert result.bars == 15  # bars 10..24: the window, then until the last position closed
     assert result.bars_in_market == 12  # open at the closes of bars 12..23
     assert [p.ts for p in result.equity] == [c.ts + STEP for c in candles[10:25]]
+
+
+def test_a_position_still_open_when_the_data_ends_is_reported() -> None:
+    """The trade list and net PnL hold closed trades only; a position open at the end moved the final equity
+    and the return with no trade to show for it. The report names it and its unrealised PnL."""
+    from engine.backtest.report import metrics, summary_text
+
+    candles = [bar(i, 100, 100.1, 99.9, 100) for i in range(5)]
+    candles[-1] = bar(4, 100, 100.6, 99.9, 100.5)
+    bt = Backtester(CFG, {"AAAUSDTM": candles}, {"AAAUSDTM": spec("AAAUSDTM")})
+    real_bar = bt._bar
+
+    def bar_with_a_position(ts: int) -> None:
+        if ts == candles[1].ts:
+            run = bt.runs[0]
+            run.position = open_position(
+                CFG, symbol="AAAUSDTM", side=Side.LONG, bar=candles[1], lots=10, leverage=10, spec=run.spec
+            )
+        real_bar(ts)
+
+    bt._bar = bar_with_a_position  # type: ignore[method-assign]
+    m = metrics(bt.run())
+    assert m["trades"] == 0 and m["net_pnl"] == "0E-8"
+    unrealised = D(10) * (D("100.5") - D("100.0200"))
+    assert m["open_at_end"] == [
+        {"symbol": "AAAUSDTM", "side": "long", "entry_price": "100.0200", "unrealized_pnl": str(unrealised)}
+    ]
+    assert D(m["final_equity"]) - D(m["initial_equity"]) == unrealised
+    assert "open at the end" in summary_text(m)
