@@ -116,9 +116,25 @@ def test_a_position_still_open_when_the_data_ends_is_reported() -> None:
     bt._bar = bar_with_a_position  # type: ignore[method-assign]
     m = metrics(bt.run())
     assert m["trades"] == 0 and m["net_pnl"] == "0E-8"
-    unrealised = D(10) * (D("100.5") - D("100.0200"))
+    unrealised = D(10) * (D("100.5") - D("100.0200")) - D("0.0006") * 10 * D("100.0200")  # entry fee paid
     assert m["open_at_end"] == [
         {"symbol": "AAAUSDTM", "side": "long", "entry_price": "100.0200", "unrealized_pnl": str(unrealised)}
     ]
     assert D(m["final_equity"]) - D(m["initial_equity"]) == unrealised
     assert "open at the end" in summary_text(m)
+
+
+def test_the_marked_equity_has_paid_the_entry_fee() -> None:
+    """The exchange takes the entry fee at the fill: the account's equity (sizing, total margin, the drawdown
+    gate and circuit breaker, the curve) is lower by it for as long as the position is open, as live."""
+    candles = [bar(0, 100, 100, 100, 100), bar(1, 100, 100.2, 99.9, 100.1)]
+    bt = Backtester(CFG, {"AAAUSDTM": candles}, {"AAAUSDTM": spec("AAAUSDTM")})
+    run = bt.runs[0]
+    run.position = open_position(
+        CFG, symbol="AAAUSDTM", side=Side.LONG, bar=candles[0], lots=10, leverage=10, spec=run.spec
+    )
+    run.index, run.last_close = 1, dec(candles[0].close)
+    bt._bar(candles[1].ts)
+    entry_fee = D("0.0006") * 10 * D("100.0200")
+    assert bt.risk.equity == D(10000) + 10 * (D("100.1") - D("100.0200")) - entry_fee
+    assert bt.curve[-1].equity == bt.risk.equity
