@@ -90,6 +90,7 @@ class Backtester:
         self.passed = 0
         self.in_market = 0
         self.bars = 0
+        self._held = False  # a position was open at some time during the current bar
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
         total = len(self.timeline)
@@ -115,6 +116,7 @@ class Backtester:
 
     def _bar(self, ts: int) -> None:
         live = [r for r in self.runs if r.index < len(r.candles) and r.candles[r.index].ts == ts]
+        self._held = any(r.position is not None for r in self.runs)
         for run in live:
             bar = run.candles[run.index]
             run.index += 1
@@ -132,7 +134,7 @@ class Backtester:
         if not before:  # the warm-up before --from is not part of the tested window
             self.bars += 1
             self.curve.append(EquityPoint(close_ts, mark))
-            self.in_market += any(r.position is not None for r in self.runs)
+            self.in_market += self._held or any(r.position is not None for r in self.runs)
         trading = not before and not self._after_window(ts)
         for run in live:
             bar = run.candles[run.index - 1]
@@ -160,6 +162,7 @@ class Backtester:
         pos = run.position
         if pos is None:
             return
+        self._held = True
         closed = check_exit(self.cfg, pos, bar, entry_bar=entry_bar)
         if closed is None:
             update_stops(pos, bar, ts + self.step)

@@ -91,7 +91,7 @@ def test_metrics_cover_the_window_not_the_warm_up_or_the_idle_tail() -> None:
     result = bt.run()
     assert len(result.trades) == 1 and result.trades[0].exit_ts == candles[24].ts
     assert result.bars == 15  # bars 10..24: the window, then until the last position closed
-    assert result.bars_in_market == 12  # open at the closes of bars 12..23
+    assert result.bars_in_market == 13  # open during bars 12..24 (24: stopped)
     assert [p.ts for p in result.equity] == [c.ts + STEP for c in candles[10:25]]
 
 
@@ -138,3 +138,29 @@ def test_the_marked_equity_has_paid_the_entry_fee() -> None:
     entry_fee = D("0.0006") * 10 * D("100.0200")
     assert bt.risk.equity == D(10000) + 10 * (D("100.1") - D("100.0200")) - entry_fee
     assert bt.curve[-1].equity == bt.risk.equity
+
+
+def test_exposure_counts_every_bar_a_position_was_open_in() -> None:
+    """A position entered at bar 1's open and stopped during bar 3 was in the market for bars 1, 2 and 3; one
+    opened and stopped within bar 5 was in the market for bar 5. Only marks at bar closes were counted, so the
+    exit bar (and a whole same-bar trade) was left out."""
+    a = [bar(0, 100, 100, 100, 100), bar(1, 100, 100.2, 99.9, 100.1), bar(2, 100, 100.2, 99.9, 100.1)]
+    a += [bar(3, 100, 100.1, 98, 99), bar(4, 99, 99, 99, 99), bar(5, 99, 99, 99, 99)]
+    b = [bar(i, 100, 100.1, 99.9, 100) for i in range(5)] + [bar(5, 100, 100.1, 98, 99)]
+    bt = Backtester(CFG, {"AAAUSDTM": a, "BBBUSDTM": b}, {s: spec(s) for s in ("AAAUSDTM", "BBBUSDTM")})
+    real_bar = bt._bar
+
+    def bar_with_entries(ts: int) -> None:
+        if ts == a[1].ts:
+            bt.runs[0].pending = long_decision("AAAUSDTM", ts - STEP)
+        if ts == b[5].ts:
+            bt.runs[1].pending = long_decision("BBBUSDTM", ts - STEP)
+        real_bar(ts)
+
+    bt._bar = bar_with_entries  # type: ignore[method-assign]
+    result = bt.run()
+    assert [(t.symbol, t.entry_ts, t.exit_ts) for t in result.trades] == [
+        ("AAAUSDTM", a[1].ts, a[3].ts),
+        ("BBBUSDTM", b[5].ts, b[5].ts),
+    ]
+    assert result.bars_in_market == 4  # bars 1, 2, 3 and 5
