@@ -23,7 +23,7 @@ def iso(ts_ms: int) -> str:
 
 def _num(x: Decimal) -> str:
     """Decimal strings, normalised to 8 places so the report is stable and readable."""
-    return str(x.quantize(CENT))
+    return f"{x.quantize(CENT) + 0:f}"  # '+ 0' turns -0 into 0; ':f' never writes '0E-8'
 
 
 def metrics(result: BacktestResult) -> dict[str, Any]:
@@ -150,7 +150,9 @@ def write_equity_png(result: BacktestResult, path: Path, title: str) -> None:
 
 
 def summary_text(m: dict[str, Any]) -> str:
-    pf = "n/a" if m["profit_factor"] is None else f"{m['profit_factor']:.2f}"
+    pf = f"{m['profit_factor']:.2f}" if m["profit_factor"] is not None else "n/a (no trades)"
+    if m["profit_factor"] is None and m["trades"]:
+        pf = "n/a (no losing trade)"
     exits = ", ".join(f"{k} {v}" for k, v in m["exits_by_reason"].items() if v)
     refused = ", ".join(f"{k} {v}" for k, v in m["entries_refused"].items()) or "none"
     return "\n".join(

@@ -115,7 +115,7 @@ def test_a_position_still_open_when_the_data_ends_is_reported() -> None:
 
     bt._bar = bar_with_a_position  # type: ignore[method-assign]
     m = metrics(bt.run())
-    assert m["trades"] == 0 and m["net_pnl"] == "0E-8"
+    assert m["trades"] == 0 and m["net_pnl"] == "0.00000000"
     unrealised = D(10) * (D("100.5") - D("100.0200")) - D("0.0006") * 10 * D("100.0200")  # entry fee paid
     assert m["open_at_end"] == [
         {"symbol": "AAAUSDTM", "side": "long", "entry_price": "100.0200", "unrealized_pnl": str(unrealised)}
@@ -164,3 +164,29 @@ def test_exposure_counts_every_bar_a_position_was_open_in() -> None:
         ("BBBUSDTM", b[5].ts, b[5].ts),
     ]
     assert result.bars_in_market == 4  # bars 1, 2, 3 and 5
+
+
+def test_report_amounts_are_plain_decimals_and_a_run_without_losses_says_so() -> None:
+    """A run without trades printed net_pnl and fees as '0E-8' in the JSON; an all-winning run showed the
+    profit factor as 'n/a', which reads as 'not computable' rather than 'no losing trade'."""
+    from engine.backtest.report import metrics, summary_text
+
+    candles = [bar(i, 100, 100.1, 99.9, 100) for i in range(3)]
+    empty = Backtester(CFG, {"AAAUSDTM": candles}, {"AAAUSDTM": spec("AAAUSDTM")}).run()
+    m = metrics(empty)
+    assert (m["net_pnl"], m["fees"], m["final_equity"]) == ("0.00000000", "0.00000000", "10000.00000000")
+    assert "profit factor    n/a (no trades)" in summary_text(m)
+
+    win = [bar(0, 100, 100, 100, 100), bar(1, 100, 104, 99.9, 103.5), bar(2, 103.5, 103.6, 103.4, 103.5)]
+    bt = Backtester(CFG, {"AAAUSDTM": win}, {"AAAUSDTM": spec("AAAUSDTM")})
+    real_bar = bt._bar
+
+    def bar_with_entry(ts: int) -> None:
+        if ts == win[1].ts:
+            bt.runs[0].pending = long_decision("AAAUSDTM", win[0].ts)
+        real_bar(ts)
+
+    bt._bar = bar_with_entry  # type: ignore[method-assign]
+    m = metrics(bt.run())
+    assert m["wins"] == 1 and m["losses"] == 0 and m["profit_factor"] is None
+    assert "profit factor    n/a (no losing trade)" in summary_text(m)
