@@ -117,10 +117,12 @@ class Backtester:
     def _bar(self, ts: int) -> None:
         live = [r for r in self.runs if r.index < len(r.candles) and r.candles[r.index].ts == ts]
         self._held = any(r.position is not None for r in self.runs)
+        # Every entry of this bar fills at its open, before anything that happens inside the bar on any symbol.
+        entered = {run.symbol for run in live if self._enter(run, run.candles[run.index])}
         for run in live:
             bar = run.candles[run.index]
             run.index += 1
-            self._execute(run, bar, ts)
+            self._execute(run, bar, ts, entry_bar=run.symbol in entered)
             run.last_close = dec(bar.close)
         # Mark-to-market at the bar close, then decide with the drawdown in force.
         unrealized = sum(
@@ -150,15 +152,18 @@ class Backtester:
     def _after_window(self, ts: int) -> bool:
         return self.trade_to_ms is not None and ts >= self.trade_to_ms
 
-    def _execute(self, run: _SymbolRun, bar: Candle, ts: int) -> None:
-        """Pending entry at the open, exits intrabar, stop updates at the close."""
-        entry_bar = False
-        if run.pending is not None and run.position is None:
-            decision, run.pending = run.pending, None
-            # The fill is bar t+1's open; after a candle gap that bar is missing and the signal is stale.
-            if bar.ts == decision.ts + self.step:
-                run.position = self._try_entry(run, decision, bar)
-            entry_bar = run.position is not None
+    def _enter(self, run: _SymbolRun, bar: Candle) -> bool:
+        """The pending entry at ``bar``'s open; True when a position opened."""
+        if run.pending is None or run.position is not None:
+            return False
+        decision, run.pending = run.pending, None
+        # The fill is bar t+1's open; after a candle gap that bar is missing and the signal is stale.
+        if bar.ts == decision.ts + self.step:
+            run.position = self._try_entry(run, decision, bar)
+        return run.position is not None
+
+    def _execute(self, run: _SymbolRun, bar: Candle, ts: int, *, entry_bar: bool = False) -> None:
+        """Exits intrabar (``entry_bar``: the position opened at this bar's open), stop updates at the close."""
         pos = run.position
         if pos is None:
             return

@@ -190,3 +190,23 @@ def test_report_amounts_are_plain_decimals_and_a_run_without_losses_says_so() ->
     m = metrics(bt.run())
     assert m["wins"] == 1 and m["losses"] == 0 and m["profit_factor"] is None
     assert "profit factor    n/a (no losing trade)" in summary_text(m)
+
+
+def test_entries_at_a_bar_open_come_before_any_exit_during_that_bar() -> None:
+    """Every entry of a bar fills at its open, before anything that happens inside the bar. A loss taken during
+    the bar by a symbol whose name sorts first must not refuse (here: the fifth loss in a row) an entry another
+    symbol made at that bar's open, or the results depend on the symbols' names."""
+    a = [bar(0, 100, 100, 100, 100), bar(1, 100, 100.1, 98, 99)]  # AAA's long is stopped during bar 1
+    b = [bar(0, 100, 100, 100, 100), bar(1, 100, 100.1, 99.9, 100)]
+    bt = Backtester(CFG, {"AAAUSDTM": a, "BBBUSDTM": b}, {s: spec(s) for s in ("AAAUSDTM", "BBBUSDTM")})
+    run_a, run_b = bt.runs
+    run_a.position = open_position(
+        CFG, symbol="AAAUSDTM", side=Side.LONG, bar=a[0], lots=10, leverage=10, spec=spec("AAAUSDTM")
+    )
+    for run in (run_a, run_b):
+        run.index, run.last_close = 1, D(100)
+    run_b.pending = long_decision("BBBUSDTM", b[0].ts)
+    bt.risk.consecutive_losses = CFG.risk_management.max_consecutive_losses - 1
+    bt._bar(a[1].ts)
+    assert [t.symbol for t in bt.trades] == ["AAAUSDTM"]
+    assert run_b.position is not None and not bt.refused
