@@ -76,6 +76,8 @@ def _run(args: argparse.Namespace) -> int:
         cfg = cfg.with_strict(bool(args.strict))
     primary = cfg.timeframes.primary
     symbols = sorted({p.name.split("_")[0] for p in data_dir.glob(f"*_{primary}_*.json")}) if args.all else []
+    if args.all and not symbols:
+        raise UsageError(f"--all found no {primary} candle files in {data_dir}")
     symbols = sorted(set(symbols) | {s.upper() for s in args.symbol})
     if not symbols:
         raise UsageError("name at least one --symbol, or --all")
@@ -85,7 +87,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         equity = Decimal(args.equity)
     except InvalidOperation:
-        raise UsageError(f"--equity {args.equity!r} is not a number") from None
+        equity = Decimal("NaN")
+    if not equity.is_finite():
+        raise UsageError(f"--equity {args.equity!r} is not a number")
     if not equity > 0:
         raise UsageError("--equity must be positive")
     specs = load_contract_specs(data_dir / "contracts.json")

@@ -76,12 +76,15 @@ def test_every_trade_recomputes_independently(reports: tuple[Path, Path]) -> Non
         ),
         (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--from", "yesterday"], "is not a date"),
         (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--equity", "-5"], "--equity must be positive"),
+        (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--equity", "nan"], "--equity 'nan' is not a number"),
+        (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--equity", "inf"], "--equity 'inf' is not a number"),
+        (["--all", "--data-dir", "{empty}"], "--all found no 5min candle files in"),
         (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--from", "2027-01-01"], "no candles in the window"),
         (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--to", "2025-01-01"], "no candles in the window"),
     ],
 )
-def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str, data_dir: Path) -> None:
-    argv = [a.replace("{data}", str(data_dir)) for a in args]
+def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str, data_dir: Path, tmp_path: Path) -> None:
+    argv = [a.replace("{data}", str(data_dir)).replace("{empty}", str(tmp_path)) for a in args]
     proc = subprocess.run(
         [sys.executable, "-m", "engine.backtest", *argv],
         cwd=ROOT,
@@ -92,6 +95,7 @@ def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str, data_
     )
     assert proc.returncode == 2
     assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
 
 
