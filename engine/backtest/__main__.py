@@ -71,6 +71,8 @@ def _run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
     if not data_dir.is_dir():
         raise UsageError(f"data directory not found: {data_dir}")
+    if args.json is not None and not args.json.parent.is_dir():
+        raise UsageError(f"report directory not found: {args.json.parent}")
     cfg = load_strategy_config(args.config)
     if args.strict or args.canonical:
         cfg = cfg.with_strict(bool(args.strict))
@@ -115,9 +117,12 @@ def _run(args: argparse.Namespace) -> int:
     print(f"ENYGMA backtest: {', '.join(symbols)} ({meta['mode']}, {result.bars} bars)")
     print(summary_text(rep["metrics"]))
     if args.json is not None:
-        write_json(rep, args.json)
         png = args.json.with_suffix(".png")
-        write_equity_png(result, png, f"ENYGMA {meta['mode']} — {', '.join(symbols)}")
+        try:
+            write_json(rep, args.json)
+            write_equity_png(result, png, f"ENYGMA {meta['mode']} — {', '.join(symbols)}")
+        except OSError as exc:
+            raise UsageError(f"cannot write the report: {exc}") from None
         print(f"report: {args.json}  equity chart: {png}")
     return 0
 

@@ -79,6 +79,7 @@ def test_every_trade_recomputes_independently(reports: tuple[Path, Path]) -> Non
         (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--equity", "nan"], "--equity 'nan' is not a number"),
         (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--equity", "inf"], "--equity 'inf' is not a number"),
         (["--all", "--data-dir", "{empty}"], "--all found no 5min candle files in"),
+        (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--json", "{empty}/no/r.json"], "report directory not found"),
         (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--from", "2027-01-01"], "no candles in the window"),
         (["--symbol", "ETHUSDTM", "--data-dir", "{data}", "--to", "2025-01-01"], "no candles in the window"),
     ],
