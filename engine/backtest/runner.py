@@ -178,7 +178,9 @@ class Backtester:
         # The last mark already holds this position at the previous close: swap that mark for the realised PnL.
         marked = pos.unrealized(run.last_close) if not entry_bar and run.last_close is not None else Decimal(0)
         self.risk.equity += closed.net_pnl - marked
-        self.risk.record_close(run.symbol, closed.net_pnl, ts)
+        # Somewhere inside the bar: its last millisecond, so the loss cooldown is never shorter than live's (and
+        # the close stays in the bar's UTC day).
+        self.risk.record_close(run.symbol, closed.net_pnl, ts + self.step - 1)
 
     def _try_entry(self, run: _SymbolRun, decision: Decision, bar: Candle) -> OpenPosition | None:
         """Size at the next bar's open (the spec's P_ref), run the §9.4 checks, then fill."""

@@ -210,3 +210,26 @@ def test_entries_at_a_bar_open_come_before_any_exit_during_that_bar() -> None:
     bt._bar(a[1].ts)
     assert [t.symbol for t in bt.trades] == ["AAAUSDTM"]
     assert run_b.position is not None and not bt.refused
+
+
+def test_the_loss_cooldown_runs_from_the_end_of_the_exit_bar() -> None:
+    """A stop is hit somewhere inside its bar; live, the 30-minute loss cooldown runs from that moment. Starting
+    it at the bar's open let the backtest re-enter one bar before live could (an exit at 10:03 and an entry at
+    10:30 are 27 minutes apart). It runs from the bar's last millisecond, still the same UTC day."""
+    a = [bar(0, 100, 100, 100, 100), bar(1, 100, 100.1, 98, 99)]  # stopped during bar 1
+    a += [bar(i, 99, 99.1, 98.9, 99) for i in range(2, 10)]
+    bt = Backtester(CFG, {"AAAUSDTM": a}, {"AAAUSDTM": spec("AAAUSDTM")})
+    run = bt.runs[0]
+    run.position = open_position(CFG, symbol="AAAUSDTM", side=Side.LONG, bar=a[0], lots=10, leverage=10, spec=run.spec)
+    run.index, run.last_close = 1, D(100)
+    bt._bar(a[1].ts)
+    assert len(bt.trades) == 1 and bt.trades[0].net_pnl < 0
+    for i in range(2, 7):
+        bt._bar(a[i].ts)
+    run.pending = long_decision("AAAUSDTM", a[6].ts)
+    bt._bar(a[7].ts)  # 30 minutes after the exit bar's open, 25 after its close: refused
+    assert run.position is None and bt.refused == {"loss_cooldown": 1}
+    run.pending = long_decision("AAAUSDTM", a[7].ts)
+    bt._bar(a[8].ts)
+    assert run.position is not None
+    assert bt.risk.last_loss_exit_ms["AAAUSDTM"] == a[1].ts + STEP - 1
