@@ -137,7 +137,8 @@ class Backtester:
             self.bars += 1
             self.curve.append(EquityPoint(close_ts, mark))
             self.in_market += self._held or any(r.position is not None for r in self.runs)
-        trading = not before and not self._after_window(ts)
+        # A signal now fills at the next open, close_ts: the window bounds that fill (--to exclusive).
+        trading = (self.trade_from_ms is None or close_ts >= self.trade_from_ms) and not self._after_window(close_ts)
         for run in live:
             bar = run.candles[run.index - 1]
             confirmation = run.aggregator.update(bar)

@@ -233,3 +233,27 @@ def test_the_loss_cooldown_runs_from_the_end_of_the_exit_bar() -> None:
     bt._bar(a[8].ts)
     assert run.position is not None
     assert bt.risk.last_loss_exit_ms["AAAUSDTM"] == a[1].ts + STEP - 1
+
+
+def test_the_window_applies_to_the_entry_fill_time() -> None:
+    """--from/--to bound when trades are opened: the fill at the open after a signal. A signal on the last bar
+    before --to filled at the --to instant itself (outside the exclusive window), and a signal on the last
+    warm-up bar, which fills exactly at --from, was dropped."""
+    candles = [bar(i, 100, 100.1, 99.9, 100) for i in range(12)]
+    start, end = candles[3].ts, candles[8].ts
+    signals = {candles[2].ts, candles[7].ts}  # fills at bar 3 (== --from) and bar 8 (== --to)
+    bt = Backtester(CFG, {"AAAUSDTM": candles}, {"AAAUSDTM": spec("AAAUSDTM")}, trade_from_ms=start, trade_to_ms=end)
+    pipe = bt.runs[0].pipeline
+    real = pipe.on_primary_candle
+
+    def decide(candle: Candle, *, drawdown_pct: float) -> Decision:
+        real(candle, drawdown_pct=drawdown_pct)
+        return long_decision("AAAUSDTM", candle.ts) if candle.ts in signals else real_neutral(candle)
+
+    def real_neutral(candle: Candle) -> Decision:
+        return Decision("AAAUSDTM", candle.ts, 100.0, 0.0, "NEUTRAL", Direction.NEUTRAL, 0.0, None, [])
+
+    pipe.on_primary_candle = decide  # type: ignore[method-assign]
+    result = bt.run()
+    assert [p.entry_ts for p, _ in result.open_at_end] == [candles[3].ts]
+    assert result.decisions_passed == 1
