@@ -163,7 +163,7 @@ def summary_text(m: dict[str, Any]) -> str:
             f"net PnL          {Decimal(m['net_pnl']):.2f} USDT after fees ({m['return_pct']:.2f} %)",
             f"fees paid        {Decimal(m['fees']):.2f} USDT",
             f"max drawdown     {m['max_drawdown_pct']:.2f} %",
-            f"Sharpe (daily)   {m['sharpe']:.2f}",
+            f"Sharpe           {m['sharpe']:.2f} (annualised, from daily returns)",
             f"exposure         {m['exposure_pct']:.1f} % of bars",
             f"exits            {exits or 'none'}",
             f"signals passed   {m['signals_passed']} (entries refused by risk checks: {refused})",

@@ -257,3 +257,14 @@ def test_the_window_applies_to_the_entry_fill_time() -> None:
     result = bt.run()
     assert [p.entry_ts for p, _ in result.open_at_end] == [candles[3].ts]
     assert result.decisions_passed == 1
+
+
+def test_the_summary_says_the_sharpe_is_annualised() -> None:
+    """The Sharpe is the annualised (×√365) ratio of daily returns; labelled 'Sharpe (daily)' it read as a
+    per-day ratio, about 19 times too large."""
+    from engine.backtest.report import metrics, summary_text
+
+    candles = [bar(i, 100, 100.1, 99.9, 100) for i in range(3)]
+    text = summary_text(metrics(Backtester(CFG, {"AAAUSDTM": candles}, {"AAAUSDTM": spec("AAAUSDTM")}).run()))
+    assert "Sharpe (daily)" not in text
+    assert "Sharpe           0.00 (annualised, from daily returns)" in text
