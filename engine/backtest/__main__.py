@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -114,16 +115,21 @@ def _run(args: argparse.Namespace) -> int:
         "taker_fee": str(cfg.fees.taker_fee),
     }
     rep = report(result, meta=meta)
-    print(f"ENYGMA backtest: {', '.join(symbols)} ({meta['mode']}, {result.bars} bars)")
-    print(summary_text(rep["metrics"]))
-    if args.json is not None:
-        png = args.json.with_suffix(".png")
+    png = None if args.json is None else args.json.with_suffix(".png")
+    if args.json is not None and png is not None:  # written before the summary, which may go into a closed pipe
         try:
             write_json(rep, args.json)
             write_equity_png(result, png, f"ENYGMA {meta['mode']} — {', '.join(symbols)}")
         except OSError as exc:
             raise UsageError(f"cannot write the report: {exc}") from None
-        print(f"report: {args.json}  equity chart: {png}")
+    try:
+        print(f"ENYGMA backtest: {', '.join(symbols)} ({meta['mode']}, {result.bars} bars)")
+        print(summary_text(rep["metrics"]))
+        if png is not None:
+            print(f"report: {args.json}  equity chart: {png}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # '| head': the reader has what it wanted; no traceback at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -127,3 +127,31 @@ def test_date_window_trades_only_inside_it(data_dir: Path, tmp_path: Path, capsy
     assert rep["meta"]["mode"] == "canonical"
     assert all("2026-01-01" <= t["entry_time"] < "2026-01-10" for t in rep["trades"])
     assert "trades" in capsys.readouterr().out
+
+
+def test_output_piped_into_a_closed_reader_is_no_traceback(tmp_path: Path, data_dir: Path) -> None:
+    """'./start.sh backtest ... | head -3' closed the pipe under the summary: a BrokenPipeError traceback (and,
+    with --json, no report, written after the summary). The report is written and the exit is quiet."""
+    import shutil
+
+    shutil.copy(data_dir / "contracts.json", tmp_path / "contracts.json")
+    rows = [
+        {"ts": 1_766_016_000_000 + i * 300_000, "open": 100, "high": 101, "low": 99, "close": 100, "volume": 5}
+        for i in range(30)
+    ]
+    (tmp_path / "ETHUSDTM_5min_30d.json").write_text(
+        json.dumps({"symbol": "ETHUSDTM", "interval": "5min", "candles": rows})
+    )
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        f"'{sys.executable}' -m engine.backtest --symbol ETHUSDTM --data-dir '{tmp_path}' --json '{out}' --quiet"
+        " | head -c 10",
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in proc.stderr
+    assert out.exists()
