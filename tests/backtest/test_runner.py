@@ -268,3 +268,31 @@ def test_the_summary_says_the_sharpe_is_annualised() -> None:
     text = summary_text(metrics(Backtester(CFG, {"AAAUSDTM": candles}, {"AAAUSDTM": spec("AAAUSDTM")}).run()))
     assert "Sharpe (daily)" not in text
     assert "Sharpe           0.00 (annualised, from daily returns)" in text
+
+
+def test_a_loss_on_one_symbol_halts_entries_on_the_others() -> None:
+    """One account: a loss of more than 5 % of the day's starting equity (and a drawdown past 10 %) taken on AAA
+    refuses BBB's next entry with daily_loss_limit and circuit_breaker, and the breaker stays latched the next
+    UTC day while the daily limit resets."""
+    day = 288
+    a = [bar(0, 100, 100, 100, 100), bar(1, 100, 100.1, 98, 99)] + [bar(i, 99, 99, 99, 99) for i in range(2, day + 3)]
+    b = [bar(i, 100, 100.1, 99.9, 100) for i in range(day + 3)]
+    bt = Backtester(CFG, {"AAAUSDTM": a, "BBBUSDTM": b}, {s: spec(s) for s in ("AAAUSDTM", "BBBUSDTM")})
+    run_a, run_b = bt.runs
+    run_a.position = open_position(
+        CFG, symbol="AAAUSDTM", side=Side.LONG, bar=a[0], lots=1200, leverage=10, spec=spec("AAAUSDTM")
+    )
+    for run in (run_a, run_b):
+        run.index, run.last_close = 1, D(100)
+    bt._bar(a[1].ts)
+    assert bt.trades[0].net_pnl < D(-1000)  # over 10 % of 10 000
+    run_b.pending = long_decision("BBBUSDTM", b[1].ts)
+    bt._bar(b[2].ts)
+    assert run_b.position is None
+    assert bt.refused == {"circuit_breaker": 1, "daily_loss_limit": 1}
+    for i in range(3, day + 2):
+        bt._bar(b[i].ts)
+    run_b.pending = long_decision("BBBUSDTM", b[day + 1].ts)
+    bt._bar(b[day + 2].ts)  # the next UTC day
+    assert run_b.position is None
+    assert bt.refused == {"circuit_breaker": 2, "daily_loss_limit": 1}
