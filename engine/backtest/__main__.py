@@ -12,7 +12,7 @@ from pathlib import Path
 from engine.backtest.report import iso, report, summary_text, write_equity_png, write_json
 from engine.backtest.runner import Backtester, progress_to_stderr
 from engine.config.errors import ConfigError
-from engine.config.strategy import load_strategy_config
+from engine.config.strategy import StrategyConfig, load_strategy_config
 from engine.marketdata.candle_files import CandleFileError, load_candles
 from engine.models import Candle
 from engine.risk.contract import ContractSpecError, load_contract_specs, require_spec
@@ -59,6 +59,21 @@ def _require_bars_in_window(
     raise UsageError(f"no candles in the window --from {date_from or '-'} --to {date_to or '-'}: {have}")
 
 
+def _refuse_unmodelled(cfg: StrategyConfig) -> None:
+    """Settings the fill model cannot reproduce: running as if they were off would report another strategy."""
+    unmodelled = [
+        name
+        for name, on in (
+            ("riskManagement.partialTakeProfitEnabled", cfg.risk_management.partial_take_profit_enabled),
+            ("fees.fundingInBacktest (no funding data)", cfg.fees.funding_in_backtest),
+            ("backtest.feesIncluded = false", not cfg.backtest.fees_included),
+        )
+        if on
+    ]
+    if unmodelled:
+        raise UsageError(f"not modelled by the backtest: {', '.join(unmodelled)}; change the strategy config")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -75,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json is not None and not args.json.parent.is_dir():
         raise UsageError(f"report directory not found: {args.json.parent}")
     cfg = load_strategy_config(args.config)
+    _refuse_unmodelled(cfg)
     if args.strict or args.canonical:
         cfg = cfg.with_strict(bool(args.strict))
     primary = cfg.timeframes.primary

@@ -229,3 +229,35 @@ def test_every_trade_replays_from_the_candles_by_hand(reports: tuple[Path, Path]
         assert ts == ms(t["exit_time"]) and fill == D(t["exit_price"])
         assert moves == [m["price"] for m in t["stop_moves"]]
         assert abs(net - D(t["net_pnl"])) < D("1e-8")
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("riskManagement", "partialTakeProfitEnabled", True, "partialTakeProfitEnabled"),
+        ("fees", "fundingInBacktest", True, "fundingInBacktest"),
+        ("backtest", "feesIncluded", False, "feesIncluded"),
+    ],
+)
+def test_a_config_the_backtest_cannot_reproduce_is_refused(
+    section: str, key: str, value: bool, message: str, tmp_path: Path, data_dir: Path
+) -> None:
+    """Partial take-profit, funding and fee-free fills are not modelled: such a config ran as if they were off,
+    and the report looked like their result. It is one line and exit 2 now."""
+    cfg = json.loads((ROOT / "docs" / "STRATEGY_CONFIG.json").read_text())
+    cfg[section][key] = value
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    argv = [sys.executable, "-m", "engine.backtest", "--symbol", "ETHUSDTM", "--data-dir", str(data_dir)]
+    argv += ["--config", str(path), "--quiet"]
+    proc = subprocess.run(
+        argv,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr and "not modelled by the backtest" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
