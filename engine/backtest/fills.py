@@ -38,6 +38,7 @@ class OpenPosition:
     initial_stop: Decimal
     initial_take_profit: Decimal
     liquidation: Decimal
+    entry_fee: Decimal = Decimal(0)  # taken by the exchange at the fill
     stop_moves: list[StopMove] = field(default_factory=list)
 
     @property
@@ -49,7 +50,9 @@ class OpenPosition:
         return self.quantity * self.entry_price / self.leverage
 
     def unrealized(self, price: Decimal) -> Decimal:
-        return self.side.sign * self.quantity * (price - self.entry_price)
+        """What the open position adds to the account's equity at ``price``: its price move less the entry fee
+        already paid (the exit fee is paid at the exit)."""
+        return self.side.sign * self.quantity * (price - self.entry_price) - self.entry_fee
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ def open_position(
         initial_stop=levels.stop,
         initial_take_profit=levels.take_profit,
         liquidation=levels.liquidation,
+        entry_fee=cfg.fees.entry_fee_rate * spec.base_quantity(lots) * fill,
     )
 
 

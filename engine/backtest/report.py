@@ -23,7 +23,7 @@ def iso(ts_ms: int) -> str:
 
 def _num(x: Decimal) -> str:
     """Decimal strings, normalised to 8 places so the report is stable and readable."""
-    return str(x.quantize(CENT))
+    return f"{x.quantize(CENT) + 0:f}"  # '+ 0' turns -0 into 0; ':f' never writes '0E-8'
 
 
 def metrics(result: BacktestResult) -> dict[str, Any]:
@@ -59,6 +59,16 @@ def metrics(result: BacktestResult) -> dict[str, Any]:
         "bars": result.bars,
         "signals_passed": result.decisions_passed,
         "entries_refused": result.entries_refused,
+        # In the final equity (marked at the last close) but not in the trades or the net PnL.
+        "open_at_end": [
+            {
+                "symbol": pos.symbol,
+                "side": pos.side.value,
+                "entry_price": str(pos.entry_price),
+                "unrealized_pnl": str(pos.unrealized(close)),
+            }
+            for pos, close in result.open_at_end
+        ],
     }
 
 
@@ -140,7 +150,9 @@ def write_equity_png(result: BacktestResult, path: Path, title: str) -> None:
 
 
 def summary_text(m: dict[str, Any]) -> str:
-    pf = "n/a" if m["profit_factor"] is None else f"{m['profit_factor']:.2f}"
+    pf = f"{m['profit_factor']:.2f}" if m["profit_factor"] is not None else "n/a (no trades)"
+    if m["profit_factor"] is None and m["trades"]:
+        pf = "n/a (no losing trade)"
     exits = ", ".join(f"{k} {v}" for k, v in m["exits_by_reason"].items() if v)
     refused = ", ".join(f"{k} {v}" for k, v in m["entries_refused"].items()) or "none"
     return "\n".join(
@@ -151,9 +163,21 @@ def summary_text(m: dict[str, Any]) -> str:
             f"net PnL          {Decimal(m['net_pnl']):.2f} USDT after fees ({m['return_pct']:.2f} %)",
             f"fees paid        {Decimal(m['fees']):.2f} USDT",
             f"max drawdown     {m['max_drawdown_pct']:.2f} %",
-            f"Sharpe (daily)   {m['sharpe']:.2f}",
+            f"Sharpe           {m['sharpe']:.2f} (annualised, from daily returns)",
             f"exposure         {m['exposure_pct']:.1f} % of bars",
             f"exits            {exits or 'none'}",
             f"signals passed   {m['signals_passed']} (entries refused by risk checks: {refused})",
+            *_open_at_end_line(m),
         ]
     )
+
+
+def _open_at_end_line(m: dict[str, Any]) -> list[str]:
+    still = m["open_at_end"]
+    if not still:
+        return []
+    unrealized = sum((Decimal(p["unrealized_pnl"]) for p in still), Decimal(0))
+    return [
+        f"open at the end  {len(still)} position(s), unrealised {unrealized:.2f} USDT before exit fees: "
+        "in the final equity, not in the trades or the net PnL"
+    ]

@@ -34,6 +34,7 @@ class BacktestResult:
     bars_in_market: int
     decisions_passed: int
     entries_refused: dict[str, int] = field(default_factory=dict)
+    open_at_end: list[tuple[OpenPosition, Decimal]] = field(default_factory=list)  # with the last close
 
 
 @dataclass
@@ -88,6 +89,8 @@ class Backtester:
         self.refused: dict[str, int] = {}
         self.passed = 0
         self.in_market = 0
+        self.bars = 0
+        self._held = False  # a position was open at some time during the current bar
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
         total = len(self.timeline)
@@ -95,6 +98,8 @@ class Backtester:
         for n, ts in enumerate(self.timeline):
             if progress is not None and n % 2000 == 0:
                 progress(n, total)
+            if self._after_window(ts) and all(r.position is None and r.pending is None for r in self.runs):
+                break  # past --to and flat: the rest is idle bars that would dilute exposure and Sharpe
             self._bar(ts)
         if progress is not None:
             progress(total, total)
@@ -102,18 +107,22 @@ class Backtester:
             self.trades,
             self.curve,
             self.initial,
-            total,
+            self.bars,
             self.in_market,
             self.passed,
             dict(sorted(self.refused.items())),
+            [(r.position, r.last_close) for r in self.runs if r.position is not None and r.last_close is not None],
         )
 
     def _bar(self, ts: int) -> None:
         live = [r for r in self.runs if r.index < len(r.candles) and r.candles[r.index].ts == ts]
+        self._held = any(r.position is not None for r in self.runs)
+        # Every entry of this bar fills at its open, before anything that happens inside the bar on any symbol.
+        entered = {run.symbol for run in live if self._enter(run, run.candles[run.index])}
         for run in live:
             bar = run.candles[run.index]
             run.index += 1
-            self._execute(run, bar, ts)
+            self._execute(run, bar, ts, entry_bar=run.symbol in entered)
             run.last_close = dec(bar.close)
         # Mark-to-market at the bar close, then decide with the drawdown in force.
         unrealized = sum(
@@ -123,32 +132,43 @@ class Backtester:
         mark = self.initial + self.realized + unrealized
         close_ts = ts + self.step
         self.risk.mark_equity(mark, close_ts, breaker_pct=self.cfg.risk_management.circuit_breaker_drawdown_pct)
-        self.curve.append(EquityPoint(close_ts, mark))
-        self.in_market += any(r.position is not None for r in self.runs)
-        trading = (self.trade_from_ms is None or ts >= self.trade_from_ms) and (
-            self.trade_to_ms is None or ts < self.trade_to_ms
-        )
+        before = self.trade_from_ms is not None and ts < self.trade_from_ms
+        if not before:  # the warm-up before --from is not part of the tested window
+            self.bars += 1
+            self.curve.append(EquityPoint(close_ts, mark))
+            self.in_market += self._held or any(r.position is not None for r in self.runs)
+        # A signal now fills at the next open, close_ts: the window bounds that fill (--to exclusive).
+        trading = (self.trade_from_ms is None or close_ts >= self.trade_from_ms) and not self._after_window(close_ts)
         for run in live:
             bar = run.candles[run.index - 1]
             confirmation = run.aggregator.update(bar)
             if confirmation is not None:
                 run.pipeline.on_confirmation_candle(confirmation)
             decision = run.pipeline.on_primary_candle(bar, drawdown_pct=float(self.risk.drawdown_pct))
-            if decision.passed:
+            if decision.passed and trading:
                 self.passed += 1
-                if trading and run.position is None:
+                if run.position is None:
                     run.pending = decision
 
-    def _execute(self, run: _SymbolRun, bar: Candle, ts: int) -> None:
-        """Pending entry at the open, exits intrabar, stop updates at the close."""
-        entry_bar = False
-        if run.pending is not None and run.position is None:
-            decision, run.pending = run.pending, None
+    def _after_window(self, ts: int) -> bool:
+        return self.trade_to_ms is not None and ts >= self.trade_to_ms
+
+    def _enter(self, run: _SymbolRun, bar: Candle) -> bool:
+        """The pending entry at ``bar``'s open; True when a position opened."""
+        if run.pending is None or run.position is not None:
+            return False
+        decision, run.pending = run.pending, None
+        # The fill is bar t+1's open; after a candle gap that bar is missing and the signal is stale.
+        if bar.ts == decision.ts + self.step:
             run.position = self._try_entry(run, decision, bar)
-            entry_bar = run.position is not None
+        return run.position is not None
+
+    def _execute(self, run: _SymbolRun, bar: Candle, ts: int, *, entry_bar: bool = False) -> None:
+        """Exits intrabar (``entry_bar``: the position opened at this bar's open), stop updates at the close."""
         pos = run.position
         if pos is None:
             return
+        self._held = True
         closed = check_exit(self.cfg, pos, bar, entry_bar=entry_bar)
         if closed is None:
             update_stops(pos, bar, ts + self.step)
@@ -156,8 +176,12 @@ class Backtester:
         run.position = None
         self.trades.append(closed)
         self.realized += closed.net_pnl
-        self.risk.equity += closed.net_pnl
-        self.risk.record_close(run.symbol, closed.net_pnl, ts)
+        # The last mark already holds this position at the previous close: swap that mark for the realised PnL.
+        marked = pos.unrealized(run.last_close) if not entry_bar and run.last_close is not None else Decimal(0)
+        self.risk.equity += closed.net_pnl - marked
+        # Somewhere inside the bar: its last millisecond, so the loss cooldown is never shorter than live's (and
+        # the close stays in the bar's UTC day).
+        self.risk.record_close(run.symbol, closed.net_pnl, ts + self.step - 1)
 
     def _try_entry(self, run: _SymbolRun, decision: Decision, bar: Candle) -> OpenPosition | None:
         """Size at the next bar's open (the spec's P_ref), run the §9.4 checks, then fill."""

@@ -79,3 +79,24 @@ def test_stop_updates_take_effect_next_bar_and_name_the_exit() -> None:
     trade = check_exit(CFG, pos, bar(100.9, 101, 100.5, 100.6, 2), entry_bar=False)
     assert trade is not None and trade.exit_reason == "profit_lock"
     assert trade.exit_price == D("100.53") * (1 - D("0.0002"))
+
+
+def test_a_gap_beyond_the_liquidation_price_exits_as_a_liquidation() -> None:
+    """§10.10/§10.11: the stop lies between entry and liquidation, so only a bar opening beyond both reaches the
+    liquidation price; the position is closed there (with the adverse slippage and fees), not at the far open."""
+    long = open_position(
+        CFG, symbol="TESTUSDTM", side=Side.LONG, bar=bar(100, 100, 100, 100), lots=10, leverage=18, spec=SPEC
+    )
+    assert long.liquidation == D("100.0200") * (1 - 1 / D(18) + D("0.005"))
+    trade = check_exit(CFG, long, bar(90, 91, 89, 90, 1), entry_bar=False)
+    assert trade is not None and trade.exit_reason == "liquidation"
+    assert trade.exit_price == long.liquidation * (1 - D("0.0002"))
+    short = open_position(
+        CFG, symbol="TESTUSDTM", side=Side.SHORT, bar=bar(100, 100, 100, 100), lots=10, leverage=18, spec=SPEC
+    )
+    trade = check_exit(CFG, short, bar(110, 111, 109, 110, 1), entry_bar=False)
+    assert trade is not None and trade.exit_reason == "liquidation"
+    assert trade.exit_price == short.liquidation * (1 + D("0.0002"))
+    # A gap through the stop that stops short of liquidation is a stop at the open.
+    trade = check_exit(CFG, long, bar(99, 99.2, 98.8, 99, 1), entry_bar=False)
+    assert trade is not None and trade.exit_reason == "stop_loss" and trade.exit_price == D(99) * (1 - D("0.0002"))
