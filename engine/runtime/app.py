@@ -254,6 +254,7 @@ class Runtime:
         if recovered:
             log.warning("enygma.events_recovered", events=journal.recovered, detail="journaled before an unclean stop")
         self.bus.recorder = journal.record
+        self.health.storage_probe = journal.problem  # /health/ready turns red while events cannot be stored
         self.bus.subscribe("metrics", self.metrics.on_event)
         self.bus.subscribe("console", ConsoleNotifier())
         webhook = None
