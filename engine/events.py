@@ -332,15 +332,37 @@ class EventBus:
             finally:
                 q.task_done()
 
-    async def drain(self) -> None:
-        """Wait until every queued event has been handled."""
-        for _, q, _, _ in self._subs:
-            await q.join()
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until every queued event has been handled, at most ``timeout_s``; False if that ran out (a
+        subscriber hanging on an unreachable webhook must not hold up a shutdown for hours)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                for _, q, _, _ in self._subs:
+                    await q.join()
+        except TimeoutError:
+            left = {name: q.qsize() for name, q, _, _ in self._subs}
+            log.error("bus.drain_timed_out", waiting=left)
+            return False
+        return True
 
-    async def stop(self) -> None:
-        for _, q, _, _ in self._subs:
-            q.put_nowait(None)
-        for _, _, task, _ in self._subs:
-            if task is not None:
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """End every pump: after what is queued when it is free, cancelled when it is still busy after ``timeout_s``.
+        Never raises (it runs in the shutdown, before the journal is closed)."""
+        for name, q, _, _ in self._subs:
+            try:
+                q.put_nowait(None)
+            except asyncio.QueueFull:  # a hung subscriber's full queue: its pump is cancelled below
+                log.error("bus.stop_queue_full", subscriber=name, waiting=q.qsize())
+        for name, _, task, _ in self._subs:
+            if task is None:
+                continue
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s)
+            except TimeoutError:
+                log.error("bus.subscriber_cancelled", subscriber=name, detail="still busy at shutdown")
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(task, timeout=5)
+                    await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise

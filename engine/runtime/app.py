@@ -496,8 +496,8 @@ class Runtime:
                     await telegram.stop()
                 except Exception:  # shutting down anyway: record why Telegram did not stop cleanly
                     log.exception("telegram.stop_failed")
-            await self.bus.drain()
-            await self.bus.stop()
+            await self.bus.drain(timeout_s=10)  # a subscriber hung on an unreachable webhook must not hold the exit
+            await self.bus.stop()  # (the events themselves are in SQLite through the journal, not the subscribers)
             await journal.close()
             if webhook is not None:
                 await webhook.close()
