@@ -471,6 +471,10 @@ class Runtime:
             removed = await events.prune_decisions(engine.clock() - DECISION_RETENTION_DAYS * 86_400_000)
             if removed:
                 log.info("events.pruned", kind="signal_evaluated", rows=removed, keep_days=DECISION_RETENTION_DAYS)
+            if telegram is not None:  # sent notifications: one row each, kept for good before
+                sent = await telegram.outbox.prune_sent(telegram.outbox.clock() - DECISION_RETENTION_DAYS * 86_400_000)
+                if sent:
+                    log.info("outbox.pruned", rows=sent, keep_days=DECISION_RETENTION_DAYS)
 
         scheduler.add_job(prune_decisions, "interval", hours=1, id="prune-decisions", max_instances=1, coalesce=True)
         scheduler.start()

@@ -48,3 +48,25 @@ async def test_decisions_older_than_the_retention_are_pruned_trades_are_kept(tmp
         assert await log.recent(kind="position_closed") == [old_close]  # trade history is never pruned
         assert await log.prune_decisions(before_ms=NOW - 7 * DAY + 1) == 0  # twice is a no-op
         await journal.close()
+
+
+async def test_sent_telegram_messages_older_than_the_retention_are_pruned_pending_ones_kept(tmp_path: Path) -> None:
+    """Every notification ever sent stayed in the outbox table for good (one row per message, stop moves included)."""
+    from bot.outbox import Outbox
+
+    clock = [NOW - 10 * DAY]
+    async with Database(tmp_path / "e.sqlite") as db:
+        outbox = Outbox(db, clock=lambda: clock[0])
+        for day in range(10):
+            clock[0] = NOW - (9 - day) * DAY
+            for i in range(30):
+                await outbox.enqueue(42, f"day {day} message {i}")
+        rows = await db.fetchall("SELECT id, text FROM outbox ORDER BY id")
+        for row in rows:
+            if not row["text"].endswith("message 0"):  # one a day never got through: it stays, whatever its age
+                await outbox.sent(row["id"], 1_000 + row["id"])
+        clock[0] = NOW
+        removed = await outbox.prune_sent(before_ms=NOW - 7 * DAY + 1, batch=7)
+        assert removed == 3 * 29
+        rows = await db.fetchall("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state ORDER BY state")
+        assert [(r["state"], r["n"]) for r in rows] == [("pending", 10), ("sent", 7 * 29)]
