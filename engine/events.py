@@ -278,6 +278,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
 
 
 Subscriber = Callable[[Event], Awaitable[None]]
+DROP_LOG_EVERY = 1_000  # a subscriber's dropped events are logged at the first and then every this many
 
 
 class EventBus:
@@ -289,6 +290,7 @@ class EventBus:
         self._subs: list[tuple[str, asyncio.Queue[Event | None], asyncio.Task[None] | None, Subscriber]] = []
         self._queue_size = queue_size
         self.dropped = 0
+        self._dropped_by: dict[str, int] = {}
         self.failures = 0
 
     def subscribe(self, name: str, handler: Subscriber) -> None:
@@ -315,7 +317,9 @@ class EventBus:
                 q.put_nowait(event)
             except asyncio.QueueFull:
                 self.dropped += 1
-                log.error("bus.dropped", subscriber=name, kind=event.kind)
+                n = self._dropped_by[name] = self._dropped_by.get(name, 0) + 1
+                if n == 1 or n % DROP_LOG_EVERY == 0:  # one line per burst, not one per event (a log flood)
+                    log.error("bus.dropped", subscriber=name, kind=event.kind, dropped_total=n)
 
     async def _pump(self, name: str, q: asyncio.Queue[Event | None], handler: Subscriber) -> None:
         while True:

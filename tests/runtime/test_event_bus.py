@@ -42,3 +42,26 @@ async def test_a_hanging_subscriber_neither_blocks_the_others_nor_the_shutdown()
     started = time.monotonic()
     await bus.stop(timeout_s=0.5)  # returns, without raising
     assert time.monotonic() - started < 3
+
+
+async def test_a_subscriber_that_falls_behind_logs_its_drops_once_per_burst_not_once_per_event() -> None:
+    """A webhook that never answers fills its queue in hours; then every event (542 decisions a bar) wrote one
+    error line to a log file that start.sh never rotates: ~156,000 lines a day saying the same thing."""
+    from structlog.testing import capture_logs
+
+    async def hangs(_: Event) -> None:
+        await asyncio.Event().wait()
+
+    bus = EventBus(queue_size=2)
+    bus.subscribe("hangs", hangs)
+    await bus.start()
+    with capture_logs() as logs:
+        for i in range(2_003):
+            bus.publish(ev(i))
+            if i == 0:
+                await asyncio.sleep(0)  # the pump takes the first one and hangs on it
+    assert bus.dropped == 2_000
+    drops = [e for e in logs if e["event"] == "bus.dropped"]
+    assert 1 <= len(drops) <= 3, len(drops)
+    assert drops[-1]["subscriber"] == "hangs" and drops[-1]["dropped_total"] >= 1_000
+    await bus.stop(timeout_s=0.1)
