@@ -126,6 +126,21 @@ class Outbox:
         """A group became a supergroup: its pending messages go to the new chat id."""
         await self.db.execute("UPDATE outbox SET chat_id = ? WHERE state = 'pending' AND chat_id = ?", (new, old))
 
+    async def prune_sent(self, before_ms: int, batch: int = 5_000) -> int:
+        """Delete messages sent before ``before_ms`` (a message not yet sent is kept whatever its age); returns how
+        many. Only the chat's latest message and a card's own are ever read back, within minutes of sending."""
+        removed = 0
+        while True:
+            n = await self.db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'sent' AND created_ms < ?"
+                " LIMIT ?)",
+                (before_ms, batch),
+            )
+            removed += n
+            if n < batch:
+                return removed
+            await asyncio.sleep(0)
+
     async def pending_count(self) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
         return int(row[0]) if row else 0

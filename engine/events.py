@@ -278,6 +278,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
 
 
 Subscriber = Callable[[Event], Awaitable[None]]
+DROP_LOG_EVERY = 1_000  # a subscriber's dropped events are logged at the first and then every this many
 
 
 class EventBus:
@@ -289,6 +290,7 @@ class EventBus:
         self._subs: list[tuple[str, asyncio.Queue[Event | None], asyncio.Task[None] | None, Subscriber]] = []
         self._queue_size = queue_size
         self.dropped = 0
+        self._dropped_by: dict[str, int] = {}
         self.failures = 0
 
     def subscribe(self, name: str, handler: Subscriber) -> None:
@@ -315,7 +317,9 @@ class EventBus:
                 q.put_nowait(event)
             except asyncio.QueueFull:
                 self.dropped += 1
-                log.error("bus.dropped", subscriber=name, kind=event.kind)
+                n = self._dropped_by[name] = self._dropped_by.get(name, 0) + 1
+                if n == 1 or n % DROP_LOG_EVERY == 0:  # one line per burst, not one per event (a log flood)
+                    log.error("bus.dropped", subscriber=name, kind=event.kind, dropped_total=n)
 
     async def _pump(self, name: str, q: asyncio.Queue[Event | None], handler: Subscriber) -> None:
         while True:
@@ -332,15 +336,37 @@ class EventBus:
             finally:
                 q.task_done()
 
-    async def drain(self) -> None:
-        """Wait until every queued event has been handled."""
-        for _, q, _, _ in self._subs:
-            await q.join()
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until every queued event has been handled, at most ``timeout_s``; False if that ran out (a
+        subscriber hanging on an unreachable webhook must not hold up a shutdown for hours)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                for _, q, _, _ in self._subs:
+                    await q.join()
+        except TimeoutError:
+            left = {name: q.qsize() for name, q, _, _ in self._subs}
+            log.error("bus.drain_timed_out", waiting=left)
+            return False
+        return True
 
-    async def stop(self) -> None:
-        for _, q, _, _ in self._subs:
-            q.put_nowait(None)
-        for _, _, task, _ in self._subs:
-            if task is not None:
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """End every pump: after what is queued when it is free, cancelled when it is still busy after ``timeout_s``.
+        Never raises (it runs in the shutdown, before the journal is closed)."""
+        for name, q, _, _ in self._subs:
+            try:
+                q.put_nowait(None)
+            except asyncio.QueueFull:  # a hung subscriber's full queue: its pump is cancelled below
+                log.error("bus.stop_queue_full", subscriber=name, waiting=q.qsize())
+        for name, _, task, _ in self._subs:
+            if task is None:
+                continue
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s)
+            except TimeoutError:
+                log.error("bus.subscriber_cancelled", subscriber=name, detail="still busy at shutdown")
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(task, timeout=5)
+                    await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,10 @@ MIGRATIONS: list[str] = [
 ]
 
 
+class StorageError(Exception):
+    """The database file cannot be used (corrupt, read-only, from a newer ENYGMA): one line saying why."""
+
+
 class Database:
     """``async with Database(path) as db`` opens, sets WAL and migrates; ``db.conn`` is the connection."""
 
@@ -125,9 +130,21 @@ class Database:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = await aiosqlite.connect(self.path)
         self._conn.row_factory = aiosqlite.Row
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        await self._conn.execute("PRAGMA synchronous=NORMAL")
-        await self.migrate()
+        try:
+            await self._conn.execute("PRAGMA journal_mode=WAL")
+            await self._conn.execute("PRAGMA synchronous=NORMAL")
+            version = await self.schema_version()
+            if version > len(MIGRATIONS):
+                raise StorageError(
+                    f"database {self.path} has schema version {version}, newer than this ENYGMA knows "
+                    f"({len(MIGRATIONS)}): it was written by a later release; run that release or restore a backup"
+                )
+            await self.migrate()
+        except BaseException as exc:
+            await self.close()  # an open connection's thread would keep the process from exiting
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"database {self.path} cannot be used: {exc}") from exc
+            raise
 
     async def close(self) -> None:
         if self._conn is not None:

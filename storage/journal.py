@@ -47,6 +47,8 @@ class EventJournal:
         self.recovered = 0
         self.torn_lines = 0
         self.write_failures = 0
+        self._write_error: str | None = None  # the last journal write failed (cleared by one that succeeds)
+        self._store_error: str | None = None  # the last SQLite insert failed (cleared by one that succeeds)
 
     async def open(self) -> int:
         """Store what an earlier run journaled but never stored, then start; returns how many were recovered."""
@@ -72,12 +74,18 @@ class EventJournal:
         line = json.dumps({"seq": self._seq, "ts_ms": event.ts_ms, "kind": event.kind, "payload": payload})
         try:
             os.write(self._fd, (line + "\n").encode())
+            self._write_error = None
         except OSError as exc:  # a full disk must not stop trading: the event still goes to SQLite from memory
             self.write_failures += 1
+            self._write_error = f"event journal {self.path} cannot be written: {exc.strerror or exc}"
             log.error("journal.write_failed", error=str(exc), kind=event.kind)
         self._pending.append((self._seq, event.ts_ms, event.kind, payload))
         self._idle.clear()
         self._wake.set()
+
+    def problem(self) -> str | None:
+        """What is wrong with storing events right now (read by /health/ready), or None."""
+        return "; ".join(e for e in (self._store_error, self._write_error) if e) or None
 
     async def flush(self) -> None:
         """Wait until every journaled event is in SQLite."""
@@ -106,15 +114,23 @@ class EventJournal:
                 batch = list(self._pending)
                 try:
                     await self._insert(batch)
-                except Exception:  # the lines stay in the file and in memory: try again, never drop them
+                except Exception as exc:  # the lines stay in the file and in memory: try again, never drop them
+                    self._store_error = (
+                        f"events cannot be stored in {self.db.path} ({len(self._pending)} waiting): {exc}"
+                    )
                     log.exception("journal.store_failed", events=len(batch))
                     await asyncio.sleep(self.retry_delay_s)
                     continue
+                self._store_error = None
                 for _ in batch:
                     self._pending.popleft()
             # No await since the last check: nothing can have been journaled in between, so all of it is stored.
             if self._fd is not None:
-                os.ftruncate(self._fd, 0)
+                try:
+                    os.ftruncate(self._fd, 0)
+                except OSError as exc:  # (a file system gone read-only) the task must live on: stored all the same
+                    self._write_error = f"event journal {self.path} cannot be emptied: {exc.strerror or exc}"
+                    log.error("journal.truncate_failed", error=str(exc))
             self._idle.set()
 
     async def _insert(self, rows: list[Row]) -> None:

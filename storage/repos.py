@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,6 +30,25 @@ class EventLog:
                 "SELECT payload FROM events WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit)
             )
         return [event_from_dict(json.loads(r["payload"])) for r in rows]
+
+    async def prune_decisions(self, before_ms: int, batch: int = 5_000) -> int:
+        """Delete the per-bar decision records (``signal_evaluated``) older than ``before_ms``; returns how many.
+
+        They are the one part of the history that grows with the universe (542 symbols: ~156,000 rows, ~88 MB a
+        day); trades, stops, halts and every other kind are kept. Deleted in batches, each its own short
+        transaction, so the engine's own writes (a stop step, an intent) are never held up behind one long delete.
+        SQLite reuses the freed pages; the file itself shrinks only with ``VACUUM`` (bot stopped)."""
+        removed = 0
+        while True:
+            n = await self.db.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 'signal_evaluated'"
+                " AND ts_ms < ? LIMIT ?)",
+                (before_ms, batch),
+            )
+            removed += n
+            if n < batch:
+                return removed
+            await asyncio.sleep(0)  # let the engine's writes in between batches
 
     async def count(self, kind: str | None = None) -> int:
         if kind is None:

@@ -17,6 +17,7 @@ from engine.logging import Redactor, configure_logging
 from engine.runtime.app import RunOptions, run
 from engine.security import acquire_instance_lock, consume_live_confirmation
 from exchange.errors import ExchangeError
+from storage.db import StorageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     opts = RunOptions(replay_dir=args.replay, speed=args.speed or settings.replay_speed, arm_live=args.arm_live)
     try:
         return asyncio.run(run(settings, opts))
+    except StorageError as exc:  # a corrupt, read-only or newer database: say which and why, in one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (ExchangeError, aiohttp.ClientError, OSError) as exc:
         # The exchange failed (unreachable, refusing a call): one line, through the redactor, not a traceback wall.
         line = Redactor(settings.secret_values()).clean(f"{type(exc).__name__}: {exc}")

@@ -58,6 +58,7 @@ def default_replay_dir() -> Path:
     return next((d for d in REPLAY_CANDIDATES if d.is_dir()), REPLAY_CANDIDATES[-1])
 
 
+DECISION_RETENTION_DAYS = 7  # per-bar decision records kept (542 symbols: ~88 MB a day); trades are kept for good
 REPLAY_SETTLE_LIMIT_S = 5.0  # the longest a --speed max replay waits for the bot at one step
 PAPER_CREDS = Credentials("paper-key", "paper-secret-local-only", "paper-pass")  # the in-process simulator's
 
@@ -254,6 +255,7 @@ class Runtime:
         if recovered:
             log.warning("enygma.events_recovered", events=journal.recovered, detail="journaled before an unclean stop")
         self.bus.recorder = journal.record
+        self.health.storage_probe = journal.problem  # /health/ready turns red while events cannot be stored
         self.bus.subscribe("metrics", self.metrics.on_event)
         self.bus.subscribe("console", ConsoleNotifier())
         webhook = None
@@ -462,6 +464,19 @@ class Runtime:
             self.bus.publish(summarize_day(closed, now_ms=now, risk=engine.risk))
 
         scheduler.add_job(daily_summary, "cron", hour=hour, minute=minute, id="daily-summary")
+
+        async def prune_decisions() -> None:
+            """The per-bar decision records older than DECISION_RETENTION_DAYS (by the engine's clock, the one the
+            events are stamped with); trade history is kept. Without it the table grew ~88 MB a day on 542 symbols."""
+            removed = await events.prune_decisions(engine.clock() - DECISION_RETENTION_DAYS * 86_400_000)
+            if removed:
+                log.info("events.pruned", kind="signal_evaluated", rows=removed, keep_days=DECISION_RETENTION_DAYS)
+            if telegram is not None:  # sent notifications: one row each, kept for good before
+                sent = await telegram.outbox.prune_sent(telegram.outbox.clock() - DECISION_RETENTION_DAYS * 86_400_000)
+                if sent:
+                    log.info("outbox.pruned", rows=sent, keep_days=DECISION_RETENTION_DAYS)
+
+        scheduler.add_job(prune_decisions, "interval", hours=1, id="prune-decisions", max_instances=1, coalesce=True)
         scheduler.start()
 
         self.bus.publish(HealthChanged(ts_ms=_now(), component="engine", healthy=True, detail="started"))
@@ -485,8 +500,8 @@ class Runtime:
                     await telegram.stop()
                 except Exception:  # shutting down anyway: record why Telegram did not stop cleanly
                     log.exception("telegram.stop_failed")
-            await self.bus.drain()
-            await self.bus.stop()
+            await self.bus.drain(timeout_s=10)  # a subscriber hung on an unreachable webhook must not hold the exit
+            await self.bus.stop()  # (the events themselves are in SQLite through the journal, not the subscribers)
             await journal.close()
             if webhook is not None:
                 await webhook.close()

@@ -29,21 +29,26 @@ class Health:
     max_candle_age_ms: int = 15 * 60_000
     max_signed_call_age_ms: int = 5 * 60_000
     phase: str = "starting"  # -> "running" once warmed up, streaming and reconciling (shown by /health/live)
+    # What is wrong with storage right now (the event journal: SQLite refusing inserts, the journal file unwritable)
+    storage_probe: Callable[[], str | None] | None = None
 
     def ready(self, now_ms: int) -> tuple[bool, dict[str, Any]]:
         fresh = self.last_candle_ms > 0 and now_ms - self.last_candle_ms <= self.max_candle_age_ms
         # A signed call (reconciliation makes one every RECONCILE_INTERVAL_S) proves keys, clock and exchange work.
         signed = self.last_signed_call_ms
-        checks = {
+        storage_problem = None if self.storage_probe is None else self.storage_probe()
+        checks: dict[str, Any] = {
             "data_fresh": fresh,
             "stream_connected": self.stream_connected,
-            "storage_ok": self.storage_ok,
+            "storage_ok": self.storage_ok and storage_problem is None,
             "reconciliation_clean": self.reconciliation_clean,
             "signed_calls_ok": signed > 0 and now_ms - signed <= self.max_signed_call_age_ms,
             "last_candle_age_s": None if not self.last_candle_ms else (now_ms - self.last_candle_ms) / 1000,
             "last_signed_call_age_s": None if not signed else (now_ms - signed) / 1000,
         }
         ok = all(v for k, v in checks.items() if not k.endswith("_age_s"))
+        if storage_problem is not None:
+            checks["storage_detail"] = storage_problem
         return ok, checks
 
 

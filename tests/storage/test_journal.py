@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -172,3 +173,45 @@ async def test_a_journal_that_cannot_be_opened_fails_at_start_not_later(tmp_path
             await journal.open()
         with pytest.raises(RuntimeError, match="not open"):  # a journal that failed to open refuses events
             journal.record(stop_event(1))
+
+
+async def test_a_failing_database_or_journal_file_turns_health_not_ready_and_back(tmp_path: Path) -> None:
+    """Before, nothing ever set Health.storage_ok: with SQLite refusing every insert (disk full, read-only file) or
+    the journal file unwritable, /health/ready stayed green and only the log said so."""
+    from engine.runtime.http import Health
+
+    db_path = tmp_path / "e.sqlite"
+    async with Database(db_path) as db:
+        await db.conn.executescript(
+            "CREATE TABLE refuse (on_ INTEGER); INSERT INTO refuse VALUES (1);"
+            "CREATE TRIGGER no_events BEFORE INSERT ON events WHEN (SELECT on_ FROM refuse) = 1 "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+        )
+        journal = EventJournal(db, journal_path_for(db_path), retry_delay_s=0.05)
+        await journal.open()
+        health = Health(last_candle_ms=1, stream_connected=True, last_signed_call_ms=1, storage_probe=journal.problem)
+        assert health.ready(2)[1]["storage_ok"] is True
+        bus = EventBus(recorder=journal.record)
+        bus.publish(HaltRaised(ts_ms=1, limit="daily_loss", value="-3.1", threshold="-3"))
+        await asyncio.sleep(0.2)
+        ok, checks = health.ready(2)
+        assert not ok and checks["storage_ok"] is False
+        assert "database or disk is full" in checks["storage_detail"]
+        await db.execute("UPDATE refuse SET on_ = 0")
+        await asyncio.wait_for(journal.flush(), timeout=5)
+        ok, checks = health.ready(2)
+        assert ok and checks["storage_ok"] is True and "storage_detail" not in checks
+        # The journal file cannot be written (disk full): the event still reaches SQLite, health says so.
+        assert journal._fd is not None
+        os.close(journal._fd)
+        journal._fd = os.open(os.devnull, os.O_RDONLY)  # every write now fails with EBADF
+        bus.publish(stop_event(1))
+        assert health.ready(2)[1]["storage_ok"] is False
+        assert "journal" in health.ready(2)[1]["storage_detail"]
+        # Emptying the file fails too: before, that exception ended the journal's task, and no event published
+        # after it ever reached SQLite (flush waited for ever).
+        await asyncio.wait_for(journal.flush(), timeout=5)
+        bus.publish(stop_event(2))
+        await asyncio.wait_for(journal.flush(), timeout=5)
+        await journal.close()
+        assert await EventLog(db).count() == 3
