@@ -129,17 +129,7 @@ class Outbox:
     async def prune_sent(self, before_ms: int, batch: int = 5_000) -> int:
         """Delete messages sent before ``before_ms`` (a message not yet sent is kept whatever its age); returns how
         many. Only the chat's latest message and a card's own are ever read back, within minutes of sending."""
-        removed = 0
-        while True:
-            n = await self.db.execute(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'sent' AND created_ms < ?"
-                " LIMIT ?)",
-                (before_ms, batch),
-            )
-            removed += n
-            if n < batch:
-                return removed
-            await asyncio.sleep(0)
+        return await self.db.delete_batched("outbox", "state = 'sent' AND created_ms < ?", (before_ms,), batch)
 
     async def pending_count(self) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")

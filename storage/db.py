@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,16 @@ class Database:
         cur = await self.conn.execute(sql, params)
         await self.conn.commit()
         return cur.rowcount
+
+    async def delete_batched(self, table: str, where: str, params: tuple[Any, ...], batch: int = 5_000) -> int:
+        """Delete the rows of ``table`` matching ``where`` in batches, each its own short transaction, so the
+        engine's own writes (a stop step, an intent) are never held up behind one long delete; returns how many.
+        ``table`` and ``where`` are the caller's constants, never input."""
+        sql = f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where} LIMIT ?)"  # noqa: S608
+        removed = 0
+        while True:
+            n = await self.execute(sql, (*params, batch))
+            removed += n
+            if n < batch:
+                return removed
+            await asyncio.sleep(0)  # let the engine's writes in between batches

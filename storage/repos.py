@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -38,17 +37,7 @@ class EventLog:
         day); trades, stops, halts and every other kind are kept. Deleted in batches, each its own short
         transaction, so the engine's own writes (a stop step, an intent) are never held up behind one long delete.
         SQLite reuses the freed pages; the file itself shrinks only with ``VACUUM`` (bot stopped)."""
-        removed = 0
-        while True:
-            n = await self.db.execute(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 'signal_evaluated'"
-                " AND ts_ms < ? LIMIT ?)",
-                (before_ms, batch),
-            )
-            removed += n
-            if n < batch:
-                return removed
-            await asyncio.sleep(0)  # let the engine's writes in between batches
+        return await self.db.delete_batched("events", "kind = 'signal_evaluated' AND ts_ms < ?", (before_ms,), batch)
 
     async def count(self, kind: str | None = None) -> int:
         if kind is None:
