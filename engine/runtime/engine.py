@@ -720,7 +720,7 @@ class TradingEngine:
                     continue
                 log.warning("positions.listing_missed_open_position", symbol=symbol, lots=pos.lots)
                 live[(symbol, _side_of(pos))] = pos
-            if (pos.lots > 0) != (m.protection.side is Side.LONG):
+            if _side_of(pos) is not m.protection.side:
                 # Closed and reopened the other way (by hand) between two looks: the old stop and TP sit on the
                 # wrong side of the new position, so the old one is closed and the new one adopted below.
                 diffs.append(f"{symbol}: engine {m.protection.side.value}, exchange {pos.lots} lots")
@@ -782,7 +782,7 @@ class TradingEngine:
                 continue
             if symbol not in self.managed:
                 diffs.append(f"{symbol}: unmanaged position of {pos.lots} lots adopted")
-                side = Side.LONG if pos.lots > 0 else Side.SHORT
+                side = _side_of(pos)
                 exit_side = OrderSide.SELL if side is Side.LONG else OrderSide.BUY
                 ours = [
                     o
@@ -1068,7 +1068,7 @@ class TradingEngine:
         except ExchangeError as exc:
             log.error("kill.list_positions_failed", error=str(exc))  # close what the first listing showed
         for pos in positions:
-            side = OrderSide.SELL if pos.lots > 0 else OrderSide.BUY
+            side = OrderSide.SELL if _side_of(pos) is Side.LONG else OrderSide.BUY
             req = OrderRequest(
                 symbol=pos.symbol,
                 side=side,
