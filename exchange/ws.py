@@ -365,6 +365,11 @@ class StreamGroup:
             total.errors.extend(st.errors)
         return total
 
+    @property
+    def received(self) -> int:
+        """Topic messages read over every connection (cheap: a max-speed replay asks at every step)."""
+        return sum(s.stats.received for s in self.streams)
+
     def subscribe_time_s(self) -> float:
         """The connections subscribe in parallel: the longest of them."""
         return max((s.subscribe_time_s() for s in self.streams), default=0.0)

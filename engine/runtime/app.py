@@ -201,11 +201,11 @@ class Runtime:
         while loop.time() < deadline:
             await asyncio.sleep(0)
             stream, lanes = self.stream, self.lanes
-            if stream is None or lanes is None or stream.stats.received < self.sim.pushed:
+            if stream is None or lanes is None or stream.received < self.sim.pushed:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lanes.drain(), max(0.0, deadline - loop.time()))
-            if stream.stats.received >= self.sim.pushed and lanes.depth() == 0:
+            if stream.received >= self.sim.pushed and lanes.depth() == 0:
                 return
 
     async def _warm_up(self, client: KucoinFuturesClient, engine: TradingEngine) -> None:
