@@ -21,12 +21,14 @@ class EventLog:
             (event.ts_ms, event.kind, json.dumps(event.to_dict())),
         )
 
-    async def recent(self, limit: int = 50, kind: str | None = None) -> list[Event]:
+    async def recent(self, limit: int = 50, kind: str | None = None, *, since_ms: int | None = None) -> list[Event]:
+        """The newest events first; of one ``kind``, optionally only those stamped at or after ``since_ms``."""
         if kind is None:
             rows = await self.db.fetchall("SELECT payload FROM events ORDER BY id DESC LIMIT ?", (limit,))
         else:
             rows = await self.db.fetchall(
-                "SELECT payload FROM events WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit)
+                "SELECT payload FROM events WHERE kind = ? AND ts_ms >= ? ORDER BY id DESC LIMIT ?",
+                (kind, -(2**62) if since_ms is None else since_ms, limit),
             )
         return [event_from_dict(json.loads(r["payload"])) for r in rows]
 

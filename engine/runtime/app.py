@@ -35,7 +35,8 @@ from engine.marketdata.candle_files import CandleFileError, load_candles
 from engine.marketdata.klines import closed_candles
 from engine.models import timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
-from engine.runtime.daily import summarize_day
+from engine.risk.limits import DAY_MS
+from engine.runtime.daily import summarize_day, summarized_day
 from engine.runtime.engine import EngineOptions, TradingEngine
 from engine.runtime.http import Health, Metrics, build_app
 from engine.runtime.lanes import Lanes, position_push_changes_position
@@ -460,7 +461,9 @@ class Runtime:
         async def daily_summary() -> None:
             now = engine.clock()  # the engine's clock: in a replay, the replayed day
             engine.risk.roll(now)  # the day that ended is "yesterday" even if nothing has marked the new one yet
-            closed = [e for e in await events.recent(10_000, kind="position_closed") if isinstance(e, PositionClosed)]
+            since = summarized_day(now) * DAY_MS
+            stored = await events.recent(10_000, kind="position_closed", since_ms=since)
+            closed = [e for e in stored if isinstance(e, PositionClosed)]
             self.bus.publish(summarize_day(closed, now_ms=now, risk=engine.risk))
 
         scheduler.add_job(daily_summary, "cron", hour=hour, minute=minute, id="daily-summary")

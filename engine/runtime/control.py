@@ -60,8 +60,11 @@ class EngineControl:
         now = int(time.time() * 1000)
         closed: list[PositionClosed] = []
         if self.events is not None:
+            month = now - 30 * 86_400_000
             closed = [
-                e for e in await self.events.recent(10_000, kind="position_closed") if isinstance(e, PositionClosed)
+                e
+                for e in await self.events.recent(10_000, kind="position_closed", since_ms=month)
+                if isinstance(e, PositionClosed)
             ]
         out = {"today (realised)": f"{self.engine.risk.realized_today:+,.2f} USDT"}
         for label, days in (("7 days", 7), ("30 days", 30)):

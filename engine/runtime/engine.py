@@ -664,13 +664,13 @@ class TradingEngine:
         since = self.clock() - days * DAY_MS
         closes = [
             (e.symbol, e.net, e.ts_ms)
-            for e in await log.recent(10_000, kind="position_closed")
-            if isinstance(e, PositionClosed) and e.ts_ms >= since
+            for e in await log.recent(10_000, kind="position_closed", since_ms=since)
+            if isinstance(e, PositionClosed)
         ]
         entries = [
             (e.symbol, e.ts_ms)
-            for e in await log.recent(10_000, kind="position_opened")
-            if isinstance(e, PositionOpened) and e.ts_ms >= since
+            for e in await log.recent(10_000, kind="position_opened", since_ms=since)
+            if isinstance(e, PositionOpened)
         ]
         self.risk.restore(closes, entries, self.clock())
 

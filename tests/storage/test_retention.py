@@ -70,3 +70,27 @@ async def test_sent_telegram_messages_older_than_the_retention_are_pruned_pendin
         assert removed == 3 * 29
         rows = await db.fetchall("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state ORDER BY state")
         assert [(r["state"], r["n"]) for r in rows] == [("pending", 10), ("sent", 7 * 29)]
+
+
+async def test_recent_events_of_a_kind_since_an_instant(tmp_path: Path) -> None:
+    """The engine's restart, the daily summary and /pnl ask for the closes since an instant: the database filters."""
+    async with Database(tmp_path / "e.sqlite") as db:
+        log = EventLog(db)
+        for day in range(5):
+            await log.append(
+                PositionClosed(
+                    ts_ms=NOW - day * DAY,
+                    symbol="ETHUSDTM",
+                    side="long",
+                    exit_reason="stop_loss",
+                    entry=Decimal("2000"),
+                    exit=Decimal("1990"),
+                    gross=Decimal(-10),
+                    fees=Decimal(1),
+                    funding=Decimal(0),
+                    net=Decimal(-11),
+                )
+            )
+        since = await log.recent(100, kind="position_closed", since_ms=NOW - 2 * DAY)
+        assert [e.ts_ms for e in since] == [NOW, NOW - DAY, NOW - 2 * DAY]  # the instant itself included
+        assert len(await log.recent(100, kind="position_closed")) == 5
