@@ -19,10 +19,10 @@ from pathlib import Path
 from engine.marketdata.candle_files import load_candle_file
 from engine.marketdata.klines import closed_candles
 from engine.models import Candle, timeframe_ms
+from engine.risk.limits import DAY_MS
 from exchange.errors import ExchangeError
 from exchange.rest import KucoinFuturesClient
 
-DAY_MS = 86_400_000
 KUCOIN_FUTURES = "https://api-futures.kucoin.com"
 
 

@@ -471,11 +471,11 @@ class Runtime:
         async def prune_decisions() -> None:
             """The per-bar decision records older than DECISION_RETENTION_DAYS (by the engine's clock, the one the
             events are stamped with); trade history is kept. Without it the table grew ~88 MB a day on 542 symbols."""
-            removed = await events.prune_decisions(engine.clock() - DECISION_RETENTION_DAYS * 86_400_000)
+            removed = await events.prune_decisions(engine.clock() - DECISION_RETENTION_DAYS * DAY_MS)
             if removed:
                 log.info("events.pruned", kind="signal_evaluated", rows=removed, keep_days=DECISION_RETENTION_DAYS)
             if telegram is not None:  # sent notifications: one row each, kept for good before
-                sent = await telegram.outbox.prune_sent(telegram.outbox.clock() - DECISION_RETENTION_DAYS * 86_400_000)
+                sent = await telegram.outbox.prune_sent(telegram.outbox.clock() - DECISION_RETENTION_DAYS * DAY_MS)
                 if sent:
                     log.info("outbox.pruned", rows=sent, keep_days=DECISION_RETENTION_DAYS)
 

@@ -9,6 +9,7 @@ import structlog
 
 from engine.config.settings import Settings
 from engine.events import ModeChanged, PositionClosed
+from engine.risk.limits import DAY_MS
 from engine.runtime.engine import TradingEngine
 from engine.runtime.http import Health
 from storage.repos import EventLog
@@ -60,7 +61,7 @@ class EngineControl:
         now = int(time.time() * 1000)
         closed: list[PositionClosed] = []
         if self.events is not None:
-            month = now - 30 * 86_400_000
+            month = now - 30 * DAY_MS
             closed = [
                 e
                 for e in await self.events.recent(10_000, kind="position_closed", since_ms=month)
@@ -68,7 +69,7 @@ class EngineControl:
             ]
         out = {"today (realised)": f"{self.engine.risk.realized_today:+,.2f} USDT"}
         for label, days in (("7 days", 7), ("30 days", 30)):
-            since = now - days * 86_400_000
+            since = now - days * DAY_MS
             net = sum((e.net for e in closed if e.ts_ms >= since), Decimal(0))
             out[label] = f"{net:+,.2f} USDT over {sum(1 for e in closed if e.ts_ms >= since)} trades"
         return out
