@@ -16,6 +16,8 @@ WEIGHTS: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/api/v1/kline/query"): ("public", 3),
     ("GET", "/api/v1/timestamp"): ("public", 2),
     ("GET", "/api/v1/mark-price/"): ("public", 3),
+    ("GET", "/api/v1/trade/history"): ("public", 5),
+    ("GET", "/api/v1/funding-rate/"): ("public", 2),
     ("POST", "/api/v1/bullet-public"): ("public", 10),
     ("POST", "/api/v1/bullet-private"): ("futures", 10),
     ("GET", "/api/v1/account-overview"): ("futures", 5),

@@ -247,6 +247,15 @@ class KucoinFuturesClient:
     async def ticker(self, symbol: str) -> dict[str, Any]:
         return dict(await self._call("GET", "/api/v1/ticker", params={"symbol": symbol}, signed=False))
 
+    async def trade_history(self, symbol: str) -> list[dict[str, Any]]:
+        """The last 100 public trades, newest first; ``side`` is the taker's."""
+        return list(await self._call("GET", "/api/v1/trade/history", params={"symbol": symbol}, signed=False))
+
+    async def funding_rate(self, symbol: str) -> Decimal:
+        """The current funding cycle's rate as a fraction (0.0001 = 0.01 %)."""
+        data = await self._call("GET", f"/api/v1/funding-rate/{symbol}/current", signed=False)
+        return Decimal(str(data["value"]))
+
     async def mark_price(self, symbol: str) -> Decimal:
         data = await self._call("GET", f"/api/v1/mark-price/{symbol}/current", signed=False)
         return Decimal(str(data["value"]))

@@ -33,6 +33,7 @@ from engine.events import (
     StopMissing,
     TradingStateChanged,
 )
+from engine.gates.result import GateResult
 from engine.marketdata.aggregate import CandleAggregator
 from engine.marketdata.klines import closed_candles
 from engine.models import Candle, Side, timeframe_ms
@@ -50,6 +51,7 @@ from engine.risk.limits import DAY_MS, RiskState
 from engine.risk.pretrade import EntryProposal, pretrade_checks
 from engine.risk.stops import StopManager, StopReason
 from engine.runtime.chaos import crash_point
+from engine.runtime.microstructure import avoid_entry_gate, read_tape
 from engine.runtime.protection import Protected, StopCoordinator
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
@@ -431,7 +433,11 @@ class TradingEngine:
         side = Side.LONG if decision.side == "long" else Side.SHORT
         atr = None if decision.atr_pct is None else Decimal(repr(decision.atr_pct))
         lev = select_leverage(self.cfg, atr, exchange_max=spec.max_leverage)
-        ticker = await self.client.ticker(symbol)
+        if self.cfg.gates.live_avoid_entry_filter:  # gate 12 (§11): live data only, read with the entry's ticker
+            ticker, tape = await asyncio.gather(self.client.ticker(symbol), read_tape(self.client, symbol))
+            micro_gate: GateResult | None = avoid_entry_gate(self.cfg, ticker, tape)
+        else:
+            ticker, micro_gate = await self.client.ticker(symbol), None
         ref = Decimal(ticker["bestAskPrice"] if side is Side.LONG else ticker["bestBidPrice"])
         size = position_size(
             self.cfg,
@@ -447,6 +453,8 @@ class TradingEngine:
         checks = pretrade_checks(
             self.cfg, self.risk, EntryProposal(symbol, margin, size.lots, spec.lot_size, self.clock()), open_margins
         )
+        if micro_gate is not None:
+            checks.append(micro_gate)
         failing = [g for g in checks if not g.passed]
         for g in failing:
             if g.code in (
@@ -466,7 +474,7 @@ class TradingEngine:
                     symbol=symbol,
                     client_oid="",
                     purpose="entry",
-                    reason=",".join(g.code for g in failing),
+                    reason=",".join(f"{g.code} ({g.detail})" if g.code == "avoid_entry" else g.code for g in failing),
                 )
             )
             return None

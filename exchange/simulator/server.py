@@ -117,6 +117,11 @@ class SimulatorServer:
         self._pending_ws: list[tuple[web.WebSocketResponse, dict[str, Any]]] = []
         self.candles: dict[tuple[str, int], list[list[float]]] = {}
         self.cross_leverage: dict[str, int] = {}
+        # Test hooks for the microstructure the avoid-entry filter reads: a symbol's ticker width in ticks each side,
+        # its current funding rate, and trades of other traders on its tape ({"ts_ms", "size", "price", "side"}).
+        self.quote_ticks: dict[str, int] = {}
+        self.funding_rates: dict[str, Decimal] = {}
+        self.public_trades: dict[str, list[dict[str, Any]]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -340,6 +345,7 @@ class SimulatorServer:
         sym = request.query.get("symbol", "")
         c = self.state.contract(sym)
         p = self.state.price(sym)
+        half = c.tick_size * self.quote_ticks.get(sym, 1)
         return {
             "sequence": len(self.state.fills),
             "symbol": sym,
@@ -347,11 +353,58 @@ class SimulatorServer:
             "size": 1,
             "tradeId": "0",
             "price": str(p.last),
-            "bestBidPrice": str(p.last - c.tick_size),
+            "bestBidPrice": str(p.last - half),
             "bestBidSize": 1000,
-            "bestAskPrice": str(p.last + c.tick_size),
+            "bestAskPrice": str(p.last + half),
             "bestAskSize": 1000,
             "ts": self.config.clock() * 1_000_000,
+        }
+
+    @route("GET", "/api/v1/trade/history", "public", 5, False)
+    async def trade_history(self, request: web.Request) -> Any:
+        """The last 100 trades of the symbol, newest first (§4.1.6). The simulated market's only trades are the
+        taker fills it matched, so the tape is ours; ``public_trades`` lets a test add other traders' prints."""
+        sym = request.query.get("symbol", "")
+        self.state.contract(sym)
+        taker = [
+            {"ts_ms": f.ts_ms, "size": f.size, "price": f.price, "side": f.side, "id": f.trade_id, "order": f.order_id}
+            for f in self.state.fills
+            if f.symbol == sym and f.liquidity == "taker"
+        ]
+        tape = sorted([*taker, *self.public_trades.get(sym, [])], key=lambda t: t["ts_ms"], reverse=True)[:100]
+        return [
+            {
+                "sequence": n,
+                "tradeId": str(t.get("id", n)),
+                "makerOrderId": "0",
+                "takerOrderId": str(t.get("order", "0")),
+                "ts": int(t["ts_ms"]) * 1_000_000,
+                "size": int(t["size"]),
+                "price": str(t["price"]),
+                "side": t["side"],
+            }
+            for n, t in enumerate(tape, start=1)
+        ]
+
+    @route("GET", "/api/v1/funding-rate/{symbol}/current", "public", 2, False)
+    async def funding_rate_current(self, request: web.Request) -> Any:
+        """The current cycle's rate (§4.1.10); ``symbol`` in the answer is the rate index, as KuCoin's is."""
+        sym = request.match_info["symbol"]
+        self.state.contract(sym)
+        rate = self.funding_rates.get(sym, self.state.funding_rate)
+        now = self.config.clock()
+        cycle = 8 * 3_600_000
+        next_settle = ((now - 4 * 3_600_000) // cycle + 1) * cycle + 4 * 3_600_000  # 04:00, 12:00, 20:00 UTC
+        return {
+            "symbol": f".{sym}FPI8H",
+            "granularity": cycle,
+            "timePoint": next_settle - cycle,
+            "value": float(rate),
+            "predictedValue": float(rate),
+            "fundingRateCap": 0.003,
+            "fundingRateFloor": -0.003,
+            "period": 0,
+            "fundingTime": next_settle,
         }
 
     @route("GET", "/api/v1/mark-price/{symbol}/current", "public", 3, False)

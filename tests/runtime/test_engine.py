@@ -504,8 +504,8 @@ async def test_an_approval_whose_entry_fails_is_closed_not_left_approved(rig: Ri
     async def ticker_then_down(symbol: str) -> dict[str, object]:
         nonlocal calls
         calls += 1
-        if calls > 1:  # the re-check passes; the entry's own price request finds the exchange down
-            rig.sim.faults.server_error_next(1)
+        if calls > 1:  # the re-check passes; the entry's own price request finds the exchange down (two: the
+            rig.sim.faults.server_error_next(2)  # avoid-entry filter's funding read goes out beside it)
         return await real_ticker(symbol)
 
     rig.client.ticker = ticker_then_down  # type: ignore[method-assign]

@@ -1,0 +1,137 @@
+"""Gate 12 (§9.3, §11): the live avoid-entry filter, read from the simulator's ticker, funding rate and tape over
+loopback at the moment of an entry. Backtests never see it (their tests run without it)."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from engine.config import default_strategy_config
+from engine.events import OrderRejected
+from engine.runtime.microstructure import Tape, avoid_entry_gate, buy_share, spread_pct
+from exchange.rest import KucoinFuturesClient
+from exchange.simulator import SimulatorServer
+from storage.db import Database
+from tests.runtime.conftest import Rig, make_engine
+from tests.runtime.test_engine import long_decision
+
+CFG = default_strategy_config()
+
+
+async def rejected(rig: Rig) -> list[str]:
+    await rig.bus.drain()
+    return [e.reason for e in rig.events if isinstance(e, OrderRejected)]
+
+
+def tape(sym: str, buys: int, sells: int) -> list[dict[str, object]]:
+    return [
+        {"ts_ms": 1, "size": buys, "price": "2000", "side": "buy"},
+        {"ts_ms": 2, "size": sells, "price": "2000", "side": "sell"},
+    ]
+
+
+async def test_normal_market_lets_the_entry_through(rig: Rig) -> None:
+    rig.sim.public_trades["ETHUSDTM"] = tape("ETHUSDTM", 60, 40)  # buy share 0.60, inside [0.15, 0.85]
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None and p.lots == 179
+    assert await rejected(rig) == []
+    # The three reads went out for this entry: ticker, funding rate and tape.
+    paths = [path.split("?")[0] for _, path in rig.sim.requests]
+    assert {"/api/v1/ticker", "/api/v1/funding-rate/ETHUSDTM/current", "/api/v1/trade/history"} <= set(paths)
+
+
+async def test_a_wide_spread_blocks_the_entry_and_says_how_wide(rig: Rig) -> None:
+    rig.sim.quote_ticks["ETHUSDTM"] = 50  # bid 1999.50 / ask 2000.50: 1.00 over a mid of 2000 = 0.05 %
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None
+    assert rig.sim.state.orders == {}
+    assert await rejected(rig) == ["avoid_entry (spread 0.0500% > 0.03%)"]
+
+
+async def test_a_spread_at_the_limit_passes(rig: Rig) -> None:
+    rig.sim.quote_ticks["ETHUSDTM"] = 30  # 0.60 / 2000 = 0.030 %: "> 0.03 %" blocks, exactly 0.03 % does not
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is not None
+
+
+async def test_extreme_funding_blocks_the_entry_either_sign(rig: Rig) -> None:
+    rig.sim.funding_rates["ETHUSDTM"] = D("-0.025")  # −2.5 % a cycle
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None
+    assert await rejected(rig) == ["avoid_entry (|funding| 2.5000% > 2.0%)"]
+    assert rig.sim.state.orders == {}
+
+
+async def test_a_one_sided_tape_blocks_the_entry(rig: Rig) -> None:
+    rig.sim.public_trades["ETHUSDTM"] = tape("ETHUSDTM", 90, 10)  # buy share 0.90 > 0.85
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None
+    assert await rejected(rig) == ["avoid_entry (buy/sell ratio 0.90 outside [0.15, 0.85])"]
+
+
+async def test_unreadable_market_data_blocks_the_entry_fail_closed(rig: Rig) -> None:
+    rig.client.max_attempts = 1
+    rig.sim.faults.garble_reply_next(1, path_prefix="/api/v1/funding-rate")  # a success envelope without data
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None
+    reasons = await rejected(rig)
+    assert len(reasons) == 1 and reasons[0].startswith("avoid_entry (market data unavailable: ")
+    assert rig.sim.state.orders == {}
+
+
+async def test_reasons_are_collected_with_the_risk_checks(rig: Rig) -> None:
+    rig.sim.quote_ticks["ETHUSDTM"] = 50
+    rig.engine.risk.consecutive_losses = 5
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None
+    assert await rejected(rig) == ["consecutive_losses,avoid_entry (spread 0.0500% > 0.03%)"]
+
+
+async def test_the_filter_switched_off_reads_nothing_and_lets_a_wide_spread_through(
+    sim: SimulatorServer, client: KucoinFuturesClient, tmp_path: Path, data_dir: Path
+) -> None:
+    async with Database(tmp_path / "e.sqlite") as db:
+        rig = await make_engine(sim, client, db, data_dir)
+        gates = CFG.gates.model_copy(update={"live_avoid_entry_filter": False})
+        rig.engine.cfg = CFG.model_copy(update={"gates": gates})
+        sim.quote_ticks["ETHUSDTM"] = 50
+        assert await rig.engine.enter("ETHUSDTM", long_decision()) is not None
+        paths = [path.split("?")[0] for _, path in sim.requests]
+        assert "/api/v1/trade/history" not in paths and "/api/v1/funding-rate/ETHUSDTM/current" not in paths
+        await rig.bus.stop()
+
+
+async def test_simulator_tape_and_funding_rate_through_the_client(rig: Rig) -> None:
+    assert await rig.client.funding_rate("ETHUSDTM") == D("0.0001")  # the simulator's default
+    assert await rig.client.trade_history("ETHUSDTM") == []  # nothing traded yet
+    await rig.engine.enter("ETHUSDTM", long_decision())
+    trades = await rig.client.trade_history("ETHUSDTM")
+    # Our own market buy is on the public tape, as on KuCoin: taker side, integer lots, string price, ns time.
+    assert [(t["side"], t["size"], t["price"]) for t in trades] == [("buy", 179, "2000.40")]
+    assert trades[0]["ts"] % 1_000_000 == 0 and trades[0]["ts"] > 10**18
+
+
+@pytest.mark.parametrize(
+    ("ticker", "expected"),
+    [
+        ({"bestBidPrice": "99.99", "bestAskPrice": "100.01"}, 0.02),
+        ({"bestBidPrice": "100", "bestAskPrice": "100"}, 0.0),
+        ({"bestBidPrice": "0", "bestAskPrice": "100.01"}, None),  # one-sided book
+        ({"bestBidPrice": "100.02", "bestAskPrice": "100.01"}, None),  # crossed: not a quote to trust
+        ({"bestAskPrice": "100.01"}, None),
+        ({"bestBidPrice": "NaN", "bestAskPrice": "100.01"}, None),
+        ({"bestBidPrice": "abc", "bestAskPrice": "100.01"}, None),
+    ],
+)
+def test_spread_pct(ticker: dict[str, str], expected: float | None) -> None:
+    got = spread_pct(ticker)
+    assert got == expected if expected is None else got == pytest.approx(expected, rel=1e-12)
+
+
+def test_buy_share_weights_by_size_and_an_empty_tape_is_unknown() -> None:
+    assert buy_share([{"size": 3, "side": "buy"}, {"size": 1, "side": "sell"}]) == 0.75
+    assert buy_share([]) is None
+    assert buy_share([{"size": 0, "side": "buy"}]) is None
+
+
+def test_a_book_without_two_sides_blocks() -> None:
+    gate = avoid_entry_gate(CFG, {"bestBidPrice": "0", "bestAskPrice": "1"}, Tape(0.01, 0.5))
+    assert (gate.code, gate.passed, gate.detail) == ("avoid_entry", False, "no two-sided book in the ticker")
+    ok = avoid_entry_gate(CFG, {"bestBidPrice": "1999.99", "bestAskPrice": "2000.01"}, Tape(0.01, None))
+    assert ok.passed
