@@ -143,6 +143,7 @@ class TradingEngine:
         self.explain_from = tables(cfg).gates.min_score  # |score| from which a decision is recorded in full
         self.recent_candles: dict[str, deque[Candle]] = {s: deque(maxlen=288) for s in options.symbols}
         self.pending_entries: dict[str, Decision] = {}
+        self.entry_refusals: dict[str, str] = {}  # why the last entry of a symbol placed nothing (for approval cards)
 
     # ------------------------------------------------------------------ state
 
@@ -374,12 +375,16 @@ class TradingEngine:
         drift = abs(now_price - signal_price) / signal_price * 100
         if drift > self.options.approval_max_drift_pct:
             return await self._resolve_card(approval_id, "failed_recheck", f"price moved {drift:.2f}% since the signal")
+        self.entry_refusals.pop(symbol, None)
         try:
             opened = await self.enter(symbol, decision)
         except ExchangeError as exc:  # the card must not stay APPROVED ("executing") for ever
             detail = f"entry failed: {exc} (a fill, if any, is adopted by the reconciliation)"
             return await self._resolve_card(approval_id, "failed_recheck", detail)
-        return await self._resolve_card(approval_id, "executed" if opened is not None else "failed_recheck", f"by {by}")
+        if opened is None:  # refused by a check, a halt or the exchange, or nothing filled: the card says which
+            refusal = self.entry_refusals.pop(symbol, "no position opened")
+            return await self._resolve_card(approval_id, "failed_recheck", f"by {by}: {refusal}")
+        return await self._resolve_card(approval_id, "executed", f"by {by}")
 
     async def _resolve_card(self, approval_id: str, outcome: str, detail: str) -> str:
         """An APPROVED card ends in ``outcome``, stored and announced; returns the outcome."""
@@ -425,9 +430,7 @@ class TradingEngine:
     async def _enter(self, symbol: str, decision: Decision, started: float | None) -> Protected | None:
         blocked = self.entries_blocked()
         if blocked is not None:
-            self.bus.publish(
-                OrderRejected(ts_ms=self.clock(), symbol=symbol, client_oid="", purpose="entry", reason=blocked)
-            )
+            self._refuse(symbol, "", blocked)
             return None
         spec = self.specs[symbol]
         side = Side.LONG if decision.side == "long" else Side.SHORT
@@ -468,14 +471,8 @@ class TradingEngine:
                     HaltRaised(ts_ms=self.clock(), limit=g.code, value=str(g.value), threshold=str(g.threshold))
                 )
         if failing:
-            self.bus.publish(
-                OrderRejected(
-                    ts_ms=self.clock(),
-                    symbol=symbol,
-                    client_oid="",
-                    purpose="entry",
-                    reason=",".join(f"{g.code} ({g.detail})" if g.code == "avoid_entry" else g.code for g in failing),
-                )
+            self._refuse(
+                symbol, "", ",".join(f"{g.code} ({g.detail})" if g.code == "avoid_entry" else g.code for g in failing)
             )
             return None
         order_side = OrderSide.BUY if side is Side.LONG else OrderSide.SELL
@@ -494,8 +491,10 @@ class TradingEngine:
             try:
                 await self.client.place_order(req, test=True)
                 await self.intents.mark(client_oid, "done", detail="validated only (shadow)")
+                self.entry_refusals[symbol] = "validated only: orders are not sent in this mode"
             except ExchangeError as exc:
                 await self.intents.mark(client_oid, "failed", detail=str(exc))
+                self.entry_refusals[symbol] = f"validation refused: {exc}"
             return None
         try:
             order = await self.client.market_entry_guarded(
@@ -510,11 +509,7 @@ class TradingEngine:
             )
         except ExchangeError as exc:
             await self.intents.mark(client_oid, "failed", detail=str(exc))
-            self.bus.publish(
-                OrderRejected(
-                    ts_ms=self.clock(), symbol=symbol, client_oid=client_oid, purpose="entry", reason=str(exc)
-                )
-            )
+            self._refuse(symbol, client_oid, str(exc))
             return None
         await self.intents.mark(client_oid, "done", order.id)
         if self.latency_observer is not None and started is not None:  # not for approvals: a person took time
@@ -531,11 +526,21 @@ class TradingEngine:
                 price=order.price,
             )
         )
-        if order.filled_lots == 0:
-            return None  # the IOC guard refused to chase the price
+        if order.filled_lots == 0:  # the IOC guard refused to chase the price
+            self.entry_refusals[symbol] = (
+                f"nothing filled within {self.options.max_entry_slippage_pct}% of the price (the order was cancelled)"
+            )
+            return None
         fill = order.filled_value / (order.filled_lots * spec.multiplier)
         self.risk.record_entry(symbol, self.clock())
         return await self.adopt(symbol, side, order.filled_lots, fill, lev, opened_ms=order.created_at or None)
+
+    def _refuse(self, symbol: str, client_oid: str, reason: str) -> None:
+        """An entry that placed nothing: announced, and kept for the approval card that asked for it."""
+        self.entry_refusals[symbol] = reason
+        self.bus.publish(
+            OrderRejected(ts_ms=self.clock(), symbol=symbol, client_oid=client_oid, purpose="entry", reason=reason)
+        )
 
     async def adopt(
         self,

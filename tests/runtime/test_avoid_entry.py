@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import default_strategy_config
-from engine.events import OrderRejected
+from engine.events import ApprovalResolved, OrderRejected
 from engine.runtime.microstructure import Tape, avoid_entry_gate, buy_share, spread_pct
 from exchange.rest import KucoinFuturesClient
 from exchange.simulator import SimulatorServer
@@ -135,3 +135,29 @@ def test_a_book_without_two_sides_blocks() -> None:
     assert (gate.code, gate.passed, gate.detail) == ("avoid_entry", False, "no two-sided book in the ticker")
     ok = avoid_entry_gate(CFG, {"bestBidPrice": "1999.99", "bestAskPrice": "2000.01"}, Tape(0.01, None))
     assert ok.passed
+
+
+async def test_an_approved_card_refused_by_the_filter_says_why(rig: Rig) -> None:
+    approval = await rig.engine.request_approval("ETHUSDTM", long_decision())
+    assert approval is not None and rig.engine.approvals is not None
+    rig.sim.quote_ticks["ETHUSDTM"] = 50  # the spread widened while the card waited on the phone
+    assert await rig.engine.approve(approval, by="phone") == "failed_recheck"
+    await rig.bus.drain()
+    resolved = [e for e in rig.events if isinstance(e, ApprovalResolved)]
+    assert [(e.outcome, e.detail) for e in resolved] == [
+        ("failed_recheck", "by phone: avoid_entry (spread 0.0500% > 0.03%)")
+    ]
+    card = await rig.engine.approvals.get(approval)
+    assert card is not None and card["state"] == "FAILED_RECHECK"
+    assert rig.sim.state.orders == {}
+
+
+async def test_an_approved_card_whose_order_fills_nothing_says_so(rig: Rig) -> None:
+    approval = await rig.engine.request_approval("ETHUSDTM", long_decision())
+    assert approval is not None
+    rig.sim.state.max_taker_lots = 0  # an empty book: the guarded IOC fills nothing and is cancelled
+    assert await rig.engine.approve(approval, by="phone") == "failed_recheck"
+    await rig.bus.drain()
+    resolved = [e for e in rig.events if isinstance(e, ApprovalResolved)]
+    assert len(resolved) == 1 and resolved[0].detail.startswith("by phone: nothing filled within ")
+    assert (await rig.client.position("ETHUSDTM")).lots == 0
