@@ -7,6 +7,7 @@ import sys
 
 from engine.config.errors import ConfigError
 from engine.config.settings import load_settings
+from engine.config.strategy import unsupported_by_runtime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +17,10 @@ def main(argv: list[str] | None = None) -> int:
         strategy = settings.strategy()
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    unsupported = unsupported_by_runtime(strategy)
+    if unsupported:
+        print(f"config error: {unsupported}", file=sys.stderr)
         return 1
     if args == ["--mode"]:
         # For start.sh: which banner to show and whether to ask for the live confirmation.

@@ -808,6 +808,22 @@ def validate_strategy_config(raw: Any, *, source: str = "strategy config") -> St
         raise ConfigError(f"{source}: {describe_validation_error(exc)}") from None
 
 
+def unsupported_by_runtime(cfg: StrategyConfig) -> str | None:
+    """Why the trading runtime refuses ``cfg``, or None: a switch it does not implement, on. Trading as if it were
+    off would run another strategy than the one configured (the backtest refuses what it cannot model too)."""
+    on = [
+        name
+        for name, enabled in (
+            ("riskManagement.partialTakeProfitEnabled", cfg.risk_management.partial_take_profit_enabled),
+            ("microstructure.applyToLiveScore", cfg.microstructure.apply_to_live_score),
+        )
+        if enabled
+    ]
+    if not on:
+        return None
+    return f"not implemented by the trading runtime: {', '.join(on)}; set them to false in the strategy config"
+
+
 @functools.cache
 def default_strategy_config() -> StrategyConfig:
     """The validated default config, loaded once."""

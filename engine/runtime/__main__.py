@@ -12,7 +12,7 @@ import structlog
 
 from engine.config.errors import ConfigError
 from engine.config.settings import check_replay_speed, load_settings
-from engine.config.strategy import ROOT
+from engine.config.strategy import ROOT, unsupported_by_runtime
 from engine.logging import Redactor, configure_logging
 from engine.runtime.app import RunOptions, run
 from engine.security import acquire_instance_lock, consume_live_confirmation
@@ -34,9 +34,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     try:
         settings = load_settings()
-        settings.strategy()
+        unsupported = unsupported_by_runtime(settings.strategy())
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    if unsupported:  # trading as if they were off would run another strategy than the one configured
+        print(f"config error: {unsupported}", file=sys.stderr)
         return 1
     configure_logging(secrets=settings.secret_values())
     if args.arm_live and not settings.live_requested:

@@ -131,3 +131,15 @@ def test_plain_http_to_loopback_is_fine_for_a_local_simulator() -> None:
         "engine.config", {"KUCOIN_REST_URL": "http://127.0.0.1:8900", "TELEGRAM_API_BASE_URL": "http://localhost:9"}
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_check_config_refuses_a_switch_the_runtime_does_not_implement(tmp_path: Path) -> None:
+    import json
+
+    raw = json.loads((ROOT / "docs" / "STRATEGY_CONFIG.json").read_text())
+    raw["riskManagement"]["partialTakeProfitEnabled"] = True
+    path = tmp_path / "strategy.json"
+    path.write_text(json.dumps(raw))
+    proc = _cli("engine.config", {"STRATEGY_CONFIG_PATH": str(path)})
+    _assert_one_line(proc, "config error: ", "riskManagement.partialTakeProfitEnabled", "not implemented")
+    assert "applyToLiveScore" not in proc.stderr  # only what is on is named

@@ -3,6 +3,7 @@ exit 1, and whatever the failure, what reaches the log has passed the secret red
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,3 +65,31 @@ def test_bad_replay_speed_on_the_command_line_then_one_line_not_a_silent_idle_bo
         assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-2000:]
         assert "--speed" in lines[0] and "positive number or 'max'" in lines[0]
         assert not (tmp_path / "e.sqlite").exists()
+
+
+def test_strategy_switches_the_runtime_does_not_implement_refuse_to_start(tmp_path: Path) -> None:
+    """partialTakeProfitEnabled=true and applyToLiveScore=true were accepted and silently ignored: the bot traded
+    another strategy than the one configured (no partial exits, no micro score in the live score)."""
+    raw = json.loads((ROOT / "docs" / "STRATEGY_CONFIG.json").read_text())
+    raw["riskManagement"]["partialTakeProfitEnabled"] = True
+    raw["microstructure"]["applyToLiveScore"] = True
+    cfg_path = tmp_path / "strategy.json"
+    cfg_path.write_text(json.dumps(raw))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "LIVE_"))}
+    env.update(STRATEGY_CONFIG_PATH=str(cfg_path), DB_PATH=str(tmp_path / "e.sqlite"), HTTP_PORT="0")
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.runtime"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        "config error: not implemented by the trading runtime: riskManagement.partialTakeProfitEnabled, "
+        "microstructure.applyToLiveScore; set them to false in the strategy config"
+    ]
+    assert not (tmp_path / "e.sqlite").exists()  # refused before anything was opened
