@@ -257,6 +257,8 @@ class Runtime:
             log.warning("enygma.events_recovered", events=journal.recovered, detail="journaled before an unclean stop")
         self.bus.recorder = journal.record
         self.health.storage_probe = journal.problem  # /health/ready turns red while events cannot be stored
+        self.metrics.event_backlog.set_function(journal.backlog)
+        self.metrics.events_lost.set_function(lambda: journal.lost)
         self.bus.subscribe("metrics", self.metrics.on_event)
         self.bus.subscribe("console", ConsoleNotifier())
         webhook = None
