@@ -145,7 +145,7 @@ running_pid() {
 }
 
 start_bot() {
-  local foreground=0 args=() mode confirm confirmation
+  local foreground=0 args=() mode confirm confirmation keep
   while [ $# -gt 0 ]; do
     case "$1" in
       --foreground) foreground=1; shift ;;
@@ -183,7 +183,9 @@ start_bot() {
   if [ "$foreground" = 1 ]; then
     exec "$VENV/bin/python" -m engine.runtime "${args[@]}"
   fi
+  keep="$("$VENV/bin/python" -m engine.config --keep-run-logs)" || exit 1
   local log="$ROOT/logs/enygma-$(date -u +%Y%m%dT%H%M%SZ).log"
+  prune_run_logs "$keep" "$log"
   nohup "$VENV/bin/python" -m engine.runtime "${args[@]}" >>"$log" 2>&1 </dev/null &
   echo $! > "$PID_FILE"
   sleep 1
@@ -193,6 +195,22 @@ start_bot() {
   else
     echo "error: ENYGMA exited at once; last log lines:" >&2; tail -n 20 "$log" >&2; rm -f "$PID_FILE"; exit 1
   fi
+}
+
+# prune_run_logs KEEP NEW: before a background start writes its log NEW (logs/enygma-<UTC time>.log), delete all
+# but the newest KEEP-1 earlier ones, so that KEEP remain with the new one (KEEP_RUN_LOGS, default 20); without it
+# one file per start piled up for ever. Only files named exactly as start_bot names them: rotated copies (.log.1,
+# .gz), other names, symlinks and directories are never touched.
+prune_run_logs() {
+  local keep="$1" new="$2" logs=() f excess i
+  local LC_ALL=C  # the names carry the start time: in C collation, sorted by name is oldest first
+  for f in "$ROOT"/logs/enygma-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z.log; do
+    if [ -f "$f" ] && [ ! -L "$f" ] && [ "$f" != "$new" ]; then logs+=("$f"); fi
+  done
+  excess=$(( ${#logs[@]} - keep + 1 ))
+  for (( i = 0; i < excess; i++ )); do
+    rm -f -- "${logs[$i]}" || echo "warning: could not delete old run log ${logs[$i]}" >&2
+  done
 }
 
 stop_bot() {

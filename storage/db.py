@@ -183,8 +183,9 @@ class Database:
     async def delete_batched(self, table: str, where: str, params: tuple[Any, ...], batch: int = 5_000) -> int:
         """Delete the rows of ``table`` matching ``where`` in batches, each its own short transaction, so the
         engine's own writes (a stop step, an intent) are never held up behind one long delete; returns how many.
-        ``table`` and ``where`` are the caller's constants, never input."""
-        sql = f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where} LIMIT ?)"  # noqa: S608  # nosec B608
+        ``table`` and ``where`` are the caller's constants, never input. By ``rowid``: every table here has one
+        (``order_intents`` is keyed by its clientOid and has no ``id``)."""
+        sql = f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where} LIMIT ?)"  # noqa: S608  # nosec B608
         removed = 0
         while True:
             n = await self.execute(sql, (*params, batch))

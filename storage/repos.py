@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -97,6 +98,28 @@ class Intents:
     async def get(self, client_oid: str) -> Intent | None:
         row = await self.db.fetchone("SELECT * FROM order_intents WHERE client_oid = ?", (client_oid,))
         return None if row is None else _intent(row)
+
+    async def prune_finished(self, before_ms: int, live_ids: Collection[str], batch: int = 5_000) -> int:
+        """Delete the intents recorded before ``before_ms`` whose order is over; returns how many.
+
+        One row per order (every stop move adds one) was kept for good. Kept, whatever their age: ``pending``
+        ones (the restart resolves them with the exchange, a stop placement asks about them before sending
+        another); every intent of a symbol with a managed position (its stop, TP and a replace's other stop may
+        be live, and ``acked`` never changes when a stop is later cancelled or triggered) or with work in the retry
+        queue; and any whose clientOid or order id is in ``live_ids``, the exchange's open orders and stop orders
+        (the orphan sweep and the adoption recognise the engine's own live orders by their intent)."""
+        live = json.dumps(sorted(live_ids))
+        return await self.db.delete_batched(
+            "order_intents",
+            "status <> 'pending' AND created_ms < ?"
+            " AND symbol NOT IN (SELECT symbol FROM positions)"
+            " AND symbol NOT IN (SELECT json_extract(payload, '$.symbol') FROM retry_queue"
+            " WHERE json_extract(payload, '$.symbol') IS NOT NULL)"
+            " AND client_oid NOT IN (SELECT value FROM json_each(?))"
+            " AND COALESCE(order_id, '') NOT IN (SELECT value FROM json_each(?))",
+            (before_ms, live, live),
+            batch,
+        )
 
 
 def _intent(r: Any) -> Intent:
@@ -236,6 +259,18 @@ class Approvals:
         out = dict(row)
         out["payload"] = json.loads(out["payload"])
         return out
+
+    async def prune_finished(self, before_ms: int, batch: int = 5_000) -> int:
+        """Delete the cards that reached a final state (executed, rejected, expired, refused at the re-check)
+        before ``before_ms``; returns how many. One row per card was kept for good. PENDING and APPROVED
+        (executing) cards stay whatever their age; a tap on a deleted card's button is answered "expired", as
+        for any unknown card."""
+        return await self.db.delete_batched(
+            "approvals",
+            "state IN ('EXECUTED', 'REJECTED', 'EXPIRED', 'FAILED_RECHECK') AND COALESCE(resolved_ms, created_ms) < ?",
+            (before_ms,),
+            batch,
+        )
 
     async def expired(self, now_ms: int) -> list[str]:
         rows = await self.db.fetchall("SELECT id FROM approvals WHERE state = 'PENDING' AND expires_ms <= ?", (now_ms,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -319,3 +320,87 @@ def test_find_python_uses_pyenv_root_wherever_pyenv_lives(tmp_path: Path) -> Non
         [found, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=True
     )
     assert version.stdout.strip() == "(3, 12)"
+
+
+def _launcher_with_real_config(tmp_path: Path) -> Path:
+    """start.sh in a fresh project with the real settings code (so .env is read as the bot reads it), the project's
+    .venv, and an engine.runtime that only sleeps: a background start without a bot."""
+    import shutil
+
+    venv = Path(sys.executable).parents[1]
+    digest = subprocess.run(
+        "cat requirements.txt requirements-lock.txt requirements.txt | sha256sum | cut -d' ' -f1",
+        shell=True,  # the same digest start.sh computes
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    stamp = venv / ".installed-requirements.txt"
+    if not stamp.is_file() or stamp.read_text().strip() != digest:
+        pytest.skip("the .venv is not installed from these requirements (start.sh would install into it)")
+    home = _copy_launcher(tmp_path)
+    for name in ("requirements.txt", "requirements-lock.txt"):
+        (home / name).write_text((ROOT / name).read_text())
+    (home / ".venv").symlink_to(venv)
+    # The real engine (settings, strategy validation) but for its runtime.
+    shutil.copytree(ROOT / "engine", home / "engine", ignore=shutil.ignore_patterns("__pycache__", "runtime"))
+    (home / "docs").mkdir()
+    shutil.copy(ROOT / "docs" / "STRATEGY_CONFIG.json", home / "docs" / "STRATEGY_CONFIG.json")
+    pkg = home / "engine" / "runtime"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("import time\ntime.sleep(60)\n")
+    return home
+
+
+def _run_logs(home: Path) -> list[str]:
+    return sorted(p.name for p in (home / "logs").glob("enygma-*Z.log") if p.is_file())
+
+
+def test_a_background_start_keeps_only_the_newest_run_logs(tmp_path: Path) -> None:
+    """Every ./start.sh wrote a new logs/enygma-<time>.log and nothing ever removed one: 30 starts, 30 files. Now
+    the newest KEEP_RUN_LOGS stay (the new one included); other files in logs/ are never touched."""
+    home = _launcher_with_real_config(tmp_path)
+    logs = home / "logs"
+    logs.mkdir()
+    old = [f"enygma-202601{d:02d}T0{h}0000Z.log" for d in range(1, 16) for h in (1, 2)]  # 30, oldest first
+    for name in old:
+        (logs / name).write_text(f"{name}\n")
+    others = ["enygma-20260101T010000Z.log.1", "enygma-keep-me.log", "notes.txt", "enygma-20260101T010000Z.log.gz"]
+    for name in others:
+        (logs / name).write_text("mine\n")
+    (logs / "enygma-20260101T000000Z.log").mkdir()  # a directory of that name is not a log
+    (home / ".env").write_text("KEEP_RUN_LOGS=5\n")
+    (home / ".env").chmod(0o600)
+    env = {"ENYGMA_PYTHON": sys.executable}
+    proc = _run(env=env, cwd=home, script=home / "start.sh")
+    pid = int((home / "run" / "enygma.pid").read_text().split()[0]) if (home / "run" / "enygma.pid").exists() else 0
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "ENYGMA started" in proc.stdout
+        kept = _run_logs(home)
+        new = [n for n in kept if n not in old]
+        assert len(kept) == 5 and len(new) == 1, kept  # before: 31
+        assert kept[:4] == old[-4:]  # the four newest earlier ones
+        assert f"log: {logs / new[0]}" in proc.stdout
+        for name in others:
+            assert (logs / name).read_text() == "mine\n"
+        assert (logs / "enygma-20260101T000000Z.log").is_dir()
+    finally:
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_keep_run_logs_must_be_a_positive_number(tmp_path: Path) -> None:
+    home = _launcher_with_real_config(tmp_path)
+    (home / "logs").mkdir()
+    (home / "logs" / "enygma-20260101T000000Z.log").write_text("old\n")
+    (home / ".env").write_text("KEEP_RUN_LOGS=0\n")
+    (home / ".env").chmod(0o600)
+    proc = _run(cwd=home, script=home / "start.sh")
+    assert proc.returncode == 1
+    assert "KEEP_RUN_LOGS" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert (home / "logs" / "enygma-20260101T000000Z.log").read_text() == "old\n"  # nothing deleted
+    assert not (home / "run" / "enygma.pid").exists()

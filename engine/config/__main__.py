@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         # For start.sh: which banner to show and whether to ask for the live confirmation.
         print("live-armed" if settings.live_requested else settings.bot_mode)
         return 0
+    if args == ["--keep-run-logs"]:
+        # For start.sh: how many logs/enygma-<start time>.log files a background start leaves (the new one included).
+        print(settings.keep_run_logs)
+        return 0
     gates = strategy.effective_gates()
     print(f"mode: {settings.bot_mode.upper()}  control: {settings.control_mode}  symbols: {','.join(settings.symbols)}")
     print(

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     # Paths and HTTP
     db_path: Path = Path("data/enygma.sqlite")
     log_dir: Path = Path("logs")
+    keep_run_logs: int = Field(default=20, ge=1, le=10_000)  # start.sh keeps this many logs/enygma-*.log
     run_dir: Path = Path("run")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65_535)

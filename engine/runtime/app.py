@@ -60,6 +60,7 @@ def default_replay_dir() -> Path:
 
 
 DECISION_RETENTION_DAYS = 7  # per-bar decision records kept (542 symbols: ~88 MB a day); trades are kept for good
+RECORD_RETENTION_DAYS = 30  # finished approval cards and the order intents of finished orders
 REPLAY_SETTLE_LIMIT_S = 5.0  # the longest a --speed max replay waits for the bot at one step
 PAPER_CREDS = Credentials("paper-key", "paper-secret-local-only", "paper-pass")  # the in-process simulator's
 
@@ -257,6 +258,8 @@ class Runtime:
             log.warning("enygma.events_recovered", events=journal.recovered, detail="journaled before an unclean stop")
         self.bus.recorder = journal.record
         self.health.storage_probe = journal.problem  # /health/ready turns red while events cannot be stored
+        self.metrics.event_backlog.set_function(journal.backlog)
+        self.metrics.events_lost.set_function(lambda: journal.lost)
         self.bus.subscribe("metrics", self.metrics.on_event)
         self.bus.subscribe("console", ConsoleNotifier())
         webhook = None
@@ -478,6 +481,10 @@ class Runtime:
                 sent = await telegram.outbox.prune_sent(telegram.outbox.clock() - DECISION_RETENTION_DAYS * DAY_MS)
                 if sent:
                     log.info("outbox.pruned", rows=sent, keep_days=DECISION_RETENTION_DAYS)
+            # One row per approval card and per order (every stop move adds one), kept for good before.
+            cards, intents = await engine.prune_history(engine.clock() - RECORD_RETENTION_DAYS * DAY_MS)
+            if cards or intents:
+                log.info("records.pruned", approvals=cards, intents=intents, keep_days=RECORD_RETENTION_DAYS)
 
         scheduler.add_job(prune_decisions, "interval", hours=1, id="prune-decisions", max_instances=1, coalesce=True)
         scheduler.start()

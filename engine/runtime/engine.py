@@ -64,6 +64,9 @@ from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
 
 log = structlog.get_logger(__name__)
 RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keeps its own backoff)
+# KuCoin's open-order and stop-order listings answer one page of 50 by default (the client asks for one page):
+# a listing this long may be incomplete, so no intent is pruned on its say-so.
+LISTING_PAGE = 50
 
 
 @dataclass
@@ -415,6 +418,24 @@ class TradingEngine:
                 self.bus.publish(ApprovalResolved(ts_ms=self.clock(), approval_id=approval_id, outcome="expired"))
                 done.append(approval_id)
         return done
+
+    async def prune_history(self, before_ms: int) -> tuple[int, int]:
+        """Delete finished approval cards and the intents of finished orders recorded before ``before_ms``; returns
+        (cards, intents) deleted. The intents only with the exchange's word on which orders are live now: when it
+        cannot be asked, or its listing may be cut short, none are deleted this time (a live order whose intent
+        is gone would be neither swept nor recognised as the engine's)."""
+        cards = 0 if self.approvals is None else await self.approvals.prune_finished(before_ms)
+        try:
+            orders = await self.client.open_orders()
+            stops = await self.client.open_stop_orders()
+        except ExchangeError as exc:
+            log.warning("intents.prune_skipped", reason=f"open orders unknown: {exc}")
+            return cards, 0
+        if len(orders) >= LISTING_PAGE or len(stops) >= LISTING_PAGE:
+            log.warning("intents.prune_skipped", reason="open-order listing may be incomplete", orders=len(orders))
+            return cards, 0
+        live = {x for o in (*orders, *stops) for x in (o.id, o.client_oid) if x}
+        return cards, await self.intents.prune_finished(before_ms, live)
 
     # ------------------------------------------------------------------ entries
 

@@ -64,6 +64,13 @@ class Metrics:
         self.open_positions = Gauge("enygma_open_positions", "Managed open positions", registry=r)
         self.retry_depth = Gauge("enygma_retry_queue_depth", "Items waiting in the retry queue", registry=r)
         self.ws_reconnects = Gauge("enygma_ws_reconnects", "WebSocket reconnects", registry=r)
+        # Read at scrape time from the event journal (engine.runtime.app wires them with set_function).
+        self.event_backlog = Gauge(
+            "enygma_event_backlog", "Events published, not yet stored in SQLite (memory and journal file)", registry=r
+        )
+        self.events_lost = Gauge(
+            "enygma_events_lost", "Events neither the journal file nor memory could keep (both full)", registry=r
+        )
         self.lane_backlog = Gauge(
             "enygma_lane_backlog", "Market-data messages received but not yet handled (all symbols)", registry=r
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -215,3 +216,117 @@ async def test_a_failing_database_or_journal_file_turns_health_not_ready_and_bac
         await asyncio.wait_for(journal.flush(), timeout=5)
         await journal.close()
         assert await EventLog(db).count() == 3
+
+
+REFUSE_EVENTS = (
+    "CREATE TABLE refuse (on_ INTEGER); INSERT INTO refuse VALUES (1);"
+    "CREATE TRIGGER no_events BEFORE INSERT ON events WHEN (SELECT on_ FROM refuse) = 1 "
+    "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+)
+
+
+async def test_a_long_database_outage_keeps_memory_bounded_and_stores_every_event_once(tmp_path: Path) -> None:
+    """Before, every event published while SQLite refused writes stayed in memory until it took them again: 3,000
+    events held 3,000 rows (a day of outage on 542 symbols: ~156,000 decision records and their JSON). Now at most
+    ``max_pending`` wait in memory, the rest only in the journal file, read back in batches after recovery."""
+    from prometheus_client import generate_latest
+
+    from engine.runtime.http import Health, Metrics
+
+    db_path = tmp_path / "e.sqlite"
+    async with Database(db_path) as db:
+        await db.conn.executescript(REFUSE_EVENTS)
+        journal = EventJournal(db, journal_path_for(db_path), retry_delay_s=0.02, max_pending=50)
+        await journal.open()
+        health = Health(last_candle_ms=1, stream_connected=True, last_signed_call_ms=1, storage_probe=journal.problem)
+        metrics = Metrics()
+        metrics.event_backlog.set_function(journal.backlog)
+        bus = EventBus(recorder=journal.record)
+        most = 0
+        for i in range(3_000):
+            bus.publish(stop_event(i))
+            most = max(most, len(journal._pending))
+            if i % 500 == 0:
+                await asyncio.sleep(0.03)  # the store task tries (and fails) in between
+        assert most == 50  # before: 3,000
+        assert journal.backlog() == 3_000
+        assert b"enygma_event_backlog 3000.0" in generate_latest(metrics.registry)
+        ok, checks = health.ready(2)
+        assert not ok and "(3000 events waiting)" in checks["storage_detail"]
+        assert journal_path_for(db_path).read_text().count("\n") == 3_000  # every one safe on disk
+        assert await EventLog(db).count() == 0
+
+        await db.execute("UPDATE refuse SET on_ = 0")  # the database is back
+        sampling = True
+
+        async def sample() -> None:  # memory stays bounded while the file is read back, too
+            nonlocal most
+            while sampling:
+                most = max(most, len(journal._pending))
+                await asyncio.sleep(0)
+
+        sampler = asyncio.create_task(sample())
+        await asyncio.sleep(0)
+        for i in range(3_000, 3_040):  # published during the catch-up: neither lost nor doubled
+            bus.publish(stop_event(i))
+            await asyncio.sleep(0)
+        await asyncio.wait_for(journal.flush(), timeout=20)
+        sampling = False
+        await sampler
+        assert most <= 50
+        rows = await db.fetchall("SELECT seq, payload FROM events ORDER BY seq")
+        assert [r["seq"] for r in rows] == list(range(1, 3_041))  # each exactly once
+        assert [json.loads(r["payload"])["order_id"] for r in rows] == [f"o{i}" for i in range(3_040)]
+        assert journal.backlog() == 0 and journal.problem() is None
+        assert health.ready(2)[1]["storage_ok"] is True
+        assert journal_path_for(db_path).stat().st_size == 0
+        # Memory-only again once caught up.
+        bus.publish(stop_event(5_000))
+        await journal.flush()
+        assert await EventLog(db).count() == 3_041
+        await journal.close()
+
+
+async def test_events_spilled_to_the_file_survive_a_crash_and_are_recovered_in_bounded_batches(tmp_path: Path) -> None:
+    db_path = tmp_path / "e.sqlite"
+    async with Database(db_path) as db:
+        await db.conn.executescript(REFUSE_EVENTS)
+        journal = EventJournal(db, journal_path_for(db_path), retry_delay_s=0.02, max_pending=40)
+        await journal.open()
+        for i in range(700):
+            journal.record(stop_event(i))
+        await asyncio.sleep(0.05)
+        assert len(journal._pending) == 40 and journal.backlog() == 700
+        assert journal._task is not None
+        journal._task.cancel()  # the process dies: nothing of memory survives, the file does
+        with contextlib.suppress(asyncio.CancelledError):
+            await journal._task
+        await db.execute("UPDATE refuse SET on_ = 0")
+        again = EventJournal(db, journal_path_for(db_path), max_pending=40)
+        assert await again.open() == 700
+        rows = await db.fetchall("SELECT seq FROM events ORDER BY seq")
+        assert [r["seq"] for r in rows] == list(range(1, 701))
+        await again.close()
+
+
+async def test_an_unwritable_journal_and_a_full_memory_count_lost_events_instead_of_growing(tmp_path: Path) -> None:
+    """Both the database and the journal file refuse (the one disk is full): memory is the only copy, and it is
+    bounded all the same. What does not fit is counted and reported on /health/ready, never silent."""
+    db_path = tmp_path / "e.sqlite"
+    async with Database(db_path) as db:
+        await db.conn.executescript(REFUSE_EVENTS)
+        journal = EventJournal(db, journal_path_for(db_path), retry_delay_s=0.02, max_pending=10)
+        await journal.open()
+        assert journal._fd is not None
+        os.close(journal._fd)
+        journal._fd = os.open(os.devnull, os.O_RDONLY)  # every write now fails with EBADF
+        for i in range(25):
+            journal.record(stop_event(i))
+        assert len(journal._pending) == 10 and journal.lost == 15
+        problem = journal.problem()
+        assert problem is not None and "15 events lost" in problem and "cannot be written" in problem
+        await db.execute("UPDATE refuse SET on_ = 0")
+        await asyncio.wait_for(journal.flush(), timeout=5)
+        rows = await db.fetchall("SELECT seq FROM events ORDER BY seq")
+        assert [r["seq"] for r in rows] == list(range(1, 11))  # the first ten, kept in memory, are stored
+        await journal.close()
