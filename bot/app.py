@@ -49,6 +49,7 @@ COMMANDS = [
     ("arm", "arm live trading (two steps)"),
     ("disarm", "disarm live trading"),
     ("killswitch", "cancel everything and flatten (asks first)"),
+    ("reset", "lift a latched circuit breaker or kill-switch halt (asks first)"),
 ]
 
 
@@ -283,6 +284,25 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             InlineKeyboardMarkup([[InlineKeyboardButton("Yes, flatten everything", callback_data=f"ks:{token}")]]),
         )
 
+    async def reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Step one of two: which latched halts would be lifted, and a short-lived confirmation button."""
+        halts = await control.halts()
+        if not halts:
+            await reply(
+                update,
+                "Nothing to reset: no halt is latched. (The daily loss limit, the loss streak and the cooldowns end "
+                "by themselves; /resume ends a pause.)",
+            )
+            return
+        token = state.tokens.issue("reset")
+        await reply(
+            update,
+            "⚠️ <b>Lift these halts?</b>\n"
+            + "\n".join(f"• {esc(h)}" for h in halts)
+            + f"\nNew entries will be allowed again. This button expires in {config.confirm_ttl_s} s.",
+            InlineKeyboardMarkup([[InlineKeyboardButton("Yes, allow new entries", callback_data=f"rh:{token}")]]),
+        )
+
     async def unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """An unknown command gets a short, clear answer (one addressed to another bot in a group, none)."""
         message = update.effective_message
@@ -327,7 +347,10 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         elif kind == "arm" and state.tokens.take(rest, "arm"):
             outcome = await control.arm(by=by)
             state.tokens.done(rest, outcome)
-        elif kind in ("ks", "arm") and rest in state.tokens.outcomes:
+        elif kind == "rh" and state.tokens.take(rest, "reset"):
+            outcome = await control.reset_halts(by=by)
+            state.tokens.done(rest, outcome)
+        elif kind in ("ks", "arm", "rh") and rest in state.tokens.outcomes:
             # Pressed again (a double tap, a second device): nothing runs twice, and the card keeps its outcome.
             outcome = f"{state.tokens.outcomes[rest]}\n(pressed again: nothing done)"
         elif kind == "mode":
@@ -392,6 +415,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         ("arm", arm),
         ("disarm", disarm),
         ("killswitch", killswitch),
+        ("reset", reset),
     ):
         # PTB handles one update at a time: a read-only command waiting on the exchange (/orders, /chart) would
         # hold up everything after it, the kill switch too. Those run on their own; what changes state keeps order.
@@ -412,7 +436,7 @@ _DECIDED = {
 _READ_ONLY = frozenset(
     {"start", "help", "status", "positions", "orders", "pnl", "signals", "config", "chart", "health"}
 )
-_BUTTONS = {"ks": "kill switch", "arm": "arming", "ap": "approval", "mode": "mode change"}
+_BUTTONS = {"ks": "kill switch", "arm": "arming", "ap": "approval", "mode": "mode change", "rh": "halt reset"}
 
 
 async def _patiently[T](send: Callable[[], Awaitable[T]], attempts: int = 4, max_wait_s: float = 60.0) -> T:

@@ -64,6 +64,14 @@ class TradingControl(Protocol):
 
     async def disarm(self, by: str) -> None: ...
 
+    async def halts(self) -> list[str]:
+        """The latched halts only a person can lift (circuit breaker, kill switch), one line each; empty if none."""
+        ...
+
+    async def reset_halts(self, by: str) -> str:
+        """Lift the latched halts; returns what happened (plain text)."""
+        ...
+
     async def kill_switch(self, by: str) -> str:
         """Cancel all, flatten reduce-only, confirm flat; returns the report as text."""
         ...

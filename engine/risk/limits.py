@@ -98,12 +98,20 @@ class RiskState:
             self.consecutive_losses = 0
 
     def restore(
-        self, closes: Iterable[tuple[str, Decimal, int]], entries: Iterable[tuple[str, int]], now_ms: int
+        self,
+        closes: Iterable[tuple[str, Decimal, int]],
+        entries: Iterable[tuple[str, int]],
+        now_ms: int,
+        *,
+        breaker_reset_ms: int | None = None,
     ) -> None:
         """After a restart: today's realised PnL, the loss streak and the cooldown clocks, from the stored closes
         ``(symbol, net, ts)`` and entries ``(symbol, ts)``, so a restart never clears a halt the history still
         calls for. The start-of-day equity is today's equity before today's closes; the intraday peak is at
-        least that (the day's true peak is not stored, so the drawdown is, if anything, overstated)."""
+        least that (the day's true peak is not stored, so the drawdown is, if anything, overstated). A manual
+        breaker reset today (``breaker_reset_ms``) measured the drawdown afresh from the equity then, which is
+        today's equity before the closes since."""
+        closes = list(closes)
         today = utc_day(now_ms)
         self.day = today
         self.realized_today = Decimal(0)
@@ -123,6 +131,9 @@ class RiskState:
                 self.last_entry_ms[symbol] = max(ts, self.last_entry_ms.get(symbol, ts))
         self.start_of_day_equity = self.equity - self.realized_today
         self.peak_equity = max(self.equity, self.start_of_day_equity)
+        if breaker_reset_ms is not None and utc_day(breaker_reset_ms) == today and breaker_reset_ms <= now_ms:
+            since_reset = sum((net for _, net, ts in closes if breaker_reset_ms < ts <= now_ms), Decimal(0))
+            self.peak_equity = max(self.equity, self.equity - since_reset)
 
     def reset_circuit_breaker(self) -> None:
         """Manual reset by a person (the breaker never clears itself)."""

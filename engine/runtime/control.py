@@ -185,6 +185,16 @@ class EngineControl:
         self.engine.options.armed = False
         self.engine.bus.publish(ModeChanged(ts_ms=self.engine.clock(), setting="armed", value="false", by=by))
 
+    async def halts(self) -> list[str]:
+        return self.engine.latched_halts()
+
+    async def reset_halts(self, by: str) -> str:
+        lifted = self.engine.reset_halts(by)
+        if not lifted:
+            return "nothing to reset: no halt is latched"
+        still = " (still paused: /resume)" if self.engine.paused else ""
+        return f"lifted by {by}: {'; '.join(lifted)}. New entries are allowed again{still}."
+
     async def kill_switch(self, by: str) -> str:
         report = await self.engine.kill_switch()
         if report.flat:

@@ -706,7 +706,12 @@ class TradingEngine:
             for e in await log.recent(10_000, kind="position_opened", since_ms=since)
             if isinstance(e, PositionOpened)
         ]
-        self.risk.restore(closes, entries, self.clock())
+        resets = [
+            e.ts_ms
+            for e in await log.recent(100, kind="mode_changed", since_ms=since)
+            if isinstance(e, ModeChanged) and e.setting == "circuit_breaker" and e.value == "reset"
+        ]
+        self.risk.restore(closes, entries, self.clock(), breaker_reset_ms=max(resets, default=None))
 
     async def mark_to_market(self) -> Decimal:
         """§9.3: drawdown is measured on mark-to-market equity (wallet plus unrealised PnL) from the intraday peak.
@@ -1056,6 +1061,32 @@ class TradingEngine:
     def set_paused(self, paused: bool, by: str = "engine") -> None:
         self.paused = paused
         self.bus.publish(ModeChanged(ts_ms=self.clock(), setting="paused", value=str(paused).lower(), by=by))
+
+    def latched_halts(self) -> list[str]:
+        """The halts only a person can lift (§9.4 circuit breaker, the kill switch's HALTED), in words."""
+        out = []
+        r = self.risk
+        if r.circuit_breaker:
+            out.append(
+                f"circuit breaker: drawdown {r.drawdown_pct:.2f} % from today's peak {r.peak_equity:,.2f} USDT "
+                f"(equity {r.equity:,.2f} USDT)"
+            )
+        if self.state is TradingState.HALTED:
+            out.append("trading HALTED by the kill switch")
+        return out
+
+    def reset_halts(self, by: str) -> list[str]:
+        """A person lifts the latched halts: the breaker measures the drawdown afresh from the equity now (§9.4
+        "until a manual reset"), and HALTED steps back through REDUCING to ACTIVE. The daily loss limit, the loss
+        streak and the cooldowns are not latches and stay as they are. Returns what was lifted."""
+        lifted = self.latched_halts()
+        if self.risk.circuit_breaker:
+            self.risk.reset_circuit_breaker()
+            self.bus.publish(ModeChanged(ts_ms=self.clock(), setting="circuit_breaker", value="reset", by=by))
+        if self.state is TradingState.HALTED:
+            self.set_state(TradingState.REDUCING, f"halt reset by {by}")
+            self.set_state(TradingState.ACTIVE, f"halt reset by {by}")
+        return lifted
 
     async def kill_switch(self) -> KillSwitchReport:
         """Cancel everything, close every position reduce-only, confirm flat, halt. Safe to fire twice."""

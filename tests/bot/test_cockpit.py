@@ -31,6 +31,8 @@ class Control:
         self.used: set[str] = set()
         self.states: dict[str, str] = {"ap-1": "PENDING", "ap-2": "PENDING", "ap-9": "PENDING"}
         self.kills = 0
+        self.latched: list[str] = []
+        self.resets: list[str] = []
 
     async def status(self) -> dict[str, str]:
         return {
@@ -104,6 +106,14 @@ class Control:
     async def kill_switch(self, by: str) -> str:
         self.kills += 1
         return "kill switch: account is flat"
+
+    async def halts(self) -> list[str]:
+        return list(self.latched)
+
+    async def reset_halts(self, by: str) -> str:
+        lifted, self.latched = self.latched, []
+        self.resets.append(by)
+        return f"lifted by {by}: {'; '.join(lifted)}" if lifted else "nothing to reset: no halt is latched"
 
 
 def make(tg: FakeTelegram, db: Database, control: Control) -> TelegramService:
@@ -360,3 +370,27 @@ async def test_mode_buttons_and_resume(tg: FakeTelegram, service: tuple[Telegram
     control.paused = True
     tg.push_message(OWNER, "/resume")
     assert "Resumed" in (await tg.wait_for("sendMessage", 2))[-1]["text"] and not control.paused
+
+
+async def test_reset_lifts_latched_halts_after_a_confirmation(
+    tg: FakeTelegram, service: tuple[TelegramService, Control]
+) -> None:
+    _, control = service
+    tg.push_message(OWNER, "/reset")
+    nothing = (await tg.wait_for("sendMessage"))[-1]
+    assert nothing["text"].startswith("Nothing to reset: no halt is latched.") and "reply_markup" not in nothing
+    control_latched = "circuit breaker: drawdown 11.00 % from today's peak 10,000.00 USDT (equity 8,900.00 USDT)"
+    control.latched = [control_latched]
+    tg.push_message(OWNER, "/reset")
+    card = (await tg.wait_for("sendMessage", 2))[-1]
+    assert "Lift these halts?" in card["text"] and "drawdown 11.00 %" in card["text"]
+    assert control.resets == []  # asking is not doing
+    data = card["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    tg.push_callback(STRANGER, data)  # not an allowed user: nothing at all
+    tg.push_callback(OWNER, "rh:forged-token")
+    tg.push_callback(OWNER, data)
+    tg.push_callback(OWNER, data)
+    edits = await tg.wait_for("editMessageText", 3)
+    lifted = f"lifted by telegram:111: {control_latched}"
+    assert [e["text"] for e in edits] == ["expired", lifted, f"{lifted}\n(pressed again: nothing done)"]
+    assert len(control.resets) == 1
