@@ -15,6 +15,7 @@ WEIGHTS: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/api/v1/ticker"): ("public", 2),
     ("GET", "/api/v1/kline/query"): ("public", 3),
     ("GET", "/api/v1/timestamp"): ("public", 2),
+    ("GET", "/api/v1/status"): ("public", 4),
     ("GET", "/api/v1/mark-price/"): ("public", 3),
     ("GET", "/api/v1/trade/history"): ("public", 5),
     ("GET", "/api/v1/funding-rate/"): ("public", 2),

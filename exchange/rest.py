@@ -247,6 +247,11 @@ class KucoinFuturesClient:
     async def ticker(self, symbol: str) -> dict[str, Any]:
         return dict(await self._call("GET", "/api/v1/ticker", params={"symbol": symbol}, signed=False))
 
+    async def system_status(self) -> tuple[str, str]:
+        """KuCoin Futures' own status: ``open``, ``close`` (maintenance) or ``cancelonly``, and its message."""
+        data = await self._call("GET", "/api/v1/status", signed=False)
+        return str(data["status"]), str(data.get("msg") or "")
+
     async def trade_history(self, symbol: str) -> list[dict[str, Any]]:
         """The last 100 public trades, newest first; ``side`` is the taker's."""
         return list(await self._call("GET", "/api/v1/trade/history", params={"symbol": symbol}, signed=False))

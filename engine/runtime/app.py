@@ -367,6 +367,7 @@ class Runtime:
         # the kill switch works from the first minute.
         log.info("http.listening", http=f"http://{s.http_host}:{s.http_port}")
         await engine.restore_risk(events)  # a restart must not clear today's loss limit, streak or cooldowns
+        await engine.check_exchange_status()  # in maintenance, entries wait from the first candle on
         # Positions first: one left by a crash between its entry and its stop gets the stop now, not after minutes
         # of warm-up; the warm-up only feeds indicators and never trades.
         diffs = await engine.recover()
@@ -445,6 +446,7 @@ class Runtime:
                     engine.set_state(TradingState.ACTIVE, "state agrees again")
             await engine.run_retries()
             await engine.expire_approvals()
+            await engine.check_exchange_status()
             await engine.mark_to_market()
             self.metrics.equity.set(float(engine.risk.equity))
             self.metrics.drawdown.set(float(engine.risk.drawdown_pct))

@@ -146,6 +146,7 @@ class TradingEngine:
         self.explain_from = tables(cfg).gates.min_score  # |score| from which a decision is recorded in full
         self.recent_candles: dict[str, deque[Candle]] = {s: deque(maxlen=288) for s in options.symbols}
         self.pending_entries: dict[str, Decision] = {}
+        self.exchange_status = "open"  # GET /api/v1/status as last seen (reconciliation asks)
         self.entry_refusals: dict[str, str] = {}  # why the last entry of a symbol placed nothing (for approval cards)
 
     # ------------------------------------------------------------------ state
@@ -172,7 +173,30 @@ class TradingEngine:
         ks = self.options.kill_switch_file
         if ks is not None and ks.exists():
             return f"kill-switch file {ks} exists"
+        if self.exchange_status != "open":
+            return f"KuCoin Futures status {self.exchange_status}"
         return None
+
+    async def check_exchange_status(self) -> str:
+        """Ask KuCoin whether it is open. In maintenance (``close``) or ``cancelonly`` no new order can be placed, so
+        entries wait instead of failing one by one, and the change is announced both ways. Stops already on the
+        exchange stay; a stop move that fails meanwhile waits in the retry queue. An unanswered question changes
+        nothing (the last known status holds)."""
+        try:
+            status, msg = await self.client.system_status()
+        except (ExchangeError, KeyError, TypeError) as exc:
+            log.warning("exchange.status_unknown", error=str(exc))
+            return self.exchange_status
+        if status != self.exchange_status:
+            detail = f"KuCoin Futures status {status}" + (f" ({msg})" if msg else "")
+            if status != "open":
+                detail += ": no new entries until it opens again; stops on the exchange stay"
+            self.bus.publish(
+                HealthChanged(ts_ms=self.clock(), component="exchange", healthy=status == "open", detail=detail)
+            )
+            log.warning("exchange.status_changed", old=self.exchange_status, new=status, msg=msg)
+            self.exchange_status = status
+        return status
 
     # ------------------------------------------------------------------ candles
 

@@ -120,6 +120,7 @@ class SimulatorServer:
         # Test hooks for the microstructure the avoid-entry filter reads: a symbol's ticker width in ticks each side,
         # its current funding rate, and trades of other traders on its tape ({"ts_ms", "size", "price", "side"}).
         self.quote_ticks: dict[str, int] = {}
+        self.system_status = "open"  # what GET /api/v1/status reports: open | close (maintenance) | cancelonly
         self.funding_rates: dict[str, Decimal] = {}
         self.public_trades: dict[str, list[dict[str, Any]]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -323,7 +324,7 @@ class SimulatorServer:
 
     @route("GET", "/api/v1/status", "public", 4, False)
     async def status(self, request: web.Request) -> Any:
-        return {"status": "open", "msg": ""}
+        return {"status": self.system_status, "msg": "" if self.system_status == "open" else "system maintenance"}
 
     @route("GET", "/api/v1/contracts/active", "public", 3, False)
     async def contracts_active(self, request: web.Request) -> Any:
@@ -362,22 +363,18 @@ class SimulatorServer:
 
     @route("GET", "/api/v1/trade/history", "public", 5, False)
     async def trade_history(self, request: web.Request) -> Any:
-        """The last 100 trades of the symbol, newest first (§4.1.6). The simulated market's only trades are the
-        taker fills it matched, so the tape is ours; ``public_trades`` lets a test add other traders' prints."""
+        """The last 100 public trades, newest first (§4.1.6). The simulated market has no other traders, and a tape
+        of only the bot's own market orders would be one-sided by construction (the avoid-entry filter would then
+        refuse every entry after the first), so the tape holds only what ``public_trades`` is given."""
         sym = request.query.get("symbol", "")
         self.state.contract(sym)
-        taker = [
-            {"ts_ms": f.ts_ms, "size": f.size, "price": f.price, "side": f.side, "id": f.trade_id, "order": f.order_id}
-            for f in self.state.fills
-            if f.symbol == sym and f.liquidity == "taker"
-        ]
-        tape = sorted([*taker, *self.public_trades.get(sym, [])], key=lambda t: t["ts_ms"], reverse=True)[:100]
+        tape = sorted(self.public_trades.get(sym, []), key=lambda t: int(t["ts_ms"]), reverse=True)[:100]
         return [
             {
                 "sequence": n,
                 "tradeId": str(t.get("id", n)),
                 "makerOrderId": "0",
-                "takerOrderId": str(t.get("order", "0")),
+                "takerOrderId": "0",
                 "ts": int(t["ts_ms"]) * 1_000_000,
                 "size": int(t["size"]),
                 "price": str(t["price"]),

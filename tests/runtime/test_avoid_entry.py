@@ -99,12 +99,23 @@ async def test_the_filter_switched_off_reads_nothing_and_lets_a_wide_spread_thro
 
 async def test_simulator_tape_and_funding_rate_through_the_client(rig: Rig) -> None:
     assert await rig.client.funding_rate("ETHUSDTM") == D("0.0001")  # the simulator's default
-    assert await rig.client.trade_history("ETHUSDTM") == []  # nothing traded yet
+    assert await rig.client.trade_history("ETHUSDTM") == []  # a simulated market has no other traders
     await rig.engine.enter("ETHUSDTM", long_decision())
+    # The bot's own buy is not on the simulated tape: a tape of only our orders would be one-sided, and the filter
+    # would refuse every later entry in paper mode.
+    assert await rig.client.trade_history("ETHUSDTM") == []
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None  # refused for the open position only
+    assert (await rejected(rig))[-1] == "position_exists,entry_cooldown"
+    rig.sim.public_trades["ETHUSDTM"] = [
+        {"ts_ms": 1_000, "size": 3, "price": "2000.1", "side": "sell"},
+        {"ts_ms": 2_000, "size": 5, "price": "2000.2", "side": "buy"},
+    ]
     trades = await rig.client.trade_history("ETHUSDTM")
-    # Our own market buy is on the public tape, as on KuCoin: taker side, integer lots, string price, ns time.
-    assert [(t["side"], t["size"], t["price"]) for t in trades] == [("buy", 179, "2000.40")]
-    assert trades[0]["ts"] % 1_000_000 == 0 and trades[0]["ts"] > 10**18
+    # Newest first, taker side, integer lots, string prices, nanosecond times, as KuCoin sends them.
+    assert [(t["side"], t["size"], t["price"], t["ts"]) for t in trades] == [
+        ("buy", 5, "2000.2", 2_000_000_000),
+        ("sell", 3, "2000.1", 1_000_000_000),
+    ]
 
 
 @pytest.mark.parametrize(
