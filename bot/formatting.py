@@ -129,6 +129,11 @@ def format_event(event: Event) -> str | None:
         return f"🔒 {esc(d['symbol'])} stop {price(d['old'])} → <b>{price(d['new'])}</b> ({esc(d['reason'])})"
     if k == "stop_missing":
         return f"🚨 <b>{esc(d['symbol'])} has no live stop</b>: {esc(d['detail'])} — re-placing now"
+    if k == "foreign_order_seen":
+        return (
+            f"👤 {esc(d['symbol'])}: order {esc(d['order_id'])} ({esc(d['detail'])}) is not ENYGMA's — "
+            "left alone, never cancelled by the bot"
+        )
     if k == "position_closed":
         icon = "🟢" if Decimal(d["net"]) > 0 else "🔴"
         return (

@@ -131,6 +131,16 @@ class StopMissing(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ForeignOrderSeen(Event):
+    """An order on the account that the engine did not place (no ENYGMA clientOid): left alone, reported once."""
+
+    kind: ClassVar[str] = "foreign_order_seen"
+    symbol: str
+    order_id: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PositionOpened(Event):
     kind: ClassVar[str] = "position_opened"
     symbol: str
@@ -245,6 +255,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StopPlaced,
         StopMoved,
         StopMissing,
+        ForeignOrderSeen,
         PositionOpened,
         PositionClosed,
         HaltRaised,
