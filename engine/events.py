@@ -62,6 +62,10 @@ class ApprovalRequested(Event):
     margin: Decimal
     risk: Decimal
     expires_ms: int
+    # What the decision was (shown on the card, and kept there when its outcome is written): None for older events.
+    score: float | None = None
+    confidence: float | None = None
+    gates: list[str] = field(default_factory=list)  # the gates it passed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

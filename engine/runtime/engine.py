@@ -348,6 +348,9 @@ class TradingEngine:
                 margin=qty * price / lev,
                 risk=abs(levels.stop - price) * qty,
                 expires_ms=expires,
+                score=decision.final_score,
+                confidence=decision.confidence,
+                gates=[g.code for g in decision.gates if g.passed],
             )
         )
         return approval_id
