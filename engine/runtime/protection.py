@@ -288,6 +288,12 @@ class StopCoordinator:
     async def _converge(self, p: Protected, listed: dict[str, Order]) -> list[str]:
         if p.replace_state != "STEADY" or p.closed or p.stop_order_id not in listed:
             return []  # a replace, a re-protection or a close owns the orders now; the next look converges
+        seen = (p.stop_order_id, p.tp_order_id)
+
+        def moved() -> bool:
+            """A stop or TP move on the symbol's lane began meanwhile: it owns the orders, the next look converges."""
+            return p.replace_state != "STEADY" or p.closed or (p.stop_order_id, p.tp_order_id) != seen
+
         extras: list[Order] = []
         tightest: Order | None = None
         for o in listed.values():
@@ -303,7 +309,7 @@ class StopCoordinator:
                 best = p.stop if tightest is None or tightest.stop_price is None else tightest.stop_price
                 if _tighter(p.side, o.stop_price, best):
                     tightest = o
-        if not extras:
+        if not extras or moved():
             return []
         diffs: list[str] = []
         if tightest is not None and tightest.stop_price is not None:
@@ -321,11 +327,14 @@ class StopCoordinator:
                 )
             elif not await self.move_stop(p, price, reason):  # re-placed at its price for the position's size
                 return diffs  # not done: nothing is cancelled, the retry and the next look go on
+            seen = (p.stop_order_id, p.tp_order_id)
         keep_tp = p.tp_order_id is not None and p.tp_order_id in listed
         if not await self._confirmed(p.stop_order_id):
             return diffs
         if keep_tp and not await self._confirmed(p.tp_order_id):
             keep_tp = False
+        if moved():
+            return diffs
         for o in extras:
             if o.stop is p.tp_direction and not keep_tp:
                 continue  # no confirmed TP to keep: a live one of ours may yet be taken over

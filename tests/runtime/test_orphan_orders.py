@@ -229,3 +229,39 @@ async def test_a_duplicate_whose_reply_was_lost_is_cancelled_after_a_restart(rig
     intent = await fresh.engine.intents.get(oid)
     assert intent is not None and intent.status == "done"
     await fresh.bus.stop()
+
+
+async def test_a_stop_move_that_lands_while_duplicates_are_weighed_is_left_to_finish(rig: Rig) -> None:
+    """The symbol's lane moves the stop (a mark tick) while the reconciliation is looking at the duplicates: the
+    reconciliation must not take over the duplicate it found tighter than the stop as it was (that would move
+    the stop back), and cancels nothing that pass."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    tighter = await rig.client.place_order(long_stop(179, D("1995.00"), new_client_oid("sl")))
+    looser = await rig.client.place_order(long_stop(179, D("1980.00"), new_client_oid("sl")))
+    intents = rig.engine.coordinator.intents
+    real_get = intents.get
+    fired = [False]
+
+    async def get(client_oid: str) -> Any:
+        if client_oid == looser.client_oid and not fired[0]:  # looked at after the tighter one was picked
+            fired[0] = True
+            rig.engine.clock = lambda: 1_800_000_000_000
+            rig.sim.set_price(SYM, D("2015.00"))
+            assert await rig.engine.on_mark(SYM, D("2015.00"))  # the trailing move lands meanwhile
+        return await real_get(client_oid)
+
+    intents.get = get  # type: ignore[method-assign]
+    assert await rig.engine.sync_positions() == []  # the move owns the orders this time
+    assert fired == [True] and p.stop == D("2009.30")  # never back to 1995.00
+    downs = (await stops_by_direction(rig))[StopDirection.DOWN]
+    assert sorted(price for _, price, _ in downs if price is not None) == [D("1980.00"), D("1995.00"), D("2009.30")]
+    diffs = await rig.engine.sync_positions()  # the next look removes both duplicates, keeps the moved stop
+    assert sorted(diffs) == sorted(
+        [
+            f"{SYM}: duplicate stop {looser.id} at 1980.00 cancelled",
+            f"{SYM}: duplicate stop {tighter.id} at 1995.00 cancelled",
+        ]
+    )
+    assert (await stops_by_direction(rig))[StopDirection.DOWN] == [(179, D("2009.30"), True)]
+    assert p.stop == D("2009.30")
