@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 import structlog
-from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     Application,
@@ -27,7 +27,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.formatting import esc, split_html
+from bot.formatting import esc, split_html, with_outcome
 from bot.ports import TradingControl
 
 log = structlog.get_logger(__name__)
@@ -157,13 +157,14 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
                 partial(update.get_bot().send_message, chat_id, part, parse_mode="HTML", reply_markup=buttons)
             )
 
-    async def edit_card(update: Update, text: str) -> None:
-        """Replace a card's text (its buttons go); what does not fit follows as new messages."""
+    async def edit_card(update: Update, outcome: str) -> None:
+        """Show the outcome on the card (its buttons go) below the card's own details, which stay: the trader
+        must still see what was approved or confirmed. What does not fit follows as new messages."""
         query = update.callback_query
         if query is None or query.message is None:
-            await reply(update, text)
+            await reply(update, outcome)
             return
-        first, *rest = split_html(text)
+        first, *rest = split_html(with_outcome(_card_html(query.message), outcome))
         try:
             await _patiently(lambda: query.edit_message_text(first, parse_mode="HTML"))
         except BadRequest as exc:
@@ -384,8 +385,9 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
                 with contextlib.suppress(TelegramError):
                     await query.answer(f"{what} failed", show_alert=True)
                 if query.message is not None:
+                    text = with_outcome(_card_html(query.message), f"⚠️ {esc(what)} failed: {detail}")
                     with contextlib.suppress(TelegramError):
-                        await query.edit_message_text(f"⚠️ {esc(what)} failed: {detail}", parse_mode="HTML")
+                        await query.edit_message_text(split_html(text)[0], parse_mode="HTML")
                 await reply(update, f"🚨 <b>{esc(what).capitalize()} failed</b>: {detail}")
             elif update.effective_message is not None:
                 command = (update.effective_message.text or "").split(maxsplit=1)[0:1] or ["that"]
@@ -455,6 +457,14 @@ async def _patiently[T](send: Callable[[], Awaitable[T]], attempts: int = 4, max
                 raise
             await asyncio.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def _card_html(message: object) -> str:
+    """The card's text as HTML, rebuilt from the message Telegram sent back with the press; empty when there is
+    none (a message too old for Telegram to include)."""
+    if not isinstance(message, Message) or not message.text:
+        return ""
+    return message.text_html
 
 
 def _toast(outcome: str) -> str:

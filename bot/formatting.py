@@ -78,6 +78,26 @@ def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+OUTCOME_MARK = "\n———\n"  # between a card's own details and its outcome (plain text: it survives Telegram's parsing)
+
+
+def with_outcome(card: str, outcome: str, limit: int = TELEGRAM_LIMIT) -> str:
+    """A resolved card: its own details (what was approved, armed or flattened) kept, the outcome below them. An
+    earlier outcome on the card is replaced, not stacked. Over ``limit`` units, the details are cut (at a line end,
+    the markup kept valid) so the outcome stays on the card; only an outcome that alone fills most of a message
+    leaves the text long (the sender splits it)."""
+    details = card.split(OUTCOME_MARK, 1)[0].rstrip()
+    tail = OUTCOME_MARK + outcome
+    if not details:
+        return outcome
+    if _units(details + tail) <= limit:
+        return details + tail
+    room = limit - _units(tail) - 1
+    if room >= 100:
+        details = split_html(details, room)[0].rstrip() + "…"
+    return details + tail
+
+
 def plain(text: str) -> str:
     """The HTML message as plain text: Telegram's tags dropped, entities decoded (the fallback when Telegram
     refuses the markup); anything else that looks like a tag is text and stays."""
@@ -107,8 +127,13 @@ def format_event(event: Event) -> str | None:
             f"score {dec['final_score']:+.1f}, confidence {dec['confidence']:.2f}\ntop: {tops}"
         )
     if k == "approval_requested":
+        why = ""
+        if d.get("score") is not None:
+            why = f"score {float(d['score']):+.1f} · confidence {float(d.get('confidence') or 0):.2f}\n"
+        if d.get("gates"):
+            why += f"gates passed: {esc(', '.join(d['gates']))}\n"
         return (
-            f"🟡 <b>Approve {esc(d['side']).upper()} {esc(d['symbol'])}?</b>\n"
+            f"🟡 <b>Approve {esc(d['side']).upper()} {esc(d['symbol'])}?</b>\n{why}"
             f"entry ≈ {price(d['entry'])}\nstop {price(d['stop'])} · TP {price(d['take_profit'])}\n"
             f"size {d['lots']} lots · {d['leverage']}x · margin {money(d['margin'])}\n"
             f"at risk ≈ {money(d['risk'])}\n"
@@ -129,6 +154,11 @@ def format_event(event: Event) -> str | None:
         return f"🔒 {esc(d['symbol'])} stop {price(d['old'])} → <b>{price(d['new'])}</b> ({esc(d['reason'])})"
     if k == "stop_missing":
         return f"🚨 <b>{esc(d['symbol'])} has no live stop</b>: {esc(d['detail'])} — re-placing now"
+    if k == "foreign_order_seen":
+        return (
+            f"👤 {esc(d['symbol'])}: order {esc(d['order_id'])} ({esc(d['detail'])}) is not ENYGMA's — "
+            "left alone, never cancelled by the bot"
+        )
     if k == "position_closed":
         icon = "🟢" if Decimal(d["net"]) > 0 else "🔴"
         return (

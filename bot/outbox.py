@@ -122,6 +122,15 @@ class Outbox:
                 return None
         return None if row is None or row["message_id"] is None else int(row["message_id"])
 
+    async def card_text(self, chat_id: int, coalesce_key: str) -> str | None:
+        """A card's text as it was first queued (its details, before any outcome was written over it); None once
+        pruned or never queued."""
+        row = await self.db.fetchone(
+            "SELECT text FROM outbox WHERE chat_id = ? AND coalesce_key = ? ORDER BY id LIMIT 1",
+            (chat_id, coalesce_key),
+        )
+        return None if row is None else str(row["text"])
+
     async def move_chat(self, old: int, new: int) -> None:
         """A group became a supergroup: its pending messages go to the new chat id."""
         await self.db.execute("UPDATE outbox SET chat_id = ? WHERE state = 'pending' AND chat_id = ?", (new, old))

@@ -7,7 +7,7 @@ from typing import Any
 from telegram.ext import Application
 
 from bot.app import BotConfig, approval_keyboard, build_application
-from bot.formatting import format_event
+from bot.formatting import format_event, with_outcome
 from bot.outbox import Outbox, OutboxSender
 from bot.ports import TradingControl
 from engine.events import Event
@@ -71,4 +71,9 @@ class TelegramService:
         elif event.kind in ("approval_requested", "approval_resolved"):
             key = f"approval:{getattr(event, 'approval_id', '')}"  # the outcome (or expiry) edits the card itself
         for chat_id in self.config.chat_ids:
-            await self.outbox.enqueue(chat_id, text, silent=level == "silent", reply_markup=markup, coalesce_key=key)
+            message = text
+            if event.kind == "approval_resolved" and key is not None:
+                # The outcome is written over the card: keep the card's details (score, levels, size) above it.
+                card = await self.outbox.card_text(chat_id, key)
+                message = text if card is None else with_outcome(card, text)
+            await self.outbox.enqueue(chat_id, message, silent=level == "silent", reply_markup=markup, coalesce_key=key)

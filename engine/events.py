@@ -62,6 +62,10 @@ class ApprovalRequested(Event):
     margin: Decimal
     risk: Decimal
     expires_ms: int
+    # What the decision was (shown on the card, and kept there when its outcome is written): None for older events.
+    score: float | None = None
+    confidence: float | None = None
+    gates: list[str] = field(default_factory=list)  # the gates it passed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +131,16 @@ class StopMoved(Event):
 class StopMissing(Event):
     kind: ClassVar[str] = "stop_missing"
     symbol: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForeignOrderSeen(Event):
+    """An order on the account that the engine did not place (no ENYGMA clientOid): left alone, reported once."""
+
+    kind: ClassVar[str] = "foreign_order_seen"
+    symbol: str
+    order_id: str
     detail: str
 
 
@@ -245,6 +259,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StopPlaced,
         StopMoved,
         StopMissing,
+        ForeignOrderSeen,
         PositionOpened,
         PositionClosed,
         HaltRaised,

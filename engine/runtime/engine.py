@@ -21,6 +21,7 @@ from engine.events import (
     ApprovalResolved,
     CandleGap,
     EventBus,
+    ForeignOrderSeen,
     HaltRaised,
     HealthChanged,
     KillSwitchReport,
@@ -148,6 +149,7 @@ class TradingEngine:
         self.pending_entries: dict[str, Decision] = {}
         self.exchange_status = "open"  # GET /api/v1/status as last seen (reconciliation asks)
         self.entry_refusals: dict[str, str] = {}  # why the last entry of a symbol placed nothing (for approval cards)
+        self._foreign_seen: set[str] = set()  # orders not ours already reported (once each)
 
     # ------------------------------------------------------------------ state
 
@@ -376,6 +378,9 @@ class TradingEngine:
                 margin=qty * price / lev,
                 risk=abs(levels.stop - price) * qty,
                 expires_ms=expires,
+                score=decision.final_score,
+                confidence=decision.confidence,
+                gates=[g.code for g in decision.gates if g.passed],
             )
         )
         return approval_id
@@ -665,7 +670,7 @@ class TradingEngine:
                 take_profit=p.take_profit,
             )
         )
-        await self.coordinator.protect(p)
+        await self.coordinator.protect(p, look=False)  # ``found`` (or a fresh entry): nothing else to look for
         return p
 
     def _position_side(self, side: Side) -> str | None:
@@ -834,6 +839,11 @@ class TradingEngine:
                 diffs.append(f"{symbol}: take-profit missing")
                 m.protection.tp_order_id = None
                 await self.coordinator.protect(m.protection)
+            else:
+                # Both live: whatever else of ours sits on the symbol (a TP placed twice across a crash, a stop
+                # whose id was lost) goes, once the kept ones are confirmed; a person's orders are only reported.
+                diffs += await self.coordinator.converge(m.protection, open_stops)
+            await self._report_foreign(open_stops.values())
         for (symbol, _), pos in live.items():
             if symbol in self.managed and self.managed[symbol].protection.side is not _side_of(pos):
                 log.warning("reconcile.other_side_unmanaged", symbol=symbol, lots=pos.lots, side=pos.position_side)
@@ -990,14 +1000,33 @@ class TradingEngine:
         return True
 
     async def _engine_placed(self, o: Order) -> bool:
-        """An order the engine placed: its intent is recorded, or (the record lost) it carries a stop/TP clientOid."""
-        return await self.intents.get(o.client_oid) is not None or o.client_oid.startswith(("sl-", "tp-"))
+        """An order the engine placed: its intent is recorded, or (the record lost) it carries one of our prefixes."""
+        return await self.coordinator.ours(o)
+
+    async def _report_foreign(self, orders: Any) -> None:
+        """Orders that are not ours (the trader's own, placed on KuCoin's site) are never touched: each is reported
+        once (log and Telegram) so the trader knows the engine sees it and leaves it alone."""
+        for o in orders:
+            if o.id in self._foreign_seen or await self.coordinator.ours(o):
+                continue
+            self._foreign_seen.add(o.id)
+            what = f"{o.side.value} {o.lots} lots" + (f" stop {o.stop.value} {o.stop_price}" if o.stop else "")
+            log.warning("orders.foreign_left_alone", symbol=o.symbol, order_id=o.id, order=what)
+            self.bus.publish(
+                ForeignOrderSeen(
+                    ts_ms=self.clock(), symbol=o.symbol, order_id=o.id, detail=what + ", reduce-only" * o.reduce_only
+                )
+            )
 
     async def _sweep_orphan_stops(self, live: set[str]) -> list[str]:
-        """Stop orders the engine placed (a recorded intent) on a symbol with no position: cancel them."""
+        """Stop orders of ours on a symbol with no position: cancel them (a reduce-only stop left there would close
+        part of the next position at a stale price). A person's orders are left alone and reported once."""
         swept: list[str] = []
         for o in await self.client.open_stop_orders():
-            if o.symbol in live or o.symbol in self.managed or await self.intents.get(o.client_oid) is None:
+            if o.symbol in live or o.symbol in self.managed:
+                continue
+            if not await self.coordinator.ours(o):
+                await self._report_foreign([o])
                 continue
             try:
                 await self.client.cancel_order(o.id)
@@ -1032,6 +1061,13 @@ class TradingEngine:
         for m in list(self.managed.values()):
             await self.coordinator.resume(m.protection)
             await self._catch_up_take_profit(m.protection)  # an extension owed when the process stopped
+        for intent in await self.intents.pending():
+            if intent.purpose in ("stop", "take_profit") and not any(
+                intent.client_oid == m.protection.pending_client_oid for m in self.managed.values()
+            ):
+                # Live, and neither protection nor a replace took it over: a duplicate. Settled, so that the
+                # reconciliation below no longer takes it for one on its way, and cancels it.
+                await self.intents.mark(intent.client_oid, "acked", detail="live after restart, not taken over")
         return await self.sync_positions()
 
     async def retry_forever(self, interval_s: float = RETRY_INTERVAL_S) -> None:

@@ -19,10 +19,12 @@ import structlog
 
 from engine.events import EventBus, StopMissing, StopMoved, StopPlaced
 from engine.models import Side
+from engine.risk.formulas import gross_roi
+from engine.risk.stops import StopReason
 from engine.runtime.chaos import crash_point
 from exchange.errors import ExchangeError, InvalidRequestError, OrderNotFoundError
-from exchange.ids import new_client_oid
-from exchange.models import OrderRequest, OrderSide, StopDirection, StopPriceType
+from exchange.ids import is_own_client_oid, new_client_oid
+from exchange.models import Order, OrderRequest, OrderSide, StopDirection, StopPriceType
 from exchange.rest import KucoinFuturesClient
 from storage.repos import Intents, Positions, RetryQueue
 
@@ -169,22 +171,33 @@ class StopCoordinator:
         )
         return order.id
 
-    async def protect(self, p: Protected) -> None:
+    async def ours(self, o: Order) -> bool:
+        """The engine placed this order: its clientOid carries one of our prefixes, or its intent is recorded.
+        Anything else is the trader's own (placed on KuCoin's site) and is never cancelled."""
+        return is_own_client_oid(o.client_oid) or (
+            bool(o.client_oid) and await self.intents.get(o.client_oid) is not None
+        )
+
+    async def protect(self, p: Protected, *, look: bool = True) -> None:
         """Place the initial stop and TP (reduce-only, mark price). A failure is retried, never ignored.
 
         One at a time per symbol: the reconciliation (a stop missing) and the retry queue re-protect the same
-        position concurrently in the app, and two calls that both saw no stop would place two."""
+        position concurrently in the app, and two calls that both saw no stop would place two.
+        ``look``: first ask the exchange for a live order of ours that already is the missing stop or TP (off only
+        right after an entry, where none can exist yet and the look would delay the first stop)."""
         lock = self._protecting.setdefault(p.symbol, asyncio.Lock())
         async with lock:
-            await self._protect(p)
+            await self._protect(p, look=look)
 
-    async def _protect(self, p: Protected) -> None:
+    async def _protect(self, p: Protected, *, look: bool) -> None:
         try:
             crash_point("before_stop")
             if p.stop_order_id is None:
                 p.stop_order_id = await self._unanswered(p, "stop", p.stop)
             if p.tp_order_id is None:
                 p.tp_order_id = await self._unanswered(p, "take_profit", p.take_profit)
+            if look and (p.stop_order_id is None or p.tp_order_id is None):
+                await self._take_over_live(p)
             if p.stop_order_id is None:
                 try:
                     p.stop_order_id = await self._place(p, p.stop, p.stop_direction, "stop", new_client_oid("sl"))
@@ -195,6 +208,7 @@ class StopCoordinator:
                 await self._save(p)
             if p.tp_order_id is None:
                 p.tp_order_id = await self._place(p, p.take_profit, p.tp_direction, "take_profit", new_client_oid("tp"))
+                crash_point("after_take_profit")  # landed and acked, its id not saved yet
                 await self._save(p)
         except PositionClosedError:
             return
@@ -219,6 +233,136 @@ class StopCoordinator:
                 return order.id
             await self.intents.mark(intent.client_oid, "done", order.id, detail="found, not live at this price")
         return None
+
+    async def _take_over_live(self, p: Protected) -> None:
+        """A stop or TP whose id was never saved (the process died between the order landing and the save, after
+        its intent was settled) is live on the exchange but unknown here: placing another would leave two. A live
+        reduce-only order of ours at exactly the wanted price and size is taken over instead. When the exchange
+        cannot list the orders, the protection is placed anyway (a second order is the safe error)."""
+        try:
+            listed = await self.client.open_stop_orders(p.symbol)
+        except ExchangeError as exc:
+            log.warning("stop.live_lookup_failed", symbol=p.symbol, error=str(exc))
+            return
+        for purpose, price, direction in (
+            ("stop", p.stop, p.stop_direction),
+            ("take_profit", p.take_profit, p.tp_direction),
+        ):
+            if (p.stop_order_id if purpose == "stop" else p.tp_order_id) is not None:
+                continue
+            taken = {p.stop_order_id, p.tp_order_id}
+            for o in listed:
+                if not (
+                    o.id not in taken
+                    and o.reduce_only
+                    and not o.stop_triggered
+                    and o.side is p.exit_side
+                    and o.stop is direction
+                    and o.stop_price == price
+                    and o.lots == p.lots
+                    and await self.ours(o)
+                ):
+                    continue
+                intent = await self.intents.get(o.client_oid)
+                if intent is not None and intent.status != "acked":
+                    await self.intents.mark(o.client_oid, "acked", o.id, detail="live, taken over")
+                log.warning("stop.live_order_taken_over", symbol=p.symbol, purpose=purpose, order_id=o.id)
+                if purpose == "stop":
+                    p.stop_order_id = o.id
+                else:
+                    p.tp_order_id = o.id
+                await self._save(p)
+                break
+
+    async def converge(self, p: Protected, listed: dict[str, Order]) -> list[str]:
+        """Exactly one stop and at most one TP of ours for the position: after a crash or a lost reply the exchange
+        can hold more (two TPs, two stops). The tightest stop of ours is kept (never loosen: a tighter duplicate
+        is taken over, or re-placed at the position's size), the tracked TP is kept; every other reduce-only exit
+        order of ours is cancelled, only once the kept one is confirmed live. Orders in flight (intent pending) and
+        orders that are not ours are left alone. ``listed``: the symbol's open stop orders, just listed. Returns
+        the differences, one per cancelled order."""
+        lock = self._protecting.setdefault(p.symbol, asyncio.Lock())
+        async with lock:
+            return await self._converge(p, listed)
+
+    async def _converge(self, p: Protected, listed: dict[str, Order]) -> list[str]:
+        if p.replace_state != "STEADY" or p.closed or p.stop_order_id not in listed:
+            return []  # a replace, a re-protection or a close owns the orders now; the next look converges
+        seen = (p.stop_order_id, p.tp_order_id)
+
+        def moved() -> bool:
+            """A stop or TP move on the symbol's lane began meanwhile: it owns the orders, the next look converges."""
+            return p.replace_state != "STEADY" or p.closed or (p.stop_order_id, p.tp_order_id) != seen
+
+        extras: list[Order] = []
+        tightest: Order | None = None
+        for o in listed.values():
+            if o.id in (p.stop_order_id, p.tp_order_id) or not o.reduce_only or o.stop_triggered:
+                continue
+            if o.side is not p.exit_side or o.stop is None or not await self.ours(o):
+                continue  # another side's (hedge mode) or a person's order: not this position's to tidy
+            intent = await self.intents.get(o.client_oid)
+            if intent is not None and intent.status == "pending":
+                continue  # on its way, or awaiting the lookup that takes it over
+            extras.append(o)
+            if o.stop is p.stop_direction and o.stop_price is not None:
+                best = p.stop if tightest is None or tightest.stop_price is None else tightest.stop_price
+                if _tighter(p.side, o.stop_price, best):
+                    tightest = o
+        if not extras or moved():
+            return []
+        diffs: list[str] = []
+        if tightest is not None and tightest.stop_price is not None:
+            price = tightest.stop_price
+            roi = gross_roi(p.side, p.entry, price, p.leverage)
+            reason = StopReason.PROFIT_LOCK.value if p.stop_reason == StopReason.INITIAL and roi > 0 else p.stop_reason
+            diffs.append(f"{p.symbol}: tighter stop {tightest.id} at {price} kept (was {p.stop})")
+            if tightest.lots == p.lots:  # taken over as it is; the stop it replaces is now the extra
+                old_id, old_price = p.stop_order_id, p.stop
+                p.stop_order_id, p.stop, p.stop_reason = tightest.id, price, reason
+                await self._save(p)
+                extras = [o for o in extras if o.id != tightest.id] + [listed[old_id or ""]]
+                self.bus.publish(
+                    StopMoved(ts_ms=self.clock(), symbol=p.symbol, old=old_price, new=price, reason=reason)
+                )
+            elif not await self.move_stop(p, price, reason):  # re-placed at its price for the position's size
+                return diffs  # not done: nothing is cancelled, the retry and the next look go on
+            seen = (p.stop_order_id, p.tp_order_id)
+        keep_tp = p.tp_order_id is not None and p.tp_order_id in listed
+        if not await self._confirmed(p.stop_order_id):
+            return diffs
+        if keep_tp and not await self._confirmed(p.tp_order_id):
+            keep_tp = False
+        if moved():
+            return diffs
+        for o in extras:
+            if o.stop is p.tp_direction and not keep_tp:
+                continue  # no confirmed TP to keep: a live one of ours may yet be taken over
+            what = "take-profit" if o.stop is p.tp_direction else "stop"
+            try:
+                await self.client.cancel_order(o.id)
+            except OrderNotFoundError:
+                pass  # gone already: that is the goal
+            except ExchangeError as exc:
+                log.error("stop.duplicate_cancel_failed", symbol=p.symbol, order_id=o.id, error=str(exc))
+                continue
+            if await self.intents.get(o.client_oid) is not None:
+                await self.intents.mark(o.client_oid, "done", o.id, detail="duplicate, cancelled by the reconciliation")
+            log.warning(
+                "stop.duplicate_cancelled", symbol=p.symbol, purpose=what, order_id=o.id, price=str(o.stop_price)
+            )
+            diffs.append(f"{p.symbol}: duplicate {what} {o.id} at {o.stop_price} cancelled")
+        return diffs
+
+    async def _confirmed(self, order_id: str | None) -> bool:
+        """The order is live on the exchange right now (asked by id, not from a listing that may be stale)."""
+        if order_id is None:
+            return False
+        try:
+            o = await self.client.order_by_id(order_id)
+        except ExchangeError:
+            return False
+        return o.is_active and o.stop is not None and not o.stop_triggered
 
     async def _exit_if_through_mark(self, p: Protected, stop: Decimal) -> bool:
         """The exchange refused the stop: if the mark is already at or past it (a position adopted after the price
@@ -386,6 +530,11 @@ class StopCoordinator:
                 return
             except ExchangeError as exc:
                 await self._schedule(p.symbol, "replace", str(exc))
+
+
+def _tighter(side: Side, a: Decimal, b: Decimal) -> bool:
+    """Stop price ``a`` protects more than ``b`` (higher for a long, lower for a short)."""
+    return a > b if side is Side.LONG else a < b
 
 
 def _placed_stop(p: Protected) -> str | None:

@@ -41,6 +41,7 @@ class FakeTelegram:
     url: str = ""
     _runner: web.AppRunner | None = None
     texts: dict[tuple[int, int], str] = field(default_factory=dict)  # what each sent message says now
+    markups: dict[tuple[int, int], Any] = field(default_factory=dict)  # the buttons each sent message carries now
 
     async def start(self) -> None:
         app = web.Application()
@@ -86,7 +87,21 @@ class FakeTelegram:
     def push_edited_message(self, user_id: int, text: str, chat_id: int | None = None) -> None:
         self.push_message(user_id, text, chat_id, kind="edited_message")
 
-    def push_callback(self, user_id: int, data: str, message_id: int = 1, chat_id: int | None = None) -> None:
+    def push_callback(self, user_id: int, data: str, message_id: int | None = None, chat_id: int | None = None) -> None:
+        """A press of the button carrying ``data``. As Telegram does, the update holds the message the button sits
+        on, as it reads now (plain text plus formatting entities); without ``message_id`` that is the latest message
+        of the chat whose buttons include ``data``, and a message this server never sent reads "card"."""
+        chat = chat_id or user_id
+        if message_id is None:
+            message_id = next(
+                (
+                    mid
+                    for (c, mid), markup in sorted(self.markups.items(), reverse=True)
+                    if c == chat and data in json.dumps(markup)
+                ),
+                1,
+            )
+        text, entities = _entities(self.texts.get((chat, message_id), "card"))
         self._push(
             {
                 "callback_query": {
@@ -97,9 +112,10 @@ class FakeTelegram:
                     "message": {
                         "message_id": message_id,
                         "date": int(time.time()),
-                        "chat": {"id": chat_id or user_id, "type": "private"},
+                        "chat": {"id": chat, "type": "private"},
                         "from": BOT_USER,
-                        "text": "card",
+                        "text": text,
+                        "entities": entities,
                     },
                 }
             }
@@ -194,6 +210,7 @@ class FakeTelegram:
             message_id = int(p.get("message_id", 0)) or next(self._ids)
             if method != "editMessageText" or (chat, message_id) in self.texts:  # only what this bot sent
                 self.texts[(chat, message_id)] = p.get("text", "")
+                self.markups[(chat, message_id)] = p.get("reply_markup")  # an edit without buttons removes them
             return {
                 "message_id": message_id,
                 "date": int(time.time()),
@@ -202,6 +219,49 @@ class FakeTelegram:
                 "text": p.get("text", ""),
             }
         return True
+
+
+_ENTITY_TYPES = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "code": "code",
+    "pre": "pre",
+    "tg-spoiler": "spoiler",
+}
+_PIECE = re.compile(r"<(/?)([a-zA-Z-]+)[^>]*>|&(?:#\d+|#x[0-9a-fA-F]+|lt|gt|amp|quot);|[^<&]+|[<&]")
+
+
+def outcome(text: str) -> str:
+    """The outcome written on a resolved card (below its kept details)."""
+    from bot.formatting import OUTCOME_MARK
+
+    return text.rsplit(OUTCOME_MARK, maxsplit=1)[-1]
+
+
+def _entities(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """An HTML message as Telegram stores it: the plain text and its formatting entities (UTF-16 offsets)."""
+    plain, entities, opened, pos = [], [], [], 0
+    for m in _PIECE.finditer(text):
+        if m.group(2) is not None:
+            name = m.group(2).lower()
+            if not m.group(1):
+                opened.append((name, pos))
+            elif opened:
+                start_name, start = opened.pop()
+                if start_name in _ENTITY_TYPES and pos > start:
+                    entities.append({"type": _ENTITY_TYPES[start_name], "offset": start, "length": pos - start})
+            continue
+        piece = html.unescape(m.group(0))
+        plain.append(piece)
+        pos += len(piece.encode("utf-16-le")) // 2
+    return "".join(plain), sorted(entities, key=lambda e: e["offset"])
 
 
 _TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a", "span", "tg-spoiler"}

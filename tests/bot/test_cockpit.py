@@ -14,7 +14,7 @@ from bot.app import BotConfig
 from bot.service import TelegramService
 from engine.events import ApprovalRequested, PositionClosed, StopMoved
 from storage.db import Database
-from tests.bot.fake_telegram import FakeTelegram
+from tests.bot.fake_telegram import FakeTelegram, outcome
 
 OWNER, FRIEND, STRANGER = 111, 222, 666
 
@@ -216,7 +216,7 @@ async def test_approval_card_buttons_execute_exactly_once(
     tg.push_callback(OWNER, "ap:forged-id:y")  # forged data
     edits = await tg.wait_for("editMessageText", 3)
     # The second tap must not overwrite the card's outcome with "expired": a position is open.
-    assert [e["text"] for e in edits] == ["executed", "already executed: nothing done", "expired"]
+    assert [outcome(e["text"]) for e in edits] == ["executed", "already executed: nothing done", "expired"]
     assert control.executed == [f"telegram:{OWNER}"]
     answers = await tg.wait_for("answerCallbackQuery", 3)
     assert [a.get("text") for a in answers] == ["executed", "already executed: nothing done", "expired"]
@@ -246,7 +246,7 @@ async def test_approval_card_buttons_execute_exactly_once(
 async def test_reject_button_and_unconfigured_group(tg: FakeTelegram, service: tuple[TelegramService, Control]) -> None:
     _, control = service
     tg.push_callback(OWNER, "ap:ap-2:n")
-    assert (await tg.wait_for("editMessageText"))[-1]["text"] == "rejected" and "ap-2" in control.used
+    assert outcome((await tg.wait_for("editMessageText"))[-1]["text"]) == "rejected" and "ap-2" in control.used
     tg.push_message(OWNER, "/status", chat_id=-100777)  # the owner, but in a chat nobody configured
     tg.push_message(OWNER, "/help")
     await tg.wait_for("sendMessage")
@@ -263,7 +263,7 @@ async def test_kill_switch_and_arming_need_a_fresh_confirmation(
     tg.push_callback(OWNER, data)
     tg.push_callback(OWNER, data)  # replaying the button does nothing, and the card keeps showing the outcome
     edits = await tg.wait_for("editMessageText", 2)
-    assert [e["text"] for e in edits] == [
+    assert [outcome(e["text"]) for e in edits] == [
         "kill switch: account is flat",
         "kill switch: account is flat\n(pressed again: nothing done)",
     ]
@@ -274,7 +274,7 @@ async def test_kill_switch_and_arming_need_a_fresh_confirmation(
     tg.push_callback(OWNER, "arm:not-a-token")
     tg.push_callback(OWNER, arm_card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
     edits = await tg.wait_for("editMessageText", 4)
-    assert [e["text"] for e in edits[2:]] == ["expired", "live trading ARMED"] and control.armed
+    assert [outcome(e["text"]) for e in edits[2:]] == ["expired", "live trading ARMED"] and control.armed
     # The toast under the button says what happened; a refused arming used to say "done".
     control.armed, control.arm_refusal = False, "refused: arming needs BOT_MODE=live and LIVE_TRADING_ARMED=true"
     tg.push_message(OWNER, "/arm")
@@ -360,13 +360,16 @@ async def test_mode_buttons_and_resume(tg: FakeTelegram, service: tuple[Telegram
     auto, manual = [b["callback_data"] for b in card["reply_markup"]["inline_keyboard"][0]]
     assert auto.startswith("mode:") and auto.endswith(":auto") and manual.endswith(":manual")
     tg.push_callback(OWNER, "mode:manual")  # hand-made data (no token): nothing changes
-    assert (await tg.wait_for("editMessageText"))[-1]["text"] == "expired" and control.mode == "auto"
+    assert outcome((await tg.wait_for("editMessageText"))[-1]["text"]) == "expired" and control.mode == "auto"
     tg.push_callback(OWNER, manual)
-    assert (await tg.wait_for("editMessageText", 2))[-1]["text"] == "control mode: manual" and control.mode == "manual"
+    assert (
+        outcome((await tg.wait_for("editMessageText", 2))[-1]["text"]) == "control mode: manual"
+        and control.mode == "manual"
+    )
     tg.push_callback(OWNER, auto)  # the same card's other button, after the choice: the card is used up
     assert "nothing done" in (await tg.wait_for("editMessageText", 3))[-1]["text"] and control.mode == "manual"
     tg.push_callback(OWNER, manual.replace(":manual", ":yolo"))  # not a mode: nothing changes
-    assert (await tg.wait_for("editMessageText", 4))[-1]["text"] == "expired" and control.mode == "manual"
+    assert outcome((await tg.wait_for("editMessageText", 4))[-1]["text"]) == "expired" and control.mode == "manual"
     control.paused = True
     tg.push_message(OWNER, "/resume")
     assert "Resumed" in (await tg.wait_for("sendMessage", 2))[-1]["text"] and not control.paused

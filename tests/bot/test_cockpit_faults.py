@@ -13,7 +13,7 @@ from bot.app import BotConfig
 from bot.service import TelegramService
 from engine.events import ApprovalRequested, DriftDetected, HealthChanged, PositionClosed, StopMoved
 from storage.db import Database
-from tests.bot.fake_telegram import FakeTelegram
+from tests.bot.fake_telegram import FakeTelegram, outcome
 from tests.bot.test_cockpit import FRIEND, OWNER, STRANGER, Control
 
 GROUP = -100500
@@ -166,6 +166,7 @@ async def test_a_command_whose_engine_call_fails_says_so(tg: FakeTelegram, db: D
         tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
         edits = await tg.wait_for("editMessageText")
         assert "failed" in edits[-1]["text"] and "503" in edits[-1]["text"]
+        assert "Cancel every order and close every position now?" in edits[-1]["text"]  # the question stays
         alarm = (await tg.wait_for("sendMessage", 3))[-1]["text"]  # an edit does not notify: a new message does
         assert "Kill switch failed" in alarm and "503" in alarm and control.kills == 0
         tg.push_callback(OWNER, "ap:ap-1:y")  # a button not answered yet when it failed: an alert says so
@@ -189,7 +190,7 @@ async def test_a_button_answered_too_late_still_acts_and_reports(tg: FakeTelegra
         card = (await tg.wait_for("sendMessage"))[-1]
         tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
         edits = await tg.wait_for("editMessageText")
-        assert control.kills == 1 and edits[-1]["text"] == "kill switch: account is flat"
+        assert control.kills == 1 and outcome(edits[-1]["text"]) == "kill switch: account is flat"
         tg.push_message(OWNER, "/status")  # the bot keeps working
         assert "PAPER" in (await tg.wait_for("sendMessage", 2))[-1]["text"]
     finally:
@@ -299,7 +300,10 @@ async def test_a_tap_on_a_decided_card_says_what_was_decided(tg: FakeTelegram, d
         tg.push_callback(OWNER, "ap:ap-2:n")  # rejected on the phone ...
         tg.push_callback(FRIEND, "ap:ap-2:y")  # ... approved on a second device showing the old card
         edits = await tg.wait_for("editMessageText", 2)
-        assert [e["text"] for e in edits] == ["rejected", "already rejected: nothing done"] and control.executed == []
+        assert [outcome(e["text"]) for e in edits] == [
+            "rejected",
+            "already rejected: nothing done",
+        ] and control.executed == []
     finally:
         await svc.stop()
 
@@ -391,7 +395,7 @@ async def test_a_flood_wait_on_the_answer_neither_loses_it_nor_calls_the_kill_sw
         tg.fail_429_next, tg.retry_after = 1, 1  # Telegram says "wait a second" to the card's edit
         tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
         edits = await tg.wait_for("editMessageText", timeout=15)
-        assert control.kills == 1 and edits[-1]["text"] == "kill switch: account is flat"
+        assert control.kills == 1 and outcome(edits[-1]["text"]) == "kill switch: account is flat"
         tg.fail_429_next = 1
         tg.push_message(OWNER, "/status")  # a command reply waits out a flood wait too
         assert "PAPER" in (await tg.wait_for("sendMessage", 2, timeout=15))[-1]["text"]
@@ -423,7 +427,7 @@ async def test_the_kill_switch_button_is_acknowledged_before_the_flattening_ends
         answer = (await tg.wait_for("answerCallbackQuery", timeout=10))[-1]
         assert "flattening" in answer["text"].lower() and control.kills == 0
         control.release.set()
-        assert (await tg.wait_for("editMessageText"))[-1]["text"] == "kill switch: account is flat"
+        assert outcome((await tg.wait_for("editMessageText"))[-1]["text"]) == "kill switch: account is flat"
     finally:
         control.release.set()
         await svc.stop()
@@ -469,7 +473,9 @@ async def test_a_confirmation_pressed_after_its_expiry_changes_nothing(tg: FakeT
         for card in cards:
             tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
         edits = await tg.wait_for("editMessageText", 2)
-        assert [e["text"] for e in edits] == ["expired", "expired"] and control.kills == 0 and not control.armed
+        assert (
+            [outcome(e["text"]) for e in edits] == ["expired", "expired"] and control.kills == 0 and not control.armed
+        )
     finally:
         await svc.stop()
 

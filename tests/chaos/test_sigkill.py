@@ -3,6 +3,7 @@ state; restart; the position must have exactly one live stop and no order may ha
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -185,6 +186,20 @@ async def test_sigkill_between_entry_and_stop_placement(rig: Rig) -> None:
     await until(protected, "stop and TP after the restart")
     lots, stops, buys = await exchange_state(rig)
     assert lots == 50 and buys == 1 and len(downs(stops)) == 1  # one position, exactly one stop, nothing doubled
+    rig.stop_engine()
+
+
+async def test_sigkill_between_the_take_profit_landing_and_its_save(rig: Rig) -> None:
+    await enter_directly(rig)
+    proc = rig.start_engine(crash_at="after_take_profit")
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    lots, stops, buys = await exchange_state(rig)
+    assert lots == 50 and len(stops) == 2  # stop and TP both out; the TP's id never reached SQLite
+    rig.start_engine()
+    rig.wait_ready()
+    await asyncio.sleep(6)  # past the first scheduled reconciliation (RECONCILE_INTERVAL_S=5)
+    lots, after, buys = await exchange_state(rig)
+    assert (lots, buys) == (50, 1) and after == stops  # the TP that landed is taken over, not placed again
     rig.stop_engine()
 
 

@@ -224,6 +224,9 @@ async def test_manual_approval_executes_exactly_once(rig: Rig) -> None:
     await rig.bus.drain()
     outcomes = [e.outcome for e in rig.events if e.kind == "approval_resolved"]  # type: ignore[attr-defined]
     assert outcomes == ["executed"]
+    asked = next(e for e in rig.events if e.kind == "approval_requested")
+    # The card shows why: the decision's score, confidence and the gates it passed (kept when resolved).
+    assert (asked.score, asked.confidence, asked.gates) == (92.9, 0.98, ["all"])  # type: ignore[attr-defined]
 
 
 async def test_approval_reject_expire_drift_and_restart(rig: Rig, data_dir: Path) -> None:
