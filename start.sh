@@ -164,7 +164,9 @@ start_bot() {
   case "$mode" in
     paper)  echo "=== PAPER TRADING: simulated exchange, no real orders ===" ;;
     shadow) echo "=== SHADOW: live KuCoin data, orders only validated, nothing placed ===" ;;
-    live)   echo "=== LIVE mode requested but LIVE_TRADING_ARMED is not true: runs as SHADOW until armed from Telegram ===" ;;
+    # /arm (Telegram) refuses without LIVE_TRADING_ARMED=true too: this bot cannot be armed until .env changes.
+    live)   echo "=== LIVE mode requested but LIVE_TRADING_ARMED is not true: runs as SHADOW, orders only validated;" \
+              "it cannot be armed (not even with /arm) until LIVE_TRADING_ARMED=true in .env ===" ;;
     live-armed)
       echo "!!! LIVE TRADING WITH REAL MONEY on KuCoin Futures !!!"
       if [ ! -t 0 ]; then echo "error: live trading needs an interactive confirmation (run from a terminal)" >&2; exit 1; fi

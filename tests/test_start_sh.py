@@ -319,3 +319,17 @@ def test_find_python_uses_pyenv_root_wherever_pyenv_lives(tmp_path: Path) -> Non
         [found, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=True
     )
     assert version.stdout.strip() == "(3, 12)"
+
+
+def test_live_without_the_armed_switch_says_it_cannot_be_armed(tmp_path: Path) -> None:
+    """BOT_MODE=live with LIVE_TRADING_ARMED=false runs as shadow and /arm refuses it (Runtime control.arm): the
+    banner must not promise that Telegram can arm it."""
+    env = {**LIVE_ENV, "LIVE_TRADING_ARMED": "false", "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"}
+    proc = _run("--foreground", env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    banner = proc.stdout.splitlines()[0]
+    assert "runs as SHADOW" in banner, banner
+    assert "until armed from Telegram" not in banner
+    assert "cannot be armed (not even with /arm) until LIVE_TRADING_ARMED=true" in banner
+    assert "cannot start: KuCoin answered" in proc.stderr, proc.stderr  # got past the banner to the exchange
+    assert "Traceback" not in proc.stderr
