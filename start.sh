@@ -188,13 +188,21 @@ start_bot() {
   local log="$ROOT/logs/enygma-$(date -u +%Y%m%dT%H%M%SZ).log"
   nohup "$VENV/bin/python" -m engine.runtime "${args[@]}" >>"$log" 2>&1 </dev/null &
   echo $! > "$PID_FILE"
-  sleep 1
-  if running_pid >/dev/null; then
-    echo "ENYGMA started (PID $(cat "$PID_FILE")); log: $log"
-    echo "Stop with ./start.sh stop; health: ./start.sh status"
-  else
-    echo "error: ENYGMA exited at once; last log lines:" >&2; tail -n 20 "$log" >&2; rm -f "$PID_FILE"; exit 1
-  fi
+  # Started means listening: a bot that stops on its first checks (no candle files, a bad --speed, the port taken,
+  # KuCoin unreachable) takes longer than a fixed second to import and fail, and was reported as started.
+  local i
+  for i in $(seq 1 60); do  # up to 30 s
+    if ! running_pid >/dev/null; then
+      echo "error: ENYGMA stopped during start-up; last log lines:" >&2; tail -n 20 "$log" >&2
+      rm -f "$PID_FILE"; exit 1
+    fi
+    grep -q 'http\.listening' "$log" 2>/dev/null && break
+    sleep 0.5
+  done
+  echo "ENYGMA started (PID $(cat "$PID_FILE")); log: $log"
+  grep -q 'http\.listening' "$log" 2>/dev/null \
+    || echo "note: still starting after 30 s (not listening on HTTP yet); watch the log"
+  echo "Stop with ./start.sh stop; health: ./start.sh status"
 }
 
 stop_bot() {
