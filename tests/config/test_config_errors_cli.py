@@ -131,3 +131,19 @@ def test_plain_http_to_loopback_is_fine_for_a_local_simulator() -> None:
         "engine.config", {"KUCOIN_REST_URL": "http://127.0.0.1:8900", "TELEGRAM_API_BASE_URL": "http://localhost:9"}
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_check_config_piped_into_head_is_no_traceback() -> None:
+    """'./start.sh check-config | head -3' (the effective settings are ~40 lines) ended in a BrokenPipeError."""
+    proc = subprocess.run(
+        f"'{sys.executable}' -m engine.config | true",  # the reader is gone before the first line (as head's can be)
+        shell=True,
+        cwd=ROOT,
+        env=_env({}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
