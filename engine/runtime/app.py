@@ -341,11 +341,7 @@ class Runtime:
                 "positions": ", ".join(engine.managed) or "none",
             }
 
-        async def approver(approval_id: str, action: str) -> str:
-            if action == "approve":
-                return await engine.approve(approval_id, by="console")
-            return "rejected" if await engine.reject(approval_id, by="console") else "expired"
-
+        approver = engine.console_decide
         if s.http_host not in ("127.0.0.1", "localhost", "::1"):
             log.warning(
                 "http.exposed", host=s.http_host, detail="metrics, health and dashboard reachable beyond loopback"
