@@ -141,6 +141,21 @@ class Settings(BaseSettings):
     def _ids_csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("telegram_notify_levels")
+    @classmethod
+    def _known_event_kinds(cls, value: dict[str, NotifyLevel]) -> dict[str, NotifyLevel]:
+        # A misspelt kind ("stop_movd") would leave that event at its default while the trader believes it silenced.
+        import difflib
+
+        from engine.events import EVENT_TYPES
+
+        for kind in value:
+            if kind not in EVENT_TYPES:
+                close = difflib.get_close_matches(kind, list(EVENT_TYPES), n=1)
+                hint = f"did you mean {close[0]}?" if close else f"the kinds are {', '.join(sorted(EVENT_TYPES))}"
+                raise ValueError(f"unknown event kind {kind!r}; {hint}")
+        return value
+
     @field_validator("log_dir", "run_dir")
     @classmethod
     def _fixed_dirs(cls, value: Path, info: ValidationInfo) -> Path:

@@ -173,3 +173,15 @@ def test_env_example_values_are_the_code_defaults(monkeypatch: pytest.MonkeyPatc
         assert shown == expected, f"{name.upper()}={value} in .env.example, but the default is {expected!r}"
         checked += 1
     assert checked >= 25
+
+
+def test_notify_levels_with_a_misspelt_event_kind_then_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """.env.example's example silences stop_moved; 'stop_movd' used to be accepted and silence nothing."""
+    monkeypatch.setenv("TELEGRAM_NOTIFY_LEVELS", '{"stop_movd": "silent"}')
+    with pytest.raises(ConfigError) as info:
+        load_settings(NO_ENV)
+    assert str(info.value) == (
+        "settings: TELEGRAM_NOTIFY_LEVELS: unknown event kind 'stop_movd'; did you mean stop_moved?"
+    )
+    monkeypatch.setenv("TELEGRAM_NOTIFY_LEVELS", '{"stop_moved": "silent", "signal_evaluated": "off"}')
+    assert load_settings(NO_ENV).telegram_notify_levels == {"stop_moved": "silent", "signal_evaluated": "off"}
