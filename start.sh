@@ -164,7 +164,9 @@ start_bot() {
   case "$mode" in
     paper)  echo "=== PAPER TRADING: simulated exchange, no real orders ===" ;;
     shadow) echo "=== SHADOW: live KuCoin data, orders only validated, nothing placed ===" ;;
-    live)   echo "=== LIVE mode requested but LIVE_TRADING_ARMED is not true: runs as SHADOW until armed from Telegram ===" ;;
+    # /arm (Telegram) refuses without LIVE_TRADING_ARMED=true too: this bot cannot be armed until .env changes.
+    live)   echo "=== LIVE mode requested but LIVE_TRADING_ARMED is not true: runs as SHADOW, orders only validated;" \
+              "it cannot be armed (not even with /arm) until LIVE_TRADING_ARMED=true in .env ===" ;;
     live-armed)
       echo "!!! LIVE TRADING WITH REAL MONEY on KuCoin Futures !!!"
       if [ ! -t 0 ]; then echo "error: live trading needs an interactive confirmation (run from a terminal)" >&2; exit 1; fi
@@ -188,13 +190,21 @@ start_bot() {
   prune_run_logs "$keep" "$log"
   nohup "$VENV/bin/python" -m engine.runtime "${args[@]}" >>"$log" 2>&1 </dev/null &
   echo $! > "$PID_FILE"
-  sleep 1
-  if running_pid >/dev/null; then
-    echo "ENYGMA started (PID $(cat "$PID_FILE")); log: $log"
-    echo "Stop with ./start.sh stop; health: ./start.sh status"
-  else
-    echo "error: ENYGMA exited at once; last log lines:" >&2; tail -n 20 "$log" >&2; rm -f "$PID_FILE"; exit 1
-  fi
+  # Started means listening: a bot that stops on its first checks (no candle files, a bad --speed, the port taken,
+  # KuCoin unreachable) takes longer than a fixed second to import and fail, and was reported as started.
+  local i
+  for i in $(seq 1 60); do  # up to 30 s
+    if ! running_pid >/dev/null; then
+      echo "error: ENYGMA stopped during start-up; last log lines:" >&2; tail -n 20 "$log" >&2
+      rm -f "$PID_FILE"; exit 1
+    fi
+    grep -q 'http\.listening' "$log" 2>/dev/null && break
+    sleep 0.5
+  done
+  echo "ENYGMA started (PID $(cat "$PID_FILE")); log: $log"
+  grep -q 'http\.listening' "$log" 2>/dev/null \
+    || echo "note: still starting after 30 s (not listening on HTTP yet); watch the log"
+  echo "Stop with ./start.sh stop; health: ./start.sh status"
 }
 
 # prune_run_logs KEEP NEW: before a background start writes its log NEW (logs/enygma-<UTC time>.log), delete all

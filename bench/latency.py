@@ -306,8 +306,6 @@ async def run(args: argparse.Namespace) -> None:
         kucoin_api_passphrase=PASSPHRASE,
         db_path=tmp / "enygma.sqlite",
         kill_switch_file=tmp / "KILL",
-        log_dir=tmp,
-        run_dir=tmp,
         http_port=0,
     )
     probe = Probe()

@@ -4,13 +4,31 @@
 # clean, a signed exchange call succeeded recently) and the last candle must be younger than MAX_CANDLE_AGE_S.
 # --live only checks that it answers.
 set -euo pipefail
-PORT="${HTTP_PORT:-8000}"
 MAX_AGE="${MAX_CANDLE_AGE_S:-900}"
-BASE="http://127.0.0.1:${PORT}"
-PY="$(dirname "$0")/../.venv/bin/python"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+PY="$HERE/../.venv/bin/python"
 [ -x "$PY" ] || PY=python3
+# The port the bot listens on: HTTP_PORT from the environment, else from the project's .env as the bot reads it
+# (python-dotenv: quotes, 'export', any case), else 8000. systemd runs this without the bot's environment.
+PORT="${HTTP_PORT:-}"
+if [ -z "$PORT" ] && [ -f "$HERE/../.env" ]; then
+  PORT="$("$PY" - "$HERE/../.env" 2>/dev/null <<'PY'
+import sys
+from dotenv import dotenv_values
+print({k.upper(): v for k, v in dotenv_values(sys.argv[1]).items()}.get("HTTP_PORT") or "")
+PY
+)" || PORT=""
+fi
+PORT="$(printf '%s' "${PORT:-8000}" | tr -d '[:space:]')"
+BASE="http://127.0.0.1:${PORT}"
 if [ "${1:-}" = "--live" ]; then
-  "$PY" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('$BASE/health/live', timeout=4).status == 200 else 1)"
+  "$PY" - "$BASE" <<'PY'
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1] + "/health/live", timeout=4)
+except OSError as e:  # refused, timed out, or an HTTP error status: one line for the journal, not a traceback
+    print(f"unhealthy: {sys.argv[1]}/health/live: {e}"); sys.exit(1)
+PY
   exit $?
 fi
 "$PY" - "$BASE" "$MAX_AGE" <<'PY'

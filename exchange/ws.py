@@ -127,6 +127,9 @@ class KucoinStream:
             except asyncio.CancelledError:
                 raise
             except (OSError, ExchangeError, websockets.exceptions.WebSocketException, TimeoutError) as exc:
+                if self._stop_event.is_set():  # our own close at shutdown: not a drop worth a warning
+                    log.info("ws.closed", detail="stopped")
+                    continue
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
                 log.warning("ws.disconnected", error=str(exc), attempt=attempt)
             except Exception as exc:  # a bug or a surprise in one session (e.g. the backfill hook): never the end

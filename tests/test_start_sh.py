@@ -324,7 +324,7 @@ def test_find_python_uses_pyenv_root_wherever_pyenv_lives(tmp_path: Path) -> Non
 
 def _launcher_with_real_config(tmp_path: Path) -> Path:
     """start.sh in a fresh project with the real settings code (so .env is read as the bot reads it), the project's
-    .venv, and an engine.runtime that only sleeps: a background start without a bot."""
+    .venv, and an engine.runtime that only says it listens, then sleeps: a background start without a bot."""
     import shutil
 
     venv = Path(sys.executable).parents[1]
@@ -350,7 +350,7 @@ def _launcher_with_real_config(tmp_path: Path) -> Path:
     pkg = home / "engine" / "runtime"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "__main__.py").write_text("import time\ntime.sleep(60)\n")
+    (pkg / "__main__.py").write_text("import time\nprint('http.listening', flush=True)\ntime.sleep(60)\n")
     return home
 
 
@@ -404,3 +404,72 @@ def test_keep_run_logs_must_be_a_positive_number(tmp_path: Path) -> None:
     assert "KEEP_RUN_LOGS" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert (home / "logs" / "enygma-20260101T000000Z.log").read_text() == "old\n"  # nothing deleted
     assert not (home / "run" / "enygma.pid").exists()
+
+
+def test_live_without_the_armed_switch_says_it_cannot_be_armed(tmp_path: Path) -> None:
+    """BOT_MODE=live with LIVE_TRADING_ARMED=false runs as shadow and /arm refuses it (Runtime control.arm): the
+    banner must not promise that Telegram can arm it."""
+    env = {**LIVE_ENV, "LIVE_TRADING_ARMED": "false", "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"}
+    proc = _run("--foreground", env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    banner = proc.stdout.splitlines()[0]
+    assert "runs as SHADOW" in banner, banner
+    assert "until armed from Telegram" not in banner
+    assert "cannot be armed (not even with /arm) until LIVE_TRADING_ARMED=true" in banner
+    assert "cannot start: KuCoin answered" in proc.stderr, proc.stderr  # got past the banner to the exchange
+    assert "Traceback" not in proc.stderr
+
+
+def _project_with_venv(tmp_path: Path) -> Path:
+    """A project directory running the real code with the test interpreter: .venv/bin/python execs it, and the
+    install stamp matches, so start.sh installs nothing."""
+    home = tmp_path / "my trading bot"
+    (home / ".venv" / "bin").mkdir(parents=True)
+    for name in ("start.sh", "requirements.txt", "requirements-lock.txt"):
+        (home / name).write_text((ROOT / name).read_text())
+    for name in ("engine", "exchange", "storage", "bot", "docs"):
+        (home / name).symlink_to(ROOT / name)
+    python = home / ".venv" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    python.chmod(0o755)
+    digest = subprocess.run(
+        "cat requirements.txt requirements-lock.txt requirements.txt | sha256sum | cut -d' ' -f1",
+        shell=True,  # the same digest start.sh computes
+        cwd=home,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (home / ".venv" / ".installed-requirements.txt").write_text(digest + "\n")
+    return home
+
+
+def test_background_start_that_fails_its_first_checks_is_reported_not_called_started(tmp_path: Path) -> None:
+    """The bot needs more than a second to import and find there are no candle files: start.sh used to say
+    'ENYGMA started' and leave a PID file for a process that was gone a moment later."""
+    home = _project_with_venv(tmp_path)
+    empty = tmp_path / "no candles"
+    empty.mkdir()
+    env = {"REPLAY_DIR": str(empty), "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"}
+    proc = _run(env=env, cwd=home, script=home / "start.sh")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "ENYGMA started" not in proc.stdout
+    assert "stopped during start-up" in proc.stderr
+    assert f"paper replay: no contracts.json in {empty}" in proc.stderr
+    assert not (home / "run" / "enygma.pid").exists()
+    proc = _run("--speed", "0", env={**env, "REPLAY_DIR": str(tmp_path)}, cwd=home, script=home / "start.sh")
+    assert proc.returncode == 1 and "--speed: must be a positive number or 'max' (got '0')" in proc.stderr
+
+
+def test_background_start_is_reported_once_the_bot_listens(tmp_path: Path, data_dir: Path) -> None:
+    home = _project_with_venv(tmp_path)
+    env = {"REPLAY_DIR": str(data_dir), "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"}
+    proc = _run(env=env, cwd=home, script=home / "start.sh")
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "ENYGMA started (PID" in proc.stdout
+        logs = list((home / "logs").glob("enygma-*.log"))
+        assert len(logs) == 1 and "http.listening" in logs[0].read_text()  # listening before it said so
+    finally:
+        stopped = _run("stop", cwd=home, script=home / "start.sh")
+    assert stopped.returncode == 0 and "ENYGMA stopped" in stopped.stdout, stopped.stdout + stopped.stderr

@@ -214,4 +214,8 @@ class Backtester:
 
 
 def progress_to_stderr(done: int, total: int) -> None:
-    print(f"\rbacktest: {done}/{total} bars", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    """One line redrawn in a terminal; a line per step in a file or a CI log, where carriage returns glue them."""
+    if sys.stderr.isatty():
+        print(f"\rbacktest: {done}/{total} bars", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    else:
+        print(f"backtest: {done}/{total} bars", file=sys.stderr, flush=True)

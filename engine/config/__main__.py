@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from engine.config.errors import ConfigError
@@ -31,12 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         print(settings.keep_run_logs)
         return 0
     gates = strategy.effective_gates()
-    print(f"mode: {settings.bot_mode.upper()}  control: {settings.control_mode}  symbols: {','.join(settings.symbols)}")
-    print(
-        f"strategy {strategy.version.version}: {'STRICT' if gates.strict else 'canonical'} "
-        f"min score {gates.min_score:g}, min confidence {gates.min_confidence:g}"
-    )
-    print(json.dumps(settings.redacted(), indent=2, default=str, sort_keys=True))
+    try:
+        symbols = ",".join(settings.symbols)
+        print(f"mode: {settings.bot_mode.upper()}  control: {settings.control_mode}  symbols: {symbols}")
+        print(
+            f"strategy {strategy.version.version}: {'STRICT' if gates.strict else 'canonical'} "
+            f"min score {gates.min_score:g}, min confidence {gates.min_confidence:g}"
+        )
+        print(json.dumps(settings.redacted(), indent=2, default=str, sort_keys=True))
+        sys.stdout.flush()
+    except BrokenPipeError:  # './start.sh check-config | head': the reader has what it wanted; no traceback at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

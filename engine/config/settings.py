@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from engine.config.errors import ConfigError, describe_validation_error
@@ -141,6 +141,38 @@ class Settings(BaseSettings):
     @classmethod
     def _ids_csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("telegram_notify_levels")
+    @classmethod
+    def _known_event_kinds(cls, value: dict[str, NotifyLevel]) -> dict[str, NotifyLevel]:
+        # A misspelt kind ("stop_movd") would leave that event at its default while the trader believes it silenced.
+        import difflib
+
+        from engine.events import EVENT_TYPES
+
+        for kind in value:
+            if kind not in EVENT_TYPES:
+                close = difflib.get_close_matches(kind, list(EVENT_TYPES), n=1)
+                hint = f"did you mean {close[0]}?" if close else f"the kinds are {', '.join(sorted(EVENT_TYPES))}"
+                raise ValueError(f"unknown event kind {kind!r}; {hint}")
+        return value
+
+    @field_validator("log_dir", "run_dir")
+    @classmethod
+    def _fixed_dirs(cls, value: Path, info: ValidationInfo) -> Path:
+        # start.sh writes the log to logs/ and the PID and the live confirmation to run/, both under the project;
+        # the bot itself logs to stderr. Another value would be ignored while the trader looks for files there.
+        default = cls.model_fields[info.field_name or ""].default
+        if value != default:
+            what = (
+                "./start.sh writes its log to logs/ under the project; under systemd or Docker the log goes to the "
+                "journal or to docker logs"
+                if info.field_name == "log_dir"
+                else "./start.sh keeps the PID file and the live confirmation in run/ under the project; the file "
+                "kill switch is KILL_SWITCH_FILE"
+            )
+            raise ValueError(f"only {default} is supported ({what}): remove the line")
+        return value
 
     @field_validator("replay_speed")
     @classmethod

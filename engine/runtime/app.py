@@ -344,11 +344,7 @@ class Runtime:
                 "positions": ", ".join(engine.managed) or "none",
             }
 
-        async def approver(approval_id: str, action: str) -> str:
-            if action == "approve":
-                return await engine.approve(approval_id, by="console")
-            return "rejected" if await engine.reject(approval_id, by="console") else "expired"
-
+        approver = engine.console_decide
         if s.http_host not in ("127.0.0.1", "localhost", "::1"):
             log.warning(
                 "http.exposed", host=s.http_host, detail="metrics, health and dashboard reachable beyond loopback"
@@ -430,6 +426,13 @@ class Runtime:
                 "replay",
             )
 
+        async def refresh_gauges() -> None:
+            self.metrics.equity.set(float(engine.risk.equity))
+            self.metrics.drawdown.set(float(engine.risk.drawdown_pct))
+            self.metrics.open_positions.set(len(engine.managed))
+            self.metrics.retry_depth.set(await engine.retry.depth())
+            self.metrics.ws_reconnects.set(stream.stats.reconnects)
+
         async def reconcile() -> None:
             was_clean = self.health.reconciliation_clean
             async with sync_lock:  # one reconciliation at a time (position pushes trigger them too)
@@ -448,11 +451,7 @@ class Runtime:
             await engine.expire_approvals()
             await engine.check_exchange_status()
             await engine.mark_to_market()
-            self.metrics.equity.set(float(engine.risk.equity))
-            self.metrics.drawdown.set(float(engine.risk.drawdown_pct))
-            self.metrics.open_positions.set(len(engine.managed))
-            self.metrics.retry_depth.set(await engine.retry.depth())
-            self.metrics.ws_reconnects.set(stream.stats.reconnects)
+            await refresh_gauges()
             if stream.stats.reconnects and stream.connected.is_set() != self.health.stream_connected:
                 self.bus.publish(StreamReconnected(ts_ms=_now(), stream="private", reconnects=stream.stats.reconnects))
             self.health.stream_connected = stream.connected.is_set()
@@ -490,6 +489,9 @@ class Runtime:
 
         scheduler.add_job(prune_decisions, "interval", hours=1, id="prune-decisions", max_instances=1, coalesce=True)
         scheduler.start()
+        # Now, not only at the first reconciliation (RECONCILE_INTERVAL_S later): until then /metrics said equity 0
+        # and no positions, which an alert on equity or on a recovered position would take at its word.
+        await refresh_gauges()
 
         self.bus.publish(HealthChanged(ts_ms=_now(), component="engine", healthy=True, detail="started"))
         self.health.phase = "running"

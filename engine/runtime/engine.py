@@ -418,6 +418,17 @@ class TradingEngine:
             return await self._resolve_card(approval_id, "failed_recheck", f"by {by}: {refusal}")
         return await self._resolve_card(approval_id, "executed", f"by {by}")
 
+    async def console_decide(self, approval_id: str, action: str) -> str:
+        """POST /approvals/<id>/<action> from the server: like a card's buttons, but an id no card ever had (a typo
+        copying it from the log) answers ``unknown`` instead of the buttons' catch-all ``expired``."""
+        if action == "approve":
+            outcome = await self.approve(approval_id, by="console")
+        else:
+            outcome = "rejected" if await self.reject(approval_id, by="console") else "expired"
+        if outcome == "expired" and self.approvals is not None and await self.approvals.get(approval_id) is None:
+            return "unknown"
+        return outcome
+
     async def _resolve_card(self, approval_id: str, outcome: str, detail: str) -> str:
         """An APPROVED card ends in ``outcome``, stored and announced; returns the outcome."""
         if self.approvals is not None:

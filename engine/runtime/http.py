@@ -142,6 +142,9 @@ def build_app(
         if not from_local_command_line(request) or approver is None:
             return web.json_response({"error": "not available"}, status=403)
         outcome = await approver(request.match_info["approval_id"], request.match_info["action"])
+        if outcome == "unknown":
+            error = "no approval has this id; copy it from the approval_requested line of the log"
+            return web.json_response({"outcome": outcome, "error": error}, status=404)
         return web.json_response({"outcome": outcome})
 
     async def killswitch(request: web.Request) -> web.Response:

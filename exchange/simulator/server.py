@@ -115,6 +115,7 @@ class SimulatorServer:
         self.rest_url = ""
         self.requests: list[tuple[str, str]] = []
         self._pending_ws: list[tuple[web.WebSocketResponse, dict[str, Any]]] = []
+        self._sends: set[asyncio.Task[None]] = set()  # pushes in flight (a reference, so none is collected early)
         self.candles: dict[tuple[str, int], list[list[float]]] = {}
         self.cross_leverage: dict[str, int] = {}
         # Test hooks for the microstructure the avoid-entry filter reads: a symbol's ticker width in ticks each side,
@@ -982,8 +983,17 @@ class SimulatorServer:
         for target, m in batch:
             if not target.closed:
                 with contextlib.suppress(RuntimeError):
-                    asyncio.get_running_loop().create_task(target.send_json(m), name="sim-ws-send")
+                    task = asyncio.get_running_loop().create_task(target.send_json(m), name="sim-ws-send")
+                    self._sends.add(task)
+                    task.add_done_callback(self._sent)
                     self.pushed += 1
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        """A push to a socket that closed under it failed: the client is gone, as on KuCoin. Retrieve the error, or
+        asyncio logs 'Task exception was never retrieved' with a traceback (a paper bot's log at every stop)."""
+        self._sends.discard(task)
+        if not task.cancelled():
+            task.exception()
 
 
 PRIVATE_TOPICS = (

@@ -261,3 +261,19 @@ def test_a_config_the_backtest_cannot_reproduce_is_refused(
     assert proc.returncode == 2
     assert message in proc.stderr and "not modelled by the backtest" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_progress_into_a_file_is_one_line_per_step(data_dir: Path, tmp_path: Path) -> None:
+    """'./start.sh backtest ... > run.log 2>&1' used to glue every step into one line with carriage returns."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.backtest", "--symbol", "ETHUSDTM", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "backtest: 0/8640 bars" and lines[-1] == "backtest: 8640/8640 bars"
+    assert len(lines) == 6  # every 2,000 bars and the last

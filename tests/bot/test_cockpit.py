@@ -395,5 +395,6 @@ async def test_reset_lifts_latched_halts_after_a_confirmation(
     tg.push_callback(OWNER, data)
     edits = await tg.wait_for("editMessageText", 3)
     lifted = f"lifted by telegram:111: {control_latched}"
-    assert [e["text"] for e in edits] == ["expired", lifted, f"{lifted}\n(pressed again: nothing done)"]
+    assert [outcome(e["text"]) for e in edits] == ["expired", lifted, f"{lifted}\n(pressed again: nothing done)"]
+    assert "Lift these halts?" in edits[1]["text"]  # the card keeps what it asked
     assert len(control.resets) == 1

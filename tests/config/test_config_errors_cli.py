@@ -143,3 +143,19 @@ def test_check_config_refuses_a_switch_the_runtime_does_not_implement(tmp_path: 
     proc = _cli("engine.config", {"STRATEGY_CONFIG_PATH": str(path)})
     _assert_one_line(proc, "config error: ", "riskManagement.partialTakeProfitEnabled", "not implemented")
     assert "applyToLiveScore" not in proc.stderr  # only what is on is named
+
+
+def test_check_config_piped_into_head_is_no_traceback() -> None:
+    """'./start.sh check-config | head -3' (the effective settings are ~40 lines) ended in a BrokenPipeError."""
+    proc = subprocess.run(
+        f"'{sys.executable}' -m engine.config | true",  # the reader is gone before the first line (as head's can be)
+        shell=True,
+        cwd=ROOT,
+        env=_env({}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

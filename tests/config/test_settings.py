@@ -120,3 +120,68 @@ def test_env_example_documents_every_setting_and_loads() -> None:
     s = load_settings(ROOT / ".env.example")
     assert s.bot_mode == "paper"
     assert not s.telegram_enabled
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "default"), [("LOG_DIR", "/var/log/enygma", "logs"), ("RUN_DIR", "/srv/enygma/run", "run")]
+)
+def test_log_and_run_dir_elsewhere_then_refused_rather_than_ignored(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, default: str
+) -> None:
+    """start.sh writes logs/ and run/ under the project whatever these say: another value would be silently ignored
+    while the trader looks for the log or the PID file there."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(NO_ENV)
+    assert str(info.value).startswith(f"settings: {name}: only {default} is supported"), str(info.value)
+    assert value in str(info.value)
+    monkeypatch.setenv(name, f"./{default}/")  # the default, however it is spelt
+    assert getattr(load_settings(NO_ENV), name.lower()) == Path(default)
+
+
+def test_env_example_values_are_the_code_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trader copies .env.example and believes its values are the defaults: every value shown (set or commented)
+    equals what the bot uses without the line, or for the strategy overrides, what the strategy JSON says."""
+    text = (ROOT / ".env.example").read_text()
+    defaults = load_settings(NO_ENV)
+    gates = defaults.strategy().effective_gates()
+    from_json = {
+        "strict_mode": gates.strict,
+        "strict_entry_min_score": gates.min_score,
+        "strict_min_confidence": gates.min_confidence,
+        "strategy_config_path": ROOT / "docs" / "STRATEGY_CONFIG.json",
+        "replay_dir": ROOT.parent / "shared" / "data" / "kucoin-futures",  # the default when present
+        "paper_exchange_url": None,  # an example: the built-in simulator is the default
+    }
+    checked = 0
+    for match in re.finditer(r"^#?([A-Z][A-Z0-9_]+)=(.+)$", text, re.MULTILINE):
+        name, value = match.group(1).lower(), match.group(2)
+        monkeypatch.setenv(name.upper(), value)
+        shown = getattr(load_settings(NO_ENV), name)
+        monkeypatch.delenv(name.upper())
+        if name in from_json:
+            expected = from_json[name]
+            if name == "strategy_config_path":
+                shown = ROOT / shown
+            elif name == "replay_dir":
+                shown = (ROOT / shown).resolve()
+                expected = expected.resolve()
+            elif expected is None:
+                continue
+        else:
+            expected = getattr(defaults, name)
+        assert shown == expected, f"{name.upper()}={value} in .env.example, but the default is {expected!r}"
+        checked += 1
+    assert checked >= 25
+
+
+def test_notify_levels_with_a_misspelt_event_kind_then_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """.env.example's example silences stop_moved; 'stop_movd' used to be accepted and silence nothing."""
+    monkeypatch.setenv("TELEGRAM_NOTIFY_LEVELS", '{"stop_movd": "silent"}')
+    with pytest.raises(ConfigError) as info:
+        load_settings(NO_ENV)
+    assert str(info.value) == (
+        "settings: TELEGRAM_NOTIFY_LEVELS: unknown event kind 'stop_movd'; did you mean stop_moved?"
+    )
+    monkeypatch.setenv("TELEGRAM_NOTIFY_LEVELS", '{"stop_moved": "silent", "signal_evaluated": "off"}')
+    assert load_settings(NO_ENV).telegram_notify_levels == {"stop_moved": "silent", "signal_evaluated": "off"}

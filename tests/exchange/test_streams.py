@@ -400,3 +400,21 @@ async def test_a_silent_connection_is_noticed_by_its_pings_and_replaced(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_stop_is_a_clean_close_not_a_dropped_connection(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """Every './start.sh stop' logged a 'ws.disconnected' warning (server closed the connection) for the bot's own
+    close: an operator reading the log could not tell it from a real drop."""
+    from structlog.testing import capture_logs
+
+    s = KucoinStream(client, Recorder(), backoff_base_s=0.02, backoff_cap_s=0.1)
+    await s.subscribe(TICKER)
+    task = asyncio.create_task(s.run(), name="test-stream")
+    await asyncio.wait_for(s.connected.wait(), 5)
+    with capture_logs() as logs:
+        await s.stop()
+        await asyncio.wait_for(task, 5)  # run() returns by itself once stopped
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
+    assert list(s.stats.errors) == [] and s.stats.reconnects == 0

@@ -281,6 +281,36 @@ async def test_console_approver_over_loopback_http(rig: Rig) -> None:
         await runner.cleanup()
 
 
+async def test_console_approval_with_an_unknown_id_says_so(rig: Rig) -> None:
+    """README: approve from the server with curl and the id from the log. A mistyped id used to answer
+    {"outcome": "expired"} with 200, as if the trade had been missed; now 404 'unknown', and the real id works."""
+    import aiohttp
+    from aiohttp import web
+
+    from engine.runtime.http import Health, Metrics, build_app
+
+    runner = web.AppRunner(build_app(Metrics(), Health(), lambda: {"mode": "paper"}, rig.engine.console_decide))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    try:
+        a = await rig.engine.request_approval("ETHUSDTM", long_decision())
+        assert a is not None
+        async with aiohttp.ClientSession() as http:
+            for action in ("approve", "reject"):
+                async with http.post(f"http://127.0.0.1:{port}/approvals/{a}x/{action}") as r:
+                    body = await r.json()
+                    assert r.status == 404 and body["outcome"] == "unknown" and "approval_requested" in body["error"]
+            async with http.post(f"http://127.0.0.1:{port}/approvals/{a}/approve") as r:
+                assert r.status == 200 and (await r.json()) == {"outcome": "executed"}
+            async with http.post(f"http://127.0.0.1:{port}/approvals/{a}/reject") as r:
+                assert r.status == 200 and (await r.json()) == {"outcome": "expired"}  # used: nothing happens
+        assert (await rig.client.position("ETHUSDTM")).lots > 0
+    finally:
+        await runner.cleanup()
+
+
 async def test_hedge_mode_engine_names_the_position_side(rig: Rig) -> None:
     await rig.client.set_position_mode(hedge=True)
     rig.engine.options.hedge = rig.engine.coordinator.hedge = True

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -90,3 +92,38 @@ async def test_healthcheck_script_passes_a_healthy_bot_and_names_what_is_wrong(s
     assert code == 1 and out.strip() == "unhealthy: stream_connected, signed_calls_ok"
     code, out = await healthcheck(port, "--live")
     assert code == 0  # --live only asks whether it answers
+
+
+async def test_healthcheck_script_asks_the_port_set_in_env_as_the_bot_does(
+    served: tuple[Health, int], tmp_path: Path
+) -> None:
+    """systemd runs the health check without the bot's environment: with HTTP_PORT only in .env it used to ask 8000,
+    fail, and have the timer restart a healthy bot every minute."""
+    _, port = served
+    project = tmp_path / "enygma"
+    (project / "deploy").mkdir(parents=True)
+    shutil.copy(ROOT / "deploy" / "healthcheck.sh", project / "deploy" / "healthcheck.sh")
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / ".env").write_text(f'export http_port="{port}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "HTTP_PORT"}
+    proc = await asyncio.create_subprocess_exec(
+        str(project / "deploy" / "healthcheck.sh"),
+        "--live",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
+    assert proc.returncode == 0, out
+    (project / ".env").write_text("HTTP_PORT=1\n")  # nothing listens there
+    proc = await asyncio.create_subprocess_exec(
+        str(project / "deploy" / "healthcheck.sh"),
+        "--live",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
+    assert proc.returncode == 1
+    assert out.startswith("unhealthy: http://127.0.0.1:1/health/live:"), out
+    assert "Traceback" not in out and len(out.strip().splitlines()) == 1

@@ -205,3 +205,45 @@ async def test_paper_bot_with_telegram_answers_and_notifies(tmp_path: Path, data
         await tg.stop()
     assert proc.returncode == 0, out[-2000:]
     assert tg.token not in out and "TEST-token" not in out  # the bot token never reaches the log
+
+
+def test_metrics_show_the_equity_from_the_start_not_after_the_first_reconciliation(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """The gauges were set only by the reconciliation job: for RECONCILE_INTERVAL_S after a start /metrics said
+    enygma_equity_usdt 0.0 while the dashboard showed the account."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_"))}
+    env.update(
+        DB_PATH=str(tmp_path / "e.sqlite"),
+        HTTP_PORT=str(port),
+        KILL_SWITCH_FILE=str(tmp_path / "KILL"),
+        RECONCILE_INTERVAL_S="3600",
+        PAPER_INITIAL_BALANCE="2500",
+        SYMBOLS="ETHUSDTM",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.runtime", "--replay", str(data_dir), "--speed", "60"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if json.loads(get(f"http://127.0.0.1:{port}/health/live")[1]).get("phase") == "running":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        metrics = get(f"http://127.0.0.1:{port}/metrics")[1].splitlines()
+        assert "enygma_equity_usdt 2500.0" in metrics
+        assert "enygma_open_positions 0.0" in metrics and "enygma_retry_queue_depth 0.0" in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out[-2000:]

@@ -163,3 +163,29 @@ async def test_an_opening_order_needs_its_leverage(sim: SimulatorServer, client:
     await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 2, leverage=5))
     closed = await client.place_order(OrderRequest("ETHUSDTM", OrderSide.SELL, 2, reduce_only=True))
     assert closed.filled_lots == 2  # a close needs none
+
+
+async def test_a_push_to_a_socket_closed_under_it_leaves_no_unretrieved_task_error(sim: SimulatorServer) -> None:
+    """A paper bot stopped during a fast replay ended its log with 'Task exception was never retrieved' and an
+    aiohttp traceback: the simulator's push to the socket the bot had just closed failed in a task nobody awaited."""
+    import gc
+
+    reported: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: reported.append(str(ctx.get("message"))))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(sim.rest_url + "/api/v1/bullet-public") as resp:
+            bullet = (await resp.json())["data"]
+        url = f"{bullet['instanceServers'][0]['endpoint']}?token={bullet['token']}&connectId=1"
+        async with http.ws_connect(url) as ws:
+            assert (await ws.receive_json())["type"] == "welcome"
+            await ws.send_json({"id": "1", "type": "subscribe", "topic": "/contractMarket/tickerV2:ETHUSDTM"})
+            assert (await ws.receive_json())["type"] == "ack"
+            (server_side,) = sim.sockets
+            server_side._req.transport.abort()  # type: ignore[union-attr]  # the connection drops under the push
+            pushed = sim.pushed
+            sim.set_price("ETHUSDTM", D("2001.00"))
+            assert sim.pushed > pushed  # the push was attempted on the dying socket
+            await asyncio.sleep(0.1)
+    gc.collect()  # an unretrieved task error is reported when the task is collected
+    await asyncio.sleep(0)
+    assert reported == []

@@ -1,0 +1,122 @@
+"""deploy/ as a trader uses it: the container's effective settings, the systemd units' commands and users.
+
+No Docker daemon or systemd here: the files are read the way those tools read them (compose's precedence
+``environment`` > ``env_file`` > the image's ``ENV``) and the settings are loaded by the bot's own code.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine.config.settings import Settings, load_settings
+from tests.conftest import ROOT
+
+DEPLOY = ROOT / "deploy"
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """The final stage's ``ENV a=b \\`` block."""
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    final = text.rsplit("\nFROM ", 1)[1]
+    env: dict[str, str] = {}
+    for line in final.splitlines():
+        if line.startswith("ENV "):
+            env.update(dict(pair.split("=", 1) for pair in line[4:].split()))
+    return env
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines as compose's env_file reads them (comments and blank lines skipped)."""
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value
+    return out
+
+
+def _container_env() -> dict[str, str]:
+    """What the bot sees in the compose service when .env is a copy of .env.example (DEPLOY.md step 3)."""
+    service = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["enygma"]
+    assert service["env_file"] == "../.env"
+    return {**_dockerfile_env(), **_env_file(ROOT / ".env.example"), **service["environment"]}
+
+
+@pytest.fixture
+def container(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    for key, value in _container_env().items():
+        monkeypatch.setenv(key, str(value))
+    return load_settings(Path("/nonexistent/.env"))  # the image carries no .env: environment only
+
+
+def test_compose_with_env_from_the_example_keeps_the_state_on_the_data_volume(container: Settings) -> None:
+    """.env.example's DB_PATH=data/enygma.sqlite used to beat the image's /data path: the database went to /app/data
+    (not writable by the container's user, and lost with the container)."""
+    service = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["enygma"]
+    volumes = {v.split(":")[1] for v in service["volumes"]}
+    assert container.db_path == Path("/data/enygma.sqlite")
+    assert container.kill_switch_file == Path("/data/run/KILL")
+    assert "/data" in volumes
+    assert container.replay_dir == Path("/replay") and "/replay" in volumes
+
+
+def test_compose_with_env_from_the_example_listens_where_the_port_mapping_and_healthcheck_look(
+    container: Settings,
+) -> None:
+    """.env.example's HTTP_HOST=127.0.0.1 used to win: inside the container the bot listened on its own loopback, so
+    the host's 127.0.0.1:8000 mapping, Prometheus (enygma:8000) and nothing but the container itself reached it."""
+    service = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["enygma"]
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert container.http_host == "0.0.0.0" and container.http_allow_remote
+    assert service["ports"] == [f"127.0.0.1:{container.http_port}:{container.http_port}"]
+    assert f"EXPOSE {container.http_port}" in dockerfile
+    assert f"127.0.0.1:{container.http_port}/health/live" in dockerfile
+    prometheus = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == [f"enygma:{container.http_port}"]
+
+
+def test_dockerfile_installs_the_pinned_requirements_on_python_312() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert re.findall(r"^FROM (\S+)", text, re.MULTILINE) == ["python:3.12-slim", "python:3.12-slim"]
+    assert "COPY requirements.txt requirements-lock.txt ./" in text
+    assert "pip install --no-cache-dir -r requirements.txt" in text
+    assert (ROOT / "requirements.txt").read_text().splitlines()[1] == "-c requirements-lock.txt"
+    for package in ("engine", "exchange", "storage", "bot"):
+        assert f"COPY --chown=enygma:enygma {package} ./{package}" in text
+    assert 'CMD ["python", "-m", "engine.runtime"]' in text
+
+
+def _unit(name: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in (DEPLOY / "systemd" / name).read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            out[key] = value
+    return out
+
+
+def test_systemd_unit_runs_what_start_sh_runs_in_the_documented_place() -> None:
+    unit = _unit("enygma.service")
+    start = (ROOT / "start.sh").read_text()
+    assert unit["WorkingDirectory"] == "/opt/enygma"
+    assert unit["ExecStart"] == "/opt/enygma/.venv/bin/python -m engine.runtime"
+    assert '"$VENV/bin/python" -m engine.runtime' in start and 'VENV="$ROOT/.venv"' in start
+    assert (ROOT / "engine" / "runtime" / "__main__.py").is_file()
+    assert "/opt/enygma/deploy/healthcheck.sh --live" in unit["ExecStartPost"]
+    # ProtectSystem=strict: these must exist before the first start, or systemd refuses it (226/NAMESPACE).
+    assert unit["ReadWritePaths"].split() == ["/opt/enygma/data", "/opt/enygma/logs", "/opt/enygma/run"]
+    assert "mkdir -p data logs run" in (ROOT / "docs" / "DEPLOY.md").read_text()
+
+
+def test_health_timer_restarts_the_bot_as_a_user_allowed_to() -> None:
+    """``systemctl restart enygma`` from the unprivileged user is refused (interactive authentication required), so
+    the timer never restarted a hung bot; the check itself is only an HTTP GET to loopback."""
+    unit = _unit("enygma-healthcheck.service")
+    assert "systemctl restart enygma" in unit["ExecStart"]
+    assert unit.get("User", "root") == "root"
