@@ -4,10 +4,12 @@ and a WebSocket endpoint (welcome, ping/pong, subscribe acks, private and public
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import secrets
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -114,6 +116,7 @@ class SimulatorServer:
         self._runner: web.AppRunner | None = None
         self.rest_url = ""
         self.requests: list[tuple[str, str]] = []
+        self.ws_connect_queries: list[str] = []  # raw query strings of WebSocket connects, as received
         self._pending_ws: list[tuple[web.WebSocketResponse, dict[str, Any]]] = []
         self.candles: dict[tuple[str, int], list[list[float]]] = {}
         self.cross_leverage: dict[str, int] = {}
@@ -392,7 +395,8 @@ class SimulatorServer:
         return self._bullet(private=True, request=request)
 
     def _bullet(self, *, private: bool, request: web.Request) -> dict[str, Any]:
-        token = secrets.token_urlsafe(24)
+        # The shape of KuCoin's tokens (reference §4.7): URL-safe base64 with "=" padding, a ".", a padded tail.
+        token = f"{base64.urlsafe_b64encode(secrets.token_bytes(71)).decode()}.{secrets.token_urlsafe(16)}=="
         self.tokens[token] = (private, self.faults.token_epoch)
         host = request.host
         return {
@@ -708,8 +712,9 @@ class SimulatorServer:
     # ------------------------------------------------------------------ websocket
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
-        token = request.query.get("token", "")
-        issued = self.tokens.get(token)
+        token = _raw_query_value(request.rel_url.raw_query_string, "token")
+        self.ws_connect_queries.append(request.rel_url.raw_query_string)
+        issued = self.tokens.get(token) if token is not None else None
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         if issued is None or issued[1] != self.faults.token_epoch:
@@ -958,6 +963,17 @@ def _split_topic(topic: str) -> list[str]:
         return [topic]
     head, tail = topic.split(":", 1)
     return [f"{head}:{part}" for part in tail.split(",") if part]
+
+
+def _raw_query_value(raw_query: str, name: str) -> str | None:
+    """One value of a raw query string, form-decoded as a gateway does. Strict on purpose (reference §5.1: the
+    token is URL-encoded as a query value): a raw ``=`` inside a value makes it None, so an unencoded token — whose
+    ``=`` padding is ambiguous and whose ``+`` would read back as a space — is refused like a bad token."""
+    for part in raw_query.split("&"):
+        key, sep, value = part.partition("=")
+        if sep and urllib.parse.unquote_plus(key) == name:
+            return None if "=" in value else urllib.parse.unquote_plus(value)
+    return None
 
 
 def _ints(query: Any, *names: tuple[str, int]) -> list[int]:

@@ -19,6 +19,7 @@ from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
 from exchange.simulator import SimulatorConfig, SimulatorServer
 from exchange.simulator.replay import intrabar_path, replay_files
+from exchange.ws import connect_url
 from tests.conftest import ROOT
 from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
 
@@ -142,7 +143,7 @@ async def test_private_topics_need_a_private_token(sim: SimulatorServer) -> None
     async with aiohttp.ClientSession() as http:
         async with http.post(sim.rest_url + "/api/v1/bullet-public") as resp:
             bullet = (await resp.json())["data"]
-        url = f"{bullet['instanceServers'][0]['endpoint']}?token={bullet['token']}&connectId=1"
+        url = connect_url(bullet["instanceServers"][0]["endpoint"], bullet["token"], "1")
         async with http.ws_connect(url) as ws:
             assert (await ws.receive_json())["type"] == "welcome"
             for n, flag in enumerate((True, False)):
