@@ -244,11 +244,34 @@ class SimulatorServer:
             )
             if failure is not None:
                 status = 400 if failure[0] == "400002" else 401
-                return self._error(failure[0], failure[1], status)
+                return self._error(failure[0], failure[1], status, headers=self._ratelimit_headers(pool))
             request[API_KEY] = self.keys[request.headers["KC-API-KEY"]]
         limited = self._charge(pool, weight)
         if limited is not None:
             return limited
+        response = await self._execute(request, handler, body)
+        if response.content_type == "application/json":  # not on a gateway's HTML error page
+            response.headers.update(self._ratelimit_headers(pool))
+        return response
+
+    def _ratelimit_headers(self, pool: str) -> dict[str, str]:
+        """Reference §3.3: ``gw-ratelimit-limit``/``-remaining``/``-reset`` (ms to the window's end) on every REST
+        response of a pool, success or error. The reset was only sent with a 429, so a client's budget that
+        follows it could not be exercised against the simulator."""
+        quota, window = self.config.rate_limit_quota, self.config.rate_limit_window_ms
+        now = self.config.clock()
+        start, used = self.pools.get(pool, (now, 0))
+        if now - start >= window:
+            start, used = now, 0
+        return {
+            "gw-ratelimit-limit": str(quota),
+            "gw-ratelimit-remaining": str(max(0, quota - used)),
+            "gw-ratelimit-reset": str(max(0, window - (now - start))),
+        }
+
+    async def _execute(self, request: web.Request, handler: Handler, body: bytes) -> web.StreamResponse:
+        """Parse the body, apply the reply faults and run the endpoint: a response in KuCoin's envelope."""
+        faults = self.faults
         try:
             payload = json.loads(body) if body else {}
         except json.JSONDecodeError:
@@ -282,11 +305,7 @@ class SimulatorServer:
             if request.transport is not None:
                 request.transport.close()
             raise web.HTTPServiceUnavailable
-        resp = web.json_response({"code": "200000", "data": data}, dumps=_json_dumps)
-        used = self.pools.get(pool, (0, 0))[1]
-        resp.headers["gw-ratelimit-limit"] = str(self.config.rate_limit_quota)
-        resp.headers["gw-ratelimit-remaining"] = str(max(0, self.config.rate_limit_quota - used))
-        return resp
+        return web.json_response({"code": "200000", "data": data}, dumps=_json_dumps)
 
     def _route_spec(self, request: web.Request) -> tuple[str, int, bool] | None:
         match = request.match_info.route.resource
@@ -299,8 +318,7 @@ class SimulatorServer:
         if now - start >= self.config.rate_limit_window_ms:
             start, used = now, 0
         if used + weight > self.config.rate_limit_quota:
-            reset = self.config.rate_limit_window_ms - (now - start)
-            return self._error("429000", "Too Many Requests", 429, headers={"gw-ratelimit-reset": str(reset)})
+            return self._error("429000", "Too Many Requests", 429, headers=self._ratelimit_headers(pool))
         self.pools[pool] = (start, used + weight)
         return None
 

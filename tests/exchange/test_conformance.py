@@ -57,3 +57,24 @@ async def test_unencoded_token_is_refused_with_401(sim: SimulatorServer) -> None
 def test_connect_url_encodes_plus_and_slash_and_keeps_an_existing_query() -> None:
     url = connect_url("wss://ws-api-futures.kucoin.com/?v=1", "a+b/c=.d==", "17")
     assert url == "wss://ws-api-futures.kucoin.com/?v=1&token=a%2Bb%2Fc%3D.d%3D%3D&connectId=17"
+
+
+async def test_every_rest_response_carries_the_three_ratelimit_headers(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """§3.3: ``gw-ratelimit-limit``, ``-remaining`` and ``-reset`` (ms until the window resets) on every response.
+    The simulator sent ``-reset`` only with a 429, so the client's budget never learnt when a window ends."""
+    await client.server_time()
+    await client.account_overview()
+    for pool, spent in (("public", 2), ("futures", 5)):
+        p = client.budget.pools[pool]
+        assert p.remaining_hint == 2000 - spent
+        assert 0 < p.reset_at - client.budget.clock() <= 30.0
+    async with aiohttp.ClientSession() as http:
+        async with http.get(sim.rest_url + "/api/v1/contracts/NOPE") as r:  # a business error: still there
+            assert (await r.json())["code"] == "100003"
+            limit, remaining = r.headers["gw-ratelimit-limit"], r.headers["gw-ratelimit-remaining"]
+            assert (limit, remaining) == ("2000", str(2000 - 2 - 3))
+            assert 0 < int(r.headers["gw-ratelimit-reset"]) <= 30_000
+        async with http.get(sim.rest_url + "/api/v1/positions") as r:  # unsigned: 400001, headers of its pool
+            assert r.status == 401 and r.headers["gw-ratelimit-remaining"] == str(2000 - 5)
