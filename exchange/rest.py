@@ -48,6 +48,7 @@ log = structlog.get_logger(__name__)
 
 GATEWAY_GAVE_UP = (502, 504)  # answered by a gateway, not by the exchange: the request's fate is unknown
 CLOUDFLARE_BLOCK_MS = 30_000  # 1015: the legacy per-IP limit blocks for 30 s (reference §3.2)
+ORDER_PAGE_SIZE = 1000  # the largest page KuCoin serves for order listings
 MAX_PAGES = 50  # a bound on any paged listing: 50,000 fills, 5,000 funding records
 
 
@@ -535,12 +536,25 @@ class KucoinFuturesClient:
         return Order.from_api(await self._call("GET", "/api/v1/orders/byClientOid", params={"clientOid": client_oid}))
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
-        data = await self._call("GET", "/api/v1/orders", params={"status": "active", "symbol": symbol})
-        return [Order.from_api(o) for o in data.get("items", [])]
+        return await self._all_pages("/api/v1/orders", {"status": "active", "symbol": symbol})
 
     async def open_stop_orders(self, symbol: str | None = None) -> list[Order]:
-        data = await self._call("GET", "/api/v1/stopOrders", params={"symbol": symbol})
-        return [Order.from_api(o) for o in data.get("items", [])]
+        return await self._all_pages("/api/v1/stopOrders", {"symbol": symbol})
+
+    async def _all_pages(self, path: str, params: dict[str, Any]) -> list[Order]:
+        """Every order of a page-style listing (reference §4.4.6: 50 a page unless asked, at most 1000). Reading
+        only the first page lost every stop past the 50th: up to 50 stops a contract, across all symbols many more,
+        and a stop the reconciliation does not see gets replaced or reported as missing."""
+        out: dict[str, Order] = {}
+        for page in range(1, MAX_PAGES + 1):
+            data = await self._call("GET", path, params=params | {"currentPage": page, "pageSize": ORDER_PAGE_SIZE})
+            items = data.get("items") or []
+            for o in items:
+                order = Order.from_api(o)
+                out.setdefault(order.id, order)  # an order placed meanwhile shifts the pages: never twice
+            if not items or page >= int(data.get("totalPage") or 1):
+                break
+        return list(out.values())
 
 
 def _accepted(req: OrderRequest, order_id: str, status: OrderStatus = OrderStatus.DONE) -> Order:

@@ -669,13 +669,13 @@ class SimulatorServer:
             and not o.is_stop_pending
             and (o.status == "open") == (status == "active")
         ]
-        return _page([self._order_api(o) for o in items])
+        return _page(request.query, [self._order_api(o) for o in items])
 
     @route("GET", "/api/v1/stopOrders", "futures", 6, True)
     async def list_stop_orders(self, request: web.Request) -> Any:
         sym = request.query.get("symbol")
         items = [o for o in self.state.open_orders(sym) if o.is_stop_pending]
-        return _page([self._order_api(o) for o in items])
+        return _page(request.query, [self._order_api(o) for o in items])
 
     @route("GET", "/api/v1/fills", "futures", 5, True)
     async def fills(self, request: web.Request) -> Any:
@@ -1002,8 +1002,19 @@ def _ints(query: Any, *names: tuple[str, int]) -> list[int]:
         raise SimError("100001", f"{', '.join(n for n, _ in names)} must be integers") from None
 
 
-def _page(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"currentPage": 1, "pageSize": max(50, len(items)), "totalNum": len(items), "totalPage": 1, "items": items}
+def _page(query: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """KuCoin's page object (reference §3.1, §4.4.6): ``pageSize`` 50 unless asked (at most 1000), ``currentPage``
+    from 1. Everything used to come back on one page, so a client reading only the first passed here and missed
+    open orders and stops past the 50th on KuCoin."""
+    page, size = _ints(query, ("currentPage", 1), ("pageSize", 50))
+    page, size = max(1, page), max(1, min(size, 1000))
+    return {
+        "currentPage": page,
+        "pageSize": size,
+        "totalNum": len(items),
+        "totalPage": max(1, -(-len(items) // size)),
+        "items": items[(page - 1) * size : page * size],
+    }
 
 
 def _json_dumps(obj: Any) -> str:

@@ -220,6 +220,9 @@ class Book:
     # Thin book: a taker order fills at most this many lots (the rest of an IOC or market order is cancelled).
     max_taker_lots: int | None = None
     funded_until_ms: int | None = None
+    # Reference §4.4.1 / §6.10 step 10: per contract, 100 open limit orders (300001) and 50 stop orders (300004).
+    max_open_limits: int = 100
+    max_open_stops: int = 50
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     listeners: list[Listener] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(234125150956625920))
@@ -365,6 +368,12 @@ class Book:
         if reduce_only and not stop:
             if pos.qty == 0 or (pos.qty > 0 and side == "buy") or (pos.qty < 0 and side == "sell"):
                 raise SimError("300009", "reduce-only order cannot reduce: no opposite position")
+        live = self.open_orders(symbol)
+        if stop and sum(o.is_stop_pending for o in live) >= self.max_open_stops:
+            raise SimError("300004", f"stop order count exceeds the limit of {self.max_open_stops}")
+        if not stop and order_type == "limit":
+            if sum(o.type == "limit" and not o.is_stop_pending for o in live) >= self.max_open_limits:
+                raise SimError("300001", f"active order count exceeds the limit of {self.max_open_limits}")
         active = self.by_client_oid(client_oid)
         if active is not None and active.status == "open":
             raise SimError("300018", "clientOid parameter repeated")

@@ -6,9 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import urllib.parse
+from decimal import Decimal as D
 
 import aiohttp
+import pytest
 
+from exchange import rest
+from exchange.errors import InvalidRequestError
+from exchange.models import OrderRequest, OrderSide, OrderType, StopDirection
 from exchange.rest import KucoinFuturesClient
 from exchange.simulator import SimulatorServer
 from exchange.ws import KucoinStream, StreamMessage, connect_url
@@ -78,3 +83,38 @@ async def test_every_rest_response_carries_the_three_ratelimit_headers(
             assert 0 < int(r.headers["gw-ratelimit-reset"]) <= 30_000
         async with http.get(sim.rest_url + "/api/v1/positions") as r:  # unsigned: 400001, headers of its pool
             assert r.status == 401 and r.headers["gw-ratelimit-remaining"] == str(2000 - 5)
+
+
+def _stop(symbol: str, price: str) -> OrderRequest:
+    return OrderRequest(symbol, OrderSide.SELL, 1, reduce_only=True, stop=StopDirection.DOWN, stop_price=D(price))
+
+
+async def test_open_orders_and_stops_are_read_past_the_first_page(
+    sim: SimulatorServer, client: KucoinFuturesClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§4.4.6: ``/api/v1/orders`` and ``/api/v1/stopOrders`` answer a page object, 50 items unless ``pageSize``
+    says more. The client read the first page only (the simulator served all on one): 60 stops across two
+    symbols came back as 50 on the strict simulator. §4.4.1: at most 50 stops (300004) and 100 open limit orders
+    (300001) per contract, which the simulator did not enforce."""
+    for n in range(50):
+        await client._send("POST", "/api/v1/orders", body=_stop("ETHUSDTM", f"{1500 + n}.00").body())
+    for n in range(10):
+        await client._send("POST", "/api/v1/orders", body=_stop("XBTUSDTM", f"{80000 + n}.0").body())
+    with pytest.raises(InvalidRequestError) as refused:
+        await client._send("POST", "/api/v1/orders", body=_stop("ETHUSDTM", "1400.00").body())
+    assert refused.value.code == "300004"
+    assert len(await client.open_stop_orders()) == 60
+    assert len(await client.open_stop_orders("ETHUSDTM")) == 50
+    monkeypatch.setattr(rest, "ORDER_PAGE_SIZE", 7)  # nine pages: the loop, not one big page, finds them all
+    assert len({o.id for o in await client.open_stop_orders()}) == 60
+    monkeypatch.undo()
+
+    for n in range(100):
+        req = OrderRequest("ETHUSDTM", OrderSide.BUY, 1, OrderType.LIMIT, price=D(f"{1000 + n}.00"), leverage=10)
+        await client._send("POST", "/api/v1/orders", body=req.body())
+    over = OrderRequest("ETHUSDTM", OrderSide.BUY, 1, OrderType.LIMIT, price=D("999.00"), leverage=10)
+    with pytest.raises(InvalidRequestError) as refused:
+        await client._send("POST", "/api/v1/orders", body=over.body())
+    assert refused.value.code == "300001"
+    open_limits = await client.open_orders("ETHUSDTM")
+    assert len(open_limits) == 100 and all(o.stop is None for o in open_limits)
