@@ -466,8 +466,8 @@ class KucoinFuturesClient:
         """``POST /api/v1/st-orders``: entry with attached reduce-only TP and SL (mark price)."""
         up, down = (take_profit, stop_loss) if req.side is OrderSide.BUY else (stop_loss, take_profit)
         body = req.body() | {
-            "triggerStopUpPrice": str(up),
-            "triggerStopDownPrice": str(down),
+            "triggerStopUpPrice": format(up, "f"),  # str() gives "2.06E+3" for some Decimals: never on the wire
+            "triggerStopDownPrice": format(down, "f"),
             "stopPriceType": req.stop_price_type.value,
         }
         try:

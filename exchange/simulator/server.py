@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from exchange.simulator.auth import ApiKey, verify
 from exchange.simulator.errors import SimError
 from exchange.simulator.faults import FaultInjector
-from exchange.simulator.state import Book, Contract, Order, Position, dumps
+from exchange.simulator.state import Book, Contract, Order, Position, dumps, price_field
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONTRACTS = ROOT.parent / "shared" / "data" / "kucoin-futures" / "contracts.json"
@@ -588,7 +588,9 @@ class SimulatorServer:
         self._require_futures(request)
         raw: dict[str, Any] = request[JSON_BODY]
         body = dict(raw)
-        up, down = body.pop("triggerStopUpPrice", None), body.pop("triggerStopDownPrice", None)
+        # §4.4.3: the trigger prices are strings like every price (checked before anything is placed).
+        up, down = price_field(body, "triggerStopUpPrice"), price_field(body, "triggerStopDownPrice")
+        body.pop("triggerStopUpPrice", None), body.pop("triggerStopDownPrice", None)
         ptype = body.pop("stopPriceType", "TP")
         entry = self.state.place(body)
         exit_side = "sell" if entry.side == "buy" else "buy"

@@ -118,3 +118,61 @@ async def test_open_orders_and_stops_are_read_past_the_first_page(
     assert refused.value.code == "300001"
     open_limits = await client.open_orders("ETHUSDTM")
     assert len(open_limits) == 100 and all(o.stop is None for o in open_limits)
+
+
+async def test_order_fields_with_the_wrong_wire_type_are_refused(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """§4.4.1 wire types: ``size`` a JSON integer of lots, prices decimal strings, flags booleans, ``timeInForce``
+    GTC/IOC, ``clientOid`` ≤ 40 of [A-Za-z0-9_-]. The simulator took ``size`` 1.5 as 1, ``"reduceOnly":"false"``
+    as true, ``"FOK"`` as GTC, leverage 5.5 as 5, ``"ordé"`` (str.isalnum) and numeric prices: a client bug of
+    that kind passed every test here. Each is now 100001 and places nothing."""
+    good = OrderRequest("ETHUSDTM", OrderSide.BUY, 1, OrderType.LIMIT, price=D("1900.00"), leverage=5).body()
+    bad = {
+        "size 1.5": good | {"size": 1.5},
+        "size string": good | {"size": "2"},
+        "size over maxOrderQty": good | {"size": 1_000_001},
+        "numeric price": good | {"price": 1900.5},
+        "exponent price": good | {"price": "1.9E+3"},
+        "price over maxPrice": good | {"price": "1000000.01"},
+        "string flag": good | {"postOnly": "false"},
+        "FOK": good | {"timeInForce": "FOK"},
+        "leverage 5.5": good | {"leverage": 5.5},
+        "non-ASCII clientOid": good | {"clientOid": "ordé-1"},
+        "41-char clientOid": good | {"clientOid": "a" * 41},
+        "numeric stopPrice": good | {"stop": "down", "stopPrice": 1800, "stopPriceType": "MP"},
+    }
+    for label, body in bad.items():
+        with pytest.raises(InvalidRequestError) as refused:
+            await client._send("POST", "/api/v1/orders", body=body)
+        assert refused.value.code == "100001", label
+    bracket = good | {"triggerStopUpPrice": 2100, "triggerStopDownPrice": "1800.00", "stopPriceType": "MP"}
+    with pytest.raises(InvalidRequestError):
+        await client._send("POST", "/api/v1/st-orders", body=bracket)
+    assert sim.state.orders == {}
+    await client._send("POST", "/api/v1/orders", body=good | {"leverage": "5"})  # a leverage string is accepted
+    assert len(sim.state.orders) == 1
+
+
+def test_order_request_refuses_a_client_oid_kucoin_would_refuse() -> None:
+    """§4.4.1 on the client side: a caller-supplied clientOid is checked before anything is sent. The old check
+    (``re.match`` with ``$``) passed ``"abc\\n"``; nothing checked an explicit ``client_oid`` at all."""
+    for oid in ("ordé-1", "a" * 41, "abc\n", "a b", ""):
+        with pytest.raises(ValueError, match="clientOid"):
+            OrderRequest("ETHUSDTM", OrderSide.BUY, 1, leverage=5, client_oid=oid)
+    assert OrderRequest("ETHUSDTM", OrderSide.BUY, 1, leverage=5, client_oid="A_z-9" * 8).client_oid == "A_z-9" * 8
+    with pytest.raises(ValueError, match="lots"):
+        OrderRequest("ETHUSDTM", OrderSide.BUY, 1.5, leverage=5)  # type: ignore[arg-type]
+
+
+async def test_bracket_trigger_prices_are_sent_in_plain_notation(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """§4.4.3: ``triggerStopUpPrice``/``triggerStopDownPrice`` are price strings. ``str(Decimal)`` wrote
+    ``"2.06E+3"`` for a Decimal held in exponent form (the order body already used plain notation)."""
+    entry = await client.place_bracket(
+        OrderRequest("ETHUSDTM", OrderSide.BUY, 10, leverage=10), take_profit=D("2.06E+3"), stop_loss=D("1.98E+3")
+    )
+    assert entry.filled_lots == 10
+    legs = sorted((o.stop, o.stop_price) for o in await client.open_stop_orders("ETHUSDTM"))
+    assert legs == [(StopDirection.DOWN, D("1980")), (StopDirection.UP, D("2060"))]
