@@ -68,6 +68,10 @@ def _permission_list(raw: Any) -> list[str]:
     return [p.strip() for p in items if p.strip()]
 
 
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._~/-]*", re.ASCII)
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._~,-]*", re.ASCII)  # RFC 3986 unreserved, plus "," for lists
+
+
 def _letters(permission: str) -> str:
     return re.sub(r"[^a-z]", "", permission.lower())
 
@@ -158,7 +162,13 @@ class KucoinFuturesClient:
         base: str | None = None,
     ) -> Any:
         """One HTTP exchange, no retries: returns ``data`` or raises the classified error."""
-        query = "&".join(f"{k}={v}" for k, v in (params or {}).items() if v is not None)
+        pairs = [(k, str(v)) for k, v in (params or {}).items() if v is not None]
+        if not _PLAIN_PATH.fullmatch(path) or not all(_PLAIN_VALUE.fullmatch(k + v) for k, v in pairs):
+            # Reference §2.2: the query is signed un-encoded and must be sent as signed, so only values that need
+            # no percent-encoding may go out (symbols, numbers, ids). Sent raw, "A B" broke the request and
+            # "X&status=done" smuggled in a parameter.
+            raise InvalidRequestError(f"{method} {path} {pairs!r}: a path or query value needs percent-encoding")
+        query = "&".join(f"{k}={v}" for k, v in pairs)
         target = path + (f"?{query}" if query else "")
         body_str = "" if body is None else compact_json(body)
         headers = {"Content-Type": "application/json"}

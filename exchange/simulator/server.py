@@ -398,6 +398,8 @@ class SimulatorServer:
             end = int(q["to"]) if "to" in q else None
         except ValueError:
             raise SimError("100001", "granularity, from and to must be integers") from None
+        if gran not in KLINE_GRANULARITIES:  # §4.1.3: no 3, no month; anything else is refused, not empty
+            raise SimError("100001", f"granularity must be one of {', '.join(map(str, KLINE_GRANULARITIES))}")
         rows = self.candles.get((sym, gran), [])
         picked = [r for r in rows if (start is None or r[0] >= start) and (end is None or r[0] <= end)]
         return picked[:500] if start is not None else picked[-500:]
@@ -446,6 +448,12 @@ class SimulatorServer:
 
     @route("GET", "/api/v1/account-overview", "futures", 5, True)
     async def account_overview(self, request: web.Request) -> Any:
+        """Reference §4.2.1: without ``currency=USDT`` KuCoin answers for the default currency, XBT — an empty
+        account for a USDT trader. The simulator answered USDT whatever was asked."""
+        currency = request.query.get("currency", "XBT")
+        if currency != "USDT":
+            zero = {k: 0.0 for k in ("accountEquity", "unrealisedPNL", "marginBalance", "positionMargin")}
+            return zero | {"orderMargin": 0.0, "frozenFunds": 0.0, "availableBalance": 0.0, "currency": currency}
         st = self.state
         upnl = sum((st.unrealised(p) for p in st.positions.values() if p.qty), Decimal(0))
         pos_margin, order_margin = st.position_margin_total(), st.order_margin_total()
@@ -960,6 +968,8 @@ class SimulatorServer:
                     asyncio.get_running_loop().create_task(target.send_json(m), name="sim-ws-send")
                     self.pushed += 1
 
+
+KLINE_GRANULARITIES = (1, 5, 15, 30, 60, 120, 240, 480, 720, 1440, 10080)  # minutes, reference §4.1.3
 
 PRIVATE_TOPICS = (
     "/contractMarket/tradeOrders",

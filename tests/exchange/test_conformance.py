@@ -176,3 +176,38 @@ async def test_bracket_trigger_prices_are_sent_in_plain_notation(
     assert entry.filled_lots == 10
     legs = sorted((o.stop, o.stop_price) for o in await client.open_stop_orders("ETHUSDTM"))
     assert legs == [(StopDirection.DOWN, D("1980")), (StopDirection.UP, D("2060"))]
+
+
+async def test_account_overview_needs_currency_usdt(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    """§4.2.1: the default currency is XBT. The simulator answered the USDT account to a bare request, so a
+    client that forgot ``currency=USDT`` (and saw 0 equity on KuCoin) would have passed here."""
+    bare = await client._call("GET", "/api/v1/account-overview")
+    assert (bare["currency"], bare["accountEquity"]) == ("XBT", 0.0)
+    overview = await client.account_overview()
+    assert overview.equity == D("10000") and overview.available == D("10000")
+
+
+async def test_kline_granularity_outside_the_documented_set_is_refused(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """§4.1.3: granularity ∈ {1, 5, …, 10080} minutes (no 3, no month). The simulator answered ``[]`` to 3."""
+    for bad in (3, 43200):
+        with pytest.raises(InvalidRequestError) as refused:
+            await client.klines("ETHUSDTM", bad, 0, 10_000_000)
+        assert refused.value.code == "100001"
+    assert await client.klines("ETHUSDTM", 5, 0, 10_000_000) == []
+
+
+async def test_a_query_value_that_needs_encoding_is_refused_before_sending(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """§2.2: the query is signed un-encoded and sent exactly as signed, so only values needing no encoding are
+    safe. A raw space or ``&`` went out as is (a broken or different request); now nothing is sent."""
+    before = len(sim.requests)
+    for symbol in ("ETH USDTM", "ETHUSDTM&status=done", "ETHUSDTM#"):
+        with pytest.raises(InvalidRequestError, match="percent-encoding"):
+            await client.open_orders(symbol)
+    with pytest.raises(InvalidRequestError, match="percent-encoding"):
+        await client.cancel_order("1/../2 3")
+    assert len(sim.requests) == before
+    assert await client.open_orders("ETHUSDTM") == []
