@@ -849,17 +849,24 @@ class SimulatorServer:
             ]
         if kind in ("order", "fill", "stop"):
             o: Order = data["order"]
+            kind_type = data.get("type", "match")
+            if (o.stop and not o.stop_triggered) or kind == "stop":
+                # §5.6.2: an untriggered stop lives on advancedOrders (open / triggered / cancel), never on the
+                # orders topic; its cancellation used to go out as an orderChange "canceled" instead.
+                return [self._stop_message(o, "cancel" if kind_type == "canceled" else kind_type, now)]
             body = {
                 "orderId": o.id,
                 "symbol": o.symbol,
-                "type": data.get("type", "match"),
+                "type": kind_type,
                 "status": o.status,
                 "side": o.side,
                 "orderType": o.type,
                 "size": str(o.size),
                 "filledSize": str(o.filled_size),
-                "remainSize": str(o.size - o.filled_size),
+                "remainSize": str(o.size - o.filled_size if o.status == "open" else 0),
+                "canceledSize": str(o.size - o.filled_size if o.status == "done" and o.cancel_exist else 0),
                 "clientOid": o.client_oid,
+                "marginMode": o.margin_mode,
                 "orderTime": o.created_at * 1_000_000,
                 "ts": now * 1_000_000,
                 "price": str(o.price or 0),
@@ -870,10 +877,14 @@ class SimulatorServer:
                 f = data["fill"]
                 body.update(
                     type="match",
+                    # §5.6.1: match/match is the taker fill of the incoming order, match/open a maker fill.
+                    status="match" if f.liquidity == "taker" else o.status,
                     matchPrice=str(f.price),
                     matchSize=str(f.size),
                     tradeId=f.trade_id,
                     liquidity=f.liquidity,
+                    feeType=f"{f.liquidity}Fee",
+                    tradeType=f.trade_type,
                 )
                 extra = [
                     (
@@ -894,33 +905,54 @@ class SimulatorServer:
                     ),
                     ("/contractAccount/wallet", "walletBalance.change", self._wallet(now), True),
                 ]
-            if kind == "stop" or o.is_stop_pending:
-                return [
-                    (
-                        "/contractMarket/advancedOrders",
-                        "stopOrder",
-                        body | {"stop": o.stop, "stopPrice": str(o.stop_price)},
-                        True,
-                    )
-                ]
             return [("/contractMarket/tradeOrders", "orderChange", body, True), *extra]
         if kind == "position":
             pos = data["position"]
+            # §5.6.3: the full position object (§4.3.1 fields) plus changeReason; it carried five fields.
+            full = self._position_api(pos) | {"changeReason": data.get("change", "positionChange")}
+            return [(f"/contract/position:{pos.symbol}", "position.change", full, True)]
+        if kind == "funding":
+            rec = data["record"]
             return [
                 (
-                    f"/contract/position:{pos.symbol}",
-                    "position.change",
+                    f"/contract/position:{rec.symbol}",
+                    "position.settlement",  # §5.6.3; it was a position.change with changeReason "settlement"
                     {
-                        "symbol": pos.symbol,
-                        "currentQty": pos.qty,
-                        "currentCost": float(pos.cost),
-                        "changeReason": data.get("change", "positionChange"),
-                        "currentTimestamp": now,
+                        "symbol": rec.symbol,
+                        "fundingTime": rec.time_point,
+                        "qty": rec.position_qty,
+                        "markPrice": float(rec.mark_price),
+                        "fundingRate": float(rec.funding_rate),
+                        "fundingFee": float(rec.funding),
+                        "ts": now * 1_000_000,
+                        "settleCurrency": "USDT",
                     },
                     True,
                 )
             ]
         return []
+
+    @staticmethod
+    def _stop_message(o: Order, kind: str, now: int) -> tuple[str, str, dict[str, Any], bool]:
+        """One ``stopOrder`` push in the shape of reference §5.6.2 (``size`` a number, ``orderType`` "stop")."""
+        body: dict[str, Any] = {
+            "createdAt": o.created_at,
+            "marginMode": o.margin_mode,
+            "orderId": o.id,
+            "orderPrice": str(o.price or 0),
+            "orderType": "stop",
+            "side": o.side,
+            "size": o.size,
+            "stop": o.stop,
+            "stopPrice": str(o.stop_price),
+            "stopPriceType": o.stop_price_type,
+            "symbol": o.symbol,
+            "ts": now * 1_000_000,
+            "type": kind,
+        }
+        if kind == "triggered":
+            body["triggerSuccess"] = True
+        return ("/contractMarket/advancedOrders", "stopOrder", body, True)
 
     def _wallet(self, now: int) -> dict[str, Any]:
         """The wallet topic's payload (reference §5.6.4): every value a string."""

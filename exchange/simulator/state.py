@@ -545,7 +545,9 @@ class Book:
         )
         self.fills.append(fill)
         self.emit("fill", {"order": order, "fill": fill})
-        self.emit("position", {"position": pos})
+        self.emit(
+            "position", {"position": pos, "change": "liquidation" if trade_type == "liquid" else "positionChange"}
+        )
 
     def _finish(self, order: Order, *, cancelled: bool) -> None:
         now = self.clock()
@@ -703,7 +705,7 @@ class Book:
             )
             self.funding.append(rec)
             out.append(rec)
-            self.emit("position", {"position": pos, "change": "settlement"})
+            self.emit("funding", {"record": rec})
         return out
 
     # ------------------------------------------------------------------ persistence

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import urllib.parse
+from collections.abc import Callable
 from decimal import Decimal as D
 
 import aiohttp
@@ -211,3 +212,70 @@ async def test_a_query_value_that_needs_encoding_is_refused_before_sending(
         await client.cancel_order("1/../2 3")
     assert len(sim.requests) == before
     assert await client.open_orders("ETHUSDTM") == []
+
+
+async def _collecting(client: KucoinFuturesClient, topics: list[str]) -> tuple[KucoinStream, asyncio.Task[None]]:
+    got: list[StreamMessage] = []
+    stream = KucoinStream(client, got.append, private=True, backoff_base_s=0.02, backoff_cap_s=0.05)
+    stream.got = got  # type: ignore[attr-defined]
+    for t in topics:
+        await stream.subscribe(t, private=True)
+    task = asyncio.create_task(stream.run())
+    await asyncio.wait_for(stream.connected.wait(), 5)
+    return stream, task
+
+
+async def _until(cond: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+async def test_private_pushes_have_the_documented_subjects_and_fields(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """§5.6.1–5.6.3 over a real socket. Before: a cancelled untriggered stop went out as an orderChange
+    "canceled" (KuCoin: stopOrder "cancel"), a stop push carried ``size`` as a string and ``orderType`` "market"
+    (KuCoin: a number and "stop"), a taker fill said status "open" (KuCoin: "match"), position.change carried 5
+    fields (KuCoin: the whole position) and funding went out as position.change (KuCoin: position.settlement)."""
+    stream, task = await _collecting(
+        client, ["/contractMarket/advancedOrders", "/contractMarket/tradeOrders", "/contract/position:ETHUSDTM"]
+    )
+    got: list[StreamMessage] = stream.got  # type: ignore[attr-defined]
+    try:
+        await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 10, leverage=10))
+        first = await client.place_order(_stop("ETHUSDTM", "1900.00"))
+        await client.cancel_order(first.id)
+        second = await client.place_order(_stop("ETHUSDTM", "1950.00"))
+        sim.set_price("ETHUSDTM", D("1940.00"))
+        sim.run_funding(1_700_006_400_000)
+        await _until(lambda: any(m.subject == "position.settlement" for m in got))
+        await _until(lambda: sum(m.data.get("type") == "filled" for m in got) >= 2)
+    finally:
+        await stream.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    stops = [(m.data["orderId"], m.data["type"]) for m in got if m.subject == "stopOrder"]
+    assert stops == [(first.id, "open"), (first.id, "cancel"), (second.id, "open"), (second.id, "triggered")]
+    push = next(m.data for m in got if m.subject == "stopOrder")
+    assert (push["size"], push["orderType"], push["stop"], push["stopPrice"], push["stopPriceType"]) == (
+        1,
+        "stop",
+        "down",
+        "1900.00",
+        "MP",
+    )
+    orders = [m.data for m in got if m.subject == "orderChange"]
+    assert first.id not in {o["orderId"] for o in orders}  # an untriggered stop never shows on the orders topic
+    entry_fill = next(o for o in orders if o["type"] == "match")
+    assert (entry_fill["status"], entry_fill["liquidity"], entry_fill["feeType"]) == ("match", "taker", "takerFee")
+    assert all(isinstance(o["size"], str) and isinstance(o["filledSize"], str) for o in orders)
+    assert any(o["orderId"] == second.id and o["type"] == "filled" for o in orders)  # triggered: orders topic
+    change = next(m.data for m in got if m.subject == "position.change")
+    assert change["changeReason"] == "positionChange" and change["currentQty"] == 10
+    for name in ("avgEntryPrice", "markPrice", "posMargin", "liquidationPrice", "leverage", "realisedPnl"):
+        assert name in change, name
+    settlement = next(m.data for m in got if m.subject == "position.settlement")
+    assert settlement["qty"] == 9 and settlement["fundingTime"] == 1_700_006_400_000
+    assert settlement["fundingFee"] < 0 and settlement["settleCurrency"] == "USDT"
