@@ -232,6 +232,8 @@ class SimulatorServer:
             return self._error("404000", "Url Not Found", 404)
         pool, weight, private = spec
         body = await request.read()
+        if body and request.content_type != "application/json":  # §2.1: a body needs Content-Type JSON
+            return self._error("415000", "Unsupported Media Type", 415)
         if private:
             headers = {k: v for k, v in request.headers.items() if k.upper().startswith("KC-API")}
             failure = verify(

@@ -279,3 +279,19 @@ async def test_private_pushes_have_the_documented_subjects_and_fields(
     settlement = next(m.data for m in got if m.subject == "position.settlement")
     assert settlement["qty"] == 9 and settlement["fundingTime"] == 1_700_006_400_000
     assert settlement["fundingFee"] < 0 and settlement["settleCurrency"] == "USDT"
+
+
+async def test_a_body_without_json_content_type_is_415(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    """§2.1/§3.2: a request with a body needs ``Content-Type: application/json`` (else HTTP 415, 415000); the
+    simulator ignored the header. The client's own signed POST passes; the same bytes as text/plain do not."""
+    from exchange.signing import compact_json, sign_headers
+
+    assert client.credentials is not None
+    body = compact_json({"symbol": "ETHUSDTM", "marginMode": "ISOLATED"})
+    headers = sign_headers(
+        client.credentials, "POST", "/api/v2/position/changeMarginMode", body, sim.config.clock()
+    ) | {"Content-Type": "text/plain"}
+    url = sim.rest_url + "/api/v2/position/changeMarginMode"
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
+        assert (r.status, (await r.json())["code"]) == (415, "415000")
+    await client.set_margin_mode("ETHUSDTM", "ISOLATED")
