@@ -356,6 +356,9 @@ class SimulatorServer:
         p = self.state.prices.get(c.symbol)
         if p is not None:
             data.update(markPrice=float(p.mark), indexPrice=float(p.index), lastTradePrice=float(p.last))
+        band = self.state.price_band(c.symbol)
+        if band is not None:  # the recorded snapshot's band belongs to another price: publish the one enforced
+            data.update(buyLimit=float(band[0]), sellLimit=float(band[1]))
         return data
 
     @route("GET", "/api/v1/ticker", "public", 2, False)

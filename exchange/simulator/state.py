@@ -223,6 +223,9 @@ class Book:
     funded_until_ms: int | None = None
     # Reference §4.4.1 / §6.10 step 10: per contract, 100 open limit orders (300001) and 50 stop orders (300004).
     max_open_limits: int = 100
+    # Reference §6.1 price band: a limit buy above mark × (1 + band) is 300011, a sell below mark × (1 − band)
+    # 300012. None switches it off.
+    price_band_pct: Decimal | None = Decimal("0.05")
     max_open_stops: int = 50
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     listeners: list[Listener] = field(default_factory=list)
@@ -293,6 +296,18 @@ class Book:
         room = (pos.margin - abs(pos.cost) * c.mmr) / qty
         return entry - room if pos.qty > 0 else entry + room
 
+    def price_band(self, symbol: str) -> tuple[Decimal, Decimal] | None:
+        """(buyLimit, sellLimit): the highest buy and lowest sell price accepted now (reference §6.1: about mark
+        ± 5 %, published on the contract). None before the symbol has a price, or with the band switched off."""
+        p = self.prices.get(symbol)
+        if p is None or self.price_band_pct is None:
+            return None
+        tick = self.contracts[symbol].tick_size
+        return (
+            _round(p.mark * (1 + self.price_band_pct), tick, up=False),
+            _round(p.mark * (1 - self.price_band_pct), tick, up=True),
+        )
+
     # ------------------------------------------------------------------ orders
 
     def place(self, body: dict[str, Any], *, validate_only: bool = False) -> Order:
@@ -347,6 +362,13 @@ class Book:
             max_price = Decimal(str(c.payload.get("maxPrice") or 0))
             if max_price and price > max_price:
                 raise SimError("100001", f"price must be at most maxPrice {max_price}")
+            band = self.price_band(symbol)
+            if band is not None and body.get("stop") in (None, ""):
+                buy_limit, sell_limit = band
+                if side == "buy" and price > buy_limit:
+                    raise SimError("300011", f"Order price cannot be higher than {buy_limit}")
+                if side == "sell" and price < sell_limit:
+                    raise SimError("300012", f"Order price cannot be lower than {sell_limit}")
         post_only = _flag(body, "postOnly")
         tif = body.get("timeInForce", "GTC")
         if tif not in ("GTC", "IOC"):  # §4.4.1; "FOK" used to be taken as GTC without a word

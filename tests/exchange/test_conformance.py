@@ -295,3 +295,25 @@ async def test_a_body_without_json_content_type_is_415(sim: SimulatorServer, cli
     async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
         assert (r.status, (await r.json())["code"]) == (415, "415000")
     await client.set_margin_mode("ETHUSDTM", "ISOLATED")
+
+
+async def test_price_band_is_enforced_and_guarded_entries_stay_inside_it(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """§6.1 / §3.2: a limit buy above ``buyLimit`` (≈ mark × 1.05) is 300011, a sell below ``sellLimit`` 300012;
+    the simulator accepted any price. The guarded market entry (limit IOC at best ± slippage, settings allow up
+    to 5 %) put a buy at 2100.01 with the mark at 2000: refused on KuCoin. It is now clamped to the band."""
+    contract = await client.contract("ETHUSDTM")
+    assert (contract["buyLimit"], contract["sellLimit"]) == (2100.0, 1900.0)
+    for side, price, code in ((OrderSide.BUY, "2100.01", "300011"), (OrderSide.SELL, "1899.99", "300012")):
+        req = OrderRequest("ETHUSDTM", side, 1, OrderType.LIMIT, price=D(price), leverage=5)
+        with pytest.raises(InvalidRequestError) as refused:
+            await client._send("POST", "/api/v1/orders", body=req.body())
+        assert refused.value.code == code
+    tick = D("0.01")
+    bought = await client.market_entry_guarded("ETHUSDTM", OrderSide.BUY, 3, 5, D("5"), tick)
+    assert bought.price == D("2100.00") and bought.filled_lots == 3
+    sold = await client.market_entry_guarded("ETHUSDTM", OrderSide.SELL, 3, 5, D("5"), tick)
+    assert sold.price == D("1900.00") and sold.filled_lots == 3
+    narrow = await client.market_entry_guarded("ETHUSDTM", OrderSide.BUY, 1, 5, D("0.3"), tick)
+    assert narrow.price == D("2006.01")  # inside the band: the slippage setting alone decides
