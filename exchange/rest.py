@@ -321,6 +321,17 @@ class KucoinFuturesClient:
     async def set_margin_mode(self, symbol: str, mode: str) -> None:
         await self._call("POST", "/api/v2/position/changeMarginMode", body={"symbol": symbol, "marginMode": mode})
 
+    async def ensure_margin_mode(self, symbol: str, mode: str) -> bool:
+        """Make ``symbol``'s margin mode ``mode`` (True when it had to be switched). Every order carries its
+        ``marginMode`` and KuCoin refuses one that differs from the symbol's (330005, reference §4.3.3): a symbol
+        left in CROSS from the app made every ISOLATED entry and stop fail. The switch itself is refused while the
+        symbol has a position or open orders (50002)."""
+        if await self.margin_mode(symbol) == mode:
+            return False
+        await self.set_margin_mode(symbol, mode)
+        log.warning("exchange.margin_mode_switched", symbol=symbol, margin_mode=mode)
+        return True
+
     async def cross_leverage(self, symbol: str) -> int:
         data = await self._call("GET", "/api/v2/getCrossUserLeverage", params={"symbol": symbol})
         return int(str(data["leverage"]))

@@ -317,3 +317,21 @@ async def test_price_band_is_enforced_and_guarded_entries_stay_inside_it(
     assert sold.price == D("1900.00") and sold.filled_lots == 3
     narrow = await client.market_entry_guarded("ETHUSDTM", OrderSide.BUY, 1, 5, D("0.3"), tick)
     assert narrow.price == D("2006.01")  # inside the band: the slippage setting alone decides
+
+
+async def test_a_symbol_left_in_cross_is_switched_to_the_mode_orders_carry(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """§4.3.3: an order whose ``marginMode`` differs from the symbol's is refused (330005). The runtime never
+    looked at the symbol's mode: a symbol switched to CROSS in KuCoin's app refused every ISOLATED entry and stop.
+    Start-up now calls ``ensure_margin_mode`` for each symbol; with a position open the switch is refused."""
+    sim.state.margin_modes["ETHUSDTM"] = "CROSS"
+    with pytest.raises(InvalidRequestError) as refused:
+        await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 1, leverage=5))
+    assert refused.value.code == "330005"
+    assert await client.ensure_margin_mode("ETHUSDTM", "ISOLATED") is True
+    assert await client.ensure_margin_mode("ETHUSDTM", "ISOLATED") is False
+    assert (await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 1, leverage=5))).filled_lots == 1
+    with pytest.raises(InvalidRequestError) as busy:
+        await client.ensure_margin_mode("ETHUSDTM", "CROSS")
+    assert busy.value.code == "50002" and sim.state.margin_modes["ETHUSDTM"] == "ISOLATED"
