@@ -344,6 +344,16 @@ class KucoinFuturesClient:
 
     async def _api_key_info(self) -> tuple[list[str], str]:
         data = await self._call("GET", "/api/v1/user/api-key", base=self.spot_base_url)
+        version = data.get("apiVersion")
+        if self.credentials is not None and version is not None and str(version) != str(self.credentials.version):
+            # Reference §2.1: KC-API-KEY-VERSION is the version shown for the key. What KuCoin does with another
+            # one is not documented (a refusal, or a v2 treatment of a v3 key): say so before trading.
+            log.warning(
+                "api_key.version_mismatch",
+                key_version=str(version),
+                sent=str(self.credentials.version),
+                detail="set KUCOIN_KEY_VERSION to the version KuCoin shows for this key",
+            )
         return _permission_list(data.get("permission")), str(data.get("ipWhitelist") or "").strip()
 
     async def check_key_permissions(self) -> list[str]:

@@ -335,3 +335,21 @@ async def test_a_symbol_left_in_cross_is_switched_to_the_mode_orders_carry(
     with pytest.raises(InvalidRequestError) as busy:
         await client.ensure_margin_mode("ETHUSDTM", "CROSS")
     assert busy.value.code == "50002" and sim.state.margin_modes["ETHUSDTM"] == "ISOLATED"
+
+
+async def test_a_key_version_other_than_the_one_sent_is_warned_about(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """§2.1: ``KC-API-KEY-VERSION`` is the version KuCoin shows for the key (``apiVersion`` of
+    ``/api/v1/user/api-key``). The client sent its configured version without ever comparing; what KuCoin does
+    with a mismatch is not documented, so the start-up check now warns (it does not refuse)."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as same:
+        await client.check_key_permissions()
+    sim.config.key_version = 3  # the key is a v3 key; the client is configured for 2
+    with capture_logs() as other:
+        assert await client.check_key_permissions() == ["General", "Futures"]
+    assert [e["event"] for e in same if e["log_level"] == "warning"] == []
+    warned = [e for e in other if e["log_level"] == "warning"]
+    assert [(e["event"], e["key_version"], e["sent"]) for e in warned] == [("api_key.version_mismatch", "3", "2")]
