@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-_VALID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_VALID = re.compile(r"[A-Za-z0-9_-]{1,40}", re.ASCII)
 
 # Every order the engine sends carries one of these before the dash: entries, stops, take-profits, through-mark
 # stop exits, and ``eg`` (the default, e.g. the kill switch's closes). An order without one was placed by someone
@@ -16,13 +16,13 @@ OWN_PREFIXES = ("eg", "en", "sl", "tp", "sx")
 def new_client_oid(prefix: str = "eg") -> str:
     """A fresh id (≤ 40 chars, [A-Za-z0-9_-]): prefix + 32 hex characters."""
     oid = f"{prefix}-{uuid.uuid4().hex}"
-    if not _VALID.match(oid):
+    if not _VALID.fullmatch(oid):
         raise ValueError(f"invalid clientOid prefix {prefix!r}")
     return oid
 
 
 def is_valid_client_oid(oid: str) -> bool:
-    return bool(_VALID.match(oid))
+    return bool(_VALID.fullmatch(oid))  # not match(): "$" also matches before a trailing newline
 
 
 def is_own_client_oid(oid: str | None) -> bool:

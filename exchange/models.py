@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from exchange.ids import new_client_oid
+from exchange.ids import is_valid_client_oid, new_client_oid
 
 
 class OrderSide(StrEnum):
@@ -64,6 +64,10 @@ class OrderRequest:
     client_oid: str = field(default_factory=new_client_oid)
 
     def __post_init__(self) -> None:
+        if not is_valid_client_oid(self.client_oid):  # KuCoin: ≤ 40 of [A-Za-z0-9_-] (reference §4.4.1)
+            raise ValueError(f"clientOid {self.client_oid!r} is not 1-40 characters of [A-Za-z0-9_-]")
+        if type(self.lots) is not int:  # sent as the JSON integer ``size``: 1.5 or "2" would be refused
+            raise ValueError(f"lots must be an int, got {self.lots!r}")
         if not self.close_order and self.lots < 1:
             raise ValueError(f"an order needs at least one lot, got {self.lots}")
         if self.type is OrderType.LIMIT and self.price is None:

@@ -10,7 +10,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from types import TracebackType
 from typing import Any, Self
 
@@ -48,6 +48,7 @@ log = structlog.get_logger(__name__)
 
 GATEWAY_GAVE_UP = (502, 504)  # answered by a gateway, not by the exchange: the request's fate is unknown
 CLOUDFLARE_BLOCK_MS = 30_000  # 1015: the legacy per-IP limit blocks for 30 s (reference §3.2)
+ORDER_PAGE_SIZE = 1000  # the largest page KuCoin serves for order listings
 MAX_PAGES = 50  # a bound on any paged listing: 50,000 fills, 5,000 funding records
 
 
@@ -65,6 +66,10 @@ def _permission_list(raw: Any) -> list[str]:
         text = str(raw or "")
         items = re.split(r"[,;|]", text) if re.search(r"[,;|]", text) else text.split()
     return [p.strip() for p in items if p.strip()]
+
+
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._~/-]*", re.ASCII)
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._~,-]*", re.ASCII)  # RFC 3986 unreserved, plus "," for lists
 
 
 def _letters(permission: str) -> str:
@@ -157,7 +162,13 @@ class KucoinFuturesClient:
         base: str | None = None,
     ) -> Any:
         """One HTTP exchange, no retries: returns ``data`` or raises the classified error."""
-        query = "&".join(f"{k}={v}" for k, v in (params or {}).items() if v is not None)
+        pairs = [(k, str(v)) for k, v in (params or {}).items() if v is not None]
+        if not _PLAIN_PATH.fullmatch(path) or not all(_PLAIN_VALUE.fullmatch(k + v) for k, v in pairs):
+            # Reference §2.2: the query is signed un-encoded and must be sent as signed, so only values that need
+            # no percent-encoding may go out (symbols, numbers, ids). Sent raw, "A B" broke the request and
+            # "X&status=done" smuggled in a parameter.
+            raise InvalidRequestError(f"{method} {path} {pairs!r}: a path or query value needs percent-encoding")
+        query = "&".join(f"{k}={v}" for k, v in pairs)
         target = path + (f"?{query}" if query else "")
         body_str = "" if body is None else compact_json(body)
         headers = {"Content-Type": "application/json"}
@@ -324,6 +335,17 @@ class KucoinFuturesClient:
     async def set_margin_mode(self, symbol: str, mode: str) -> None:
         await self._call("POST", "/api/v2/position/changeMarginMode", body={"symbol": symbol, "marginMode": mode})
 
+    async def ensure_margin_mode(self, symbol: str, mode: str) -> bool:
+        """Make ``symbol``'s margin mode ``mode`` (True when it had to be switched). Every order carries its
+        ``marginMode`` and KuCoin refuses one that differs from the symbol's (330005, reference §4.3.3): a symbol
+        left in CROSS from the app made every ISOLATED entry and stop fail. The switch itself is refused while the
+        symbol has a position or open orders (50002)."""
+        if await self.margin_mode(symbol) == mode:
+            return False
+        await self.set_margin_mode(symbol, mode)
+        log.warning("exchange.margin_mode_switched", symbol=symbol, margin_mode=mode)
+        return True
+
     async def cross_leverage(self, symbol: str) -> int:
         data = await self._call("GET", "/api/v2/getCrossUserLeverage", params={"symbol": symbol})
         return int(str(data["leverage"]))
@@ -336,6 +358,16 @@ class KucoinFuturesClient:
 
     async def _api_key_info(self) -> tuple[list[str], str]:
         data = await self._call("GET", "/api/v1/user/api-key", base=self.spot_base_url)
+        version = data.get("apiVersion")
+        if self.credentials is not None and version is not None and str(version) != str(self.credentials.version):
+            # Reference §2.1: KC-API-KEY-VERSION is the version shown for the key. What KuCoin does with another
+            # one is not documented (a refusal, or a v2 treatment of a v3 key): say so before trading.
+            log.warning(
+                "api_key.version_mismatch",
+                key_version=str(version),
+                sent=str(self.credentials.version),
+                detail="set KUCOIN_KEY_VERSION to the version KuCoin shows for this key",
+            )
         return _permission_list(data.get("permission")), str(data.get("ipWhitelist") or "").strip()
 
     async def check_key_permissions(self) -> list[str]:
@@ -479,8 +511,8 @@ class KucoinFuturesClient:
         """``POST /api/v1/st-orders``: entry with attached reduce-only TP and SL (mark price)."""
         up, down = (take_profit, stop_loss) if req.side is OrderSide.BUY else (stop_loss, take_profit)
         body = req.body() | {
-            "triggerStopUpPrice": str(up),
-            "triggerStopDownPrice": str(down),
+            "triggerStopUpPrice": format(up, "f"),  # str() gives "2.06E+3" for some Decimals: never on the wire
+            "triggerStopDownPrice": format(down, "f"),
             "stopPriceType": req.stop_price_type.value,
         }
         try:
@@ -507,11 +539,21 @@ class KucoinFuturesClient:
         client_oid: str | None = None,
         position_side: str | None = None,
     ) -> Order:
-        """A market entry that cannot fill far away: a limit IOC at the best price ± ``max_slippage_pct``."""
-        t = await self.ticker(symbol)
+        """A market entry that cannot fill far away: a limit IOC at the best price ± ``max_slippage_pct``, kept
+        inside the contract's price band (reference §6.1: ``buyLimit``/``sellLimit``, about mark ± 5 %). Past the
+        band KuCoin refuses the order (300011/300012): with a 5 % setting every entry off a best price above the
+        mark was refused."""
+        t, contract = await asyncio.gather(self.ticker(symbol), self.contract(symbol))
         best = Decimal(t["bestAskPrice"] if side is OrderSide.BUY else t["bestBidPrice"])
         factor = 1 + max_slippage_pct / 100 if side is OrderSide.BUY else 1 - max_slippage_pct / 100
         worst = (best * factor / tick).to_integral_value() * tick
+        band = contract.get("buyLimit" if side is OrderSide.BUY else "sellLimit")
+        if band:
+            edge = Decimal(str(band)) / tick
+            if side is OrderSide.BUY:
+                worst = min(worst, edge.to_integral_value(rounding=ROUND_FLOOR) * tick)
+            else:
+                worst = max(worst, edge.to_integral_value(rounding=ROUND_CEILING) * tick)
         req = OrderRequest(
             symbol=symbol,
             side=side,
@@ -549,12 +591,25 @@ class KucoinFuturesClient:
         return Order.from_api(await self._call("GET", "/api/v1/orders/byClientOid", params={"clientOid": client_oid}))
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
-        data = await self._call("GET", "/api/v1/orders", params={"status": "active", "symbol": symbol})
-        return [Order.from_api(o) for o in data.get("items", [])]
+        return await self._all_pages("/api/v1/orders", {"status": "active", "symbol": symbol})
 
     async def open_stop_orders(self, symbol: str | None = None) -> list[Order]:
-        data = await self._call("GET", "/api/v1/stopOrders", params={"symbol": symbol})
-        return [Order.from_api(o) for o in data.get("items", [])]
+        return await self._all_pages("/api/v1/stopOrders", {"symbol": symbol})
+
+    async def _all_pages(self, path: str, params: dict[str, Any]) -> list[Order]:
+        """Every order of a page-style listing (reference §4.4.6: 50 a page unless asked, at most 1000). Reading
+        only the first page lost every stop past the 50th: up to 50 stops a contract, across all symbols many more,
+        and a stop the reconciliation does not see gets replaced or reported as missing."""
+        out: dict[str, Order] = {}
+        for page in range(1, MAX_PAGES + 1):
+            data = await self._call("GET", path, params=params | {"currentPage": page, "pageSize": ORDER_PAGE_SIZE})
+            items = data.get("items") or []
+            for o in items:
+                order = Order.from_api(o)
+                out.setdefault(order.id, order)  # an order placed meanwhile shifts the pages: never twice
+            if not items or page >= int(data.get("totalPage") or 1):
+                break
+        return list(out.values())
 
 
 def _accepted(req: OrderRequest, order_id: str, status: OrderStatus = OrderStatus.DONE) -> Order:

@@ -9,6 +9,7 @@ import contextlib
 import json
 import random
 import time
+import urllib.parse
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,14 @@ class StreamStats:
     received: int = 0  # every topic message read, before duplicates and stale updates are dropped
     handler_failures: int = 0
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=ERRORS_KEPT))  # the latest only: runs for months
+
+
+def connect_url(endpoint: str, token: str, connect_id: str) -> str:
+    """``{endpoint}?token=…&connectId=…`` with both values percent-encoded (reference §5.1). A real token ends in
+    ``=`` padding and may carry ``+``/``/``: sent raw, a ``+`` reads back as a space and the token is refused."""
+    sep = "&" if "?" in endpoint else "?"
+    query = urllib.parse.urlencode({"token": token, "connectId": connect_id}, quote_via=urllib.parse.quote)
+    return f"{endpoint}{sep}{query}"
 
 
 class StreamClosedError(ExchangeError):
@@ -157,7 +166,7 @@ class KucoinStream:
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise StreamClosedError(f"malformed token answer: {exc!r}") from exc
         connect_id = str(time.time_ns())
-        url = f"{endpoint}?token={token}&connectId={connect_id}"
+        url = connect_url(endpoint, token, connect_id)
         async with websockets.connect(url, ping_interval=None, max_size=2**22) as ws:
             self._ws = ws
             raw = await asyncio.wait_for(ws.recv(), timeout=5.0)

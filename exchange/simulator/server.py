@@ -4,10 +4,12 @@ and a WebSocket endpoint (welcome, ping/pong, subscribe acks, private and public
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import secrets
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from aiohttp import WSMsgType, web
 from exchange.simulator.auth import ApiKey, verify
 from exchange.simulator.errors import SimError
 from exchange.simulator.faults import FaultInjector
-from exchange.simulator.state import Book, Contract, Order, Position, dumps
+from exchange.simulator.state import Book, Contract, Order, Position, dumps, price_field
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONTRACTS = ROOT.parent / "shared" / "data" / "kucoin-futures" / "contracts.json"
@@ -114,6 +116,7 @@ class SimulatorServer:
         self._runner: web.AppRunner | None = None
         self.rest_url = ""
         self.requests: list[tuple[str, str]] = []
+        self.ws_connect_queries: list[str] = []  # raw query strings of WebSocket connects, as received
         self._pending_ws: list[tuple[web.WebSocketResponse, dict[str, Any]]] = []
         self._sends: set[asyncio.Task[None]] = set()  # pushes in flight (a reference, so none is collected early)
         self.candles: dict[tuple[str, int], list[list[float]]] = {}
@@ -236,6 +239,8 @@ class SimulatorServer:
             return self._error("404000", "Url Not Found", 404)
         pool, weight, private = spec
         body = await request.read()
+        if body and request.content_type != "application/json":  # §2.1: a body needs Content-Type JSON
+            return self._error("415000", "Unsupported Media Type", 415)
         if private:
             headers = {k: v for k, v in request.headers.items() if k.upper().startswith("KC-API")}
             failure = verify(
@@ -248,11 +253,34 @@ class SimulatorServer:
             )
             if failure is not None:
                 status = 400 if failure[0] == "400002" else 401
-                return self._error(failure[0], failure[1], status)
+                return self._error(failure[0], failure[1], status, headers=self._ratelimit_headers(pool))
             request[API_KEY] = self.keys[request.headers["KC-API-KEY"]]
         limited = self._charge(pool, weight)
         if limited is not None:
             return limited
+        response = await self._execute(request, handler, body)
+        if response.content_type == "application/json":  # not on a gateway's HTML error page
+            response.headers.update(self._ratelimit_headers(pool))
+        return response
+
+    def _ratelimit_headers(self, pool: str) -> dict[str, str]:
+        """Reference §3.3: ``gw-ratelimit-limit``/``-remaining``/``-reset`` (ms to the window's end) on every REST
+        response of a pool, success or error. The reset was only sent with a 429, so a client's budget that
+        follows it could not be exercised against the simulator."""
+        quota, window = self.config.rate_limit_quota, self.config.rate_limit_window_ms
+        now = self.config.clock()
+        start, used = self.pools.get(pool, (now, 0))
+        if now - start >= window:
+            start, used = now, 0
+        return {
+            "gw-ratelimit-limit": str(quota),
+            "gw-ratelimit-remaining": str(max(0, quota - used)),
+            "gw-ratelimit-reset": str(max(0, window - (now - start))),
+        }
+
+    async def _execute(self, request: web.Request, handler: Handler, body: bytes) -> web.StreamResponse:
+        """Parse the body, apply the reply faults and run the endpoint: a response in KuCoin's envelope."""
+        faults = self.faults
         try:
             payload = json.loads(body) if body else {}
         except json.JSONDecodeError:
@@ -286,11 +314,7 @@ class SimulatorServer:
             if request.transport is not None:
                 request.transport.close()
             raise web.HTTPServiceUnavailable
-        resp = web.json_response({"code": "200000", "data": data}, dumps=_json_dumps)
-        used = self.pools.get(pool, (0, 0))[1]
-        resp.headers["gw-ratelimit-limit"] = str(self.config.rate_limit_quota)
-        resp.headers["gw-ratelimit-remaining"] = str(max(0, self.config.rate_limit_quota - used))
-        return resp
+        return web.json_response({"code": "200000", "data": data}, dumps=_json_dumps)
 
     def _route_spec(self, request: web.Request) -> tuple[str, int, bool] | None:
         match = request.match_info.route.resource
@@ -303,8 +327,7 @@ class SimulatorServer:
         if now - start >= self.config.rate_limit_window_ms:
             start, used = now, 0
         if used + weight > self.config.rate_limit_quota:
-            reset = self.config.rate_limit_window_ms - (now - start)
-            return self._error("429000", "Too Many Requests", 429, headers={"gw-ratelimit-reset": str(reset)})
+            return self._error("429000", "Too Many Requests", 429, headers=self._ratelimit_headers(pool))
         self.pools[pool] = (start, used + weight)
         return None
 
@@ -340,6 +363,9 @@ class SimulatorServer:
         p = self.state.prices.get(c.symbol)
         if p is not None:
             data.update(markPrice=float(p.mark), indexPrice=float(p.index), lastTradePrice=float(p.last))
+        band = self.state.price_band(c.symbol)
+        if band is not None:  # the recorded snapshot's band belongs to another price: publish the one enforced
+            data.update(buyLimit=float(band[0]), sellLimit=float(band[1]))
         return data
 
     @route("GET", "/api/v1/ticker", "public", 2, False)
@@ -428,6 +454,8 @@ class SimulatorServer:
             end = int(q["to"]) if "to" in q else None
         except ValueError:
             raise SimError("100001", "granularity, from and to must be integers") from None
+        if gran not in KLINE_GRANULARITIES:  # §4.1.3: no 3, no month; anything else is refused, not empty
+            raise SimError("100001", f"granularity must be one of {', '.join(map(str, KLINE_GRANULARITIES))}")
         rows = self.candles.get((sym, gran), [])
         picked = [r for r in rows if (start is None or r[0] >= start) and (end is None or r[0] <= end)]
         return picked[:500] if start is not None else picked[-500:]
@@ -443,7 +471,8 @@ class SimulatorServer:
         return self._bullet(private=True, request=request)
 
     def _bullet(self, *, private: bool, request: web.Request) -> dict[str, Any]:
-        token = secrets.token_urlsafe(24)
+        # The shape of KuCoin's tokens (reference §4.7): URL-safe base64 with "=" padding, a ".", a padded tail.
+        token = f"{base64.urlsafe_b64encode(secrets.token_bytes(71)).decode()}.{secrets.token_urlsafe(16)}=="
         self.tokens[token] = (private, self.faults.token_epoch)
         host = request.host
         return {
@@ -475,6 +504,12 @@ class SimulatorServer:
 
     @route("GET", "/api/v1/account-overview", "futures", 5, True)
     async def account_overview(self, request: web.Request) -> Any:
+        """Reference §4.2.1: without ``currency=USDT`` KuCoin answers for the default currency, XBT — an empty
+        account for a USDT trader. The simulator answered USDT whatever was asked."""
+        currency = request.query.get("currency", "XBT")
+        if currency != "USDT":
+            zero = {k: 0.0 for k in ("accountEquity", "unrealisedPNL", "marginBalance", "positionMargin")}
+            return zero | {"orderMargin": 0.0, "frozenFunds": 0.0, "availableBalance": 0.0, "currency": currency}
         st = self.state
         upnl = sum((st.unrealised(p) for p in st.positions.values() if p.qty), Decimal(0))
         pos_margin, order_margin = st.position_margin_total(), st.order_margin_total()
@@ -617,7 +652,9 @@ class SimulatorServer:
         self._require_futures(request)
         raw: dict[str, Any] = request[JSON_BODY]
         body = dict(raw)
-        up, down = body.pop("triggerStopUpPrice", None), body.pop("triggerStopDownPrice", None)
+        # §4.4.3: the trigger prices are strings like every price (checked before anything is placed).
+        up, down = price_field(body, "triggerStopUpPrice"), price_field(body, "triggerStopDownPrice")
+        body.pop("triggerStopUpPrice", None), body.pop("triggerStopDownPrice", None)
         ptype = body.pop("stopPriceType", "TP")
         entry = self.state.place(body)
         exit_side = "sell" if entry.side == "buy" else "buy"
@@ -698,13 +735,13 @@ class SimulatorServer:
             and not o.is_stop_pending
             and (o.status == "open") == (status == "active")
         ]
-        return _page([self._order_api(o) for o in items])
+        return _page(request.query, [self._order_api(o) for o in items])
 
     @route("GET", "/api/v1/stopOrders", "futures", 6, True)
     async def list_stop_orders(self, request: web.Request) -> Any:
         sym = request.query.get("symbol")
         items = [o for o in self.state.open_orders(sym) if o.is_stop_pending]
-        return _page([self._order_api(o) for o in items])
+        return _page(request.query, [self._order_api(o) for o in items])
 
     @route("GET", "/api/v1/fills", "futures", 5, True)
     async def fills(self, request: web.Request) -> Any:
@@ -759,8 +796,9 @@ class SimulatorServer:
     # ------------------------------------------------------------------ websocket
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
-        token = request.query.get("token", "")
-        issued = self.tokens.get(token)
+        token = _raw_query_value(request.rel_url.raw_query_string, "token")
+        self.ws_connect_queries.append(request.rel_url.raw_query_string)
+        issued = self.tokens.get(token) if token is not None else None
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         if issued is None or issued[1] != self.faults.token_epoch:
@@ -867,17 +905,24 @@ class SimulatorServer:
             ]
         if kind in ("order", "fill", "stop"):
             o: Order = data["order"]
+            kind_type = data.get("type", "match")
+            if (o.stop and not o.stop_triggered) or kind == "stop":
+                # §5.6.2: an untriggered stop lives on advancedOrders (open / triggered / cancel), never on the
+                # orders topic; its cancellation used to go out as an orderChange "canceled" instead.
+                return [self._stop_message(o, "cancel" if kind_type == "canceled" else kind_type, now)]
             body = {
                 "orderId": o.id,
                 "symbol": o.symbol,
-                "type": data.get("type", "match"),
+                "type": kind_type,
                 "status": o.status,
                 "side": o.side,
                 "orderType": o.type,
                 "size": str(o.size),
                 "filledSize": str(o.filled_size),
-                "remainSize": str(o.size - o.filled_size),
+                "remainSize": str(o.size - o.filled_size if o.status == "open" else 0),
+                "canceledSize": str(o.size - o.filled_size if o.status == "done" and o.cancel_exist else 0),
                 "clientOid": o.client_oid,
+                "marginMode": o.margin_mode,
                 "orderTime": o.created_at * 1_000_000,
                 "ts": now * 1_000_000,
                 "price": str(o.price or 0),
@@ -888,10 +933,14 @@ class SimulatorServer:
                 f = data["fill"]
                 body.update(
                     type="match",
+                    # §5.6.1: match/match is the taker fill of the incoming order, match/open a maker fill.
+                    status="match" if f.liquidity == "taker" else o.status,
                     matchPrice=str(f.price),
                     matchSize=str(f.size),
                     tradeId=f.trade_id,
                     liquidity=f.liquidity,
+                    feeType=f"{f.liquidity}Fee",
+                    tradeType=f.trade_type,
                 )
                 extra = [
                     (
@@ -912,33 +961,54 @@ class SimulatorServer:
                     ),
                     ("/contractAccount/wallet", "walletBalance.change", self._wallet(now), True),
                 ]
-            if kind == "stop" or o.is_stop_pending:
-                return [
-                    (
-                        "/contractMarket/advancedOrders",
-                        "stopOrder",
-                        body | {"stop": o.stop, "stopPrice": str(o.stop_price)},
-                        True,
-                    )
-                ]
             return [("/contractMarket/tradeOrders", "orderChange", body, True), *extra]
         if kind == "position":
             pos = data["position"]
+            # §5.6.3: the full position object (§4.3.1 fields) plus changeReason; it carried five fields.
+            full = self._position_api(pos) | {"changeReason": data.get("change", "positionChange")}
+            return [(f"/contract/position:{pos.symbol}", "position.change", full, True)]
+        if kind == "funding":
+            rec = data["record"]
             return [
                 (
-                    f"/contract/position:{pos.symbol}",
-                    "position.change",
+                    f"/contract/position:{rec.symbol}",
+                    "position.settlement",  # §5.6.3; it was a position.change with changeReason "settlement"
                     {
-                        "symbol": pos.symbol,
-                        "currentQty": pos.qty,
-                        "currentCost": float(pos.cost),
-                        "changeReason": data.get("change", "positionChange"),
-                        "currentTimestamp": now,
+                        "symbol": rec.symbol,
+                        "fundingTime": rec.time_point,
+                        "qty": rec.position_qty,
+                        "markPrice": float(rec.mark_price),
+                        "fundingRate": float(rec.funding_rate),
+                        "fundingFee": float(rec.funding),
+                        "ts": now * 1_000_000,
+                        "settleCurrency": "USDT",
                     },
                     True,
                 )
             ]
         return []
+
+    @staticmethod
+    def _stop_message(o: Order, kind: str, now: int) -> tuple[str, str, dict[str, Any], bool]:
+        """One ``stopOrder`` push in the shape of reference §5.6.2 (``size`` a number, ``orderType`` "stop")."""
+        body: dict[str, Any] = {
+            "createdAt": o.created_at,
+            "marginMode": o.margin_mode,
+            "orderId": o.id,
+            "orderPrice": str(o.price or 0),
+            "orderType": "stop",
+            "side": o.side,
+            "size": o.size,
+            "stop": o.stop,
+            "stopPrice": str(o.stop_price),
+            "stopPriceType": o.stop_price_type,
+            "symbol": o.symbol,
+            "ts": now * 1_000_000,
+            "type": kind,
+        }
+        if kind == "triggered":
+            body["triggerSuccess"] = True
+        return ("/contractMarket/advancedOrders", "stopOrder", body, True)
 
     def _wallet(self, now: int) -> dict[str, Any]:
         """The wallet topic's payload (reference §5.6.4): every value a string."""
@@ -996,6 +1066,8 @@ class SimulatorServer:
             task.exception()
 
 
+KLINE_GRANULARITIES = (1, 5, 15, 30, 60, 120, 240, 480, 720, 1440, 10080)  # minutes, reference §4.1.3
+
 PRIVATE_TOPICS = (
     "/contractMarket/tradeOrders",
     "/contractMarket/advancedOrders",
@@ -1020,6 +1092,17 @@ def _split_topic(topic: str) -> list[str]:
     return [f"{head}:{part}" for part in tail.split(",") if part]
 
 
+def _raw_query_value(raw_query: str, name: str) -> str | None:
+    """One value of a raw query string, form-decoded as a gateway does. Strict on purpose (reference §5.1: the
+    token is URL-encoded as a query value): a raw ``=`` inside a value makes it None, so an unencoded token — whose
+    ``=`` padding is ambiguous and whose ``+`` would read back as a space — is refused like a bad token."""
+    for part in raw_query.split("&"):
+        key, sep, value = part.partition("=")
+        if sep and urllib.parse.unquote_plus(key) == name:
+            return None if "=" in value else urllib.parse.unquote_plus(value)
+    return None
+
+
 def _ints(query: Any, *names: tuple[str, int]) -> list[int]:
     """Integer query parameters with their defaults; a malformed one is KuCoin's 100001."""
     try:
@@ -1028,8 +1111,19 @@ def _ints(query: Any, *names: tuple[str, int]) -> list[int]:
         raise SimError("100001", f"{', '.join(n for n, _ in names)} must be integers") from None
 
 
-def _page(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"currentPage": 1, "pageSize": max(50, len(items)), "totalNum": len(items), "totalPage": 1, "items": items}
+def _page(query: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """KuCoin's page object (reference §3.1, §4.4.6): ``pageSize`` 50 unless asked (at most 1000), ``currentPage``
+    from 1. Everything used to come back on one page, so a client reading only the first passed here and missed
+    open orders and stops past the 50th on KuCoin."""
+    page, size = _ints(query, ("currentPage", 1), ("pageSize", 50))
+    page, size = max(1, page), max(1, min(size, 1000))
+    return {
+        "currentPage": page,
+        "pageSize": size,
+        "totalNum": len(items),
+        "totalPage": max(1, -(-len(items) // size)),
+        "items": items[(page - 1) * size : page * size],
+    }
 
 
 def _json_dumps(obj: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -220,6 +221,12 @@ class Book:
     # Thin book: a taker order fills at most this many lots (the rest of an IOC or market order is cancelled).
     max_taker_lots: int | None = None
     funded_until_ms: int | None = None
+    # Reference §4.4.1 / §6.10 step 10: per contract, 100 open limit orders (300001) and 50 stop orders (300004).
+    max_open_limits: int = 100
+    # Reference §6.1 price band: a limit buy above mark × (1 + band) is 300011, a sell below mark × (1 − band)
+    # 300012. None switches it off.
+    price_band_pct: Decimal | None = Decimal("0.05")
+    max_open_stops: int = 50
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     listeners: list[Listener] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(234125150956625920))
@@ -289,6 +296,18 @@ class Book:
         room = (pos.margin - abs(pos.cost) * c.mmr) / qty
         return entry - room if pos.qty > 0 else entry + room
 
+    def price_band(self, symbol: str) -> tuple[Decimal, Decimal] | None:
+        """(buyLimit, sellLimit): the highest buy and lowest sell price accepted now (reference §6.1: about mark
+        ± 5 %, published on the contract). None before the symbol has a price, or with the band switched off."""
+        p = self.prices.get(symbol)
+        if p is None or self.price_band_pct is None:
+            return None
+        tick = self.contracts[symbol].tick_size
+        return (
+            _round(p.mark * (1 + self.price_band_pct), tick, up=False),
+            _round(p.mark * (1 - self.price_band_pct), tick, up=True),
+        )
+
     # ------------------------------------------------------------------ orders
 
     def place(self, body: dict[str, Any], *, validate_only: bool = False) -> Order:
@@ -299,10 +318,10 @@ class Book:
         client_oid = body.get("clientOid")
         if not client_oid or not isinstance(client_oid, str):
             raise SimError("400100", "validation.createOrder.clientOidIsRequired")
-        if len(client_oid) > 40 or not all(ch.isalnum() or ch in "_-" for ch in client_oid):
+        if not CLIENT_OID.fullmatch(client_oid):  # str.isalnum() also let "é" or "٣" through
             raise SimError("100001", "clientOid must be at most 40 characters of [A-Za-z0-9_-]")
-        close_order = bool(body.get("closeOrder", False))
-        reduce_only = bool(body.get("reduceOnly", False)) or close_order
+        close_order = _flag(body, "closeOrder")
+        reduce_only = _flag(body, "reduceOnly") or close_order
         order_type = str(body.get("type", "limit"))
         if order_type not in ("limit", "market"):
             raise SimError("100001", f"type must be limit or market, got {order_type}")
@@ -324,22 +343,36 @@ class Book:
         else:
             if side not in ("buy", "sell"):
                 raise SimError("100001", "side must be buy or sell")
-            try:
-                size = int(body.get("size", 0))
-            except (TypeError, ValueError):
-                raise SimError("100001", "size must be an integer number of lots") from None
+            raw_size = body.get("size")
+            if type(raw_size) is not int:  # §4.4.1: a JSON integer of lots; 1.5 was truncated, "2" accepted
+                raise SimError("100001", "size must be an integer number of lots")
+            size = raw_size
             if size < c.lot_size or size % c.lot_size:
                 raise SimError("100001", f"size must be a positive multiple of lotSize {c.lot_size}")
+            max_qty = int(c.payload.get("maxOrderQty") or 0)
+            if max_qty and size > max_qty:
+                raise SimError("100001", f"size must be at most maxOrderQty {max_qty}")
         price: Decimal | None = None
         if order_type == "limit":
-            try:
-                price = Decimal(str(body["price"]))
-            except (KeyError, ArithmeticError, ValueError):
-                raise SimError("100001", "limit orders need a price") from None
+            price = price_field(body, "price")
+            if price is None:
+                raise SimError("100001", "limit orders need a price")
             if price <= 0 or price % c.tick_size:
                 raise SimError("100001", f"price must be a positive multiple of tickSize {c.tick_size}")
-        post_only = bool(body.get("postOnly", False))
-        tif = str(body.get("timeInForce", "GTC"))
+            max_price = Decimal(str(c.payload.get("maxPrice") or 0))
+            if max_price and price > max_price:
+                raise SimError("100001", f"price must be at most maxPrice {max_price}")
+            band = self.price_band(symbol)
+            if band is not None and body.get("stop") in (None, ""):
+                buy_limit, sell_limit = band
+                if side == "buy" and price > buy_limit:
+                    raise SimError("300011", f"Order price cannot be higher than {buy_limit}")
+                if side == "sell" and price < sell_limit:
+                    raise SimError("300012", f"Order price cannot be lower than {sell_limit}")
+        post_only = _flag(body, "postOnly")
+        tif = body.get("timeInForce", "GTC")
+        if tif not in ("GTC", "IOC"):  # §4.4.1; "FOK" used to be taken as GTC without a word
+            raise SimError("100001", f"timeInForce must be GTC or IOC, got {tif!r}")
         if post_only and tif == "IOC":
             raise SimError("100001", "postOnly cannot be used with IOC")
         stop = str(body.get("stop", "") or "")
@@ -348,7 +381,9 @@ class Book:
         if stop:
             if stop not in ("up", "down") or "stopPrice" not in body or stop_type not in ("TP", "MP", "IP"):
                 raise SimError("100001", "stop orders need stop up/down, stopPrice and stopPriceType TP/MP/IP")
-            stop_price = Decimal(str(body["stopPrice"]))
+            stop_price = price_field(body, "stopPrice")
+            if stop_price is None or stop_price <= 0:
+                raise SimError("100001", "stopPrice must be a positive price")
             now_prices = self.prices.get(symbol)
             if self.reject_triggered_stops and now_prices is not None:
                 ref = {"TP": now_prices.last, "MP": now_prices.mark, "IP": now_prices.index}[stop_type]
@@ -356,7 +391,7 @@ class Book:
                     raise SimError("100001", f"stopPrice {stop_price} would trigger at once (reference {ref})")
         if not reduce_only and body.get("leverage") in (None, ""):
             raise SimError("100001", "leverage is required unless the order closes")  # reference §6.10 step 8
-        leverage = int(body.get("leverage", pos.leverage if pos.qty else 1) or 1)
+        leverage = _leverage(body.get("leverage"), pos.leverage if pos.qty else 1)
         if not reduce_only and not 1 <= leverage <= c.max_leverage:
             raise SimError("300016", f"leverage must be between 1 and {c.max_leverage}")
         mode = str(body.get("marginMode", "ISOLATED"))
@@ -365,6 +400,12 @@ class Book:
         if reduce_only and not stop:
             if pos.qty == 0 or (pos.qty > 0 and side == "buy") or (pos.qty < 0 and side == "sell"):
                 raise SimError("300009", "reduce-only order cannot reduce: no opposite position")
+        live = self.open_orders(symbol)
+        if stop and sum(o.is_stop_pending for o in live) >= self.max_open_stops:
+            raise SimError("300004", f"stop order count exceeds the limit of {self.max_open_stops}")
+        if not stop and order_type == "limit":
+            if sum(o.type == "limit" and not o.is_stop_pending for o in live) >= self.max_open_limits:
+                raise SimError("300001", f"active order count exceeds the limit of {self.max_open_limits}")
         active = self.by_client_oid(client_oid)
         if active is not None and active.status == "open":
             raise SimError("300018", "clientOid parameter repeated")
@@ -526,7 +567,9 @@ class Book:
         )
         self.fills.append(fill)
         self.emit("fill", {"order": order, "fill": fill})
-        self.emit("position", {"position": pos})
+        self.emit(
+            "position", {"position": pos, "change": "liquidation" if trade_type == "liquid" else "positionChange"}
+        )
 
     def _finish(self, order: Order, *, cancelled: bool) -> None:
         now = self.clock()
@@ -684,7 +727,7 @@ class Book:
             )
             self.funding.append(rec)
             out.append(rec)
-            self.emit("position", {"position": pos, "change": "settlement"})
+            self.emit("funding", {"record": rec})
         return out
 
     # ------------------------------------------------------------------ persistence
@@ -734,6 +777,40 @@ class Book:
         self.margin_modes = d["margin_modes"]
         self.position_mode = int(d.get("position_mode", 0))
         self._ids = itertools.count(d["next_id"])
+
+
+CLIENT_OID = re.compile(r"[A-Za-z0-9_-]{1,40}", re.ASCII)  # reference §4.4.1
+PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    """A boolean field (reference §4.4.1). ``bool("false")`` is True: a string flag was taken as set."""
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise SimError("100001", f"{name} must be a JSON boolean, got {value!r}")
+    return value
+
+
+def price_field(body: dict[str, Any], name: str) -> Decimal | None:
+    """A price field: a string in plain decimal notation (reference §4.4.1, §6.12 — prices are strings), so a
+    number or an exponent form like "2.06E+3" is refused rather than guessed at. None when absent."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not PLAIN_DECIMAL.fullmatch(value):
+        raise SimError("100001", f'{name} must be a decimal string such as "2000.50", got {value!r}')
+    return Decimal(value)
+
+
+def _leverage(value: Any, default: int) -> int:
+    """``leverage``: an integer, or its decimal string (reference §4.4.1: both seen); 5.5 was truncated to 5."""
+    if value is None or value == "":
+        return default
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise SimError("100001", f"leverage must be an integer, got {value!r}")
 
 
 def _round(price: Decimal, tick: Decimal, *, up: bool) -> Decimal:
