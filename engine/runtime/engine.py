@@ -56,11 +56,11 @@ from engine.runtime.protection import Protected, StopCoordinator
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
-from exchange.errors import ExchangeError, PositionEmptyError
+from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
 from exchange.ids import new_client_oid
 from exchange.models import Order, OrderRequest, OrderSide, Position, StopDirection
 from exchange.rest import KucoinFuturesClient
-from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
+from storage.repos import Approvals, EventLog, Intent, Intents, Positions, RetryQueue
 
 log = structlog.get_logger(__name__)
 RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keeps its own backoff)
@@ -140,6 +140,8 @@ class TradingEngine:
         self._positions_lock = asyncio.Lock()
         self._flattening = False  # the kill switch is closing everything
         self._retrying = asyncio.Lock()
+        # Pending intents the restart could not settle (the exchange did not answer): the retry loop asks again.
+        self.unsettled_intents: set[str] = set()
         self.stream_volume = "unverified"  # -> "trusted" after 3 agreeing checks, or "rest" after one that is not
         self._volume_checks = 0
         self._volume_agreed = 0
@@ -988,22 +990,50 @@ class TradingEngine:
         return -sum((Decimal(str(r["funding"])) for r in records if int(r["timePoint"]) >= since_ms), Decimal(0))
 
     async def recover(self) -> list[str]:
-        """After a restart: reload managed positions, finish interrupted stop moves, reconcile with the exchange."""
+        """After a restart: reload managed positions, settle the pending intents the exchange can answer about (the
+        rest go to the retry loop, never waited for), finish interrupted stop moves, reconcile with the exchange."""
         for row in await self.positions_repo.all():
             p = Protected.from_row(row)
             self.managed[p.symbol] = Managed(p, self._rule(p))
         for intent in await self.intents.pending():
-            try:
-                known = await self.client.order_by_client_oid(intent.client_oid)
-                if intent.purpose in ("stop", "take_profit") and known.is_active:
-                    continue  # a live stop or TP nobody has heard back about: protect() takes it over, not doubles it
-                await self.intents.mark(intent.client_oid, "done", known.id, "found on the exchange after restart")
-            except ExchangeError:
-                await self.intents.mark(intent.client_oid, "failed", detail="unknown to the exchange after restart")
+            if not await self._settle_intent(intent):
+                self.unsettled_intents.add(intent.client_oid)  # never waited for here: start-up goes on
         for m in list(self.managed.values()):
             await self.coordinator.resume(m.protection)
             await self._catch_up_take_profit(m.protection)  # an extension owed when the process stopped
         return await self.sync_positions()
+
+    async def _settle_intent(self, intent: Intent) -> bool:
+        """Settle an intent a stopped process left pending, on the exchange's word about its clientOid; True when
+        it answered. Only a definite answer settles it: unknown (100004) means never placed, found means adopted
+        as it is. A timeout, 5xx, rate limit or lost connection says nothing about an order that may well have
+        landed: calling it failed made protect() place a second stop beside it. Such an intent stays pending
+        (protect() asks about it before placing another) and the retry loop asks again."""
+        try:
+            known = await self.client.order_by_client_oid(intent.client_oid)
+        except OrderNotFoundError:
+            await self.intents.mark(intent.client_oid, "failed", detail="unknown to the exchange after restart")
+            return True
+        except ExchangeError as exc:
+            log.warning(
+                "intent.unsettled",
+                client_oid=intent.client_oid,
+                symbol=intent.symbol,
+                purpose=intent.purpose,
+                error=str(exc),
+            )
+            return False
+        if intent.purpose in ("stop", "take_profit") and known.is_active:
+            return True  # a live stop or TP nobody has heard back about: protect() takes it over, not doubles it
+        await self.intents.mark(intent.client_oid, "done", known.id, "found on the exchange after restart")
+        return True
+
+    async def _settle_unsettled(self) -> None:
+        """Ask again about the intents the restart could not settle (see ``_settle_intent``)."""
+        for client_oid in sorted(self.unsettled_intents):
+            intent = await self.intents.get(client_oid)
+            if intent is None or intent.status != "pending" or await self._settle_intent(intent):
+                self.unsettled_intents.discard(client_oid)  # settled here, or meanwhile by protect()
 
     async def retry_forever(self, interval_s: float = RETRY_INTERVAL_S) -> None:
         """Work the retry queue every ``interval_s``. Run only by the reconciliation, a stop placement that failed
@@ -1019,12 +1049,13 @@ class TradingEngine:
             await asyncio.sleep(interval_s)
 
     async def run_retries(self) -> int:
-        """Work the persisted retry queue; returns how many items ran. One pass at a time (the retry loop and the
-        reconciliation both call it)."""
+        """Work the persisted retry queue, after asking again about the intents the restart could not settle;
+        returns how many queue items ran. One pass at a time (the retry loop and the reconciliation both call it)."""
         async with self._retrying:
             return await self._run_retries()
 
     async def _run_retries(self) -> int:
+        await self._settle_unsettled()
         items = await self.retry.due(self.clock())
         for item in items:
             m = self.managed.get(str(item.payload.get("symbol")))
