@@ -59,14 +59,14 @@ from engine.scoring.timeframe import tables
 from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
 from exchange.ids import new_client_oid
 from exchange.models import Order, OrderRequest, OrderSide, Position, StopDirection
-from exchange.rest import KucoinFuturesClient
+from exchange.rest import LIST_PAGE_SIZE, MAX_PAGES, KucoinFuturesClient
 from storage.repos import Approvals, EventLog, Intent, Intents, Positions, RetryQueue
 
 log = structlog.get_logger(__name__)
 RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keeps its own backoff)
-# KuCoin's open-order and stop-order listings answer one page of 50 by default (the client asks for one page):
-# a listing this long may be incomplete, so no intent is pruned on its say-so.
-LISTING_PAGE = 50
+# The client reads every page of the open-order and stop-order listings up to a bound: a listing that reached it
+# may be incomplete, so no intent is pruned on its say-so.
+LISTING_CAP = MAX_PAGES * LIST_PAGE_SIZE
 
 
 @dataclass
@@ -433,7 +433,7 @@ class TradingEngine:
         except ExchangeError as exc:
             log.warning("intents.prune_skipped", reason=f"open orders unknown: {exc}")
             return cards, 0
-        if len(orders) >= LISTING_PAGE or len(stops) >= LISTING_PAGE:
+        if len(orders) >= LISTING_CAP or len(stops) >= LISTING_CAP:
             log.warning("intents.prune_skipped", reason="open-order listing may be incomplete", orders=len(orders))
             return cards, 0
         live = {x for o in (*orders, *stops) for x in (o.id, o.client_oid) if x}
@@ -1111,7 +1111,7 @@ class TradingEngine:
         cancelled = await self._cancel_every_stop()
         closed: list[str] = []
         failed: set[str] = set()
-        for _ in range(3):  # a listing is one page: list again until nothing is left
+        for _ in range(3):  # an order placed meanwhile (or beyond the listing's bound): list again until none is left
             blind = False
             try:
                 symbols = sorted({o.symbol for o in await self.client.open_orders()})
