@@ -77,8 +77,8 @@ class Settings(BaseSettings):
 
     # Paths and HTTP
     db_path: Path = Path("data/enygma.sqlite")
-    log_dir: Path = Path("logs")
-    keep_run_logs: int = Field(default=20, ge=1, le=10_000)  # start.sh keeps this many logs/enygma-*.log
+    log_dir: Path = Path("logs")  # where ./start.sh (in the background) writes enygma-<start time>.log
+    keep_run_logs: int = Field(default=20, ge=1, le=10_000)  # start.sh keeps this many enygma-*.log in log_dir
     run_dir: Path = Path("run")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65_535)
