@@ -13,7 +13,7 @@ ENYGMA - KuCoin USDT-M perpetuals trading bot
 Usage: ./start.sh [COMMAND] [OPTIONS]
 
 Trading (the mode comes from .env: BOT_MODE=paper|shadow|live, paper by default):
-  (no command)         start the bot in the background (logs in logs/, PID in run/)
+  (no command)         start the bot in the background (log in LOG_DIR, logs/ by default; PID in run/)
   --foreground         start attached to the terminal
   --replay DIR         paper trading on a replay of candle files in DIR
   --speed N|max        replay speed: N times real time, or as fast as possible (with --replay)
@@ -145,7 +145,7 @@ running_pid() {
 }
 
 start_bot() {
-  local foreground=0 args=() mode confirm confirmation keep
+  local foreground=0 args=() mode confirm confirmation keep log_dir
   while [ $# -gt 0 ]; do
     case "$1" in
       --foreground) foreground=1; shift ;;
@@ -181,13 +181,16 @@ start_bot() {
       args+=(--arm-live) ;;
     *) echo "error: unexpected mode '$mode'" >&2; exit 1 ;;
   esac
-  mkdir -p "$ROOT/logs" "$ROOT/run"
+  # LOG_DIR from .env or the environment, as the bot reads it (logs/ under the project by default).
+  log_dir="$("$VENV/bin/python" -m engine.config --log-dir)" || exit 1
+  mkdir -p -- "$log_dir" || { echo "error: cannot create the log directory LOG_DIR=$log_dir" >&2; exit 1; }
+  mkdir -p "$ROOT/run"
   if [ "$foreground" = 1 ]; then
     exec "$VENV/bin/python" -m engine.runtime "${args[@]}"
   fi
   keep="$("$VENV/bin/python" -m engine.config --keep-run-logs)" || exit 1
-  local log="$ROOT/logs/enygma-$(date -u +%Y%m%dT%H%M%SZ).log"
-  prune_run_logs "$keep" "$log"
+  local log="$log_dir/enygma-$(date -u +%Y%m%dT%H%M%SZ).log"
+  prune_run_logs "$keep" "$log" "$log_dir"
   nohup "$VENV/bin/python" -m engine.runtime "${args[@]}" >>"$log" 2>&1 </dev/null &
   echo $! > "$PID_FILE"
   # Started means listening: a bot that stops on its first checks (no candle files, a bad --speed, the port taken,
@@ -207,14 +210,14 @@ start_bot() {
   echo "Stop with ./start.sh stop; health: ./start.sh status"
 }
 
-# prune_run_logs KEEP NEW: before a background start writes its log NEW (logs/enygma-<UTC time>.log), delete all
-# but the newest KEEP-1 earlier ones, so that KEEP remain with the new one (KEEP_RUN_LOGS, default 20); without it
-# one file per start piled up for ever. Only files named exactly as start_bot names them: rotated copies (.log.1,
-# .gz), other names, symlinks and directories are never touched.
+# prune_run_logs KEEP NEW DIR: before a background start writes its log NEW (DIR/enygma-<UTC time>.log, DIR being
+# LOG_DIR), delete all but the newest KEEP-1 earlier ones in DIR, so that KEEP remain with the new one
+# (KEEP_RUN_LOGS, default 20); without it one file per start piled up for ever. Only files named exactly as
+# start_bot names them: rotated copies (.log.1, .gz), other names, symlinks and directories are never touched.
 prune_run_logs() {
-  local keep="$1" new="$2" logs=() f excess i
+  local keep="$1" new="$2" dir="$3" logs=() f excess i
   local LC_ALL=C  # the names carry the start time: in C collation, sorted by name is oldest first
-  for f in "$ROOT"/logs/enygma-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z.log; do
+  for f in "$dir"/enygma-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z.log; do
     if [ -f "$f" ] && [ ! -L "$f" ] && [ "$f" != "$new" ]; then logs+=("$f"); fi
   done
   excess=$(( ${#logs[@]} - keep + 1 ))

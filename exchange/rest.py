@@ -48,8 +48,10 @@ log = structlog.get_logger(__name__)
 
 GATEWAY_GAVE_UP = (502, 504)  # answered by a gateway, not by the exchange: the request's fate is unknown
 CLOUDFLARE_BLOCK_MS = 30_000  # 1015: the legacy per-IP limit blocks for 30 s (reference §3.2)
-ORDER_PAGE_SIZE = 1000  # the largest page KuCoin serves for order listings
-MAX_PAGES = 50  # a bound on any paged listing: 50,000 fills, 5,000 funding records
+MAX_PAGES = 50  # a bound on any paged listing: 50,000 fills, 5,000 funding records, 2,500 open (stop) orders
+# Open orders and stop orders asked per page: KuCoin's default (the order listing allows up to 1000, the stop-order
+# listing documents no maximum).
+LIST_PAGE_SIZE = 50
 
 
 # The reference is unsure of the exact strings (Transfer? Withdrawal? InnerTransfer? FlexTransfers?): any
@@ -591,24 +593,29 @@ class KucoinFuturesClient:
         return Order.from_api(await self._call("GET", "/api/v1/orders/byClientOid", params={"clientOid": client_oid}))
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return await self._all_pages("/api/v1/orders", {"status": "active", "symbol": symbol})
+        """Every active order (of ``symbol``), all pages of them."""
+        return await self._order_pages("/api/v1/orders", {"status": "active", "symbol": symbol})
 
     async def open_stop_orders(self, symbol: str | None = None) -> list[Order]:
-        return await self._all_pages("/api/v1/stopOrders", {"symbol": symbol})
+        """Every untriggered stop order (of ``symbol``), all pages of them."""
+        return await self._order_pages("/api/v1/stopOrders", {"symbol": symbol})
 
-    async def _all_pages(self, path: str, params: dict[str, Any]) -> list[Order]:
-        """Every order of a page-style listing (reference §4.4.6: 50 a page unless asked, at most 1000). Reading
-        only the first page lost every stop past the 50th: up to 50 stops a contract, across all symbols many more,
-        and a stop the reconciliation does not see gets replaced or reported as missing."""
+    async def _order_pages(self, path: str, params: dict[str, Any]) -> list[Order]:
+        """Every row of a paged order listing, each once, in the exchange's order. One answer holds a page of 50:
+        reading only the first, the reconciliation, the orphan-stop sweep, the kill switch and the retention job
+        worked from a list cut short at 50 (an orphan stop on page 2 was never swept, a live order's intent could be
+        pruned). At most ``MAX_PAGES`` pages; a listing longer than that is returned cut short, with a warning."""
         out: dict[str, Order] = {}
         for page in range(1, MAX_PAGES + 1):
-            data = await self._call("GET", path, params=params | {"currentPage": page, "pageSize": ORDER_PAGE_SIZE})
+            data = await self._call("GET", path, params=params | {"currentPage": page, "pageSize": LIST_PAGE_SIZE})
             items = data.get("items") or []
-            for o in items:
-                order = Order.from_api(o)
+            for row in items:
+                order = Order.from_api(row)
                 out.setdefault(order.id, order)  # an order placed meanwhile shifts the pages: never twice
             if not items or page >= int(data.get("totalPage") or 1):
                 break
+        else:
+            log.warning("exchange.listing_cut_short", path=path, pages=MAX_PAGES, orders=len(out))
         return list(out.values())
 
 

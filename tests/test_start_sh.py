@@ -473,3 +473,67 @@ def test_background_start_is_reported_once_the_bot_listens(tmp_path: Path, data_
     finally:
         stopped = _run("stop", cwd=home, script=home / "start.sh")
     assert stopped.returncode == 0 and "ENYGMA stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+
+
+def test_a_background_start_writes_and_prunes_its_run_logs_in_log_dir(tmp_path: Path) -> None:
+    """LOG_DIR was read by nobody: start.sh always wrote and pruned logs/ under the project. Now the run log goes to
+    LOG_DIR and the older ones there are pruned; logs/ is neither written nor pruned."""
+    home = _launcher_with_real_config(tmp_path)
+    elsewhere = tmp_path / "var" / "enygma-logs"  # does not exist yet: start.sh creates it
+    (home / "logs").mkdir()
+    untouched = [f"enygma-2026010{d}T000000Z.log" for d in range(1, 5)]
+    for name in untouched:
+        (home / "logs" / name).write_text("project logs/\n")
+    (home / ".env").write_text(f"LOG_DIR={elsewhere}\nKEEP_RUN_LOGS=2\n")
+    (home / ".env").chmod(0o600)
+    proc = _run(env={"ENYGMA_PYTHON": sys.executable}, cwd=home, script=home / "start.sh")
+    pid = int((home / "run" / "enygma.pid").read_text().split()[0]) if (home / "run" / "enygma.pid").exists() else 0
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        new = sorted(p.name for p in elsewhere.glob("enygma-*Z.log"))
+        assert len(new) == 1, new  # before: LOG_DIR not even created, the log in logs/
+        assert f"log: {elsewhere / new[0]}" in proc.stdout
+        assert sorted(p.name for p in (home / "logs").iterdir()) == untouched  # nothing added, nothing pruned
+        # Older logs in LOG_DIR are pruned there: KEEP_RUN_LOGS=2 leaves the newest earlier one and the new one.
+        os.kill(pid, signal.SIGKILL)
+        pid = 0
+        for name in ("enygma-20260101T000000Z.log", "enygma-20260102T000000Z.log"):
+            (elsewhere / name).write_text("old\n")
+        time.sleep(1)  # the next start's log is named by the second
+        proc = _run(env={"ENYGMA_PYTHON": sys.executable}, cwd=home, script=home / "start.sh")
+        pid = int((home / "run" / "enygma.pid").read_text().split()[0])
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        kept = sorted(p.name for p in elsewhere.glob("enygma-*Z.log"))
+        assert len(kept) == 2 and "enygma-2026010" not in "".join(kept), kept
+        assert sorted(p.name for p in (home / "logs").iterdir()) == untouched
+    finally:
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_relative_log_dir_is_under_the_project(tmp_path: Path) -> None:
+    home = _launcher_with_real_config(tmp_path)
+    (home / ".env").write_text("LOG_DIR=var/log\n")
+    (home / ".env").chmod(0o600)
+    proc = _run(env={"ENYGMA_PYTHON": sys.executable}, cwd=tmp_path, script=home / "start.sh")  # run from elsewhere
+    pid = int((home / "run" / "enygma.pid").read_text().split()[0]) if (home / "run" / "enygma.pid").exists() else 0
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert len(list((home / "var" / "log").glob("enygma-*Z.log"))) == 1
+        assert not (home / "logs").exists() and not (tmp_path / "var").exists()
+    finally:
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_log_dir_that_cannot_be_created_is_one_clear_line(tmp_path: Path) -> None:
+    home = _launcher_with_real_config(tmp_path)
+    (tmp_path / "a-file").write_text("not a directory\n")
+    (home / ".env").write_text(f"LOG_DIR={tmp_path / 'a-file' / 'logs'}\n")
+    (home / ".env").chmod(0o600)
+    proc = _run(cwd=home, script=home / "start.sh")
+    assert proc.returncode == 1
+    assert "cannot create the log directory LOG_DIR=" in proc.stderr, proc.stderr
+    assert not (home / "run" / "enygma.pid").exists()

@@ -28,8 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         print("live-armed" if settings.live_requested else settings.bot_mode)
         return 0
     if args == ["--keep-run-logs"]:
-        # For start.sh: how many logs/enygma-<start time>.log files a background start leaves (the new one included).
+        # For start.sh: how many enygma-<start time>.log files a background start leaves (the new one included).
         print(settings.keep_run_logs)
+        return 0
+    if args == ["--log-dir"]:
+        # For start.sh: where a background start writes its run log and prunes the older ones (LOG_DIR; a relative
+        # path is under the project directory, where start.sh runs).
+        print(settings.log_dir.absolute())
         return 0
     gates = strategy.effective_gates()
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from engine.config.errors import ConfigError, describe_validation_error
@@ -77,8 +77,8 @@ class Settings(BaseSettings):
 
     # Paths and HTTP
     db_path: Path = Path("data/enygma.sqlite")
-    log_dir: Path = Path("logs")
-    keep_run_logs: int = Field(default=20, ge=1, le=10_000)  # start.sh keeps this many logs/enygma-*.log
+    log_dir: Path = Path("logs")  # where ./start.sh (in the background) writes enygma-<start time>.log
+    keep_run_logs: int = Field(default=20, ge=1, le=10_000)  # start.sh keeps this many enygma-*.log in log_dir
     run_dir: Path = Path("run")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65_535)
@@ -157,21 +157,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown event kind {kind!r}; {hint}")
         return value
 
-    @field_validator("log_dir", "run_dir")
+    @field_validator("run_dir")
     @classmethod
-    def _fixed_dirs(cls, value: Path, info: ValidationInfo) -> Path:
-        # start.sh writes the log to logs/ and the PID and the live confirmation to run/, both under the project;
-        # the bot itself logs to stderr. Another value would be ignored while the trader looks for files there.
-        default = cls.model_fields[info.field_name or ""].default
-        if value != default:
-            what = (
-                "./start.sh writes its log to logs/ under the project; under systemd or Docker the log goes to the "
-                "journal or to docker logs"
-                if info.field_name == "log_dir"
-                else "./start.sh keeps the PID file and the live confirmation in run/ under the project; the file "
-                "kill switch is KILL_SWITCH_FILE"
+    def _fixed_run_dir(cls, value: Path) -> Path:
+        # start.sh keeps the PID file and the live confirmation in run/ under the project: another value would be
+        # ignored while the trader looks for the PID file there. (LOG_DIR is honoured by start.sh.)
+        if value != Path("run"):
+            raise ValueError(
+                "only run is supported (./start.sh keeps the PID file and the live confirmation in run/ under the "
+                "project; the file kill switch is KILL_SWITCH_FILE): remove the line"
             )
-            raise ValueError(f"only {default} is supported ({what}): remove the line")
         return value
 
     @field_validator("replay_speed")

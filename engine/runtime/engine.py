@@ -57,17 +57,17 @@ from engine.runtime.protection import Protected, StopCoordinator
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
-from exchange.errors import ExchangeError, PositionEmptyError
+from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
 from exchange.ids import new_client_oid
 from exchange.models import Order, OrderRequest, OrderSide, Position, StopDirection
-from exchange.rest import KucoinFuturesClient
-from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
+from exchange.rest import LIST_PAGE_SIZE, MAX_PAGES, KucoinFuturesClient
+from storage.repos import Approvals, EventLog, Intent, Intents, Positions, RetryQueue
 
 log = structlog.get_logger(__name__)
 RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keeps its own backoff)
-# KuCoin's open-order and stop-order listings answer one page of 50 by default (the client asks for one page):
-# a listing this long may be incomplete, so no intent is pruned on its say-so.
-LISTING_PAGE = 50
+# The client reads every page of the open-order and stop-order listings up to a bound: a listing that reached it
+# may be incomplete, so no intent is pruned on its say-so.
+LISTING_CAP = MAX_PAGES * LIST_PAGE_SIZE
 
 
 @dataclass
@@ -141,6 +141,8 @@ class TradingEngine:
         self._positions_lock = asyncio.Lock()
         self._flattening = False  # the kill switch is closing everything
         self._retrying = asyncio.Lock()
+        # Pending intents the restart could not settle (the exchange did not answer): the retry loop asks again.
+        self.unsettled_intents: set[str] = set()
         self.stream_volume = "unverified"  # -> "trusted" after 3 agreeing checks, or "rest" after one that is not
         self._volume_checks = 0
         self._volume_agreed = 0
@@ -471,7 +473,7 @@ class TradingEngine:
         except ExchangeError as exc:
             log.warning("intents.prune_skipped", reason=f"open orders unknown: {exc}")
             return cards, 0
-        if len(orders) >= LISTING_PAGE or len(stops) >= LISTING_PAGE:
+        if len(orders) >= LISTING_CAP or len(stops) >= LISTING_CAP:
             log.warning("intents.prune_skipped", reason="open-order listing may be incomplete", orders=len(orders))
             return cards, 0
         live = {x for o in (*orders, *stops) for x in (o.id, o.client_oid) if x}
@@ -1057,29 +1059,59 @@ class TradingEngine:
         return -sum((Decimal(str(r["funding"])) for r in records if int(r["timePoint"]) >= since_ms), Decimal(0))
 
     async def recover(self) -> list[str]:
-        """After a restart: reload managed positions, finish interrupted stop moves, reconcile with the exchange."""
+        """After a restart: reload managed positions, settle the pending intents the exchange can answer about (the
+        rest go to the retry loop, never waited for), finish interrupted stop moves, reconcile with the exchange."""
         for row in await self.positions_repo.all():
             p = Protected.from_row(row)
             self.managed[p.symbol] = Managed(p, self._rule(p))
         for intent in await self.intents.pending():
-            try:
-                known = await self.client.order_by_client_oid(intent.client_oid)
-                if intent.purpose in ("stop", "take_profit") and known.is_active:
-                    continue  # a live stop or TP nobody has heard back about: protect() takes it over, not doubles it
-                await self.intents.mark(intent.client_oid, "done", known.id, "found on the exchange after restart")
-            except ExchangeError:
-                await self.intents.mark(intent.client_oid, "failed", detail="unknown to the exchange after restart")
+            if not await self._settle_intent(intent):
+                self.unsettled_intents.add(intent.client_oid)  # never waited for here: start-up goes on
         for m in list(self.managed.values()):
             await self.coordinator.resume(m.protection)
             await self._catch_up_take_profit(m.protection)  # an extension owed when the process stopped
         for intent in await self.intents.pending():
-            if intent.purpose in ("stop", "take_profit") and not any(
-                intent.client_oid == m.protection.pending_client_oid for m in self.managed.values()
+            if (
+                intent.purpose in ("stop", "take_profit")
+                and intent.client_oid not in self.unsettled_intents  # its fate unknown: not called a duplicate
+                and not any(intent.client_oid == m.protection.pending_client_oid for m in self.managed.values())
             ):
                 # Live, and neither protection nor a replace took it over: a duplicate. Settled, so that the
                 # reconciliation below no longer takes it for one on its way, and cancels it.
                 await self.intents.mark(intent.client_oid, "acked", detail="live after restart, not taken over")
         return await self.sync_positions()
+
+    async def _settle_intent(self, intent: Intent) -> bool:
+        """Settle an intent a stopped process left pending, on the exchange's word about its clientOid; True when
+        it answered. Only a definite answer settles it: unknown (100004) means never placed, found means adopted
+        as it is. A timeout, 5xx, rate limit or lost connection says nothing about an order that may well have
+        landed: calling it failed made protect() place a second stop beside it. Such an intent stays pending
+        (protect() asks about it before placing another) and the retry loop asks again."""
+        try:
+            known = await self.client.order_by_client_oid(intent.client_oid)
+        except OrderNotFoundError:
+            await self.intents.mark(intent.client_oid, "failed", detail="unknown to the exchange after restart")
+            return True
+        except ExchangeError as exc:
+            log.warning(
+                "intent.unsettled",
+                client_oid=intent.client_oid,
+                symbol=intent.symbol,
+                purpose=intent.purpose,
+                error=str(exc),
+            )
+            return False
+        if intent.purpose in ("stop", "take_profit") and known.is_active:
+            return True  # a live stop or TP nobody has heard back about: protect() takes it over, not doubles it
+        await self.intents.mark(intent.client_oid, "done", known.id, "found on the exchange after restart")
+        return True
+
+    async def _settle_unsettled(self) -> None:
+        """Ask again about the intents the restart could not settle (see ``_settle_intent``)."""
+        for client_oid in sorted(self.unsettled_intents):
+            intent = await self.intents.get(client_oid)
+            if intent is None or intent.status != "pending" or await self._settle_intent(intent):
+                self.unsettled_intents.discard(client_oid)  # settled here, or meanwhile by protect()
 
     async def retry_forever(self, interval_s: float = RETRY_INTERVAL_S) -> None:
         """Work the retry queue every ``interval_s``. Run only by the reconciliation, a stop placement that failed
@@ -1095,12 +1127,13 @@ class TradingEngine:
             await asyncio.sleep(interval_s)
 
     async def run_retries(self) -> int:
-        """Work the persisted retry queue; returns how many items ran. One pass at a time (the retry loop and the
-        reconciliation both call it)."""
+        """Work the persisted retry queue, after asking again about the intents the restart could not settle;
+        returns how many queue items ran. One pass at a time (the retry loop and the reconciliation both call it)."""
         async with self._retrying:
             return await self._run_retries()
 
     async def _run_retries(self) -> int:
+        await self._settle_unsettled()
         items = await self.retry.due(self.clock())
         for item in items:
             m = self.managed.get(str(item.payload.get("symbol")))
@@ -1182,7 +1215,7 @@ class TradingEngine:
         cancelled = await self._cancel_every_stop()
         closed: list[str] = []
         failed: set[str] = set()
-        for _ in range(3):  # a listing is one page: list again until nothing is left
+        for _ in range(3):  # an order placed meanwhile (or beyond the listing's bound): list again until none is left
             blind = False
             try:
                 symbols = sorted({o.symbol for o in await self.client.open_orders()})

@@ -735,13 +735,13 @@ class SimulatorServer:
             and not o.is_stop_pending
             and (o.status == "open") == (status == "active")
         ]
-        return _page(request.query, [self._order_api(o) for o in items])
+        return _page([self._order_api(o) for o in items], request.query)
 
     @route("GET", "/api/v1/stopOrders", "futures", 6, True)
     async def list_stop_orders(self, request: web.Request) -> Any:
         sym = request.query.get("symbol")
         items = [o for o in self.state.open_orders(sym) if o.is_stop_pending]
-        return _page(request.query, [self._order_api(o) for o in items])
+        return _page([self._order_api(o) for o in items], request.query)
 
     @route("GET", "/api/v1/fills", "futures", 5, True)
     async def fills(self, request: web.Request) -> Any:
@@ -749,8 +749,7 @@ class SimulatorServer:
         ``startAt``/``endAt`` in ms. A client reading only the first page misses older fills."""
         q = request.query
         oid, sym = q.get("orderId"), q.get("symbol")
-        start, end, page, size = _ints(q, ("startAt", 0), ("endAt", 2**62), ("currentPage", 1), ("pageSize", 50))
-        size = max(1, min(size, 1000))
+        start, end = _ints(q, ("startAt", 0), ("endAt", 2**62))
         items = [
             f.to_api()
             for f in reversed(self.state.fills)
@@ -758,14 +757,7 @@ class SimulatorServer:
             and (sym is None or f.symbol == sym)
             and (oid is not None or start <= f.ts_ms <= end)
         ]
-        pages = max(1, -(-len(items) // size))
-        return {
-            "currentPage": page,
-            "pageSize": size,
-            "totalNum": len(items),
-            "totalPage": pages,
-            "items": items[(page - 1) * size : page * size],
-        }
+        return _page(items, q)
 
     @route("GET", "/api/v1/funding-history", "futures", 5, True)
     async def funding_history(self, request: web.Request) -> Any:
@@ -1111,10 +1103,10 @@ def _ints(query: Any, *names: tuple[str, int]) -> list[int]:
         raise SimError("100001", f"{', '.join(n for n, _ in names)} must be integers") from None
 
 
-def _page(query: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
-    """KuCoin's page object (reference §3.1, §4.4.6): ``pageSize`` 50 unless asked (at most 1000), ``currentPage``
-    from 1. Everything used to come back on one page, so a client reading only the first passed here and missed
-    open orders and stops past the 50th on KuCoin."""
+def _page(items: list[dict[str, Any]], query: Any) -> dict[str, Any]:
+    """One page of ``items`` as KuCoin's page-style listings answer (reference §3.1, §4.4.6): ``currentPage``
+    (1 by default), ``pageSize`` (50 by default, at most 1000), ``totalNum``, ``totalPage``, and that page's rows. A
+    client reading only the first page misses the rest."""
     page, size = _ints(query, ("currentPage", 1), ("pageSize", 50))
     page, size = max(1, page), max(1, min(size, 1000))
     return {

@@ -106,7 +106,7 @@ async def test_open_orders_and_stops_are_read_past_the_first_page(
     assert refused.value.code == "300004"
     assert len(await client.open_stop_orders()) == 60
     assert len(await client.open_stop_orders("ETHUSDTM")) == 50
-    monkeypatch.setattr(rest, "ORDER_PAGE_SIZE", 7)  # nine pages: the loop, not one big page, finds them all
+    monkeypatch.setattr(rest, "LIST_PAGE_SIZE", 7)  # nine pages: the loop, not one big page, finds them all
     assert len({o.id for o in await client.open_stop_orders()}) == 60
     monkeypatch.undo()
 

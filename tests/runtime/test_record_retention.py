@@ -7,7 +7,6 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 from engine.runtime.app import RECORD_RETENTION_DAYS
-from engine.runtime.engine import LISTING_PAGE
 from exchange.models import OrderRequest, OrderSide, OrderType
 from tests.runtime.conftest import Rig
 from tests.runtime.test_engine import long_stop
@@ -122,13 +121,18 @@ async def test_no_intent_is_pruned_without_the_exchanges_word_on_what_is_live(ri
         rig.sim.faults.reset()
     assert len(await _intent_ids(rig)) == 3
 
-    # A listing of a full page may be cut short: nothing is pruned on its say-so either.
+    # 60 open orders span two pages of the listing: the one on the second page is recognised as live, and its
+    # intent kept (read from the first page only, the listing looked cut short and nothing was pruned at all).
     rig.sim.set_price("SOLUSDTM", D("150"))
-    for _ in range(LISTING_PAGE):
+    for n in range(60):
         await rig.client.place_order(
-            OrderRequest("SOLUSDTM", OrderSide.BUY, 1, leverage=5, type=OrderType.LIMIT, price=D("100"))
+            OrderRequest(
+                "SOLUSDTM", OrderSide.BUY, 1, leverage=5, type=OrderType.LIMIT, price=D("100"), client_oid=f"lim-{n}"
+            )
         )
-    assert await rig.engine.prune_history(cutoff) == (0, 0)
-    assert len(await _intent_ids(rig)) == 3
-    await rig.client.cancel_all_orders("SOLUSDTM")
+    await rig.engine.intents.record("lim-59", "SOLUSDTM", "entry", "buy", 1, None, old)
+    await rig.engine.intents.mark("lim-59", "done")
     assert await rig.engine.prune_history(cutoff) == (0, 3)
+    assert await _intent_ids(rig) == {"lim-59"}
+    await rig.client.cancel_all_orders("SOLUSDTM")
+    assert await rig.engine.prune_history(cutoff) == (0, 1)
