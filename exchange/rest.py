@@ -78,6 +78,12 @@ def _letters(permission: str) -> str:
     return re.sub(r"[^a-z]", "", permission.lower())
 
 
+def _found(data: Any, what: str) -> Order:
+    if data is None:
+        raise OrderNotFoundError(f"{what} unknown to the exchange (empty answer)", code="100004")
+    return Order.from_api(data)
+
+
 class KucoinFuturesClient:
     """One client per account; ``async with`` owns its aiohttp session."""
 
@@ -587,10 +593,14 @@ class KucoinFuturesClient:
         return [str(x) for x in data.get("cancelledOrderIds", [])]
 
     async def order_by_id(self, order_id: str) -> Order:
-        return Order.from_api(await self._call("GET", f"/api/v1/orders/{order_id}"))
+        return _found(await self._call("GET", f"/api/v1/orders/{order_id}"), f"order {order_id}")
 
     async def order_by_client_oid(self, client_oid: str) -> Order:
-        return Order.from_api(await self._call("GET", "/api/v1/orders/byClientOid", params={"clientOid": client_oid}))
+        """The order placed with ``client_oid``; OrderNotFoundError when the exchange does not know it, whether it
+        says so with 100004 or with a success whose ``data`` is null (seen from KuCoin for an unknown clientOid: read
+        as an order, it crashed the lost-reply check of every placement instead of letting it place the order)."""
+        data = await self._call("GET", "/api/v1/orders/byClientOid", params={"clientOid": client_oid})
+        return _found(data, f"clientOid {client_oid}")
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Every active order (of ``symbol``), all pages of them."""

@@ -816,12 +816,15 @@ def unsupported_by_runtime(cfg: StrategyConfig) -> str | None:
         for name, enabled in (
             ("riskManagement.partialTakeProfitEnabled", cfg.risk_management.partial_take_profit_enabled),
             ("microstructure.applyToLiveScore", cfg.microstructure.apply_to_live_score),
+            # The runtime switches every traded symbol to isolated margin at start (the §10.10 liquidation math is
+            # the isolated one); a config asking for cross would be overridden without a word.
+            ("riskManagement.marginMode cross (isolated only)", cfg.risk_management.margin_mode != "isolated"),
         )
         if enabled
     ]
     if not on:
         return None
-    return f"not implemented by the trading runtime: {', '.join(on)}; set them to false in the strategy config"
+    return f"not implemented by the trading runtime: {', '.join(on)}; change them in the strategy config"
 
 
 @functools.cache

@@ -281,11 +281,7 @@ class Runtime:
         want_hedge = s.position_mode == "hedge"
         if (await client.position_mode() == 1) != want_hedge:
             await client.set_position_mode(hedge=want_hedge)  # refused by the exchange while positions are open
-        margin_mode = EngineOptions.margin_mode  # what every order of the engine carries
-        if self.cfg.risk_management.margin_mode.upper() != margin_mode:
-            log.warning(
-                "config.margin_mode_not_supported", configured=self.cfg.risk_management.margin_mode, used=margin_mode
-            )
+        margin_mode = EngineOptions.margin_mode  # what every order carries (a cross config is refused at start)
         for sym in s.symbols:  # a symbol in another mode refuses each of those orders (330005)
             await client.ensure_margin_mode(sym, margin_mode)
         engine = TradingEngine(

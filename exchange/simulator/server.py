@@ -124,6 +124,9 @@ class SimulatorServer:
         # Test hooks for the microstructure the avoid-entry filter reads: a symbol's ticker width in ticks each side,
         # its current funding rate, and trades of other traders on its tape ({"ts_ms", "size", "price", "side"}).
         self.quote_ticks: dict[str, int] = {}
+        # An unknown clientOid: the reference documents 100004; KuCoin has also been seen to answer success with
+        # ``"data": null``. True answers the second way.
+        self.unknown_order_as_null = False
         self.system_status = "open"  # what GET /api/v1/status reports: open | close (maintenance) | cancelonly
         self.funding_rates: dict[str, Decimal] = {}
         self.public_trades: dict[str, list[dict[str, Any]]] = {}
@@ -714,6 +717,8 @@ class SimulatorServer:
     async def order_by_client_oid(self, request: web.Request) -> Any:
         order = self.state.by_client_oid(request.query.get("clientOid", ""))
         if order is None or self.faults.take("order_lag_remaining"):
+            if self.unknown_order_as_null:
+                return None
             raise SimError("100004", "order not found")
         return self._order_api(order)
 

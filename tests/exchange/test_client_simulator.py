@@ -11,6 +11,7 @@ from exchange.errors import (
     AuthError,
     InsufficientFundsError,
     InvalidRequestError,
+    OrderNotFoundError,
     PermissionRefusedError,
     PositionEmptyError,
     RateLimitedError,
@@ -404,3 +405,17 @@ async def test_a_gateway_timeout_on_an_entry_is_not_a_refusal(sim: SimulatorServ
         await asyncio.sleep(0.6)  # whatever was still on its way has landed by now
         assert len([o for o in sim.state.orders.values() if o.client_oid == req.client_oid]) == 1
         assert (await c.position("ETHUSDTM")).lots == 3
+
+
+async def test_an_unknown_client_oid_answered_with_null_data_is_not_found(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """KuCoin has been seen to answer an unknown clientOid with success and ``"data": null`` instead of 100004. Read
+    as an order it raised a TypeError from the lost-reply check, so a POST refused by a 503 was never re-sent."""
+    sim.unknown_order_as_null = True
+    with pytest.raises(OrderNotFoundError):
+        await client.order_by_client_oid("en-never-placed")
+    sim.faults.server_error_next(1)  # the POST is refused before executing: the lookup says null, the client re-sends
+    order = await client.place_order(OrderRequest("ETHUSDTM", BUY, 3, leverage=5))
+    assert order.filled_lots == 3 and (await client.position("ETHUSDTM")).lots == 3
+    assert len([o for o in sim.state.orders.values() if o.client_oid == order.client_oid]) == 1

@@ -73,6 +73,7 @@ def test_strategy_switches_the_runtime_does_not_implement_refuse_to_start(tmp_pa
     raw = json.loads((ROOT / "docs" / "STRATEGY_CONFIG.json").read_text())
     raw["riskManagement"]["partialTakeProfitEnabled"] = True
     raw["microstructure"]["applyToLiveScore"] = True
+    raw["riskManagement"]["marginMode"] = "cross"
     cfg_path = tmp_path / "strategy.json"
     cfg_path.write_text(json.dumps(raw))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "LIVE_"))}
@@ -90,6 +91,7 @@ def test_strategy_switches_the_runtime_does_not_implement_refuse_to_start(tmp_pa
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines() == [
         "config error: not implemented by the trading runtime: riskManagement.partialTakeProfitEnabled, "
-        "microstructure.applyToLiveScore; set them to false in the strategy config"
+        "microstructure.applyToLiveScore, riskManagement.marginMode cross (isolated only); change them in the "
+        "strategy config"
     ]
     assert not (tmp_path / "e.sqlite").exists()  # refused before anything was opened
