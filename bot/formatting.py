@@ -154,6 +154,13 @@ def format_event(event: Event) -> str | None:
         return f"🔒 {esc(d['symbol'])} stop {price(d['old'])} → <b>{price(d['new'])}</b> ({esc(d['reason'])})"
     if k == "stop_missing":
         return f"🚨 <b>{esc(d['symbol'])} has no live stop</b>: {esc(d['detail'])} — re-placing now"
+    if k == "liquidation_near":
+        where = "KuCoin's" if d["source"] == "exchange" else "estimated"
+        return (
+            f"⚠️ <b>{esc(d['symbol'])} {esc(d['side'])} near liquidation</b>: mark {price(d['mark'])}, {where} "
+            f"liquidation {price(d['liquidation'])} ({esc(d['buffer_pct'])} % away, minimum {esc(d['min_pct'])} %); "
+            f"stop {price(d['stop'])} on the exchange"
+        )
     if k == "foreign_order_seen":
         return (
             f"👤 {esc(d['symbol'])}: order {esc(d['order_id'])} ({esc(d['detail'])}) is not ENYGMA's — "

@@ -145,6 +145,21 @@ class ForeignOrderSeen(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LiquidationNear(Event):
+    """§10.10: the mark is within the minimum liquidation buffer of the position's liquidation price."""
+
+    kind: ClassVar[str] = "liquidation_near"
+    symbol: str
+    side: str
+    mark: Decimal
+    liquidation: Decimal
+    buffer_pct: Decimal
+    min_pct: Decimal
+    stop: Decimal
+    source: str  # exchange (its reported price) | formula (§10.10)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PositionOpened(Event):
     kind: ClassVar[str] = "position_opened"
     symbol: str
@@ -260,6 +275,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StopMoved,
         StopMissing,
         ForeignOrderSeen,
+        LiquidationNear,
         PositionOpened,
         PositionClosed,
         HaltRaised,

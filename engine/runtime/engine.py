@@ -52,6 +52,7 @@ from engine.risk.limits import DAY_MS, RiskState
 from engine.risk.pretrade import EntryProposal, pretrade_checks
 from engine.risk.stops import StopManager, StopReason
 from engine.runtime.chaos import crash_point
+from engine.runtime.liquidation import LiquidationWatch
 from engine.runtime.microstructure import avoid_entry_gate, read_tape
 from engine.runtime.protection import Protected, StopCoordinator
 from engine.runtime.trading_state import TradingState, check_transition
@@ -151,7 +152,8 @@ class TradingEngine:
         self.pending_entries: dict[str, Decision] = {}
         self.exchange_status = "open"  # GET /api/v1/status as last seen (reconciliation asks)
         self.entry_refusals: dict[str, str] = {}  # why the last entry of a symbol placed nothing (for approval cards)
-        self._foreign_seen: set[str] = set()  # orders not ours already reported (once each)
+        self._foreign_seen: set[str] = set()
+        self.liquidation = LiquidationWatch(cfg)  # orders not ours already reported (once each)
 
     # ------------------------------------------------------------------ state
 
@@ -721,7 +723,12 @@ class TradingEngine:
 
         True when the tick moved the stop (the replace completed)."""
         m = self.managed.get(symbol)
-        if m is None or m.protection.replace_state != "STEADY" or self._flattening:
+        if m is None:
+            return False
+        near = self.liquidation.check(m.protection, mark, self.clock(), self.specs[symbol].tick_size)
+        if near is not None:
+            self.bus.publish(near)
+        if m.protection.replace_state != "STEADY" or self._flattening:
             return False
         p = m.protection
         if _worse(p.side, m.rule.stop, p.stop):
@@ -807,6 +814,7 @@ class TradingEngine:
                 diffs.append(f"{symbol}: engine {m.protection.side.value}, exchange {pos.lots} lots")
                 await self._closed(symbol, m)
                 continue
+            self.liquidation.note_exchange(symbol, pos.liquidation_price)
             if abs(pos.lots) != m.protection.lots:
                 diffs.append(f"{symbol}: engine {m.protection.lots} lots, exchange {abs(pos.lots)}")
                 m.protection.lots = abs(pos.lots)
@@ -933,6 +941,7 @@ class TradingEngine:
         if self.managed.get(symbol) is not m:
             return
         del self.managed[symbol]
+        self.liquidation.forget(symbol)
         p = m.protection
         p.closed = True  # a stop or TP move still on its way for it undoes itself and persists nothing
         fills = [f for f in await self.client.fills(symbol=symbol, start_ms=p.opened_ms) if f.ts_ms >= p.opened_ms]
