@@ -120,8 +120,26 @@ class EngineControl:
             "today": f"{e.risk.realized_today:+,.2f} USDT realised",
             "drawdown": f"{e.risk.drawdown_pct:.2f} %",
             "open positions": str(len(e.managed)),
-            "halts": "circuit breaker" if e.risk.circuit_breaker else "none",
+            "new entries": "; ".join(self._entry_halts()) or "allowed",
         }
+
+    def _entry_halts(self) -> list[str]:
+        """Everything that refuses every new entry right now, in words (the per-symbol cooldowns aside): a trader
+        asking /status wants to know whether the bot can trade and, if not, what lifts it."""
+        e = self.engine
+        r, rm = e.risk, e.cfg.risk_management
+        out = []
+        blocked = e.entries_blocked()
+        if blocked is not None:
+            lift = {"paused": " (/resume)", "trading state HALTED": " (/reset)"}.get(blocked, "")
+            out.append(blocked + lift)
+        if r.circuit_breaker:
+            out.append(f"circuit breaker latched, drawdown {r.drawdown_pct:.2f} % (/reset)")
+        if r.daily_pnl_pct <= -rm.daily_loss_limit_pct:
+            out.append(f"daily loss limit: {r.daily_pnl_pct:.2f} % today (until 00:00 UTC)")
+        if r.consecutive_losses >= rm.max_consecutive_losses:
+            out.append(f"{r.consecutive_losses} losses in a row (until 00:00 UTC)")
+        return out
 
     async def positions(self) -> list[dict[str, str]]:
         out = []

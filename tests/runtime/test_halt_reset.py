@@ -95,3 +95,19 @@ async def test_the_cockpit_port_reports_what_it_lifted(rig: Rig) -> None:
         "lifted by telegram:111: trading HALTED by the kill switch. New entries are allowed again "
         "(still paused: /resume)."
     )
+
+
+async def test_status_says_what_blocks_new_entries_and_what_lifts_it(rig: Rig) -> None:
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl
+
+    control = EngineControl(rig.engine, Settings(_env_file=None))  # type: ignore[call-arg]
+    assert (await control.status())["new entries"] == "allowed"
+    await _trip_breaker(rig)  # 11 % below the day's peak
+    rig.engine.risk.realized_today = D(-600)  # −6 % of the 10,000 the day started with
+    rig.engine.risk.consecutive_losses = 5
+    rig.engine.set_paused(True, by="phone")
+    assert (await control.status())["new entries"] == (
+        "paused (/resume); circuit breaker latched, drawdown 11.00 % (/reset); "
+        "daily loss limit: -6.00 % today (until 00:00 UTC); 5 losses in a row (until 00:00 UTC)"
+    )
