@@ -7,6 +7,7 @@ the entry waits one round trip, not three.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, Protocol
@@ -58,9 +59,9 @@ def buy_share(trades: Iterable[Mapping[str, Any]]) -> float | None:
 async def read_tape(client: TapeSource, symbol: str) -> Tape:
     """The funding rate and the last 100 trades' buy share; a failure is reported, never raised, so that the
     caller can refuse the entry with the reason (the filter fails closed: no data, no entry)."""
-    try:
-        rate = await client.funding_rate(symbol)
-        ratio = buy_share(await client.trade_history(symbol))
+    try:  # both at once: the entry waits for one round trip, not two
+        rate, trades = await asyncio.gather(client.funding_rate(symbol), client.trade_history(symbol))
+        ratio = buy_share(trades)
     except (ExchangeError, aiohttp.ClientError, TimeoutError, KeyError, TypeError, ValueError) as exc:
         return Tape(None, None, f"{type(exc).__name__}: {exc}")
     return Tape(float(rate * 100), ratio)
