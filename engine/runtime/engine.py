@@ -153,6 +153,7 @@ class TradingEngine:
         self.exchange_status = "open"  # GET /api/v1/status as last seen (reconciliation asks)
         self.entry_refusals: dict[str, str] = {}  # why the last entry of a symbol placed nothing (for approval cards)
         self._foreign_seen: set[str] = set()
+        self._other_side_seen: set[str] = set()  # hedge-mode positions beside a managed one, reported once each
         self.liquidation = LiquidationWatch(cfg)  # orders not ours already reported (once each)
 
     # ------------------------------------------------------------------ state
@@ -867,7 +868,24 @@ class TradingEngine:
             await self._report_foreign(open_stops.values())
         for (symbol, _), pos in live.items():
             if symbol in self.managed and self.managed[symbol].protection.side is not _side_of(pos):
+                # Hedge mode: a position opened by hand on the other side of one the engine manages. One position a
+                # symbol is all the engine manages, so this one has no stop from it: say so once, loudly.
                 log.warning("reconcile.other_side_unmanaged", symbol=symbol, lots=pos.lots, side=pos.position_side)
+                key = f"{symbol}:{_side_of(pos).value}:{pos.opened_ms}"
+                if key not in self._other_side_seen:
+                    self._other_side_seen.add(key)
+                    self.bus.publish(
+                        HealthChanged(
+                            ts_ms=self.clock(),
+                            component=f"position {symbol}",
+                            healthy=False,
+                            detail=(
+                                f"a {_side_of(pos).value} position of {abs(pos.lots)} lots beside the managed "
+                                f"{self.managed[symbol].protection.side.value} is not managed by ENYGMA: it has no "
+                                "stop from the bot (protect it yourself or close it)"
+                            ),
+                        )
+                    )
             if symbol not in self.managed and not await self._spec_for(symbol):
                 diffs.append(f"{symbol}: unmanaged position of {pos.lots} lots without a contract spec: no stop")
                 self.bus.publish(

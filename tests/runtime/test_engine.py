@@ -570,3 +570,26 @@ async def test_manual_mode_and_pause_set_from_the_cockpit_survive_a_restart(rig:
     assert again.engine.options.control == "manual" and not again.engine.paused
     for r in (restarted, again):
         await r.bus.stop()
+
+
+async def test_hedge_mode_a_hand_opened_other_side_is_announced_once_as_unprotected(rig: Rig) -> None:
+    """Hedge mode: a short opened by hand beside the managed long has no stop from the bot; it was only a log line."""
+    from engine.events import HealthChanged
+
+    await rig.client.set_position_mode(hedge=True)
+    rig.engine.options.hedge = rig.engine.coordinator.hedge = True
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    await rig.client.place_order(OrderRequest("ETHUSDTM", OrderSide.SELL, 7, leverage=5, position_side="SHORT"))
+    await rig.engine.sync_positions()
+    await rig.engine.sync_positions()  # once, not on every reconciliation
+    await rig.bus.drain()
+    alarms = [e for e in rig.events if isinstance(e, HealthChanged) and e.component == "position ETHUSDTM"]
+    assert [(e.healthy, e.detail) for e in alarms] == [
+        (
+            False,
+            "a short position of 7 lots beside the managed long is not managed by ENYGMA: it has no stop from the "
+            "bot (protect it yourself or close it)",
+        )
+    ]
+    assert rig.engine.managed["ETHUSDTM"].protection.side.value == "long"  # the managed one is untouched
