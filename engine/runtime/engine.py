@@ -944,10 +944,14 @@ class TradingEngine:
         opening = [f for f in fills if f.side.value != exit_side]
         opened_lots = sum(f.lots for f in opening)
         entry = sum((f.price * f.lots for f in opening), Decimal(0)) / opened_lots if opened_lots else p.entry
+        charged: Decimal | None = None  # what the exchange took in fees (None: estimated at the taker rate)
         if closing:
             lots = sum(f.lots for f in closing)
             exit_price: Decimal = sum((f.price * f.lots for f in closing), Decimal(0)) / lots
             traded = min(lots, opened_lots) if opened_lots else lots  # a flip's sell also opened the other way
+            if opened_lots:  # each leg's fees for the lots of this trade only (a flip's fill opened more)
+                charged = sum((f.fee for f in opening), Decimal(0)) * traded / opened_lots
+                charged += sum((f.fee for f in closing), Decimal(0)) * traded / lots
         else:
             exit_price, traded = p.stop, p.lots
         funding = await self._funding_paid(symbol, p.opened_ms)
@@ -960,6 +964,7 @@ class TradingEngine:
             fee_in=self.cfg.fees.entry_fee_rate,
             fee_out=self.cfg.fees.exit_fee_rate,
             funding=funding,
+            charged=charged,
         )
         roi = gross_roi(p.side, p.entry, exit_price, p.leverage)
         if reason is None and any(f.trade_type in ("liquid", "adl") for f in closing):

@@ -1,0 +1,212 @@
+"""The money the bot reports is the money the exchange holds (§10.3): real trades through the engine against the
+simulator over loopback, each PositionClosed checked against the simulator's own fills and funding records, and
+the sum of the trades' net PnL against the change of the simulator's wallet.
+
+Every scenario shares one clock between the engine and the simulator, so fills and funding records are stamped on
+the clock the engine reads them back with.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from engine.events import PositionClosed
+from engine.gates.result import GateResult
+from engine.models import Side
+from engine.runtime.protection import Protected
+from engine.scoring.pipeline import Decision
+from engine.scoring.signals import Direction
+from exchange.models import OrderRequest, OrderSide, OrderType
+from tests.runtime.conftest import Rig
+from tests.runtime.test_equity_marks import long_decision
+
+SYMBOL = "ETHUSDTM"
+HOUR = 3_600_000
+# 2026-11-29 03:00 UTC: one hour before the 04:00 funding settlement of the simulator's clock.
+T0 = 1_796_007_600_000
+CENT = D("0.01")
+COOLDOWN = 31 * 60_000  # past the entry and loss cooldowns
+
+
+def short_decision() -> Decision:
+    return Decision(SYMBOL, 0, 2000.0, -92.9, "STRONG_SELL", Direction.BEARISH, 0.98, 0.35, [GateResult("all", True)])
+
+
+class Clock:
+    """One clock for the engine and the simulator."""
+
+    def __init__(self, rig: Rig, start: int = T0) -> None:
+        self.now = start
+        rig.engine.clock = self
+        rig.sim.state.clock = self
+        rig.sim.state.funded_until_ms = start
+
+    def __call__(self) -> int:
+        return self.now
+
+    def step(self, ms: int = 1_000) -> None:
+        self.now += ms
+
+
+def expected(rig: Rig, since_ms: int) -> tuple[D, D, D]:
+    """(gross, fees, funding paid) of the one trade on SYMBOL since ``since_ms``, from the simulator's books."""
+    fills = [f for f in rig.sim.state.fills if f.symbol == SYMBOL and f.ts_ms >= since_ms]
+    opened = [f for f in fills if f.opening]
+    closed = [f for f in fills if not f.opening]
+    assert sum(f.size for f in opened) == sum(f.size for f in closed)  # flat again
+    sign = 1 if opened[0].side == "buy" else -1
+    gross = sign * (sum((f.value for f in closed), D(0)) - sum((f.value for f in opened), D(0)))
+    fees = sum((f.fee for f in fills), D(0))
+    funding = -sum((r.funding for r in rig.sim.state.funding if r.symbol == SYMBOL and r.time_point >= since_ms), D(0))
+    return gross, fees, funding
+
+
+def closes(rig: Rig) -> list[PositionClosed]:
+    return [e for e in rig.events if isinstance(e, PositionClosed)]
+
+
+async def check_close(rig: Rig, since_ms: int, wallet_before: D, reason: str) -> PositionClosed:
+    """The last PositionClosed equals the simulator's fills and funding, to the cent, and the wallet moved by it."""
+    await rig.bus.drain()
+    c = closes(rig)[-1]
+    gross, fees, funding = expected(rig, since_ms)
+    assert c.exit_reason == reason
+    assert (c.gross.quantize(CENT), c.fees.quantize(CENT), c.funding.quantize(CENT)) == (
+        gross.quantize(CENT),
+        fees.quantize(CENT),
+        funding.quantize(CENT),
+    )
+    assert abs(c.gross - gross) < D("0.000001") and abs(c.fees - fees) < D("0.000001")
+    assert c.funding == funding and c.net == c.gross - c.fees - c.funding
+    assert abs((rig.sim.state.balance - wallet_before) - c.net) < D("0.000001")
+    return c
+
+
+async def open_trade(rig: Rig, clock: Clock, decision: Decision) -> tuple[Protected, int, D]:
+    clock.step()
+    since, wallet = clock.now, rig.sim.state.balance
+    p = await rig.engine.enter(SYMBOL, decision)
+    assert p is not None, rig.engine.entry_refusals
+    clock.step()
+    return p, since, wallet
+
+
+async def move(rig: Rig, clock: Clock, price: str, ms: int = 1_000) -> None:
+    clock.step(ms)
+    rig.sim.set_price(SYMBOL, D(price))
+
+
+async def test_long_take_profit_win(rig: Rig) -> None:
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, str(p.take_profit + D("0.5")))
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "take_profit")
+    assert c.net > 0 and c.funding == 0
+
+
+async def test_long_stop_loss(rig: Rig) -> None:
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, str(p.stop - D("0.5")))
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "stop_loss")
+    assert c.net < 0
+
+
+async def test_short_take_profit_win_and_short_stop_loss(rig: Rig) -> None:
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, short_decision())
+    assert p.side is Side.SHORT
+    await move(rig, clock, str(p.take_profit - D("0.5")))
+    await rig.engine.sync_positions()
+    assert (await check_close(rig, since, wallet, "take_profit")).net > 0
+    await move(rig, clock, "2000", COOLDOWN)
+    p, since, wallet = await open_trade(rig, clock, short_decision())
+    await move(rig, clock, str(p.stop + D("0.5")))
+    await rig.engine.sync_positions()
+    assert (await check_close(rig, since, wallet, "stop_loss")).net < 0
+
+
+async def test_kill_switch_exit(rig: Rig) -> None:
+    clock = Clock(rig)
+    _, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, "2003.17")
+    await rig.engine.kill_switch()
+    await check_close(rig, since, wallet, "kill_switch")
+
+
+async def test_manual_close_in_several_fills_at_different_prices(rig: Rig) -> None:
+    """A person trims a third of a short by hand, then closes the rest at another price: one trade, two exits."""
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, short_decision())
+    lots = p.lots
+    third = lots // 3
+    await move(rig, clock, "1996.43")
+    req = OrderRequest(symbol=SYMBOL, side=OrderSide.BUY, lots=third, reduce_only=True, margin_mode="ISOLATED")
+    await rig.client.place_order(req)
+    await rig.engine.sync_positions()  # resized protection for the rest
+    assert rig.engine.managed[SYMBOL].protection.lots == lots - third
+    await move(rig, clock, "2001.09")
+    rest = OrderRequest(symbol=SYMBOL, side=OrderSide.BUY, lots=lots - third, reduce_only=True, margin_mode="ISOLATED")
+    await rig.client.place_order(rest)
+    await rig.engine.sync_positions()
+    await check_close(rig, since, wallet, "stop_loss")
+
+
+async def test_partial_entry_fill_closed_in_several_stop_fills(rig: Rig) -> None:
+    """A thin book: the entry fills only 7 lots, and the stop's market order 3 lots at a time."""
+    clock = Clock(rig)
+    rig.sim.state.max_taker_lots = 7
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    assert p.lots == 7
+    rig.sim.state.max_taker_lots = 3
+    await move(rig, clock, str(p.stop - D("0.3")))
+    for _ in range(5):
+        clock.step()
+        await rig.engine.sync_positions()  # re-protects the rest: the new stop triggers at once, 3 lots more
+        if SYMBOL not in rig.engine.managed:
+            break
+    assert len([f for f in rig.sim.state.fills if f.ts_ms >= since and not f.opening]) >= 3
+    await check_close(rig, since, wallet, "stop_loss")
+
+
+async def test_manual_limit_close_is_booked_at_the_maker_fee_charged(rig: Rig) -> None:
+    """A person closes with a resting limit order: the exchange charged the maker fee, and the books must say so."""
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    req = OrderRequest(
+        symbol=SYMBOL,
+        side=OrderSide.SELL,
+        lots=p.lots,
+        type=OrderType.LIMIT,
+        price=D("2010.00"),
+        reduce_only=True,
+        margin_mode="ISOLATED",
+    )
+    await rig.client.place_order(req)
+    await move(rig, clock, "2010.50")
+    assert [f.liquidity for f in rig.sim.state.fills if not f.opening] == ["maker"]
+    await rig.engine.sync_positions()
+    await check_close(rig, since, wallet, "stop_loss")
+
+
+async def test_funding_over_three_settlements_long_and_short(rig: Rig) -> None:
+    """Held from 03:00 over 04:00, 12:00 and 20:00 UTC of the simulator's clock: three records per trade."""
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    for price in ("2001.00", "2002.50", "2004.00"):
+        await move(rig, clock, price, 8 * HOUR)
+    assert len([r for r in rig.sim.state.funding if r.time_point >= since]) == 3
+    await move(rig, clock, str(p.take_profit + D("0.5")))
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "take_profit")
+    assert c.funding > 0  # a long pays at a positive rate
+    await move(rig, clock, "2000", COOLDOWN)
+    p, since, wallet = await open_trade(rig, clock, short_decision())
+    for price in ("2003.00", "2001.50", "2000.00"):
+        await move(rig, clock, price, 8 * HOUR)
+    await move(rig, clock, str(p.stop + D("0.5")))
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "stop_loss")
+    assert c.funding < 0  # a short receives
