@@ -976,7 +976,7 @@ class TradingEngine:
                 await self.client.cancel_order(oid)
         await self.positions_repo.delete(symbol)
         self.risk.record_close(symbol, pnl.net, self.clock())
-        self.risk.equity += pnl.net
+        await self._equity_after_close(pnl.net)
         self.bus.publish(
             PositionClosed(
                 ts_ms=self.clock(),
@@ -991,6 +991,17 @@ class TradingEngine:
                 net=pnl.net,
             )
         )
+
+    async def _equity_after_close(self, net: Decimal) -> None:
+        """The equity after a close is the exchange's again. Adding the trade's net to the last marked equity counted
+        the trade twice when that mark already held the position's unrealised PnL (before: a session whose wallet
+        was 10,086.88 USDT showed 10,102.00, and the next entry was sized on it). Only when the exchange cannot
+        answer is the net added (the next reconciliation marks it again)."""
+        try:
+            await self.mark_to_market()
+        except ExchangeError as exc:
+            log.warning("equity.mark_after_close_failed", error=str(exc))
+            self.risk.equity += net
 
     async def _own_order_ids(self, p: Protected) -> list[str]:
         """Every stop and TP order of this position that may still be live: its stop and TP, and a replace's

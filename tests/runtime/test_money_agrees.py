@@ -210,3 +210,71 @@ async def test_funding_over_three_settlements_long_and_short(rig: Rig) -> None:
     await rig.engine.sync_positions()
     c = await check_close(rig, since, wallet, "stop_loss")
     assert c.funding < 0  # a short receives
+
+
+async def test_a_session_adds_up_everywhere_the_trader_looks(rig: Rig) -> None:
+    """Four trades in one UTC day (a win, a loss, one held over three funding settlements, a kill switch): their
+    nets add up to the wallet's change, and today's realised PnL, the daily summary, /pnl and /status all say
+    the same; the equity shown is the exchange's."""
+    clock = Clock(rig)
+    wallet0 = rig.sim.state.balance
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, str(p.take_profit + D("0.5")))
+    await rig.engine.sync_positions()
+    await check_close(rig, since, wallet, "take_profit")
+    await move(rig, clock, "2000", COOLDOWN)
+    p, since, wallet = await open_trade(rig, clock, short_decision())
+    await rig.engine.mark_to_market()
+    await move(rig, clock, str(p.stop + D("0.5")))
+    await rig.engine.sync_positions()
+    await check_close(rig, since, wallet, "stop_loss")
+    await move(rig, clock, "2000", COOLDOWN)
+    p, since, wallet = await open_trade(rig, clock, long_decision())  # ~04:03: over 12:00 and 20:00
+    for price in ("2001.00", "2004.50"):
+        await move(rig, clock, price, 8 * HOUR)
+        await rig.engine.mark_to_market()
+    await rig.engine.kill_switch()
+    c = await check_close(rig, since, wallet, "kill_switch")
+    assert c.funding > 0
+    rig.engine.reset_halts("test")
+    await move(rig, clock, "2000", COOLDOWN)
+    p, since, wallet = await open_trade(rig, clock, short_decision())
+    await move(rig, clock, "1990.00")
+    await rig.engine.mark_to_market()  # an open gain in the marked equity
+    await move(rig, clock, str(p.take_profit - D("0.5")))
+    await rig.engine.sync_positions()
+    await check_close(rig, since, wallet, "take_profit")
+    await rig.bus.drain()
+
+    trades = closes(rig)
+    assert len(trades) == 4 and clock.now < T0 + 21 * HOUR  # one UTC day
+    net = sum((t.net for t in trades), D(0))
+    fees = sum((t.fees for t in trades), D(0))
+    assert abs((rig.sim.state.balance - wallet0) - net) < D("0.000001")
+    assert rig.engine.risk.realized_today == net
+    exchange_equity = (await rig.client.account_overview()).equity
+    assert exchange_equity == rig.sim.state.balance  # flat: equity is the wallet
+    assert rig.engine.risk.equity == exchange_equity  # what the engine sizes the next entry and the drawdown on
+
+    from engine.runtime.daily import summarize_day
+    from storage.repos import EventLog
+
+    stored = [e for e in await EventLog(rig.db).recent(100, kind="position_closed") if isinstance(e, PositionClosed)]
+    summary = summarize_day(stored, now_ms=clock.now, risk=rig.engine.risk)
+    assert (summary.net_pnl, summary.fees, summary.trades) == (net, fees, 4)
+
+
+async def test_equity_after_a_close_the_exchange_cannot_report_is_estimated_then_marked(rig: Rig) -> None:
+    """The account overview fails right after a close: the close is still booked, the equity is estimated as the
+    last mark plus the net, and the next mark puts the exchange's figure back."""
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    marked = await rig.engine.mark_to_market()
+    rig.sim.faults.gateway_timeout_prefix = "/api/v1/account-overview"
+    rig.sim.faults.gateway_timeout_remaining = 50
+    await move(rig, clock, str(p.take_profit + D("0.5")))
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "take_profit")
+    assert rig.engine.risk.equity == marked + c.net
+    rig.sim.faults.gateway_timeout_remaining = 0
+    assert await rig.engine.mark_to_market() == rig.sim.state.balance == rig.engine.risk.equity
