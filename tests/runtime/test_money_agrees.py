@@ -8,6 +8,7 @@ the clock the engine reads them back with.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal as D
 
 from engine.events import PositionClosed
@@ -278,3 +279,150 @@ async def test_equity_after_a_close_the_exchange_cannot_report_is_estimated_then
     assert rig.engine.risk.equity == marked + c.net
     rig.sim.faults.gateway_timeout_remaining = 0
     assert await rig.engine.mark_to_market() == rig.sim.state.balance == rig.engine.risk.equity
+
+
+# ---------------------------------------------------------------------------------------------- what the trader sees
+
+UGLY = re.compile(r"\d\.\d{9,}|\d[eE][+-]?\d|-0\.00\b|0\.30000000000000004")
+
+
+def assert_clean(text: str) -> None:
+    """No float artefact, no scientific notation, no run of decimals, no negative zero."""
+    assert not UGLY.search(text), text
+
+
+async def test_the_trader_sees_the_books_rounded_to_the_cent(rig: Rig) -> None:
+    """A short closed in two fills at different prices (its exit an average with a long tail of decimals), shown on
+    Telegram, /pnl, /status and the dashboard: every figure is the event log's, rounded to the cent."""
+    from bot.formatting import format_event
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl
+    from storage.repos import EventLog
+
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, short_decision())
+    lots = p.lots
+    await move(rig, clock, "1996.43")
+    await rig.client.place_order(
+        OrderRequest(symbol=SYMBOL, side=OrderSide.BUY, lots=7, reduce_only=True, margin_mode="ISOLATED")
+    )
+    await rig.engine.sync_positions()
+    await move(rig, clock, "1991.07")
+    await rig.client.place_order(
+        OrderRequest(symbol=SYMBOL, side=OrderSide.BUY, lots=lots - 7, reduce_only=True, margin_mode="ISOLATED")
+    )
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "stop_loss")
+    assert len(str(c.exit).split(".")[1]) > 10  # an average: the raw figure has a long tail
+    shown = format_event(c)
+    assert shown is not None
+    assert_clean(shown)
+    assert f"net {c.net.quantize(CENT):,} USDT after fees {c.fees.quantize(CENT):,} USDT" in shown
+    assert f"→ {c.exit.quantize(D('0.000001'))}" in shown
+
+    control = EngineControl(rig.engine, Settings(_env_file=None), EventLog(rig.db))  # type: ignore[call-arg]
+    pnl = await control.pnl()
+    net = c.net.quantize(CENT)
+    assert pnl == {
+        "today (realised)": f"+{net:,} USDT",
+        "7 days": f"+{net:,} USDT over 1 trades",
+        "30 days": f"+{net:,} USDT over 1 trades",
+    }
+    status = await control.status()
+    equity = rig.sim.state.balance
+    assert status["equity"] == f"{equity.quantize(CENT):,} USDT" and status["today"] == f"+{net:,} USDT realised"
+    for text in [*pnl.values(), *status.values()]:
+        assert_clean(text)
+
+
+async def test_dashboard_and_metrics_show_the_exchange_equity_as_status_does(rig: Rig) -> None:
+    """/dashboard over a real socket after a trade: the equity row is /status's figure (the exchange's, to the
+    cent) and the Prometheus gauge carries the same value."""
+    import aiohttp
+    from aiohttp import web
+    from prometheus_client import generate_latest
+
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl, dashboard_status
+    from engine.runtime.http import Health, Metrics, build_app
+
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, "2007.77")
+    await rig.engine.mark_to_market()
+    await move(rig, clock, str(p.stop - D("0.5")))
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "stop_loss")
+    status = await EngineControl(rig.engine, Settings(_env_file=None)).status()  # type: ignore[call-arg]
+    equity = rig.sim.state.balance.quantize(CENT)
+    assert status["equity"] == f"{equity:,} USDT"
+    metrics = Metrics()
+    metrics.equity.set(float(rig.engine.risk.equity))  # as the runtime's gauge refresh does
+    runner = web.AppRunner(build_app(metrics, Health(), lambda: dashboard_status(rig.engine, "paper")))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/dashboard") as r:
+            page = await r.text()
+    finally:
+        await runner.cleanup()
+    assert f"<th>equity</th><td>{equity:,} USDT</td>" in page, page
+    assert f"<th>today (realised)</th><td>{c.net.quantize(CENT):+,} USDT</td>" in page
+    assert_clean(page)
+    gauge = next(ln for ln in generate_latest(metrics.registry).decode().splitlines() if ln.startswith("enygma_equity"))
+    assert D(gauge.split()[-1]).quantize(CENT) == equity
+
+
+async def test_pnl_windows_follow_the_engine_clock_in_a_replay(rig: Rig) -> None:
+    """In a replay the closes are stamped with the replayed time: /pnl's 7 and 30 days are counted back from the
+    engine's clock (before, from the wall clock: a replay of last spring showed 0 trades)."""
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl
+    from storage.repos import EventLog
+
+    clock = Clock(rig, T0 - 200 * 24 * HOUR)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, str(p.take_profit + D("0.5")))
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "take_profit")
+    pnl = await EngineControl(rig.engine, Settings(_env_file=None), EventLog(rig.db)).pnl()  # type: ignore[call-arg]
+    assert pnl["7 days"] == f"{c.net.quantize(CENT):+,} USDT over 1 trades"
+
+
+async def test_a_latched_circuit_breaker_is_announced_with_rounded_figures(rig: Rig) -> None:
+    """The breaker's value is a drawdown quotient with 28 digits; the Telegram line shows it to two decimals."""
+    from bot.formatting import format_event
+    from engine.events import HaltRaised
+
+    cfg = rig.engine.cfg
+    rm = cfg.risk_management.model_copy(update={"circuit_breaker_drawdown_pct": D("0.25")})
+    rig.engine.cfg = cfg.model_copy(update={"risk_management": rm})
+    clock = Clock(rig)
+    await open_trade(rig, clock, long_decision())
+    await move(rig, clock, "2020.00")
+    await rig.engine.mark_to_market()
+    await move(rig, clock, "1995.00")
+    await rig.engine.mark_to_market()
+    await rig.bus.drain()
+    halt = next(e for e in rig.events if isinstance(e, HaltRaised))
+    assert len(halt.value) > 20  # the raw quotient
+    shown = format_event(halt)
+    assert shown == (f"🛑 <b>Halt: circuit_breaker</b> value {D(halt.value).quantize(CENT)}, limit 0.25"), shown
+
+
+def test_money_is_rounded_half_up_to_the_cent_never_truncated_nor_negative_zero() -> None:
+    from bot.formatting import format_event, money, price
+    from engine.events import DailySummary
+
+    assert money(D("2.345")) == "2.35 USDT" and money(D("2.344999")) == "2.34 USDT"  # rounded, not cut
+    assert money(D("-2.345")) == "-2.35 USDT" and money(D("1234567.891")) == "1,234,567.89 USDT"
+    assert money(D("-0.004")) == "0.00 USDT"  # before: -0.00 USDT
+    assert money(0.1 + 0.2) == "0.30 USDT"  # a float reaching the formatter shows no artefact
+    assert (
+        price(D("1E+3")) == "1000.00" and price(1e-05) == "0.00001" and price(D("0.0000123456789")) == "0.0000123456789"
+    )
+    assert price(D("1991.678444444444444444444444")) == "1991.678444" and price(D("2000.00")) == "2000.00"
+    day = DailySummary(ts_ms=0, day="2026-11-29", net_pnl=D("-0.0049"), fees=D("0.125"), trades=2, drawdown_pct=D("0"))
+    assert format_event(day) == "📅 <b>2026-11-29</b>: net 0.00 USDT, fees 0.13 USDT, 2 trades, drawdown 0.00 %"
