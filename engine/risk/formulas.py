@@ -161,17 +161,13 @@ def trade_pnl(
     fee_in: Decimal,
     fee_out: Decimal,
     funding: Decimal = Decimal(0),
-    charged: Decimal | None = None,
 ) -> TradePnl:
-    """§10.3: gross, taker fees on both legs, funding, net; ``quantity`` is in base units (lots × multiplier).
-
-    ``charged``: the fees the exchange really took on the trade's fills (a maker fill, a VIP rate), used instead of
-    the taker-rate estimate, or the net would differ from what the wallet lost."""
+    """§10.3: gross, taker fees on both legs, funding, net; ``quantity`` is in base units (lots × multiplier)."""
     _positive("entry", entry)
     _positive("exit price", exit_price)
     _positive("quantity", quantity)
     gross = side.sign * quantity * (exit_price - entry)
-    fees = fee_in * quantity * entry + fee_out * quantity * exit_price if charged is None else charged
+    fees = fee_in * quantity * entry + fee_out * quantity * exit_price
     return TradePnl(
         gross=gross, fees=fees, funding=funding, net=gross - fees - funding, margin=quantity * entry / leverage
     )

@@ -40,6 +40,7 @@ from engine.marketdata.klines import closed_candles
 from engine.models import Candle, Side, timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.risk.formulas import (
+    TradePnl,
     gross_roi,
     initial_levels,
     position_size,
@@ -59,7 +60,7 @@ from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
 from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
 from exchange.ids import new_client_oid
-from exchange.models import Order, OrderRequest, OrderSide, Position, StopDirection
+from exchange.models import Fill, Order, OrderRequest, OrderSide, Position, StopDirection
 from exchange.rest import LIST_PAGE_SIZE, MAX_PAGES, KucoinFuturesClient
 from storage.repos import Approvals, EventLog, Intent, Intents, Positions, RetryQueue
 
@@ -944,29 +945,27 @@ class TradingEngine:
         opening = [f for f in fills if f.side.value != exit_side]
         opened_lots = sum(f.lots for f in opening)
         entry = sum((f.price * f.lots for f in opening), Decimal(0)) / opened_lots if opened_lots else p.entry
-        charged: Decimal | None = None  # what the exchange took in fees (None: estimated at the taker rate)
         if closing:
             lots = sum(f.lots for f in closing)
             exit_price: Decimal = sum((f.price * f.lots for f in closing), Decimal(0)) / lots
             traded = min(lots, opened_lots) if opened_lots else lots  # a flip's sell also opened the other way
-            if opened_lots:  # each leg's fees for the lots of this trade only (a flip's fill opened more)
-                charged = sum((f.fee for f in opening), Decimal(0)) * traded / opened_lots
-                charged += sum((f.fee for f in closing), Decimal(0)) * traded / lots
         else:
             exit_price, traded = p.stop, p.lots
         funding = await self._funding_paid(symbol, p.opened_ms)
-        pnl = trade_pnl(
-            p.side,
-            entry=entry,
-            exit_price=exit_price,
-            quantity=spec.base_quantity(traded),
-            leverage=p.leverage,
-            fee_in=self.cfg.fees.entry_fee_rate,
-            fee_out=self.cfg.fees.exit_fee_rate,
-            funding=funding,
-            charged=charged,
-        )
-        roi = gross_roi(p.side, p.entry, exit_price, p.leverage)
+        if closing and opening:
+            pnl = _booked_pnl(p.side, opening, closing, spec.multiplier, p.leverage, funding)
+        else:  # the fills cannot be read: estimated at the stop, taker fees on both legs (§10.3)
+            pnl = trade_pnl(
+                p.side,
+                entry=entry,
+                exit_price=exit_price,
+                quantity=spec.base_quantity(traded),
+                leverage=p.leverage,
+                fee_in=self.cfg.fees.entry_fee_rate,
+                fee_out=self.cfg.fees.exit_fee_rate,
+                funding=funding,
+            )
+        roi = gross_roi(p.side, entry, exit_price, p.leverage)
         if reason is None and any(f.trade_type in ("liquid", "adl") for f in closing):
             reason = "liquidation" if any(f.trade_type == "liquid" for f in closing) else "auto_deleverage"
         if reason is None:
@@ -983,7 +982,7 @@ class TradingEngine:
                 symbol=symbol,
                 side=p.side.value,
                 exit_reason=reason,
-                entry=p.entry,
+                entry=entry,  # what the gross is computed from: with lots added by hand, not the bot's own fill
                 exit=exit_price,
                 gross=pnl.gross,
                 fees=pnl.fees,
@@ -1321,6 +1320,22 @@ class TradingEngine:
         except ExchangeError as exc:
             log.error("kill.cancel_stops_failed", error=str(exc))
             return 0
+
+
+def _booked_pnl(
+    side: Side, opening: list[Fill], closing: list[Fill], multiplier: Decimal, leverage: int, funding: Decimal
+) -> TradePnl:
+    """The trade as the exchange booked it: gross from the fills' values (no averaged price, so no rounding), the
+    fees the exchange charged on them (a maker fill, a VIP rate: the taker estimate differed from the wallet),
+    the funding settled. A flip's fill also opened lots the other way: each leg counts for this trade's lots."""
+    opened, closed = sum(f.lots for f in opening), sum(f.lots for f in closing)
+    traded = min(opened, closed)
+    entry_value = multiplier * sum((f.price * f.lots for f in opening), Decimal(0)) * traded / opened
+    exit_value = multiplier * sum((f.price * f.lots for f in closing), Decimal(0)) * traded / closed
+    fees = sum((f.fee for f in opening), Decimal(0)) * traded / opened
+    fees += sum((f.fee for f in closing), Decimal(0)) * traded / closed
+    gross = side.sign * (exit_value - entry_value)
+    return TradePnl(gross=gross, fees=fees, funding=funding, net=gross - fees - funding, margin=entry_value / leverage)
 
 
 def _side_of(pos: Position) -> Side:

@@ -26,6 +26,7 @@ HOUR = 3_600_000
 # 2026-11-29 03:00 UTC: one hour before the 04:00 funding settlement of the simulator's clock.
 T0 = 1_796_007_600_000
 CENT = D("0.01")
+TINY = D("1E-20")
 COOLDOWN = 31 * 60_000  # past the entry and loss cooldowns
 
 
@@ -77,9 +78,11 @@ async def check_close(rig: Rig, since_ms: int, wallet_before: D, reason: str) ->
         fees.quantize(CENT),
         funding.quantize(CENT),
     )
-    assert abs(c.gross - gross) < D("0.000001") and abs(c.fees - fees) < D("0.000001")
-    assert c.funding == funding and c.net == c.gross - c.fees - c.funding
-    assert abs((rig.sim.state.balance - wallet_before) - c.net) < D("0.000001")
+    assert (c.gross, c.fees, c.funding) == (gross, fees, funding)  # exactly, not only to the cent
+    assert c.net == c.gross - c.fees - c.funding
+    # The wallet too: exactly but for the simulator's own average-cost division (a 1E-24 remainder when lots were
+    # opened at two prices).
+    assert abs(rig.sim.state.balance - wallet_before - c.net) < TINY
     return c
 
 
@@ -251,7 +254,7 @@ async def test_a_session_adds_up_everywhere_the_trader_looks(rig: Rig) -> None:
     assert len(trades) == 4 and clock.now < T0 + 21 * HOUR  # one UTC day
     net = sum((t.net for t in trades), D(0))
     fees = sum((t.fees for t in trades), D(0))
-    assert abs((rig.sim.state.balance - wallet0) - net) < D("0.000001")
+    assert abs(rig.sim.state.balance - wallet0 - net) < TINY
     assert rig.engine.risk.realized_today == net
     exchange_equity = (await rig.client.account_overview()).equity
     assert exchange_equity == rig.sim.state.balance  # flat: equity is the wallet
@@ -426,3 +429,38 @@ def test_money_is_rounded_half_up_to_the_cent_never_truncated_nor_negative_zero(
     assert price(D("1991.678444444444444444444444")) == "1991.678444" and price(D("2000.00")) == "2000.00"
     day = DailySummary(ts_ms=0, day="2026-11-29", net_pnl=D("-0.0049"), fees=D("0.125"), trades=2, drawdown_pct=D("0"))
     assert format_event(day) == "📅 <b>2026-11-29</b>: net 0.00 USDT, fees 0.13 USDT, 2 trades, drawdown 0.00 %"
+
+
+async def test_liquidation_is_booked_as_the_exchange_settled_it(rig: Rig) -> None:
+    """Stop and TP gone (cancelled by hand), the price gaps through the liquidation price: the close is the
+    exchange's liquidation fill at the bankruptcy price, with its fee, and the wallet lost exactly the net."""
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    for oid in (p.stop_order_id, p.tp_order_id):
+        assert oid is not None
+        await rig.client.cancel_order(oid)
+    await move(rig, clock, "1880.00")  # ~6 % down at 18x: past the liquidation price
+    assert [f.trade_type for f in rig.sim.state.fills if not f.opening] == ["liquid"]
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "liquidation")
+    assert c.net < 0
+
+
+async def test_a_position_added_to_by_hand_reports_the_entry_its_pnl_is_computed_from(rig: Rig) -> None:
+    """A person adds 30 lots to the bot's long at a higher price: the close's gross is on the average of both
+    entries, and the entry the event (and Telegram) shows is that same average, so exit − entry × size = gross."""
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, "2006.00")
+    await rig.client.place_order(
+        OrderRequest(symbol=SYMBOL, side=OrderSide.BUY, lots=30, leverage=p.leverage, margin_mode="ISOLATED")
+    )
+    await rig.engine.sync_positions()  # the stop and TP now cover the larger position
+    await move(rig, clock, str(p.stop - D("0.5")))
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "stop_loss")
+    opened = [f for f in rig.sim.state.fills if f.ts_ms >= since and f.opening]
+    lots = sum(f.size for f in opened)
+    average = sum((f.price * f.size for f in opened), D(0)) / lots
+    assert c.entry == average != p.entry
+    assert ((c.exit - c.entry) * lots * D("0.01")).quantize(D("0.00000001")) == c.gross
