@@ -968,6 +968,8 @@ class TradingEngine:
         roi = gross_roi(p.side, entry, exit_price, p.leverage)
         if reason is None and any(f.trade_type in ("liquid", "adl") for f in closing):
             reason = "liquidation" if any(f.trade_type == "liquid" for f in closing) else "auto_deleverage"
+        if reason is None and closing and await self._closed_by_a_person(closing):
+            reason = "manual"
         if reason is None:
             reason = m.rule.exit_reason if roi < self.cfg.risk_management.take_profit_roi - 1 else "take_profit"
         for oid in await self._own_order_ids(p):
@@ -990,6 +992,18 @@ class TradingEngine:
                 net=pnl.net,
             )
         )
+
+    async def _closed_by_a_person(self, closing: list[Fill]) -> bool:
+        """Every closing fill came from an order that is not the engine's (the trader closed it on KuCoin's site):
+        reported as ``manual``, not as the stop the rule last held (before: "stop_loss" for a person's close at a
+        profit). When an order cannot be looked up it counts as the engine's, and the rule's label stands."""
+        for order_id in sorted({f.order_id for f in closing})[:10]:
+            try:
+                if await self.coordinator.ours(await self.client.order_by_id(order_id)):
+                    return False
+            except ExchangeError:
+                return False
+        return True
 
     async def _equity_after_close(self, net: Decimal) -> None:
         """The equity after a close is the exchange's again. Adding the trade's net to the last marked equity counted

@@ -9,6 +9,7 @@ the clock the engine reads them back with.
 from __future__ import annotations
 
 import re
+import uuid
 from decimal import Decimal as D
 
 from engine.events import PositionClosed
@@ -28,6 +29,13 @@ T0 = 1_796_007_600_000
 CENT = D("0.01")
 TINY = D("1E-20")
 COOLDOWN = 31 * 60_000  # past the entry and loss cooldowns
+
+
+def by_hand(side: OrderSide, lots: int, **kw: object) -> OrderRequest:
+    """An order the trader places on KuCoin's site: not reduce-only unless asked, a clientOid not the bot's."""
+    return OrderRequest(
+        symbol=SYMBOL, side=side, lots=lots, margin_mode="ISOLATED", client_oid=f"web-{uuid.uuid4().hex}", **kw
+    )  # type: ignore[arg-type]
 
 
 def short_decision() -> Decision:
@@ -147,15 +155,15 @@ async def test_manual_close_in_several_fills_at_different_prices(rig: Rig) -> No
     lots = p.lots
     third = lots // 3
     await move(rig, clock, "1996.43")
-    req = OrderRequest(symbol=SYMBOL, side=OrderSide.BUY, lots=third, reduce_only=True, margin_mode="ISOLATED")
+    req = by_hand(OrderSide.BUY, third, reduce_only=True)
     await rig.client.place_order(req)
     await rig.engine.sync_positions()  # resized protection for the rest
     assert rig.engine.managed[SYMBOL].protection.lots == lots - third
     await move(rig, clock, "2001.09")
-    rest = OrderRequest(symbol=SYMBOL, side=OrderSide.BUY, lots=lots - third, reduce_only=True, margin_mode="ISOLATED")
+    rest = by_hand(OrderSide.BUY, lots - third, reduce_only=True)
     await rig.client.place_order(rest)
     await rig.engine.sync_positions()
-    await check_close(rig, since, wallet, "stop_loss")
+    await check_close(rig, since, wallet, "manual")  # before: reported as "stop_loss"
 
 
 async def test_partial_entry_fill_closed_in_several_stop_fills(rig: Rig) -> None:
@@ -179,20 +187,13 @@ async def test_manual_limit_close_is_booked_at_the_maker_fee_charged(rig: Rig) -
     """A person closes with a resting limit order: the exchange charged the maker fee, and the books must say so."""
     clock = Clock(rig)
     p, since, wallet = await open_trade(rig, clock, long_decision())
-    req = OrderRequest(
-        symbol=SYMBOL,
-        side=OrderSide.SELL,
-        lots=p.lots,
-        type=OrderType.LIMIT,
-        price=D("2010.00"),
-        reduce_only=True,
-        margin_mode="ISOLATED",
+    await rig.client.place_order(
+        by_hand(OrderSide.SELL, p.lots, type=OrderType.LIMIT, price=D("2010.00"), reduce_only=True)
     )
-    await rig.client.place_order(req)
     await move(rig, clock, "2010.50")
     assert [f.liquidity for f in rig.sim.state.fills if not f.opening] == ["maker"]
     await rig.engine.sync_positions()
-    await check_close(rig, since, wallet, "stop_loss")
+    await check_close(rig, since, wallet, "manual")
 
 
 async def test_funding_over_three_settlements_long_and_short(rig: Rig) -> None:
@@ -306,19 +307,15 @@ async def test_the_trader_sees_the_books_rounded_to_the_cent(rig: Rig) -> None:
     p, since, wallet = await open_trade(rig, clock, short_decision())
     lots = p.lots
     await move(rig, clock, "1996.43")
-    await rig.client.place_order(
-        OrderRequest(symbol=SYMBOL, side=OrderSide.BUY, lots=7, reduce_only=True, margin_mode="ISOLATED")
-    )
+    await rig.client.place_order(by_hand(OrderSide.BUY, 7, reduce_only=True))
     await rig.engine.sync_positions()
     await move(rig, clock, "1991.07")
-    await rig.client.place_order(
-        OrderRequest(symbol=SYMBOL, side=OrderSide.BUY, lots=lots - 7, reduce_only=True, margin_mode="ISOLATED")
-    )
+    await rig.client.place_order(by_hand(OrderSide.BUY, lots - 7, reduce_only=True))
     await rig.engine.sync_positions()
-    c = await check_close(rig, since, wallet, "stop_loss")
+    c = await check_close(rig, since, wallet, "manual")
     assert len(str(c.exit).split(".")[1]) > 10  # an average: the raw figure has a long tail
     shown = format_event(c)
-    assert shown is not None
+    assert shown is not None and "(manual)" in shown
     assert_clean(shown)
     assert f"net {c.net.quantize(CENT):,} USDT after fees {c.fees.quantize(CENT):,} USDT" in shown
     assert f"→ {c.exit.quantize(D('0.000001'))}" in shown
@@ -452,9 +449,7 @@ async def test_a_position_added_to_by_hand_reports_the_entry_its_pnl_is_computed
     clock = Clock(rig)
     p, since, wallet = await open_trade(rig, clock, long_decision())
     await move(rig, clock, "2006.00")
-    await rig.client.place_order(
-        OrderRequest(symbol=SYMBOL, side=OrderSide.BUY, lots=30, leverage=p.leverage, margin_mode="ISOLATED")
-    )
+    await rig.client.place_order(by_hand(OrderSide.BUY, 30, leverage=p.leverage))
     await rig.engine.sync_positions()  # the stop and TP now cover the larger position
     await move(rig, clock, str(p.stop - D("0.5")))
     await rig.engine.sync_positions()
@@ -464,3 +459,16 @@ async def test_a_position_added_to_by_hand_reports_the_entry_its_pnl_is_computed
     average = sum((f.price * f.size for f in opened), D(0)) / lots
     assert c.entry == average != p.entry
     assert ((c.exit - c.entry) * lots * D("0.01")).quantize(D("0.00000001")) == c.gross
+
+
+async def test_a_close_whose_orders_cannot_be_looked_up_keeps_the_rules_label_and_its_money(rig: Rig) -> None:
+    """The exchange does not answer about the closing order: not called manual on a guess, booked all the same."""
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, "2004.00")
+    await rig.client.place_order(by_hand(OrderSide.SELL, p.lots, reduce_only=True))
+    rig.sim.faults.gateway_timeout_prefix = "/api/v1/orders/"
+    rig.sim.faults.gateway_timeout_remaining = 50
+    await rig.engine.sync_positions()
+    rig.sim.faults.gateway_timeout_remaining = 0
+    await check_close(rig, since, wallet, "stop_loss")
