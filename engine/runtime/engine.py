@@ -69,6 +69,8 @@ RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keep
 # The client reads every page of the open-order and stop-order listings up to a bound: a listing that reached it
 # may be incomplete, so no intent is pruned on its say-so.
 LISTING_CAP = MAX_PAGES * LIST_PAGE_SIZE
+# Waits between reads of a just-closed trade's fills while the history does not list its close yet (§4.5).
+CLOSE_FILLS_RETRY_S = (0.2, 0.5, 1.0)
 
 
 @dataclass
@@ -936,8 +938,8 @@ class TradingEngine:
         del self.managed[symbol]
         p = m.protection
         p.closed = True  # a stop or TP move still on its way for it undoes itself and persists nothing
-        fills = [f for f in await self.client.fills(symbol=symbol, start_ms=p.opened_ms) if f.ts_ms >= p.opened_ms]
         exit_side = "sell" if p.side is Side.LONG else "buy"
+        fills = await self._trade_fills(symbol, p.opened_ms, exit_side)
         closing = [f for f in fills if f.side.value == exit_side]
         spec = self.specs[symbol]
         # The trade is every lot it ever had: a TP that filled partly, or a person trimming or adding to it, closes
@@ -992,6 +994,23 @@ class TradingEngine:
                 net=pnl.net,
             )
         )
+
+    async def _trade_fills(self, symbol: str, since_ms: int, exit_side: str) -> list[Fill]:
+        """The fills of a trade that just closed. Reference §4.5: the fills history is "not real-time", so a close
+        looked at at once (the kill switch, the position push) may not be listed yet; read again, a few times,
+        until the closing fills cover the opened lots. Before, such a close was booked at the stop price with the
+        taker estimate (a kill switch at 2010.70 booked gross −19.89 USDT instead of +18.44)."""
+        fills: list[Fill] = []
+        for wait in (*CLOSE_FILLS_RETRY_S, None):
+            fills = [f for f in await self.client.fills(symbol=symbol, start_ms=since_ms) if f.ts_ms >= since_ms]
+            closed = sum(f.lots for f in fills if f.side.value == exit_side)
+            opened = sum(f.lots for f in fills if f.side.value != exit_side)
+            if closed and closed >= opened:
+                return fills
+            if wait is not None:
+                await asyncio.sleep(wait)
+        log.warning("close.fills_incomplete", symbol=symbol, fills=len(fills))
+        return fills
 
     async def _closed_by_a_person(self, closing: list[Fill]) -> bool:
         """Every closing fill came from an order that is not the engine's (the trader closed it on KuCoin's site):

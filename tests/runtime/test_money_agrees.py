@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from decimal import Decimal as D
+from pathlib import Path
 
 from engine.events import PositionClosed
 from engine.gates.result import GateResult
@@ -472,3 +473,61 @@ async def test_a_close_whose_orders_cannot_be_looked_up_keeps_the_rules_label_an
     await rig.engine.sync_positions()
     rig.sim.faults.gateway_timeout_remaining = 0
     await check_close(rig, since, wallet, "stop_loss")
+
+
+async def test_a_restart_restores_todays_realised_pnl_from_the_booked_closes(rig: Rig, data_dir: Path) -> None:
+    """A win and a loss, then a restart on the same database: today's realised PnL is the same to the digit."""
+    from tests.runtime.conftest import make_engine
+
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, str(p.take_profit + D("0.5")))
+    await rig.engine.sync_positions()
+    await check_close(rig, since, wallet, "take_profit")
+    await move(rig, clock, "2000", COOLDOWN)
+    p, since, wallet = await open_trade(rig, clock, short_decision())
+    await move(rig, clock, str(p.stop + D("0.5")))
+    await rig.engine.sync_positions()
+    await check_close(rig, since, wallet, "stop_loss")
+    before = rig.engine.risk.realized_today
+    assert before == sum((c.net for c in closes(rig)), D(0))
+    again = await make_engine(rig.sim, rig.client, rig.db, data_dir)
+    try:
+        again.engine.clock = clock
+        again.engine.risk.equity = (await rig.client.account_overview()).equity
+        await again.engine.restore_risk(again.log)
+        assert again.engine.risk.realized_today == before
+        assert again.engine.risk.consecutive_losses == 1
+    finally:
+        await again.bus.stop()
+
+
+async def test_a_close_not_yet_in_the_fills_history_is_read_again_not_booked_at_the_stop(rig: Rig) -> None:
+    """Reference §4.5: the fills history is "not real-time". The kill switch closes at market and looks at once:
+    the first two answers do not list the closing fill yet. The close is read again until it is there, not booked
+    at the stop price with the taker estimate."""
+    clock = Clock(rig)
+    _, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, "2011.11")
+    rig.sim.faults.stale_fills_upto = len(rig.sim.state.fills)  # the entry is listed, the close will not be
+    rig.sim.faults.stale_fills_remaining = 2
+    await rig.engine.kill_switch()
+    c = await check_close(rig, since, wallet, "kill_switch")
+    assert c.exit == D("2010.70")  # 2011.11 less the simulator's 0.02 % market slippage, rounded down to the tick
+
+
+async def test_a_close_the_fills_history_never_lists_is_estimated_and_the_engine_goes_on(rig: Rig) -> None:
+    """Four reads, none listing the close: booked as the estimate (at the stop, taker fees), and the next entry
+    still goes out."""
+    clock = Clock(rig)
+    p, _, _ = await open_trade(rig, clock, long_decision())
+    rig.sim.faults.stale_fills_upto = len(rig.sim.state.fills)
+    rig.sim.faults.stale_fills_remaining = 4
+    await rig.engine.kill_switch()
+    await rig.bus.drain()
+    c = closes(rig)[-1]
+    assert c.exit == p.stop and c.fees == D("0.0006") * D("0.01") * p.lots * (p.entry + p.stop)
+    assert rig.sim.faults.stale_fills_remaining == 0
+    rig.engine.reset_halts("test")
+    await move(rig, clock, "2000", COOLDOWN)
+    assert await rig.engine.enter(SYMBOL, long_decision()) is not None
