@@ -115,6 +115,14 @@ def price(value: Any) -> str:
     return price_text(value)
 
 
+def _funding(paid: Decimal) -> str:
+    """The funding part of a close (``paid`` > 0: the position paid, < 0: it received), so gross − fees − funding
+    on the phone adds up to the net shown; nothing when none was settled."""
+    if not paid:
+        return ""
+    return f", funding {money(paid)} paid" if paid > 0 else f", funding {money(-paid)} received"
+
+
 def format_event(event: Event) -> str | None:
     """The message for ``event``, or None when the event is not worth a notification."""
     d = event.to_dict()
@@ -167,6 +175,7 @@ def format_event(event: Event) -> str | None:
         return (
             f"{icon} <b>Closed {esc(d['side'])} {esc(d['symbol'])}</b> ({esc(d['exit_reason'])})\n"
             f"{price(d['entry'])} → {price(d['exit'])}\nnet {money(d['net'])} after fees {money(d['fees'])}"
+            + _funding(Decimal(d.get("funding") or 0))
         )
     if k == "halt_raised":
         value, limit = number_text(d["value"]), number_text(d["threshold"])

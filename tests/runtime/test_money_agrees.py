@@ -216,6 +216,13 @@ async def test_funding_over_three_settlements_long_and_short(rig: Rig) -> None:
     await rig.engine.sync_positions()
     c = await check_close(rig, since, wallet, "stop_loss")
     assert c.funding < 0  # a short receives
+    from bot.formatting import format_event
+
+    shown = format_event(c)  # gross − fees − funding = net, all of it on the phone
+    assert shown is not None and shown.endswith(
+        f"net {c.net.quantize(CENT):,} USDT after fees {c.fees.quantize(CENT):,} USDT, "
+        f"funding {-c.funding.quantize(CENT):,} USDT received"
+    ), shown
 
 
 async def test_a_session_adds_up_everywhere_the_trader_looks(rig: Rig) -> None:
