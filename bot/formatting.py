@@ -8,6 +8,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from engine.display import number_text, price_text, usdt
 from engine.events import Event
 
 
@@ -105,11 +106,21 @@ def plain(text: str) -> str:
 
 
 def money(value: Any) -> str:
-    return f"{Decimal(str(value)):,.2f} USDT"
+    """Rounded half-up to the cent (engine.display): the books keep every digit, a person reads cents."""
+    return usdt(value)
 
 
 def price(value: Any) -> str:
-    return f"{Decimal(str(value)):f}"
+    """At most ten significant digits: a volume-weighted exit showed all 28 (1991.678444444444444444444444)."""
+    return price_text(value)
+
+
+def _funding(paid: Decimal) -> str:
+    """The funding part of a close (``paid`` > 0: the position paid, < 0: it received), so gross − fees − funding
+    on the phone adds up to the net shown; nothing when none was settled."""
+    if not paid:
+        return ""
+    return f", funding {money(paid)} paid" if paid > 0 else f", funding {money(-paid)} received"
 
 
 def format_event(event: Event) -> str | None:
@@ -171,9 +182,11 @@ def format_event(event: Event) -> str | None:
         return (
             f"{icon} <b>Closed {esc(d['side'])} {esc(d['symbol'])}</b> ({esc(d['exit_reason'])})\n"
             f"{price(d['entry'])} → {price(d['exit'])}\nnet {money(d['net'])} after fees {money(d['fees'])}"
+            + _funding(Decimal(d.get("funding") or 0))
         )
     if k == "halt_raised":
-        return f"🛑 <b>Halt: {esc(d['limit'])}</b> value {esc(d['value'])}, limit {esc(d['threshold'])}"
+        value, limit = number_text(d["value"]), number_text(d["threshold"])
+        return f"🛑 <b>Halt: {esc(d['limit'])}</b> value {esc(value)}, limit {esc(limit)}"
     if k == "trading_state_changed":
         return f"Trading state {esc(d['old'])} → <b>{esc(d['new'])}</b> ({esc(d['reason'])})"
     if k == "mode_changed":

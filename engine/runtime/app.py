@@ -307,7 +307,7 @@ class Runtime:
             latency_observer=self.metrics.entry_latency.observe,
         )
         engine.options.approvals_ttl_ms = s.telegram_approval_ttl_s * 1000
-        from engine.runtime.control import restore_switches
+        from engine.runtime.control import dashboard_status, restore_switches
         from storage.repos import Settings as SavedSwitches
 
         await restore_switches(engine, SavedSwitches(db))
@@ -336,16 +336,7 @@ class Runtime:
         self.engine = engine
 
         def status() -> dict[str, Any]:
-            return {
-                "mode": s.bot_mode,
-                "armed": engine.options.armed,  # as armed or disarmed from Telegram, not as started
-                "control": engine.options.control,
-                "state": engine.state.value,
-                "paused": engine.paused,
-                "equity": str(engine.risk.equity),
-                "drawdown_pct": f"{engine.risk.drawdown_pct:.2f}",
-                "positions": ", ".join(engine.managed) or "none",
-            }
+            return dashboard_status(engine, s.bot_mode)
 
         approver = engine.console_decide
         if s.http_host not in ("127.0.0.1", "localhost", "::1"):

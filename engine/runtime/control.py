@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import Any
 
 import structlog
 
 from engine.config.settings import Settings
+from engine.display import price_text, usdt
 from engine.events import ModeChanged, PositionClosed
 from engine.risk.limits import DAY_MS
 from engine.runtime.engine import TradingEngine
@@ -27,6 +29,23 @@ async def restore_switches(engine: TradingEngine, saved: SavedSwitches) -> None:
     if await saved.get("paused") == "true" and not engine.paused:
         engine.set_paused(True, by="restored after restart")
         log.warning("switches.restored", paused=True, detail="set from the cockpit before the restart")
+
+
+def dashboard_status(engine: TradingEngine, bot_mode: str) -> dict[str, Any]:
+    """What /dashboard shows: the figures /status gives in Telegram, rounded the same way. Before, the equity
+    was the raw Decimal (10086.88259132 beside /status's 10,086.88 USDT; after a close, a 28-digit sum)."""
+    r = engine.risk
+    return {
+        "mode": bot_mode,
+        "armed": engine.options.armed,  # as armed or disarmed from Telegram, not as started
+        "control": engine.options.control,
+        "state": engine.state.value,
+        "paused": engine.paused,
+        "equity": usdt(r.equity),
+        "today (realised)": usdt(r.realized_today, signed=True),
+        "drawdown_pct": f"{r.drawdown_pct:.2f}",
+        "positions": ", ".join(engine.managed) or "none",
+    }
 
 
 class EngineControl:
@@ -58,7 +77,7 @@ class EngineControl:
         return lines
 
     async def pnl(self) -> dict[str, str]:
-        now = int(time.time() * 1000)
+        now = self.engine.clock()  # the clock the closes are stamped with (in a replay, the replayed time)
         closed: list[PositionClosed] = []
         if self.events is not None:
             month = now - 30 * DAY_MS
@@ -67,11 +86,11 @@ class EngineControl:
                 for e in await self.events.recent(10_000, kind="position_closed", since_ms=month)
                 if isinstance(e, PositionClosed)
             ]
-        out = {"today (realised)": f"{self.engine.risk.realized_today:+,.2f} USDT"}
+        out = {"today (realised)": usdt(self.engine.risk.realized_today, signed=True)}
         for label, days in (("7 days", 7), ("30 days", 30)):
             since = now - days * DAY_MS
             net = sum((e.net for e in closed if e.ts_ms >= since), Decimal(0))
-            out[label] = f"{net:+,.2f} USDT over {sum(1 for e in closed if e.ts_ms >= since)} trades"
+            out[label] = f"{usdt(net, signed=True)} over {sum(1 for e in closed if e.ts_ms >= since)} trades"
         return out
 
     async def signals(self) -> list[str]:
@@ -116,8 +135,8 @@ class EngineControl:
             "mode": mode,
             "control": e.options.control,
             "state": e.state.value + (" · paused" if e.paused else ""),
-            "equity": f"{e.risk.equity:,.2f} USDT",
-            "today": f"{e.risk.realized_today:+,.2f} USDT realised",
+            "equity": usdt(e.risk.equity),
+            "today": f"{usdt(e.risk.realized_today, signed=True)} realised",
             "drawdown": f"{e.risk.drawdown_pct:.2f} %",
             "open positions": str(len(e.managed)),
             "new entries": "; ".join(self._entry_halts()) or "allowed",
@@ -150,9 +169,9 @@ class EngineControl:
                     "symbol": symbol,
                     "side": p.side.value,
                     "size": f"{p.lots} lots",
-                    "entry": str(p.entry),
-                    "stop": f"{p.stop} ({p.stop_reason})",
-                    "take profit": str(p.take_profit),
+                    "entry": price_text(p.entry),
+                    "stop": f"{price_text(p.stop)} ({p.stop_reason})",
+                    "take profit": price_text(p.take_profit),
                     "leverage": f"{p.leverage}x",
                 }
             )

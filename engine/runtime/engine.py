@@ -40,6 +40,7 @@ from engine.marketdata.klines import closed_candles
 from engine.models import Candle, Side, timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.risk.formulas import (
+    TradePnl,
     gross_roi,
     initial_levels,
     position_size,
@@ -60,7 +61,7 @@ from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
 from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
 from exchange.ids import new_client_oid
-from exchange.models import Order, OrderRequest, OrderSide, Position, StopDirection
+from exchange.models import Fill, Order, OrderRequest, OrderSide, Position, StopDirection
 from exchange.rest import LIST_PAGE_SIZE, MAX_PAGES, KucoinFuturesClient
 from storage.repos import Approvals, EventLog, Intent, Intents, Positions, RetryQueue
 
@@ -69,6 +70,8 @@ RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keep
 # The client reads every page of the open-order and stop-order listings up to a bound: a listing that reached it
 # may be incomplete, so no intent is pruned on its say-so.
 LISTING_CAP = MAX_PAGES * LIST_PAGE_SIZE
+# Waits between reads of a just-closed trade's fills while the history does not list its close yet (§4.5).
+CLOSE_FILLS_RETRY_S = (0.2, 0.5, 1.0)
 
 
 @dataclass
@@ -962,8 +965,8 @@ class TradingEngine:
         self.liquidation.forget(symbol)
         p = m.protection
         p.closed = True  # a stop or TP move still on its way for it undoes itself and persists nothing
-        fills = [f for f in await self.client.fills(symbol=symbol, start_ms=p.opened_ms) if f.ts_ms >= p.opened_ms]
         exit_side = "sell" if p.side is Side.LONG else "buy"
+        fills = await self._trade_fills(symbol, p.opened_ms, exit_side)
         closing = [f for f in fills if f.side.value == exit_side]
         spec = self.specs[symbol]
         # The trade is every lot it ever had: a TP that filled partly, or a person trimming or adding to it, closes
@@ -978,19 +981,24 @@ class TradingEngine:
         else:
             exit_price, traded = p.stop, p.lots
         funding = await self._funding_paid(symbol, p.opened_ms)
-        pnl = trade_pnl(
-            p.side,
-            entry=entry,
-            exit_price=exit_price,
-            quantity=spec.base_quantity(traded),
-            leverage=p.leverage,
-            fee_in=self.cfg.fees.entry_fee_rate,
-            fee_out=self.cfg.fees.exit_fee_rate,
-            funding=funding,
-        )
-        roi = gross_roi(p.side, p.entry, exit_price, p.leverage)
+        if closing and opening:
+            pnl = _booked_pnl(p.side, opening, closing, spec.multiplier, p.leverage, funding)
+        else:  # the fills cannot be read: estimated at the stop, taker fees on both legs (§10.3)
+            pnl = trade_pnl(
+                p.side,
+                entry=entry,
+                exit_price=exit_price,
+                quantity=spec.base_quantity(traded),
+                leverage=p.leverage,
+                fee_in=self.cfg.fees.entry_fee_rate,
+                fee_out=self.cfg.fees.exit_fee_rate,
+                funding=funding,
+            )
+        roi = gross_roi(p.side, entry, exit_price, p.leverage)
         if reason is None and any(f.trade_type in ("liquid", "adl") for f in closing):
             reason = "liquidation" if any(f.trade_type == "liquid" for f in closing) else "auto_deleverage"
+        if reason is None and closing and await self._closed_by_a_person(closing):
+            reason = "manual"
         if reason is None:
             reason = m.rule.exit_reason if roi < self.cfg.risk_management.take_profit_roi - 1 else "take_profit"
         for oid in await self._own_order_ids(p):
@@ -998,14 +1006,14 @@ class TradingEngine:
                 await self.client.cancel_order(oid)
         await self.positions_repo.delete(symbol)
         self.risk.record_close(symbol, pnl.net, self.clock())
-        self.risk.equity += pnl.net
+        await self._equity_after_close(pnl.net)
         self.bus.publish(
             PositionClosed(
                 ts_ms=self.clock(),
                 symbol=symbol,
                 side=p.side.value,
                 exit_reason=reason,
-                entry=p.entry,
+                entry=entry,  # what the gross is computed from: with lots added by hand, not the bot's own fill
                 exit=exit_price,
                 gross=pnl.gross,
                 fees=pnl.fees,
@@ -1013,6 +1021,46 @@ class TradingEngine:
                 net=pnl.net,
             )
         )
+
+    async def _trade_fills(self, symbol: str, since_ms: int, exit_side: str) -> list[Fill]:
+        """The fills of a trade that just closed. Reference §4.5: the fills history is "not real-time", so a close
+        looked at at once (the kill switch, the position push) may not be listed yet; read again, a few times,
+        until the closing fills cover the opened lots. Before, such a close was booked at the stop price with the
+        taker estimate (a kill switch at 2010.70 booked gross −19.89 USDT instead of +18.44)."""
+        fills: list[Fill] = []
+        for wait in (*CLOSE_FILLS_RETRY_S, None):
+            fills = [f for f in await self.client.fills(symbol=symbol, start_ms=since_ms) if f.ts_ms >= since_ms]
+            closed = sum(f.lots for f in fills if f.side.value == exit_side)
+            opened = sum(f.lots for f in fills if f.side.value != exit_side)
+            if closed and closed >= opened:
+                return fills
+            if wait is not None:
+                await asyncio.sleep(wait)
+        log.warning("close.fills_incomplete", symbol=symbol, fills=len(fills))
+        return fills
+
+    async def _closed_by_a_person(self, closing: list[Fill]) -> bool:
+        """Every closing fill came from an order that is not the engine's (the trader closed it on KuCoin's site):
+        reported as ``manual``, not as the stop the rule last held (before: "stop_loss" for a person's close at a
+        profit). When an order cannot be looked up it counts as the engine's, and the rule's label stands."""
+        for order_id in sorted({f.order_id for f in closing})[:10]:
+            try:
+                if await self.coordinator.ours(await self.client.order_by_id(order_id)):
+                    return False
+            except ExchangeError:
+                return False
+        return True
+
+    async def _equity_after_close(self, net: Decimal) -> None:
+        """The equity after a close is the exchange's again. Adding the trade's net to the last marked equity counted
+        the trade twice when that mark already held the position's unrealised PnL (before: a session whose wallet
+        was 10,086.88 USDT showed 10,102.00, and the next entry was sized on it). Only when the exchange cannot
+        answer is the net added (the next reconciliation marks it again)."""
+        try:
+            await self.mark_to_market()
+        except ExchangeError as exc:
+            log.warning("equity.mark_after_close_failed", error=str(exc))
+            self.risk.equity += net
 
     async def _own_order_ids(self, p: Protected) -> list[str]:
         """Every stop and TP order of this position that may still be live: its stop and TP, and a replace's
@@ -1332,6 +1380,22 @@ class TradingEngine:
         except ExchangeError as exc:
             log.error("kill.cancel_stops_failed", error=str(exc))
             return 0
+
+
+def _booked_pnl(
+    side: Side, opening: list[Fill], closing: list[Fill], multiplier: Decimal, leverage: int, funding: Decimal
+) -> TradePnl:
+    """The trade as the exchange booked it: gross from the fills' values (no averaged price, so no rounding), the
+    fees the exchange charged on them (a maker fill, a VIP rate: the taker estimate differed from the wallet),
+    the funding settled. A flip's fill also opened lots the other way: each leg counts for this trade's lots."""
+    opened, closed = sum(f.lots for f in opening), sum(f.lots for f in closing)
+    traded = min(opened, closed)
+    entry_value = multiplier * sum((f.price * f.lots for f in opening), Decimal(0)) * traded / opened
+    exit_value = multiplier * sum((f.price * f.lots for f in closing), Decimal(0)) * traded / closed
+    fees = sum((f.fee for f in opening), Decimal(0)) * traded / opened
+    fees += sum((f.fee for f in closing), Decimal(0)) * traded / closed
+    gross = side.sign * (exit_value - entry_value)
+    return TradePnl(gross=gross, fees=fees, funding=funding, net=gross - fees - funding, margin=entry_value / leverage)
 
 
 def _side_of(pos: Position) -> Side:

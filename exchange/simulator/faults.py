@@ -30,6 +30,10 @@ class FaultInjector:
     garble_reply_prefix: str = "/api/v1/orders"
     garble_reply_kind: str = "no_data"
     token_epoch: int = 0
+    # Reference §4.5: fills history is "not real-time". The next ``stale_fills_remaining`` answers of
+    # /api/v1/fills show only the first ``stale_fills_upto`` fills ever made (the newer ones not yet listed).
+    stale_fills_remaining: int = 0
+    stale_fills_upto: int = 0
     log: list[str] = field(default_factory=list)
 
     def rate_limit_next(self, n: int, code: str = "429000") -> None:
@@ -84,7 +88,7 @@ class FaultInjector:
     def reset(self) -> None:
         self.rate_limit_remaining = self.server_error_remaining = self.lose_reply_remaining = 0
         self.ws_bad_welcome_remaining = self.garble_reply_remaining = self.delay_remaining = 0
-        self.order_lag_remaining = self.gateway_timeout_remaining = 0
+        self.order_lag_remaining = self.gateway_timeout_remaining = self.stale_fills_remaining = 0
         self.latency_ms = 0
         self.latency_prefix = ""
         self.duplicate_ws_messages = self.reorder_ws_messages = self.ws_silent = False

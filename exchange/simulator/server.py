@@ -755,9 +755,12 @@ class SimulatorServer:
         q = request.query
         oid, sym = q.get("orderId"), q.get("symbol")
         start, end = _ints(q, ("startAt", 0), ("endAt", 2**62))
+        listed = self.state.fills
+        if self.faults.take("stale_fills_remaining"):
+            listed = listed[: self.faults.stale_fills_upto]  # the newest fills not in the history yet
         items = [
             f.to_api()
-            for f in reversed(self.state.fills)
+            for f in reversed(listed)
             if (oid is None or f.order_id == oid)
             and (sym is None or f.symbol == sym)
             and (oid is not None or start <= f.ts_ms <= end)
