@@ -37,7 +37,7 @@ import aiohttp
 
 from bench.common import DATA_DIR, ROOT, emit
 from bench.latency_sim import KEY, PASSPHRASE, SECRET
-from engine.config.settings import Settings
+from engine.config.settings import SYMBOL_RE, Settings
 from engine.events import Event
 from engine.logging import configure_logging
 from engine.marketdata.candle_files import load_candles
@@ -76,7 +76,9 @@ class SymbolData:
 def build_plan(data_dir: Path, closes: int) -> tuple[list[str], dict[str, SymbolData], dict[str, Any]]:
     """Every symbol gets one of the four recorded series, each from its own starting point, retimed so that
     all symbols share the same candle boundaries ending near now (shifts are whole 30min buckets)."""
-    symbols: list[str] = json.loads((data_dir / "perp_symbols.json").read_text())["symbols"]
+    # The USDT-margined perpetuals (528 of the 542): the bot trades only those, and its settings refuse the rest.
+    universe: list[str] = json.loads((data_dir / "perp_symbols.json").read_text())["symbols"]
+    symbols = [s for s in universe if SYMBOL_RE.match(s)]
     raw = json.loads((data_dir / "contracts.json").read_text())
     recorded = raw.get("contracts", raw)
     p5 = {s: load_candles(data_dir, s, "5min") for s in SOURCES}
