@@ -10,6 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import structlog
+import structlog.testing
 
 from engine.config.settings import Settings
 from engine.runtime.app import RunOptions, Runtime
@@ -63,18 +65,17 @@ async def test_a_dropped_websocket_does_not_stall_a_max_speed_replay(running: Ru
 
 
 @pytest.mark.parametrize("running", ["1"], indirect=True)
-async def test_a_rate_limit_storm_at_a_reconciliation_is_a_warning_not_a_crashed_job(
-    running: Runtime, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_a_rate_limit_storm_at_a_reconciliation_is_a_warning_not_a_crashed_job(running: Runtime) -> None:
     """The positions listing answered 429 past the client's five attempts: the error escaped the scheduled job
     (an apscheduler traceback in the log) and the retries, marks and gauges of that round were skipped."""
     rt = running
     assert rt.reconcile is not None
     rt.sim.faults.rate_limit_next(5)  # the listing's five attempts, nothing after it
-    await rt.reconcile()  # before: raised RateLimitedError
+    with structlog.testing.capture_logs() as logs:
+        await rt.reconcile()  # before: raised RateLimitedError
     assert rt.sim.faults.rate_limit_remaining == 0
-    out = capsys.readouterr().out + capsys.readouterr().err
-    assert "reconcile.failed" in out and "positions" in out
+    failed = [e for e in logs if e["event"] == "reconcile.failed"]
+    assert [e["step"] for e in failed] == ["positions"] and "RateLimitedError" in failed[0]["error"]
     assert rt.sim.requests[-1][1].startswith("/api/v1/account-overview")  # the marks still ran after it
     await rt.reconcile()
     assert rt.health.reconciliation_clean
