@@ -404,8 +404,14 @@ class Runtime:
         sync_lock = asyncio.Lock()
 
         async def sync() -> None:
-            async with sync_lock:
-                found = await engine.sync_positions()
+            """On a position push (and a stream reconnect). The exchange failing the listing is a warning: raised,
+            it left the lane as lane.job_failed with a traceback; the scheduled reconciliation looks again."""
+            try:
+                async with sync_lock:
+                    found = await engine.sync_positions()
+            except ExchangeError as exc:
+                log.warning("reconcile.failed", step="positions (push)", error=f"{type(exc).__name__}: {exc}")
+                return
             if found:
                 self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))
 

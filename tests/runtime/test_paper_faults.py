@@ -100,3 +100,20 @@ async def test_the_paper_exchange_stamps_its_books_on_the_replay_clock(tmp_path:
     finally:
         await client.close()
         await rt.sim.stop()
+
+
+@pytest.mark.parametrize("running", ["1"], indirect=True)
+async def test_a_rate_limit_storm_at_a_position_push_is_a_warning_not_a_failed_lane_job(running: Runtime) -> None:
+    """A position push sets off a reconciliation on the account lane; its listing answered 429 past the retries
+    and the error left the lane as lane.job_failed with a traceback."""
+    rt = running
+    rt.sim.set_price("ETHUSDTM", Decimal("3000"))
+    with structlog.testing.capture_logs() as logs:
+        rt.sim.faults.rate_limit_next(5)
+        body = {"clientOid": "push-test-1", "symbol": "ETHUSDTM", "side": "buy", "type": "market", "size": 1}
+        rt.sim.state.place(body | {"leverage": 5, "marginMode": "ISOLATED"})  # a person's order: a push, no REST
+        async with asyncio.timeout(10):
+            while rt.sim.faults.rate_limit_remaining or not any(e["event"] == "reconcile.failed" for e in logs):
+                assert not any(e["event"] == "lane.job_failed" for e in logs), logs  # before
+                await asyncio.sleep(0.05)
+    assert [e["step"] for e in logs if e["event"] == "reconcile.failed"] == ["positions (push)"]
