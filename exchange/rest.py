@@ -203,14 +203,16 @@ class KucoinFuturesClient:
         except aiohttp.ClientError as exc:  # sent, then the connection failed: executed or not, nobody knows
             raise NoAnswerError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
         if not isinstance(payload, dict):
-            # 502/504: a gateway gave up on the exchange behind it, which may still execute the request.
-            cls = NoAnswerError if status in GATEWAY_GAVE_UP else RetryableError
+            # 502/504: a gateway gave up on the exchange behind it, which may still execute the request; a 2xx whose
+            # JSON is cut short was executed. Either way nobody knows: unanswered, not refused.
+            cls = NoAnswerError if status in GATEWAY_GAVE_UP or status < 300 else RetryableError
             raise cls(f"{method} {path}: HTTP {status} without a JSON body", http_status=status)
         code = str(payload.get("code", ""))
         if code == "200000" and status < 400:
             if "data" not in payload:  # reference §3.1: a "success" without data is seen in the wild; the
-                # request may or may not have been executed, so it is treated like a lost reply
-                raise RetryableError(f"{method} {path}: success code without data: {payload}", http_status=status)
+                # request may or may not have been executed, so it is treated like a lost reply (an order that can
+                # add exposure is re-sent only after the grace and a second look, as a lost reply is)
+                raise NoAnswerError(f"{method} {path}: success code without data: {payload}", http_status=status)
             if signed:
                 self.last_signed_ok_ms = self._now_ms()
             return payload.get("data")
@@ -453,7 +455,7 @@ class KucoinFuturesClient:
                 data = await self._send("POST", path, body=req.body())
                 order_id = data.get("orderId") if isinstance(data, dict) else None
                 if not order_id:  # executed or not, we cannot tell: resolved below by the clientOid
-                    raise RetryableError(f"POST {path}: answer without an orderId: {data!r}")
+                    raise NoAnswerError(f"POST {path}: answer without an orderId: {data!r}")
                 if test:
                     return _accepted(req, str(order_id))
                 return await self._placed(req, str(order_id))

@@ -62,6 +62,7 @@ def default_replay_dir() -> Path:
 DECISION_RETENTION_DAYS = 7  # per-bar decision records kept (542 symbols: ~88 MB a day); trades are kept for good
 RECORD_RETENTION_DAYS = 30  # finished approval cards and the order intents of finished orders
 REPLAY_SETTLE_LIMIT_S = 5.0  # the longest a --speed max replay waits for the bot at one step
+REPLAY_LOST_AFTER_S = 0.5  # pushes not read this long while the bot idles went down with a dropped connection
 PAPER_CREDS = Credentials("paper-key", "paper-secret-local-only", "paper-pass")  # the in-process simulator's
 
 
@@ -116,6 +117,8 @@ class Runtime:
         self.stream: StreamGroup | None = None
         self.lanes: Lanes | None = None
         self._http: web.AppRunner | None = None
+        self.reconcile: Callable[[], Awaitable[None]] | None = None  # set once running
+        self._replay_lost = 0  # pushes of the replay that went to a dropped connection: never waited for again
 
     async def _exchange(self) -> KucoinFuturesClient:
         s = self.settings
@@ -155,6 +158,10 @@ class Runtime:
                     initial_balance=Decimal(str(s.paper_initial_balance)),
                 )
             )
+            # Its books (orders, fills, positions) on the replay's clock, as its funding instants and the engine are:
+            # stamped with the wall clock, every trade opened "after" the replayed funding it paid, so the engine
+            # booked 0 funding while the simulator charged it (the soak: the trades' sum 1.41 USDT off the books).
+            self.sim.state.clock = self.market_clock
             await self.sim.start()
             self._replay = replay_files
             self._replay_dir = replay
@@ -197,17 +204,32 @@ class Runtime:
     async def _replay_settled(self) -> None:
         """A ``--speed max`` replay moves on once the bot has read every message pushed so far and handled it,
         including what the handling set off (fills, position changes): a fresh position gets its stop before the
-        price moves again, as it would at real speed. Bounded, so a stuck handler cannot stall the replay."""
+        price moves again, as it would at real speed. Bounded, so a stuck handler cannot stall the replay.
+
+        Pushes to a WebSocket connection that dropped never arrive: once it is back, they are written off when
+        nothing has been read for REPLAY_LOST_AFTER_S while the bot idles. Waited for, every later step hit the 5 s
+        limit (the soak saw a replay stuck at 21 bars in 45 s after its first dropped connection)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REPLAY_SETTLE_LIMIT_S
+        seen, since = -1, loop.time()
         while loop.time() < deadline:
             await asyncio.sleep(0)
             stream, lanes = self.stream, self.lanes
-            if stream is None or lanes is None or stream.received < self.sim.pushed:
+            if stream is None or lanes is None:
+                continue
+            if not all(conn.connected.is_set() for conn in stream.streams):
+                seen = -1  # reconnecting: the market waits for it, as it would not run on 1,000 bars meanwhile
+                continue
+            self._replay_lost = min(self._replay_lost, self.sim.pushed - stream.received)  # late ones did arrive
+            if stream.received + self._replay_lost < self.sim.pushed:
+                if stream.received != seen:
+                    seen, since = stream.received, loop.time()
+                elif lanes.depth() == 0 and loop.time() - since >= REPLAY_LOST_AFTER_S:
+                    self._replay_lost = self.sim.pushed - stream.received
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lanes.drain(), max(0.0, deadline - loop.time()))
-            if stream.received >= self.sim.pushed and lanes.depth() == 0:
+            if stream.received + self._replay_lost >= self.sim.pushed and lanes.depth() == 0:
                 return
 
     async def _warm_up(self, client: KucoinFuturesClient, engine: TradingEngine) -> None:
@@ -369,8 +391,14 @@ class Runtime:
         sync_lock = asyncio.Lock()
 
         async def sync() -> None:
-            async with sync_lock:
-                found = await engine.sync_positions()
+            """On a position push (and a stream reconnect). The exchange failing the listing is a warning: raised,
+            it left the lane as lane.job_failed with a traceback; the scheduled reconciliation looks again."""
+            try:
+                async with sync_lock:
+                    found = await engine.sync_positions()
+            except ExchangeError as exc:
+                log.warning("reconcile.failed", step="positions (push)", error=f"{type(exc).__name__}: {exc}")
+                return
             if found:
                 self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))
 
@@ -428,28 +456,44 @@ class Runtime:
             self.metrics.ws_reconnects.set(stream.stats.reconnects)
 
         async def reconcile() -> None:
+            """Every RECONCILE_INTERVAL_S. The exchange failing one step (a 429 storm outlasting the client's
+            retries) skips that step only: it raised out of the job before, as a traceback in the log, and the
+            retries, approvals, status, marks and gauges after it waited for the next round."""
             was_clean = self.health.reconciliation_clean
-            async with sync_lock:  # one reconciliation at a time (position pushes trigger them too)
-                found = await engine.sync_positions()
+            try:
+                async with sync_lock:  # one reconciliation at a time (position pushes trigger them too)
+                    found: list[str] | None = await engine.sync_positions()
+            except ExchangeError as exc:
+                log.warning("reconcile.failed", step="positions", error=f"{type(exc).__name__}: {exc}")
+                found = None  # cannot tell: neither drift nor clean, the next round decides
             self.health.last_signed_call_ms = client.last_signed_ok_ms
-            self.health.reconciliation_clean = not found
+            if found is not None:
+                self.health.reconciliation_clean = not found
             if found:
                 self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))
                 if engine.state is TradingState.ACTIVE:
                     engine.set_state(TradingState.REDUCING, "drift")
-            elif not was_clean:
+            elif found is not None and not was_clean:
                 self.bus.publish(DriftCleared(ts_ms=_now()))
                 if engine.state is TradingState.REDUCING:
                     engine.set_state(TradingState.ACTIVE, "state agrees again")
-            await engine.run_retries()
-            await engine.expire_approvals()
-            await engine.check_exchange_status()
-            await engine.mark_to_market()
+            steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+                ("retries", engine.run_retries),
+                ("approvals", engine.expire_approvals),
+                ("exchange_status", engine.check_exchange_status),
+                ("marks", engine.mark_to_market),
+            ]
+            for name, step in steps:
+                try:
+                    await step()
+                except ExchangeError as exc:
+                    log.warning("reconcile.failed", step=name, error=f"{type(exc).__name__}: {exc}")
             await refresh_gauges()
             if stream.stats.reconnects and stream.connected.is_set() != self.health.stream_connected:
                 self.bus.publish(StreamReconnected(ts_ms=_now(), stream="private", reconnects=stream.stats.reconnects))
             self.health.stream_connected = stream.connected.is_set()
 
+        self.reconcile = reconcile  # the scheduled job, reachable for tests and diagnostics
         scheduler = AsyncIOScheduler(timezone="UTC")
         scheduler.add_job(
             reconcile, "interval", seconds=s.reconcile_interval_s, id="reconcile", max_instances=1, coalesce=True

@@ -505,11 +505,16 @@ class TradingEngine:
         side = Side.LONG if decision.side == "long" else Side.SHORT
         atr = None if decision.atr_pct is None else Decimal(repr(decision.atr_pct))
         lev = select_leverage(self.cfg, atr, exchange_max=spec.max_leverage)
-        if self.cfg.gates.live_avoid_entry_filter:  # gate 12 (§11): live data only, read with the entry's ticker
-            ticker, tape = await asyncio.gather(self.client.ticker(symbol), read_tape(self.client, symbol))
-            micro_gate: GateResult | None = avoid_entry_gate(self.cfg, ticker, tape)
-        else:
-            ticker, micro_gate = await self.client.ticker(symbol), None
+        micro_gate: GateResult | None = None
+        try:  # the exchange failing these reads (a 429 storm past the retries) refuses the entry, as a refused order
+            if self.cfg.gates.live_avoid_entry_filter:  # gate 12 (§11): live data only, read with the entry's ticker
+                ticker, tape = await asyncio.gather(self.client.ticker(symbol), read_tape(self.client, symbol))
+                micro_gate = avoid_entry_gate(self.cfg, ticker, tape)
+            else:
+                ticker = await self.client.ticker(symbol)
+        except ExchangeError as exc:
+            self._refuse(symbol, "", f"market data unavailable: {exc}")
+            return None
         ref = Decimal(ticker["bestAskPrice"] if side is Side.LONG else ticker["bestBidPrice"])
         size = position_size(
             self.cfg,

@@ -333,6 +333,27 @@ async def test_a_garbled_success_reply_to_an_order_is_resolved_by_client_oid(
     assert (await client.position("ETHUSDTM")).lots == 3
 
 
+@pytest.mark.parametrize("kind", ["no_data", "truncated"])
+async def test_a_garbled_reply_whose_order_the_query_side_does_not_show_yet_is_not_sent_twice(
+    sim: SimulatorServer, kind: str
+) -> None:
+    """Found by the fault soak (tests/chaos/test_soak.py): the entry executed, its reply came back garbled, and
+    the lookup by clientOid right after it answered 100004 (the query side lagging, as right after a placement).
+    The client re-sent the entry at once; the first, a filled order, no longer blocks its clientOid: two orders,
+    a doubled position. A garbled reply is an unanswered request: an order that can add exposure waits out the
+    grace and looks again before it is re-sent."""
+    async with KucoinFuturesClient(
+        sim.rest_url, Credentials(KEY, SECRET, PASSPHRASE), timeout_s=0.3, backoff_base_s=0.01, backoff_cap_s=0.02
+    ) as c:
+        sim.faults.garble_reply_next(1, "/api/v1/orders", kind)
+        sim.faults.order_lag_next(1)
+        req = OrderRequest("ETHUSDTM", BUY, 3, leverage=5)
+        order = await c.place_order(req)
+        assert order.client_oid == req.client_oid and order.filled_lots == 3
+        assert len([o for o in sim.state.orders.values() if o.client_oid == req.client_oid]) == 1
+        assert (await c.position("ETHUSDTM")).lots == 3
+
+
 async def test_an_entry_still_in_flight_after_the_timeout_is_never_sent_twice(sim: SimulatorServer) -> None:
     """The POST times out while the exchange still holds it; the lookup by clientOid finds nothing yet. Sent again
     at once (even with the same clientOid: the first, a filled market order, is no longer active, so 300018 does

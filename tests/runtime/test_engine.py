@@ -547,7 +547,8 @@ async def test_an_approval_whose_entry_fails_is_closed_not_left_approved(rig: Ri
     assert card is not None and card["state"] == "FAILED_RECHECK"
     await rig.bus.drain()
     resolved = [e for e in rig.events if isinstance(e, ApprovalResolved)]
-    assert [(e.outcome, e.detail.startswith("entry failed")) for e in resolved] == [("failed_recheck", True)]
+    # The entry's price read failed: refused before any order, and the card says why.
+    assert [(e.outcome, "market data unavailable" in e.detail) for e in resolved] == [("failed_recheck", True)]
     assert rig.sim.state.orders == {}
 
 
@@ -593,3 +594,19 @@ async def test_hedge_mode_a_hand_opened_other_side_is_announced_once_as_unprotec
         )
     ]
     assert rig.engine.managed["ETHUSDTM"].protection.side.value == "long"  # the managed one is untouched
+
+
+async def test_an_entry_whose_price_read_outlasts_the_retries_is_refused_not_raised(rig: Rig) -> None:
+    """Found by the fault soak: a 429 storm longer than the client's five attempts hit the ticker read that sizes
+    an entry. It was outside the entry's error handling, so the exception left the symbol's lane (lane.job_failed
+    with a traceback) and the decision vanished without an order_rejected. Now it is a refused entry."""
+    from tests.runtime.test_equity_marks import long_decision
+
+    rig.sim.set_price("ETHUSDTM", D("2000"))
+    rig.sim.faults.rate_limit_next(15)  # every attempt of the reads: ticker, funding rate and tape, five each
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None  # before: RateLimitedError raised
+    await rig.bus.drain(timeout_s=5)
+    refused = [e for e in rig.events if e.kind == "order_rejected"]
+    assert len(refused) == 1 and "429" in refused[0].reason  # type: ignore[attr-defined]
+    assert "ETHUSDTM" not in rig.engine.managed and rig.sim.state.position("ETHUSDTM").qty == 0
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is not None  # the next signal enters as usual
