@@ -404,15 +404,10 @@ class KucoinFuturesClient:
         (50 fills unless asked for up to 1000): a position closed in many fills, or a symbol traded often, spans
         several, and reading only the first booked the close at the wrong price."""
         out: dict[str, Fill] = {}
-        for page in range(1, MAX_PAGES + 1):
-            params = {"symbol": symbol, "orderId": order_id, "startAt": start_ms, "currentPage": page, "pageSize": 1000}
-            data = await self._call("GET", "/api/v1/fills", params=params)
-            items = data.get("items") or []
-            for f in items:
-                fill = Fill.from_api(f)
-                out.setdefault(fill.trade_id, fill)  # a fill arriving meanwhile shifts the pages: never twice
-            if not items or page >= int(data.get("totalPage") or 1):
-                break
+        params = {"symbol": symbol, "orderId": order_id, "startAt": start_ms}
+        for row in await self._page_rows("/api/v1/fills", params, 1000):
+            fill = Fill.from_api(row)
+            out.setdefault(fill.trade_id, fill)  # a fill arriving meanwhile shifts the pages: never twice
         return sorted(out.values(), key=lambda f: f.ts_ms, reverse=True)
 
     async def funding_history(
@@ -618,17 +613,23 @@ class KucoinFuturesClient:
         worked from a list cut short at 50 (an orphan stop on page 2 was never swept, a live order's intent could be
         pruned). At most ``MAX_PAGES`` pages; a listing longer than that is returned cut short, with a warning."""
         out: dict[str, Order] = {}
-        for page in range(1, MAX_PAGES + 1):
-            data = await self._call("GET", path, params=params | {"currentPage": page, "pageSize": LIST_PAGE_SIZE})
-            items = data.get("items") or []
-            for row in items:
-                order = Order.from_api(row)
-                out.setdefault(order.id, order)  # an order placed meanwhile shifts the pages: never twice
-            if not items or page >= int(data.get("totalPage") or 1):
-                break
-        else:
-            log.warning("exchange.listing_cut_short", path=path, pages=MAX_PAGES, orders=len(out))
+        for row in await self._page_rows(path, params, LIST_PAGE_SIZE):
+            order = Order.from_api(row)
+            out.setdefault(order.id, order)  # an order placed meanwhile shifts the pages: never twice
         return list(out.values())
+
+    async def _page_rows(self, path: str, params: dict[str, Any], page_size: int) -> list[Any]:
+        """The rows of every page of a page-style listing (``currentPage``, ``pageSize``, ``totalPage``, ``items``),
+        at most ``MAX_PAGES`` pages; a listing longer than that comes back cut short, with a warning."""
+        rows: list[Any] = []
+        for page in range(1, MAX_PAGES + 1):
+            data = await self._call("GET", path, params=params | {"currentPage": page, "pageSize": page_size})
+            items = data.get("items") or []
+            rows.extend(items)
+            if not items or page >= int(data.get("totalPage") or 1):
+                return rows
+        log.warning("exchange.listing_cut_short", path=path, pages=MAX_PAGES, rows=len(rows))
+        return rows
 
 
 def _accepted(req: OrderRequest, order_id: str, status: OrderStatus = OrderStatus.DONE) -> Order:
