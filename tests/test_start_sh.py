@@ -20,6 +20,18 @@ from tests.conftest import ROOT
 START = ROOT / "start.sh"
 
 
+def _requirements_digest(cwd: Path) -> str:
+    """The digest start.sh computes of the requirements and keeps in .venv/.installed-requirements.txt."""
+    return subprocess.run(
+        "cat requirements.txt requirements-lock.txt requirements.txt | sha256sum | cut -d' ' -f1",
+        shell=True,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 def _run(
     *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, script: Path = START
 ) -> subprocess.CompletedProcess[str]:
@@ -235,14 +247,7 @@ def test_venv_made_with_another_python_is_not_silently_reused(tmp_path: Path) ->
     for name in ("engine", "exchange", "storage", "bot", "docs"):
         (home / name).symlink_to(ROOT / name)
     subprocess.run([str(other), "-m", "venv", "--without-pip", str(home / ".venv")], check=True, timeout=60)
-    digest = subprocess.run(
-        "cat requirements.txt requirements-lock.txt requirements.txt | sha256sum | cut -d' ' -f1",
-        shell=True,  # the same digest start.sh computes
-        cwd=home,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    digest = _requirements_digest(home)
     (home / ".venv" / ".installed-requirements.txt").write_text(digest + "\n")
     proc = _run("check-config", cwd=home, script=home / "start.sh")
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -328,14 +333,7 @@ def _launcher_with_real_config(tmp_path: Path) -> Path:
     import shutil
 
     venv = Path(sys.executable).parents[1]
-    digest = subprocess.run(
-        "cat requirements.txt requirements-lock.txt requirements.txt | sha256sum | cut -d' ' -f1",
-        shell=True,  # the same digest start.sh computes
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    digest = _requirements_digest(ROOT)
     stamp = venv / ".installed-requirements.txt"
     if not stamp.is_file() or stamp.read_text().strip() != digest:
         pytest.skip("the .venv is not installed from these requirements (start.sh would install into it)")
@@ -432,14 +430,7 @@ def _project_with_venv(tmp_path: Path) -> Path:
     python = home / ".venv" / "bin" / "python"
     python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
     python.chmod(0o755)
-    digest = subprocess.run(
-        "cat requirements.txt requirements-lock.txt requirements.txt | sha256sum | cut -d' ' -f1",
-        shell=True,  # the same digest start.sh computes
-        cwd=home,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    digest = _requirements_digest(home)
     (home / ".venv" / ".installed-requirements.txt").write_text(digest + "\n")
     return home
 
