@@ -35,6 +35,7 @@ def dashboard_status(engine: TradingEngine, bot_mode: str) -> dict[str, Any]:
     """What /dashboard shows: the figures /status gives in Telegram, rounded the same way. Before, the equity
     was the raw Decimal (10086.88259132 beside /status's 10,086.88 USDT; after a close, a 28-digit sum)."""
     r = engine.risk
+    r.roll(engine.clock())  # past midnight, "today" is the new day even before the next mark
     return {
         "mode": bot_mode,
         "armed": engine.options.armed,  # as armed or disarmed from Telegram, not as started
@@ -78,6 +79,7 @@ class EngineControl:
 
     async def pnl(self) -> dict[str, str]:
         now = self.engine.clock()  # the clock the closes are stamped with (in a replay, the replayed time)
+        self.engine.risk.roll(now)  # past midnight, "today" is the new day even before the next mark
         closed: list[PositionClosed] = []
         if self.events is not None:
             month = now - 30 * DAY_MS
@@ -128,6 +130,7 @@ class EngineControl:
 
     async def status(self) -> dict[str, str]:
         e = self.engine
+        e.risk.roll(e.clock())  # past midnight, "today" is the new day even before the next mark
         mode = e.options.mode.upper()
         if e.options.mode == "live" and not e.options.armed:
             mode += " (unarmed: behaves as shadow)"

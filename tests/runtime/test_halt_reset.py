@@ -111,3 +111,19 @@ async def test_status_says_what_blocks_new_entries_and_what_lifts_it(rig: Rig) -
         "paused (/resume); circuit breaker latched, drawdown 11.00 % (/reset); "
         "daily loss limit: -6.00 % today (until 00:00 UTC); 5 losses in a row (until 00:00 UTC)"
     )
+
+
+async def test_status_and_pnl_start_the_new_day_at_midnight_not_at_the_next_mark(rig: Rig) -> None:
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl
+
+    control = EngineControl(rig.engine, Settings(_env_file=None))  # type: ignore[call-arg]
+    rig.engine.clock = lambda: NOW
+    rig.engine.risk = RiskState.start(D(10000), NOW - HOUR)
+    rig.engine.risk.realized_today = D(-600)
+    assert (await control.status())["today"].startswith("-600.00 USDT")
+    midnight = (NOW // 86_400_000 + 1) * 86_400_000
+    rig.engine.clock = lambda: midnight + 5_000  # five seconds into the new UTC day, no mark since
+    assert (await control.status())["today"].startswith("+0.00 USDT")  # was -600.00 until the next mark
+    assert "daily loss limit" not in (await control.status())["new entries"]
+    assert (await control.pnl())["today (realised)"] == "+0.00 USDT"
