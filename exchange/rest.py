@@ -439,9 +439,13 @@ class KucoinFuturesClient:
 
     # ------------------------------------------------------------------ orders
 
-    async def place_order(self, req: OrderRequest, *, test: bool = False) -> Order:
+    async def place_order(self, req: OrderRequest, *, test: bool = False, urgent: bool = True) -> Order:
         """Place ``req`` exactly once. After a timeout or lost reply the exchange is asked whether it knows the
-        clientOid; the order is re-sent only when it does not."""
+        clientOid; the order is re-sent only when it does not.
+
+        ``urgent=False``: a reduce-only order that nothing waits for (a replacement stop while the old one still
+        protects, a take-profit) is re-sent only after the grace, like an entry. Sent again at once, a first copy
+        that was still on its way could land later beside it, after the copy had been moved on: an extra stop."""
         path = "/api/v1/orders/test" if test else "/api/v1/orders"
         loop = asyncio.get_running_loop()
         for attempt in range(1, self.max_attempts + 1):
@@ -469,8 +473,8 @@ class KucoinFuturesClient:
                     if known is not None:
                         log.info("exchange.order_recovered", client_oid=req.client_oid, order_id=known.id)
                         return known
-                    if isinstance(exc, ExchangeTimeoutError | NoAnswerError) and not (
-                        req.reduce_only or req.close_order
+                    if isinstance(exc, ExchangeTimeoutError | NoAnswerError) and (
+                        not (req.reduce_only or req.close_order) or not urgent
                     ):
                         # Unanswered, and unknown to the exchange *so far*: it may still be on its way. Sent again at
                         # once, both could execute (the same clientOid does not stop the second once the first, a

@@ -156,11 +156,19 @@ class StopCoordinator:
             await self.positions.save(p.row())
 
     async def _place(
-        self, p: Protected, price: Decimal, direction: StopDirection, purpose: str, client_oid: str
+        self,
+        p: Protected,
+        price: Decimal,
+        direction: StopDirection,
+        purpose: str,
+        client_oid: str,
+        *,
+        urgent: bool = True,
     ) -> str:
+        """``urgent``: nothing else protects the position meanwhile (see KucoinFuturesClient.place_order)."""
         if await self.intents.get(client_oid) is None:
             await self.intents.record(client_oid, p.symbol, purpose, p.exit_side.value, p.lots, price, self.clock())
-        order = await self.client.place_order(self._stop_request(p, price, direction, client_oid))
+        order = await self.client.place_order(self._stop_request(p, price, direction, client_oid), urgent=urgent)
         await self.intents.mark(client_oid, "acked", order.id)
         if p.closed:  # the position was closed and accounted for while this order was on its way: undo it
             with contextlib.suppress(ExchangeError):
@@ -207,7 +215,9 @@ class StopCoordinator:
                     raise
                 await self._save(p)
             if p.tp_order_id is None:
-                p.tp_order_id = await self._place(p, p.take_profit, p.tp_direction, "take_profit", new_client_oid("tp"))
+                p.tp_order_id = await self._place(
+                    p, p.take_profit, p.tp_direction, "take_profit", new_client_oid("tp"), urgent=False
+                )
                 crash_point("after_take_profit")  # landed and acked, its id not saved yet
                 await self._save(p)
         except PositionClosedError:
@@ -441,7 +451,9 @@ class StopCoordinator:
                     # It existed but is gone (triggered or cancelled): start over with a fresh clientOid.
                     p.pending_client_oid = oid = new_client_oid("sl")
                     await self._save(p)
-                new_id = await self._place(p, p.pending_price or p.stop, p.stop_direction, "stop", oid)
+                # A move: the old stop protects until this one is confirmed, unless it is gone (rescue).
+                urgent = p.stop_order_id is None
+                new_id = await self._place(p, p.pending_price or p.stop, p.stop_direction, "stop", oid, urgent=urgent)
             else:
                 new_id = known.id
             crash_point("mid_replace")
@@ -471,7 +483,7 @@ class StopCoordinator:
         """TP extension: place the new TP, then cancel the old (a TP gap is harmless; the stop protects)."""
         try:
             new_id = await self._unanswered(p, "take_profit", new_tp) or await self._place(
-                p, new_tp, p.tp_direction, "take_profit", new_client_oid("tp")
+                p, new_tp, p.tp_direction, "take_profit", new_client_oid("tp"), urgent=False
             )
             old = p.tp_order_id
             p.tp_order_id, p.take_profit = new_id, new_tp

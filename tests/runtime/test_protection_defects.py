@@ -152,10 +152,10 @@ async def test_a_failed_take_profit_extension_is_retried_not_dropped(rig: Rig, d
     assert p is not None
     real_place = rig.engine.client.place_order
 
-    async def place(req: OrderRequest, *, test: bool = False) -> object:
+    async def place(req: OrderRequest, *, test: bool = False, urgent: bool = True) -> object:
         if req.stop is StopDirection.UP:
             raise ExchangeError("503 (the TP leg)")
-        return await real_place(req, test=test)
+        return await real_place(req, test=test, urgent=urgent)
 
     rig.engine.client.place_order = place  # type: ignore[method-assign, assignment]
     at(rig, 1_800_000_000_000)
@@ -386,11 +386,11 @@ async def test_a_take_profit_move_whose_reply_was_lost_is_not_placed_twice_by_th
     async def lookup_times_out(client_oid: str) -> object:
         raise ExchangeTimeoutError("no answer in time")
 
-    async def place(req: OrderRequest, *, test: bool = False) -> object:
+    async def place(req: OrderRequest, *, test: bool = False, urgent: bool = True) -> object:
         if req.stop is StopDirection.UP:  # the TP extension lands, its reply and the lookup are lost
             rig.sim.faults.lose_reply_next(1, "/api/v1/orders")
             client.order_by_client_oid = lookup_times_out  # type: ignore[method-assign, assignment]
-        return await real_place(req, test=test)
+        return await real_place(req, test=test, urgent=urgent)
 
     client.place_order = place  # type: ignore[method-assign, assignment]
     at(rig, 1_800_000_000_000)
@@ -414,11 +414,11 @@ async def test_a_stop_move_that_lands_after_the_close_was_accounted_is_undone_an
     client = rig.engine.client
     real_place = client.place_order
 
-    async def place(req: OrderRequest, *, test: bool = False) -> object:
+    async def place(req: OrderRequest, *, test: bool = False, urgent: bool = True) -> object:
         if req.stop is StopDirection.DOWN and p.stop_order_id is not None and SYM in rig.engine.managed:
             rig.sim.set_price(SYM, D("2040.00"))  # the TP fills ...
             await rig.engine.sync_positions()  # ... and the reconciliation closes the books on it
-        return await real_place(req, test=test)
+        return await real_place(req, test=test, urgent=urgent)
 
     client.place_order = place  # type: ignore[method-assign, assignment]
     at(rig, 1_800_000_000_000)
@@ -471,10 +471,10 @@ async def test_a_restart_places_a_take_profit_extension_that_was_owed(rig: Rig, 
     assert p is not None
     real_place = rig.engine.client.place_order
 
-    async def place(req: OrderRequest, *, test: bool = False) -> object:
+    async def place(req: OrderRequest, *, test: bool = False, urgent: bool = True) -> object:
         if req.stop is StopDirection.UP:
             raise ExchangeError("503 (the TP leg)")
-        return await real_place(req, test=test)
+        return await real_place(req, test=test, urgent=urgent)
 
     rig.engine.client.place_order = place  # type: ignore[method-assign, assignment]
     at(rig, 1_800_000_000_000)
@@ -680,13 +680,13 @@ async def test_a_reconciliation_and_the_retry_queue_re_protecting_at_once_place_
     real_place = rig.engine.client.place_order
     calls = [0]
 
-    async def place(req: OrderRequest, *, test: bool = False) -> object:
+    async def place(req: OrderRequest, *, test: bool = False, urgent: bool = True) -> object:
         calls[0] += 1
         if calls[0] == 1:
             from exchange.errors import InvalidRequestError
 
             raise InvalidRequestError("refused once", code="100001")  # the adoption's stop placement fails
-        return await real_place(req, test=test)
+        return await real_place(req, test=test, urgent=urgent)
 
     rig.engine.client.place_order = place  # type: ignore[method-assign, assignment]
     rig.engine.client.mark_price = lambda symbol: asyncio.sleep(0, D("2000"))  # type: ignore[method-assign, assignment]

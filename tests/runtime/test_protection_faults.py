@@ -101,10 +101,10 @@ async def test_a_kill_switch_close_that_fails_keeps_that_positions_stop(rig: Rig
     client = rig.engine.client
     real_place = client.place_order
 
-    async def refuse_closes(req: OrderRequest, *, test: bool = False) -> object:
+    async def refuse_closes(req: OrderRequest, *, test: bool = False, urgent: bool = True) -> object:
         if req.reduce_only and req.stop is None:
             raise ExchangeError("300014: position is being liquidated")
-        return await real_place(req, test=test)
+        return await real_place(req, test=test, urgent=urgent)
 
     client.place_order = refuse_closes  # type: ignore[method-assign,assignment]
     report = await rig.engine.kill_switch()
