@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 TIMEFRAME_MS: dict[str, int] = {
@@ -66,3 +67,8 @@ class Side(StrEnum):
     @property
     def sign(self) -> int:
         return 1 if self is Side.LONG else -1
+
+    def further(self, a: Decimal, b: Decimal) -> bool:
+        """Price ``a`` lies further in this side's profit direction than ``b`` (higher for a long, lower for a
+        short): a stop there protects more, a take-profit there is further out."""
+        return a > b if self is Side.LONG else a < b

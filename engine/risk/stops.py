@@ -110,7 +110,7 @@ class StopManager:
             trail = round_stop(price_at_roi(side, entry, level_roi - rm.trailing_distance_roi, lev), side, tick)
             found.append((trail, StopReason.TRAILING))
         # Runtime guard: a candidate must lie strictly on the protective side of the price that produced it.
-        return [(p, r) for p, r in found if (p < price if side is Side.LONG else p > price)]
+        return [(p, r) for p, r in found if side.further(price, p)]
 
     def update(self, price: Decimal, *, now_ms: int | None = None) -> StopUpdate | None:
         """Apply the update rule at ``price``; returns the move, or None when the stop stays.
@@ -124,8 +124,7 @@ class StopManager:
             self.trailing_active = True
         best, reason = self.stop, self.stop_reason
         for cand, cand_reason in self.candidates(price):
-            better = cand > best if self.side is Side.LONG else cand < best
-            if better:
+            if self.side.further(cand, best):
                 best, reason = cand, cand_reason
         if best == self.stop:
             return None
@@ -151,8 +150,7 @@ class StopManager:
             return None
         self.tp_roi = wanted
         tp = round_take_profit(price_at_roi(self.side, self.entry, wanted, self.leverage), self.side, self.tick)
-        further = tp > self.take_profit if self.side is Side.LONG else tp < self.take_profit
-        if not further:
+        if not self.side.further(tp, self.take_profit):
             return None
         self.take_profit = tp
         return tp

@@ -155,9 +155,9 @@ class TradingEngine:
         self.pending_entries: dict[str, Decision] = {}
         self.exchange_status = "open"  # GET /api/v1/status as last seen (reconciliation asks)
         self.entry_refusals: dict[str, str] = {}  # why the last entry of a symbol placed nothing (for approval cards)
-        self._foreign_seen: set[str] = set()
+        self._foreign_seen: set[str] = set()  # orders not ours already reported (once each)
         self._other_side_seen: set[str] = set()  # hedge-mode positions beside a managed one, reported once each
-        self.liquidation = LiquidationWatch(cfg)  # orders not ours already reported (once each)
+        self.liquidation = LiquidationWatch(cfg)
 
     # ------------------------------------------------------------------ state
 
@@ -643,9 +643,9 @@ class TradingEngine:
         for o in found or []:
             if o.stop_price is None:
                 continue
-            if o.stop is stop_dir and _worse(side, stop, o.stop_price):
+            if o.stop is stop_dir and side.further(o.stop_price, stop):
                 stop, stop_id = o.stop_price, o.id if o.lots == lots else None
-            elif o.stop is not stop_dir and _worse(side, take_profit, o.stop_price):  # a TP further out
+            elif o.stop is not stop_dir and side.further(o.stop_price, take_profit):  # a TP further out
                 take_profit, tp_id = o.stop_price, o.id if o.lots == lots else None
         if stop_id is None:
             stop_id = next(
@@ -740,7 +740,7 @@ class TradingEngine:
         if m.protection.replace_state != "STEADY" or self._flattening:
             return False
         p = m.protection
-        if _worse(p.side, m.rule.stop, p.stop):
+        if p.side.further(p.stop, m.rule.stop):
             # The exchange stop is ahead of the rule (a replace finished after a restart rebuilt the rule from the
             # stop before it, or a re-adopted stop): the rule starts from the stop that is really there.
             m.rule.stop, m.rule.stop_reason = p.stop, StopReason(p.stop_reason)
@@ -907,7 +907,7 @@ class TradingEngine:
                 ours = [
                     o
                     for o in await self.client.open_stop_orders(symbol)
-                    if o.reduce_only and o.side is exit_side and await self._engine_placed(o)
+                    if o.reduce_only and o.side is exit_side and await self.coordinator.ours(o)
                 ]
                 p = await self.adopt(
                     symbol,
@@ -1092,10 +1092,6 @@ class TradingEngine:
         log.warning("contract.spec_fetched_for_adoption", symbol=symbol)
         return True
 
-    async def _engine_placed(self, o: Order) -> bool:
-        """An order the engine placed: its intent is recorded, or (the record lost) it carries one of our prefixes."""
-        return await self.coordinator.ours(o)
-
     async def _report_foreign(self, orders: Any) -> None:
         """Orders that are not ours (the trader's own, placed on KuCoin's site) are never touched: each is reported
         once (log and Telegram) so the trader knows the engine sees it and leaves it alone."""
@@ -1235,7 +1231,7 @@ class TradingEngine:
         wanted = round_take_profit(
             price_at_roi(p.side, p.entry, p.tp_roi, p.leverage), p.side, self.specs[p.symbol].tick_size
         )
-        if not (wanted > p.take_profit if p.side is Side.LONG else wanted < p.take_profit):
+        if not p.side.further(wanted, p.take_profit):
             return True
         await self.coordinator.move_take_profit(p, wanted)
         return p.take_profit == wanted
@@ -1408,11 +1404,6 @@ def _side_of(pos: Position) -> Side:
     if pos.position_side in ("LONG", "SHORT"):
         return Side.LONG if pos.position_side == "LONG" else Side.SHORT
     return Side.LONG if pos.lots > 0 else Side.SHORT
-
-
-def _worse(side: Side, a: Decimal, b: Decimal) -> bool:
-    """Stop price ``a`` protects less than ``b`` (lower for a long, higher for a short)."""
-    return a < b if side is Side.LONG else a > b
 
 
 def _decision_from_card(card: dict[str, Any]) -> Decision:

@@ -317,7 +317,7 @@ class StopCoordinator:
             extras.append(o)
             if o.stop is p.stop_direction and o.stop_price is not None:
                 best = p.stop if tightest is None or tightest.stop_price is None else tightest.stop_price
-                if _tighter(p.side, o.stop_price, best):
+                if p.side.further(o.stop_price, best):
                     tightest = o
         if not extras or moved():
             return []
@@ -411,7 +411,7 @@ class StopCoordinator:
     async def move_stop(self, p: Protected, new_stop: Decimal, reason: str, new_tp: Decimal | None = None) -> bool:
         """Place the new stop, confirm it on the exchange, then cancel the old one. True when done."""
         fresh = p.replace_state == "STEADY"
-        if fresh and (new_stop < p.stop if p.side is Side.LONG else new_stop > p.stop):
+        if fresh and p.side.further(p.stop, new_stop):
             log.error("stop.untrail_refused", symbol=p.symbol, stop=str(p.stop), asked=str(new_stop), reason=reason)
             return False  # never untrail, whoever asks (the same price is a resize and allowed)
         if fresh:
@@ -542,11 +542,6 @@ class StopCoordinator:
                 return
             except ExchangeError as exc:
                 await self._schedule(p.symbol, "replace", str(exc))
-
-
-def _tighter(side: Side, a: Decimal, b: Decimal) -> bool:
-    """Stop price ``a`` protects more than ``b`` (higher for a long, lower for a short)."""
-    return a > b if side is Side.LONG else a < b
 
 
 def _placed_stop(p: Protected) -> str | None:

@@ -97,7 +97,7 @@ async def test_finished_cards_and_intents_of_finished_orders_go_live_and_needed_
     assert await rig.engine.prune_history(cutoff) == (0, 0)  # twice is a no-op
     # The restart still finds its pending intent; the orphan sweep still knows the live stop as the engine's.
     assert [i.client_oid for i in await intents.pending()] == ["sl-unanswered-old"]
-    assert await rig.engine._engine_placed(orphan)
+    assert await rig.engine.coordinator.ours(orphan)
     # A tap on a deleted card's button is answered as for any unknown card.
     assert await rig.engine.approve("ap-executed") == "expired"
 
