@@ -477,8 +477,8 @@ class Runtime:
                 self.bus.publish(DriftCleared(ts_ms=_now()))
                 if engine.state is TradingState.REDUCING:
                     engine.set_state(TradingState.ACTIVE, "state agrees again")
+            # The retry queue is not among them: engine.retry_forever works it every second.
             steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-                ("retries", engine.run_retries),
                 ("approvals", engine.expire_approvals),
                 ("exchange_status", engine.check_exchange_status),
                 ("marks", engine.mark_to_market),

@@ -1204,7 +1204,7 @@ class TradingEngine:
 
     async def run_retries(self) -> int:
         """Work the persisted retry queue, after asking again about the intents the restart could not settle;
-        returns how many queue items ran. One pass at a time (the retry loop and the reconciliation both call it)."""
+        returns how many queue items ran. One pass at a time (the retry loop; tests call it too)."""
         async with self._retrying:
             return await self._run_retries()
 

@@ -12,11 +12,10 @@ from decimal import Decimal
 
 from engine.config.strategy import StrategyConfig
 from engine.events import LiquidationNear
-from engine.risk.formulas import liquidation_buffer, liquidation_price
+from engine.risk.formulas import HUNDRED, liquidation_buffer, liquidation_price
 from engine.runtime.protection import Protected
 
 REARM_MARGIN = Decimal("0.005")  # the buffer must clear the minimum by this much before a new alert
-HUNDRED = Decimal(100)
 
 
 class LiquidationWatch:
