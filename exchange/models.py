@@ -121,6 +121,7 @@ class Order:
     stop_triggered: bool
     cancel_exist: bool
     created_at: int
+    position_side: str | None = None  # hedge mode's LONG / SHORT when the exchange says (reference §4.4.6)
 
     @property
     def is_active(self) -> bool:
@@ -146,6 +147,7 @@ class Order:
             stop_triggered=bool(d.get("stopTriggered", False)),
             cancel_exist=bool(d.get("cancelExist", False)),
             created_at=int(d.get("createdAt", 0) or 0),
+            position_side=str(d["positionSide"]) if d.get("positionSide") else None,
         )
 
 
@@ -215,6 +217,7 @@ class Fill:
     liquidity: str
     ts_ms: int
     trade_type: str = "trade"  # trade | liquid | adl | settlement
+    position_side: str | None = None  # hedge mode's LONG / SHORT, when the fill says (§4.5 does not list it)
 
     @classmethod
     def from_api(cls, d: dict[str, Any]) -> Fill:
@@ -229,4 +232,5 @@ class Fill:
             liquidity=str(d.get("liquidity", "")),
             ts_ms=int(d.get("createdAt", 0)),
             trade_type=str(d.get("tradeType") or "trade"),
+            position_side=str(d["positionSide"]) if d.get("positionSide") else None,
         )

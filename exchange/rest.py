@@ -656,4 +656,5 @@ def _accepted(req: OrderRequest, order_id: str, status: OrderStatus = OrderStatu
         stop_triggered=False,
         cancel_exist=True,
         created_at=0,
+        position_side=req.position_side,
     )

@@ -10,6 +10,7 @@ class FaultInjector:
     rate_limit_remaining: int = 0
     rate_limit_code: str = "429000"
     server_error_remaining: int = 0
+    server_error_prefix: str = ""  # only requests whose path starts with it fail ("" = every request)
     latency_ms: int = 0
     latency_prefix: str = ""  # only requests whose path starts with it are slowed ("" = every request)
     lose_reply_remaining: int = 0
@@ -42,9 +43,10 @@ class FaultInjector:
         self.rate_limit_remaining = n
         self.rate_limit_code = code
 
-    def server_error_next(self, n: int) -> None:
-        """The next ``n`` REST requests answer HTTP 503 without executing."""
+    def server_error_next(self, n: int, path_prefix: str = "") -> None:
+        """The next ``n`` REST requests (under ``path_prefix``, "" = any) answer HTTP 503 without executing."""
         self.server_error_remaining = n
+        self.server_error_prefix = path_prefix
 
     def lose_reply_next(self, n: int, path_prefix: str = "/api/v1/orders") -> None:
         """The next ``n`` requests under ``path_prefix`` are executed, then the connection drops unanswered."""
@@ -90,7 +92,7 @@ class FaultInjector:
         self.ws_bad_welcome_remaining = self.garble_reply_remaining = self.delay_remaining = 0
         self.order_lag_remaining = self.gateway_timeout_remaining = self.stale_fills_remaining = 0
         self.latency_ms = 0
-        self.latency_prefix = ""
+        self.latency_prefix = self.server_error_prefix = ""
         self.duplicate_ws_messages = self.reorder_ws_messages = self.ws_silent = False
 
     def take(self, attr: str) -> bool:

@@ -235,7 +235,7 @@ class SimulatorServer:
             if faults.rate_limit_code == "200002":
                 return self._error("200002", "Too many requests in a short period of time, please retry later", 200)
             return self._error("429000", "Too Many Requests", 429, headers={"gw-ratelimit-reset": "200"})
-        if faults.take("server_error_remaining"):
+        if request.path.startswith(faults.server_error_prefix) and faults.take("server_error_remaining"):
             return self._error("500000", "Internal Server Error", 503)
         spec = self._route_spec(request)
         if spec is None:
@@ -759,7 +759,7 @@ class SimulatorServer:
         if self.faults.take("stale_fills_remaining"):
             listed = listed[: self.faults.stale_fills_upto]  # the newest fills not in the history yet
         items = [
-            f.to_api()
+            f.to_api(with_position_side=self.state.fills_position_side)
             for f in reversed(listed)
             if (oid is None or f.order_id == oid)
             and (sym is None or f.symbol == sym)
@@ -786,6 +786,7 @@ class SimulatorServer:
                 "positionCost": float(r.position_cost),
                 "funding": float(r.funding),
                 "settleCurrency": "USDT",
+                "context": json.dumps({"marginMode": "ISOLATED", "positionSide": r.position_side}),
                 "marginMode": "ISOLATED",
             }
             for r in reversed(self.state.funding)
@@ -923,6 +924,7 @@ class SimulatorServer:
                 "canceledSize": str(o.size - o.filled_size if o.status == "done" and o.cancel_exist else 0),
                 "clientOid": o.client_oid,
                 "marginMode": o.margin_mode,
+                "positionSide": o.position_side,  # reference §5.6.1 (newer)
                 "orderTime": o.created_at * 1_000_000,
                 "ts": now * 1_000_000,
                 "price": str(o.price or 0),

@@ -117,6 +117,7 @@ class Order:
             "filledValue": str(self.filled_value),
             "status": self.status,
             "reduceOnly": self.reduce_only,
+            "positionSide": self.position_side,  # reference §4.4.6: present on newer accounts and in hedge mode
         }
 
 
@@ -156,9 +157,12 @@ class Fill:
     trade_type: str
     ts_ms: int
     opening: bool
+    position_side: str = "BOTH"
 
-    def to_api(self) -> dict[str, Any]:
-        return {
+    def to_api(self, *, with_position_side: bool = False) -> dict[str, Any]:
+        """Reference §4.5 lists no ``positionSide`` on a fill: only ``with_position_side`` adds it (an account whose
+        fills do carry it), so a client must be able to tell a hedge-mode fill's side from its order."""
+        out = {
             "symbol": self.symbol,
             "tradeId": self.trade_id,
             "orderId": self.order_id,
@@ -183,6 +187,9 @@ class Fill:
             "displayType": "market",
             "marginMode": "ISOLATED",
         }
+        if with_position_side:
+            out["positionSide"] = self.position_side
+        return out
 
 
 @dataclass
@@ -195,6 +202,7 @@ class FundingRecord:
     position_qty: int
     position_cost: Decimal
     funding: Decimal
+    position_side: str = "BOTH"  # in the record's ``context`` (reference §4.6)
 
 
 Listener = Callable[[str, dict[str, Any]], None]
@@ -215,6 +223,8 @@ class Book:
     funding: list[FundingRecord] = field(default_factory=list)
     margin_modes: dict[str, str] = field(default_factory=dict)
     position_mode: int = 0
+    # Reference §4.5 lists no positionSide on fills; True: they carry it (newer accounts may), hedge mode's LONG/SHORT.
+    fills_position_side: bool = False
     # A stop whose trigger condition already holds at placement: KuCoin's behaviour is not documented (refused or
     # triggered at once). Default: it triggers at once; True: it is refused with 100001.
     reject_triggered_stops: bool = False
@@ -564,6 +574,7 @@ class Book:
             trade_type,
             now,
             opening,
+            order.position_side,
         )
         self.fills.append(fill)
         self.emit("fill", {"order": order, "fill": fill})
@@ -723,7 +734,15 @@ class Book:
             pos.realised_pnl += amount
             pos.margin += amount
             rec = FundingRecord(
-                len(self.funding) + 1, pos.symbol, ts_ms, self.funding_rate, mark, pos.qty, abs(value), amount
+                len(self.funding) + 1,
+                pos.symbol,
+                ts_ms,
+                self.funding_rate,
+                mark,
+                pos.qty,
+                abs(value),
+                amount,
+                pos.position_side,
             )
             self.funding.append(rec)
             out.append(rec)

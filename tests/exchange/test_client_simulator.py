@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal as D
 
 import pytest
@@ -303,6 +304,39 @@ async def test_hedge_mode_keeps_long_and_short_apart(sim: SimulatorServer, clien
     assert {p.position_side: p.lots for p in await client.symbol_positions("ETHUSDTM")} == {"SHORT": -4}
     with pytest.raises(InvalidRequestError):
         await client.set_position_mode(hedge=False)  # refused while the short is open
+
+
+async def test_hedge_mode_orders_funding_and_optionally_fills_name_their_position_side(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """Reference §4.4.6 (orders: positionSide on newer accounts and in hedge mode), §4.6 (a funding record's
+    ``context`` names its positionSide), §4.5 (fills list no positionSide: only an account whose fills carry it)."""
+    day = 1_766_016_000_000
+    sim.set_price("ETHUSDTM", D("2000.00"), ts_ms=day + 3_600_000)
+    await client.set_position_mode(hedge=True)
+    long = await client.place_order(OrderRequest("ETHUSDTM", BUY, 10, leverage=5, position_side="LONG"))
+    short = await client.place_order(OrderRequest("ETHUSDTM", SELL, 4, leverage=5, position_side="SHORT"))
+    assert (long.position_side, short.position_side) == ("LONG", "SHORT")
+    assert (await client.order_by_id(short.id)).position_side == "SHORT"
+    assert {f.position_side for f in await client.fills(symbol="ETHUSDTM")} == {None}  # as §4.5 lists them
+    sim.state.fills_position_side = True
+    sides = {f.order_id: f.position_side for f in await client.fills(symbol="ETHUSDTM")}
+    assert sides == {long.id: "LONG", short.id: "SHORT"}
+    sim.set_price("ETHUSDTM", D("2000.00"), ts_ms=day + 5 * 3_600_000)  # 04:00 settles both sides
+    records = await client.funding_history("ETHUSDTM")
+    assert sorted((json.loads(r["context"])["positionSide"], r["positionQty"], r["funding"]) for r in records) == [
+        ("LONG", 10, pytest.approx(-0.02)),
+        ("SHORT", -4, pytest.approx(0.008)),
+    ]
+
+
+async def test_server_errors_can_be_aimed_at_one_endpoint(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
+    """A 503 storm on the funding history alone: the other reads go through, that one fails past the retries."""
+    sim.faults.server_error_next(50, "/api/v1/funding-history")
+    assert (await client.account_overview()).equity == D("10000")
+    with pytest.raises(RetryableError):
+        await client.funding_history("ETHUSDTM")
+    assert sim.faults.server_error_remaining == 45  # five attempts, each refused
 
 
 async def test_duplicate_client_oid_returns_the_existing_order(
