@@ -182,7 +182,14 @@ def format_event(event: Event) -> str | None:
         return (
             f"{icon} <b>Closed {esc(d['side'])} {esc(d['symbol'])}</b> ({esc(d['exit_reason'])})\n"
             f"{price(d['entry'])} → {price(d['exit'])}\nnet {money(d['net'])} after fees {money(d['fees'])}"
-            + _funding(Decimal(d.get("funding") or 0))
+            + (_funding(Decimal(d.get("funding") or 0)) if d.get("funding_known", True) else ", funding: not read yet")
+        )
+    if k == "funding_booked":
+        paid = Decimal(d["funding"])
+        return (
+            f"💸 {esc(d['symbol'])} {esc(d['side'])} closed earlier: funding read now"
+            + (_funding(paid) if paid else ", funding 0.00 USDT")
+            + f"; net now {money(d['net'])}"
         )
     if k == "halt_raised":
         value, limit = number_text(d["value"]), number_text(d["threshold"])

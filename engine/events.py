@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -183,6 +183,37 @@ class PositionClosed(Event):
     fees: Decimal
     funding: Decimal
     net: Decimal
+    # False: the exchange's funding history could not be read at the close, so ``funding`` is 0 for now and ``net``
+    # lacks it; a FundingBooked with this close's ``ts_ms`` carries it once read (see with_funding_booked).
+    funding_known: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingBooked(Event):
+    """The funding of a close booked without it (its read failed then), read later: ``closed_ms`` is that
+    PositionClosed's ``ts_ms``, ``net`` the trade's net with the funding."""
+
+    kind: ClassVar[str] = "funding_booked"
+    symbol: str
+    side: str
+    closed_ms: int
+    funding: Decimal
+    net: Decimal
+
+
+def with_funding_booked(closes: Iterable[PositionClosed], booked: Iterable[FundingBooked]) -> list[PositionClosed]:
+    """The closes as finally booked: one whose funding was read later carries it (and the net with it). Every
+    reader of the closed trades (today's realised PnL after a restart, /pnl, the daily summary) goes through this,
+    so a trade counts once, with its funding, wherever it is shown."""
+    late = {(b.symbol, b.closed_ms): b for b in booked}
+    out = []
+    for c in closes:
+        b = late.get((c.symbol, c.ts_ms))
+        if b is not None and not c.funding_known:
+            out.append(dataclasses.replace(c, funding=b.funding, net=c.net - b.funding, funding_known=True))
+        else:
+            out.append(c)
+    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -278,6 +309,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LiquidationNear,
         PositionOpened,
         PositionClosed,
+        FundingBooked,
         HaltRaised,
         TradingStateChanged,
         ModeChanged,

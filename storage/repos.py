@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from engine.events import Event, event_from_dict
+from engine.events import Event, FundingBooked, PositionClosed, event_from_dict, with_funding_booked
 from storage.db import Database
 
 
@@ -32,6 +32,17 @@ class EventLog:
                 (kind, -(2**62) if since_ms is None else since_ms, limit),
             )
         return [event_from_dict(json.loads(r["payload"])) for r in rows]
+
+    async def closed_trades(self, since_ms: int | None = None, limit: int = 10_000) -> list[PositionClosed]:
+        """The closed trades stamped at or after ``since_ms``, newest first, each with the funding booked for it
+        after its close (a FundingBooked is stamped later than its close, so the same bound finds it)."""
+        closes = [
+            e for e in await self.recent(limit, "position_closed", since_ms=since_ms) if isinstance(e, PositionClosed)
+        ]
+        booked = [
+            e for e in await self.recent(limit, "funding_booked", since_ms=since_ms) if isinstance(e, FundingBooked)
+        ]
+        return with_funding_booked(closes, booked)
 
     async def prune_decisions(self, before_ms: int, batch: int = 5_000) -> int:
         """Delete the per-bar decision records (``signal_evaluated``) older than ``before_ms``; returns how many.

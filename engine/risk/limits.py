@@ -35,6 +35,8 @@ class RiskState:
     consecutive_loss_resets_daily: bool = True
     worst_drawdown_today: Decimal = Decimal(0)  # the deepest mark of the day, for the daily summary
     worst_drawdown_yesterday: Decimal = Decimal(0)
+    last_close_ms: int | None = None  # the latest close and the loss streak before it, for correct_close
+    losses_before_last_close: int = 0
 
     @classmethod
     def start(cls, equity: Decimal, now_ms: int, *, consecutive_loss_resets_daily: bool = True) -> RiskState:
@@ -91,11 +93,26 @@ class RiskState:
         """A trade closed: realised PnL, loss streak (reset by a win) and the loss cooldown clock."""
         self.roll(now_ms)
         self.realized_today += net_pnl
+        self.last_close_ms, self.losses_before_last_close = now_ms, self.consecutive_losses
         if net_pnl < 0:
             self.consecutive_losses += 1
             self.last_loss_exit_ms[symbol] = now_ms
         else:
             self.consecutive_losses = 0
+
+    def correct_close(self, symbol: str, old_net: Decimal, new_net: Decimal, closed_ms: int, now_ms: int) -> None:
+        """A trade closed at ``closed_ms`` was booked at ``old_net`` and is really ``new_net`` (its funding read only
+        later): today's realised PnL (when it closed today), the loss cooldown and, when it is the latest close
+        and changed sign, the loss streak, as if it had been booked right at the close. (A sign change of an
+        earlier close leaves the streak to the next restart, which restores it from the corrected closes.)"""
+        self.roll(now_ms)
+        if utc_day(closed_ms) == self.day:
+            self.realized_today += new_net - old_net
+        if new_net < 0 <= old_net:
+            self.last_loss_exit_ms[symbol] = max(closed_ms, self.last_loss_exit_ms.get(symbol, closed_ms))
+        same_day = utc_day(closed_ms) == self.day or not self.consecutive_loss_resets_daily
+        if closed_ms == self.last_close_ms and same_day and (new_net < 0) != (old_net < 0):
+            self.consecutive_losses = self.losses_before_last_close + 1 if new_net < 0 else 0
 
     def restore(
         self,

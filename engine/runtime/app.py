@@ -26,7 +26,6 @@ from engine.events import (
     Event,
     EventBus,
     HealthChanged,
-    PositionClosed,
     StreamReconnected,
 )
 from engine.heap import settle_long_lived
@@ -504,8 +503,7 @@ class Runtime:
             now = engine.clock()  # the engine's clock: in a replay, the replayed day
             engine.risk.roll(now)  # the day that ended is "yesterday" even if nothing has marked the new one yet
             since = summarized_day(now) * DAY_MS
-            stored = await events.recent(10_000, kind="position_closed", since_ms=since)
-            closed = [e for e in stored if isinstance(e, PositionClosed)]
+            closed = await events.closed_trades(since)  # with the funding read after a close
             self.bus.publish(summarize_day(closed, now_ms=now, risk=engine.risk))
 
         scheduler.add_job(daily_summary, "cron", hour=hour, minute=minute, id="daily-summary")

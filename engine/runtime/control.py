@@ -83,11 +83,7 @@ class EngineControl:
         closed: list[PositionClosed] = []
         if self.events is not None:
             month = now - 30 * DAY_MS
-            closed = [
-                e
-                for e in await self.events.recent(10_000, kind="position_closed", since_ms=month)
-                if isinstance(e, PositionClosed)
-            ]
+            closed = await self.events.closed_trades(month)  # with the funding read after a close
         out = {"today (realised)": usdt(self.engine.risk.realized_today, signed=True)}
         for label, days in (("7 days", 7), ("30 days", 30)):
             since = now - days * DAY_MS

@@ -22,6 +22,7 @@ from engine.events import (
     CandleGap,
     EventBus,
     ForeignOrderSeen,
+    FundingBooked,
     HaltRaised,
     HealthChanged,
     KillSwitchReport,
@@ -55,7 +56,7 @@ from engine.risk.stops import StopManager, StopReason
 from engine.runtime.chaos import crash_point
 from engine.runtime.liquidation import LiquidationWatch
 from engine.runtime.microstructure import avoid_entry_gate, read_tape
-from engine.runtime.protection import Protected, StopCoordinator
+from engine.runtime.protection import RETRY_BASE_MS, Protected, StopCoordinator
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
@@ -72,6 +73,7 @@ RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keep
 LISTING_CAP = MAX_PAGES * LIST_PAGE_SIZE
 # Waits between reads of a just-closed trade's fills while the history does not list its close yet (§4.5).
 CLOSE_FILLS_RETRY_S = (0.2, 0.5, 1.0)
+FUNDING_RETRY_CAP_MS = 300_000  # an owed funding read is asked again at least every 5 minutes
 
 
 @dataclass
@@ -754,11 +756,7 @@ class TradingEngine:
     async def restore_risk(self, log: EventLog, *, days: int = 2) -> None:
         """Rebuild today's realised PnL, loss streak and cooldowns from the event log (see RiskState.restore)."""
         since = self.clock() - days * DAY_MS
-        closes = [
-            (e.symbol, e.net, e.ts_ms)
-            for e in await log.recent(10_000, kind="position_closed", since_ms=since)
-            if isinstance(e, PositionClosed)
-        ]
+        closes = [(e.symbol, e.net, e.ts_ms) for e in await log.closed_trades(since)]  # with funding read later
         entries = [
             (e.symbol, e.ts_ms)
             for e in await log.recent(10_000, kind="position_opened", since_ms=since)
@@ -985,7 +983,8 @@ class TradingEngine:
             traded = min(lots, opened_lots) if opened_lots else lots  # a flip's sell also opened the other way
         else:
             exit_price, traded = p.stop, p.lots
-        funding = await self._funding_paid(symbol, p.opened_ms)
+        read = await self._funding_paid(symbol, p.side, p.opened_ms, None)
+        funding = Decimal(0) if read is None else read  # unknown for now: booked when read (_book_owed_funding)
         if closing and opening:
             pnl = _booked_pnl(p.side, opening, closing, spec.multiplier, p.leverage, funding)
         else:  # the fills cannot be read: estimated at the stop, taker fees on both legs (§10.3)
@@ -1010,11 +1009,16 @@ class TradingEngine:
             with contextlib.suppress(ExchangeError):  # a stop that fails to go is swept by the next reconciliation
                 await self.client.cancel_order(oid)
         await self.positions_repo.delete(symbol)
-        self.risk.record_close(symbol, pnl.net, self.clock())
+        closed_ms = self.clock()
+        if read is None:  # persisted before the close is published: the owed read survives a restart
+            # Read later, up to the close as the exchange stamped it or as the engine saw it, whichever is later
+            # (a next trade's funding on the symbol is not this one's).
+            await self._owe_funding(symbol, p, max([closed_ms, *(f.ts_ms for f in closing)]), closed_ms, pnl.net)
+        self.risk.record_close(symbol, pnl.net, closed_ms)
         await self._equity_after_close(pnl.net)
         self.bus.publish(
             PositionClosed(
-                ts_ms=self.clock(),
+                ts_ms=closed_ms,
                 symbol=symbol,
                 side=p.side.value,
                 exit_reason=reason,
@@ -1024,6 +1028,7 @@ class TradingEngine:
                 fees=pnl.fees,
                 funding=pnl.funding,
                 net=pnl.net,
+                funding_known=read is not None,
             )
         )
 
@@ -1125,14 +1130,60 @@ class TradingEngine:
             swept.append(f"{o.symbol}: stop {o.id} of a closed position cancelled")
         return swept
 
-    async def _funding_paid(self, symbol: str, since_ms: int) -> Decimal:
-        """Funding paid while the position was open (the exchange reports received as positive)."""
+    async def _funding_paid(self, symbol: str, side: Side, since_ms: int, until_ms: int | None) -> Decimal | None:
+        """Funding paid while the position was open, from ``since_ms`` (up to ``until_ms`` for a read after the
+        close; the exchange reports received as positive), or None when the history cannot be read: the client has
+        already retried it as every read, and a 0 booked for it was silent (0.00 booked while the exchange charged
+        0.36 USDT)."""
         try:
-            records = await self.client.funding_history(symbol, start_ms=since_ms)
-        except ExchangeError as exc:
-            log.warning("funding.history_failed", symbol=symbol, error=str(exc))
-            return Decimal(0)
-        return -sum((Decimal(str(r["funding"])) for r in records if int(r["timePoint"]) >= since_ms), Decimal(0))
+            records = await self.client.funding_history(symbol, start_ms=since_ms, end_ms=until_ms)
+            return -sum(
+                (
+                    Decimal(str(r["funding"]))
+                    for r in records
+                    if since_ms <= int(r["timePoint"]) <= (until_ms if until_ms is not None else 2**62)
+                ),
+                Decimal(0),
+            )
+        except (ExchangeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            log.warning("funding.history_failed", symbol=symbol, error=f"{type(exc).__name__}: {exc}")
+            return None
+
+    async def _owe_funding(self, symbol: str, p: Protected, until_ms: int, closed_ms: int, net: Decimal) -> None:
+        """A close booked without its funding: the read is owed, persisted in the retry queue (one item per
+        trade), and worked by the retry loop until the exchange answers."""
+        payload = {
+            "symbol": symbol,
+            "side": p.side.value,
+            "opened_ms": p.opened_ms,
+            "until_ms": until_ms,
+            "closed_ms": closed_ms,
+            "net": str(net),
+        }
+        due = closed_ms + RETRY_BASE_MS
+        await self.retry.put("funding", f"funding:{symbol}:{closed_ms}", payload, due, "funding history unreadable")
+
+    async def _book_owed_funding(self, key: str, payload: dict[str, Any], attempts: int) -> bool:
+        """Read the funding of a close booked without it; once read, today's realised PnL (and the loss streak and
+        cooldown) are corrected and a FundingBooked carries it to storage, /pnl, the daily summary and the chat.
+        Not yet readable: asked again after a growing wait. True when booked."""
+        symbol, side, closed_ms = str(payload["symbol"]), Side(payload["side"]), int(payload["closed_ms"])
+        funding = await self._funding_paid(symbol, side, int(payload["opened_ms"]), int(payload["until_ms"]))
+        if funding is None:
+            delay = min(FUNDING_RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempts + 1))
+            await self.retry.put("funding", key, payload, self.clock() + delay, "funding history unreadable")
+            return False
+        old_net = Decimal(str(payload["net"]))
+        net = old_net - funding
+        await self.retry.done(key)  # then corrected and published at once (no await between): never twice
+        self.risk.correct_close(symbol, old_net, net, closed_ms, self.clock())
+        self.bus.publish(
+            FundingBooked(
+                ts_ms=self.clock(), symbol=symbol, side=side.value, closed_ms=closed_ms, funding=funding, net=net
+            )
+        )
+        log.info("funding.booked_late", symbol=symbol, funding=str(funding), net=str(net))
+        return True
 
     async def recover(self) -> list[str]:
         """After a restart: reload managed positions, settle the pending intents the exchange can answer about (the
@@ -1212,6 +1263,13 @@ class TradingEngine:
         await self._settle_unsettled()
         items = await self.retry.due(self.clock())
         for item in items:
+            if item.kind == "funding":  # a closed trade's funding, not a position's protection
+                try:
+                    await self._book_owed_funding(item.key, item.payload, item.attempts)
+                except (KeyError, ValueError, TypeError, ArithmeticError) as exc:  # never blocks the queue behind it
+                    log.error("funding.owed_item_unreadable", key=item.key, error=f"{type(exc).__name__}: {exc}")
+                    await self.retry.done(item.key)
+                continue
             m = self.managed.get(str(item.payload.get("symbol")))
             if m is None:
                 await self.retry.done(item.key)

@@ -60,6 +60,30 @@ def test_five_consecutive_losses_halt_until_a_win() -> None:
     assert _failing(state, _proposal(now=T0 + 42 * MIN)) == []
 
 
+def test_funding_read_after_a_close_corrects_the_day_the_streak_and_the_cooldown() -> None:
+    """A close booked at +0.20 without its funding is really −0.30: the daily loss limit, the fifth loss of a
+    streak and the loss cooldown all see it as if it had been booked so at the close; a win again undoes it."""
+    state = RiskState.start(D(10000), T0)
+    for i in range(4):
+        state.record_close("XBTUSDTM", D(-1), T0 + i)
+    state.record_close("ETHUSDTM", D("0.20"), T0 + MIN)
+    assert (state.consecutive_losses, state.realized_today) == (0, D("-3.80"))
+    state.correct_close("ETHUSDTM", D("0.20"), D("-0.30"), T0 + MIN, T0 + 2 * MIN)
+    assert (state.consecutive_losses, state.realized_today) == (5, D("-4.30"))
+    assert _failing(state, _proposal(now=T0 + 40 * MIN)) == ["consecutive_losses"]
+    assert _failing(state, _proposal("SOLUSDTM", now=T0 + 40 * MIN)) == ["consecutive_losses"]
+    assert state.last_loss_exit_ms["ETHUSDTM"] == T0 + MIN
+    state.correct_close("ETHUSDTM", D("-0.30"), D("0.10"), T0 + MIN, T0 + 3 * MIN)
+    assert (state.consecutive_losses, state.realized_today) == (0, D("-3.90"))
+    state.record_close("ETHUSDTM", D(-499), T0 + 4 * MIN)
+    state.correct_close("ETHUSDTM", D(-499), D("-499.5"), T0 + 4 * MIN, T0 + 5 * MIN)
+    assert state.realized_today == D("-503.40") and "daily_loss_limit" in _failing(state, _proposal(now=T0 + 6 * MIN))
+    yesterday = RiskState.start(D(10000), T0)
+    yesterday.record_close("ETHUSDTM", D(-1), T0 + MIN)
+    yesterday.correct_close("ETHUSDTM", D(-1), D(-2), T0 + MIN, T0 + 86_400_000 + MIN)  # read after midnight
+    assert (yesterday.realized_today, yesterday.consecutive_losses) == (0, 0)  # today's figures are not yesterday's
+
+
 def test_circuit_breaker_latches_until_manual_reset() -> None:
     state = RiskState.start(D(10000), T0)
     state.mark_equity(D(9001), T0 + MIN, breaker_pct=D(10))
