@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -969,7 +970,7 @@ class TradingEngine:
         p = m.protection
         p.closed = True  # a stop or TP move still on its way for it undoes itself and persists nothing
         exit_side = "sell" if p.side is Side.LONG else "buy"
-        fills = await self._trade_fills(symbol, p.opened_ms, exit_side)
+        fills = await self._trade_fills(symbol, p.opened_ms, exit_side, p.side)
         closing = [f for f in fills if f.side.value == exit_side]
         spec = self.specs[symbol]
         # The trade is every lot it ever had: a TP that filled partly, or a person trimming or adding to it, closes
@@ -1032,14 +1033,17 @@ class TradingEngine:
             )
         )
 
-    async def _trade_fills(self, symbol: str, since_ms: int, exit_side: str) -> list[Fill]:
+    async def _trade_fills(self, symbol: str, since_ms: int, exit_side: str, side: Side) -> list[Fill]:
         """The fills of a trade that just closed. Reference §4.5: the fills history is "not real-time", so a close
         looked at at once (the kill switch, the position push) may not be listed yet; read again, a few times,
         until the closing fills cover the opened lots. Before, such a close was booked at the stop price with the
         taker estimate (a kill switch at 2010.70 booked gross −19.89 USDT instead of +18.44)."""
         fills: list[Fill] = []
+        sides: dict[str, str] = {}  # order id -> its positionSide, asked once per order
         for wait in (*CLOSE_FILLS_RETRY_S, None):
             fills = [f for f in await self.client.fills(symbol=symbol, start_ms=since_ms) if f.ts_ms >= since_ms]
+            if self.options.hedge:
+                fills = await self._fills_of_side(fills, side, sides)
             closed = sum(f.lots for f in fills if f.side.value == exit_side)
             opened = sum(f.lots for f in fills if f.side.value != exit_side)
             if closed and closed >= opened:
@@ -1048,6 +1052,29 @@ class TradingEngine:
                 await asyncio.sleep(wait)
         log.warning("close.fills_incomplete", symbol=symbol, fills=len(fills))
         return fills
+
+    async def _fills_of_side(self, fills: list[Fill], side: Side, sides: dict[str, str]) -> list[Fill]:
+        """Hedge mode: only the fills of this side's position. A symbol's fills hold both sides' (a trade by hand
+        on the other side in the same window was booked into this close: gross −20.92 USDT instead of the −21.50
+        the LONG side's fills made). A fill's side is its ``positionSide`` when it carries one (the fills reference
+        lists none), else its order's; a fill whose side cannot be learnt is left out, and logged."""
+        want = "LONG" if side is Side.LONG else "SHORT"
+        out = []
+        for f in fills:
+            position_side = f.position_side or sides.get(f.order_id)
+            if position_side is None:
+                try:
+                    position_side = (await self.client.order_by_id(f.order_id)).position_side
+                except ExchangeError as exc:
+                    log.warning("close.fill_side_unknown", symbol=f.symbol, order_id=f.order_id, error=str(exc))
+                    continue  # asked again at the next read
+                if position_side is None:
+                    log.warning("close.fill_side_unknown", symbol=f.symbol, order_id=f.order_id, error="no side")
+                    continue
+                sides[f.order_id] = position_side
+            if position_side == want:
+                out.append(f)
+        return out
 
     async def _closed_by_a_person(self, closing: list[Fill]) -> bool:
         """Every closing fill came from an order that is not the engine's (the trader closed it on KuCoin's site):
@@ -1134,7 +1161,8 @@ class TradingEngine:
         """Funding paid while the position was open, from ``since_ms`` (up to ``until_ms`` for a read after the
         close; the exchange reports received as positive), or None when the history cannot be read: the client has
         already retried it as every read, and a 0 booked for it was silent (0.00 booked while the exchange charged
-        0.36 USDT)."""
+        0.36 USDT). In hedge mode only this side's records: the other side's position is funded on the same symbol."""
+        want = "LONG" if side is Side.LONG else "SHORT"
         try:
             records = await self.client.funding_history(symbol, start_ms=since_ms, end_ms=until_ms)
             return -sum(
@@ -1142,6 +1170,7 @@ class TradingEngine:
                     Decimal(str(r["funding"]))
                     for r in records
                     if since_ms <= int(r["timePoint"]) <= (until_ms if until_ms is not None else 2**62)
+                    and (not self.options.hedge or _funding_side(r) in (want, None))
                 ),
                 Decimal(0),
             )
@@ -1455,6 +1484,17 @@ def _booked_pnl(
     fees += sum((f.fee for f in closing), Decimal(0)) * traded / closed
     gross = side.sign * (exit_value - entry_value)
     return TradePnl(gross=gross, fees=fees, funding=funding, net=gross - fees - funding, margin=entry_value / leverage)
+
+
+def _funding_side(record: dict[str, Any]) -> str | None:
+    """The position side a funding record settled (reference §4.6): its ``context``'s positionSide, else the sign
+    of its positionQty (a short's is negative); None when neither says."""
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        side = json.loads(str(record.get("context") or "{}")).get("positionSide")
+        if side in ("LONG", "SHORT"):
+            return str(side)
+    qty = int(record.get("positionQty") or 0)
+    return "LONG" if qty > 0 else "SHORT" if qty < 0 else None
 
 
 def _side_of(pos: Position) -> Side:
