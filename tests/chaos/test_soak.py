@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from engine.config.settings import Settings
+from engine.events import FundingBooked, PositionClosed, event_from_dict, with_funding_booked
 from engine.logging import configure_logging
 from engine.runtime.app import RunOptions, Runtime
 from exchange.rest import KucoinFuturesClient
@@ -237,7 +238,18 @@ async def test_fault_soak_keeps_every_position_protected_and_every_order_single(
         json.loads(p)["decision"] for (p,) in rows(db, "SELECT payload FROM events WHERE kind = 'signal_evaluated'")
     ]
     entry_orders = [o for o in orders if not o.reduce_only and not o.close_order]
-    closed = [json.loads(p) for (p,) in rows(db, "SELECT payload FROM events WHERE kind = 'position_closed'")]
+    # Each close with the funding booked for it after it (a funding read that outlasted the client's retries).
+    late = [
+        e
+        for (p,) in rows(db, "SELECT payload FROM events WHERE kind = 'funding_booked'")
+        if isinstance(e := event_from_dict(json.loads(p)), FundingBooked)
+    ]
+    closes = [
+        e
+        for (p,) in rows(db, "SELECT payload FROM events WHERE kind = 'position_closed'")
+        if isinstance(e := event_from_dict(json.loads(p)), PositionClosed)
+    ]
+    closed = [c.to_dict() for c in with_funding_booked(closes, late)]
     opened = rows(db, "SELECT COUNT(*) FROM events WHERE kind = 'position_opened'")[0][0]
     summary = (
         f"{sum(rt.tally.values())} faults injected {dict(rt.tally)}, met by requests {dict(rt.hits)}, over "
