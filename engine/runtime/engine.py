@@ -72,6 +72,9 @@ RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keep
 LISTING_CAP = MAX_PAGES * LIST_PAGE_SIZE
 # Waits between reads of a just-closed trade's fills while the history does not list its close yet (§4.5).
 CLOSE_FILLS_RETRY_S = (0.2, 0.5, 1.0)
+# Waits between reads of an entry IOC that KuCoin still shows open (its matching engine runs behind the placement's
+# answer): ~5 s in all, then the IOC is cancelled and read a last time.
+ENTRY_DONE_WAITS_S = (0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0)
 
 
 @dataclass
@@ -585,6 +588,7 @@ class TradingEngine:
             await self.intents.mark(client_oid, "failed", detail=str(exc))
             self._refuse(symbol, client_oid, str(exc))
             return None
+        order = await self._entry_done(order)
         await self.intents.mark(client_oid, "done", order.id)
         if self.latency_observer is not None and started is not None:  # not for approvals: a person took time
             self.latency_observer(time.perf_counter() - started)
@@ -608,6 +612,28 @@ class TradingEngine:
         fill = order.filled_value / (order.filled_lots * spec.multiplier)
         self.risk.record_entry(symbol, self.clock())
         return await self.adopt(symbol, side, order.filled_lots, fill, lev, opened_ms=order.created_at or None)
+
+    async def _entry_done(self, order: Order) -> Order:
+        """The entry IOC once its matching ran. KuCoin answers the placement before its matching engine has run the
+        order: read at once it can show ``open`` with nothing (or part) filled, its fills and position push coming
+        later. Taken at that word, a filled entry was called "nothing filled" and left bare until a reconciliation
+        adopted it. So an order still open is read again until done; one still open after ~5 s is cancelled (an
+        IOC's remainder never fills later) and read a last time. What it filled then is what the entry manages;
+        lots that fill after that are found by the reconciliation, which resizes the stop to them."""
+        for wait in ENTRY_DONE_WAITS_S:
+            if not order.is_active:
+                return order
+            await asyncio.sleep(wait)
+            with contextlib.suppress(ExchangeError):
+                order = await self.client.order_by_id(order.id)
+        if not order.is_active:
+            return order
+        log.warning("entry.still_open", symbol=order.symbol, order_id=order.id, filled=order.filled_lots)
+        with contextlib.suppress(ExchangeError):
+            await self.client.cancel_order(order.id)
+        with contextlib.suppress(ExchangeError):
+            order = await self.client.order_by_id(order.id)
+        return order
 
     def _refuse(self, symbol: str, client_oid: str, reason: str) -> None:
         """An entry that placed nothing: announced, and kept for the approval card that asked for it."""
