@@ -1026,8 +1026,9 @@ class TradingEngine:
                 funding=funding,
             )
         roi = gross_roi(p.side, entry, exit_price, p.leverage)
-        if reason is None and any(f.trade_type in ("liquid", "adl") for f in closing):
-            reason = "liquidation" if any(f.trade_type == "liquid" for f in closing) else "auto_deleverage"
+        ended = _final_fills(closing)
+        if reason is None and any(f.trade_type in ("liquid", "adl") for f in ended):
+            reason = "liquidation" if any(f.trade_type == "liquid" for f in ended) else "auto_deleverage"
         if reason is None and closing and await self._closed_by_a_person(closing):
             reason = "manual"
         if reason is None:
@@ -1423,6 +1424,16 @@ def _booked_pnl(
     fees += sum((f.fee for f in closing), Decimal(0)) * traded / closed
     gross = side.sign * (exit_value - entry_value)
     return TradePnl(gross=gross, fees=fees, funding=funding, net=gross - fees - funding, margin=entry_value / leverage)
+
+
+def _final_fills(closing: list[Fill]) -> list[Fill]:
+    """The fills of the order that closed the position last: what ended the trade. Earlier closing fills (KuCoin
+    auto-deleveraging or partly liquidating some lots, a person trimming it) did not end it: before, a trade of
+    which 79 lots were auto-deleveraged and whose stop closed the other 100 was booked as ``auto_deleverage``."""
+    if not closing:
+        return []
+    last = max(closing, key=lambda f: (f.ts_ms, int(f.trade_id) if f.trade_id.isdigit() else 0))
+    return [f for f in closing if f.order_id == last.order_id]
 
 
 def _side_of(pos: Position) -> Side:

@@ -15,6 +15,7 @@ import engine.runtime.engine as engine_module
 from exchange.models import StopDirection
 from tests.runtime.conftest import Rig
 from tests.runtime.test_engine import long_decision
+from tests.runtime.test_money_agrees import Clock, check_close, move, open_trade
 
 SYM = "ETHUSDTM"
 
@@ -55,3 +56,63 @@ async def test_an_entry_ioc_still_open_after_the_waits_is_cancelled_and_nothing_
     assert "nothing filled" in rig.engine.entry_refusals[SYM]
     await asyncio.sleep(0.5)  # past the late matching
     assert (await rig.client.position(SYM)).lots == 0 and rig.sim.state.fills == []
+
+
+async def test_a_partial_auto_deleverage_resizes_the_stop_and_the_later_stop_out_is_booked_as_a_stop(
+    rig: Rig,
+) -> None:
+    """KuCoin auto-deleverages 79 of 179 lots (tradeType adl, no fee). The stop and TP follow to the 100 lots left,
+    the position is still the bot's, and when the stop closes the rest the trade is a stop-loss with every lot's
+    money, the ADL'd ones included."""
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, "2003.00")
+    rig.sim.state.force_reduce(SYM, 79, D("2003.50"), trade_type="adl")
+    clock.step()
+    diffs = await rig.engine.sync_positions()
+    assert any("engine 179 lots, exchange 100" in d for d in diffs)
+    got = await stops(rig)
+    assert got[StopDirection.DOWN] == [(100, p.stop)] and got[StopDirection.UP] == [(100, p.take_profit)]
+    assert rig.engine.managed[SYM].protection.lots == 100
+    await move(rig, clock, str(p.stop - D("0.5")))
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "stop_loss")  # before: "auto_deleverage"
+    assert c.net < 0 and await rig.client.open_stop_orders(SYM) == []
+
+
+async def test_a_full_auto_deleverage_ends_the_trade_as_the_exchange_booked_it(rig: Rig) -> None:
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, "2012.00")
+    rig.sim.state.force_reduce(SYM, p.lots, D("2012.40"), trade_type="adl")
+    clock.step()
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "auto_deleverage")
+    assert c.exit == D("2012.40") and c.net > 0
+    assert SYM not in rig.engine.managed and await rig.client.open_stop_orders(SYM) == []
+
+
+async def test_a_partial_liquidation_then_a_stop_out_is_booked_as_a_stop(rig: Rig) -> None:
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, "1995.00")
+    rig.sim.state.force_reduce(SYM, 60, D("1994.80"), trade_type="liquid")
+    clock.step()
+    await rig.engine.sync_positions()
+    assert (await stops(rig))[StopDirection.DOWN] == [(119, p.stop)]
+    await move(rig, clock, str(p.stop - D("0.5")))
+    await rig.engine.sync_positions()
+    await check_close(rig, since, wallet, "stop_loss")  # before: "liquidation"
+
+
+async def test_a_partial_then_full_liquidation_is_booked_as_a_liquidation(rig: Rig) -> None:
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    for oid in (p.stop_order_id, p.tp_order_id):
+        await rig.client.cancel_order(oid or "")
+    rig.sim.state.force_reduce(SYM, 60, D("1994.80"), trade_type="liquid")
+    await move(rig, clock, "1880.00")  # the rest past its liquidation price before the engine looked
+    assert [f.trade_type for f in rig.sim.state.fills if not f.opening] == ["liquid", "liquid"]
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "liquidation")
+    assert c.net < 0
