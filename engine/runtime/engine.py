@@ -852,6 +852,8 @@ class TradingEngine:
             self.liquidation.note_exchange(symbol, pos.liquidation_price)
             if abs(pos.lots) != m.protection.lots:
                 diffs.append(f"{symbol}: engine {m.protection.lots} lots, exchange {abs(pos.lots)}")
+                if abs(pos.lots) > m.protection.lots and pos.avg_entry > 0:
+                    self._take_entry(m, pos.avg_entry)
                 m.protection.lots = abs(pos.lots)
                 await self.positions_repo.save(m.protection.row())
             p = m.protection
@@ -950,6 +952,18 @@ class TradingEngine:
                             await self.client.cancel_order(o.id)
         diffs += await self._sweep_orphan_stops({symbol for symbol, _ in live})
         return diffs
+
+    def _take_entry(self, m: Managed, entry: Decimal) -> None:
+        """Lots added by hand: the position's entry is now the exchange's average of all of them. The rule's
+        break-even and profit locks are measured from it (from the bot's own fill, a "profit lock" of a long doubled
+        0.5 % higher sat under the average and closed at -9.17 USDT net). The stop and the TP keep their prices:
+        ``tp_roi`` is restated for the new entry so that no TP extension is owed by the change alone."""
+        p = m.protection
+        if entry == p.entry:
+            return
+        log.warning("position.entry_averaged", symbol=p.symbol, old=str(p.entry), new=str(entry))
+        p.entry = m.rule.entry = entry
+        p.tp_roi = m.rule.tp_roi = gross_roi(p.side, entry, p.take_profit, p.leverage)
 
     async def _recheck_unlisted(self, open_stops: dict[str, Order], *ids: str | None) -> None:
         """A stop or TP the listing lacks is asked about by id before it is called missing: re-placing one that is

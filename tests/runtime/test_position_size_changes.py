@@ -12,10 +12,10 @@ from decimal import Decimal as D
 import pytest
 
 import engine.runtime.engine as engine_module
-from exchange.models import StopDirection
+from exchange.models import OrderSide, StopDirection
 from tests.runtime.conftest import Rig
 from tests.runtime.test_engine import long_decision
-from tests.runtime.test_money_agrees import Clock, check_close, move, open_trade
+from tests.runtime.test_money_agrees import Clock, by_hand, check_close, move, open_trade
 
 SYM = "ETHUSDTM"
 
@@ -116,3 +116,31 @@ async def test_a_partial_then_full_liquidation_is_booked_as_a_liquidation(rig: R
     await rig.engine.sync_positions()
     c = await check_close(rig, since, wallet, "liquidation")
     assert c.net < 0
+
+
+async def test_lots_added_by_hand_move_the_break_even_to_the_whole_positions_entry(rig: Rig) -> None:
+    """A person doubles the bot's long at a higher price from the app. The stop keeps its price and covers all
+    358 lots; the break-even the rule moves to later is the whole position's (the exchange's average entry, fees
+    included), so a close there is not a loss booked as ``break_even``. The TP keeps its price."""
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    stop, tp = p.stop, p.take_profit
+    await move(rig, clock, "2010.00")
+    await rig.client.place_order(by_hand(OrderSide.BUY, 179, leverage=p.leverage))
+    clock.step()
+    diffs = await rig.engine.sync_positions()
+    assert any("engine 179 lots, exchange 358" in d for d in diffs)
+    average = (await rig.client.position(SYM)).avg_entry
+    assert p.entry == average and p.lots == 358 and (p.stop, p.take_profit) == (stop, tp)
+    got = await stops(rig)
+    assert got[StopDirection.DOWN] == [(358, stop)] and got[StopDirection.UP] == [(358, tp)]
+    assert await rig.engine.sync_positions() == []  # settled: no TP moved by the new entry
+    await move(rig, clock, "2012.00", 60_000)  # +10.4 % ROI on the bot's 2000.40, +5.9 % on the average 2005.405
+    assert not await rig.engine.on_mark(SYM, D("2012.00"))  # before: a "profit lock" at 2005.96
+    await move(rig, clock, "2016.00", 60_000)  # +8 % ROI on the average: the break-even move
+    assert await rig.engine.on_mark(SYM, D("2016.00"))
+    assert p.stop_reason == "break_even" and p.stop > average
+    await move(rig, clock, str(p.stop - D("0.3")), 60_000)
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "break_even")
+    assert c.net >= 0  # before: that 2005.96 "profit lock" filled at 2005.25, booked profit_lock at net -9.17 USDT
