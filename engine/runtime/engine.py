@@ -30,6 +30,7 @@ from engine.events import (
     OrderRejected,
     PositionClosed,
     PositionOpened,
+    PositionResized,
     SignalEvaluated,
     StopMissing,
     TradingStateChanged,
@@ -851,11 +852,13 @@ class TradingEngine:
                 continue
             self.liquidation.note_exchange(symbol, pos.liquidation_price)
             if abs(pos.lots) != m.protection.lots:
-                diffs.append(f"{symbol}: engine {m.protection.lots} lots, exchange {abs(pos.lots)}")
-                if abs(pos.lots) > m.protection.lots and pos.avg_entry > 0:
+                old_lots = m.protection.lots
+                diffs.append(f"{symbol}: engine {old_lots} lots, exchange {abs(pos.lots)}")
+                if abs(pos.lots) > old_lots and pos.avg_entry > 0:
                     self._take_entry(m, pos.avg_entry)
                 m.protection.lots = abs(pos.lots)
                 await self.positions_repo.save(m.protection.row())
+                await self._announce_resize(m.protection, old_lots)
             p = m.protection
             seen = (p.stop_order_id, p.tp_order_id, p.replace_state)
             open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}
@@ -952,6 +955,52 @@ class TradingEngine:
                             await self.client.cancel_order(o.id)
         diffs += await self._sweep_orphan_stops({symbol for symbol, _ in live})
         return diffs
+
+    async def _announce_resize(self, p: Protected, old_lots: int) -> None:
+        """Tell the trader the position changed size and why, from the newest fills that make up the change: the
+        drift line alone ("engine 179 lots, exchange 100") did not say that KuCoin auto-deleveraged 79 lots, nor
+        that the stop now covers the 100 left. Fills the history does not list yet leave the cause ``unknown``."""
+        delta = p.lots - old_lots
+        grew = delta > 0
+        cause, avg = "unknown", None
+        try:
+            fills = await self.client.fills(symbol=p.symbol, start_ms=p.opened_ms)
+        except ExchangeError as exc:
+            log.warning("resize.fills_unavailable", symbol=p.symbol, error=str(exc))
+            fills = []
+        made: list[Fill] = []
+        for f in fills:  # newest first
+            if sum(x.lots for x in made) >= abs(delta):
+                break
+            if f.ts_ms >= p.opened_ms and (f.side is p.exit_side) is not grew:
+                made.append(f)
+        if made and sum(f.lots for f in made) >= abs(delta):
+            avg = sum((f.price * f.lots for f in made), Decimal(0)) / sum(f.lots for f in made)
+            kinds = {f.trade_type for f in made}
+            if "liquid" in kinds:
+                cause = "liquidation"
+            elif "adl" in kinds:
+                cause = "auto_deleverage"
+            else:
+                cause = "manual"
+                with contextlib.suppress(ExchangeError):
+                    o = await self.client.order_by_id(made[0].order_id)
+                    if await self.coordinator.ours(o):
+                        cause = "take_profit" if o.stop is p.tp_direction else "stop"
+        self.bus.publish(
+            PositionResized(
+                ts_ms=self.clock(),
+                symbol=p.symbol,
+                side=p.side.value,
+                old_lots=old_lots,
+                new_lots=p.lots,
+                cause=cause,
+                price=avg,
+                entry=p.entry,
+                stop=p.stop,
+                take_profit=p.take_profit,
+            )
+        )
 
     def _take_entry(self, m: Managed, entry: Decimal) -> None:
         """Lots added by hand: the position's entry is now the exchange's average of all of them. The rule's

@@ -12,6 +12,8 @@ from decimal import Decimal as D
 import pytest
 
 import engine.runtime.engine as engine_module
+from bot.formatting import format_event
+from engine.events import PositionResized
 from exchange.models import OrderSide, StopDirection
 from tests.runtime.conftest import Rig
 from tests.runtime.test_engine import long_decision
@@ -74,6 +76,18 @@ async def test_a_partial_auto_deleverage_resizes_the_stop_and_the_later_stop_out
     got = await stops(rig)
     assert got[StopDirection.DOWN] == [(100, p.stop)] and got[StopDirection.UP] == [(100, p.take_profit)]
     assert rig.engine.managed[SYM].protection.lots == 100
+    await rig.bus.drain()
+    (resized,) = [e for e in rig.events if isinstance(e, PositionResized)]
+    assert (resized.old_lots, resized.new_lots, resized.cause, resized.price) == (
+        179,
+        100,
+        "auto_deleverage",
+        D("2003.50"),
+    )
+    assert format_event(resized) == (
+        "📏 <b>ETHUSDTM long 179 → 100 lots</b>: 79 lots taken @ 2003.50, auto-deleveraged by KuCoin\n"
+        f"stop {p.stop} · TP {p.take_profit} now cover 100 lots"
+    )  # before: only "Drift: ETHUSDTM: engine 179 lots, exchange 100", no cause, no word of the stop
     await move(rig, clock, str(p.stop - D("0.5")))
     await rig.engine.sync_positions()
     c = await check_close(rig, since, wallet, "stop_loss")  # before: "auto_deleverage"
@@ -100,6 +114,8 @@ async def test_a_partial_liquidation_then_a_stop_out_is_booked_as_a_stop(rig: Ri
     clock.step()
     await rig.engine.sync_positions()
     assert (await stops(rig))[StopDirection.DOWN] == [(119, p.stop)]
+    await rig.bus.drain()
+    assert [(e.cause, e.new_lots) for e in rig.events if isinstance(e, PositionResized)] == [("liquidation", 119)]
     await move(rig, clock, str(p.stop - D("0.5")))
     await rig.engine.sync_positions()
     await check_close(rig, since, wallet, "stop_loss")  # before: "liquidation"
@@ -134,6 +150,12 @@ async def test_lots_added_by_hand_move_the_break_even_to_the_whole_positions_ent
     assert p.entry == average and p.lots == 358 and (p.stop, p.take_profit) == (stop, tp)
     got = await stops(rig)
     assert got[StopDirection.DOWN] == [(358, stop)] and got[StopDirection.UP] == [(358, tp)]
+    await rig.bus.drain()
+    (resized,) = [e for e in rig.events if isinstance(e, PositionResized)]
+    assert format_event(resized) == (
+        "📏 <b>ETHUSDTM long 179 → 358 lots</b>: 179 lots added @ 2010.41, by an order that is not the bot's\n"
+        f"entry now 2005.405 (average) · stop {stop} · TP {tp} now cover 358 lots"
+    )
     assert await rig.engine.sync_positions() == []  # settled: no TP moved by the new entry
     await move(rig, clock, "2012.00", 60_000)  # +10.4 % ROI on the bot's 2000.40, +5.9 % on the average 2005.405
     assert not await rig.engine.on_mark(SYM, D("2012.00"))  # before: a "profit lock" at 2005.96
@@ -144,3 +166,31 @@ async def test_lots_added_by_hand_move_the_break_even_to_the_whole_positions_ent
     await rig.engine.sync_positions()
     c = await check_close(rig, since, wallet, "break_even")
     assert c.net >= 0  # before: that 2005.96 "profit lock" filled at 2005.25, booked profit_lock at net -9.17 USDT
+
+
+async def test_a_take_profit_that_fills_partly_is_announced_as_such(rig: Rig) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    rig.sim.state.max_taker_lots = 120
+    rig.sim.set_price(SYM, D("2040.00"))  # the TP triggers; the book takes 120 of its 179 lots
+    rig.sim.state.max_taker_lots = None
+    rig.sim.set_price(SYM, D("2030.00"))
+    await rig.engine.sync_positions()
+    await rig.bus.drain()
+    (resized,) = [e for e in rig.events if isinstance(e, PositionResized)]
+    assert (resized.old_lots, resized.new_lots, resized.cause) == (179, 59, "take_profit")
+    assert "the take-profit filled partly" in (format_event(resized) or "")
+
+
+async def test_a_resize_whose_fills_are_not_listed_yet_is_announced_without_a_cause(rig: Rig) -> None:
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    rig.sim.state.force_reduce(SYM, 79, D("2003.50"), trade_type="adl")
+    rig.sim.faults.stale_fills_upto = len(rig.sim.state.fills) - 1  # the ADL fill not in the history yet
+    rig.sim.faults.stale_fills_remaining = 1
+    await rig.engine.sync_positions()
+    assert (await stops(rig))[StopDirection.DOWN] == [(100, p.stop)]
+    await rig.bus.drain()
+    (resized,) = [e for e in rig.events if isinstance(e, PositionResized)]
+    assert (resized.cause, resized.price) == ("unknown", None)
+    assert "79 lots taken, cause not listed by KuCoin yet" in (format_event(resized) or "")
