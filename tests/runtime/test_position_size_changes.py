@@ -13,7 +13,8 @@ import pytest
 
 import engine.runtime.engine as engine_module
 from bot.formatting import format_event
-from engine.events import PositionResized
+from engine.events import PositionClosed, PositionResized
+from exchange.errors import ExchangeError
 from exchange.models import OrderSide, StopDirection
 from tests.runtime.conftest import Rig
 from tests.runtime.test_engine import long_decision
@@ -194,3 +195,60 @@ async def test_a_resize_whose_fills_are_not_listed_yet_is_announced_without_a_ca
     (resized,) = [e for e in rig.events if isinstance(e, PositionResized)]
     assert (resized.cause, resized.price) == ("unknown", None)
     assert "79 lots taken, cause not listed by KuCoin yet" in (format_event(resized) or "")
+
+
+def at(rig: Rig, ms: int) -> None:
+    rig.engine.clock = lambda: ms
+
+
+async def test_a_replacement_stop_that_triggers_before_it_is_confirmed_closes_once_and_leaves_nothing(
+    rig: Rig,
+) -> None:
+    """The stop move's new stop lands with the mark already under it: it triggers at once and closes the
+    position while the engine still waits to confirm it, the old stop still on the exchange. The retry must not
+    leave a stop behind on the flat symbol, the close is booked once, and nothing ever sells more than 179 lots."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    old_stop = p.stop_order_id
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2005.00"))  # the mark fell back before the move (seen at 2015) reached the exchange
+    assert not await rig.engine.on_mark(SYM, D("2015.00"))
+    assert (await rig.client.position(SYM)).lots == 0 and p.replace_state == "PLACING_NEW"
+    assert [o.id for o in await rig.client.open_stop_orders(SYM) if o.stop is StopDirection.DOWN] == [old_stop]
+    at(rig, 1_800_000_100_000)
+    await rig.engine.run_retries()  # the retry looks again before the position push is handled
+    await rig.engine.sync_positions()
+    await rig.engine.run_retries()
+    assert SYM not in rig.engine.managed and await rig.client.open_stop_orders(SYM) == []
+    assert sum(f.size for f in rig.sim.state.fills if f.side == "sell") == 179
+    await rig.bus.drain()
+    assert [e.exit_reason for e in rig.events if isinstance(e, PositionClosed)] == ["trailing_stop"]  # its rule
+
+
+async def test_both_stops_of_a_replace_triggered_by_a_gap_close_the_position_once_and_never_flip_it(rig: Rig) -> None:
+    """The new stop is confirmed, the old one's cancel is refused, and the price gaps through both: the first
+    closes the 179 lots, the second is trimmed to nothing by reduceOnly; no short is opened."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    old_stop = p.stop_order_id
+    real_cancel = rig.engine.client.cancel_order
+
+    async def refuse_old(order_id: str) -> list[str]:
+        if order_id == old_stop:
+            raise ExchangeError("cancel refused (exchange busy)")
+        return await real_cancel(order_id)
+
+    rig.engine.client.cancel_order = refuse_old  # type: ignore[method-assign]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+    await rig.engine.on_mark(SYM, D("2015.00"))  # the new stop at 2009.30 is live and confirmed, the old one too
+    assert p.replace_state == "CANCELLING_OLD" and len(await rig.client.open_stop_orders(SYM)) == 3
+    rig.engine.client.cancel_order = real_cancel  # type: ignore[method-assign]
+    rig.sim.set_price(SYM, D("1970.00"))  # through 2009.30 and 1989.29 at once
+    assert (await rig.client.position(SYM)).lots == 0
+    assert sum(f.size for f in rig.sim.state.fills if f.side == "sell") == 179
+    await rig.engine.sync_positions()
+    assert await rig.client.open_stop_orders(SYM) == [] and SYM not in rig.engine.managed
+    await rig.bus.drain()
+    (closed,) = [e for e in rig.events if isinstance(e, PositionClosed)]
+    assert closed.exit < D("1970") and closed.net < 0
