@@ -14,13 +14,17 @@ import pytest
 import engine.runtime.engine as engine_module
 from bot.formatting import format_event
 from engine.events import PositionClosed, PositionResized
+from engine.runtime.app import Runtime
+from engine.runtime.trading_state import TradingState
 from exchange.errors import ExchangeError
 from exchange.models import OrderSide, StopDirection
 from tests.runtime.conftest import Rig
 from tests.runtime.test_engine import long_decision
 from tests.runtime.test_money_agrees import Clock, by_hand, check_close, move, open_trade
+from tests.runtime.test_paper_faults import running
 
 SYM = "ETHUSDTM"
+__all__ = ["running"]  # the paper Runtime fixture
 
 
 async def stops(rig: Rig) -> dict[StopDirection | None, list[tuple[int, D | None]]]:
@@ -252,3 +256,23 @@ async def test_both_stops_of_a_replace_triggered_by_a_gap_close_the_position_onc
     await rig.bus.drain()
     (closed,) = [e for e in rig.events if isinstance(e, PositionClosed)]
     assert closed.exit < D("1970") and closed.net < 0
+
+
+@pytest.mark.parametrize("running", ["1"], indirect=True)
+async def test_a_difference_found_by_a_position_push_pauses_entries_as_its_message_says(running: Runtime) -> None:
+    """A person opens a position from the app: its push sets off a reconciliation that adopts and protects it, and
+    the drift message says "new entries paused". Before, only the scheduled reconciliation paused them: the push's
+    left the engine ACTIVE, and the scheduled one, finding everything fixed, never paused nor cleared anything."""
+    rt = running
+    assert rt.engine is not None and rt.reconcile is not None
+    rt.sim.set_price("ETHUSDTM", D("3000"))
+    body = {"clientOid": "web-push-add-1", "symbol": "ETHUSDTM", "side": "buy", "type": "market", "size": 10}
+    rt.sim.state.place(body | {"leverage": 5, "marginMode": "ISOLATED"})  # a person's order: a push, no REST
+    async with asyncio.timeout(10):
+        while "ETHUSDTM" not in rt.engine.managed:
+            await asyncio.sleep(0.05)
+    await rt.bus.drain()
+    assert rt.engine.state is TradingState.REDUCING  # before: ACTIVE
+    assert rt.engine.entries_blocked() == "trading state REDUCING" and not rt.health.reconciliation_clean
+    await rt.reconcile()  # the next scheduled look finds everything in order
+    assert rt.engine.state is TradingState.ACTIVE and rt.health.reconciliation_clean
