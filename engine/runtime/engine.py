@@ -858,6 +858,10 @@ class TradingEngine:
                     self._take_entry(m, pos.avg_entry)
                 m.protection.lots = abs(pos.lots)
                 await self.positions_repo.save(m.protection.row())
+                if m.protection.replace_state != "STEADY":
+                    # A stop move owns the orders now and may have placed its stop for the old size: the retry
+                    # loop resizes once it lands (the next reconciliation may be 30 s away, the added lots bare).
+                    await self.retry.put("resize", f"resize:{symbol}", {"symbol": symbol}, self.clock())
                 await self._announce_resize(m.protection, old_lots)
             p = m.protection
             seen = (p.stop_order_id, p.tp_order_id, p.replace_state)
@@ -1310,8 +1314,22 @@ class TradingEngine:
             await self.coordinator.resume(p)
             tp_done = await self._catch_up_take_profit(p)
             if p.replace_state == "STEADY" and p.stop_order_id and p.tp_order_id and tp_done:
+                if item.kind == "resize" and not await self._resized(p):
+                    continue
                 await self.retry.done(item.key)
         return len(items)
+
+    async def _resized(self, p: Protected) -> bool:
+        """A resize owed since the position changed size mid stop move (``resize`` items): the stop and TP as
+        listed now are replaced for the position's lots where they differ. True when nothing more is owed."""
+        try:
+            open_stops = {o.id: o for o in await self.client.open_stop_orders(p.symbol)}
+        except ExchangeError as exc:
+            log.warning("stop.resize_listing_failed", symbol=p.symbol, error=str(exc))
+            await self.coordinator.schedule(p.symbol, "resize", str(exc))
+            return False
+        await self._resize_protection(p, open_stops)
+        return p.replace_state == "STEADY"
 
     async def _catch_up_take_profit(self, p: Protected) -> bool:
         """A TP extension that failed is owed: the rule already counts it (``tp_roi``, persisted), so it would never

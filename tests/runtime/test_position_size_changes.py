@@ -276,3 +276,36 @@ async def test_a_difference_found_by_a_position_push_pauses_entries_as_its_messa
     assert rt.engine.entries_blocked() == "trading state REDUCING" and not rt.health.reconciliation_clean
     await rt.reconcile()  # the next scheduled look finds everything in order
     assert rt.engine.state is TradingState.ACTIVE and rt.health.reconciliation_clean
+
+
+async def test_lots_added_while_a_stop_move_is_in_flight_are_covered_once_the_move_lands(rig: Rig) -> None:
+    """A person adds 179 lots while a stop move is between placing the new stop (for 179) and cancelling the old:
+    the reconciliation cannot resize a stop that is being replaced. Once the move lands (the retry loop, every
+    second), the stop must cover all 358 lots, not wait for the next scheduled look with half of them bare."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    old_stop = p.stop_order_id
+    real_cancel = rig.engine.client.cancel_order
+
+    async def refuse_old(order_id: str) -> list[str]:
+        if order_id == old_stop:
+            raise ExchangeError("cancel refused (exchange busy)")
+        return await real_cancel(order_id)
+
+    rig.engine.client.cancel_order = refuse_old  # type: ignore[method-assign]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+    await rig.engine.on_mark(SYM, D("2015.00"))
+    assert p.replace_state == "CANCELLING_OLD"
+    await rig.client.place_order(by_hand(OrderSide.BUY, 179, leverage=p.leverage))
+    await rig.engine.sync_positions()
+    assert p.lots == 358 and p.replace_state == "CANCELLING_OLD"
+    rig.engine.client.cancel_order = real_cancel  # type: ignore[method-assign]
+    at(rig, 1_800_000_100_000)
+    await rig.engine.run_retries()  # the old stop goes: the move has landed
+    assert p.replace_state == "STEADY"
+    at(rig, 1_800_000_200_000)
+    await rig.engine.run_retries()
+    got = await stops(rig)
+    assert got[StopDirection.DOWN] == [(358, p.stop)]  # before: [(179, 2009.30)] until the next reconciliation
+    assert got[StopDirection.UP] == [(358, p.take_profit)]
