@@ -13,7 +13,7 @@ import pytest
 
 import engine.runtime.engine as engine_module
 from bot.formatting import format_event
-from engine.events import PositionClosed, PositionResized
+from engine.events import PositionClosed, PositionResized, StopMoved
 from engine.runtime.app import Runtime
 from engine.runtime.trading_state import TradingState
 from exchange.errors import ExchangeError
@@ -93,6 +93,9 @@ async def test_a_partial_auto_deleverage_resizes_the_stop_and_the_later_stop_out
         "📏 <b>ETHUSDTM long 179 → 100 lots</b>: 79 lots taken @ 2003.50, auto-deleveraged by KuCoin\n"
         f"stop {p.stop} · TP {p.take_profit} now cover 100 lots"
     )  # before: only "Drift: ETHUSDTM: engine 179 lots, exchange 100", no cause, no word of the stop
+    same_price = [e for e in rig.events if isinstance(e, StopMoved)]
+    assert [(e.old, e.new) for e in same_price] == [(p.stop, p.stop)]  # the resize, in the event log ...
+    assert format_event(same_price[0]) is None  # ... not on the phone (before: "stop 1989.29 → 1989.29 (initial)")
     await move(rig, clock, str(p.stop - D("0.5")))
     await rig.engine.sync_positions()
     c = await check_close(rig, since, wallet, "stop_loss")  # before: "auto_deleverage"
