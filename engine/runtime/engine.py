@@ -1098,6 +1098,8 @@ class TradingEngine:
             reason = "liquidation" if any(f.trade_type == "liquid" for f in ended) else "auto_deleverage"
         if reason is None and closing and await self._closed_by_a_person(closing):
             reason = "manual"
+        if reason is None and ended and await self._closed_by_a_losing_older_stop(p, m.rule, ended):
+            reason = "stop_loss"
         if reason is None:
             reason = m.rule.exit_reason if roi < self.cfg.risk_management.take_profit_roi - 1 else "take_profit"
         for oid in await self._own_order_ids(p):
@@ -1137,6 +1139,19 @@ class TradingEngine:
                 await asyncio.sleep(wait)
         log.warning("close.fills_incomplete", symbol=symbol, fills=len(fills))
         return fills
+
+    async def _closed_by_a_losing_older_stop(self, p: Protected, rule: StopManager, ended: list[Fill]) -> bool:
+        """The last lots were closed by a stop of ours other than the one the rule holds, at a loss: a stop move
+        was on its way (the rule already at its new level) when the price ran through the stop it was replacing.
+        Before, such a close at 1985 (under the initial stop at 1989.29, net negative) was booked as the move's
+        ``trailing_stop``. An order that cannot be looked up leaves the rule's label."""
+        try:
+            o = await self.client.order_by_id(ended[0].order_id)
+        except ExchangeError:
+            return False
+        if o.stop is not p.stop_direction or o.stop_price is None or o.stop_price == rule.stop:
+            return False
+        return gross_roi(p.side, p.entry, o.stop_price, p.leverage) <= 0 and await self.coordinator.ours(o)
 
     async def _closed_by_a_person(self, closing: list[Fill]) -> bool:
         """Every closing fill came from an order that is not the engine's (the trader closed it on KuCoin's site):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal as D
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from engine.events import PositionClosed, PositionResized, StopMoved
 from engine.runtime.app import Runtime
 from engine.runtime.trading_state import TradingState
 from exchange.errors import ExchangeError
-from exchange.models import OrderSide, StopDirection
+from exchange.models import OrderRequest, OrderSide, StopDirection
 from tests.runtime.conftest import Rig
 from tests.runtime.test_engine import long_decision
 from tests.runtime.test_money_agrees import Clock, by_hand, check_close, move, open_trade
@@ -259,6 +260,7 @@ async def test_both_stops_of_a_replace_triggered_by_a_gap_close_the_position_onc
     await rig.bus.drain()
     (closed,) = [e for e in rig.events if isinstance(e, PositionClosed)]
     assert closed.exit < D("1970") and closed.net < 0
+    assert closed.exit_reason == "stop_loss"  # the old (initial) stop went first; before: "trailing_stop"
 
 
 @pytest.mark.parametrize("running", ["1"], indirect=True)
@@ -312,3 +314,32 @@ async def test_lots_added_while_a_stop_move_is_in_flight_are_covered_once_the_mo
     got = await stops(rig)
     assert got[StopDirection.DOWN] == [(358, p.stop)]  # before: [(179, 2009.30)] until the next reconciliation
     assert got[StopDirection.UP] == [(358, p.take_profit)]
+
+
+async def test_the_old_stop_triggering_while_its_replacement_is_placed_is_booked_as_that_stop(rig: Rig) -> None:
+    """The mark tick at 2015 asks for a stop at 2009.30; while that order is on its way the price gaps down
+    through the old stop at 1989.29, which closes the position. The new stop lands on a flat symbol and must go;
+    the trade was closed by the initial stop, at a loss, and is booked as a stop-loss, not as the move that never
+    protected anything."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    real_place = rig.engine.client.place_order
+
+    async def gap_first(req: OrderRequest, **kw: Any) -> Any:
+        if req.stop is StopDirection.DOWN:
+            rig.sim.set_price(SYM, D("1985.00"))  # the old stop triggers before the new one reaches the exchange
+        return await real_place(req, **kw)
+
+    rig.engine.client.place_order = gap_first  # type: ignore[method-assign]
+    at(rig, 1_800_000_000_000)
+    rig.sim.set_price(SYM, D("2015.00"))
+    await rig.engine.on_mark(SYM, D("2015.00"))
+    rig.engine.client.place_order = real_place  # type: ignore[method-assign]
+    assert (await rig.client.position(SYM)).lots == 0
+    await rig.engine.sync_positions()
+    await rig.engine.sync_positions()
+    assert SYM not in rig.engine.managed and await rig.client.open_stop_orders(SYM) == []
+    await rig.bus.drain()
+    (closed,) = [e for e in rig.events if isinstance(e, PositionClosed)]
+    assert closed.exit < D("1989.29") and closed.net < 0
+    assert closed.exit_reason == "stop_loss"
