@@ -21,7 +21,7 @@ from exchange.errors import ExchangeError
 from exchange.models import OrderRequest, OrderSide, StopDirection
 from tests.runtime.conftest import Rig
 from tests.runtime.test_engine import long_decision
-from tests.runtime.test_money_agrees import Clock, by_hand, check_close, move, open_trade
+from tests.runtime.test_money_agrees import Clock, by_hand, check_close, move, open_trade, short_decision
 from tests.runtime.test_paper_faults import running
 
 SYM = "ETHUSDTM"
@@ -343,3 +343,21 @@ async def test_the_old_stop_triggering_while_its_replacement_is_placed_is_booked
     (closed,) = [e for e in rig.events if isinstance(e, PositionClosed)]
     assert closed.exit < D("1989.29") and closed.net < 0
     assert closed.exit_reason == "stop_loss"
+
+
+async def test_a_short_auto_deleveraged_in_part_then_stopped_out_follows_the_same_way(rig: Rig) -> None:
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, short_decision())
+    await move(rig, clock, "2004.00")
+    rig.sim.state.force_reduce(SYM, 50, D("2004.20"), trade_type="adl")
+    clock.step()
+    await rig.engine.sync_positions()
+    got = await stops(rig)
+    assert got[StopDirection.UP] == [(p.lots, p.stop)] and got[StopDirection.DOWN] == [(p.lots, p.take_profit)]
+    await rig.bus.drain()
+    (resized,) = [e for e in rig.events if isinstance(e, PositionResized)]
+    assert (resized.side, resized.old_lots - resized.new_lots, resized.cause) == ("short", 50, "auto_deleverage")
+    await move(rig, clock, str(p.stop + D("0.5")))
+    await rig.engine.sync_positions()
+    assert (await check_close(rig, since, wallet, "stop_loss")).net < 0
+    assert (await rig.client.position(SYM)).lots == 0  # never flipped into a long
