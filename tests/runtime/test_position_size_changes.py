@@ -361,3 +361,21 @@ async def test_a_short_auto_deleveraged_in_part_then_stopped_out_follows_the_sam
     await rig.engine.sync_positions()
     assert (await check_close(rig, since, wallet, "stop_loss")).net < 0
     assert (await rig.client.position(SYM)).lots == 0  # never flipped into a long
+
+
+@pytest.mark.parametrize("running", ["1"], indirect=True)
+async def test_an_auto_deleverage_push_resizes_the_stop_in_the_running_bot(running: Runtime) -> None:
+    """End to end: KuCoin's position push (changeReason adl) reaches the bot over the WebSocket, its
+    reconciliation resizes the stop and TP to the 100 lots left and announces why, with no scheduled look."""
+    rt = running
+    assert rt.engine is not None
+    rt.sim.set_price(SYM, D("2000.00"))
+    p = await rt.engine.enter(SYM, long_decision())
+    assert p is not None and p.lots == 179
+    rt.sim.state.force_reduce(SYM, 79, D("2001.00"), trade_type="adl")
+    async with asyncio.timeout(10):
+        while [o.size for o in rt.sim.state.open_orders(SYM) if o.stop] != [100, 100]:
+            await asyncio.sleep(0.05)
+    assert p.lots == 100
+    await rt.bus.drain()
+    assert rt.engine.state is TradingState.REDUCING  # until the next scheduled look agrees
