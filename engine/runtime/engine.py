@@ -1328,9 +1328,13 @@ class TradingEngine:
             p = m.protection
             await self.coordinator.resume(p)
             tp_done = await self._catch_up_take_profit(p)
-            if p.replace_state == "STEADY" and p.stop_order_id and p.tp_order_id and tp_done:
-                if item.kind == "resize" and not await self._resized(p):
-                    continue
+            steady = p.replace_state == "STEADY" and p.stop_order_id and p.tp_order_id and tp_done
+            if item.kind == "resize" and not (steady and await self._resized(p)):
+                # Not yet (the move is still on its way, or failing): again after the queue's backoff, not every
+                # second (each look resumes the move too, which would skip the move's own backoff).
+                await self.coordinator.schedule(p.symbol, "resize", "a stop move is still on its way")
+                continue
+            if steady:
                 await self.retry.done(item.key)
         return len(items)
 
@@ -1341,7 +1345,6 @@ class TradingEngine:
             open_stops = {o.id: o for o in await self.client.open_stop_orders(p.symbol)}
         except ExchangeError as exc:
             log.warning("stop.resize_listing_failed", symbol=p.symbol, error=str(exc))
-            await self.coordinator.schedule(p.symbol, "resize", str(exc))
             return False
         await self._resize_protection(p, open_stops)
         return p.replace_state == "STEADY"

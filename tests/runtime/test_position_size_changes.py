@@ -206,7 +206,7 @@ async def test_a_resize_whose_fills_are_not_listed_yet_is_announced_without_a_ca
 
 
 def at(rig: Rig, ms: int) -> None:
-    rig.engine.clock = lambda: ms
+    rig.engine.clock = rig.engine.coordinator.clock = lambda: ms
 
 
 async def test_a_replacement_stop_that_triggers_before_it_is_confirmed_closes_once_and_leaves_nothing(
@@ -379,3 +379,38 @@ async def test_an_auto_deleverage_push_resizes_the_stop_in_the_running_bot(runni
     assert p.lots == 100
     await rt.bus.drain()
     assert rt.engine.state is TradingState.REDUCING  # until the next scheduled look agrees
+
+
+async def test_an_owed_resize_waits_with_backoff_while_the_stop_move_keeps_failing(rig: Rig) -> None:
+    """The old stop's cancel keeps being refused: the owed resize must not resume the move every second (it would
+    skip the move's own backoff); it waits with the queue's backoff, and is done once the move lands."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    old_stop = p.stop_order_id
+    real_cancel = rig.engine.client.cancel_order
+    refused: list[str] = []
+
+    async def refuse_old(order_id: str) -> list[str]:
+        if order_id == old_stop:
+            refused.append(order_id)
+            raise ExchangeError("cancel refused (exchange busy)")
+        return await real_cancel(order_id)
+
+    rig.engine.client.cancel_order = refuse_old  # type: ignore[method-assign]
+    now = 1_800_000_000_000
+    at(rig, now)
+    rig.sim.set_price(SYM, D("2015.00"))
+    await rig.engine.on_mark(SYM, D("2015.00"))
+    await rig.client.place_order(by_hand(OrderSide.BUY, 50, leverage=p.leverage))
+    await rig.engine.sync_positions()
+    await rig.engine.run_retries()  # the resize is due at once; the replace's retry is not yet
+    assert len(refused) == 2
+    due = {i.key: i.due_ms for i in await rig.engine.retry.due(2**62)}
+    assert due[f"resize:{SYM}"] > now  # before the fix it stayed due: the move was resumed every second
+    await rig.engine.run_retries()
+    assert len(refused) == 2
+    rig.engine.client.cancel_order = real_cancel  # type: ignore[method-assign]
+    at(rig, now + 60_000)
+    await rig.engine.run_retries()
+    assert (await stops(rig))[StopDirection.DOWN] == [(229, p.stop)]
+    assert await rig.engine.retry.depth() == 0
