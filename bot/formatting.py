@@ -123,6 +123,15 @@ def _funding(paid: Decimal) -> str:
     return f", funding {money(paid)} paid" if paid > 0 else f", funding {money(-paid)} received"
 
 
+RESIZE_CAUSES = {
+    "auto_deleverage": "auto-deleveraged by KuCoin",
+    "liquidation": "liquidated by KuCoin",
+    "manual": "by an order that is not the bot's",
+    "take_profit": "the take-profit filled partly",
+    "stop": "the stop filled partly",
+}
+
+
 def format_event(event: Event) -> str | None:
     """The message for ``event``, or None when the event is not worth a notification."""
     d = event.to_dict()
@@ -161,7 +170,19 @@ def format_event(event: Event) -> str | None:
             f"✅ <b>Opened {esc(d['side'])} {esc(d['symbol'])}</b> {d['lots']} lots @ {price(d['entry'])}, "
             f"{d['leverage']}x\nstop {price(d['stop'])} · TP {price(d['take_profit'])}"
         )
+    if k == "position_resized":
+        old, new = int(d["old_lots"]), int(d["new_lots"])
+        by = RESIZE_CAUSES.get(d["cause"], "cause not listed by KuCoin yet")
+        at = f" @ {price(d['price'])}" if d.get("price") is not None else ""
+        what = f"{abs(new - old)} lots {'added' if new > old else 'taken'}{at}, {by}"
+        entry = f"entry now {price(d['entry'])} (average) · " if new > old else ""
+        return (
+            f"📏 <b>{esc(d['symbol'])} {esc(d['side'])} {old} → {new} lots</b>: {esc(what)}\n"
+            f"{entry}stop {price(d['stop'])} · TP {price(d['take_profit'])} now cover {new} lots"
+        )
     if k == "stop_moved":
+        if Decimal(str(d["old"])) == Decimal(str(d["new"])):
+            return None  # a resize at the same price (position_resized says so): "1989.29 → 1989.29" told nothing
         return f"🔒 {esc(d['symbol'])} stop {price(d['old'])} → <b>{price(d['new'])}</b> ({esc(d['reason'])})"
     if k == "stop_missing":
         return f"🚨 <b>{esc(d['symbol'])} has no live stop</b>: {esc(d['detail'])} — re-placing now"

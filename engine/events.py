@@ -172,6 +172,23 @@ class PositionOpened(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PositionResized(Event):
+    """A managed position changed size without an order of the bot's (or by one that filled only partly): KuCoin
+    auto-deleveraged or partly liquidated it, a person trimmed or added to it. The stop and TP follow the new size."""
+
+    kind: ClassVar[str] = "position_resized"
+    symbol: str
+    side: str
+    old_lots: int
+    new_lots: int
+    cause: str  # auto_deleverage | liquidation | manual | take_profit | stop | unknown (fills not listed yet)
+    price: Decimal | None  # the average price of the fills that made the change, when listed
+    entry: Decimal
+    stop: Decimal
+    take_profit: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PositionClosed(Event):
     kind: ClassVar[str] = "position_closed"
     symbol: str
@@ -308,6 +325,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ForeignOrderSeen,
         LiquidationNear,
         PositionOpened,
+        PositionResized,
         PositionClosed,
         FundingBooked,
         HaltRaised,

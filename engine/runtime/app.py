@@ -185,6 +185,17 @@ class Runtime:
             raise SystemExit(f"error: cannot start: KuCoin answered {type(exc).__name__}: {exc}") from None
         return client
 
+    def _drifted(self, engine: TradingEngine, found: list[str]) -> None:
+        """The engine and the exchange differed (``found``): announced, and new entries wait (REDUCING) until a
+        scheduled reconciliation finds no difference (``drift_cleared``). Whoever found it: the start's recovery,
+        a position push's reconciliation or the scheduled one. Before, only the scheduled one paused entries, while
+        the message of the other two said "new entries paused" all the same (and, the push having already
+        resized the stop, the scheduled one found nothing to pause for)."""
+        self.health.reconciliation_clean = False
+        self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))
+        if engine.state is TradingState.ACTIVE:
+            engine.set_state(TradingState.REDUCING, "drift")
+
     def _background(self, work: Coroutine[Any, Any, object], name: str) -> None:
         """A task that runs beside the engine. One that dies of an exception (a replay over a corrupt file, say)
         used to leave the bot running without it, silently: now it is logged and raised as a health alarm."""
@@ -383,7 +394,7 @@ class Runtime:
         # of warm-up; the warm-up only feeds indicators and never trades.
         diffs = await engine.recover()
         if diffs:
-            self.bus.publish(DriftDetected(ts_ms=_now(), differences=diffs))
+            self._drifted(engine, diffs)
         await self._warm_up(client, engine)
         log.info("heap.settled", frozen_objects=settle_long_lived())
         closers = {sym: CandleCloser() for sym in s.symbols}
@@ -399,7 +410,7 @@ class Runtime:
                 log.warning("reconcile.failed", step="positions (push)", error=f"{type(exc).__name__}: {exc}")
                 return
             if found:
-                self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))
+                self._drifted(engine, found)
 
         lanes = Lanes()
         self.lanes = lanes
@@ -469,9 +480,7 @@ class Runtime:
             if found is not None:
                 self.health.reconciliation_clean = not found
             if found:
-                self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))
-                if engine.state is TradingState.ACTIVE:
-                    engine.set_state(TradingState.REDUCING, "drift")
+                self._drifted(engine, found)
             elif found is not None and not was_clean:
                 self.bus.publish(DriftCleared(ts_ms=_now()))
                 if engine.state is TradingState.REDUCING:

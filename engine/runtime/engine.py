@@ -32,6 +32,7 @@ from engine.events import (
     OrderRejected,
     PositionClosed,
     PositionOpened,
+    PositionResized,
     SignalEvaluated,
     StopMissing,
     TradingStateChanged,
@@ -75,6 +76,9 @@ LISTING_CAP = MAX_PAGES * LIST_PAGE_SIZE
 # Waits between reads of a just-closed trade's fills while the history does not list its close yet (§4.5).
 CLOSE_FILLS_RETRY_S = (0.2, 0.5, 1.0)
 FUNDING_RETRY_CAP_MS = 300_000  # an owed funding read is asked again at least every 5 minutes
+# Waits between reads of an entry IOC that KuCoin still shows open (its matching engine runs behind the placement's
+# answer): ~5 s in all, then the IOC is cancelled and read a last time.
+ENTRY_DONE_WAITS_S = (0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0)
 
 
 @dataclass
@@ -588,6 +592,7 @@ class TradingEngine:
             await self.intents.mark(client_oid, "failed", detail=str(exc))
             self._refuse(symbol, client_oid, str(exc))
             return None
+        order = await self._entry_done(order)
         await self.intents.mark(client_oid, "done", order.id)
         if self.latency_observer is not None and started is not None:  # not for approvals: a person took time
             self.latency_observer(time.perf_counter() - started)
@@ -611,6 +616,28 @@ class TradingEngine:
         fill = order.filled_value / (order.filled_lots * spec.multiplier)
         self.risk.record_entry(symbol, self.clock())
         return await self.adopt(symbol, side, order.filled_lots, fill, lev, opened_ms=order.created_at or None)
+
+    async def _entry_done(self, order: Order) -> Order:
+        """The entry IOC once its matching ran. KuCoin answers the placement before its matching engine has run the
+        order: read at once it can show ``open`` with nothing (or part) filled, its fills and position push coming
+        later. Taken at that word, a filled entry was called "nothing filled" and left bare until a reconciliation
+        adopted it. So an order still open is read again until done; one still open after ~5 s is cancelled (an
+        IOC's remainder never fills later) and read a last time. What it filled then is what the entry manages;
+        lots that fill after that are found by the reconciliation, which resizes the stop to them."""
+        for wait in ENTRY_DONE_WAITS_S:
+            if not order.is_active:
+                return order
+            await asyncio.sleep(wait)
+            with contextlib.suppress(ExchangeError):
+                order = await self.client.order_by_id(order.id)
+        if not order.is_active:
+            return order
+        log.warning("entry.still_open", symbol=order.symbol, order_id=order.id, filled=order.filled_lots)
+        with contextlib.suppress(ExchangeError):
+            await self.client.cancel_order(order.id)
+        with contextlib.suppress(ExchangeError):
+            order = await self.client.order_by_id(order.id)
+        return order
 
     def _refuse(self, symbol: str, client_oid: str, reason: str) -> None:
         """An entry that placed nothing: announced, and kept for the approval card that asked for it."""
@@ -824,9 +851,17 @@ class TradingEngine:
                 continue
             self.liquidation.note_exchange(symbol, pos.liquidation_price)
             if abs(pos.lots) != m.protection.lots:
-                diffs.append(f"{symbol}: engine {m.protection.lots} lots, exchange {abs(pos.lots)}")
+                old_lots = m.protection.lots
+                diffs.append(f"{symbol}: engine {old_lots} lots, exchange {abs(pos.lots)}")
+                if abs(pos.lots) > old_lots and pos.avg_entry > 0:
+                    self._take_entry(m, pos.avg_entry)
                 m.protection.lots = abs(pos.lots)
                 await self.positions_repo.save(m.protection.row())
+                if m.protection.replace_state != "STEADY":
+                    # A stop move owns the orders now and may have placed its stop for the old size: the retry
+                    # loop resizes once it lands (the next reconciliation may be 30 s away, the added lots bare).
+                    await self.retry.put("resize", f"resize:{symbol}", {"symbol": symbol}, self.clock())
+                await self._announce_resize(m.protection, old_lots)
             p = m.protection
             seen = (p.stop_order_id, p.tp_order_id, p.replace_state)
             open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}
@@ -924,6 +959,66 @@ class TradingEngine:
         diffs += await self._sweep_orphan_stops({symbol for symbol, _ in live})
         return diffs
 
+    async def _announce_resize(self, p: Protected, old_lots: int) -> None:
+        """Tell the trader the position changed size and why, from the newest fills that make up the change: the
+        drift line alone ("engine 179 lots, exchange 100") did not say that KuCoin auto-deleveraged 79 lots, nor
+        that the stop now covers the 100 left. Fills the history does not list yet leave the cause ``unknown``."""
+        delta = p.lots - old_lots
+        grew = delta > 0
+        cause, avg = "unknown", None
+        try:
+            fills = await self.client.fills(symbol=p.symbol, start_ms=p.opened_ms)
+        except ExchangeError as exc:
+            log.warning("resize.fills_unavailable", symbol=p.symbol, error=str(exc))
+            fills = []
+        if self.options.hedge:  # the other side's fills are not this position's change
+            fills = await self._fills_of_side(fills, p.side, {})
+        made: list[Fill] = []
+        for f in fills:  # newest first
+            if sum(x.lots for x in made) >= abs(delta):
+                break
+            if f.ts_ms >= p.opened_ms and (f.side is p.exit_side) is not grew:
+                made.append(f)
+        if made and sum(f.lots for f in made) >= abs(delta):
+            avg = sum((f.price * f.lots for f in made), Decimal(0)) / sum(f.lots for f in made)
+            kinds = {f.trade_type for f in made}
+            if "liquid" in kinds:
+                cause = "liquidation"
+            elif "adl" in kinds:
+                cause = "auto_deleverage"
+            else:
+                cause = "manual"
+                with contextlib.suppress(ExchangeError):
+                    o = await self.client.order_by_id(made[0].order_id)
+                    if await self.coordinator.ours(o):
+                        cause = "take_profit" if o.stop is p.tp_direction else "stop"
+        self.bus.publish(
+            PositionResized(
+                ts_ms=self.clock(),
+                symbol=p.symbol,
+                side=p.side.value,
+                old_lots=old_lots,
+                new_lots=p.lots,
+                cause=cause,
+                price=avg,
+                entry=p.entry,
+                stop=p.stop,
+                take_profit=p.take_profit,
+            )
+        )
+
+    def _take_entry(self, m: Managed, entry: Decimal) -> None:
+        """Lots added by hand: the position's entry is now the exchange's average of all of them. The rule's
+        break-even and profit locks are measured from it (from the bot's own fill, a "profit lock" of a long doubled
+        0.5 % higher sat under the average and closed at -9.17 USDT net). The stop and the TP keep their prices:
+        ``tp_roi`` is restated for the new entry so that no TP extension is owed by the change alone."""
+        p = m.protection
+        if entry == p.entry:
+            return
+        log.warning("position.entry_averaged", symbol=p.symbol, old=str(p.entry), new=str(entry))
+        p.entry = m.rule.entry = entry
+        p.tp_roi = m.rule.tp_roi = gross_roi(p.side, entry, p.take_profit, p.leverage)
+
     async def _recheck_unlisted(self, open_stops: dict[str, Order], *ids: str | None) -> None:
         """A stop or TP the listing lacks is asked about by id before it is called missing: re-placing one that is
         in fact live (a listing that came back short) would leave two, one of them unmanaged. Added to
@@ -1000,10 +1095,13 @@ class TradingEngine:
                 funding=funding,
             )
         roi = gross_roi(p.side, entry, exit_price, p.leverage)
-        if reason is None and any(f.trade_type in ("liquid", "adl") for f in closing):
-            reason = "liquidation" if any(f.trade_type == "liquid" for f in closing) else "auto_deleverage"
+        ended = _final_fills(closing)
+        if reason is None and any(f.trade_type in ("liquid", "adl") for f in ended):
+            reason = "liquidation" if any(f.trade_type == "liquid" for f in ended) else "auto_deleverage"
         if reason is None and closing and await self._closed_by_a_person(closing):
             reason = "manual"
+        if reason is None and ended and await self._closed_by_a_losing_older_stop(p, m.rule, ended):
+            reason = "stop_loss"
         if reason is None:
             reason = m.rule.exit_reason if roi < self.cfg.risk_management.take_profit_roi - 1 else "take_profit"
         for oid in await self._own_order_ids(p):
@@ -1075,6 +1173,19 @@ class TradingEngine:
             if position_side == want:
                 out.append(f)
         return out
+
+    async def _closed_by_a_losing_older_stop(self, p: Protected, rule: StopManager, ended: list[Fill]) -> bool:
+        """The last lots were closed by a stop of ours other than the one the rule holds, at a loss: a stop move
+        was on its way (the rule already at its new level) when the price ran through the stop it was replacing.
+        Before, such a close at 1985 (under the initial stop at 1989.29, net negative) was booked as the move's
+        ``trailing_stop``. An order that cannot be looked up leaves the rule's label."""
+        try:
+            o = await self.client.order_by_id(ended[0].order_id)
+        except ExchangeError:
+            return False
+        if o.stop is not p.stop_direction or o.stop_price is None or o.stop_price == rule.stop:
+            return False
+        return gross_roi(p.side, p.entry, o.stop_price, p.leverage) <= 0 and await self.coordinator.ours(o)
 
     async def _closed_by_a_person(self, closing: list[Fill]) -> bool:
         """Every closing fill came from an order that is not the engine's (the trader closed it on KuCoin's site):
@@ -1306,9 +1417,26 @@ class TradingEngine:
             p = m.protection
             await self.coordinator.resume(p)
             tp_done = await self._catch_up_take_profit(p)
-            if p.replace_state == "STEADY" and p.stop_order_id and p.tp_order_id and tp_done:
+            steady = p.replace_state == "STEADY" and p.stop_order_id and p.tp_order_id and tp_done
+            if item.kind == "resize" and not (steady and await self._resized(p)):
+                # Not yet (the move is still on its way, or failing): again after the queue's backoff, not every
+                # second (each look resumes the move too, which would skip the move's own backoff).
+                await self.coordinator.schedule(p.symbol, "resize", "a stop move is still on its way")
+                continue
+            if steady:
                 await self.retry.done(item.key)
         return len(items)
+
+    async def _resized(self, p: Protected) -> bool:
+        """A resize owed since the position changed size mid stop move (``resize`` items): the stop and TP as
+        listed now are replaced for the position's lots where they differ. True when nothing more is owed."""
+        try:
+            open_stops = {o.id: o for o in await self.client.open_stop_orders(p.symbol)}
+        except ExchangeError as exc:
+            log.warning("stop.resize_listing_failed", symbol=p.symbol, error=str(exc))
+            return False
+        await self._resize_protection(p, open_stops)
+        return p.replace_state == "STEADY"
 
     async def _catch_up_take_profit(self, p: Protected) -> bool:
         """A TP extension that failed is owed: the rule already counts it (``tp_roi``, persisted), so it would never
@@ -1495,6 +1623,16 @@ def _funding_side(record: dict[str, Any]) -> str | None:
             return str(side)
     qty = int(record.get("positionQty") or 0)
     return "LONG" if qty > 0 else "SHORT" if qty < 0 else None
+
+
+def _final_fills(closing: list[Fill]) -> list[Fill]:
+    """The fills of the order that closed the position last: what ended the trade. Earlier closing fills (KuCoin
+    auto-deleveraging or partly liquidating some lots, a person trimming it) did not end it: before, a trade of
+    which 79 lots were auto-deleveraged and whose stop closed the other 100 was booked as ``auto_deleverage``."""
+    if not closing:
+        return []
+    last = max(closing, key=lambda f: (f.ts_ms, int(f.trade_id) if f.trade_id.isdigit() else 0))
+    return [f for f in closing if f.order_id == last.order_id]
 
 
 def _side_of(pos: Position) -> Side:

@@ -496,6 +496,10 @@ class StopCoordinator:
         except ExchangeError as exc:
             await self._schedule(p.symbol, "take_profit", str(exc))
 
+    async def schedule(self, symbol: str, kind: str, error: str) -> None:
+        """Queue ``kind`` work for ``symbol`` with the coordinator's backoff (the engine's owed resizes too)."""
+        await self._schedule(symbol, kind, error)
+
     async def _schedule(self, symbol: str, kind: str, error: str) -> None:
         items = [i for i in await self.retry.due(2**62) if i.key == f"{kind}:{symbol}"]
         attempts = items[0].attempts + 1 if items else 0

@@ -23,6 +23,8 @@ class FaultInjector:
     garble_reply_remaining: int = 0
     delay_remaining: int = 0
     order_lag_remaining: int = 0
+    match_lag_remaining: int = 0
+    match_lag_ms: int = 0
     gateway_timeout_remaining: int = 0
     gateway_timeout_prefix: str = "/api/v1/orders"
     gateway_timeout_ms: int = 0
@@ -79,6 +81,13 @@ class FaultInjector:
         right after placement that the exchange's query side has not caught up with."""
         self.order_lag_remaining = n
 
+    def match_lag_next(self, n: int, ms: int) -> None:
+        """The next ``n`` plain (not stop) orders are accepted at once and matched ``ms`` later: until then a query
+        shows them open with nothing filled, and their fills and position pushes come after the placement's answer
+        (KuCoin's matching runs behind its order gateway)."""
+        self.match_lag_remaining = n
+        self.match_lag_ms = ms
+
     def bad_welcome_next(self, n: int) -> None:
         """The next ``n`` WebSocket connections are greeted with a frame that is not JSON instead of the welcome."""
         self.ws_bad_welcome_remaining = n
@@ -91,6 +100,7 @@ class FaultInjector:
         self.rate_limit_remaining = self.server_error_remaining = self.lose_reply_remaining = 0
         self.ws_bad_welcome_remaining = self.garble_reply_remaining = self.delay_remaining = 0
         self.order_lag_remaining = self.gateway_timeout_remaining = self.stale_fills_remaining = 0
+        self.match_lag_remaining = 0
         self.latency_ms = 0
         self.latency_prefix = self.server_error_prefix = ""
         self.duplicate_ws_messages = self.reorder_ws_messages = self.ws_silent = False

@@ -11,7 +11,7 @@ import secrets
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -300,8 +300,7 @@ class SimulatorServer:
                 with contextlib.suppress(SimError):
                     await handler(request)
 
-            self._background.add(task := asyncio.get_running_loop().create_task(later(), name="sim-late-execution"))
-            task.add_done_callback(self._background.discard)
+            self._spawn(later(), "sim-late-execution")
             return web.Response(status=504, text="<html>504 Gateway Time-out</html>", content_type="text/html")
         try:
             data = await handler(request)
@@ -318,6 +317,12 @@ class SimulatorServer:
                 request.transport.close()
             raise web.HTTPServiceUnavailable
         return web.json_response({"code": "200000", "data": data}, dumps=_json_dumps)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """A background task of the simulator's (a late execution), referenced until done."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _route_spec(self, request: web.Request) -> tuple[str, int, bool] | None:
         match = request.match_info.route.resource
@@ -640,7 +645,17 @@ class SimulatorServer:
     @route("POST", "/api/v1/orders", "futures", 2, True)
     async def place_order(self, request: web.Request) -> Any:
         self._require_futures(request)
-        order = self.state.place(request[JSON_BODY])
+        body = request[JSON_BODY]
+        lag = not body.get("stop") and self.faults.take("match_lag_remaining")
+        order = self.state.place(body, defer=lag)
+        if lag:
+            oid, delay = order.id, self.faults.match_lag_ms / 1000
+
+            async def match() -> None:
+                await asyncio.sleep(delay)
+                self.state.match_deferred(oid)
+
+            self._spawn(match(), "sim-late-match")
         return {"orderId": order.id, "clientOid": order.client_oid}
 
     @route("POST", "/api/v1/orders/test", "futures", 2, True)

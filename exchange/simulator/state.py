@@ -320,8 +320,10 @@ class Book:
 
     # ------------------------------------------------------------------ orders
 
-    def place(self, body: dict[str, Any], *, validate_only: bool = False) -> Order:
-        """Validate (reference §6.10) and accept an order; market orders fill at once."""
+    def place(self, body: dict[str, Any], *, validate_only: bool = False, defer: bool = False) -> Order:
+        """Validate (reference §6.10) and accept an order; market orders fill at once. ``defer``: accepted and open,
+        matched only when ``match_deferred`` is called (KuCoin answers the placement before its matching engine has
+        run the order: a query right after it can show the order open with nothing filled)."""
         now = self.clock()
         symbol = str(body.get("symbol", ""))
         c = self.contract(symbol)
@@ -448,9 +450,15 @@ class Book:
         self.emit("order", {"type": "open", "order": order})
         if stop:
             self.check_stops(symbol)
-        else:
+        elif not defer:
             self._work(order)
         return order
+
+    def match_deferred(self, order_id: str) -> None:
+        """Run an order accepted with ``defer`` through the matching now (if nobody cancelled it meanwhile)."""
+        order = self.orders.get(order_id)
+        if order is not None and order.status == "open" and not order.stop:
+            self._work(order)
 
     def _check_margin(self, c: Contract, size: int, price: Decimal, leverage: int) -> None:
         value = size * c.multiplier * price
@@ -494,7 +502,15 @@ class Book:
         raw = last * (1 + slip) if order.side == "buy" else last * (1 - slip)
         return _round(raw, tick, up=order.side == "buy")
 
-    def _fill(self, order: Order, price: Decimal, lots: int, liquidity: str, trade_type: str = "trade") -> None:
+    def _fill(
+        self,
+        order: Order,
+        price: Decimal,
+        lots: int,
+        liquidity: str,
+        trade_type: str = "trade",
+        rate: Decimal | None = None,
+    ) -> None:
         c = self.contracts[order.symbol]
         pos = self.position(order.symbol, order.position_side)
         sign = 1 if order.side == "buy" else -1
@@ -504,7 +520,8 @@ class Book:
             if lots <= 0:
                 self._finish(order, cancelled=True)
                 return
-        rate = c.taker_fee if liquidity == "taker" else c.maker_fee
+        if rate is None:
+            rate = c.taker_fee if liquidity == "taker" else c.maker_fee
         remaining = lots
         now = self.clock()
         # A fill against the position first reduces it, then (one-way) opens the rest the other way.
@@ -578,9 +595,8 @@ class Book:
         )
         self.fills.append(fill)
         self.emit("fill", {"order": order, "fill": fill})
-        self.emit(
-            "position", {"position": pos, "change": "liquidation" if trade_type == "liquid" else "positionChange"}
-        )
+        change = {"liquid": "liquidation", "adl": "adl"}.get(trade_type, "positionChange")  # §5.6.3 changeReason
+        self.emit("position", {"position": pos, "change": change})
 
     def _finish(self, order: Order, *, cancelled: bool) -> None:
         now = self.clock()
@@ -696,6 +712,35 @@ class Book:
         )
         self.orders[liq_order.id] = liq_order
         self._fill(liq_order, _round(bankrupt, c.tick_size, up=pos.qty < 0), abs(pos.qty), "taker", "liquid")
+
+    def force_reduce(
+        self, symbol: str, lots: int, price: Decimal, *, trade_type: str = "adl", position_side: str = "BOTH"
+    ) -> Order:
+        """The exchange takes ``lots`` of a position without an order of the trader's: auto-deleveraging
+        (``tradeType: adl``, no fee, position push ``changeReason: adl``) or a partial liquidation (``liquid``,
+        taker fee, ``changeReason: liquidation``); reference §4.5 / §5.6.1 / §5.6.3. The trader's orders are left
+        as they are (a reduce-only stop for more lots than are left is trimmed when it executes)."""
+        pos = self.position(symbol, position_side)
+        if pos.qty == 0 or not 0 < lots <= abs(pos.qty):
+            raise SimError("300009", f"cannot take {lots} lots of a position of {pos.qty}")
+        system = Order(
+            id=self.next_id(),
+            client_oid=f"{'adl' if trade_type == 'adl' else 'liquidation'}-{self.next_id()}",
+            symbol=symbol,
+            side="sell" if pos.qty > 0 else "buy",
+            type="market",
+            price=None,
+            size=lots,
+            leverage=pos.leverage,
+            margin_mode=self.margin_modes.get(symbol, "ISOLATED"),
+            reduce_only=True,
+            created_at=self.clock(),
+            position_side=position_side,
+        )
+        self.orders[system.id] = system
+        rate = ZERO if trade_type == "adl" else None
+        self._fill(system, price, lots, "taker", trade_type, rate)
+        return system
 
     # ------------------------------------------------------------------ funding
 

@@ -260,6 +260,38 @@ async def test_funding_and_liquidation(sim: SimulatorServer, client: KucoinFutur
     assert sim.state.fills[-1].trade_type == "liquid"
 
 
+async def test_auto_deleverage_and_partial_liquidation_take_lots_without_an_order(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """Reference §4.5 / §5.6.3: the exchange takes lots itself; the fills say ``adl`` (no fee) or ``liquid`` (taker
+    fee), the position push says why, and the trader's stop stays as it was."""
+    pushes: list[str] = []
+    sim.state.listeners.append(lambda kind, d: pushes.append(d["change"]) if kind == "position" else None)
+    await client.place_order(OrderRequest("ETHUSDTM", BUY, 100, leverage=10))
+    stop = await client.place_order(
+        OrderRequest("ETHUSDTM", SELL, 100, reduce_only=True, stop=StopDirection.DOWN, stop_price=D("1900"))
+    )
+    sim.state.force_reduce("ETHUSDTM", 30, D("2001.50"), trade_type="adl")
+    sim.state.force_reduce("ETHUSDTM", 20, D("1999.00"), trade_type="liquid")
+    assert (await client.position("ETHUSDTM")).lots == 50
+    adl, liquid = (await client.fills(symbol="ETHUSDTM"))[:2][::-1]
+    assert (adl.trade_type, adl.lots, adl.price, adl.fee, adl.side) == ("adl", 30, D("2001.50"), D(0), SELL)
+    assert (liquid.trade_type, liquid.lots, liquid.fee) == ("liquid", 20, D("0.23988000"))  # 399.80 × 0.0006
+    assert pushes[-2:] == ["adl", "liquidation"]
+    assert [(o.id, o.lots) for o in await client.open_stop_orders("ETHUSDTM")] == [(stop.id, 100)]
+
+
+async def test_an_order_matched_after_the_answer_reads_open_until_it_is(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    sim.faults.match_lag_next(1, 200)
+    order = await client.place_order(OrderRequest("ETHUSDTM", BUY, 5, leverage=5))
+    assert order.is_active and order.filled_lots == 0 and (await client.position("ETHUSDTM")).lots == 0
+    await asyncio.sleep(0.3)
+    done = await client.order_by_id(order.id)
+    assert not done.is_active and done.filled_lots == 5 and (await client.position("ETHUSDTM")).lots == 5
+
+
 async def test_klines_page_by_time(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
     from engine.models import Candle
 

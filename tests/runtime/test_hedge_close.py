@@ -9,7 +9,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from engine.events import PositionClosed
+from engine.events import PositionClosed, PositionResized
 from exchange.models import OrderSide
 from tests.runtime.conftest import Rig
 from tests.runtime.test_equity_marks import long_decision
@@ -110,3 +110,19 @@ async def test_an_order_whose_side_cannot_be_read_at_first_is_asked_again(rig: R
     [c] = [e for e in rig.events if isinstance(e, PositionClosed)]
     entry, exit_, gross, fees, funding = side_books(rig, since, "LONG")
     assert (c.entry, c.exit, c.gross, c.fees, c.funding) == (entry, exit_, gross, fees, funding)
+
+
+async def test_a_resize_names_its_cause_and_price_from_its_own_sides_fills(rig: Rig) -> None:
+    """KuCoin auto-deleverages 79 lots of the managed LONG at 2003.50; then a SHORT of 7 is opened by hand beside
+    it, so the newest sell fill of the symbol is the short's. Before, the resize averaged that sell into the taken
+    lots (price 2003.44, not the ADL's 2003.50)."""
+    clock = await hedge(rig, fills_carry_side=False)
+    await open_trade(rig, clock, long_decision())
+    await move(rig, clock, "2003.00")
+    rig.sim.state.force_reduce(SYMBOL, 79, D("2003.50"), trade_type="adl", position_side="LONG")
+    await rig.client.place_order(by_hand(OrderSide.SELL, 7, leverage=5, position_side="SHORT"))
+    clock.step()
+    await rig.engine.sync_positions()
+    await rig.bus.drain()
+    [r] = [e for e in rig.events if isinstance(e, PositionResized)]
+    assert (r.old_lots, r.new_lots, r.cause, r.price) == (179, 100, "auto_deleverage", D("2003.50"))
