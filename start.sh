@@ -160,7 +160,8 @@ start_bot() {
   ensure_venv requirements.txt
   if pid="$(running_pid)"; then echo "ENYGMA is already running (PID $pid); ./start.sh stop first" >&2; exit 1; fi
   # Validates .env and the strategy JSON (one clear line on error) and prints the mode: paper, shadow, live or live-armed.
-  mode="$("$VENV/bin/python" -m engine.config --mode)" || exit 1
+  # A config error exits with the check's status, 78 (EX_CONFIG), as the bot itself does.
+  mode="$("$VENV/bin/python" -m engine.config --mode)" || exit $?
   case "$mode" in
     paper)  echo "=== PAPER TRADING: simulated exchange, no real orders ===" ;;
     shadow) echo "=== SHADOW: live KuCoin data, orders only validated, nothing placed ===" ;;
@@ -182,24 +183,27 @@ start_bot() {
     *) echo "error: unexpected mode '$mode'" >&2; exit 1 ;;
   esac
   # LOG_DIR from .env or the environment, as the bot reads it (logs/ under the project by default).
-  log_dir="$("$VENV/bin/python" -m engine.config --log-dir)" || exit 1
-  mkdir -p -- "$log_dir" || { echo "error: cannot create the log directory LOG_DIR=$log_dir" >&2; exit 1; }
+  log_dir="$("$VENV/bin/python" -m engine.config --log-dir)" || exit $?
+  mkdir -p -- "$log_dir" || { echo "config error: cannot create the log directory LOG_DIR=$log_dir" >&2; exit 78; }
   mkdir -p "$ROOT/run"
   if [ "$foreground" = 1 ]; then
     exec "$VENV/bin/python" -m engine.runtime "${args[@]}"
   fi
-  keep="$("$VENV/bin/python" -m engine.config --keep-run-logs)" || exit 1
+  keep="$("$VENV/bin/python" -m engine.config --keep-run-logs)" || exit $?
   local log="$log_dir/enygma-$(date -u +%Y%m%dT%H%M%SZ).log"
   prune_run_logs "$keep" "$log" "$log_dir"
   nohup "$VENV/bin/python" -m engine.runtime "${args[@]}" >>"$log" 2>&1 </dev/null &
-  echo $! > "$PID_FILE"
+  local bot=$! status=0
+  echo "$bot" > "$PID_FILE"
   # Started means listening: a bot that stops on its first checks (no candle files, a bad --speed, the port taken,
   # KuCoin unreachable) takes longer than a fixed second to import and fail, and was reported as started.
   local i
   for i in $(seq 1 60); do  # up to 30 s
     if ! running_pid >/dev/null; then
+      # The bot's own status (78 for its configuration, 1 for anything else); never wait on one still running.
+      if ! kill -0 "$bot" 2>/dev/null; then wait "$bot" || status=$?; fi
       echo "error: ENYGMA stopped during start-up; last log lines:" >&2; tail -n 20 "$log" >&2
-      rm -f "$PID_FILE"; exit 1
+      rm -f "$PID_FILE"; exit $(( status ? status : 1 ))
     fi
     grep -q 'http\.listening' "$log" 2>/dev/null && break
     sleep 0.5

@@ -6,12 +6,17 @@ No Docker daemon or systemd here: the files are read the way those tools read th
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from engine.config.errors import EX_CONFIG
 from engine.config.settings import Settings, load_settings
 from tests.conftest import ROOT
 
@@ -120,3 +125,77 @@ def test_health_timer_restarts_the_bot_as_a_user_allowed_to() -> None:
     unit = _unit("enygma-healthcheck.service")
     assert "systemctl restart enygma" in unit["ExecStart"]
     assert unit.get("User", "root") == "root"
+
+
+def _restarted_by_systemd(unit: dict[str, str], status: int) -> bool:
+    """What systemd does when the unit's main process exits with ``status`` (systemd.service(5)): Restart=on-failure
+    restarts on a non-zero status unless RestartPreventExitStatus= lists it. (No systemd here to ask.)"""
+    assert unit["Restart"] == "on-failure"
+    prevented = {int(s) for s in unit.get("RestartPreventExitStatus", "").split()}
+    return status != 0 and status not in prevented
+
+
+def _opt_enygma(tmp_path: Path) -> Path:
+    """A copy of the project as /opt/enygma holds it: the bot reads the .env next to its own code."""
+    home = tmp_path / "opt enygma"
+    for name in ("engine", "exchange", "storage", "bot", "docs"):
+        shutil.copytree(ROOT / name, home / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return home
+
+
+def _run_unit_command(home: Path, env_file: str) -> subprocess.CompletedProcess[str]:
+    """The unit's ExecStart= in its WorkingDirectory, with ``env_file`` as .env (mode 600)."""
+    (home / ".env").write_text(env_file)
+    (home / ".env").chmod(0o600)
+    unit = _unit("enygma.service")
+    assert unit["ExecStart"].startswith(f"{unit['WorkingDirectory']}/.venv/bin/python ")
+    argv = [sys.executable, *unit["ExecStart"].split()[1:]]
+    base = {k: v for k, v in os.environ.items() if k.upper() not in {n.upper() for n in Settings.model_fields}}
+    return subprocess.run(
+        argv, cwd=home, env=base, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_a_bad_env_under_systemd_stops_with_one_line_and_is_not_restarted(tmp_path: Path) -> None:
+    """A bad .env exited 1, and Restart=on-failure restarted it every 10 s for ever, the same line each time. Now a
+    configuration error exits 78 (EX_CONFIG), which the unit's RestartPreventExitStatus= lists; an exchange that
+    does not answer is no configuration error: it still exits 1 and is restarted."""
+    home = _opt_enygma(tmp_path)
+    db = f"DB_PATH={tmp_path / 'e.sqlite'}\nHTTP_PORT=0\n"
+    unit = _unit("enygma.service")
+
+    proc = _run_unit_command(home, f"BOT_MODE=papr\n{db}")
+    assert proc.returncode == EX_CONFIG == 78, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        "config error: settings: BOT_MODE: Input should be 'paper', 'shadow' or 'live' (got 'papr')"
+    ]
+    assert not _restarted_by_systemd(unit, proc.returncode)  # before: exit 1, restarted every RestartSec=10 s
+
+    empty = tmp_path / "no candles"  # a REPLAY_DIR without candle files is found only on the way up
+    empty.mkdir()
+    proc = _run_unit_command(home, f"REPLAY_DIR={empty}\n{db}")
+    errors = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("{")]  # not the log
+    assert proc.returncode == EX_CONFIG and len(errors) == 1, proc.stderr[-3000:]
+    assert errors[0].startswith(f"error: paper replay: no contracts.json in {empty}")
+    assert not _restarted_by_systemd(unit, proc.returncode)
+
+    keys = "BOT_MODE=shadow\nKUCOIN_API_KEY=k\nKUCOIN_API_SECRET=s\nKUCOIN_API_PASSPHRASE=p\n"
+    nobody = "KUCOIN_REST_URL=http://127.0.0.1:9\nKUCOIN_SPOT_REST_URL=http://127.0.0.1:9\n"  # nothing listens
+    proc = _run_unit_command(home, keys + nobody + db)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "cannot start: KuCoin answered" in proc.stderr
+    assert _restarted_by_systemd(unit, proc.returncode)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_accepts_every_line_of_the_units(tmp_path: Path) -> None:
+    """systemd ignores a line it cannot parse with a warning (a misspelt RestartPreventExitStatus=EX_CONFIG would
+    leave the bad .env restarting): systemd-analyze verify reports those."""
+    for path in (DEPLOY / "systemd").iterdir():
+        text = path.read_text().replace("/opt/enygma/.venv/bin/python", sys.executable)
+        (tmp_path / path.name).write_text(text.replace("/opt/enygma", str(ROOT)))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", *names], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

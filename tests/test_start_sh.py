@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.errors import EX_CONFIG
 from tests.conftest import ROOT
 
 START = ROOT / "start.sh"
@@ -88,7 +89,7 @@ def test_live_armed_without_terminal_is_refused_and_nothing_starts() -> None:
 
 def test_shadow_without_keys_fails_with_one_line() -> None:
     proc = _run(env={"BOT_MODE": "shadow"})
-    assert proc.returncode == 1
+    assert proc.returncode == EX_CONFIG
     assert "BOT_MODE=shadow needs KUCOIN_API_KEY" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -181,7 +182,7 @@ def test_runtime_arm_live_without_the_typed_confirmation_is_refused(tmp_path: Pa
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == EX_CONFIG
     assert "typed confirmation" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     forged = {**base, **LIVE_ENV, "DB_PATH": str(tmp_path / "e.sqlite"), "ENYGMA_LIVE_CONFIRMATION": "guess"}
@@ -195,7 +196,7 @@ def test_runtime_arm_live_without_the_typed_confirmation_is_refused(tmp_path: Pa
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 1 and "typed confirmation" in proc.stderr, proc.stderr
+    assert proc.returncode == EX_CONFIG and "typed confirmation" in proc.stderr, proc.stderr
 
 
 def test_typed_live_confirmation_in_a_terminal_arms_the_runtime(tmp_path: Path) -> None:
@@ -398,7 +399,7 @@ def test_keep_run_logs_must_be_a_positive_number(tmp_path: Path) -> None:
     (home / ".env").write_text("KEEP_RUN_LOGS=0\n")
     (home / ".env").chmod(0o600)
     proc = _run(cwd=home, script=home / "start.sh")
-    assert proc.returncode == 1
+    assert proc.returncode == EX_CONFIG
     assert "KEEP_RUN_LOGS" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert (home / "logs" / "enygma-20260101T000000Z.log").read_text() == "old\n"  # nothing deleted
     assert not (home / "run" / "enygma.pid").exists()
@@ -443,13 +444,13 @@ def test_background_start_that_fails_its_first_checks_is_reported_not_called_sta
     empty.mkdir()
     env = {"REPLAY_DIR": str(empty), "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"}
     proc = _run(env=env, cwd=home, script=home / "start.sh")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == EX_CONFIG, proc.stdout + proc.stderr
     assert "ENYGMA started" not in proc.stdout
     assert "stopped during start-up" in proc.stderr
     assert f"paper replay: no contracts.json in {empty}" in proc.stderr
     assert not (home / "run" / "enygma.pid").exists()
     proc = _run("--speed", "0", env={**env, "REPLAY_DIR": str(tmp_path)}, cwd=home, script=home / "start.sh")
-    assert proc.returncode == 1 and "--speed: must be a positive number or 'max' (got '0')" in proc.stderr
+    assert proc.returncode == EX_CONFIG and "--speed: must be a positive number or 'max' (got '0')" in proc.stderr
 
 
 def test_background_start_is_reported_once_the_bot_listens(tmp_path: Path, data_dir: Path) -> None:
@@ -525,6 +526,6 @@ def test_a_log_dir_that_cannot_be_created_is_one_clear_line(tmp_path: Path) -> N
     (home / ".env").write_text(f"LOG_DIR={tmp_path / 'a-file' / 'logs'}\n")
     (home / ".env").chmod(0o600)
     proc = _run(cwd=home, script=home / "start.sh")
-    assert proc.returncode == 1
+    assert proc.returncode == EX_CONFIG
     assert "cannot create the log directory LOG_DIR=" in proc.stderr, proc.stderr
     assert not (home / "run" / "enygma.pid").exists()

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from engine.config.errors import ConfigError
+from engine.config.errors import EX_CONFIG, ConfigError
 from engine.config.settings import load_settings
 from engine.config.strategy import unsupported_by_runtime
 
@@ -18,11 +18,11 @@ def main(argv: list[str] | None = None) -> int:
         strategy = settings.strategy()
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return 1
+        return EX_CONFIG
     unsupported = unsupported_by_runtime(strategy)
     if unsupported:
         print(f"config error: {unsupported}", file=sys.stderr)
-        return 1
+        return EX_CONFIG
     if args == ["--mode"]:
         # For start.sh: which banner to show and whether to ask for the live confirmation.
         print("live-armed" if settings.live_requested else settings.bot_mode)
