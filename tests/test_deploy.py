@@ -6,11 +6,15 @@ No Docker daemon or systemd here: the files are read the way those tools read th
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -199,3 +203,77 @@ def test_systemd_accepts_every_line_of_the_units(tmp_path: Path) -> None:
         ["systemd-analyze", "verify", *names], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+class _Live(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b'{"live": true, "phase": "running"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def live_port() -> Iterator[int]:
+    """A bot that answers /health/live."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Live)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _health_timer_run(tmp_path: Path, port: int, unit_state: str) -> list[str]:
+    """The health timer's ExecStart= under /bin/sh, as root runs it, with the bot's unit in ``unit_state``: the
+    systemctl commands it ran (a stand-in systemctl on PATH answers is-active and records every call)."""
+    home = tmp_path / "opt" / "enygma"  # the unit's command does not quote /opt/enygma
+    (home / "deploy").mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEPLOY / "healthcheck.sh", home / "deploy" / "healthcheck.sh")
+    (home / ".venv" / "bin").mkdir(parents=True, exist_ok=True)
+    (home / ".venv" / "bin" / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (home / ".venv" / "bin" / "python").chmod(0o755)
+    (home / ".env").write_text(f"HTTP_PORT={port}\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "systemctl-calls"
+    calls.write_text("")
+    (bin_dir / "systemctl").write_text(
+        f'#!/bin/sh\necho "$*" >> "{calls}"\n'
+        f'case "$*" in *is-active*) [ "{unit_state}" = active ] ;; *) exit 0 ;; esac\n'
+    )
+    (bin_dir / "systemctl").chmod(0o755)
+    command = _unit("enygma-healthcheck.service")["ExecStart"].replace("/opt/enygma", str(home))
+    assert command.startswith("/bin/sh -c '") and command.endswith("'")
+    env = {k: v for k, v in os.environ.items() if k != "HTTP_PORT"}
+    env["PATH"] = f"{bin_dir}:/usr/bin:/bin"
+    proc = subprocess.run(
+        ["/bin/sh", "-c", command[len("/bin/sh -c '") : -1]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # a failed check is the restart, not a failed unit
+    return [line for line in calls.read_text().splitlines() if "is-active" not in line]
+
+
+def test_health_timer_restarts_only_a_running_bot_that_stopped_answering(tmp_path: Path, live_port: int) -> None:
+    """The timer restarted the unit whenever /health/live did not answer: a bot stopped for its configuration (exit
+    78, not restarted by the unit) or by a person (systemctl stop enygma) was started again every minute."""
+    silent = _free_port()  # nothing listens
+    assert _health_timer_run(tmp_path, silent, "failed") == []  # before: ['restart enygma']
+    assert _health_timer_run(tmp_path, silent, "inactive") == []  # before: ['restart enygma']
+    assert _health_timer_run(tmp_path, silent, "activating") == []  # systemd's own restart or start is under way
+    assert _health_timer_run(tmp_path, silent, "active") == ["restart enygma"]  # hung: restarted
+    assert _health_timer_run(tmp_path, live_port, "active") == []  # answering: left alone
