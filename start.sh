@@ -217,7 +217,8 @@ start_bot() {
 # prune_run_logs KEEP NEW DIR: before a background start writes its log NEW (DIR/enygma-<UTC time>.log, DIR being
 # LOG_DIR), delete all but the newest KEEP-1 earlier ones in DIR, so that KEEP remain with the new one
 # (KEEP_RUN_LOGS, default 20); without it one file per start piled up for ever. Only files named exactly as
-# start_bot names them: rotated copies (.log.1, .gz), other names, symlinks and directories are never touched.
+# start_bot names them, and with each its copies rotated by deploy/logrotate (<name>.1, <name>.2.gz, ...), which
+# nothing else removes once their run log is gone; other names, symlinks and directories are never touched.
 prune_run_logs() {
   local keep="$1" new="$2" dir="$3" logs=() f excess i
   local LC_ALL=C  # the names carry the start time: in C collation, sorted by name is oldest first
@@ -227,6 +228,11 @@ prune_run_logs() {
   excess=$(( ${#logs[@]} - keep + 1 ))
   for (( i = 0; i < excess; i++ )); do
     rm -f -- "${logs[$i]}" || echo "warning: could not delete old run log ${logs[$i]}" >&2
+    for f in "${logs[$i]}".[0-9]*; do
+      if [[ "${f#"${logs[$i]}".}" =~ ^[0-9]+(\.gz)?$ ]] && [ -f "$f" ] && [ ! -L "$f" ]; then
+        rm -f -- "$f" || echo "warning: could not delete old run log $f" >&2
+      fi
+    done
   done
 }
 

@@ -6,6 +6,7 @@ No Docker daemon or systemd here: the files are read the way those tools read th
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import os
 import re
@@ -14,7 +15,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -277,3 +280,83 @@ def test_health_timer_restarts_only_a_running_bot_that_stopped_answering(tmp_pat
     assert _health_timer_run(tmp_path, silent, "activating") == []  # systemd's own restart or start is under way
     assert _health_timer_run(tmp_path, silent, "active") == ["restart enygma"]  # hung: restarted
     assert _health_timer_run(tmp_path, live_port, "active") == []  # answering: left alone
+
+
+def _logrotate_stanza() -> tuple[str, list[str]]:
+    """deploy/logrotate/enygma's one stanza: its path and its directives (comments skipped)."""
+    lines = [line.split("#", 1)[0].strip() for line in (DEPLOY / "logrotate" / "enygma").read_text().splitlines()]
+    lines = [line for line in lines if line]
+    assert lines[0].endswith("{") and lines[-1] == "}", lines
+    return lines[0][:-1].strip(), lines[1:-1]
+
+
+def test_logrotate_matches_how_the_run_logs_are_written() -> None:
+    """The run logs are nohup's >> redirect of a bot that never reopens it (only copytruncate rotates the running
+    one), one file per start and never written again once that run ends (a time-based rotation truncated each
+    finished one to an empty file beside its copy, for ever)."""
+    path, directives = _logrotate_stanza()
+    start = (ROOT / "start.sh").read_text()
+    assert 'local log="$log_dir/enygma-$(date -u +%Y%m%dT%H%M%SZ).log"' in start
+    assert 'nohup "$VENV/bin/python" -m engine.runtime "${args[@]}" >>"$log" 2>&1' in start
+    assert path == f"{_unit('enygma.service')['WorkingDirectory']}/logs/enygma-*.log"
+    assert Settings.model_fields["log_dir"].default == Path("logs")
+    names = {d.split()[0] for d in directives}
+    assert {"copytruncate", "notifempty", "missingok", "nocreate", "size", "rotate"} <= names, names
+    assert not names & {"hourly", "daily", "weekly", "monthly", "yearly", "create", "delaycompress"}, names
+
+
+_LOGROTATE = shutil.which("logrotate", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+
+
+@pytest.mark.skipif(_LOGROTATE is None, reason="logrotate not installed")
+def test_logrotate_rotates_the_growing_run_log_and_leaves_finished_ones_whole(tmp_path: Path) -> None:
+    """logrotate itself over a logs/ directory three days after its last run: a finished run's log and the running
+    bot's, written through an O_APPEND descriptor as nohup's >> gives it. Before, the finished one became an empty
+    file beside its copy (and stayed so: notifempty never rotates it again)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    path, _ = _logrotate_stanza()
+    conf = (DEPLOY / "logrotate" / "enygma").read_text().replace(path, str(logs / "enygma-*.log"))
+    conf = conf.replace("size 50M", "size 4k")  # the same rule, at a size a test reaches in a second
+    conf = conf.replace("su enygma enygma", "su root root" if os.geteuid() == 0 else "")
+    (tmp_path / "enygma.conf").write_text(conf)
+    (tmp_path / "enygma.conf").chmod(0o644)
+    finished = logs / "enygma-20261101T000000Z.log"
+    finished.write_text("".join(f'{{"event": "finished run", "n": {n}}}\n' for n in range(40)))  # 1.3 KB
+    before = finished.read_bytes()
+    running = logs / "enygma-20261102T000000Z.log"
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfor n in range(100_000):\n    print(n, flush=True); time.sleep(0.001)",
+        ],
+        stdout=running.open("ab"),  # O_APPEND, as >> opens it
+    )
+    try:
+        while running.stat().st_size < 8_000:
+            time.sleep(0.05)
+        three_days_ago = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%d-%H:%M:%S")
+        (tmp_path / "state").write_text(
+            f'logrotate state -- version 2\n"{finished}" {three_days_ago}\n"{running}" {three_days_ago}\n'
+        )
+        proc = subprocess.run(
+            [_LOGROTATE, "-s", str(tmp_path / "state"), str(tmp_path / "enygma.conf")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        time.sleep(0.3)  # the bot goes on writing
+    finally:
+        writer.kill()
+        writer.wait()
+    assert finished.read_bytes() == before  # left whole: no copy, not emptied
+    assert sorted(p.name for p in logs.iterdir()) == [finished.name, running.name, f"{running.name}.1.gz"]
+    assert not [p.name for p in logs.iterdir() if p.stat().st_size == 0]
+    copied = gzip.decompress((logs / f"{running.name}.1.gz").read_bytes()).decode().split()
+    after = running.read_bytes()
+    assert copied[0] == "0" and len(copied) >= 1_000  # the growing log's first 8 KB and more, compressed
+    assert b"\0" not in after  # the writer went on at the start of the truncated file, no hole of NULs before it
+    assert int(after.split()[0]) > int(copied[-1])  # and what it wrote after the copy is there

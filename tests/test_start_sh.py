@@ -366,9 +366,14 @@ def test_a_background_start_keeps_only_the_newest_run_logs(tmp_path: Path) -> No
     old = [f"enygma-202601{d:02d}T0{h}0000Z.log" for d in range(1, 16) for h in (1, 2)]  # 30, oldest first
     for name in old:
         (logs / name).write_text(f"{name}\n")
-    others = ["enygma-20260101T010000Z.log.1", "enygma-keep-me.log", "notes.txt", "enygma-20260101T010000Z.log.gz"]
+    others = ["enygma-keep-me.log", "notes.txt", "enygma-20260101T010000Z.log.gz", "enygma-20260101T010000Z.log.1.old"]
     for name in others:
         (logs / name).write_text("mine\n")
+    # Copies deploy/logrotate made: a pruned run's go with it (nothing else would ever remove them), a kept one's stay.
+    pruned_copies = ["enygma-20260101T010000Z.log.1", "enygma-20260101T010000Z.log.2.gz"]
+    kept_copies = [f"{old[-1]}.1.gz"]
+    for name in pruned_copies + kept_copies:
+        (logs / name).write_text("rotated\n")
     (logs / "enygma-20260101T000000Z.log").mkdir()  # a directory of that name is not a log
     (home / ".env").write_text("KEEP_RUN_LOGS=5\n")
     (home / ".env").chmod(0o600)
@@ -386,6 +391,8 @@ def test_a_background_start_keeps_only_the_newest_run_logs(tmp_path: Path) -> No
         for name in others:
             assert (logs / name).read_text() == "mine\n"
         assert (logs / "enygma-20260101T000000Z.log").is_dir()
+        assert [name for name in pruned_copies if (logs / name).exists()] == []  # before: both left for ever
+        assert (logs / kept_copies[0]).read_text() == "rotated\n"
     finally:
         if pid:
             with contextlib.suppress(ProcessLookupError):
