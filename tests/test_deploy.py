@@ -6,6 +6,7 @@ No Docker daemon or systemd here: the files are read the way those tools read th
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.server
 import os
@@ -360,3 +361,77 @@ def test_logrotate_rotates_the_growing_run_log_and_leaves_finished_ones_whole(tm
     assert copied[0] == "0" and len(copied) >= 1_000  # the growing log's first 8 KB and more, compressed
     assert b"\0" not in after  # the writer went on at the start of the truncated file, no hole of NULs before it
     assert int(after.split()[0]) > int(copied[-1])  # and what it wrote after the copy is there
+
+
+def _deploy_section_commands(heading: str) -> list[str]:
+    """The mkdir and sqlite3 lines of the bash blocks under one DEPLOY.md heading, end-of-line comments removed."""
+    text = (ROOT / "docs" / "DEPLOY.md").read_text()
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    lines = [line.split("  #", 1)[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line.startswith(("mkdir ", "sqlite3 "))]
+
+
+_CRASHED_WRITER = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+conn.execute("PRAGMA wal_autocheckpoint=0")
+for seq in range(1000, 4000):
+    conn.execute("INSERT INTO events (seq, ts_ms, kind, payload) VALUES (?, 0, 'tick', ?)", (seq, "x" * 500))
+    if seq == 2500:
+        conn.commit()
+        conn.execute("PRAGMA wal_checkpoint(FULL)")  # half of it reaches the file, as the bot's own checkpoints do
+conn.commit()
+os._exit(0)  # killed: the other half stays in enygma.sqlite-wal
+"""
+
+
+@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 command-line shell is not installed")
+def test_the_documented_restore_after_a_crash_gives_an_intact_database(tmp_path: Path) -> None:
+    """DEPLOY.md said 'copy the backup over data/enygma.sqlite'. After a crash the old -wal file is still there and
+    SQLite applies it to the copied file: the drill's restored bot answered 'database disk image is malformed'.
+    (The backup line also failed on a fresh install: backup/ did not exist.)"""
+    import asyncio
+    import sqlite3
+
+    from storage.db import Database
+
+    home = tmp_path / "enygma"
+    db = home / "data" / "enygma.sqlite"
+
+    async def stored(rows: range) -> int:
+        async with Database(db) as database:
+            for seq in rows:
+                await database.execute(
+                    "INSERT INTO events (seq, ts_ms, kind, payload) VALUES (?, 0, 'tick', '{}')", (seq,)
+                )
+            found = await database.fetchone("SELECT COUNT(*) FROM events")
+        return int(found[0]) if found else -1
+
+    assert asyncio.run(stored(range(1, 101))) == 100
+    commands = _deploy_section_commands("8. Backing up and restoring")
+    backup, restore = commands[:2], commands[2:]
+    assert backup[0] == "mkdir -p backup" and len(restore) == 1 and ".restore" in restore[0], commands
+    today = subprocess.run(["date", "+%F"], capture_output=True, text=True, check=True).stdout.strip()
+    for command in backup:
+        subprocess.run(["bash", "-c", command], cwd=home, check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", _CRASHED_WRITER, str(db)], check=True, timeout=120)
+    assert (home / "data" / "enygma.sqlite-wal").stat().st_size > 100_000
+
+    copied = tmp_path / "copied"  # what the doc used to say
+    shutil.copytree(home, copied)
+    shutil.copy(home / "backup" / f"enygma-{today}.sqlite", copied / "data" / "enygma.sqlite")
+    with (
+        contextlib.closing(sqlite3.connect(copied / "data" / "enygma.sqlite")) as conn,
+        pytest.raises(sqlite3.DatabaseError, match="malformed"),
+    ):
+        conn.execute("SELECT COUNT(*) FROM events WHERE payload != ''").fetchone()
+
+    restore_line = re.sub(r"\d{4}-\d{2}-\d{2}", today, restore[0])
+    proc = subprocess.run(
+        ["bash", "-c", restore_line], cwd=home, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert asyncio.run(stored(range(101, 102))) == 101  # the backup's 100 events, and the bot writes on
