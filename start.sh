@@ -187,6 +187,8 @@ start_bot() {
   mkdir -p -- "$log_dir" || { echo "config error: cannot create the log directory LOG_DIR=$log_dir" >&2; exit 78; }
   mkdir -p "$ROOT/run"
   if [ "$foreground" = 1 ]; then
+    # exec keeps this PID: ./start.sh status and stop from another terminal find the foreground bot too.
+    echo "$$" > "$PID_FILE"
     exec "$VENV/bin/python" -m engine.runtime "${args[@]}"
   fi
   keep="$("$VENV/bin/python" -m engine.config --keep-run-logs)" || exit $?

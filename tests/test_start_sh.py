@@ -474,6 +474,42 @@ def test_background_start_is_reported_once_the_bot_listens(tmp_path: Path, data_
     assert stopped.returncode == 0 and "ENYGMA stopped" in stopped.stdout, stopped.stdout + stopped.stderr
 
 
+def test_status_and_stop_find_a_foreground_bot(tmp_path: Path, data_dir: Path) -> None:
+    """./start.sh --foreground wrote no PID file: from another terminal status said 'not running' (exit 3) and stop
+    'not running' while the bot traded on."""
+    home = _project_with_venv(tmp_path)
+    env = {"REPLAY_DIR": str(data_dir), "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "LIVE_", "TELEGRAM_"))}
+    log = (tmp_path / "terminal").open("w")
+    bot = subprocess.Popen(
+        ["bash", str(home / "start.sh"), "--foreground"],
+        cwd=home,
+        env={**base, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "http.listening" not in (tmp_path / "terminal").read_text() and time.monotonic() < deadline:
+            assert bot.poll() is None, (tmp_path / "terminal").read_text()
+            time.sleep(0.2)
+        status = _run("status", cwd=home, script=home / "start.sh")
+        assert status.returncode == 0, status.stdout + status.stderr  # before: 3
+        assert f"ENYGMA is running (PID {bot.pid})" in status.stdout
+        reaper = threading.Thread(target=bot.wait)  # reaped at once, as the terminal's shell reaps it
+        reaper.start()
+        stopped = _run("stop", cwd=home, script=home / "start.sh")
+        reaper.join(timeout=30)
+        assert stopped.returncode == 0 and "ENYGMA stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+        assert bot.returncode == 0  # stopped cleanly, by SIGTERM
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+            bot.wait()
+        log.close()
+
+
 def test_a_background_start_writes_and_prunes_its_run_logs_in_log_dir(tmp_path: Path) -> None:
     """LOG_DIR was read by nobody: start.sh always wrote and pruned logs/ under the project. Now the run log goes to
     LOG_DIR and the older ones there are pruned; logs/ is neither written nor pruned."""
