@@ -144,6 +144,20 @@ running_pid() {
   return 1
 }
 
+# lock_pid: the bot holding the instance lock beside the database (DB_PATH.lock, where the bot writes its PID),
+# however it was started: systemd and a hand-run python -m engine.runtime leave no PID file. Checked like it.
+lock_pid() {
+  local db pid
+  [ -x "$VENV/bin/python" ] || return 1
+  db="$("$VENV/bin/python" -m engine.config --db-path 2>/dev/null)" || return 1
+  [ -f "$db.lock" ] || return 1
+  pid="$(head -n 1 "$db.lock" | tr -d '[:space:]')"
+  if is_ours "$pid"; then echo "$pid"; return 0; fi
+  return 1
+}
+
+NOT_OURS="not started by ./start.sh (systemd? then: sudo systemctl status|stop enygma)"
+
 start_bot() {
   local foreground=0 args=() mode confirm confirmation keep log_dir
   while [ $# -gt 0 ]; do
@@ -159,6 +173,7 @@ start_bot() {
   done
   ensure_venv requirements.txt
   if pid="$(running_pid)"; then echo "ENYGMA is already running (PID $pid); ./start.sh stop first" >&2; exit 1; fi
+  if pid="$(lock_pid)"; then echo "ENYGMA is already running (PID $pid), $NOT_OURS" >&2; exit 1; fi
   # Validates .env and the strategy JSON (one clear line on error) and prints the mode: paper, shadow, live or live-armed.
   # A config error exits with the check's status, 78 (EX_CONFIG), as the bot itself does.
   mode="$("$VENV/bin/python" -m engine.config --mode)" || exit $?
@@ -240,7 +255,11 @@ prune_run_logs() {
 
 stop_bot() {
   local pid i
-  if ! pid="$(running_pid)"; then echo "ENYGMA is not running"; rm -f "$PID_FILE"; return 0; fi
+  if ! pid="$(running_pid)"; then
+    # Not signalled: its supervisor would see it gone (and the unit would not say why); stop it through that.
+    if pid="$(lock_pid)"; then echo "error: ENYGMA (PID $pid) is running, $NOT_OURS" >&2; exit 1; fi
+    echo "ENYGMA is not running"; rm -f "$PID_FILE"; return 0
+  fi
   kill -TERM "$pid"
   for i in $(seq 1 60); do
     kill -0 "$pid" 2>/dev/null || { rm -f "$PID_FILE"; echo "ENYGMA stopped"; return 0; }
@@ -252,7 +271,13 @@ stop_bot() {
 
 status_bot() {
   local pid
-  if pid="$(running_pid)"; then echo "ENYGMA is running (PID $pid)"; else echo "ENYGMA is not running"; return 3; fi
+  if pid="$(running_pid)"; then
+    echo "ENYGMA is running (PID $pid)"
+  elif pid="$(lock_pid)"; then
+    echo "ENYGMA is running (PID $pid), $NOT_OURS"
+  else
+    echo "ENYGMA is not running"; return 3
+  fi
   # The port as the bot reads it: HTTP_PORT from the environment, else from .env through python-dotenv (quotes,
   # 'export', any case), else 8000.
   "$VENV/bin/python" - <<'PY' || true

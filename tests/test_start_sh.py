@@ -510,6 +510,50 @@ def test_status_and_stop_find_a_foreground_bot(tmp_path: Path, data_dir: Path) -
         log.close()
 
 
+def test_status_stop_and_start_see_a_bot_systemd_started(tmp_path: Path, data_dir: Path) -> None:
+    """A bot started as the systemd unit starts it (python -m engine.runtime, no PID file): status said 'not
+    running' (exit 3) and stop 'not running', so DEPLOY.md's upgrade (stop, pull, start) never stopped it and the
+    start was refused by the lock, whose message said to run ./start.sh stop."""
+    home = _project_with_venv(tmp_path)
+    env = {
+        "REPLAY_DIR": str(data_dir),
+        "DB_PATH": str(home / "data" / "enygma.sqlite"),
+        "HTTP_PORT": "0",
+        "KILL_SWITCH_FILE": str(tmp_path / "KILL"),
+    }
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "LIVE_", "TELEGRAM_"))}
+    journal = (tmp_path / "journal").open("w")
+    bot = subprocess.Popen(
+        [str(home / ".venv" / "bin" / "python"), "-m", "engine.runtime"],  # the unit's ExecStart, in its directory
+        cwd=home,
+        env={**base, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=journal,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "http.listening" not in (tmp_path / "journal").read_text() and time.monotonic() < deadline:
+            assert bot.poll() is None, (tmp_path / "journal").read_text()
+            time.sleep(0.2)
+        status = _run("status", env=env, cwd=home, script=home / "start.sh")
+        assert status.returncode == 0, status.stdout + status.stderr  # before: 3, 'ENYGMA is not running'
+        assert f"ENYGMA is running (PID {bot.pid}), not started by ./start.sh" in status.stdout, status.stdout
+        assert "systemctl" in status.stdout
+        stop = _run("stop", env=env, cwd=home, script=home / "start.sh")
+        assert stop.returncode == 1 and "sudo systemctl status|stop enygma" in stop.stderr, stop.stdout + stop.stderr
+        start = _run(env=env, cwd=home, script=home / "start.sh")
+        assert start.returncode == 1 and f"already running (PID {bot.pid}), not started" in start.stderr, start.stderr
+        assert bot.poll() is None  # left to its supervisor
+        assert not (home / "run" / "enygma.pid").exists()
+    finally:
+        bot.terminate()
+        bot.wait(timeout=30)
+        journal.close()
+    status = _run("status", env=env, cwd=home, script=home / "start.sh")
+    assert status.returncode == 3 and "ENYGMA is not running" in status.stdout  # the lock file's PID is gone
+
+
 def test_a_background_start_writes_and_prunes_its_run_logs_in_log_dir(tmp_path: Path) -> None:
     """LOG_DIR was read by nobody: start.sh always wrote and pruned logs/ under the project. Now the run log goes to
     LOG_DIR and the older ones there are pruned; logs/ is neither written nor pruned."""

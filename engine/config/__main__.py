@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         # For start.sh: how many enygma-<start time>.log files a background start leaves (the new one included).
         print(settings.keep_run_logs)
         return 0
+    if args == ["--db-path"]:
+        # For start.sh status and stop: the instance lock beside the database names a bot however it was started.
+        print(settings.db_path.absolute())
+        return 0
     if args == ["--log-dir"]:
         # For start.sh: where a background start writes its run log and prunes the older ones (LOG_DIR; a relative
         # path is under the project directory, where start.sh runs).
