@@ -68,11 +68,33 @@ def container(monkeypatch: pytest.MonkeyPatch) -> Settings:
     return load_settings(Path("/nonexistent/.env"))  # the image carries no .env: environment only
 
 
+def _compose_volumes(environ: dict[str, str]) -> dict[str, str]:
+    """The enygma service's volumes as compose mounts them: container path -> host source, ``${NAME:-default}``
+    taken from ``environ`` (compose reads the shell's environment), a relative source under deploy/."""
+    service = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["enygma"]
+    out: dict[str, str] = {}
+    for written in service["volumes"]:
+        volume = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: environ.get(m.group(1)) or m.group(2), written)
+        source, target = volume.split(":")[:2]
+        out[target] = source if "/" not in source or source.startswith("/") else os.path.normpath(DEPLOY / source)
+    return out
+
+
+def test_compose_mounts_the_replay_candles_start_sh_would_use_or_the_ones_named() -> None:
+    """The compose file mounted only ../shared/data/kucoin-futures: on a VPS without it (DEPLOY.md has the trader
+    fill data/candles with fetch-candles instead) Docker mounted an empty directory and the paper bot stopped."""
+    from engine.runtime.app import REPLAY_CANDIDATES
+
+    assert _compose_volumes({})["/replay"] == str(REPLAY_CANDIDATES[0])  # the bare-metal default, from deploy/
+    fetched = "/opt/enygma/data/candles"
+    assert _compose_volumes({"ENYGMA_REPLAY_DIR": fetched})["/replay"] == fetched
+    assert "ENYGMA_REPLAY_DIR=" in (ROOT / "docs" / "DEPLOY.md").read_text()
+
+
 def test_compose_with_env_from_the_example_keeps_the_state_on_the_data_volume(container: Settings) -> None:
     """.env.example's DB_PATH=data/enygma.sqlite used to beat the image's /data path: the database went to /app/data
     (not writable by the container's user, and lost with the container)."""
-    service = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["enygma"]
-    volumes = {v.split(":")[1] for v in service["volumes"]}
+    volumes = set(_compose_volumes({}))
     assert container.db_path == Path("/data/enygma.sqlite")
     assert container.kill_switch_file == Path("/data/run/KILL")
     assert "/data" in volumes
