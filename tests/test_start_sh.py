@@ -424,6 +424,7 @@ def test_live_without_the_armed_switch_says_it_cannot_be_armed(tmp_path: Path) -
     assert "cannot be armed (not even with /arm) until LIVE_TRADING_ARMED=true" in banner
     assert "cannot start: KuCoin answered" in proc.stderr, proc.stderr  # got past the banner to the exchange
     assert "Traceback" not in proc.stderr
+    assert not (ROOT / "run" / "enygma.pid").exists()  # the bot it exec'd removed the PID file as it ended
 
 
 def _project_with_venv(tmp_path: Path) -> Path:
@@ -503,6 +504,7 @@ def test_status_and_stop_find_a_foreground_bot(tmp_path: Path, data_dir: Path) -
         reaper.join(timeout=30)
         assert stopped.returncode == 0 and "ENYGMA stopped" in stopped.stdout, stopped.stdout + stopped.stderr
         assert bot.returncode == 0  # stopped cleanly, by SIGTERM
+        assert not (home / "run" / "enygma.pid").exists()
     finally:
         if bot.poll() is None:
             bot.kill()

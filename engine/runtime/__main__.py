@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +27,16 @@ from exchange.errors import ExchangeError
 from storage.db import StorageError
 
 
+def forget_pid_file(path: Path) -> None:
+    """Remove ``path`` if it names this process. ./start.sh writes the bot's PID to run/enygma.pid (a foreground
+    start its own, then execs the bot): the bot removes it as it ends, so a finished foreground run leaves none."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        if int(path.read_text().split()[0]) == os.getpid():
+            path.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
+    atexit.register(forget_pid_file, ROOT / "run" / "enygma.pid")
     p = argparse.ArgumentParser(prog="python -m engine.runtime")
     p.add_argument("--replay", type=Path, help="paper trading on a replay of the candle files in this directory")
     p.add_argument("--speed", default=None, help="replay speed: N × real time, or max")
