@@ -144,6 +144,20 @@ running_pid() {
   return 1
 }
 
+# lock_pid: the bot holding the instance lock beside the database (DB_PATH.lock, where the bot writes its PID),
+# however it was started: systemd and a hand-run python -m engine.runtime leave no PID file. Checked like it.
+lock_pid() {
+  local db pid
+  [ -x "$VENV/bin/python" ] || return 1
+  db="$("$VENV/bin/python" -m engine.config --db-path 2>/dev/null)" || return 1
+  [ -f "$db.lock" ] || return 1
+  pid="$(head -n 1 "$db.lock" | tr -d '[:space:]')"
+  if is_ours "$pid"; then echo "$pid"; return 0; fi
+  return 1
+}
+
+NOT_OURS="not started by ./start.sh (systemd? then: sudo systemctl status|stop enygma)"
+
 start_bot() {
   local foreground=0 args=() mode confirm confirmation keep log_dir
   while [ $# -gt 0 ]; do
@@ -159,8 +173,10 @@ start_bot() {
   done
   ensure_venv requirements.txt
   if pid="$(running_pid)"; then echo "ENYGMA is already running (PID $pid); ./start.sh stop first" >&2; exit 1; fi
+  if pid="$(lock_pid)"; then echo "ENYGMA is already running (PID $pid), $NOT_OURS" >&2; exit 1; fi
   # Validates .env and the strategy JSON (one clear line on error) and prints the mode: paper, shadow, live or live-armed.
-  mode="$("$VENV/bin/python" -m engine.config --mode)" || exit 1
+  # A config error exits with the check's status, 78 (EX_CONFIG), as the bot itself does.
+  mode="$("$VENV/bin/python" -m engine.config --mode)" || exit $?
   case "$mode" in
     paper)  echo "=== PAPER TRADING: simulated exchange, no real orders ===" ;;
     shadow) echo "=== SHADOW: live KuCoin data, orders only validated, nothing placed ===" ;;
@@ -182,24 +198,29 @@ start_bot() {
     *) echo "error: unexpected mode '$mode'" >&2; exit 1 ;;
   esac
   # LOG_DIR from .env or the environment, as the bot reads it (logs/ under the project by default).
-  log_dir="$("$VENV/bin/python" -m engine.config --log-dir)" || exit 1
-  mkdir -p -- "$log_dir" || { echo "error: cannot create the log directory LOG_DIR=$log_dir" >&2; exit 1; }
+  log_dir="$("$VENV/bin/python" -m engine.config --log-dir)" || exit $?
+  mkdir -p -- "$log_dir" || { echo "config error: cannot create the log directory LOG_DIR=$log_dir" >&2; exit 78; }
   mkdir -p "$ROOT/run"
   if [ "$foreground" = 1 ]; then
+    # exec keeps this PID: ./start.sh status and stop from another terminal find the foreground bot too.
+    echo "$$" > "$PID_FILE"
     exec "$VENV/bin/python" -m engine.runtime "${args[@]}"
   fi
-  keep="$("$VENV/bin/python" -m engine.config --keep-run-logs)" || exit 1
+  keep="$("$VENV/bin/python" -m engine.config --keep-run-logs)" || exit $?
   local log="$log_dir/enygma-$(date -u +%Y%m%dT%H%M%SZ).log"
   prune_run_logs "$keep" "$log" "$log_dir"
   nohup "$VENV/bin/python" -m engine.runtime "${args[@]}" >>"$log" 2>&1 </dev/null &
-  echo $! > "$PID_FILE"
+  local bot=$! status=0
+  echo "$bot" > "$PID_FILE"
   # Started means listening: a bot that stops on its first checks (no candle files, a bad --speed, the port taken,
   # KuCoin unreachable) takes longer than a fixed second to import and fail, and was reported as started.
   local i
   for i in $(seq 1 60); do  # up to 30 s
     if ! running_pid >/dev/null; then
+      # The bot's own status (78 for its configuration, 1 for anything else); never wait on one still running.
+      if ! kill -0 "$bot" 2>/dev/null; then wait "$bot" || status=$?; fi
       echo "error: ENYGMA stopped during start-up; last log lines:" >&2; tail -n 20 "$log" >&2
-      rm -f "$PID_FILE"; exit 1
+      rm -f "$PID_FILE"; exit $(( status ? status : 1 ))
     fi
     grep -q 'http\.listening' "$log" 2>/dev/null && break
     sleep 0.5
@@ -213,7 +234,8 @@ start_bot() {
 # prune_run_logs KEEP NEW DIR: before a background start writes its log NEW (DIR/enygma-<UTC time>.log, DIR being
 # LOG_DIR), delete all but the newest KEEP-1 earlier ones in DIR, so that KEEP remain with the new one
 # (KEEP_RUN_LOGS, default 20); without it one file per start piled up for ever. Only files named exactly as
-# start_bot names them: rotated copies (.log.1, .gz), other names, symlinks and directories are never touched.
+# start_bot names them, and with each its copies rotated by deploy/logrotate (<name>.1, <name>.2.gz, ...), which
+# nothing else removes once their run log is gone; other names, symlinks and directories are never touched.
 prune_run_logs() {
   local keep="$1" new="$2" dir="$3" logs=() f excess i
   local LC_ALL=C  # the names carry the start time: in C collation, sorted by name is oldest first
@@ -223,12 +245,21 @@ prune_run_logs() {
   excess=$(( ${#logs[@]} - keep + 1 ))
   for (( i = 0; i < excess; i++ )); do
     rm -f -- "${logs[$i]}" || echo "warning: could not delete old run log ${logs[$i]}" >&2
+    for f in "${logs[$i]}".[0-9]*; do
+      if [[ "${f#"${logs[$i]}".}" =~ ^[0-9]+(\.gz)?$ ]] && [ -f "$f" ] && [ ! -L "$f" ]; then
+        rm -f -- "$f" || echo "warning: could not delete old run log $f" >&2
+      fi
+    done
   done
 }
 
 stop_bot() {
   local pid i
-  if ! pid="$(running_pid)"; then echo "ENYGMA is not running"; rm -f "$PID_FILE"; return 0; fi
+  if ! pid="$(running_pid)"; then
+    # Not signalled: its supervisor would see it gone (and the unit would not say why); stop it through that.
+    if pid="$(lock_pid)"; then echo "error: ENYGMA (PID $pid) is running, $NOT_OURS" >&2; exit 1; fi
+    echo "ENYGMA is not running"; rm -f "$PID_FILE"; return 0
+  fi
   kill -TERM "$pid"
   for i in $(seq 1 60); do
     kill -0 "$pid" 2>/dev/null || { rm -f "$PID_FILE"; echo "ENYGMA stopped"; return 0; }
@@ -240,7 +271,13 @@ stop_bot() {
 
 status_bot() {
   local pid
-  if pid="$(running_pid)"; then echo "ENYGMA is running (PID $pid)"; else echo "ENYGMA is not running"; return 3; fi
+  if pid="$(running_pid)"; then
+    echo "ENYGMA is running (PID $pid)"
+  elif pid="$(lock_pid)"; then
+    echo "ENYGMA is running (PID $pid), $NOT_OURS"
+  else
+    echo "ENYGMA is not running"; return 3
+  fi
   # The port as the bot reads it: HTTP_PORT from the environment, else from .env through python-dotenv (quotes,
   # 'export', any case), else 8000.
   "$VENV/bin/python" - <<'PY' || true

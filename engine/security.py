@@ -66,7 +66,8 @@ def acquire_instance_lock(db_path: Path) -> TextIO:
         holder = handle.read().strip() or "unknown"
         handle.close()
         raise AlreadyRunningError(
-            f"ENYGMA is already running on {db_path} (PID {holder}); stop it first (./start.sh stop)"
+            f"ENYGMA is already running on {db_path} (PID {holder}); stop it first "
+            "(./start.sh stop, or sudo systemctl stop enygma when systemd runs it)"
         ) from None
     handle.seek(0)
     handle.truncate()

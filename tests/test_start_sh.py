@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.errors import EX_CONFIG
 from tests.conftest import ROOT
 
 START = ROOT / "start.sh"
@@ -88,7 +89,7 @@ def test_live_armed_without_terminal_is_refused_and_nothing_starts() -> None:
 
 def test_shadow_without_keys_fails_with_one_line() -> None:
     proc = _run(env={"BOT_MODE": "shadow"})
-    assert proc.returncode == 1
+    assert proc.returncode == EX_CONFIG
     assert "BOT_MODE=shadow needs KUCOIN_API_KEY" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -181,7 +182,7 @@ def test_runtime_arm_live_without_the_typed_confirmation_is_refused(tmp_path: Pa
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == EX_CONFIG
     assert "typed confirmation" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     forged = {**base, **LIVE_ENV, "DB_PATH": str(tmp_path / "e.sqlite"), "ENYGMA_LIVE_CONFIRMATION": "guess"}
@@ -195,7 +196,7 @@ def test_runtime_arm_live_without_the_typed_confirmation_is_refused(tmp_path: Pa
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 1 and "typed confirmation" in proc.stderr, proc.stderr
+    assert proc.returncode == EX_CONFIG and "typed confirmation" in proc.stderr, proc.stderr
 
 
 def test_typed_live_confirmation_in_a_terminal_arms_the_runtime(tmp_path: Path) -> None:
@@ -365,9 +366,14 @@ def test_a_background_start_keeps_only_the_newest_run_logs(tmp_path: Path) -> No
     old = [f"enygma-202601{d:02d}T0{h}0000Z.log" for d in range(1, 16) for h in (1, 2)]  # 30, oldest first
     for name in old:
         (logs / name).write_text(f"{name}\n")
-    others = ["enygma-20260101T010000Z.log.1", "enygma-keep-me.log", "notes.txt", "enygma-20260101T010000Z.log.gz"]
+    others = ["enygma-keep-me.log", "notes.txt", "enygma-20260101T010000Z.log.gz", "enygma-20260101T010000Z.log.1.old"]
     for name in others:
         (logs / name).write_text("mine\n")
+    # Copies deploy/logrotate made: a pruned run's go with it (nothing else would ever remove them), a kept one's stay.
+    pruned_copies = ["enygma-20260101T010000Z.log.1", "enygma-20260101T010000Z.log.2.gz"]
+    kept_copies = [f"{old[-1]}.1.gz"]
+    for name in pruned_copies + kept_copies:
+        (logs / name).write_text("rotated\n")
     (logs / "enygma-20260101T000000Z.log").mkdir()  # a directory of that name is not a log
     (home / ".env").write_text("KEEP_RUN_LOGS=5\n")
     (home / ".env").chmod(0o600)
@@ -385,6 +391,8 @@ def test_a_background_start_keeps_only_the_newest_run_logs(tmp_path: Path) -> No
         for name in others:
             assert (logs / name).read_text() == "mine\n"
         assert (logs / "enygma-20260101T000000Z.log").is_dir()
+        assert [name for name in pruned_copies if (logs / name).exists()] == []  # before: both left for ever
+        assert (logs / kept_copies[0]).read_text() == "rotated\n"
     finally:
         if pid:
             with contextlib.suppress(ProcessLookupError):
@@ -398,7 +406,7 @@ def test_keep_run_logs_must_be_a_positive_number(tmp_path: Path) -> None:
     (home / ".env").write_text("KEEP_RUN_LOGS=0\n")
     (home / ".env").chmod(0o600)
     proc = _run(cwd=home, script=home / "start.sh")
-    assert proc.returncode == 1
+    assert proc.returncode == EX_CONFIG
     assert "KEEP_RUN_LOGS" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert (home / "logs" / "enygma-20260101T000000Z.log").read_text() == "old\n"  # nothing deleted
     assert not (home / "run" / "enygma.pid").exists()
@@ -416,6 +424,7 @@ def test_live_without_the_armed_switch_says_it_cannot_be_armed(tmp_path: Path) -
     assert "cannot be armed (not even with /arm) until LIVE_TRADING_ARMED=true" in banner
     assert "cannot start: KuCoin answered" in proc.stderr, proc.stderr  # got past the banner to the exchange
     assert "Traceback" not in proc.stderr
+    assert not (ROOT / "run" / "enygma.pid").exists()  # the bot it exec'd removed the PID file as it ended
 
 
 def _project_with_venv(tmp_path: Path) -> Path:
@@ -443,13 +452,13 @@ def test_background_start_that_fails_its_first_checks_is_reported_not_called_sta
     empty.mkdir()
     env = {"REPLAY_DIR": str(empty), "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"}
     proc = _run(env=env, cwd=home, script=home / "start.sh")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == EX_CONFIG, proc.stdout + proc.stderr
     assert "ENYGMA started" not in proc.stdout
     assert "stopped during start-up" in proc.stderr
     assert f"paper replay: no contracts.json in {empty}" in proc.stderr
     assert not (home / "run" / "enygma.pid").exists()
     proc = _run("--speed", "0", env={**env, "REPLAY_DIR": str(tmp_path)}, cwd=home, script=home / "start.sh")
-    assert proc.returncode == 1 and "--speed: must be a positive number or 'max' (got '0')" in proc.stderr
+    assert proc.returncode == EX_CONFIG and "--speed: must be a positive number or 'max' (got '0')" in proc.stderr
 
 
 def test_background_start_is_reported_once_the_bot_listens(tmp_path: Path, data_dir: Path) -> None:
@@ -464,6 +473,87 @@ def test_background_start_is_reported_once_the_bot_listens(tmp_path: Path, data_
     finally:
         stopped = _run("stop", cwd=home, script=home / "start.sh")
     assert stopped.returncode == 0 and "ENYGMA stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+
+
+def test_status_and_stop_find_a_foreground_bot(tmp_path: Path, data_dir: Path) -> None:
+    """./start.sh --foreground wrote no PID file: from another terminal status said 'not running' (exit 3) and stop
+    'not running' while the bot traded on."""
+    home = _project_with_venv(tmp_path)
+    env = {"REPLAY_DIR": str(data_dir), "DB_PATH": str(tmp_path / "e.sqlite"), "HTTP_PORT": "0"}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "LIVE_", "TELEGRAM_"))}
+    log = (tmp_path / "terminal").open("w")
+    bot = subprocess.Popen(
+        ["bash", str(home / "start.sh"), "--foreground"],
+        cwd=home,
+        env={**base, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "http.listening" not in (tmp_path / "terminal").read_text() and time.monotonic() < deadline:
+            assert bot.poll() is None, (tmp_path / "terminal").read_text()
+            time.sleep(0.2)
+        status = _run("status", cwd=home, script=home / "start.sh")
+        assert status.returncode == 0, status.stdout + status.stderr  # before: 3
+        assert f"ENYGMA is running (PID {bot.pid})" in status.stdout
+        reaper = threading.Thread(target=bot.wait)  # reaped at once, as the terminal's shell reaps it
+        reaper.start()
+        stopped = _run("stop", cwd=home, script=home / "start.sh")
+        reaper.join(timeout=30)
+        assert stopped.returncode == 0 and "ENYGMA stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+        assert bot.returncode == 0  # stopped cleanly, by SIGTERM
+        assert not (home / "run" / "enygma.pid").exists()
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+            bot.wait()
+        log.close()
+
+
+def test_status_stop_and_start_see_a_bot_systemd_started(tmp_path: Path, data_dir: Path) -> None:
+    """A bot started as the systemd unit starts it (python -m engine.runtime, no PID file): status said 'not
+    running' (exit 3) and stop 'not running', so DEPLOY.md's upgrade (stop, pull, start) never stopped it and the
+    start was refused by the lock, whose message said to run ./start.sh stop."""
+    home = _project_with_venv(tmp_path)
+    env = {
+        "REPLAY_DIR": str(data_dir),
+        "DB_PATH": str(home / "data" / "enygma.sqlite"),
+        "HTTP_PORT": "0",
+        "KILL_SWITCH_FILE": str(tmp_path / "KILL"),
+    }
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "LIVE_", "TELEGRAM_"))}
+    journal = (tmp_path / "journal").open("w")
+    bot = subprocess.Popen(
+        [str(home / ".venv" / "bin" / "python"), "-m", "engine.runtime"],  # the unit's ExecStart, in its directory
+        cwd=home,
+        env={**base, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=journal,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "http.listening" not in (tmp_path / "journal").read_text() and time.monotonic() < deadline:
+            assert bot.poll() is None, (tmp_path / "journal").read_text()
+            time.sleep(0.2)
+        status = _run("status", env=env, cwd=home, script=home / "start.sh")
+        assert status.returncode == 0, status.stdout + status.stderr  # before: 3, 'ENYGMA is not running'
+        assert f"ENYGMA is running (PID {bot.pid}), not started by ./start.sh" in status.stdout, status.stdout
+        assert "systemctl" in status.stdout
+        stop = _run("stop", env=env, cwd=home, script=home / "start.sh")
+        assert stop.returncode == 1 and "sudo systemctl status|stop enygma" in stop.stderr, stop.stdout + stop.stderr
+        start = _run(env=env, cwd=home, script=home / "start.sh")
+        assert start.returncode == 1 and f"already running (PID {bot.pid}), not started" in start.stderr, start.stderr
+        assert bot.poll() is None  # left to its supervisor
+        assert not (home / "run" / "enygma.pid").exists()
+    finally:
+        bot.terminate()
+        bot.wait(timeout=30)
+        journal.close()
+    status = _run("status", env=env, cwd=home, script=home / "start.sh")
+    assert status.returncode == 3 and "ENYGMA is not running" in status.stdout  # the lock file's PID is gone
 
 
 def test_a_background_start_writes_and_prunes_its_run_logs_in_log_dir(tmp_path: Path) -> None:
@@ -525,6 +615,6 @@ def test_a_log_dir_that_cannot_be_created_is_one_clear_line(tmp_path: Path) -> N
     (home / ".env").write_text(f"LOG_DIR={tmp_path / 'a-file' / 'logs'}\n")
     (home / ".env").chmod(0o600)
     proc = _run(cwd=home, script=home / "start.sh")
-    assert proc.returncode == 1
+    assert proc.returncode == EX_CONFIG
     assert "cannot create the log directory LOG_DIR=" in proc.stderr, proc.stderr
     assert not (home / "run" / "enygma.pid").exists()

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from engine.config.errors import ConfigError
+from engine.config.errors import EX_CONFIG, ConfigError
 from engine.config.settings import load_settings
 from engine.config.strategy import unsupported_by_runtime
 
@@ -18,11 +18,11 @@ def main(argv: list[str] | None = None) -> int:
         strategy = settings.strategy()
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return 1
+        return EX_CONFIG
     unsupported = unsupported_by_runtime(strategy)
     if unsupported:
         print(f"config error: {unsupported}", file=sys.stderr)
-        return 1
+        return EX_CONFIG
     if args == ["--mode"]:
         # For start.sh: which banner to show and whether to ask for the live confirmation.
         print("live-armed" if settings.live_requested else settings.bot_mode)
@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     if args == ["--keep-run-logs"]:
         # For start.sh: how many enygma-<start time>.log files a background start leaves (the new one included).
         print(settings.keep_run_logs)
+        return 0
+    if args == ["--db-path"]:
+        # For start.sh status and stop: the instance lock beside the database names a bot however it was started.
+        print(settings.db_path.absolute())
         return 0
     if args == ["--log-dir"]:
         # For start.sh: where a background start writes its run log and prunes the older ones (LOG_DIR; a relative

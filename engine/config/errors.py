@@ -11,6 +11,12 @@ from pydantic.alias_generators import to_camel
 _SECRET_NAME = re.compile(r"(secret|passphrase|token|api_?key|password|webhook)", re.IGNORECASE)
 
 
+# Exit status of a start refused for its configuration (sysexits.h EX_CONFIG). The systemd unit does not restart on
+# it (RestartPreventExitStatus=78): a bad .env restarted the bot every 10 s for ever, and no restart can fix one. A
+# crash or an unreachable exchange exits 1 and is restarted.
+EX_CONFIG = 78
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the key and the problem."""
 

@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from engine.config.errors import ConfigError
 from engine.config.settings import Settings
 from engine.events import (
     DriftCleared,
@@ -123,7 +124,7 @@ class Runtime:
         s = self.settings
         if s.bot_mode == "paper" and s.paper_exchange_url:
             if s.kucoin_api_key is None or s.kucoin_api_secret is None or s.kucoin_api_passphrase is None:
-                raise SystemExit("PAPER_EXCHANGE_URL needs the simulator's KUCOIN_API_KEY, _SECRET and _PASSPHRASE")
+                raise ConfigError("PAPER_EXCHANGE_URL needs the simulator's KUCOIN_API_KEY, _SECRET and _PASSPHRASE")
             creds = Credentials(
                 s.kucoin_api_key.get_secret_value(),
                 s.kucoin_api_secret.get_secret_value(),
@@ -143,7 +144,7 @@ class Runtime:
                     raise CandleFileError(f"no contracts.json in {replay}")
                 self.market_clock.now_ms = min(load_candles(replay, sym, "5min")[0].ts for sym in s.symbols)
             except (CandleFileError, IndexError) as exc:
-                raise SystemExit(
+                raise ConfigError(
                     f"paper replay: {exc or f'an empty candle file in {replay}'}; download candles with "
                     f"./start.sh fetch-candles --symbols {','.join(s.symbols)} --out data/candles"
                 ) from None
@@ -166,7 +167,7 @@ class Runtime:
             self._replay_dir = replay
             return KucoinFuturesClient(self.sim.rest_url, PAPER_CREDS)
         if s.kucoin_api_key is None or s.kucoin_api_secret is None or s.kucoin_api_passphrase is None:
-            raise SystemExit("shadow and live modes need KUCOIN_API_KEY, KUCOIN_API_SECRET, KUCOIN_API_PASSPHRASE")
+            raise ConfigError("shadow and live modes need KUCOIN_API_KEY, KUCOIN_API_SECRET, KUCOIN_API_PASSPHRASE")
         creds = Credentials(
             s.kucoin_api_key.get_secret_value(),
             s.kucoin_api_secret.get_secret_value(),
@@ -179,7 +180,7 @@ class Runtime:
             await client.check_key_permissions()  # refuses a key that can withdraw or transfer
         except PermissionRefusedError as exc:
             await client.close()
-            raise SystemExit(f"error: refusing to start: {exc}") from None
+            raise ConfigError(f"refusing to start: {exc}") from None
         except (ExchangeError, aiohttp.ClientError, OSError) as exc:
             await client.close()  # one line, not a traceback: a wrong URL, no network, a bad key or passphrase
             raise SystemExit(f"error: cannot start: KuCoin answered {type(exc).__name__}: {exc}") from None
@@ -307,7 +308,7 @@ class Runtime:
                 specs[payload["symbol"]] = contract_spec_from_payload(payload)
         missing = [x for x in s.symbols if x not in specs]
         if missing:
-            raise SystemExit(f"no contract spec for {', '.join(missing)}: refusing to trade them")
+            raise ConfigError(f"no contract spec for {', '.join(missing)}: refusing to trade them")
         equity = (await client.account_overview()).equity
         step_ms = timeframe_ms(self.cfg.timeframes.primary)
         want_hedge = s.position_mode == "hedge"

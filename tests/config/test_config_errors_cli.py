@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.errors import EX_CONFIG
 from tests.conftest import ROOT
 
 
@@ -36,7 +37,7 @@ def _cli(module: str, extra: dict[str, str], cwd: Path = ROOT) -> subprocess.Com
 
 
 def _assert_one_line(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.returncode == EX_CONFIG, (proc.returncode, proc.stdout, proc.stderr)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engine.config import ConfigError, load_strategy_config
+from engine.config.errors import EX_CONFIG
 from engine.config.strategy import DEFAULT_STRATEGY_CONFIG_PATH, validate_strategy_config
 from tests.conftest import ROOT, SHARED_SPEC_DIR
 
@@ -110,7 +111,7 @@ def test_check_config_cli_when_bad_file_then_one_line_and_exit_1(tmp_path: Path)
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == EX_CONFIG
     assert proc.stderr.strip().count("\n") == 0
     assert "gates.minScore: Input should be less than or equal to 150" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import ConfigError, load_strategy_config
+from engine.config.errors import EX_CONFIG
 from engine.config.strategy import DEFAULT_STRATEGY_CONFIG_PATH
 from tests.conftest import ROOT
 
@@ -58,7 +59,7 @@ def test_key_given_twice_then_refused(tmp_path: Path) -> None:
         load_strategy_config(_write(tmp_path, text))
 
 
-def test_check_config_and_runtime_when_string_number_then_exit_1_one_line(tmp_path: Path) -> None:
+def test_check_config_and_runtime_when_string_number_then_exit_78_one_line(tmp_path: Path) -> None:
     path = _write(tmp_path, _with(("gates", "minConfidence"), '"0.5"'))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "LIVE_"))}
     env.update(STRATEGY_CONFIG_PATH=str(path), DB_PATH=str(tmp_path / "e.sqlite"))
@@ -66,7 +67,7 @@ def test_check_config_and_runtime_when_string_number_then_exit_1_one_line(tmp_pa
         proc = subprocess.run(
             [sys.executable, "-m", module], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
         )
-        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert proc.returncode == EX_CONFIG, proc.stdout + proc.stderr
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and "gates.minConfidence" in lines[0], proc.stderr
     assert not (tmp_path / "e.sqlite").exists()

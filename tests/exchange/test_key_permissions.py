@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from engine.config.errors import EX_CONFIG
 from exchange.errors import PermissionRefusedError
 from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
@@ -125,7 +126,7 @@ async def test_shadow_start_with_a_transfer_key_stops_with_one_line(sim: Simulat
         await proc.communicate()
         raise AssertionError("a bot with a withdrawal key kept running") from None
     text = err.decode()
-    assert proc.returncode == 1, text[-3000:]
+    assert proc.returncode == EX_CONFIG, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
     errors = [line for line in text.splitlines() if line.startswith("error")]
     assert len(errors) == 1 and "Withdrawal" in errors[0], text[-3000:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 from pathlib import Path
 
+from engine.config.errors import ConfigError
 from engine.config.settings import Settings
 from engine.events import OrderRejected, PositionClosed, PositionOpened
 from engine.gates.result import GateResult
@@ -81,10 +82,10 @@ async def test_a_paper_replay_without_candle_files_says_so(tmp_path: Path, data_
 
     settings = Settings(_env_file=None, symbols=["ETHUSDTM"], db_path=tmp_path / "e.sqlite")  # type: ignore[call-arg]
     rt = Runtime(settings, RunOptions(replay_dir=tmp_path))
-    with pytest.raises(SystemExit, match=r"^paper replay: no contracts.json in .*fetch-candles --symbols ETHUSDTM"):
+    with pytest.raises(ConfigError, match=r"^paper replay: no contracts.json in .*fetch-candles --symbols ETHUSDTM"):
         await rt._exchange()
     (tmp_path / "contracts.json").write_text((data_dir / "contracts.json").read_text())
-    with pytest.raises(SystemExit, match=r"^paper replay: no candle file for ETHUSDTM 5min in .*fetch-candles"):
+    with pytest.raises(ConfigError, match=r"^paper replay: no candle file for ETHUSDTM 5min in .*fetch-candles"):
         await rt._exchange()
     assert rt.sim is None  # nothing was started
 

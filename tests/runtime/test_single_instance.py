@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from engine.config.errors import EX_CONFIG
 from tests.conftest import ROOT
 from tests.runtime.test_paper_end_to_end import free_port
 
@@ -54,7 +55,7 @@ def test_second_bot_on_the_same_database_refuses_with_one_line(tmp_path: Path, d
             second.kill()
             second.communicate()
             raise AssertionError("a second bot started on the same database") from None
-        assert second.returncode == 1
+        assert second.returncode == EX_CONFIG
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1, err
         assert "already running" in lines[0] and str(db) in lines[0] and str(first.pid) in lines[0]

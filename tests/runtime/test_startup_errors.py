@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine.config.errors import EX_CONFIG
 from tests.conftest import ROOT
 
 
@@ -62,7 +63,7 @@ def test_bad_replay_speed_on_the_command_line_then_one_line_not_a_silent_idle_bo
         except subprocess.TimeoutExpired:
             raise AssertionError(f"--speed {speed}: the bot started and kept running") from None
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-2000:]
+        assert proc.returncode == EX_CONFIG and len(lines) == 1, proc.stderr[-2000:]
         assert "--speed" in lines[0] and "positive number or 'max'" in lines[0]
         assert not (tmp_path / "e.sqlite").exists()
 
@@ -88,7 +89,7 @@ def test_strategy_switches_the_runtime_does_not_implement_refuse_to_start(tmp_pa
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.returncode == EX_CONFIG, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines() == [
         "config error: not implemented by the trading runtime: riskManagement.partialTakeProfitEnabled, "
         "microstructure.applyToLiveScore, riskManagement.marginMode cross (isolated only); change them in the "
