@@ -15,10 +15,13 @@ DATA_DIR = ROOT.parent / "shared" / "data" / "kucoin-futures"
 sys.path.insert(0, str(ROOT))
 
 
-def parse(description: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=description)
+def parse(description: str, extra: Callable[[argparse.ArgumentParser], object] | None = None) -> argparse.Namespace:
+    """The options every bench takes, plus any a bench adds through ``extra``."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", type=Path, help="write the figures and ratios here")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    if extra is not None:
+        extra(p)
     return p.parse_args()
 
 
