@@ -2,7 +2,7 @@
 
 freqtrade pins a large stack (its own pandas, numpy, ccxt, TA-Lib), so it is never a dependency of the project:
 ``install()`` puts one exact version into ``bench/.venv-freqtrade`` (git-ignored) on demand, from wheels only,
-and ``measure()`` runs freqtrade's own backtest there (bench/freqtrade_driver.py) on the same candles as the
+and ``Peer`` runs freqtrade's own backtest there (bench/freqtrade_driver.py) on the same candles as the
 other engines, converted to freqtrade's JSON data format in a temporary folder. Futures mode, isolated margin,
 leverage 1, funding 0: freqtrade has no KuCoin futures support, so it backtests as its Binance futures class with
 the markets taken from KuCoin's contract specs (lot multiplier, tick size), not downloaded.
@@ -39,9 +39,11 @@ PIP_WHEELS_ONLY = ("--only-binary", ":all:", "--no-binary", "sdnotify")
 
 @dataclass(frozen=True, slots=True)
 class FreqtradeRun:
-    """Best of the runs: ``backtest_s`` is freqtrade's backtest span, ``wall_s`` the whole process."""
+    """Best of the runs: ``backtest_s`` is freqtrade's backtest span (``cpu_s`` its CPU seconds), ``wall_s`` the
+    whole process."""
 
     backtest_s: float
+    cpu_s: float
     wall_s: float
     candles: int
     trades: int
@@ -204,28 +206,62 @@ def install(venv: Path = VENV) -> str | None:
     return None
 
 
-def measure(
-    data: dict[str, list[Candle]], specs: dict[str, ContractSpec], runs: int = 2, venv: Path = VENV
-) -> FreqtradeRun | str:
-    """Best of ``runs`` freqtrade backtests, each a fresh process; a one-line reason instead if one fails."""
-    done_runs: list[FreqtradeRun] = []
-    with tempfile.TemporaryDirectory(prefix="enygma-freqtrade-") as tmp:
-        workdir = Path(tmp)
-        write_workdir(workdir, data, specs)
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            done = subprocess.run(
-                [str(venv / "bin" / "python"), str(DRIVER), str(workdir)],
-                capture_output=True,
-                text=True,
-                timeout=1800,
-                check=False,
-                cwd=workdir,
-            )
-            wall = time.perf_counter() - t0
-            if done.returncode != 0:
-                return f"freqtrade backtest failed (exit {done.returncode}): {_last_line(done.stderr)}"
-            out = json.loads(_last_line(done.stdout, "{"))
-            done_runs.append(FreqtradeRun(out["backtest_s"], wall, out["candles"], out["trades"], out["shorts"]))
-    best = min(done_runs, key=lambda r: r.backtest_s)
-    return FreqtradeRun(best.backtest_s, min(r.wall_s for r in done_runs), best.candles, best.trades, best.shorts)
+class Peer:
+    """freqtrade as a peer whose runs the caller interleaves with the other engines' (``run()`` once per round),
+    so a busy spell on the shared machine falls on all of them alike. The candles are written once, on enter."""
+
+    def __init__(self, data: dict[str, list[Candle]], specs: dict[str, ContractSpec], venv: Path = VENV) -> None:
+        self._data, self._specs, self._venv = data, specs, venv
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.runs: list[FreqtradeRun] = []
+        self.error: str | None = None
+
+    def __enter__(self) -> Peer:
+        self._tmp = tempfile.TemporaryDirectory(prefix="enygma-freqtrade-")
+        write_workdir(Path(self._tmp.name), self._data, self._specs)
+        return self
+
+    @property
+    def workdir(self) -> Path | None:
+        """The temporary folder with the converted candles, markets and config while the peer is entered."""
+        return Path(self._tmp.name) if self._tmp is not None else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def run(self) -> None:
+        """One freqtrade backtest in a fresh process; after a failure, nothing more is run."""
+        if self.error is not None or self._tmp is None:
+            return
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [str(self._venv / "bin" / "python"), str(DRIVER), self._tmp.name],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+            cwd=self._tmp.name,
+        )
+        wall = time.perf_counter() - t0
+        if done.returncode != 0:
+            self.error = f"freqtrade backtest failed (exit {done.returncode}): {_last_line(done.stderr)}"
+            return
+        out = json.loads(_last_line(done.stdout, "{"))
+        self.runs.append(
+            FreqtradeRun(out["backtest_s"], out["backtest_cpu_s"], wall, out["candles"], out["trades"], out["shorts"])
+        )
+
+    def result(self) -> FreqtradeRun | str:
+        """The best of the runs (each time its own minimum), or why there is none."""
+        if self.error is not None or not self.runs:
+            return self.error or "freqtrade was not run"
+        best = min(self.runs, key=lambda r: r.backtest_s)
+        return FreqtradeRun(
+            best.backtest_s,
+            min(r.cpu_s for r in self.runs),
+            min(r.wall_s for r in self.runs),
+            best.candles,
+            best.trades,
+            best.shorts,
+        )

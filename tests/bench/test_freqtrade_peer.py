@@ -110,33 +110,45 @@ def test_install_skips_when_the_pinned_version_is_there(tmp_path: Path) -> None:
     assert calls.read_text().count("pip") == 0
 
 
-def test_measure_keeps_the_best_of_two_runs(data_dir: Path, tmp_path: Path) -> None:
-    # The stand-in driver answers 9.5 s then 8.25 s of backtest, as freqtrade_driver.py prints it.
+def test_peer_keeps_the_best_of_two_runs(data_dir: Path, tmp_path: Path) -> None:
+    # The stand-in driver answers 9.5 s (7.0 s CPU) then 8.25 s (7.5 s CPU), as freqtrade_driver.py prints it.
     runs = tmp_path / "runs"
     venv = _fake_venv(
         tmp_path,
         f'echo run >> {runs}\ntest -f "$2/config.json" || exit 3\necho "freqtrade says hello"\n'
-        f"if [ $(wc -l < {runs}) -eq 1 ]; then s=9.5; else s=8.25; fi\n"
-        'echo "{\\"setup_s\\": 0.2, \\"load_s\\": 1.5, \\"backtest_s\\": $s, \\"candles\\": 17280, '
-        '\\"trades\\": 729, \\"shorts\\": 364}"\n',
+        f"if [ $(wc -l < {runs}) -eq 1 ]; then s=9.5 c=7.0; else s=8.25 c=7.5; fi\n"
+        'echo "{\\"setup_s\\": 0.2, \\"load_s\\": 1.5, \\"backtest_s\\": $s, \\"backtest_cpu_s\\": $c, '
+        '\\"candles\\": 17280, \\"trades\\": 729, \\"shorts\\": 364}"\n',
     )
     data = {s: load_candles(data_dir, s, "5min") for s in ("ETHUSDTM", "XBTUSDTM")}
     specs = load_contract_specs(data_dir / "contracts.json")
-    run = ft.measure(data, specs, runs=2, venv=venv)
+    with ft.Peer(data, specs, venv=venv) as peer:
+        workdir = peer.workdir
+        peer.run()
+        peer.run()
+    assert workdir is not None
+    assert not workdir.exists()  # the converted candles go with the peer
+    run = peer.result()
     assert isinstance(run, ft.FreqtradeRun)
-    assert (run.backtest_s, run.candles, run.trades, run.shorts) == (8.25, 17280, 729, 364)
+    assert (run.backtest_s, run.cpu_s, run.candles, run.trades, run.shorts) == (8.25, 7.0, 17280, 729, 364)
     assert 0 < run.wall_s < 30
     assert runs.read_text() == "run\nrun\n"
 
 
-def test_measure_reports_a_failed_backtest(data_dir: Path, tmp_path: Path) -> None:
+def test_peer_reports_a_failed_backtest_and_runs_no_more(data_dir: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
     venv = _fake_venv(
         tmp_path,
+        f"echo run >> {runs}\n"
         "echo 'Traceback (most recent call last):' >&2\n"
         "echo 'freqtrade.exceptions.OperationalException: No data found. Terminating.' >&2\nexit 2\n",
     )
     data = {"ETHUSDTM": load_candles(data_dir, "ETHUSDTM", "5min")}
     specs = load_contract_specs(data_dir / "contracts.json")
-    assert ft.measure(data, specs, venv=venv) == (
+    with ft.Peer(data, specs, venv=venv) as peer:
+        peer.run()
+        peer.run()
+    assert peer.result() == (
         "freqtrade backtest failed (exit 2): freqtrade.exceptions.OperationalException: No data found. Terminating."
     )
+    assert runs.read_text() == "run\n"
