@@ -106,7 +106,7 @@ run_tests() {
   ensure_venv requirements-dev.txt
   local py="$VENV/bin/python"
   echo "== ruff"; "$py" -m ruff check .
-  echo "== mypy --strict"; "$py" -m mypy --strict engine exchange storage bot
+  echo "== mypy --strict"; "$py" -m mypy --strict engine exchange storage bot bench
   echo "== bandit"; "$py" -m bandit -q -r engine exchange storage bot -c pyproject.toml
   echo "== pip-audit"; pip_audit
   local cov=()

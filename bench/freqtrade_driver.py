@@ -33,7 +33,7 @@ def main(workdir: Path) -> None:
     def offline_markets(self: Exchange, reload: bool = False) -> None:
         self._api_async.set_markets(markets)
 
-    Exchange._load_async_markets = offline_markets  # type: ignore[method-assign]
+    Exchange._load_async_markets = offline_markets
     logging.disable(logging.WARNING)  # freqtrade's info/warning chatter; errors still reach stderr
     t0 = time.perf_counter()
     args = {"config": [str(workdir / "config.json")], "datadir": str(workdir / "data")}  # datadir: only as an arg

@@ -7,6 +7,7 @@ against recomputing TA-Lib and pandas-ta over a rolling 500-candle window, all i
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,11 @@ from engine.marketdata.candle_files import load_candles
 from engine.models import Candle
 
 WINDOW = 500
+
+
+def all_steps(step: Callable[[int], None], ends: Iterable[int]) -> None:
+    for end in ends:
+        step(end)
 
 
 def ours(candles: list[Candle]) -> float:
@@ -68,11 +74,13 @@ def talib_recompute(candles: list[Candle], n: int) -> float:
     c = np.array([c.close for c in candles])
     v = np.array([c.volume for c in candles])
 
+    SMA = talib.MA_Type.SMA  # type: ignore[attr-defined]  # talib's stubs do not re-export MA_Type
+
     def step(end: int) -> None:
         hh, ll, cc, vv = h[end - WINDOW : end], lo[end - WINDOW : end], c[end - WINDOW : end], v[end - WINDOW : end]
         talib.STOCHRSI(cc, 14, 14, 3)
-        talib.STOCH(hh, ll, cc, 14, 3, 0, 3, 0)
-        talib.STOCH(hh, ll, cc, 9, 3, 0, 3, 0)
+        talib.STOCH(hh, ll, cc, 14, 3, SMA, 3, SMA)
+        talib.STOCH(hh, ll, cc, 9, 3, SMA, 3, SMA)
         talib.WILLR(hh, ll, cc, 10)
         med = talib.MEDPRICE(hh, ll)
         talib.SMA(med, 5)
@@ -80,7 +88,7 @@ def talib_recompute(candles: list[Candle], n: int) -> float:
         for p in (9, 50, 100, 200):
             talib.EMA(cc, p)
         talib.MACD(cc, 12, 26, 9)
-        talib.BBANDS(cc, 20, 2, 2, 0)
+        talib.BBANDS(cc, 20, 2, 2, SMA)
         talib.SMA(talib.TRANGE(hh, ll, cc), 20)
         talib.OBV(cc, vv)
         talib.ATR(hh, ll, cc, 14)
@@ -89,7 +97,7 @@ def talib_recompute(candles: list[Candle], n: int) -> float:
         talib.MINUS_DI(hh, ll, cc, 14)
 
     ends = range(WINDOW, WINDOW + n)
-    return timed(lambda: [step(e) for e in ends]) / n
+    return timed(lambda: all_steps(step, ends)) / n
 
 
 def pandas_ta_recompute(candles: list[Candle], n: int) -> float:
@@ -125,7 +133,7 @@ def pandas_ta_recompute(candles: list[Candle], n: int) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ends = range(WINDOW, WINDOW + n)
-        return timed(lambda: [step(e) for e in ends]) / n
+        return timed(lambda: all_steps(step, ends)) / n
 
 
 def main() -> None:

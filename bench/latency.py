@@ -27,9 +27,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +259,11 @@ def first_after(events: list[tuple[float, str]], sym: str, t0: float, t1: float 
     return None
 
 
+def all_decided(decided: Container[tuple[str, int]], closed_ts: dict[str, int]) -> bool:
+    """Every symbol's bar that closed at ``closed_ts`` has been decided."""
+    return all((s, ts) in decided for s, ts in closed_ts.items())
+
+
 async def wait_until(done: Callable[[], bool], timeout_s: float) -> None:
     """Poll engine state (the bench observes; it adds no signalling to the engine)."""
     deadline = mono() + timeout_s
@@ -299,7 +305,7 @@ async def run(args: argparse.Namespace) -> None:
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(log_file.open("w"))  # as in production: logs to a file, not a terminal
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         bot_mode="paper",
         symbols=symbols,
         paper_exchange_url=url,
@@ -397,7 +403,8 @@ async def candle_phase(
         # ... then the boundary: every symbol's next candle starts, which closes rounds[k - 1].
         t_burst = mono()
         sent = await admin(session, url, "/sim/bench/candles", {"round": k, "spread_s": args.spread})
-        await wait_until(lambda k=k: all((s, d.rounds[k - 1].ts) in probe.decided for s, d in data.items()), 60)
+        closed_ts = {s: d.rounds[k - 1].ts for s, d in data.items()}
+        await wait_until(partial(all_decided, probe.decided, closed_ts), 60)
         await probe.settle()
         burst_end = mono()
         await rt.bus.drain()
@@ -494,8 +501,8 @@ def report(
     total_s: float,
 ) -> None:
     m = rt.metrics
-    entry_hist = m.entry_latency.collect()[0].samples
-    stop_hist = m.stop_latency.collect()[0].samples
+    entry_hist = next(iter(m.entry_latency.collect())).samples
+    stop_hist = next(iter(m.stop_latency.collect())).samples
 
     def mean_ms(samples: Any) -> float:
         count = next(s.value for s in samples if s.name.endswith("_count"))

@@ -97,7 +97,12 @@ async def serve(plan_dir: Path) -> None:
     print(f"READY {sim.rest_url}", flush=True)
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    loop.add_reader(sys.stdin.fileno(), lambda: done.done() or done.set_result(None))  # parent closed stdin
+
+    def stdin_closed() -> None:  # the parent closed stdin: time to stop
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(sys.stdin.fileno(), stdin_closed)
     await done
     await sim.stop()
 

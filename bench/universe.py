@@ -49,9 +49,9 @@ def main() -> None:
         src = SOURCES[i % 4]
         pipe = SymbolPipeline(cfg, sym)
         start = series[src][first[src]].ts
-        for k in confirm[src]:
-            if k.ts + 1_800_000 <= start:
-                pipe.on_confirmation_candle(k)
+        for bar in confirm[src]:
+            if bar.ts + 1_800_000 <= start:
+                pipe.on_confirmation_candle(bar)
         pipes.append((pipe, CandleAggregator("5min", "30min"), series[src][first[src] :]))
 
     def close_bar(k: int) -> None:
