@@ -139,12 +139,13 @@ class Backtester:
             self.in_market += self._held or any(r.position is not None for r in self.runs)
         # A signal now fills at the next open, close_ts: the window bounds that fill (--to exclusive).
         trading = (self.trade_from_ms is None or close_ts >= self.trade_from_ms) and not self._after_window(close_ts)
+        drawdown = float(self.risk.drawdown_pct)  # deciding changes no account state: one figure for every symbol
         for run in live:
             bar = run.candles[run.index - 1]
             confirmation = run.aggregator.update(bar)
             if confirmation is not None:
                 run.pipeline.on_confirmation_candle(confirmation)
-            decision = run.pipeline.on_primary_candle(bar, drawdown_pct=float(self.risk.drawdown_pct))
+            decision = run.pipeline.on_primary_candle(bar, drawdown_pct=drawdown)
             if decision.passed and trading:
                 self.passed += 1
                 if run.position is None:

@@ -43,6 +43,11 @@ class TimeframeState:
         self.snapshot: IndicatorSnapshot | None = None
         self.signals: list[Signal] = []
         self.ready: tuple[str, ...] = ()
+        # Every snapshot field is defined from a fixed bar count on and stays defined (IndicatorSet warms up once;
+        # a gap resets it and the detectors), so a detector once ready stays ready: after the bar on which all
+        # are, ``update`` skips the per-detector checks (10 attrgetter calls a bar).
+        # tests/scoring/test_per_bar_shortcuts.py holds the snapshot fields to that.
+        self._all_ready = False
 
     def update(self, candle: Candle) -> int:
         """Apply a closed candle; returns how many bars were missing before it (0 normally).
@@ -64,6 +69,13 @@ class TimeframeState:
         self.snapshot = snap
         self.closes.append(candle.close)
         signals: list[Signal] = []
+        if self._all_ready:  # readiness never goes back (see __init__): no per-detector check
+            for det in self.detectors:
+                found = det.update(snap)
+                if found:
+                    signals.extend(found)
+            self.signals = signals
+            return missing
         ready: list[str] = []
         for det in self.detectors:
             found = det.update(snap)
@@ -72,6 +84,7 @@ class TimeframeState:
                 if found:
                     signals.extend(found)
         self.signals, self.ready = signals, tuple(ready)
+        self._all_ready = len(ready) == len(self.detectors)
         return missing
 
     def not_ready_reason(self) -> str | None:
@@ -96,6 +109,7 @@ class TimeframeState:
         self.detectors = [type(d)(self.cfg) for d in self.detectors]
         self.closes.clear()
         self.snapshot, self.signals, self.ready = None, [], ()
+        self._all_ready = False
 
 
 @dataclass(frozen=True, slots=True)
