@@ -7,11 +7,12 @@ confirmation candle only once it has closed (close time ≤ the primary bar's cl
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config.strategy import StrategyConfig
-from engine.gates.entry import GateInputs, MicroInputs, evaluate_gates, not_ready
+from engine.gates.entry import GateInputs, LazyGates, MicroInputs, not_ready
 from engine.gates.result import GateResult, failing_reasons
 from engine.indicators import IndicatorParams, IndicatorSet, IndicatorSnapshot
 from engine.models import Candle, timeframe_ms
@@ -124,7 +125,7 @@ class Decision:
     direction: Direction
     confidence: float
     atr_pct: float | None
-    gates: list[GateResult]
+    gates: Sequence[GateResult]  # a LazyGates from the pipeline: built when first read
     primary: TimeframeResult | None = None
     confirmation: TimeframeResult | None = None
     combined: Combined | None = None
@@ -135,7 +136,10 @@ class Decision:
 
     @property
     def passed(self) -> bool:
-        return bool(self.gates) and all(g.passed for g in self.gates)
+        gates = self.gates
+        if isinstance(gates, LazyGates):
+            return gates.passed  # never empty; stops at the first failing gate unless already built
+        return bool(gates) and all(g.passed for g in gates)
 
     @property
     def failing(self) -> list[str]:
@@ -150,6 +154,7 @@ class Decision:
 
     def summary(self) -> dict[str, Any]:
         """The verdict without the breakdown: small enough to record for every symbol on every bar."""
+        failing = self.failing  # builds the gate list once; ``passed`` then reads it
         return {
             "symbol": self.symbol,
             "ts": self.ts,
@@ -162,7 +167,7 @@ class Decision:
             "atr_pct": self.atr_pct,
             "strict": self.strict,
             "passed": self.passed,
-            "failing": self.failing,
+            "failing": failing,
             "explained": False,
         }
 
@@ -293,7 +298,7 @@ class SymbolPipeline:
             s.signal.direction is d and s.signal.category in triggers and s.signal.indicator not in TRIGGER_EXCLUDED
             for s in primary.signals
         )
-        gates = evaluate_gates(
+        gates = LazyGates(
             cfg,
             GateInputs(
                 final_score=x,

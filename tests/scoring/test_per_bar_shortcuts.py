@@ -3,16 +3,21 @@ the result cannot change, so every decision stays what the full computation give
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from engine.config import StrategyConfig, default_strategy_config
+from engine.gates import entry
+from engine.gates.entry import LazyGates
+from engine.gates.result import GateResult
 from engine.indicators import IndicatorParams, IndicatorSet
+from engine.marketdata.aggregate import CandleAggregator
 from engine.marketdata.candle_files import load_candles
 from engine.scoring import detectors
 from engine.scoring.detectors import DETECTORS, Detector
-from engine.scoring.pipeline import TimeframeState
+from engine.scoring.pipeline import SymbolPipeline, TimeframeState
 
 CFG = default_strategy_config()
 RSI_ON = CFG.model_copy(
@@ -81,3 +86,46 @@ def test_after_warm_up_no_detector_is_asked_and_nothing_changes(
     per_bar = len(st.detectors)
     assert sorted(set(asked)) == [*range(200), *range(1500, 1700)]
     assert len(asked) == 400 * per_bar
+
+
+def test_a_decision_builds_its_gates_only_as_far_as_it_is_read(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``passed`` stops at the first failing gate; the full list (failing, to_dict) is built once, on demand, and
+    says the same as a decision holding the plain list."""
+    built: list[str] = []
+    real = entry.GateResult
+
+    def counted(code: str, *args: object, **kw: object) -> GateResult:
+        built.append(code)
+        return real(code, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(entry, "GateResult", counted)
+    pipe, agg = SymbolPipeline(CFG, "ETHUSDTM"), CandleAggregator("5min", "30min")
+    read_for_passed: list[int] = []
+    for candle in load_candles(data_dir, "ETHUSDTM", "5min"):
+        confirmation = agg.update(candle)
+        if confirmation is not None:
+            pipe.on_confirmation_candle(confirmation)
+        built.clear()
+        d = pipe.on_primary_candle(candle, drawdown_pct=0.0)
+        if not isinstance(d.gates, LazyGates):
+            assert built == ["data_not_ready"]  # not ready yet: that one result
+            continue
+        assert built == []  # deciding built no gate result
+        built.clear()
+        passed = d.passed
+        read_for_passed.append(len(built))
+        last_read = built[-1]
+        built.clear()
+        full = list(d.gates)
+        assert [g.code for g in full] == built  # built once, here, in full
+        assert last_read == (full[-1].code if passed else d.failing[0])  # ``passed`` stopped at the first failure
+        plain = dataclasses.replace(d, gates=full)
+        assert d.to_dict() == plain.to_dict() and d.summary() == plain.summary()
+        assert d.passed == plain.passed == (d.failing == []) and d.side == plain.side
+        assert len(built) == len(full)  # reading again built nothing more
+        assert d.gates == full and len(d.gates) == len(full) and d.gates[1:3] == full[1:3]
+        assert repr(d.gates) == repr(full)
+    # 8,640 bars, 7,440 scored: their pass/fail was read after 1.67 gate results on average instead of 10.
+    assert len(read_for_passed) == 7440
+    assert sum(read_for_passed) / len(read_for_passed) < 1.7
+    assert max(read_for_passed) == 10  # the default config's ten gates, read in full by its 4 passing bars
