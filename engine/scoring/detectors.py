@@ -18,11 +18,13 @@ class DivergenceTracker:
 
     A bar is a swing once its two neighbours on each side are known, and stays one for as long as those four
     are inside the window; so each swing is found once, when the bar two back is decided. Only the last two
-    swings of each kind matter, and only while the older of them is still inside the window. Equal, bar for
-    bar, to ``regular_divergence`` over the window (a property test proves it).
+    swings of each kind matter, and only while the older of them is still inside the window: so when a swing is
+    found, the verdict is settled until that older swing leaves the window, and the bars between only compare
+    their number with that last bar. Equal, bar for bar, to ``regular_divergence`` over the window (a property
+    test proves it).
     """
 
-    __slots__ = ("_close", "_min", "_oh", "_ol", "_osc", "_ph", "_pl", "_seen", "_window")
+    __slots__ = ("_bear_until", "_bull_until", "_close", "_min", "_oh", "_ol", "_osc", "_ph", "_pl", "_seen", "_window")
 
     def __init__(self, window: int, min_history: int) -> None:
         self._osc: deque[float] = deque(maxlen=5)
@@ -33,6 +35,7 @@ class DivergenceTracker:
         self._window = window
         self._min = min_history
         self._seen = 0
+        self._bull_until = self._bear_until = -1  # the last bar on which the current swings say bullish / bearish
 
     def update(self, osc: float, close: float) -> Direction:
         self._osc.append(osc)
@@ -40,24 +43,31 @@ class DivergenceTracker:
         bar = self._seen
         self._seen = bar + 1
         if bar >= 4:  # the bar two back now has two neighbours on each side: is it a swing?
+            lows = highs = False
             a, b, v, d, e = self._close
             if v < a and v < b and v < d and v < e:
-                self._pl = (self._pl[1], (bar - 2, v))
+                self._pl, lows = (self._pl[1], (bar - 2, v)), True
             elif v > a and v > b and v > d and v > e:
-                self._ph = (self._ph[1], (bar - 2, v))
+                self._ph, highs = (self._ph[1], (bar - 2, v)), True
             a, b, v, d, e = self._osc
             if v < a and v < b and v < d and v < e:
-                self._ol = (self._ol[1], (bar - 2, v))
+                self._ol, lows = (self._ol[1], (bar - 2, v)), True
             elif v > a and v > b and v > d and v > e:
-                self._oh = (self._oh[1], (bar - 2, v))
+                self._oh, highs = (self._oh[1], (bar - 2, v)), True
+            if lows:
+                (pl0, pl1), (ol0, ol1) = self._pl, self._ol
+                # bullish while both older lows are in the window: first = bar − window + 3 ≤ their bar numbers
+                ok = pl1[1] < pl0[1] and ol1[1] > ol0[1]
+                self._bull_until = min(pl0[0], ol0[0]) + self._window - 3 if ok else -1
+            if highs:
+                (ph0, ph1), (oh0, oh1) = self._ph, self._oh
+                ok = ph1[1] > ph0[1] and oh1[1] < oh0[1]
+                self._bear_until = min(ph0[0], oh0[0]) + self._window - 3 if ok else -1
         if bar + 1 < self._min:
             return Direction.NEUTRAL
-        first = bar - self._window + 3  # the oldest bar that still has two neighbours before it in the window
-        (pl0, pl1), (ol0, ol1) = self._pl, self._ol
-        if pl0[0] >= first and ol0[0] >= first and pl1[1] < pl0[1] and ol1[1] > ol0[1]:
+        if bar <= self._bull_until:
             return Direction.BULLISH
-        (ph0, ph1), (oh0, oh1) = self._ph, self._oh
-        if ph0[0] >= first and oh0[0] >= first and ph1[1] > ph0[1] and oh1[1] < oh0[1]:
+        if bar <= self._bear_until:
             return Direction.BEARISH
         return Direction.NEUTRAL
 
@@ -467,7 +477,7 @@ class ObvDetector(Detector):
         super().__init__(cfg)
         self.p = cfg.indicators.obv.params
         self._closes: deque[float] = deque(maxlen=self.p.price_confirm_bars)
-        self._obvs: deque[float] = deque(maxlen=self.p.breakout_window)
+        self._obvs: deque[float] = deque(maxlen=self.p.breakout_window - 1)  # the OBVs before the current one
         self._vols: deque[float] = deque(maxlen=self.p.breakout_window)
 
     def update(self, snap: IndicatorSnapshot) -> list[Signal]:
@@ -478,8 +488,10 @@ class ObvDetector(Detector):
         out: list[Signal] = []
         if obv is None:
             return out
-        prior = list(self._obvs)
-        self._obvs.append(obv)
+        prior = self._obvs
+        window_full = len(prior) == p.breakout_window - 1
+        high, low = (max(prior), min(prior)) if window_full else (0.0, 0.0)
+        prior.append(obv)
         if z is None:
             return out
         past = self._closes[0] if len(self._closes) == p.price_confirm_bars else None
@@ -497,19 +509,21 @@ class ObvDetector(Detector):
                     "slope", BEAR, "veryStrong" if confirm else "strong" if abs(z) > p.z_score_strong else "moderate"
                 )
             )
-        if len(prior) == p.breakout_window - 1 or len(prior) == p.breakout_window:
-            window = prior[-(p.breakout_window - 1) :]
-            vols = list(self._vols)
-            spike = False
-            if len(vols) == p.breakout_window:
-                mean_vol = sum(vols) / len(vols)
-                spike = any(v > p.volume_spike_factor * mean_vol for v in vols[-p.volume_spike_lookback :])
-            if obv > max(window):
-                out.append(self.signal("breakout", BULL, "veryStrong" if spike else "strong"))
-            elif obv < min(window):
-                out.append(self.signal("breakout", BEAR, "veryStrong" if spike else "strong"))
+        if window_full:  # a breakout beyond the previous breakoutWindow − 1 OBVs
+            if obv > high:
+                out.append(self.signal("breakout", BULL, "veryStrong" if self._volume_spike() else "strong"))
+            elif obv < low:
+                out.append(self.signal("breakout", BEAR, "veryStrong" if self._volume_spike() else "strong"))
         self.divergence(obv, close, out)
         return out
+
+    def _volume_spike(self) -> bool:
+        """A volume among the last volumeSpikeLookback above volumeSpikeFactor × the breakoutWindow mean."""
+        p, vols = self.p, list(self._vols)
+        if len(vols) < p.breakout_window:
+            return False
+        limit = p.volume_spike_factor * (sum(vols) / len(vols))
+        return any(v > limit for v in vols[-p.volume_spike_lookback :])
 
 
 class AdxDetector(Detector):
