@@ -33,11 +33,12 @@ class GateInputs(NamedTuple):
     trend: Direction
     drawdown_pct: float
     mtf_passed: bool | None
-    mtf_detail: str
     has_trigger: bool
     divergence_count: int
     rsi_alone: bool | None = None
     micro: MicroInputs | None = None
+    mtf_alignment: str | None = None  # for the mtf_alignment gate's explanation, formatted only when read
+    mtf_gap: float | None = None
 
 
 def threshold(cfg: StrategyConfig, atr_pct: float | None) -> float:
@@ -95,7 +96,7 @@ def iter_gates(cfg: StrategyConfig, g: GateInputs) -> Iterator[GateResult]:
         "max_drawdown", g.drawdown_pct <= cfg.gates.max_drawdown_pct, g.drawdown_pct, cfg.gates.max_drawdown_pct
     )
     if cfg.gates.require_mtf_alignment and g.mtf_passed is not None:
-        yield GateResult("mtf_alignment", g.mtf_passed, detail=g.mtf_detail)
+        yield GateResult("mtf_alignment", g.mtf_passed, detail=f"alignment {g.mtf_alignment}, gap {g.mtf_gap}")
     if cfg.gates.require_trigger_signal:
         yield GateResult("trigger_signal", g.has_trigger, detail="divergence, golden/death cross, squeeze or crossover")
     if cfg.gates.require_divergence:

@@ -113,9 +113,12 @@ class TimeframeState:
         self._all_ready = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
-    """One primary bar's verdict, explaining itself: scores, signals, confidence, every gate."""
+    """One primary bar's verdict, explaining itself: scores, signals, confidence, every gate.
+
+    Treat as immutable. Not a frozen dataclass because one is built for every symbol on every bar, and a frozen
+    one's __init__ sets each of its 16 fields through object.__setattr__: ~5× the cost (5.8 µs against 1.1 µs)."""
 
     symbol: str
     ts: int
@@ -310,11 +313,12 @@ class SymbolPipeline:
                 trend=trend_direction(candle.close, snap.ema9, snap.ema50, snap.ema200),
                 drawdown_pct=drawdown_pct,
                 mtf_passed=combined.mtf_gate_passed,
-                mtf_detail=f"alignment {combined.alignment}, gap {combined.gap}",
                 has_trigger=has_trigger,
                 divergence_count=primary.divergence_count,
                 rsi_alone=rsi_alone,
                 micro=micro if self.live else None,
+                mtf_alignment=combined.alignment,
+                mtf_gap=combined.gap,
             ),
         )
         return Decision(

@@ -30,7 +30,6 @@ def _inputs(**kw: object) -> GateInputs:
         trend=BULL,
         drawdown_pct=0.0,
         mtf_passed=True,
-        mtf_detail="",
         has_trigger=True,
         divergence_count=0,
     )

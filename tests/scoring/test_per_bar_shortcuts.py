@@ -10,14 +10,16 @@ import pytest
 
 from engine.config import StrategyConfig, default_strategy_config
 from engine.gates import entry
-from engine.gates.entry import LazyGates
+from engine.gates.entry import GateInputs, LazyGates, evaluate_gates
 from engine.gates.result import GateResult
 from engine.indicators import IndicatorParams, IndicatorSet
 from engine.marketdata.aggregate import CandleAggregator
 from engine.marketdata.candle_files import load_candles
 from engine.scoring import detectors
 from engine.scoring.detectors import DETECTORS, Detector
+from engine.scoring.mtf import Alignment
 from engine.scoring.pipeline import SymbolPipeline, TimeframeState
+from engine.scoring.signals import Direction
 
 CFG = default_strategy_config()
 RSI_ON = CFG.model_copy(
@@ -125,7 +127,33 @@ def test_a_decision_builds_its_gates_only_as_far_as_it_is_read(data_dir: Path, m
         assert len(built) == len(full)  # reading again built nothing more
         assert d.gates == full and len(d.gates) == len(full) and d.gates[1:3] == full[1:3]
         assert repr(d.gates) == repr(full)
+        mtf = next(g for g in full if g.code == "mtf_alignment")
+        assert d.combined is not None and mtf.passed is d.combined.mtf_gate_passed
+        assert (
+            mtf.detail == f"alignment {d.combined.alignment.value}, gap {d.combined.gap}"
+        )  # e.g. "alignment full, gap 3.2"
     # 8,640 bars, 7,440 scored: their pass/fail was read after 1.67 gate results on average instead of 10.
     assert len(read_for_passed) == 7440
     assert sum(read_for_passed) / len(read_for_passed) < 1.7
     assert max(read_for_passed) == 10  # the default config's ten gates, read in full by its 4 passing bars
+
+
+def test_the_mtf_gate_words_its_numbers_when_read() -> None:
+    """GateInputs carries the alignment and gap; the explanation is formatted only when the gate is built."""
+    inputs = GateInputs(
+        final_score=85.0,
+        prev_score=70.0,
+        atr_pct=1.0,
+        confidence=0.95,
+        agreeing=6,
+        total_indicators=10,
+        trend=Direction.BULLISH,
+        drawdown_pct=0.0,
+        mtf_passed=False,
+        has_trigger=True,
+        divergence_count=0,
+        mtf_alignment=Alignment.DIVERGENT,
+        mtf_gap=57.25,
+    )
+    gates = evaluate_gates(CFG, inputs)
+    assert [(g.code, g.detail) for g in gates if not g.passed] == [("mtf_alignment", "alignment divergent, gap 57.25")]
