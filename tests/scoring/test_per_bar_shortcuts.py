@@ -20,6 +20,7 @@ from engine.scoring.detectors import DETECTORS, Detector
 from engine.scoring.mtf import Alignment
 from engine.scoring.pipeline import SymbolPipeline, TimeframeState
 from engine.scoring.signals import Direction
+from engine.scoring.timeframe import base_confidence
 
 CFG = default_strategy_config()
 RSI_ON = CFG.model_copy(
@@ -157,3 +158,11 @@ def test_the_mtf_gate_words_its_numbers_when_read() -> None:
     )
     gates = evaluate_gates(CFG, inputs)
     assert [(g.code, g.detail) for g in gates if not g.passed] == [("mtf_alignment", "alignment divergent, gap 57.25")]
+
+
+def test_base_confidence_from_the_strength_multipliers_of_each_side() -> None:
+    """§7.1 with the multipliers gathered in the scoring pass: bullish veryStrong + strong + moderate (3.0) against
+    one strong (1.0): agreement 0.5 → 30, + min(20, 5 × 3) = 15, + 10 for one divergence = 55."""
+    assert base_confidence(CFG, [1.4, 1.0, 0.6], [1.0], 3, 1) == 55
+    assert base_confidence(CFG, [], [], 4, 2) == 0  # no signal on either side: no confidence at all
+    assert base_confidence(CFG, [], [0.3], 6, 0) == 80  # one-sided: 60 + the 20 cap
