@@ -72,9 +72,50 @@ class DivergenceTracker:
         return Direction.NEUTRAL
 
 
+class TwinPeaksTracker:
+    """§4.2 AO twin peaks over the last ``window`` values, in O(1) per bar; equal, bar for bar, to ``twin_peaks``
+    over the window (a property test proves it).
+
+    A value is a peak (trough) once its right neighbour is known, and counts while its left neighbour is still in
+    the window. Only the last two troughs and the last two peaks matter, each with the last peak (trough) found
+    before it: whether one lies between the two is then one comparison.
+    """
+
+    __slots__ = ("_peaks", "_prev", "_prev2", "_seen", "_troughs", "_window")
+
+    def __init__(self, window: int) -> None:
+        self._window = window
+        self._seen = 0
+        self._prev2 = self._prev = 0.0  # the values one and two bars before the newest
+        # (older, newer), each (bar number, value, bar of the last opposite extreme found before it); the starting
+        # placeholders lie far before any window.
+        self._peaks = self._troughs = _NO_EXTREMA
+
+    def update(self, value: float) -> Direction:
+        bar = self._seen
+        self._seen = bar + 1
+        a, b = self._prev2, self._prev
+        if bar >= 2:  # the bar before now has both neighbours: a peak or a trough?
+            if b > a and b > value:
+                self._peaks = (self._peaks[1], (bar - 1, b, self._troughs[1][0]))
+            elif b < a and b < value:
+                self._troughs = (self._troughs[1], (bar - 1, b, self._peaks[1][0]))
+        self._prev2, self._prev = b, value
+        first = bar - self._window + 2  # the oldest bar whose left neighbour is still in the window
+        (t1, t1v, _), (_, t2v, peak_before_t2) = self._troughs
+        if t1 >= first and t1v < 0 and t2v < 0 and t2v > t1v and peak_before_t2 > t1 and value > t2v:
+            return Direction.BULLISH
+        (p1, p1v, _), (_, p2v, trough_before_p2) = self._peaks
+        if p1 >= first and p1v > 0 and p2v > 0 and p2v < p1v and trough_before_p2 > p1 and value < p2v:
+            return Direction.BEARISH
+        return Direction.NEUTRAL
+
+
 _SIGNALS: dict[tuple[str, str, Direction, str, str], Signal] = {}
 _NO_SWING = (-(2**62), 0.0)
 _NO_SWINGS: tuple[tuple[int, float], tuple[int, float]] = (_NO_SWING, _NO_SWING)
+_NO_EXTREMUM = (-(2**62), 0.0, -(2**62))
+_NO_EXTREMA: tuple[tuple[int, float, int], tuple[int, float, int]] = (_NO_EXTREMUM, _NO_EXTREMUM)
 
 
 class Detector:
@@ -289,6 +330,7 @@ class AoDetector(Detector):
     def __init__(self, cfg: StrategyConfig) -> None:
         super().__init__(cfg)
         self._hist: deque[float] = deque(maxlen=cfg.indicators.ao.params.twin_peaks_window)
+        self._twin = TwinPeaksTracker(cfg.indicators.ao.params.twin_peaks_window)
 
     def update(self, snap: IndicatorSnapshot) -> list[Signal]:
         ao, ac = snap.ao, snap.ac
@@ -309,7 +351,7 @@ class AoDetector(Detector):
                 out.append(self.signal("saucer", BULL, "strong"))
             elif max(a0, a1, a2, a3) < 0 and a1 > a0 and a2 > a1 and a3 < a2:
                 out.append(self.signal("saucer", BEAR, "strong"))
-        twin = twin_peaks(list(hist))
+        twin = self._twin.update(ao)
         if twin is not Direction.NEUTRAL:
             out.append(self.signal("twinPeaks", twin, "veryStrong"))
         self.divergence(ao, snap.candle.close, out)
@@ -317,7 +359,10 @@ class AoDetector(Detector):
 
 
 def twin_peaks(values: list[float]) -> Direction:
-    """§4.2 AO twin peaks over the window: two troughs below zero rising with a peak between (bullish), or mirror."""
+    """§4.2 AO twin peaks over the window: two troughs below zero rising with a peak between (bullish), or mirror.
+
+    The readable definition: AoDetector runs ``TwinPeaksTracker`` (O(1) per bar), which a property test holds to
+    this, bar for bar."""
     n = len(values)
     if n < 3:
         return Direction.NEUTRAL
