@@ -27,8 +27,8 @@ class DivergenceTracker:
     __slots__ = ("_bear_until", "_bull_until", "_close", "_min", "_oh", "_ol", "_osc", "_ph", "_pl", "_seen", "_window")
 
     def __init__(self, window: int, min_history: int) -> None:
-        self._osc: deque[float] = deque(maxlen=5)
-        self._close: deque[float] = deque(maxlen=5)
+        # The four values before the newest, oldest first (a tuple unpacks faster than a deque).
+        self._osc = self._close = (0.0, 0.0, 0.0, 0.0)
         # The last two confirmed swings (older, newer), each (bar number, value): price and oscillator lows and
         # highs. The starting placeholders lie far before any window, so they never count as swings.
         self._pl = self._ph = self._ol = self._oh = _NO_SWINGS
@@ -38,22 +38,22 @@ class DivergenceTracker:
         self._bull_until = self._bear_until = -1  # the last bar on which the current swings say bullish / bearish
 
     def update(self, osc: float, close: float) -> Direction:
-        self._osc.append(osc)
-        self._close.append(close)
         bar = self._seen
         self._seen = bar + 1
-        if bar >= 4:  # the bar two back now has two neighbours on each side: is it a swing?
+        c0, c1, c, c3 = self._close
+        self._close = (c1, c, c3, close)
+        o0, o1, o, o3 = self._osc
+        self._osc = (o1, o, o3, osc)
+        if bar >= 4:  # the bar two back (c, o) now has two neighbours on each side: is it a swing?
             lows = highs = False
-            a, b, v, d, e = self._close
-            if v < a and v < b and v < d and v < e:
-                self._pl, lows = (self._pl[1], (bar - 2, v)), True
-            elif v > a and v > b and v > d and v > e:
-                self._ph, highs = (self._ph[1], (bar - 2, v)), True
-            a, b, v, d, e = self._osc
-            if v < a and v < b and v < d and v < e:
-                self._ol, lows = (self._ol[1], (bar - 2, v)), True
-            elif v > a and v > b and v > d and v > e:
-                self._oh, highs = (self._oh[1], (bar - 2, v)), True
+            if c < c0 and c < c1 and c < c3 and c < close:
+                self._pl, lows = (self._pl[1], (bar - 2, c)), True
+            elif c > c0 and c > c1 and c > c3 and c > close:
+                self._ph, highs = (self._ph[1], (bar - 2, c)), True
+            if o < o0 and o < o1 and o < o3 and o < osc:
+                self._ol, lows = (self._ol[1], (bar - 2, o)), True
+            elif o > o0 and o > o1 and o > o3 and o > osc:
+                self._oh, highs = (self._oh[1], (bar - 2, o)), True
             if lows:
                 (pl0, pl1), (ol0, ol1) = self._pl, self._ol
                 # bullish while both older lows are in the window: first = bar − window + 3 ≤ their bar numbers

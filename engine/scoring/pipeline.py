@@ -93,7 +93,7 @@ class TimeframeState:
         bars = self.indicators.bars
         if bars < self.cfg.timeframes.min_candles:
             return f"{bars} of {self.cfg.timeframes.min_candles} candles"
-        missing = [d.name for d in self.detectors if d.name not in self.ready]
+        missing = [] if self._all_ready else [d.name for d in self.detectors if d.name not in self.ready]
         if self.cfg.gates.require_ao_when_enabled:
             missing += [n for n in self.required if n not in self.ready and n not in missing]
         return f"indicators not ready: {', '.join(missing)}" if missing else None
