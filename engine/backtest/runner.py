@@ -18,6 +18,8 @@ from engine.risk.limits import RiskState
 from engine.risk.pretrade import EntryProposal, pretrade_checks
 from engine.scoring.pipeline import Decision, SymbolPipeline
 
+ZERO = Decimal(0)
+
 
 @dataclass(frozen=True, slots=True)
 class EquityPoint:
@@ -47,7 +49,7 @@ class _SymbolRun:
     index: int = 0
     pending: Decision | None = None
     position: OpenPosition | None = None
-    last_close: Decimal | None = None
+    last_close: Decimal | None = None  # the close of the last bar that ended with a position open
 
 
 class Backtester:
@@ -123,11 +125,12 @@ class Backtester:
             bar = run.candles[run.index]
             run.index += 1
             self._execute(run, bar, ts, entry_bar=run.symbol in entered)
-            run.last_close = dec(bar.close)
+            if run.position is not None:  # only an open position is marked at this close (and at the next bar's exit)
+                run.last_close = dec(bar.close)
         # Mark-to-market at the bar close, then decide with the drawdown in force.
         unrealized = sum(
             (r.position.unrealized(r.last_close) for r in self.runs if r.position and r.last_close is not None),
-            Decimal(0),
+            ZERO,
         )
         mark = self.initial + self.realized + unrealized
         close_ts = ts + self.step
