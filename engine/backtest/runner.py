@@ -18,6 +18,8 @@ from engine.risk.limits import RiskState
 from engine.risk.pretrade import EntryProposal, pretrade_checks
 from engine.scoring.pipeline import Decision, SymbolPipeline
 
+ZERO = Decimal(0)
+
 
 @dataclass(frozen=True, slots=True)
 class EquityPoint:
@@ -47,7 +49,7 @@ class _SymbolRun:
     index: int = 0
     pending: Decision | None = None
     position: OpenPosition | None = None
-    last_close: Decimal | None = None
+    last_close: Decimal | None = None  # the close of the last bar that ended with a position open
 
 
 class Backtester:
@@ -123,11 +125,12 @@ class Backtester:
             bar = run.candles[run.index]
             run.index += 1
             self._execute(run, bar, ts, entry_bar=run.symbol in entered)
-            run.last_close = dec(bar.close)
+            if run.position is not None:  # only an open position is marked at this close (and at the next bar's exit)
+                run.last_close = dec(bar.close)
         # Mark-to-market at the bar close, then decide with the drawdown in force.
         unrealized = sum(
             (r.position.unrealized(r.last_close) for r in self.runs if r.position and r.last_close is not None),
-            Decimal(0),
+            ZERO,
         )
         mark = self.initial + self.realized + unrealized
         close_ts = ts + self.step
@@ -139,12 +142,13 @@ class Backtester:
             self.in_market += self._held or any(r.position is not None for r in self.runs)
         # A signal now fills at the next open, close_ts: the window bounds that fill (--to exclusive).
         trading = (self.trade_from_ms is None or close_ts >= self.trade_from_ms) and not self._after_window(close_ts)
+        drawdown = float(self.risk.drawdown_pct)  # deciding changes no account state: one figure for every symbol
         for run in live:
             bar = run.candles[run.index - 1]
             confirmation = run.aggregator.update(bar)
             if confirmation is not None:
                 run.pipeline.on_confirmation_candle(confirmation)
-            decision = run.pipeline.on_primary_candle(bar, drawdown_pct=float(self.risk.drawdown_pct))
+            decision = run.pipeline.on_primary_candle(bar, drawdown_pct=drawdown)
             if decision.passed and trading:
                 self.passed += 1
                 if run.position is None:

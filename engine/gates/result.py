@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 
@@ -27,6 +28,6 @@ class GateResult(NamedTuple):
         }
 
 
-def failing_reasons(results: list[GateResult]) -> list[str]:
+def failing_reasons(results: Iterable[GateResult]) -> list[str]:
     """Codes of the failed gates, in evaluation order."""
     return [r.code for r in results if not r.passed]

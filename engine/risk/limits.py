@@ -82,8 +82,9 @@ class RiskState:
         self.roll(now_ms)
         self.equity = equity
         self.peak_equity = max(self.peak_equity, equity)
-        self.worst_drawdown_today = max(self.worst_drawdown_today, self.drawdown_pct)
-        if self.drawdown_pct >= breaker_pct:
+        drawdown = self.drawdown_pct
+        self.worst_drawdown_today = max(self.worst_drawdown_today, drawdown)
+        if drawdown >= breaker_pct:
             self.circuit_breaker = True
 
     def record_entry(self, symbol: str, now_ms: int) -> None:

@@ -18,46 +18,95 @@ class DivergenceTracker:
 
     A bar is a swing once its two neighbours on each side are known, and stays one for as long as those four
     are inside the window; so each swing is found once, when the bar two back is decided. Only the last two
-    swings of each kind matter, and only while the older of them is still inside the window. Equal, bar for
-    bar, to ``regular_divergence`` over the window (a property test proves it).
+    swings of each kind matter, and only while the older of them is still inside the window: so when a swing is
+    found, the verdict is settled until that older swing leaves the window, and the bars between only compare
+    their number with that last bar. Equal, bar for bar, to ``regular_divergence`` over the window (a property
+    test proves it).
     """
 
-    __slots__ = ("_close", "_min", "_oh", "_ol", "_osc", "_ph", "_pl", "_seen", "_window")
+    __slots__ = ("_bear_until", "_bull_until", "_close", "_min", "_oh", "_ol", "_osc", "_ph", "_pl", "_seen", "_window")
 
     def __init__(self, window: int, min_history: int) -> None:
-        self._osc: deque[float] = deque(maxlen=5)
-        self._close: deque[float] = deque(maxlen=5)
+        # The four values before the newest, oldest first (a tuple unpacks faster than a deque).
+        self._osc = self._close = (0.0, 0.0, 0.0, 0.0)
         # The last two confirmed swings (older, newer), each (bar number, value): price and oscillator lows and
         # highs. The starting placeholders lie far before any window, so they never count as swings.
         self._pl = self._ph = self._ol = self._oh = _NO_SWINGS
         self._window = window
         self._min = min_history
         self._seen = 0
+        self._bull_until = self._bear_until = -1  # the last bar on which the current swings say bullish / bearish
 
     def update(self, osc: float, close: float) -> Direction:
-        self._osc.append(osc)
-        self._close.append(close)
         bar = self._seen
         self._seen = bar + 1
-        if bar >= 4:  # the bar two back now has two neighbours on each side: is it a swing?
-            a, b, v, d, e = self._close
-            if v < a and v < b and v < d and v < e:
-                self._pl = (self._pl[1], (bar - 2, v))
-            elif v > a and v > b and v > d and v > e:
-                self._ph = (self._ph[1], (bar - 2, v))
-            a, b, v, d, e = self._osc
-            if v < a and v < b and v < d and v < e:
-                self._ol = (self._ol[1], (bar - 2, v))
-            elif v > a and v > b and v > d and v > e:
-                self._oh = (self._oh[1], (bar - 2, v))
+        c0, c1, c, c3 = self._close
+        self._close = (c1, c, c3, close)
+        o0, o1, o, o3 = self._osc
+        self._osc = (o1, o, o3, osc)
+        if bar >= 4:  # the bar two back (c, o) now has two neighbours on each side: is it a swing?
+            lows = highs = False
+            if c < c0 and c < c1 and c < c3 and c < close:
+                self._pl, lows = (self._pl[1], (bar - 2, c)), True
+            elif c > c0 and c > c1 and c > c3 and c > close:
+                self._ph, highs = (self._ph[1], (bar - 2, c)), True
+            if o < o0 and o < o1 and o < o3 and o < osc:
+                self._ol, lows = (self._ol[1], (bar - 2, o)), True
+            elif o > o0 and o > o1 and o > o3 and o > osc:
+                self._oh, highs = (self._oh[1], (bar - 2, o)), True
+            if lows:
+                (pl0, pl1), (ol0, ol1) = self._pl, self._ol
+                # bullish while both older lows are in the window: first = bar − window + 3 ≤ their bar numbers
+                ok = pl1[1] < pl0[1] and ol1[1] > ol0[1]
+                self._bull_until = min(pl0[0], ol0[0]) + self._window - 3 if ok else -1
+            if highs:
+                (ph0, ph1), (oh0, oh1) = self._ph, self._oh
+                ok = ph1[1] > ph0[1] and oh1[1] < oh0[1]
+                self._bear_until = min(ph0[0], oh0[0]) + self._window - 3 if ok else -1
         if bar + 1 < self._min:
             return Direction.NEUTRAL
-        first = bar - self._window + 3  # the oldest bar that still has two neighbours before it in the window
-        (pl0, pl1), (ol0, ol1) = self._pl, self._ol
-        if pl0[0] >= first and ol0[0] >= first and pl1[1] < pl0[1] and ol1[1] > ol0[1]:
+        if bar <= self._bull_until:
             return Direction.BULLISH
-        (ph0, ph1), (oh0, oh1) = self._ph, self._oh
-        if ph0[0] >= first and oh0[0] >= first and ph1[1] > ph0[1] and oh1[1] < oh0[1]:
+        if bar <= self._bear_until:
+            return Direction.BEARISH
+        return Direction.NEUTRAL
+
+
+class TwinPeaksTracker:
+    """§4.2 AO twin peaks over the last ``window`` values, in O(1) per bar; equal, bar for bar, to ``twin_peaks``
+    over the window (a property test proves it).
+
+    A value is a peak (trough) once its right neighbour is known, and counts while its left neighbour is still in
+    the window. Only the last two troughs and the last two peaks matter, each with the last peak (trough) found
+    before it: whether one lies between the two is then one comparison.
+    """
+
+    __slots__ = ("_peaks", "_prev", "_prev2", "_seen", "_troughs", "_window")
+
+    def __init__(self, window: int) -> None:
+        self._window = window
+        self._seen = 0
+        self._prev2 = self._prev = 0.0  # the values one and two bars before the newest
+        # (older, newer), each (bar number, value, bar of the last opposite extreme found before it); the starting
+        # placeholders lie far before any window.
+        self._peaks = self._troughs = _NO_EXTREMA
+
+    def update(self, value: float) -> Direction:
+        bar = self._seen
+        self._seen = bar + 1
+        a, b = self._prev2, self._prev
+        if bar >= 2:  # the bar before now has both neighbours: a peak or a trough?
+            if b > a and b > value:
+                self._peaks = (self._peaks[1], (bar - 1, b, self._troughs[1][0]))
+            elif b < a and b < value:
+                self._troughs = (self._troughs[1], (bar - 1, b, self._peaks[1][0]))
+        self._prev2, self._prev = b, value
+        first = bar - self._window + 2  # the oldest bar whose left neighbour is still in the window
+        (t1, t1v, _), (_, t2v, peak_before_t2) = self._troughs
+        if t1 >= first and t1v < 0 and t2v < 0 and t2v > t1v and peak_before_t2 > t1 and value > t2v:
+            return Direction.BULLISH
+        (p1, p1v, _), (_, p2v, trough_before_p2) = self._peaks
+        if p1 >= first and p1v > 0 and p2v > 0 and p2v < p1v and trough_before_p2 > p1 and value < p2v:
             return Direction.BEARISH
         return Direction.NEUTRAL
 
@@ -65,6 +114,8 @@ class DivergenceTracker:
 _SIGNALS: dict[tuple[str, str, Direction, str, str], Signal] = {}
 _NO_SWING = (-(2**62), 0.0)
 _NO_SWINGS: tuple[tuple[int, float], tuple[int, float]] = (_NO_SWING, _NO_SWING)
+_NO_EXTREMUM = (-(2**62), 0.0, -(2**62))
+_NO_EXTREMA: tuple[tuple[int, float, int], tuple[int, float, int]] = (_NO_EXTREMUM, _NO_EXTREMUM)
 
 
 class Detector:
@@ -279,6 +330,7 @@ class AoDetector(Detector):
     def __init__(self, cfg: StrategyConfig) -> None:
         super().__init__(cfg)
         self._hist: deque[float] = deque(maxlen=cfg.indicators.ao.params.twin_peaks_window)
+        self._twin = TwinPeaksTracker(cfg.indicators.ao.params.twin_peaks_window)
 
     def update(self, snap: IndicatorSnapshot) -> list[Signal]:
         ao, ac = snap.ao, snap.ac
@@ -299,7 +351,7 @@ class AoDetector(Detector):
                 out.append(self.signal("saucer", BULL, "strong"))
             elif max(a0, a1, a2, a3) < 0 and a1 > a0 and a2 > a1 and a3 < a2:
                 out.append(self.signal("saucer", BEAR, "strong"))
-        twin = twin_peaks(list(hist))
+        twin = self._twin.update(ao)
         if twin is not Direction.NEUTRAL:
             out.append(self.signal("twinPeaks", twin, "veryStrong"))
         self.divergence(ao, snap.candle.close, out)
@@ -307,7 +359,10 @@ class AoDetector(Detector):
 
 
 def twin_peaks(values: list[float]) -> Direction:
-    """§4.2 AO twin peaks over the window: two troughs below zero rising with a peak between (bullish), or mirror."""
+    """§4.2 AO twin peaks over the window: two troughs below zero rising with a peak between (bullish), or mirror.
+
+    The readable definition: AoDetector runs ``TwinPeaksTracker`` (O(1) per bar), which a property test holds to
+    this, bar for bar."""
     n = len(values)
     if n < 3:
         return Direction.NEUTRAL
@@ -467,7 +522,7 @@ class ObvDetector(Detector):
         super().__init__(cfg)
         self.p = cfg.indicators.obv.params
         self._closes: deque[float] = deque(maxlen=self.p.price_confirm_bars)
-        self._obvs: deque[float] = deque(maxlen=self.p.breakout_window)
+        self._obvs: deque[float] = deque(maxlen=self.p.breakout_window - 1)  # the OBVs before the current one
         self._vols: deque[float] = deque(maxlen=self.p.breakout_window)
 
     def update(self, snap: IndicatorSnapshot) -> list[Signal]:
@@ -478,8 +533,10 @@ class ObvDetector(Detector):
         out: list[Signal] = []
         if obv is None:
             return out
-        prior = list(self._obvs)
-        self._obvs.append(obv)
+        prior = self._obvs
+        window_full = len(prior) == p.breakout_window - 1
+        high, low = (max(prior), min(prior)) if window_full else (0.0, 0.0)
+        prior.append(obv)
         if z is None:
             return out
         past = self._closes[0] if len(self._closes) == p.price_confirm_bars else None
@@ -497,19 +554,21 @@ class ObvDetector(Detector):
                     "slope", BEAR, "veryStrong" if confirm else "strong" if abs(z) > p.z_score_strong else "moderate"
                 )
             )
-        if len(prior) == p.breakout_window - 1 or len(prior) == p.breakout_window:
-            window = prior[-(p.breakout_window - 1) :]
-            vols = list(self._vols)
-            spike = False
-            if len(vols) == p.breakout_window:
-                mean_vol = sum(vols) / len(vols)
-                spike = any(v > p.volume_spike_factor * mean_vol for v in vols[-p.volume_spike_lookback :])
-            if obv > max(window):
-                out.append(self.signal("breakout", BULL, "veryStrong" if spike else "strong"))
-            elif obv < min(window):
-                out.append(self.signal("breakout", BEAR, "veryStrong" if spike else "strong"))
+        if window_full:  # a breakout beyond the previous breakoutWindow − 1 OBVs
+            if obv > high:
+                out.append(self.signal("breakout", BULL, "veryStrong" if self._volume_spike() else "strong"))
+            elif obv < low:
+                out.append(self.signal("breakout", BEAR, "veryStrong" if self._volume_spike() else "strong"))
         self.divergence(obv, close, out)
         return out
+
+    def _volume_spike(self) -> bool:
+        """A volume among the last volumeSpikeLookback above volumeSpikeFactor × the breakoutWindow mean."""
+        p, vols = self.p, list(self._vols)
+        if len(vols) < p.breakout_window:
+            return False
+        limit = p.volume_spike_factor * (sum(vols) / len(vols))
+        return any(v > limit for v in vols[-p.volume_spike_lookback :])
 
 
 class AdxDetector(Detector):

@@ -75,11 +75,12 @@ def combine(cfg: StrategyConfig, primary: TimeframeResult, confirmation: Timefra
         elif gap < 15:
             bonus += tf.low_divergence_bonus_below15
     final = clamp(w + _sign(w) * bonus, -cap, cap)
-    align_conf = {
-        Alignment.FULL: conf.full_alignment_bonus,
-        Alignment.PARTIAL: conf.partial_alignment_bonus,
-        Alignment.DIVERGENT: conf.divergent_alignment_penalty,
-    }[align]
+    if align is Alignment.FULL:
+        align_conf = conf.full_alignment_bonus
+    elif align is Alignment.PARTIAL:
+        align_conf = conf.partial_alignment_bonus
+    else:
+        align_conf = conf.divergent_alignment_penalty
     avg_agreeing = (primary.max_agreeing + confirmation.max_agreeing) / 2
     agree_bonus = (
         conf.avg_agreeing5_bonus if avg_agreeing >= 5 else conf.avg_agreeing4_bonus if avg_agreeing >= 4 else 0

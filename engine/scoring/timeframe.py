@@ -197,20 +197,21 @@ def score_timeframe(
     directional = [n for n in ready if is_directional[n]]
     sums: dict[str, float] = dict.fromkeys(directional, 0.0)
     scored: list[ScoredSignal] = []
-    bull: list[Signal] = []
-    bear: list[Signal] = []
+    bull: list[float] = []  # the strength multipliers of the bullish and the bearish signals (§7.1 agreement)
+    bear: list[float] = []
     divergences = 0
     for s in signals:  # one pass: §5.1 points (W × 0.4 × strength × category, signed), sums, sides, divergences
         ind = s.indicator
         if ind not in ready:
             continue
-        pts = weight[ind] * fraction * strength[s.strength] * category[s.category]
+        mult = strength[s.strength]
+        pts = weight[ind] * fraction * mult * category[s.category]
         if s.direction is Direction.BULLISH:
-            bull.append(s)
+            bull.append(mult)
         else:
             pts = -pts
             if s.direction is Direction.BEARISH:
-                bear.append(s)
+                bear.append(mult)
         scored.append(ScoredSignal(s, pts))
         sums[ind] = sums.get(ind, 0.0) + pts
         if s.kind == "divergence":
@@ -235,32 +236,34 @@ def score_timeframe(
         elif c < 0:
             bear_ind += 1
     conf = base_confidence(cfg, bull, bear, max(bull_ind, bear_ind), divergences)
+    # Positionally, in field order (a NamedTuple built with 14 keywords costs twice as much).
     return TimeframeResult(
-        tf_total=tf_total,
-        indicator_score=indicator_score,
-        contributions=contributions,
-        signals=scored,
-        combos=combos,
-        bull_ind=bull_ind,
-        bear_ind=bear_ind,
-        total_indicators=counted,
-        divergence_count=divergences,
-        confidence_points=conf,
-        bull_signals=len(bull),
-        bear_signals=len(bear),
-        micro_score=micro_score,
-        ready_indicators=ready,
+        tf_total,
+        indicator_score,
+        contributions,
+        scored,
+        combos,
+        bull_ind,
+        bear_ind,
+        counted,
+        divergences,
+        conf,
+        len(bull),
+        len(bear),
+        micro_score,
+        ready,
     )
 
 
 def base_confidence(
-    cfg: StrategyConfig, bull: list[Signal], bear: list[Signal], max_agreeing: int, divergences: int
+    cfg: StrategyConfig, bull: list[float], bear: list[float], max_agreeing: int, divergences: int
 ) -> int:
-    """§7.1: 60·agreement + min(20, 5·maxAgreeing) + 10·divergences, clamped and rounded half up."""
+    """§7.1: 60·agreement + min(20, 5·maxAgreeing) + 10·divergences, clamped and rounded half up.
+
+    ``bull`` / ``bear``: the strength multipliers of the bullish / bearish signals, in signal order (``sum`` of
+    floats is compensated since Python 3.12: a running total would differ in the last bits)."""
     c = cfg.confidence
-    strength = tables(cfg).strength
-    bs = sum(strength[s.strength] for s in bull)
-    ss = sum(strength[s.strength] for s in bear)
+    bs, ss = sum(bull), sum(bear)
     if bs + ss == 0:
         return 0
     agreement = abs(bs - ss) / (bs + ss)

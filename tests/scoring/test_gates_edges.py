@@ -10,7 +10,7 @@ from engine.gates.entry import GateInputs, MicroInputs, avoid_entry, evaluate_ga
 from engine.gates.result import failing_reasons
 from engine.indicators.snapshot import IndicatorSnapshot
 from engine.models import Candle
-from engine.scoring.detectors import AoDetector, KdjDetector, WilliamsRDetector, twin_peaks
+from engine.scoring.detectors import AoDetector, KdjDetector, ObvDetector, WilliamsRDetector, twin_peaks
 from engine.scoring.signals import Direction, regular_divergence
 from engine.scoring.timeframe import classify, round_half_up
 
@@ -30,7 +30,6 @@ def _inputs(**kw: object) -> GateInputs:
         trend=BULL,
         drawdown_pct=0.0,
         mtf_passed=True,
-        mtf_detail="",
         has_trigger=True,
         divergence_count=0,
     )
@@ -139,3 +138,29 @@ def test_ao_saucer_zero_cross_and_twin_peaks() -> None:
     assert any(s.kind == "saucer" and s.direction is BULL for s in out[-1])
     assert twin_peaks([-1, -3, -1, -0.5, -2, -1, -0.5]) is BULL
     assert twin_peaks([1, 3, 1, 0.5, 2, 1, 0.5]) is BEAR
+
+
+def _obv_bar(det: ObvDetector, obv: float, volume: float = 1.0) -> list[str]:
+    snap = IndicatorSnapshot(candle=Candle(0, 100.0, 100.0, 100.0, 100.0, volume), obv=obv, obv_z=0.0)  # type: ignore[call-arg]
+    return [f"{s.direction.label} {s.strength}" for s in det.update(snap) if s.kind == "breakout"]
+
+
+def test_obv_breakout_beyond_the_previous_19_and_its_volume_spike() -> None:
+    """breakoutWindow 20: the OBV against the 19 before it; veryStrong when one of the last 5 volumes exceeds
+    1.5 × the mean of the 20 (this bar's included)."""
+    det = ObvDetector(CFG)
+    assert [_obv_bar(det, 100.0 + i) for i in range(19)] == [[]] * 19  # no full window before the 20th bar
+    assert _obv_bar(det, 150.0) == ["bullish strong"]  # all volumes 1.0: no spike
+    assert _obv_bar(det, 140.0) == []  # inside [101, 150]
+    spiky = ObvDetector(CFG)
+    for i in range(19):
+        _obv_bar(spiky, 100.0 + i)
+    # mean (19 + 2.2) / 20 = 1.06, limit 1.59: 2.2 is a spike; 1.5 is not (limit 1.5 × 1.025 = 1.5375)
+    assert _obv_bar(spiky, 50.0, volume=2.2) == ["bearish veryStrong"]
+    calm = ObvDetector(CFG)
+    for i in range(19):
+        _obv_bar(calm, 100.0 + i)
+    assert _obv_bar(calm, 50.0, volume=1.5) == ["bearish strong"]
+    old = ObvDetector(CFG)  # a high 20 bars back has left the window
+    seq = [1000.0, *(100.0 + i for i in range(18)), 150.0, 160.0]
+    assert [_obv_bar(old, v) for v in seq][-2:] == [[], ["bullish strong"]]

@@ -97,7 +97,6 @@ def _e1_gates(cfg: object, prev: float) -> list[str]:
                 trend=BULL,
                 drawdown_pct=1.0,
                 mtf_passed=True,
-                mtf_detail="",
                 has_trigger=True,
                 divergence_count=1,
             ),
@@ -174,7 +173,6 @@ def test_e2_gate_table(
         trend=trend,
         drawdown_pct=dd,
         mtf_passed=None,
-        mtf_detail="",
         has_trigger=True,
         divergence_count=0,
     )

@@ -1,0 +1,168 @@
+"""The per-bar shortcuts of the scoring path (docs/PERFORMANCE.md) on the real series: each skips work only where
+the result cannot change, so every decision stays what the full computation gives."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from engine.config import StrategyConfig, default_strategy_config
+from engine.gates import entry
+from engine.gates.entry import GateInputs, LazyGates, evaluate_gates
+from engine.gates.result import GateResult
+from engine.indicators import IndicatorParams, IndicatorSet
+from engine.marketdata.aggregate import CandleAggregator
+from engine.marketdata.candle_files import load_candles
+from engine.scoring import detectors
+from engine.scoring.detectors import DETECTORS, Detector
+from engine.scoring.mtf import Alignment
+from engine.scoring.pipeline import SymbolPipeline, TimeframeState
+from engine.scoring.signals import Direction
+from engine.scoring.timeframe import base_confidence
+
+CFG = default_strategy_config()
+RSI_ON = CFG.model_copy(
+    update={
+        "indicators": CFG.indicators.model_copy(update={"rsi": CFG.indicators.rsi.model_copy(update={"enabled": True})})
+    }
+)
+SERIES = [(s, tf) for s in ("ETHUSDTM", "XBTUSDTM", "SOLUSDTM", "XRPUSDTM") for tf in ("5min", "30min")]
+
+
+@pytest.mark.parametrize(("symbol", "timeframe"), SERIES)
+def test_a_ready_detector_stays_ready(data_dir: Path, symbol: str, timeframe: str) -> None:
+    """What TimeframeState's shortcut rests on: every detector's snapshot fields, once defined, stay defined."""
+    indicators = IndicatorSet(IndicatorParams.from_config(RSI_ON))
+    dets = [d(RSI_ON) for d in DETECTORS]
+    first_ready: dict[str, int] = {}
+    for bar, candle in enumerate(load_candles(data_dir, symbol, timeframe)):
+        snap = indicators.update(candle)
+        for det in dets:
+            if det.ready(snap):
+                first_ready.setdefault(det.name, bar)
+            else:
+                assert det.name not in first_ready, f"{det.name} was ready at bar {first_ready[det.name]}, not at {bar}"
+    assert set(first_ready) == {d.name for d in DETECTORS}
+    assert max(first_ready.values()) == 199  # EMA200: the last to be ready, on the 200th candle
+
+
+def _reference(cfg: StrategyConfig, candles: list[object]) -> list[tuple[list[object], tuple[str, ...]]]:
+    """Signals and readiness with every detector asked on every bar (the loop before the shortcut)."""
+    indicators = IndicatorSet(IndicatorParams.from_config(cfg))
+    dets = [d(cfg) for d in DETECTORS if cfg.indicators.get(d.name).enabled]
+    out = []
+    for candle in candles:
+        snap = indicators.update(candle)  # type: ignore[arg-type]
+        signals: list[object] = []
+        ready = []
+        for det in dets:
+            found = det.update(snap)
+            if det.ready(snap):
+                ready.append(det.name)
+                signals.extend(found)
+        out.append((signals, tuple(ready)))
+    return out
+
+
+@pytest.mark.parametrize("cfg", [CFG, RSI_ON], ids=["default", "rsi"])
+def test_after_warm_up_no_detector_is_asked_and_nothing_changes(
+    data_dir: Path, cfg: StrategyConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    candles = load_candles(data_dir, "SOLUSDTM", "5min")
+    candles = candles[:1500] + candles[1503:3000]  # a gap at 1500: a new warm-up, readiness asked again
+    want = _reference(cfg, candles[:1500]) + _reference(cfg, candles[1500:])  # the state starts over at the gap
+    asked: list[int] = []
+    real = Detector.ready
+
+    def counted(self: Detector, snap: object) -> bool:
+        asked.append(bar)
+        return real(self, snap)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(detectors.Detector, "ready", counted)
+    st = TimeframeState(cfg, cfg.timeframes.primary_required_indicators, "5min")
+    for bar, candle in enumerate(candles):
+        st.update(candle)
+        assert (st.signals, st.ready) == want[bar]
+    # Asked on the 200 warm-up bars only (each detector each bar), then again for the 200 after the gap.
+    per_bar = len(st.detectors)
+    assert sorted(set(asked)) == [*range(200), *range(1500, 1700)]
+    assert len(asked) == 400 * per_bar
+
+
+def test_a_decision_builds_its_gates_only_as_far_as_it_is_read(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``passed`` stops at the first failing gate; the full list (failing, to_dict) is built once, on demand, and
+    says the same as a decision holding the plain list."""
+    built: list[str] = []
+    real = entry.GateResult
+
+    def counted(code: str, *args: object, **kw: object) -> GateResult:
+        built.append(code)
+        return real(code, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(entry, "GateResult", counted)
+    pipe, agg = SymbolPipeline(CFG, "ETHUSDTM"), CandleAggregator("5min", "30min")
+    read_for_passed: list[int] = []
+    for candle in load_candles(data_dir, "ETHUSDTM", "5min"):
+        confirmation = agg.update(candle)
+        if confirmation is not None:
+            pipe.on_confirmation_candle(confirmation)
+        built.clear()
+        d = pipe.on_primary_candle(candle, drawdown_pct=0.0)
+        if not isinstance(d.gates, LazyGates):
+            assert built == ["data_not_ready"]  # not ready yet: that one result
+            continue
+        assert built == []  # deciding built no gate result
+        built.clear()
+        passed = d.passed
+        read_for_passed.append(len(built))
+        last_read = built[-1]
+        built.clear()
+        full = list(d.gates)
+        assert [g.code for g in full] == built  # built once, here, in full
+        assert last_read == (full[-1].code if passed else d.failing[0])  # ``passed`` stopped at the first failure
+        plain = dataclasses.replace(d, gates=full)
+        assert d.to_dict() == plain.to_dict() and d.summary() == plain.summary()
+        assert d.passed == plain.passed == (d.failing == []) and d.side == plain.side
+        assert len(built) == len(full)  # reading again built nothing more
+        assert d.gates == full and len(d.gates) == len(full) and d.gates[1:3] == full[1:3]
+        assert repr(d.gates) == repr(full)
+        mtf = next(g for g in full if g.code == "mtf_alignment")
+        assert d.combined is not None and mtf.passed is d.combined.mtf_gate_passed
+        assert (
+            mtf.detail == f"alignment {d.combined.alignment.value}, gap {d.combined.gap}"
+        )  # e.g. "alignment full, gap 3.2"
+    # 8,640 bars, 7,440 scored: their pass/fail was read after 1.67 gate results on average instead of 10.
+    assert len(read_for_passed) == 7440
+    assert sum(read_for_passed) / len(read_for_passed) < 1.7
+    assert max(read_for_passed) == 10  # the default config's ten gates, read in full by its 4 passing bars
+
+
+def test_the_mtf_gate_words_its_numbers_when_read() -> None:
+    """GateInputs carries the alignment and gap; the explanation is formatted only when the gate is built."""
+    inputs = GateInputs(
+        final_score=85.0,
+        prev_score=70.0,
+        atr_pct=1.0,
+        confidence=0.95,
+        agreeing=6,
+        total_indicators=10,
+        trend=Direction.BULLISH,
+        drawdown_pct=0.0,
+        mtf_passed=False,
+        has_trigger=True,
+        divergence_count=0,
+        mtf_alignment=Alignment.DIVERGENT,
+        mtf_gap=57.25,
+    )
+    gates = evaluate_gates(CFG, inputs)
+    assert [(g.code, g.detail) for g in gates if not g.passed] == [("mtf_alignment", "alignment divergent, gap 57.25")]
+
+
+def test_base_confidence_from_the_strength_multipliers_of_each_side() -> None:
+    """§7.1 with the multipliers gathered in the scoring pass: bullish veryStrong + strong + moderate (3.0) against
+    one strong (1.0): agreement 0.5 → 30, + min(20, 5 × 3) = 15, + 10 for one divergence = 55."""
+    assert base_confidence(CFG, [1.4, 1.0, 0.6], [1.0], 3, 1) == 55
+    assert base_confidence(CFG, [], [], 4, 2) == 0  # no signal on either side: no confidence at all
+    assert base_confidence(CFG, [], [0.3], 6, 0) == 80  # one-sided: 60 + the 20 cap
