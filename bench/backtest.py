@@ -1,6 +1,7 @@
 """Candles per second of the full ENYGMA backtest (indicators, scoring, gates, risk, fills) over the four
 shared 5min files, in the same run as backtesting.py on a simple SMA-cross strategy over the same data, and,
-with --freqtrade, freqtrade's own backtest of the same strategy on the same data.
+with --freqtrade, freqtrade's own backtest of the same strategy on the same data. A further row runs the backtester with
+the strategy replaced by a free "no entry": the account loop's own cost, the floor under any strategy.
 
     .venv/bin/python -m bench.backtest [--json FILE] [--freqtrade]
 
@@ -20,9 +21,13 @@ from bench import freqtrade_peer
 from bench.common import Timing, emit, parse, timed_cpu
 from engine.backtest.runner import Backtester
 from engine.config import default_strategy_config
+from engine.config.strategy import StrategyConfig
+from engine.gates.entry import MicroInputs, not_ready
 from engine.marketdata.candle_files import load_candles
 from engine.models import Candle
-from engine.risk.contract import load_contract_specs
+from engine.risk.contract import ContractSpec, load_contract_specs
+from engine.scoring.pipeline import Decision, SymbolPipeline
+from engine.scoring.signals import Direction
 
 SYMBOLS = ("ETHUSDTM", "XBTUSDTM", "SOLUSDTM", "XRPUSDTM")
 FREQTRADE_PUBLISHED_CPS = 4000.0  # freqtrade's own published backtest speed, used when it is not measured here
@@ -72,6 +77,27 @@ def backtesting_py(data: dict[str, list[Candle]]) -> Timing:
     return timed_cpu(run)
 
 
+class _NoEntry(SymbolPipeline):
+    """The strategy replaced by "no entry" on every bar, decided for free: what the backtester's account loop alone
+    costs (bar loop, 30min aggregation, marks, risk state) — the floor under any strategy run through it."""
+
+    def on_confirmation_candle(self, candle: Candle) -> None:
+        return None
+
+    def on_primary_candle(self, candle: Candle, *, drawdown_pct: float, micro: MicroInputs | None = None) -> Decision:
+        return _IDLE
+
+
+_IDLE = Decision("-", 0, 0.0, 0.0, "NEUTRAL", Direction.NEUTRAL, 0.0, None, not_ready("benchmark stub"))
+
+
+def account_loop_only(cfg: StrategyConfig, data: dict[str, list[Candle]], specs: dict[str, ContractSpec]) -> None:
+    bt = Backtester(cfg, data, specs)
+    for run in bt.runs:
+        run.pipeline = _NoEntry(cfg, run.symbol)
+    bt.run()
+
+
 def _add_freqtrade_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--freqtrade",
@@ -96,16 +122,19 @@ def main() -> None:
     )
     t_ours: list[Timing] = []
     t_btpy: list[Timing] = []
+    t_loop: list[Timing] = []
     with contextlib.ExitStack() as stack:
         peer = None if no_freqtrade else stack.enter_context(freqtrade_peer.Peer(data, specs))
         for _ in range(2):  # best of two, the engines alternated so that a busy spell hits each of them alike
             t_ours.append(timed_cpu(lambda: Backtester(cfg, data, specs).run()))
             t_btpy.append(backtesting_py(data))
+            t_loop.append(timed_cpu(lambda: account_loop_only(cfg, data, specs)))
             if peer is not None:
                 peer.run()
         freqtrade = peer.result() if peer is not None else str(no_freqtrade)
-    wall = {"enygma": min(t.wall_s for t in t_ours), "backtesting_py": min(t.wall_s for t in t_btpy)}
-    cpu = {"enygma": min(t.cpu_s for t in t_ours), "backtesting_py": min(t.cpu_s for t in t_btpy)}
+    runs = {"enygma": t_ours, "backtesting_py": t_btpy, "enygma_account_loop_only": t_loop}
+    wall = {name: min(t.wall_s for t in ts) for name, ts in runs.items()}
+    cpu = {name: min(t.cpu_s for t in ts) for name, ts in runs.items()}
     figures: dict[str, object] = {"candles": candles}
     if isinstance(freqtrade, freqtrade_peer.FreqtradeRun):
         wall["freqtrade"], cpu["freqtrade"] = freqtrade.backtest_s, freqtrade.cpu_s
@@ -133,6 +162,7 @@ def main() -> None:
         ("candles", f"{candles} (4 symbols × 8,640 5min bars)"),
         ("ENYGMA full backtest", rate("enygma")),
         ("backtesting.py, SMA cross", rate("backtesting_py")),
+        ("ENYGMA account loop alone (no strategy)", rate("enygma_account_loop_only") + " — the floor"),
     ]
     ratios = {"vs_backtesting_py": cps["enygma"] / cps["backtesting_py"]}
     if isinstance(freqtrade, freqtrade_peer.FreqtradeRun):
