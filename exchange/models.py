@@ -122,6 +122,7 @@ class Order:
     cancel_exist: bool
     created_at: int
     position_side: str | None = None  # hedge mode's LONG / SHORT when the exchange says (reference §4.4.6)
+    leverage: int | None = None  # the leverage the order was placed with (a string on KuCoin: "5"), when given
 
     @property
     def is_active(self) -> bool:
@@ -148,7 +149,19 @@ class Order:
             cancel_exist=bool(d.get("cancelExist", False)),
             created_at=int(d.get("createdAt", 0) or 0),
             position_side=str(d["positionSide"]) if d.get("positionSide") else None,
+            leverage=_whole(d.get("leverage")),
         )
+
+
+def _whole(value: Any) -> int | None:
+    """A positive whole leverage ("5", 5, "5.0"), else None: a fraction or garbage is not an order's leverage."""
+    try:
+        lev = _dec(value)
+        if lev is None or lev <= 0 or lev != lev.to_integral_value():
+            return None
+        return int(lev)
+    except (ArithmeticError, ValueError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,8 @@ RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keep
 LISTING_CAP = MAX_PAGES * LIST_PAGE_SIZE
 # Waits between reads of a just-closed trade's fills while the history does not list its close yet (§4.5).
 CLOSE_FILLS_RETRY_S = (0.2, 0.5, 1.0)
+# An exchange leverage this close above a whole number is that number (4.0000001 is a 4x position, not 5x).
+LEVERAGE_NOISE = Decimal("0.01")
 FUNDING_RETRY_CAP_MS = 300_000  # an owed funding read is asked again at least every 5 minutes
 # Waits between reads of an entry IOC that KuCoin still shows open (its matching engine runs behind the placement's
 # answer): ~5 s in all, then the IOC is cancelled and read a last time.
@@ -948,7 +950,7 @@ class TradingEngine:
                     side,
                     abs(pos.lots),
                     pos.avg_entry,
-                    int(pos.leverage) or self.cfg.risk_management.leverage_default,
+                    await self._adopted_leverage(pos, side),
                     opened_ms=pos.opened_ms,
                     found=ours,
                 )
@@ -958,6 +960,47 @@ class TradingEngine:
                             await self.client.cancel_order(o.id)
         diffs += await self._sweep_orphan_stops({symbol for symbol, _ in live})
         return diffs
+
+    async def _adopted_leverage(self, pos: Position, side: Side) -> int:
+        """The leverage a position the engine did not open really has, for its ROI-based stop and TP (§10.4:
+        distance = ROI / L). KuCoin reports an isolated position's ``leverage`` margin-derived (4.9685590767 for a
+        5x order): ``int()`` made that 4, and the stop sat 2.5 % ROI-distance from entry instead of 2 % (looser
+        than the rule). First what was configured: a cross position's symbol leverage, an isolated one's opening
+        orders' leverage (when they agree); else the exchange's figure rounded up (a stop for 5x on a 4.97x
+        position is a hair tighter, never looser); 0 or missing: the configured default."""
+        if pos.margin_mode == "CROSS":
+            with contextlib.suppress(ExchangeError, KeyError, ValueError):
+                lev = await self.client.cross_leverage(pos.symbol)
+                if lev > 0:
+                    return lev
+        else:
+            known = await self._opening_leverage(pos, side)
+            if known is not None:
+                return known
+        if pos.leverage > 0:
+            return max(1, int((pos.leverage - LEVERAGE_NOISE).to_integral_value(rounding=ROUND_CEILING)))
+        return self.cfg.risk_management.leverage_default
+
+    async def _opening_leverage(self, pos: Position, side: Side) -> int | None:
+        """The leverage the orders that opened ``pos`` were placed with, when they all say the same (a person
+        adding at another leverage leaves the exchange's figure as the only truth); None when unknown."""
+        if pos.opened_ms is None:
+            return None  # which fills opened it cannot be told
+        entry_side = OrderSide.BUY if side is Side.LONG else OrderSide.SELL
+        try:
+            fills = await self.client.fills(symbol=pos.symbol, start_ms=pos.opened_ms)
+            if self.options.hedge:
+                fills = await self._fills_of_side(fills, side, {})
+            seen: set[int] = set()
+            for order_id in list(dict.fromkeys(f.order_id for f in fills if f.side is entry_side))[:5]:
+                lev = (await self.client.order_by_id(order_id)).leverage
+                if lev is None:
+                    return None
+                seen.add(lev)
+        except ExchangeError as exc:
+            log.warning("adopt.leverage_unknown", symbol=pos.symbol, error=str(exc))
+            return None
+        return seen.pop() if len(seen) == 1 else None
 
     async def _announce_resize(self, p: Protected, old_lots: int) -> None:
         """Tell the trader the position changed size and why, from the newest fills that make up the change: the

@@ -550,16 +550,23 @@ class SimulatorServer:
         mark = st.price(symbol).mark
         qty = abs(pos.qty) * c.multiplier
         liq = st.liquidation_price(pos)
+        # Reference §4.3.1: posComm reserves the closing fee, posMargin = posInit + posComm (+ posCross − posLoss).
+        # Isolated, KuCoin's ``leverage`` is margin-derived (its example: 4.9685590767 for a 5x order), not the
+        # order's integer; cross, it is the symbol's cross leverage.
+        comm = ((abs(pos.cost) + pos.margin) * c.taker_fee).quantize(Decimal("0.00000001"))
+        isolated = st.margin_modes.get(symbol, "ISOLATED") == "ISOLATED"
+        real = abs(pos.cost) / (pos.margin + comm)
         return base | {
             "id": f"5000000{pos.key}",
-            "leverage": pos.leverage,
-            "realLeverage": float(abs(pos.cost) / pos.margin),
+            "leverage": float(real) if isolated else pos.leverage,
+            "realLeverage": float(real),
+            "posComm": float(comm),
             "openingTimestamp": pos.opened_at,
             "currentTimestamp": self.config.clock(),
             "currentCost": float(pos.cost),
             "posCost": float(pos.cost),
             "posInit": float(pos.margin),
-            "posMargin": float(pos.margin),
+            "posMargin": float(pos.margin),  # without posComm: the liquidation price here ignores fees
             "maintMarginReq": float(c.mmr),
             "markPrice": float(mark),
             "markValue": float(mark * pos.qty * c.multiplier),
