@@ -33,6 +33,7 @@ from engine.events import (
     PositionClosed,
     PositionOpened,
     PositionResized,
+    ResizeConfirmed,
     SignalEvaluated,
     StopMissing,
     TradingStateChanged,
@@ -167,6 +168,7 @@ class TradingEngine:
         self._foreign_seen: set[str] = set()  # orders not ours already reported (once each)
         self._other_side_seen: set[str] = set()  # hedge-mode positions beside a managed one, reported once each
         self.liquidation = LiquidationWatch(cfg)
+        self._resize_unconfirmed: set[str] = set()  # resizes announced before their stop and TP were confirmed
 
     # ------------------------------------------------------------------ state
 
@@ -852,10 +854,11 @@ class TradingEngine:
                 await self._closed(symbol, m)
                 continue
             self.liquidation.note_exchange(symbol, pos.liquidation_price)
+            resized_from: int | None = None  # announced below, once the stop and TP are resized (or not)
             if abs(pos.lots) != m.protection.lots:
-                old_lots = m.protection.lots
-                diffs.append(f"{symbol}: engine {old_lots} lots, exchange {abs(pos.lots)}")
-                if abs(pos.lots) > old_lots and pos.avg_entry > 0:
+                resized_from = m.protection.lots
+                diffs.append(f"{symbol}: engine {resized_from} lots, exchange {abs(pos.lots)}")
+                if abs(pos.lots) > resized_from and pos.avg_entry > 0:
                     self._take_entry(m, pos.avg_entry)
                 m.protection.lots = abs(pos.lots)
                 await self.positions_repo.save(m.protection.row())
@@ -863,17 +866,30 @@ class TradingEngine:
                     # A stop move owns the orders now and may have placed its stop for the old size: the retry
                     # loop resizes once it lands (the next reconciliation may be 30 s away, the added lots bare).
                     await self.retry.put("resize", f"resize:{symbol}", {"symbol": symbol}, self.clock())
-                await self._announce_resize(m.protection, old_lots)
             p = m.protection
             seen = (p.stop_order_id, p.tp_order_id, p.replace_state)
-            open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}
+            try:
+                open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}
+            except ExchangeError:
+                if resized_from is not None:  # said all the same, truthfully: not confirmed
+                    await self._announce_resize(p, resized_from, covered=False)
+                raise
             await self._recheck_unlisted(open_stops, *seen[:2])
             if (p.stop_order_id, p.tp_order_id, p.replace_state) != seen:
                 # A stop or TP move on the symbol's lane changed the orders while we listed them: the listing may
                 # predate it, so it proves nothing missing or mis-sized. The next look checks again.
+                if resized_from is not None:
+                    await self._announce_resize(p, resized_from, covered=False)
                 continue
             if await self._resize_protection(m.protection, open_stops):
                 open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}  # as they are now
+            covered = p.replace_state == "STEADY" and _covers(p, open_stops)
+            if resized_from is not None:
+                # Only now: before, "now cover 100 lots" went out before the resize was tried, and stayed the word
+                # when the TP's placement failed and it kept covering 179 lots.
+                await self._announce_resize(p, resized_from, covered=covered)
+            elif covered:
+                await self._confirm_resize(p)
             stops = set(open_stops)
             if m.protection.stop_order_id not in stops and m.protection.replace_state == "STEADY":
                 self.bus.publish(
@@ -1002,10 +1018,35 @@ class TradingEngine:
             return None
         return seen.pop() if len(seen) == 1 else None
 
-    async def _announce_resize(self, p: Protected, old_lots: int) -> None:
+    async def _confirm_resize(self, p: Protected) -> None:
+        """The follow-up of a resize announced as not yet confirmed: its stop and TP now cover the position."""
+        if p.symbol in self._resize_unconfirmed:
+            self._resize_unconfirmed.discard(p.symbol)
+            self.bus.publish(
+                ResizeConfirmed(
+                    ts_ms=self.clock(),
+                    symbol=p.symbol,
+                    side=p.side.value,
+                    lots=p.lots,
+                    stop=p.stop,
+                    take_profit=p.take_profit,
+                )
+            )
+
+    async def _announce_resize(self, p: Protected, old_lots: int, *, covered: bool) -> None:
         """Tell the trader the position changed size and why, from the newest fills that make up the change: the
         drift line alone ("engine 179 lots, exchange 100") did not say that KuCoin auto-deleveraged 79 lots, nor
-        that the stop now covers the 100 left. Fills the history does not list yet leave the cause ``unknown``."""
+        that the stop now covers the 100 left. Fills the history does not list yet leave the cause ``unknown``.
+        ``covered``: the stop and TP are confirmed on the exchange for the new size; when not, the message says
+        they are being resized, a ``resize`` item makes the retry loop check again, and ResizeConfirmed follows."""
+        if covered:
+            self._resize_unconfirmed.discard(p.symbol)
+        else:
+            self._resize_unconfirmed.add(p.symbol)
+            key = f"resize:{p.symbol}"
+            if not any(i.key == key for i in await self.retry.due(2**62)):  # one already queued keeps its time
+                due = self.clock() + RETRY_BASE_MS
+                await self.retry.put("resize", key, {"symbol": p.symbol}, due, "stop or take-profit not yet resized")
         delta = p.lots - old_lots
         grew = delta > 0
         cause, avg = "unknown", None
@@ -1047,6 +1088,7 @@ class TradingEngine:
                 entry=p.entry,
                 stop=p.stop,
                 take_profit=p.take_profit,
+                covered=covered,
             )
         )
 
@@ -1105,6 +1147,7 @@ class TradingEngine:
             return
         del self.managed[symbol]
         self.liquidation.forget(symbol)
+        self._resize_unconfirmed.discard(symbol)  # never "confirmed" for the next position on the symbol
         p = m.protection
         p.closed = True  # a stop or TP move still on its way for it undoes itself and persists nothing
         exit_side = "sell" if p.side is Side.LONG else "buy"
@@ -1461,25 +1504,31 @@ class TradingEngine:
             await self.coordinator.resume(p)
             tp_done = await self._catch_up_take_profit(p)
             steady = p.replace_state == "STEADY" and p.stop_order_id and p.tp_order_id and tp_done
-            if item.kind == "resize" and not (steady and await self._resized(p)):
+            # A take-profit item may be a failed resize, not only an extension (which _catch_up_take_profit places):
+            # before, the TP kept its old size until the next reconciliation (179 lots over a position of 100).
+            if item.kind in ("resize", "take_profit") and not (steady and await self._resized(p)):
                 # Not yet (the move is still on its way, or failing): again after the queue's backoff, not every
                 # second (each look resumes the move too, which would skip the move's own backoff).
-                await self.coordinator.schedule(p.symbol, "resize", "a stop move is still on its way")
+                await self.coordinator.schedule(p.symbol, item.kind, "the stop or take-profit is not resized yet")
                 continue
             if steady:
                 await self.retry.done(item.key)
+                if item.kind in ("resize", "take_profit"):  # _resized saw both listed at the position's size
+                    await self._confirm_resize(p)
         return len(items)
 
     async def _resized(self, p: Protected) -> bool:
-        """A resize owed since the position changed size mid stop move (``resize`` items): the stop and TP as
-        listed now are replaced for the position's lots where they differ. True when nothing more is owed."""
+        """A resize owed since the position changed size mid stop move (``resize`` items), or whose TP placement
+        failed (``take_profit`` items): the stop and TP as listed now are replaced for the position's lots where
+        they differ. True when the exchange lists both at the position's size (nothing more is owed)."""
         try:
             open_stops = {o.id: o for o in await self.client.open_stop_orders(p.symbol)}
+            if await self._resize_protection(p, open_stops):
+                open_stops = {o.id: o for o in await self.client.open_stop_orders(p.symbol)}  # as they are now
         except ExchangeError as exc:
             log.warning("stop.resize_listing_failed", symbol=p.symbol, error=str(exc))
             return False
-        await self._resize_protection(p, open_stops)
-        return p.replace_state == "STEADY"
+        return p.replace_state == "STEADY" and _covers(p, open_stops)
 
     async def _catch_up_take_profit(self, p: Protected) -> bool:
         """A TP extension that failed is owed: the rule already counts it (``tp_roi``, persisted), so it would never
@@ -1639,6 +1688,14 @@ class TradingEngine:
         except ExchangeError as exc:
             log.error("kill.cancel_stops_failed", error=str(exc))
             return 0
+
+
+def _covers(p: Protected, open_stops: dict[str, Order]) -> bool:
+    """The stop and the TP of ``p`` are both listed live for exactly the position's lots."""
+    return all(
+        oid is not None and oid in open_stops and open_stops[oid].lots == p.lots
+        for oid in (p.stop_order_id, p.tp_order_id)
+    )
 
 
 def _booked_pnl(

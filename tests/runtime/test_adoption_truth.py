@@ -6,11 +6,16 @@ through the simulator and the real client."""
 from __future__ import annotations
 
 from decimal import Decimal as D
+from typing import Any
 
+from bot.formatting import format_event
+from engine.events import PositionResized, ResizeConfirmed
 from engine.models import Side
 from engine.risk.formulas import initial_levels
-from exchange.models import OrderSide, StopDirection
+from exchange.errors import ExchangeError
+from exchange.models import OrderRequest, OrderSide, StopDirection
 from tests.runtime.conftest import Rig
+from tests.runtime.test_engine import long_decision
 from tests.runtime.test_money_agrees import by_hand
 from tests.runtime.test_position_size_changes import stops
 
@@ -58,3 +63,122 @@ async def test_an_adopted_position_added_to_at_another_leverage_takes_the_exchan
     assert D("6.5") < reported < 7
     await rig.engine.sync_positions()
     assert rig.engine.managed[SYM].protection.leverage == 7  # before: 6
+
+
+def at(rig: Rig, ms: int) -> None:
+    rig.engine.clock = rig.engine.coordinator.clock = lambda: ms
+
+
+async def test_a_take_profit_resize_that_fails_is_retried_as_a_resize_and_only_then_said_to_cover(rig: Rig) -> None:
+    """KuCoin auto-deleverages 79 of 179 lots; the stop is resized to 100, but placing the 100-lot TP fails once.
+    The queued take-profit retry only handled extensions, so the TP kept covering 179 lots until the next
+    reconciliation; and the chat had already been told "stop · TP now cover 100 lots". Now the message says the
+    TP is being resized, the retry resizes it, and a follow-up says so once KuCoin lists both at 100 lots."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None and p.lots == 179
+    client = rig.engine.client
+    real_place = client.place_order
+    refused: list[int] = []
+
+    async def refuse_tp_once(req: OrderRequest, **kw: Any) -> Any:
+        if req.stop is StopDirection.UP and not refused:
+            refused.append(req.lots)
+            raise ExchangeError("take-profit placement refused (exchange busy)")
+        return await real_place(req, **kw)
+
+    client.place_order = refuse_tp_once  # type: ignore[method-assign]
+    rig.sim.state.force_reduce(SYM, 79, D("2003.50"), trade_type="adl")
+    now = 1_800_000_000_000
+    at(rig, now)
+    await rig.engine.sync_positions()
+    assert refused == [100]
+    got = await stops(rig)
+    assert got[StopDirection.DOWN] == [(100, p.stop)] and got[StopDirection.UP] == [(179, p.take_profit)]
+    await rig.bus.drain()
+    (resized,) = [e for e in rig.events if isinstance(e, PositionResized)]
+    assert not resized.covered
+    assert format_event(resized) == (
+        "📏 <b>ETHUSDTM long 179 → 100 lots</b>: 79 lots taken @ 2003.50, auto-deleveraged by KuCoin\n"
+        f"stop {p.stop} · TP {p.take_profit} being resized to 100 lots (not yet confirmed on KuCoin; a message "
+        "follows once they are)"
+    )  # before: "... now cover 100 lots", with the TP still for 179
+    assert not [e for e in rig.events if isinstance(e, ResizeConfirmed)]
+    at(rig, now + 60_000)  # past the retry's backoff
+    await rig.engine.run_retries()
+    got = await stops(rig)
+    assert got[StopDirection.UP] == [(100, p.take_profit)]  # before: [(179, ...)] until the next reconciliation
+    assert got[StopDirection.DOWN] == [(100, p.stop)]
+    assert await rig.engine.retry.depth() == 0
+    await rig.bus.drain()
+    (confirmed,) = [e for e in rig.events if isinstance(e, ResizeConfirmed)]
+    assert format_event(confirmed) == (
+        f"🛡 ETHUSDTM long: stop {p.stop} · TP {p.take_profit} now cover 100 lots (confirmed on KuCoin)"
+    )
+    at(rig, now + 120_000)
+    assert await rig.engine.sync_positions() == []
+    await rig.bus.drain()
+    assert len([e for e in rig.events if isinstance(e, ResizeConfirmed)]) == 1  # said once
+
+
+async def test_a_stop_resize_that_fails_is_not_announced_as_covering_the_new_size(rig: Rig) -> None:
+    """A person adds 179 lots; the 358-lot stop cannot be placed (refused twice). The chat must not read "stop
+    now covers 358 lots" while KuCoin holds a 179-lot stop: it says "being resized", then confirms."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    client = rig.engine.client
+    real_place = client.place_order
+    refused: list[int] = []
+
+    async def refuse_stop_twice(req: OrderRequest, **kw: Any) -> Any:
+        if req.stop is StopDirection.DOWN and len(refused) < 2:
+            refused.append(req.lots)
+            raise ExchangeError("stop placement refused (exchange busy)")
+        return await real_place(req, **kw)
+
+    client.place_order = refuse_stop_twice  # type: ignore[method-assign]
+    await rig.client.place_order(by_hand(OrderSide.BUY, 179, leverage=p.leverage))
+    now = 1_800_000_000_000
+    at(rig, now)
+    await rig.engine.sync_positions()
+    assert (await stops(rig))[StopDirection.DOWN] == [(179, p.stop)]  # the old stop still protects 179
+    await rig.bus.drain()
+    (resized,) = [e for e in rig.events if isinstance(e, PositionResized)]
+    assert not resized.covered and "being resized to 358 lots" in (format_event(resized) or "")
+    for step in range(1, 6):
+        at(rig, now + step * 60_000)
+        await rig.engine.run_retries()
+    assert refused == [358, 358]
+    got = await stops(rig)
+    assert got[StopDirection.DOWN] == [(358, p.stop)] and got[StopDirection.UP] == [(358, p.take_profit)]
+    assert await rig.engine.retry.depth() == 0
+    await rig.bus.drain()
+    (confirmed,) = [e for e in rig.events if isinstance(e, ResizeConfirmed)]
+    assert confirmed.lots == 358
+
+
+async def test_a_take_profit_retry_alone_resizes_the_take_profit(rig: Rig) -> None:
+    """The queue holds only the take-profit item of a failed TP resize (as the version before this one left it, with
+    no ``resize`` item beside it): that item must resize the TP, not only extend it. Before: the TP kept its 179
+    lots over a position of 100 until the next reconciliation."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    client = rig.engine.client
+    real_place = client.place_order
+
+    async def refuse_tp(req: OrderRequest, **kw: Any) -> Any:
+        if req.stop is StopDirection.UP:
+            raise ExchangeError("take-profit placement refused (exchange busy)")
+        return await real_place(req, **kw)
+
+    client.place_order = refuse_tp  # type: ignore[method-assign]
+    rig.sim.state.force_reduce(SYM, 79, D("2003.50"), trade_type="adl")
+    now = 1_800_000_000_000
+    at(rig, now)
+    await rig.engine.sync_positions()
+    client.place_order = real_place  # type: ignore[method-assign]
+    assert sorted(i.key for i in await rig.engine.retry.due(2**62)) == [f"resize:{SYM}", f"take_profit:{SYM}"]
+    await rig.engine.retry.done(f"resize:{SYM}")
+    at(rig, now + 60_000)
+    await rig.engine.run_retries()
+    assert (await stops(rig))[StopDirection.UP] == [(100, p.take_profit)]  # before: [(179, ...)]
+    assert await rig.engine.retry.depth() == 0
