@@ -200,6 +200,41 @@ class Position:
 
 
 @dataclass(frozen=True, slots=True)
+class ClosedPosition:
+    """One ``GET /api/v1/history-positions`` record (reference §4.3.1): how KuCoin booked a position that
+    returned to 0. ``kind`` is what closed its last lots: ``close`` (an order), ``liquid`` or ``adl``."""
+
+    close_id: str
+    symbol: str
+    side: str  # LONG | SHORT
+    kind: str  # close | liquid | adl
+    pnl: Decimal  # net of trading fees and funding
+    gross: Decimal  # price PnL (−realisedGrossCost)
+    trade_fee: Decimal
+    open_ms: int
+    close_ms: int
+    open_price: Decimal
+    close_price: Decimal
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> ClosedPosition:
+        kind, _, side = str(d["type"]).partition("_")  # CLOSE_LONG | LIQUID_SHORT | ADL_LONG ...
+        return cls(
+            close_id=str(d.get("closeId", "")),
+            symbol=str(d["symbol"]),
+            side=str(d.get("side") or side).upper(),
+            kind=kind.lower(),
+            pnl=Decimal(str(d["pnl"])),
+            gross=-Decimal(str(d["realisedGrossCost"])),
+            trade_fee=Decimal(str(d["tradeFee"])),
+            open_ms=int(d.get("openTime") or 0),
+            close_ms=int(d["closeTime"]),
+            open_price=Decimal(str(d["openPrice"])),
+            close_price=Decimal(str(d["closePrice"])),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class AccountOverview:
     equity: Decimal
     available: Decimal

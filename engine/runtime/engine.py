@@ -65,7 +65,7 @@ from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
 from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
 from exchange.ids import new_client_oid
-from exchange.models import Fill, Order, OrderRequest, OrderSide, Position, StopDirection
+from exchange.models import ClosedPosition, Fill, Order, OrderRequest, OrderSide, Position, StopDirection
 from exchange.rest import LIST_PAGE_SIZE, MAX_PAGES, KucoinFuturesClient
 from storage.repos import Approvals, EventLog, Intent, Intents, Positions, RetryQueue
 
@@ -1165,9 +1165,24 @@ class TradingEngine:
             traded = min(lots, opened_lots) if opened_lots else lots  # a flip's sell also opened the other way
         else:
             exit_price, traded = p.stop, p.lots
-        read = await self._funding_paid(symbol, p.side, p.opened_ms, None)
+        # The fills do not show how it ended (an ADL or a liquidation KuCoin has not listed yet): its closed-position
+        # record does. Before, a full ADL at 2012.40 unlisted within the reads was booked at the stop as stop_loss.
+        record = None if closing and sum(f.lots for f in closing) >= opened_lots else await self._closed_record(p)
+        if record is not None:
+            entry, exit_price = record.open_price, record.close_price
+            read: Decimal | None = record.gross - record.trade_fee - record.pnl  # its pnl is net of fees and funding
+        else:
+            read = await self._funding_paid(symbol, p.side, p.opened_ms, None)
         funding = Decimal(0) if read is None else read  # unknown for now: booked when read (_book_owed_funding)
-        if closing and opening:
+        if record is not None:
+            pnl = TradePnl(
+                gross=record.gross,
+                fees=record.trade_fee,
+                funding=funding,
+                net=record.pnl,
+                margin=record.open_price * spec.multiplier * max(opened_lots, p.lots) / p.leverage,
+            )
+        elif closing and opening:
             pnl = _booked_pnl(p.side, opening, closing, spec.multiplier, p.leverage, funding)
         else:  # the fills cannot be read: estimated at the stop, taker fees on both legs (§10.3)
             pnl = trade_pnl(
@@ -1181,7 +1196,9 @@ class TradingEngine:
                 funding=funding,
             )
         roi = gross_roi(p.side, entry, exit_price, p.leverage)
-        ended = _final_fills(closing)
+        ended = [] if record is not None else _final_fills(closing)  # the record says what ended it
+        if reason is None and record is not None and record.kind in ("liquid", "adl"):
+            reason = "liquidation" if record.kind == "liquid" else "auto_deleverage"
         if reason is None and any(f.trade_type in ("liquid", "adl") for f in ended):
             reason = "liquidation" if any(f.trade_type == "liquid" for f in ended) else "auto_deleverage"
         if reason is None and closing and await self._closed_by_a_person(closing):
@@ -1216,6 +1233,21 @@ class TradingEngine:
                 funding_known=read is not None,
             )
         )
+
+    async def _closed_record(self, p: Protected) -> ClosedPosition | None:
+        """KuCoin's record of this position's close (``GET /api/v1/history-positions``): the newest of its side
+        closed since it opened, or None when there is none yet or the history cannot be read (then the close is
+        estimated, as before)."""
+        try:
+            records = await self.client.closed_positions(p.symbol, start_ms=p.opened_ms)
+        except ExchangeError as exc:
+            log.warning("close.history_unavailable", symbol=p.symbol, error=str(exc))
+            return None
+        want = "LONG" if p.side is Side.LONG else "SHORT"
+        found = next((r for r in records if r.side == want and r.close_ms >= p.opened_ms), None)
+        if found is not None:
+            log.warning("close.booked_from_history", symbol=p.symbol, type=found.kind, close=str(found.close_price))
+        return found
 
     async def _trade_fills(self, symbol: str, since_ms: int, exit_side: str, side: Side) -> list[Fill]:
         """The fills of a trade that just closed. Reference §4.5: the fills history is "not real-time", so a close

@@ -789,6 +789,27 @@ class SimulatorServer:
         ]
         return _page(items, q)
 
+    @route("GET", "/api/v1/history-positions", "futures", 2, True)
+    async def history_positions(self, request: web.Request) -> Any:
+        """Closed positions, newest first (reference §4.3.1): ``symbol``, ``from``/``to`` on closeTime (ms),
+        ``limit`` (at most 200, 10 by default), ``pageId`` (the page, from 1)."""
+        q = request.query
+        sym = q.get("symbol")
+        start, end, limit, page = _ints(q, ("from", 0), ("to", 2**62), ("limit", 10), ("pageId", 1))
+        limit, page = max(1, min(limit, 200)), max(1, page)
+        items = [
+            r.to_api()
+            for r in reversed(self.state.closed)
+            if (not sym or r.symbol == sym) and start <= r.close_time <= end
+        ]
+        return {
+            "currentPage": page,
+            "pageSize": limit,
+            "totalNum": len(items),
+            "totalPage": max(1, -(-len(items) // limit)),
+            "items": items[(page - 1) * limit : page * limit],
+        }
+
     @route("GET", "/api/v1/funding-history", "futures", 5, True)
     async def funding_history(self, request: web.Request) -> Any:
         """Newest first, at most ``maxCount`` (10 by default, as KuCoin) between ``startAt`` and ``endAt``, with

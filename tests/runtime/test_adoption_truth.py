@@ -8,15 +8,18 @@ from __future__ import annotations
 from decimal import Decimal as D
 from typing import Any
 
+import pytest
+
+import engine.runtime.engine as engine_module
 from bot.formatting import format_event
-from engine.events import PositionResized, ResizeConfirmed
+from engine.events import PositionClosed, PositionResized, ResizeConfirmed
 from engine.models import Side
 from engine.risk.formulas import initial_levels
 from exchange.errors import ExchangeError
 from exchange.models import OrderRequest, OrderSide, StopDirection
 from tests.runtime.conftest import Rig
 from tests.runtime.test_engine import long_decision
-from tests.runtime.test_money_agrees import by_hand
+from tests.runtime.test_money_agrees import HOUR, Clock, by_hand, check_close, move, open_trade, short_decision
 from tests.runtime.test_position_size_changes import stops
 
 SYM = "ETHUSDTM"
@@ -182,3 +185,64 @@ async def test_a_take_profit_retry_alone_resizes_the_take_profit(rig: Rig) -> No
     await rig.engine.run_retries()
     assert (await stops(rig))[StopDirection.UP] == [(100, p.take_profit)]  # before: [(179, ...)]
     assert await rig.engine.retry.depth() == 0
+
+
+async def test_a_full_auto_deleverage_the_fills_history_does_not_list_is_booked_from_kucoins_closed_position(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KuCoin auto-deleverages the whole long at 2012.40 after a funding settlement, and its fills history does
+    not list the ADL fill within the close's reads. Before: estimated at the stop (1989.29, taker fees) and booked
+    as ``stop_loss``, a loss for a trade that made money. Now the closed-position history (``ADL_LONG``) books it:
+    the exchange's gross, fees and funding, to the last digit, and ``auto_deleverage``."""
+    monkeypatch.setattr(engine_module, "CLOSE_FILLS_RETRY_S", (0.01, 0.01, 0.01))
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, long_decision())
+    await move(rig, clock, "2012.00", 2 * HOUR)  # past the 04:00 UTC funding settlement
+    assert [r.symbol for r in rig.sim.state.funding] == [SYM]
+    rig.sim.faults.stale_fills_upto = len(rig.sim.state.fills)  # the entry is listed, the ADL will not be
+    rig.sim.faults.stale_fills_remaining = 20
+    rig.sim.state.force_reduce(SYM, p.lots, D("2012.40"), trade_type="adl")
+    clock.step()
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "auto_deleverage")  # before: "stop_loss"
+    assert c.exit == D("2012.40") and c.net > 0  # before: exit 1989.29, net < 0
+    assert c.funding_known and await rig.engine.retry.depth() == 0  # the record's funding: nothing owed
+    assert SYM not in rig.engine.managed and await rig.client.open_stop_orders(SYM) == []
+
+
+async def test_a_liquidated_short_the_fills_history_does_not_list_is_booked_as_a_liquidation(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "CLOSE_FILLS_RETRY_S", (0.01, 0.01, 0.01))
+    clock = Clock(rig)
+    p, since, wallet = await open_trade(rig, clock, short_decision())
+    for oid in (p.stop_order_id, p.tp_order_id):
+        await rig.client.cancel_order(oid or "")  # the protection removed by hand ...
+    rig.sim.faults.stale_fills_upto = len(rig.sim.state.fills)
+    rig.sim.faults.stale_fills_remaining = 20
+    await move(rig, clock, "2400.00")  # ... and the price runs through the liquidation price
+    assert [f.trade_type for f in rig.sim.state.fills if not f.opening] == ["liquid"]
+    (record,) = await rig.client.closed_positions(SYM)
+    assert (record.kind, record.side) == ("liquid", "SHORT")
+    await rig.engine.sync_positions()
+    c = await check_close(rig, since, wallet, "liquidation")  # before: "stop_loss" at the stop price
+    assert c.exit == record.close_price and c.net == record.pnl < D("-190")
+
+
+async def test_a_close_whose_fills_and_closed_position_are_both_unreadable_is_estimated(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the fills nor the closed-position history answer: estimated at the stop as before (the engine goes
+    on), its funding owed to a later read."""
+    monkeypatch.setattr(engine_module, "CLOSE_FILLS_RETRY_S", (0.01, 0.01, 0.01))
+    clock = Clock(rig)
+    p, _, _ = await open_trade(rig, clock, long_decision())
+    rig.sim.faults.stale_fills_upto = len(rig.sim.state.fills)
+    rig.sim.faults.stale_fills_remaining = 20
+    rig.sim.faults.server_error_next(50, "/api/v1/history-positions")
+    rig.sim.state.force_reduce(SYM, p.lots, D("2012.40"), trade_type="adl")
+    clock.step()
+    await rig.engine.sync_positions()
+    await rig.bus.drain()
+    (c,) = [e for e in rig.events if isinstance(e, PositionClosed)]
+    assert (c.exit, c.exit_reason) == (p.stop, "stop_loss")
