@@ -6,6 +6,7 @@ through the simulator and the real client."""
 from __future__ import annotations
 
 from decimal import Decimal as D
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,10 @@ from engine.models import Side
 from engine.risk.formulas import initial_levels
 from exchange.errors import ExchangeError
 from exchange.models import OrderRequest, OrderSide, StopDirection
-from tests.runtime.conftest import Rig
+from exchange.rest import KucoinFuturesClient
+from exchange.simulator import SimulatorServer
+from storage.db import Database
+from tests.runtime.conftest import Rig, make_engine
 from tests.runtime.test_engine import long_decision
 from tests.runtime.test_money_agrees import HOUR, Clock, by_hand, check_close, move, open_trade, short_decision
 from tests.runtime.test_position_size_changes import stops
@@ -246,3 +250,25 @@ async def test_a_close_whose_fills_and_closed_position_are_both_unreadable_is_es
     await rig.bus.drain()
     (c,) = [e for e in rig.events if isinstance(e, PositionClosed)]
     assert (c.exit, c.exit_reason) == (p.stop, "stop_loss")
+
+
+async def test_a_cross_position_is_adopted_at_the_symbols_cross_leverage(
+    sim: SimulatorServer, client: KucoinFuturesClient, tmp_path: Path, data_dir: Path
+) -> None:
+    """Cross margin: KuCoin's position ``leverage`` is the symbol's cross leverage; the engine asks the symbol's
+    setting itself (8x here), the configured number, not a figure derived from the margin."""
+    async with Database(tmp_path / "cross.sqlite") as db:
+        rig = await make_engine(sim, client, db, data_dir, margin_mode="CROSS")
+        try:
+            await client.set_margin_mode(SYM, "CROSS")
+            await client.set_cross_leverage(SYM, 8)
+            sim.set_price(SYM, D("2000"))
+            await client.place_order(
+                OrderRequest(SYM, OrderSide.BUY, 50, leverage=8, margin_mode="CROSS", client_oid="web-cross-1")
+            )
+            await rig.engine.sync_positions()
+            p = rig.engine.managed[SYM].protection
+            levels = initial_levels(rig.engine.cfg, Side.LONG, p.entry, 8, rig.engine.specs[SYM].tick_size)
+            assert p.leverage == 8 and (p.stop, p.take_profit) == (levels.stop, levels.take_profit)
+        finally:
+            await rig.bus.stop()
