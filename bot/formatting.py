@@ -176,9 +176,19 @@ def format_event(event: Event) -> str | None:
         at = f" @ {price(d['price'])}" if d.get("price") is not None else ""
         what = f"{abs(new - old)} lots {'added' if new > old else 'taken'}{at}, {by}"
         entry = f"entry now {price(d['entry'])} (average) · " if new > old else ""
+        cover = (
+            f"now cover {new} lots"
+            if d.get("covered", True)
+            else f"being resized to {new} lots (not yet confirmed on KuCoin; a message follows once they are)"
+        )
         return (
             f"📏 <b>{esc(d['symbol'])} {esc(d['side'])} {old} → {new} lots</b>: {esc(what)}\n"
-            f"{entry}stop {price(d['stop'])} · TP {price(d['take_profit'])} now cover {new} lots"
+            f"{entry}stop {price(d['stop'])} · TP {price(d['take_profit'])} {cover}"
+        )
+    if k == "resize_confirmed":
+        return (
+            f"🛡 {esc(d['symbol'])} {esc(d['side'])}: stop {price(d['stop'])} · TP {price(d['take_profit'])} "
+            f"now cover {d['lots']} lots (confirmed on KuCoin)"
         )
     if k == "stop_moved":
         if Decimal(str(d["old"])) == Decimal(str(d["new"])):

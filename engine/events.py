@@ -186,6 +186,22 @@ class PositionResized(Event):
     entry: Decimal
     stop: Decimal
     take_profit: Decimal
+    # The stop and TP were confirmed on the exchange for ``new_lots`` when this was said. False: they are being
+    # resized (a placement failed or a stop move owns the orders); ResizeConfirmed follows once they are.
+    covered: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResizeConfirmed(Event):
+    """The stop and TP of a resized position are now listed on the exchange for its lots (after a PositionResized
+    that said they were still being resized)."""
+
+    kind: ClassVar[str] = "resize_confirmed"
+    symbol: str
+    side: str
+    lots: int
+    stop: Decimal
+    take_profit: Decimal
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -326,6 +342,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LiquidationNear,
         PositionOpened,
         PositionResized,
+        ResizeConfirmed,
         PositionClosed,
         FundingBooked,
         HaltRaised,

@@ -122,6 +122,7 @@ class Order:
     cancel_exist: bool
     created_at: int
     position_side: str | None = None  # hedge mode's LONG / SHORT when the exchange says (reference §4.4.6)
+    leverage: int | None = None  # the leverage the order was placed with (a string on KuCoin: "5"), when given
 
     @property
     def is_active(self) -> bool:
@@ -148,7 +149,19 @@ class Order:
             cancel_exist=bool(d.get("cancelExist", False)),
             created_at=int(d.get("createdAt", 0) or 0),
             position_side=str(d["positionSide"]) if d.get("positionSide") else None,
+            leverage=_whole(d.get("leverage")),
         )
+
+
+def _whole(value: Any) -> int | None:
+    """A positive whole leverage ("5", 5, "5.0"), else None: a fraction or garbage is not an order's leverage."""
+    try:
+        lev = _dec(value)
+        if lev is None or lev <= 0 or lev != lev.to_integral_value():
+            return None
+        return int(lev)
+    except (ArithmeticError, ValueError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +196,41 @@ class Position:
             margin_mode=str(d.get("marginMode", "ISOLATED")),
             position_side=str(d.get("positionSide", "BOTH") or "BOTH"),
             opened_ms=int(d["openingTimestamp"]) if d.get("openingTimestamp") else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedPosition:
+    """One ``GET /api/v1/history-positions`` record (reference §4.3.1): how KuCoin booked a position that
+    returned to 0. ``kind`` is what closed its last lots: ``close`` (an order), ``liquid`` or ``adl``."""
+
+    close_id: str
+    symbol: str
+    side: str  # LONG | SHORT
+    kind: str  # close | liquid | adl
+    pnl: Decimal  # net of trading fees and funding
+    gross: Decimal  # price PnL (−realisedGrossCost)
+    trade_fee: Decimal
+    open_ms: int
+    close_ms: int
+    open_price: Decimal
+    close_price: Decimal
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> ClosedPosition:
+        kind, _, side = str(d["type"]).partition("_")  # CLOSE_LONG | LIQUID_SHORT | ADL_LONG ...
+        return cls(
+            close_id=str(d.get("closeId", "")),
+            symbol=str(d["symbol"]),
+            side=str(d.get("side") or side).upper(),
+            kind=kind.lower(),
+            pnl=Decimal(str(d["pnl"])),
+            gross=-Decimal(str(d["realisedGrossCost"])),
+            trade_fee=Decimal(str(d["tradeFee"])),
+            open_ms=int(d.get("openTime") or 0),
+            close_ms=int(d["closeTime"]),
+            open_price=Decimal(str(d["openPrice"])),
+            close_price=Decimal(str(d["closePrice"])),
         )
 
 

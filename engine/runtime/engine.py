@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from engine.events import (
     PositionClosed,
     PositionOpened,
     PositionResized,
+    ResizeConfirmed,
     SignalEvaluated,
     StopMissing,
     TradingStateChanged,
@@ -64,7 +65,7 @@ from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
 from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
 from exchange.ids import new_client_oid
-from exchange.models import Fill, Order, OrderRequest, OrderSide, Position, StopDirection
+from exchange.models import ClosedPosition, Fill, Order, OrderRequest, OrderSide, Position, StopDirection
 from exchange.rest import LIST_PAGE_SIZE, MAX_PAGES, KucoinFuturesClient
 from storage.repos import Approvals, EventLog, Intent, Intents, Positions, RetryQueue
 
@@ -75,6 +76,8 @@ RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keep
 LISTING_CAP = MAX_PAGES * LIST_PAGE_SIZE
 # Waits between reads of a just-closed trade's fills while the history does not list its close yet (§4.5).
 CLOSE_FILLS_RETRY_S = (0.2, 0.5, 1.0)
+# An exchange leverage this close above a whole number is that number (4.0000001 is a 4x position, not 5x).
+LEVERAGE_NOISE = Decimal("0.01")
 FUNDING_RETRY_CAP_MS = 300_000  # an owed funding read is asked again at least every 5 minutes
 # Waits between reads of an entry IOC that KuCoin still shows open (its matching engine runs behind the placement's
 # answer): ~5 s in all, then the IOC is cancelled and read a last time.
@@ -165,6 +168,7 @@ class TradingEngine:
         self._foreign_seen: set[str] = set()  # orders not ours already reported (once each)
         self._other_side_seen: set[str] = set()  # hedge-mode positions beside a managed one, reported once each
         self.liquidation = LiquidationWatch(cfg)
+        self._resize_unconfirmed: set[str] = set()  # resizes announced before their stop and TP were confirmed
 
     # ------------------------------------------------------------------ state
 
@@ -850,10 +854,11 @@ class TradingEngine:
                 await self._closed(symbol, m)
                 continue
             self.liquidation.note_exchange(symbol, pos.liquidation_price)
+            resized_from: int | None = None  # announced below, once the stop and TP are resized (or not)
             if abs(pos.lots) != m.protection.lots:
-                old_lots = m.protection.lots
-                diffs.append(f"{symbol}: engine {old_lots} lots, exchange {abs(pos.lots)}")
-                if abs(pos.lots) > old_lots and pos.avg_entry > 0:
+                resized_from = m.protection.lots
+                diffs.append(f"{symbol}: engine {resized_from} lots, exchange {abs(pos.lots)}")
+                if abs(pos.lots) > resized_from and pos.avg_entry > 0:
                     self._take_entry(m, pos.avg_entry)
                 m.protection.lots = abs(pos.lots)
                 await self.positions_repo.save(m.protection.row())
@@ -861,17 +866,30 @@ class TradingEngine:
                     # A stop move owns the orders now and may have placed its stop for the old size: the retry
                     # loop resizes once it lands (the next reconciliation may be 30 s away, the added lots bare).
                     await self.retry.put("resize", f"resize:{symbol}", {"symbol": symbol}, self.clock())
-                await self._announce_resize(m.protection, old_lots)
             p = m.protection
             seen = (p.stop_order_id, p.tp_order_id, p.replace_state)
-            open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}
+            try:
+                open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}
+            except ExchangeError:
+                if resized_from is not None:  # said all the same, truthfully: not confirmed
+                    await self._announce_resize(p, resized_from, covered=False)
+                raise
             await self._recheck_unlisted(open_stops, *seen[:2])
             if (p.stop_order_id, p.tp_order_id, p.replace_state) != seen:
                 # A stop or TP move on the symbol's lane changed the orders while we listed them: the listing may
                 # predate it, so it proves nothing missing or mis-sized. The next look checks again.
+                if resized_from is not None:
+                    await self._announce_resize(p, resized_from, covered=False)
                 continue
             if await self._resize_protection(m.protection, open_stops):
                 open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}  # as they are now
+            covered = p.replace_state == "STEADY" and _covers(p, open_stops)
+            if resized_from is not None:
+                # Only now: before, "now cover 100 lots" went out before the resize was tried, and stayed the word
+                # when the TP's placement failed and it kept covering 179 lots.
+                await self._announce_resize(p, resized_from, covered=covered)
+            elif covered:
+                await self._confirm_resize(p)
             stops = set(open_stops)
             if m.protection.stop_order_id not in stops and m.protection.replace_state == "STEADY":
                 self.bus.publish(
@@ -948,7 +966,7 @@ class TradingEngine:
                     side,
                     abs(pos.lots),
                     pos.avg_entry,
-                    int(pos.leverage) or self.cfg.risk_management.leverage_default,
+                    await self._adopted_leverage(pos, side),
                     opened_ms=pos.opened_ms,
                     found=ours,
                 )
@@ -959,10 +977,76 @@ class TradingEngine:
         diffs += await self._sweep_orphan_stops({symbol for symbol, _ in live})
         return diffs
 
-    async def _announce_resize(self, p: Protected, old_lots: int) -> None:
+    async def _adopted_leverage(self, pos: Position, side: Side) -> int:
+        """The leverage a position the engine did not open really has, for its ROI-based stop and TP (§10.4:
+        distance = ROI / L). KuCoin reports an isolated position's ``leverage`` margin-derived (4.9685590767 for a
+        5x order): ``int()`` made that 4, and the stop sat 2.5 % ROI-distance from entry instead of 2 % (looser
+        than the rule). First what was configured: a cross position's symbol leverage, an isolated one's opening
+        orders' leverage (when they agree); else the exchange's figure rounded up (a stop for 5x on a 4.97x
+        position is a hair tighter, never looser); 0 or missing: the configured default."""
+        if pos.margin_mode == "CROSS":
+            with contextlib.suppress(ExchangeError, KeyError, ValueError):
+                lev = await self.client.cross_leverage(pos.symbol)
+                if lev > 0:
+                    return lev
+        else:
+            known = await self._opening_leverage(pos, side)
+            if known is not None:
+                return known
+        if pos.leverage > 0:
+            return max(1, int((pos.leverage - LEVERAGE_NOISE).to_integral_value(rounding=ROUND_CEILING)))
+        return self.cfg.risk_management.leverage_default
+
+    async def _opening_leverage(self, pos: Position, side: Side) -> int | None:
+        """The leverage the orders that opened ``pos`` were placed with, when they all say the same (a person
+        adding at another leverage leaves the exchange's figure as the only truth); None when unknown."""
+        if pos.opened_ms is None:
+            return None  # which fills opened it cannot be told
+        entry_side = OrderSide.BUY if side is Side.LONG else OrderSide.SELL
+        try:
+            fills = await self.client.fills(symbol=pos.symbol, start_ms=pos.opened_ms)
+            if self.options.hedge:
+                fills = await self._fills_of_side(fills, side, {})
+            seen: set[int] = set()
+            for order_id in list(dict.fromkeys(f.order_id for f in fills if f.side is entry_side))[:5]:
+                lev = (await self.client.order_by_id(order_id)).leverage
+                if lev is None:
+                    return None
+                seen.add(lev)
+        except ExchangeError as exc:
+            log.warning("adopt.leverage_unknown", symbol=pos.symbol, error=str(exc))
+            return None
+        return seen.pop() if len(seen) == 1 else None
+
+    async def _confirm_resize(self, p: Protected) -> None:
+        """The follow-up of a resize announced as not yet confirmed: its stop and TP now cover the position."""
+        if p.symbol in self._resize_unconfirmed:
+            self._resize_unconfirmed.discard(p.symbol)
+            self.bus.publish(
+                ResizeConfirmed(
+                    ts_ms=self.clock(),
+                    symbol=p.symbol,
+                    side=p.side.value,
+                    lots=p.lots,
+                    stop=p.stop,
+                    take_profit=p.take_profit,
+                )
+            )
+
+    async def _announce_resize(self, p: Protected, old_lots: int, *, covered: bool) -> None:
         """Tell the trader the position changed size and why, from the newest fills that make up the change: the
         drift line alone ("engine 179 lots, exchange 100") did not say that KuCoin auto-deleveraged 79 lots, nor
-        that the stop now covers the 100 left. Fills the history does not list yet leave the cause ``unknown``."""
+        that the stop now covers the 100 left. Fills the history does not list yet leave the cause ``unknown``.
+        ``covered``: the stop and TP are confirmed on the exchange for the new size; when not, the message says
+        they are being resized, a ``resize`` item makes the retry loop check again, and ResizeConfirmed follows."""
+        if covered:
+            self._resize_unconfirmed.discard(p.symbol)
+        else:
+            self._resize_unconfirmed.add(p.symbol)
+            key = f"resize:{p.symbol}"
+            if not any(i.key == key for i in await self.retry.due(2**62)):  # one already queued keeps its time
+                due = self.clock() + RETRY_BASE_MS
+                await self.retry.put("resize", key, {"symbol": p.symbol}, due, "stop or take-profit not yet resized")
         delta = p.lots - old_lots
         grew = delta > 0
         cause, avg = "unknown", None
@@ -1004,6 +1088,7 @@ class TradingEngine:
                 entry=p.entry,
                 stop=p.stop,
                 take_profit=p.take_profit,
+                covered=covered,
             )
         )
 
@@ -1062,6 +1147,7 @@ class TradingEngine:
             return
         del self.managed[symbol]
         self.liquidation.forget(symbol)
+        self._resize_unconfirmed.discard(symbol)  # never "confirmed" for the next position on the symbol
         p = m.protection
         p.closed = True  # a stop or TP move still on its way for it undoes itself and persists nothing
         exit_side = "sell" if p.side is Side.LONG else "buy"
@@ -1079,9 +1165,24 @@ class TradingEngine:
             traded = min(lots, opened_lots) if opened_lots else lots  # a flip's sell also opened the other way
         else:
             exit_price, traded = p.stop, p.lots
-        read = await self._funding_paid(symbol, p.side, p.opened_ms, None)
+        # The fills do not show how it ended (an ADL or a liquidation KuCoin has not listed yet): its closed-position
+        # record does. Before, a full ADL at 2012.40 unlisted within the reads was booked at the stop as stop_loss.
+        record = None if closing and sum(f.lots for f in closing) >= opened_lots else await self._closed_record(p)
+        if record is not None:
+            entry, exit_price = record.open_price, record.close_price
+            read: Decimal | None = record.gross - record.trade_fee - record.pnl  # its pnl is net of fees and funding
+        else:
+            read = await self._funding_paid(symbol, p.side, p.opened_ms, None)
         funding = Decimal(0) if read is None else read  # unknown for now: booked when read (_book_owed_funding)
-        if closing and opening:
+        if record is not None:
+            pnl = TradePnl(
+                gross=record.gross,
+                fees=record.trade_fee,
+                funding=funding,
+                net=record.pnl,
+                margin=record.open_price * spec.multiplier * max(opened_lots, p.lots) / p.leverage,
+            )
+        elif closing and opening:
             pnl = _booked_pnl(p.side, opening, closing, spec.multiplier, p.leverage, funding)
         else:  # the fills cannot be read: estimated at the stop, taker fees on both legs (§10.3)
             pnl = trade_pnl(
@@ -1095,7 +1196,9 @@ class TradingEngine:
                 funding=funding,
             )
         roi = gross_roi(p.side, entry, exit_price, p.leverage)
-        ended = _final_fills(closing)
+        ended = [] if record is not None else _final_fills(closing)  # the record says what ended it
+        if reason is None and record is not None and record.kind in ("liquid", "adl"):
+            reason = "liquidation" if record.kind == "liquid" else "auto_deleverage"
         if reason is None and any(f.trade_type in ("liquid", "adl") for f in ended):
             reason = "liquidation" if any(f.trade_type == "liquid" for f in ended) else "auto_deleverage"
         if reason is None and closing and await self._closed_by_a_person(closing):
@@ -1130,6 +1233,21 @@ class TradingEngine:
                 funding_known=read is not None,
             )
         )
+
+    async def _closed_record(self, p: Protected) -> ClosedPosition | None:
+        """KuCoin's record of this position's close (``GET /api/v1/history-positions``): the newest of its side
+        closed since it opened, or None when there is none yet or the history cannot be read (then the close is
+        estimated, as before)."""
+        try:
+            records = await self.client.closed_positions(p.symbol, start_ms=p.opened_ms)
+        except ExchangeError as exc:
+            log.warning("close.history_unavailable", symbol=p.symbol, error=str(exc))
+            return None
+        want = "LONG" if p.side is Side.LONG else "SHORT"
+        found = next((r for r in records if r.side == want and r.close_ms >= p.opened_ms), None)
+        if found is not None:
+            log.warning("close.booked_from_history", symbol=p.symbol, type=found.kind, close=str(found.close_price))
+        return found
 
     async def _trade_fills(self, symbol: str, since_ms: int, exit_side: str, side: Side) -> list[Fill]:
         """The fills of a trade that just closed. Reference §4.5: the fills history is "not real-time", so a close
@@ -1418,25 +1536,31 @@ class TradingEngine:
             await self.coordinator.resume(p)
             tp_done = await self._catch_up_take_profit(p)
             steady = p.replace_state == "STEADY" and p.stop_order_id and p.tp_order_id and tp_done
-            if item.kind == "resize" and not (steady and await self._resized(p)):
+            # A take-profit item may be a failed resize, not only an extension (which _catch_up_take_profit places):
+            # before, the TP kept its old size until the next reconciliation (179 lots over a position of 100).
+            if item.kind in ("resize", "take_profit") and not (steady and await self._resized(p)):
                 # Not yet (the move is still on its way, or failing): again after the queue's backoff, not every
                 # second (each look resumes the move too, which would skip the move's own backoff).
-                await self.coordinator.schedule(p.symbol, "resize", "a stop move is still on its way")
+                await self.coordinator.schedule(p.symbol, item.kind, "the stop or take-profit is not resized yet")
                 continue
             if steady:
                 await self.retry.done(item.key)
+                if item.kind in ("resize", "take_profit"):  # _resized saw both listed at the position's size
+                    await self._confirm_resize(p)
         return len(items)
 
     async def _resized(self, p: Protected) -> bool:
-        """A resize owed since the position changed size mid stop move (``resize`` items): the stop and TP as
-        listed now are replaced for the position's lots where they differ. True when nothing more is owed."""
+        """A resize owed since the position changed size mid stop move (``resize`` items), or whose TP placement
+        failed (``take_profit`` items): the stop and TP as listed now are replaced for the position's lots where
+        they differ. True when the exchange lists both at the position's size (nothing more is owed)."""
         try:
             open_stops = {o.id: o for o in await self.client.open_stop_orders(p.symbol)}
+            if await self._resize_protection(p, open_stops):
+                open_stops = {o.id: o for o in await self.client.open_stop_orders(p.symbol)}  # as they are now
         except ExchangeError as exc:
             log.warning("stop.resize_listing_failed", symbol=p.symbol, error=str(exc))
             return False
-        await self._resize_protection(p, open_stops)
-        return p.replace_state == "STEADY"
+        return p.replace_state == "STEADY" and _covers(p, open_stops)
 
     async def _catch_up_take_profit(self, p: Protected) -> bool:
         """A TP extension that failed is owed: the rule already counts it (``tp_roi``, persisted), so it would never
@@ -1596,6 +1720,14 @@ class TradingEngine:
         except ExchangeError as exc:
             log.error("kill.cancel_stops_failed", error=str(exc))
             return 0
+
+
+def _covers(p: Protected, open_stops: dict[str, Order]) -> bool:
+    """The stop and the TP of ``p`` are both listed live for exactly the position's lots."""
+    return all(
+        oid is not None and oid in open_stops and open_stops[oid].lots == p.lots
+        for oid in (p.stop_order_id, p.tp_order_id)
+    )
 
 
 def _booked_pnl(

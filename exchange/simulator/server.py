@@ -550,16 +550,23 @@ class SimulatorServer:
         mark = st.price(symbol).mark
         qty = abs(pos.qty) * c.multiplier
         liq = st.liquidation_price(pos)
+        # Reference §4.3.1: posComm reserves the closing fee, posMargin = posInit + posComm (+ posCross − posLoss).
+        # Isolated, KuCoin's ``leverage`` is margin-derived (its example: 4.9685590767 for a 5x order), not the
+        # order's integer; cross, it is the symbol's cross leverage.
+        comm = ((abs(pos.cost) + pos.margin) * c.taker_fee).quantize(Decimal("0.00000001"))
+        isolated = st.margin_modes.get(symbol, "ISOLATED") == "ISOLATED"
+        real = abs(pos.cost) / (pos.margin + comm)
         return base | {
             "id": f"5000000{pos.key}",
-            "leverage": pos.leverage,
-            "realLeverage": float(abs(pos.cost) / pos.margin),
+            "leverage": float(real) if isolated else pos.leverage,
+            "realLeverage": float(real),
+            "posComm": float(comm),
             "openingTimestamp": pos.opened_at,
             "currentTimestamp": self.config.clock(),
             "currentCost": float(pos.cost),
             "posCost": float(pos.cost),
             "posInit": float(pos.margin),
-            "posMargin": float(pos.margin),
+            "posMargin": float(pos.margin),  # without posComm: the liquidation price here ignores fees
             "maintMarginReq": float(c.mmr),
             "markPrice": float(mark),
             "markValue": float(mark * pos.qty * c.multiplier),
@@ -781,6 +788,27 @@ class SimulatorServer:
             and (oid is not None or start <= f.ts_ms <= end)
         ]
         return _page(items, q)
+
+    @route("GET", "/api/v1/history-positions", "futures", 2, True)
+    async def history_positions(self, request: web.Request) -> Any:
+        """Closed positions, newest first (reference §4.3.1): ``symbol``, ``from``/``to`` on closeTime (ms),
+        ``limit`` (at most 200, 10 by default), ``pageId`` (the page, from 1)."""
+        q = request.query
+        sym = q.get("symbol")
+        start, end, limit, page = _ints(q, ("from", 0), ("to", 2**62), ("limit", 10), ("pageId", 1))
+        limit, page = max(1, min(limit, 200)), max(1, page)
+        items = [
+            r.to_api()
+            for r in reversed(self.state.closed)
+            if (not sym or r.symbol == sym) and start <= r.close_time <= end
+        ]
+        return {
+            "currentPage": page,
+            "pageSize": limit,
+            "totalNum": len(items),
+            "totalPage": max(1, -(-len(items) // limit)),
+            "items": items[(page - 1) * limit : page * limit],
+        }
 
     @route("GET", "/api/v1/funding-history", "futures", 5, True)
     async def funding_history(self, request: web.Request) -> Any:

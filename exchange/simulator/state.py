@@ -132,10 +132,60 @@ class Position:
     realised_pnl: Decimal = ZERO
     opened_at: int = 0
     position_side: str = "BOTH"  # BOTH in one-way mode; LONG / SHORT in hedge mode
+    fees: Decimal = ZERO  # trading fees paid since it opened (the closed-position record's tradeFee)
+    funding: Decimal = ZERO  # funding settled since it opened, signed: received positive (its fundingFee)
+    closed_value: Decimal = ZERO  # value and lots of its reducing fills (the record's average closePrice)
+    closed_lots: int = 0
 
     @property
     def key(self) -> str:
         return pos_key(self.symbol, self.position_side)
+
+
+@dataclass
+class ClosedPosition:
+    """A ``GET /api/v1/history-positions`` record (reference §4.3.1, §6.3): made when a position returns to 0."""
+
+    close_id: str
+    symbol: str
+    side: str  # LONG | SHORT
+    kind: str  # CLOSE | LIQUID | ADL: what closed its last lots
+    leverage: int
+    pnl: Decimal  # gross − fees + funding
+    gross: Decimal
+    trade_fee: Decimal
+    funding_fee: Decimal
+    open_time: int
+    close_time: int
+    open_price: Decimal
+    close_price: Decimal
+    margin_mode: str
+    liquid_price: Decimal
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "closeId": self.close_id,
+            "userId": "633559791e1cbc0001f319bc",
+            "symbol": self.symbol,
+            "settleCurrency": "USDT",
+            "leverage": str(self.leverage),
+            "type": f"{self.kind}_{self.side}",
+            "pnl": str(self.pnl),
+            "realisedGrossCost": str(-self.gross),
+            "withdrawPnl": "0",
+            "tradeFee": str(self.trade_fee),
+            "fundingFee": str(self.funding_fee),
+            "openTime": self.open_time,
+            "closeTime": self.close_time,
+            "openPrice": str(self.open_price),
+            "closePrice": str(self.close_price),
+            "marginMode": self.margin_mode,
+            "side": self.side,
+            "tax": "0",
+            "roe": None,
+            "liquidAmount": "0",
+            "liquidPrice": str(self.liquid_price),
+        }
 
 
 def pos_key(symbol: str, position_side: str) -> str:
@@ -221,6 +271,7 @@ class Book:
     positions: dict[str, Position] = field(default_factory=dict)
     fills: list[Fill] = field(default_factory=list)
     funding: list[FundingRecord] = field(default_factory=list)
+    closed: list[ClosedPosition] = field(default_factory=list)  # history-positions, oldest first
     margin_modes: dict[str, str] = field(default_factory=dict)
     position_mode: int = 0
     # Reference §4.5 lists no positionSide on fills; True: they carry it (newer accounts may), hedge mode's LONG/SHORT.
@@ -553,15 +604,22 @@ class Book:
     ) -> None:
         value = price * lots * c.multiplier
         fee = (value * rate).quantize(FEE_Q)
+        open_price, closed_side = ZERO, ""
         if opening:
             if pos.qty == 0:
                 pos.opened_at, pos.realised_gross, pos.realised_pnl = now, ZERO, ZERO
+                pos.fees = pos.funding = pos.closed_value = ZERO
+                pos.closed_lots = 0
                 pos.leverage = order.leverage
             pos.cost += sign * value
             pos.margin += value / order.leverage
             pos.qty += sign * lots
         else:
             entry_per_lot = pos.cost / pos.qty  # signed cost per signed lot
+            open_price = entry_per_lot / c.multiplier  # positive: signed cost over signed lots
+            closed_side = "LONG" if pos.qty > 0 else "SHORT"
+            pos.closed_value += value
+            pos.closed_lots += lots
             closed_cost = entry_per_lot * lots * (1 if pos.qty > 0 else -1)
             gross = (value - abs(closed_cost)) * (1 if pos.qty > 0 else -1)
             share = Decimal(lots) / abs(pos.qty)
@@ -573,7 +631,10 @@ class Book:
             pos.realised_pnl += gross
             self.balance += gross
         pos.realised_pnl -= fee
+        pos.fees += fee
         self.balance -= fee
+        if not opening and pos.qty == 0:
+            self._record_close(pos, c, closed_side, open_price, price, trade_type, now)
         order.filled_size += lots
         order.filled_value += value
         order.updated_at = now
@@ -597,6 +658,30 @@ class Book:
         self.emit("fill", {"order": order, "fill": fill})
         change = {"liquid": "liquidation", "adl": "adl"}.get(trade_type, "positionChange")  # §5.6.3 changeReason
         self.emit("position", {"position": pos, "change": change})
+
+    def _record_close(
+        self, pos: Position, c: Contract, side: str, open_price: Decimal, price: Decimal, trade_type: str, now: int
+    ) -> None:
+        """The position is flat again: its closed-position record, typed by what closed its last lots."""
+        self.closed.append(
+            ClosedPosition(
+                close_id=self.next_id(),
+                symbol=pos.symbol,
+                side=side,
+                kind={"liquid": "LIQUID", "adl": "ADL"}.get(trade_type, "CLOSE"),
+                leverage=pos.leverage,
+                pnl=pos.realised_pnl,
+                gross=pos.realised_gross,
+                trade_fee=pos.fees,
+                funding_fee=pos.funding,
+                open_time=pos.opened_at,
+                close_time=now,
+                open_price=open_price,
+                close_price=pos.closed_value / (pos.closed_lots * c.multiplier),
+                margin_mode=self.margin_modes.get(pos.symbol, "ISOLATED"),
+                liquid_price=price if trade_type == "liquid" else ZERO,
+            )
+        )
 
     def _finish(self, order: Order, *, cancelled: bool) -> None:
         now = self.clock()
@@ -777,6 +862,7 @@ class Book:
             amount = (-value * self.funding_rate).quantize(FEE_Q)
             self.balance += amount
             pos.realised_pnl += amount
+            pos.funding += amount
             pos.margin += amount
             rec = FundingRecord(
                 len(self.funding) + 1,
@@ -814,6 +900,7 @@ class Book:
                 "positions": [asdict(p) for p in self.positions.values()],
                 "fills": [asdict(f) for f in self.fills],
                 "funding": [asdict(f) for f in self.funding],
+                "closed": [asdict(r) for r in self.closed],
                 "margin_modes": self.margin_modes,
                 "position_mode": self.position_mode,
                 "next_id": int(self.next_id()),
@@ -838,6 +925,7 @@ class Book:
         self.positions = {pos_key(p["symbol"], p.get("position_side", "BOTH")): Position(**p) for p in d["positions"]}
         self.fills = [Fill(**f) for f in d["fills"]]
         self.funding = [FundingRecord(**f) for f in d["funding"]]
+        self.closed = [ClosedPosition(**r) for r in d.get("closed", [])]
         self.margin_modes = d["margin_modes"]
         self.position_mode = int(d.get("position_mode", 0))
         self._ids = itertools.count(d["next_id"])

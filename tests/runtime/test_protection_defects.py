@@ -349,6 +349,21 @@ async def test_a_liquidation_is_reported_as_a_liquidation(rig: Rig) -> None:
     assert closed.exit < D("1910") and closed.net < D("-190")  # type: ignore[attr-defined]  # the margin is lost
 
 
+def lose_the_stops_reply(rig: Rig) -> None:
+    """The next stop placement lands but its reply is lost (armed at the placement itself: the adoption reads the
+    opening order first, which a fault armed earlier on ``/api/v1/orders`` would hit instead)."""
+    client = rig.engine.client
+    real_place = client.place_order
+
+    async def place(req: OrderRequest, *, test: bool = False, urgent: bool = True) -> object:
+        if req.stop is not None and req.reduce_only:
+            client.place_order = real_place  # type: ignore[method-assign]
+            rig.sim.faults.lose_reply_next(1, "/api/v1/orders")
+        return await real_place(req, test=test, urgent=urgent)
+
+    client.place_order = place  # type: ignore[method-assign, assignment]
+
+
 async def test_a_protective_stop_whose_reply_was_lost_is_not_placed_twice_by_the_retry(rig: Rig) -> None:
     await rig.client.place_order(OrderRequest(SYM, OrderSide.BUY, 20, leverage=10))  # adopted below
     # The stop is placed but its reply is lost, and the lookup by clientOid that follows times out too.
@@ -360,7 +375,7 @@ async def test_a_protective_stop_whose_reply_was_lost_is_not_placed_twice_by_the
     async def lookup_times_out(client_oid: str) -> object:
         raise ExchangeTimeoutError("no answer in time")
 
-    rig.sim.faults.lose_reply_next(1, "/api/v1/orders")
+    lose_the_stops_reply(rig)
     client.order_by_client_oid = lookup_times_out  # type: ignore[method-assign, assignment]
     await rig.engine.sync_positions()
     client.order_by_client_oid = real_lookup  # type: ignore[method-assign]
@@ -615,7 +630,7 @@ async def test_a_protective_stop_whose_reply_was_lost_is_not_doubled_by_a_restar
     async def lookup_times_out(client_oid: str) -> object:
         raise ExchangeTimeoutError("no answer in time")
 
-    rig.sim.faults.lose_reply_next(1, "/api/v1/orders")
+    lose_the_stops_reply(rig)
     client.order_by_client_oid = lookup_times_out  # type: ignore[method-assign, assignment]
     await rig.engine.sync_positions()
     client.order_by_client_oid = real_lookup  # type: ignore[method-assign]
