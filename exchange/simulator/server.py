@@ -546,7 +546,20 @@ class SimulatorServer:
             "crossMode": st.margin_modes.get(symbol) == "CROSS",
         }
         if not pos.qty:
-            return base | {"currentCost": 0, "posCost": 0, "unrealisedPnl": 0, "realisedPnl": 0, "avgEntryPrice": 0}
+            # Stamped and with what the closed position realised, as KuCoin's (§5.6.3 lists currentTimestamp on every
+            # push): without them every close push was the same text, and the client's dedupe of repeated pushes
+            # dropped a symbol's second close, so the engine kept managing (and moving the stop of) a flat position.
+            return base | {
+                "id": f"5000000{pos.key}",
+                "openingTimestamp": pos.opened_at,
+                "currentTimestamp": self.config.clock(),
+                "currentCost": 0,
+                "posCost": 0,
+                "unrealisedPnl": 0,
+                "realisedGrossPnl": float(pos.realised_gross),
+                "realisedPnl": float(pos.realised_pnl),
+                "avgEntryPrice": 0,
+            }
         mark = st.price(symbol).mark
         qty = abs(pos.qty) * c.multiplier
         liq = st.liquidation_price(pos)
