@@ -19,6 +19,11 @@ def intrabar_path(c: Candle) -> list[float]:
     return [c.open, c.high, c.low, c.close]
 
 
+def opening_candle(c: Candle) -> Candle:
+    """The candle as KuCoin first pushes it, at its first trade: the open, no range yet."""
+    return Candle(c.ts, c.open, c.open, c.open, c.open, 0.0)
+
+
 async def replay_files(
     sim: SimulatorServer,
     data_dir: Path,
@@ -51,8 +56,8 @@ async def replay_files(
         for k in range(4):
             for sym, bar in zip(series, bars, strict=True):
                 sim.set_price(sym, Decimal(repr(intrabar_path(bar)[k])), ts_ms=bar.ts + k * int(step_s * 250))
+                if k == 0:  # the bar's first trade: KuCoin's first push of the new candle closes the one before
+                    sim.push_candle(sym, interval, opening_candle(bar), final=False)
+                elif k == 3:
+                    sim.push_candle(sym, interval, bar)
             await pause()
-        for sym, bar in zip(series, bars, strict=True):
-            sim.push_candle(sym, interval, bar)
-        if paced and settle is not None:  # an entry on this close goes in before the next bar's prices move
-            await settle()

@@ -181,13 +181,14 @@ class SimulatorServer:
         """Move the market; funding instants passed (by ``ts_ms`` in a replay, else the clock) are settled."""
         self.state.set_price(symbol, Decimal(last), mark, index, ts_ms=ts_ms)
 
-    def push_candle(self, symbol: str, timeframe: str, candle: Any) -> None:
-        """Record a closed candle for ``/api/v1/kline/query`` and push it on the limitCandle topic."""
+    def push_candle(self, symbol: str, timeframe: str, candle: Any, *, final: bool = True) -> None:
+        """Push a candle on the limitCandle topic; a ``final`` one (closed) is also kept for ``/api/v1/kline/query``."""
         from engine.models import timeframe_ms
 
-        minutes = timeframe_ms(timeframe) // 60_000
-        row = [candle.ts, candle.open, candle.high, candle.low, candle.close, candle.volume]
-        self.candles.setdefault((symbol, minutes), []).append(row)
+        if final:
+            minutes = timeframe_ms(timeframe) // 60_000
+            row = [candle.ts, candle.open, candle.high, candle.low, candle.close, candle.volume]
+            self.candles.setdefault((symbol, minutes), []).append(row)
         self._publish(
             f"/contractMarket/limitCandle:{symbol}_{timeframe}",
             "candle.stick",
