@@ -55,7 +55,9 @@ async def replay_files(
     for bars in zip(*series.values(), strict=False):
         for k in range(4):
             for sym, bar in zip(series, bars, strict=True):
-                sim.set_price(sym, Decimal(repr(intrabar_path(bar)[k])), ts_ms=bar.ts + k * int(step_s * 250))
+                # Inside the bar the price moves through every level on its way (k > 0); the open may gap.
+                price = Decimal(repr(intrabar_path(bar)[k]))
+                sim.set_price(sym, price, ts_ms=bar.ts + k * int(step_s * 250), swept=k > 0)
                 if k == 0:  # the bar's first trade: KuCoin's first push of the new candle closes the one before
                     sim.push_candle(sym, interval, opening_candle(bar), final=False)
                 elif k == 3:

@@ -177,9 +177,11 @@ class SimulatorServer:
         index: Decimal | None = None,
         *,
         ts_ms: int | None = None,
+        swept: bool = False,
     ) -> None:
-        """Move the market; funding instants passed (by ``ts_ms`` in a replay, else the clock) are settled."""
-        self.state.set_price(symbol, Decimal(last), mark, index, ts_ms=ts_ms)
+        """Move the market; funding instants passed (by ``ts_ms`` in a replay, else the clock) are settled.
+        ``swept``: the price moved through every level on the way (see ``Book.set_price``)."""
+        self.state.set_price(symbol, Decimal(last), mark, index, ts_ms=ts_ms, swept=swept)
 
     def push_candle(self, symbol: str, timeframe: str, candle: Any, *, final: bool = True) -> None:
         """Push a candle on the limitCandle topic; a ``final`` one (closed) is also kept for ``/api/v1/kline/query``."""
