@@ -64,6 +64,7 @@ class PaperTrade:
     take_profit: Decimal
     moves: list[tuple[int, Decimal, str]] = field(default_factory=list)
     exit: tuple[int, str, Decimal] | None = None
+    booked: tuple[Decimal, Decimal] | None = None  # net and funding, as the engine booked the close
 
 
 def write_window(src: Path, dst: Path, symbol: str, start: int, bars: int) -> list[Candle]:
@@ -122,6 +123,7 @@ def paper_trades(events: list[Any], bar: Any) -> list[PaperTrade]:
             trades[-1].moves.append((bar(e.ts_ms), e.new, e.reason))
         elif isinstance(e, PositionClosed):
             trades[-1].exit = (bar(e.ts_ms), e.exit_reason, e.exit)
+            trades[-1].booked = (e.net, e.funding)
     return trades
 
 
@@ -230,6 +232,11 @@ async def test_paper_trades_as_the_backtest(symbol: str, tmp_path: Path, data_di
         summary.append((paper.moves, bt_moves, paper.exit, bt_exit))
         if paper.moves == bt_moves and paper.exit is not None and bt_exit is not None:
             assert paper.exit[:2] == bt_exit[:2] and abs(paper.exit[2] - bt_exit[2]) <= tick, (paper, bt)
+            # And the money: the net PnL (funding aside, which the backtest does not charge) differs only by each
+            # leg's price being within a tick, and the exchange's fees being charged on those prices.
+            assert isinstance(bt, ClosedTrade) and paper.booked is not None
+            net, funding = paper.booked
+            assert abs(net + funding - bt.net_pnl) < 2 * tick * spec.base_quantity(paper.lots) * Decimal("1.002")
         else:
             # The first move paper made that the backtest did not came from an intrabar tick: the bar's close
             # alone would not have made it (§10.8 live ticks vs §10.11 closes).
