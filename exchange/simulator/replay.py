@@ -19,6 +19,11 @@ def intrabar_path(c: Candle) -> list[float]:
     return [c.open, c.high, c.low, c.close]
 
 
+def opening_candle(c: Candle) -> Candle:
+    """The candle as KuCoin first pushes it, at its first trade: the open, no range yet."""
+    return Candle(c.ts, c.open, c.open, c.open, c.open, 0.0)
+
+
 async def replay_files(
     sim: SimulatorServer,
     data_dir: Path,
@@ -50,9 +55,11 @@ async def replay_files(
     for bars in zip(*series.values(), strict=False):
         for k in range(4):
             for sym, bar in zip(series, bars, strict=True):
-                sim.set_price(sym, Decimal(repr(intrabar_path(bar)[k])), ts_ms=bar.ts + k * int(step_s * 250))
+                # Inside the bar the price moves through every level on its way (k > 0); the open may gap.
+                price = Decimal(repr(intrabar_path(bar)[k]))
+                sim.set_price(sym, price, ts_ms=bar.ts + k * int(step_s * 250), swept=k > 0)
+                if k == 0:  # the bar's first trade: KuCoin's first push of the new candle closes the one before
+                    sim.push_candle(sym, interval, opening_candle(bar), final=False)
+                elif k == 3:
+                    sim.push_candle(sym, interval, bar)
             await pause()
-        for sym, bar in zip(series, bars, strict=True):
-            sim.push_candle(sym, interval, bar)
-        if paced and settle is not None:  # an entry on this close goes in before the next bar's prices move
-            await settle()

@@ -177,17 +177,20 @@ class SimulatorServer:
         index: Decimal | None = None,
         *,
         ts_ms: int | None = None,
+        swept: bool = False,
     ) -> None:
-        """Move the market; funding instants passed (by ``ts_ms`` in a replay, else the clock) are settled."""
-        self.state.set_price(symbol, Decimal(last), mark, index, ts_ms=ts_ms)
+        """Move the market; funding instants passed (by ``ts_ms`` in a replay, else the clock) are settled.
+        ``swept``: the price moved through every level on the way (see ``Book.set_price``)."""
+        self.state.set_price(symbol, Decimal(last), mark, index, ts_ms=ts_ms, swept=swept)
 
-    def push_candle(self, symbol: str, timeframe: str, candle: Any) -> None:
-        """Record a closed candle for ``/api/v1/kline/query`` and push it on the limitCandle topic."""
+    def push_candle(self, symbol: str, timeframe: str, candle: Any, *, final: bool = True) -> None:
+        """Push a candle on the limitCandle topic; a ``final`` one (closed) is also kept for ``/api/v1/kline/query``."""
         from engine.models import timeframe_ms
 
-        minutes = timeframe_ms(timeframe) // 60_000
-        row = [candle.ts, candle.open, candle.high, candle.low, candle.close, candle.volume]
-        self.candles.setdefault((symbol, minutes), []).append(row)
+        if final:
+            minutes = timeframe_ms(timeframe) // 60_000
+            row = [candle.ts, candle.open, candle.high, candle.low, candle.close, candle.volume]
+            self.candles.setdefault((symbol, minutes), []).append(row)
         self._publish(
             f"/contractMarket/limitCandle:{symbol}_{timeframe}",
             "candle.stick",
@@ -546,7 +549,20 @@ class SimulatorServer:
             "crossMode": st.margin_modes.get(symbol) == "CROSS",
         }
         if not pos.qty:
-            return base | {"currentCost": 0, "posCost": 0, "unrealisedPnl": 0, "realisedPnl": 0, "avgEntryPrice": 0}
+            # Stamped and with what the closed position realised, as KuCoin's (§5.6.3 lists currentTimestamp on every
+            # push): without them every close push was the same text, and the client's dedupe of repeated pushes
+            # dropped a symbol's second close, so the engine kept managing (and moving the stop of) a flat position.
+            return base | {
+                "id": f"5000000{pos.key}",
+                "openingTimestamp": pos.opened_at,
+                "currentTimestamp": self.config.clock(),
+                "currentCost": 0,
+                "posCost": 0,
+                "unrealisedPnl": 0,
+                "realisedGrossPnl": float(pos.realised_gross),
+                "realisedPnl": float(pos.realised_pnl),
+                "avgEntryPrice": 0,
+            }
         mark = st.price(symbol).mark
         qty = abs(pos.qty) * c.multiplier
         liq = st.liquidation_price(pos)

@@ -119,6 +119,26 @@ async def test_stop_market_triggers_on_mark_not_last(sim: SimulatorServer, clien
     assert await client.open_stop_orders("ETHUSDTM") == []
 
 
+async def test_a_stop_swept_by_a_price_step_fills_at_its_trigger_and_one_gapped_past_at_the_price(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """A replay moves the price along a candle's path in steps (open, extremes, close). Inside a candle the market
+    traded through every price of a step, so a stop on the way goes off at its trigger (filled 0.02 % worse, on the
+    tick); it used to go off at the far end of the step, the candle's extreme (an ETH stop at 3122.35 filled at
+    3107.06). Only a price that gaps (``swept`` False: a candle's open) fills a stop where it landed."""
+    fills = []
+    for swept in (True, False):
+        sim.set_price("ETHUSDTM", D("2000.00"))
+        await client.place_order(OrderRequest("ETHUSDTM", BUY, 10, leverage=10))
+        stop = await client.place_order(
+            OrderRequest("ETHUSDTM", SELL, 10, reduce_only=True, stop=StopDirection.DOWN, stop_price=D("1990.00"))
+        )
+        sim.set_price("ETHUSDTM", D("1980.00"), swept=swept)
+        assert (await client.position("ETHUSDTM")).lots == 0
+        fills.append([f.price for f in await client.fills(order_id=stop.id)])
+    assert fills == [[D("1989.60")], [D("1979.60")]]  # 1990.00 x 0.9998 = 1989.602; 1980.00 x 0.9998 = 1979.604
+
+
 async def test_bracket_legs_one_cancels_the_other(sim: SimulatorServer, client: KucoinFuturesClient) -> None:
     entry = await client.place_bracket(
         OrderRequest("ETHUSDTM", BUY, 10, leverage=10), take_profit=D("2060.00"), stop_loss=D("1980.00")

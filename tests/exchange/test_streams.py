@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 
@@ -418,3 +420,75 @@ async def test_stop_is_a_clean_close_not_a_dropped_connection(
         await asyncio.wait_for(task, 5)  # run() returns by itself once stopped
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
     assert list(s.stats.errors) == [] and s.stats.reconnects == 0
+
+
+async def test_every_close_of_a_symbols_position_reaches_the_client(
+    sim: SimulatorServer, client: KucoinFuturesClient
+) -> None:
+    """The stream drops a push whose text it has seen (a resent duplicate). The simulator's push for a closed
+    position had no timestamp: a symbol's second close was the same text as its first and was dropped, so the engine
+    kept managing a flat position (in a SOL replay it moved that position's stop 4 more times)."""
+    rec = Recorder()
+    s = KucoinStream(client, rec, private=True, backoff_base_s=0.02, backoff_cap_s=0.1)
+    await s.subscribe("/contract/position:ETHUSDTM", private=True)
+    task = asyncio.create_task(s.run())
+    try:
+        await asyncio.wait_for(s.connected.wait(), 5)
+        for _ in range(2):
+            await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 2, leverage=5))
+            await client.place_order(OrderRequest("ETHUSDTM", OrderSide.SELL, 2, reduce_only=True))
+        await until(lambda: s.stats.received == 4)
+        closes = [m.data for m in rec.subjects("position.change") if m.data["currentQty"] == 0]
+        assert len(closes) == 2 and s.stats.duplicates == 0
+        assert closes[0]["openingTimestamp"] and "currentTimestamp" in closes[1]
+    finally:
+        await s.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def first_candles(data_dir: Path, into: Path, n: int) -> Path:
+    """A candle directory holding the first ``n`` ETH candles of the shared month."""
+    raw = json.loads(next(data_dir.glob("ETHUSDTM_5min_*.json")).read_text())
+    raw["candles"] = raw["candles"][:n]
+    (into / "ETHUSDTM_5min_window.json").write_text(json.dumps(raw))
+    return into
+
+
+async def test_the_replay_closes_a_candle_at_the_next_candles_open(
+    sim: SimulatorServer, client: KucoinFuturesClient, data_dir: Path, tmp_path: Path
+) -> None:
+    """A closed candle reaches the bot with the next candle's first push, and the market is then at that candle's
+    open: a signal on bar t is traded at bar t+1's open, the backtest's fill bar. The replay pushed each candle once,
+    after its whole path, so the bot learnt of bar t's close at bar t+1's close (SOL: an entry at 125.734 from the
+    close 125.708, where the backtest filled at 125.652 from the open 125.627)."""
+    from engine.marketdata.candle_files import load_candles
+    from engine.models import Candle
+    from exchange.simulator.replay import replay_files
+
+    candles = load_candles(first_candles(data_dir, tmp_path, 6), "ETHUSDTM", "5min")
+    closer = CandleCloser()
+    closed: list[tuple[Candle, D]] = []
+
+    def on_msg(msg: StreamMessage) -> None:
+        c = closer.push(msg.data, msg.connection)
+        if c is not None:
+            closed.append((c, sim.state.prices["ETHUSDTM"].last))
+
+    s = KucoinStream(client, on_msg, backoff_base_s=0.02, backoff_cap_s=0.1)
+    await s.subscribe("/contractMarket/limitCandle:ETHUSDTM_5min")
+    task = asyncio.create_task(s.run())
+    try:
+        await asyncio.wait_for(s.connected.wait(), 5)
+
+        async def settle() -> None:  # as the bot's: every push read and handled before the price moves on
+            await until(lambda: s.stats.received == sim.pushed)
+
+        await replay_files(sim, tmp_path, ("ETHUSDTM",), "max", settle=settle)
+    finally:
+        await s.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert closed == [(candles[n], D(repr(candles[n + 1].open))) for n in range(5)]
