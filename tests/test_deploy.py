@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.config.errors import EX_CONFIG
+from engine.config.errors import EX_CONFIG, EX_DATAERR
 from engine.config.settings import Settings, load_settings
 from tests.conftest import ROOT
 
@@ -215,6 +215,7 @@ def test_a_bad_env_under_systemd_stops_with_one_line_and_is_not_restarted(tmp_pa
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "cannot start: KuCoin answered" in proc.stderr
     assert _restarted_by_systemd(unit, proc.returncode)
+    assert not _restarted_by_systemd(unit, EX_DATAERR)  # an unusable database (tests/storage/test_db.py): before, 1
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")

@@ -15,6 +15,9 @@ _SECRET_NAME = re.compile(r"(secret|passphrase|token|api_?key|password|webhook)"
 # it (RestartPreventExitStatus=78): a bad .env restarted the bot every 10 s for ever, and no restart can fix one. A
 # crash or an unreachable exchange exits 1 and is restarted.
 EX_CONFIG = 78
+# Exit status of a start refused for its database (sysexits.h EX_DATAERR): corrupt, from a newer release, or not
+# writable. No restart can fix one either (before: exit 1, restarted every 10 s for ever); the unit lists it too.
+EX_DATAERR = 65
 
 
 class ConfigError(Exception):

@@ -1,7 +1,7 @@
 """``python -m engine.runtime [--replay DIR] [--speed N|max] [--arm-live]`` — what ``./start.sh`` launches.
 
-A start refused for its configuration exits EX_CONFIG (78), which the systemd unit does not restart on; a crash or
-an unreachable exchange exits 1, which it does.
+A start refused for its configuration exits EX_CONFIG (78), one refused for its database EX_DATAERR (65); the
+systemd unit restarts on neither. A crash or an unreachable exchange exits 1, which it does restart on.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from engine.config.errors import EX_CONFIG, ConfigError
+from engine.config.errors import EX_CONFIG, EX_DATAERR, ConfigError
 from engine.config.settings import check_replay_speed, load_settings
 from engine.config.strategy import ROOT, unsupported_by_runtime
 from engine.logging import Redactor, configure_logging
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     except StorageError as exc:  # a corrupt, read-only or newer database: say which and why, in one line
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EX_DATAERR
     except (ExchangeError, aiohttp.ClientError, OSError) as exc:
         # The exchange failed (unreachable, refusing a call): one line, through the redactor, not a traceback wall.
         line = Redactor(settings.secret_values()).clean(f"{type(exc).__name__}: {exc}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.errors import EX_DATAERR
 from storage.db import MIGRATIONS, Database, StorageError
 from tests.conftest import ROOT
 
@@ -90,7 +91,7 @@ def test_the_bot_refuses_an_unusable_database_with_one_line(tmp_path: Path, prob
     else:
         db_path.write_bytes(os.urandom(8192))
     proc = _run_bot(tmp_path, db_path)
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.returncode == EX_DATAERR == 65, proc.stderr[-3000:]  # before: 1, which systemd restarted
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
     assert len(errors) == 1 and str(db_path) in errors[0], proc.stderr[-3000:]
