@@ -217,7 +217,7 @@ start_bot() {
   local i
   for i in $(seq 1 60); do  # up to 30 s
     if ! running_pid >/dev/null; then
-      # The bot's own status (78 for its configuration, 1 for anything else); never wait on one still running.
+      # The bot's own status (78 config, 65 database, 1 anything else); never wait on one still running.
       if ! kill -0 "$bot" 2>/dev/null; then wait "$bot" || status=$?; fi
       echo "error: ENYGMA stopped during start-up; last log lines:" >&2; tail -n 20 "$log" >&2
       rm -f "$PID_FILE"; exit $(( status ? status : 1 ))
