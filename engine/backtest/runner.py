@@ -192,7 +192,7 @@ class Backtester:
         cfg = self.cfg
         side = Side.LONG if decision.side == "long" else Side.SHORT
         atr = None if decision.atr_pct is None else Decimal(repr(decision.atr_pct))
-        lev = select_leverage(cfg, atr, exchange_max=run.spec.max_leverage)
+        lev = select_leverage(cfg, atr, exchange_max=run.spec.max_leverage, mmr=run.spec.maintenance_margin_rate)
         ref = dec(bar.open)
         size = position_size(
             cfg,

@@ -44,11 +44,14 @@ def round_take_profit(price: Decimal, side: Side, tick: Decimal) -> Decimal:
 # --------------------------------------------------------------------------- leverage and size
 
 
-def select_leverage(cfg: StrategyConfig, atr_pct: Decimal | None, *, exchange_max: int | None = None) -> int:
-    """§10.1: ATR tier, clamp to [min, max], liquidation-buffer cap, exchange cap."""
+def select_leverage(
+    cfg: StrategyConfig, atr_pct: Decimal | None, *, exchange_max: int | None = None, mmr: Decimal | None = None
+) -> int:
+    """§10.1: ATR tier, clamp to [min, max], liquidation-buffer cap, exchange cap. ``mmr``: the contract's own
+    maintenance margin rate, when known (see ``liquidation_leverage_cap``)."""
     rm = cfg.risk_management
     lev = max(rm.leverage_min, min(rm.leverage_max, tier_leverage(cfg, atr_pct)))
-    lev = min(lev, liquidation_leverage_cap(cfg))
+    lev = min(lev, liquidation_leverage_cap(cfg, mmr))
     if exchange_max is not None:
         lev = min(lev, exchange_max)
     return lev
@@ -64,10 +67,16 @@ def tier_leverage(cfg: StrategyConfig, atr_pct: Decimal | None) -> int:
     return cfg.volatility.leverage_tiers[-1].leverage
 
 
-def liquidation_leverage_cap(cfg: StrategyConfig) -> int:
-    """Largest integer L with 1/L − mmr ≥ minLiquidationBuffer (18 with the defaults)."""
+def liquidation_leverage_cap(cfg: StrategyConfig, mmr: Decimal | None = None) -> int:
+    """Largest integer L with 1/L − mmr ≥ minLiquidationBuffer (18 with the defaults).
+
+    mmr is the config's ``maintenanceMarginRate`` (0.5 %) or the contract's own rate when that is higher: KuCoin asks
+    0.7 % of SOLUSDTM and XRPUSDTM, where 18× leaves 1/18 − 0.007 = 4.86 %, under the 5 % that §10.10 requires at
+    entry, and every such entry was at once inside the buffer the live monitor alerts on. With the spec's 0.5 %
+    (and every contract at or under it) the cap is the spec's."""
     rm = cfg.risk_management
-    return int((ONE / (rm.min_liquidation_buffer + rm.maintenance_margin_rate)).to_integral_value(rounding=ROUND_FLOOR))
+    rate = rm.maintenance_margin_rate if mmr is None else max(rm.maintenance_margin_rate, mmr)
+    return int((ONE / (rm.min_liquidation_buffer + rate)).to_integral_value(rounding=ROUND_FLOOR))
 
 
 def score_multiplier(cfg: StrategyConfig, abs_score: Decimal) -> Decimal:

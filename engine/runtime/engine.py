@@ -357,7 +357,7 @@ class TradingEngine:
         spec = self.specs[symbol]
         side = Side.LONG if decision.side == "long" else Side.SHORT
         atr = None if decision.atr_pct is None else Decimal(repr(decision.atr_pct))
-        lev = select_leverage(self.cfg, atr, exchange_max=spec.max_leverage)
+        lev = select_leverage(self.cfg, atr, exchange_max=spec.max_leverage, mmr=spec.maintenance_margin_rate)
         price = Decimal(repr(decision.close))
         size = position_size(
             self.cfg,
@@ -515,7 +515,7 @@ class TradingEngine:
         spec = self.specs[symbol]
         side = Side.LONG if decision.side == "long" else Side.SHORT
         atr = None if decision.atr_pct is None else Decimal(repr(decision.atr_pct))
-        lev = select_leverage(self.cfg, atr, exchange_max=spec.max_leverage)
+        lev = select_leverage(self.cfg, atr, exchange_max=spec.max_leverage, mmr=spec.maintenance_margin_rate)
         micro_gate: GateResult | None = None
         try:  # the exchange failing these reads (a 429 storm past the retries) refuses the entry, as a refused order
             if self.cfg.gates.live_avoid_entry_filter:  # gate 12 (§11): live data only, read with the entry's ticker

@@ -101,3 +101,25 @@ def test_no_time_based_or_signal_exit_exists() -> None:
     assert rm.reduce_only_exits is True
     # The stop manager's API has no clock-driven exit: its only inputs are prices (and a debounce clock).
     assert not [name for name in dir(StopManager) if "time" in name.lower() or "expire" in name.lower()]
+
+
+mmrs = st.decimals(min_value=D("0"), max_value=D("0.03"), places=4)
+
+
+@given(atrs, mmrs)
+def test_the_leverage_cap_keeps_the_5pct_buffer_with_the_contracts_own_maintenance_rate(atr: D, mmr: D) -> None:
+    """§10.10 requires a 5 % buffer at entry. Before, the cap used the config's 0.5 % whatever the contract asked:
+    SOLUSDTM and XRPUSDTM ask 0.7 %, where 18× leaves 1/18 − 0.007 = 4.86 %."""
+    lev = select_leverage(CFG, atr, mmr=mmr)
+    rate = max(mmr, CFG.risk_management.maintenance_margin_rate)
+    assert D(1) / lev - rate >= CFG.risk_management.min_liquidation_buffer or lev == CFG.risk_management.leverage_min
+    assert lev <= select_leverage(CFG, atr)  # never above the spec's own cap
+
+
+def test_the_leverage_cap_for_real_contracts() -> None:
+    low_atr = D("0.35")  # the 50× tier, capped
+    assert select_leverage(CFG, low_atr) == 18  # the spec's figure (E7)
+    assert select_leverage(CFG, low_atr, mmr=D("0.004")) == 18  # XBTUSDTM: under the config's rate, which governs
+    assert select_leverage(CFG, low_atr, mmr=D("0.005")) == 18  # ETHUSDTM
+    assert select_leverage(CFG, low_atr, mmr=D("0.007")) == 17  # SOLUSDTM, XRPUSDTM: 1/17 − 0.007 = 5.18 %
+    assert select_leverage(CFG, D("1.5"), mmr=D("0.007")) == 15  # a lower tier is left as it is
