@@ -43,6 +43,7 @@ class Outbox:
     def __init__(self, db: Database, clock: Callable[[], int] | None = None) -> None:
         self.db = db
         self.clock = clock or (lambda: int(time.time() * 1000))
+        self.superseded = 0  # queued burst messages replaced by a newer one of the same key before being sent
 
     async def enqueue(
         self,
@@ -59,6 +60,15 @@ class Outbox:
         parts = split_html(text)
         key = coalesce_key if len(parts) == 1 else None  # editing would replace one part of several
         now = self.clock()
+        if key is not None and not key.startswith(CARD_PREFIXES):
+            # A newer stop move makes a queued one old news: while Telegram is down, a trailing stop would pile up
+            # one message per move, each sent (or edited) a second apart on recovery, ahead of a halt queued later.
+            cur = await self.db.conn.execute(
+                "DELETE FROM outbox WHERE state = 'pending' AND chat_id = ? AND coalesce_key = ?", (chat_id, key)
+            )
+            if cur.rowcount:
+                self.superseded += cur.rowcount
+                log.info("telegram.superseded", chat_id=chat_id, key=key, messages=cur.rowcount)
         last = 0
         for n, part in enumerate(parts):
             cur = await self.db.conn.execute(

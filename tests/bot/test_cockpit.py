@@ -314,6 +314,9 @@ async def test_429_storm_loses_nothing_and_bursts_edit_one_message(
         await svc.notify(
             StopMoved(ts_ms=i, symbol="ETHUSDTM", old=Decimal(1990 + i), new=Decimal(1991 + i), reason="trailing_stop")
         )
+        async with asyncio.timeout(30):  # each move sent before the next (one still queued is replaced instead)
+            while await svc.outbox.pending_count():
+                await asyncio.sleep(0.05)
     await tg.wait_for("editMessageText", 2, timeout=30)
     stop_msgs = [m for m in tg.sent("sendMessage") if m["text"].startswith("🔒")]
     assert len(stop_msgs) == 1 and stop_msgs[0]["disable_notification"] is True

@@ -243,6 +243,7 @@ async def test_a_stop_move_after_other_news_is_a_new_message(tg: FakeTelegram, d
     svc = await running(build(tg, db, Control()))
     try:
         await svc.notify(StopMoved(ts_ms=1, symbol="ETHUSDTM", old=Decimal(1990), new=Decimal(1995), reason="be"))
+        await drained(svc)  # sent; a move still queued would be replaced rather than edited
         await svc.notify(StopMoved(ts_ms=2, symbol="ETHUSDTM", old=Decimal(1995), new=Decimal(1996), reason="trail"))
         await drained(svc)
         assert len(tg.sent()) == 1 and len(tg.sent("editMessageText")) == 1  # a burst edits one message

@@ -1,0 +1,58 @@
+"""Telegram unreachable for minutes while the engine keeps trading, through the real python-telegram-bot library
+and the fake Bot API server: what piles up in the outbox meanwhile, and what the trader gets first once Telegram
+answers again."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from engine.events import HaltRaised, StopMoved
+from storage.db import Database
+from tests.bot.fake_telegram import FakeTelegram
+from tests.bot.test_cockpit import Control
+from tests.bot.test_cockpit_faults import build, closed, drained
+
+
+def halt() -> HaltRaised:
+    return HaltRaised(ts_ms=99, limit="daily_loss", value="-612.40", threshold="-600")
+
+
+async def test_a_trailing_stop_during_an_outage_does_not_bury_the_halt_behind_it(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """A trailing stop moved 40 times while Telegram was down (the bot could not even start). Each move waited in
+    the outbox as its own message: on recovery the chat got one stop message and 39 edits of it, one a second,
+    before the halt raised after them; 40 s of a stale stop price and a halt nobody saw."""
+    svc = build(tg, db, Control())
+    for i in range(40):
+        await svc.notify(
+            StopMoved(ts_ms=i, symbol="ETHUSDTM", old=Decimal(1990 + i), new=Decimal(1991 + i), reason="trailing")
+        )
+    await svc.notify(halt())
+    assert await svc.outbox.pending_count() == 2  # the latest stop and the halt; the 39 older stops say nothing new
+    await svc.start()
+    try:
+        await drained(svc, timeout=30)
+        calls = [c for c in tg.calls if c.method in ("sendMessage", "editMessageText")]
+        assert len(calls) == 2
+        stop, halted = calls[0].params["text"], calls[1].params["text"]
+        assert "→ <b>2030.00</b>" in stop and "Halt: daily_loss" in halted
+    finally:
+        await svc.stop()
+
+
+async def test_stop_moves_of_two_symbols_and_other_news_keep_their_place(tg: FakeTelegram, db: Database) -> None:
+    """Only a newer move of the same symbol replaces a queued one; another symbol's stop and a close stay queued."""
+    svc = build(tg, db, Control())
+    await svc.notify(StopMoved(ts_ms=1, symbol="ETHUSDTM", old=Decimal(1990), new=Decimal(1995), reason="be"))
+    await svc.notify(StopMoved(ts_ms=2, symbol="XBTUSDTM", old=Decimal(90000), new=Decimal(90500), reason="be"))
+    await svc.notify(closed(-21, symbol="SOLUSDTM"))
+    await svc.notify(StopMoved(ts_ms=3, symbol="ETHUSDTM", old=Decimal(1995), new=Decimal(1999), reason="trail"))
+    await svc.start()
+    try:
+        await drained(svc)
+        texts = [m["text"] for m in tg.sent()]
+        assert len(texts) == 3 and "90500" in texts[0] and "SOLUSDTM" in texts[1] and "1999" in texts[2]
+        assert not any("1995</b>" in t for t in texts)
+    finally:
+        await svc.stop()
