@@ -107,8 +107,12 @@ class Outbox:
     async def sent(self, item_id: int, message_id: int) -> None:
         await self.db.execute("UPDATE outbox SET state = 'sent', message_id = ? WHERE id = ?", (message_id, item_id))
 
-    async def retry_at(self, item_id: int, due_ms: int) -> None:
-        await self.db.execute("UPDATE outbox SET due_ms = ?, attempts = attempts + 1 WHERE id = ?", (due_ms, item_id))
+    async def retry_at(self, item_id: int, due_ms: int, *, counted: bool = True) -> None:
+        """Try again at ``due_ms``; ``counted`` False for a failure that is Telegram's (an outage, a flood wait), not
+        the message's: only a message's own failures end its hold on the newer ones."""
+        await self.db.execute(
+            "UPDATE outbox SET due_ms = ?, attempts = attempts + ? WHERE id = ?", (due_ms, int(counted), item_id)
+        )
 
     async def last_message(self, chat_id: int, coalesce_key: str) -> int | None:
         """The message to edit instead of sending a new one: a card's own message wherever it is; for a burst key
@@ -167,12 +171,17 @@ class OutboxSender:
         idle_s: float = 0.2,
         backoff_cap_s: float = 60.0,
         global_interval_s: float = 1 / 30,
+        outage_cap_s: float = 10.0,
     ) -> None:
         self.outbox = outbox
         self.bot = bot
         self.per_chat_interval_s = per_chat_interval_s
         self.idle_s = idle_s
         self.backoff_cap_s = backoff_cap_s
+        # While Telegram is unreachable each chat's oldest message is tried at least this often (one request), so the
+        # backlog follows within seconds of its return, not after a minute's backoff.
+        self.outage_cap_s = outage_cap_s
+        self._outage: dict[int, int] = {}  # chat -> network failures in a row (reset by a delivery)
         self._last_sent: dict[int, float] = {}
         self.global_interval_s = global_interval_s  # Telegram's ~30 messages/s across all chats
         self._last_any = 0.0
@@ -227,13 +236,11 @@ class OutboxSender:
                     await self.bot.edit_message_text(
                         item.text, chat_id=item.chat_id, message_id=previous, parse_mode="HTML", reply_markup=markup
                     )
-                    await self.outbox.sent(item.id, previous)
-                    self.delivered += 1
+                    await self._delivered(item, previous)
                     return True
                 except BadRequest as exc:
                     if "not modified" in str(exc).lower():  # the message already says exactly this
-                        await self.outbox.sent(item.id, previous)
-                        self.delivered += 1
+                        await self._delivered(item, previous)
                         return True
                     # the old message is gone or cannot be edited: send a new one
             try:
@@ -247,13 +254,12 @@ class OutboxSender:
                 msg = await self.bot.send_message(
                     item.chat_id, plain(item.text), disable_notification=item.silent, reply_markup=markup
                 )
-            await self.outbox.sent(item.id, msg.message_id)
-            self.delivered += 1
+            await self._delivered(item, msg.message_id)
             return True
         except RetryAfter as exc:
             delay = exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds()
             log.warning("telegram.flood_wait", retry_after_s=delay)
-            await self.outbox.retry_at(item.id, self.outbox.clock() + int(float(delay) * 1000))
+            await self.outbox.retry_at(item.id, self.outbox.clock() + int(float(delay) * 1000), counted=False)
         except ChatMigrated as exc:
             log.error(
                 "telegram.chat_migrated", old=item.chat_id, new=exc.new_chat_id, detail="update TELEGRAM_CHAT_IDS"
@@ -261,13 +267,26 @@ class OutboxSender:
             await self.outbox.move_chat(item.chat_id, exc.new_chat_id)
         except (TimedOut, NetworkError, TelegramError) as exc:
             # Network trouble, or a chat that refuses us (bot blocked, removed from the group): the message waits
-            # and is tried again with backoff, the other chats go on.
-            delay = min(self.backoff_cap_s, 0.5 * 2**item.attempts)
+            # and is tried again with backoff, the other chats go on. An outage (timeouts, 5xx) is not the
+            # message's fault: it keeps its place at the head of its chat, so the backlog arrives in order. Counted
+            # against the message, five failures released the next ones and each waited its own backoff: after a
+            # five-minute outage the oldest arrived last, a minute late.
             transient = isinstance(exc, TimedOut | NetworkError) and not isinstance(exc, BadRequest)
+            if transient:
+                streak = self._outage[item.chat_id] = self._outage.get(item.chat_id, 0) + 1
+                delay = min(self.backoff_cap_s, self.outage_cap_s, 0.5 * 2 ** (streak - 1))
+            else:
+                delay = min(self.backoff_cap_s, 0.5 * 2**item.attempts)
             (log.warning if transient else log.error)(
                 "telegram.send_failed", chat_id=item.chat_id, error=str(exc), retry_in_s=delay
             )
-            await self.outbox.retry_at(item.id, self.outbox.clock() + int(delay * 1000))
+            await self.outbox.retry_at(item.id, self.outbox.clock() + int(delay * 1000), counted=not transient)
         finally:
             self._last_sent[item.chat_id] = self._last_any = time.monotonic()
         return False
+
+    async def _delivered(self, item: Queued, message_id: int) -> None:
+        """Telegram has it: mark it sent, and the chat's outage (if any) is over."""
+        await self.outbox.sent(item.id, message_id)
+        self.delivered += 1
+        self._outage.pop(item.chat_id, None)

@@ -4,6 +4,7 @@ answers again."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from engine.events import HaltRaised, StopMoved
@@ -54,5 +55,38 @@ async def test_stop_moves_of_two_symbols_and_other_news_keep_their_place(tg: Fak
         texts = [m["text"] for m in tg.sent()]
         assert len(texts) == 3 and "90500" in texts[0] and "SOLUSDTM" in texts[1] and "1999" in texts[2]
         assert not any("1995</b>" in t for t in texts)
+    finally:
+        await svc.stop()
+
+
+async def test_after_minutes_of_outage_the_backlog_arrives_at_once_and_in_order(tg: FakeTelegram, db: Database) -> None:
+    """Five minutes of 502s from Telegram, then it answers again. Every failure counted as the message's own, so
+    after five of them each queued message stopped holding back the next: they were all tried in turn, each then
+    waited its own backoff (up to 60 s), and on recovery they arrived in whatever order their backoffs ended, the
+    close of -21.00 last, up to a minute late. An outage is Telegram's, not the message's: the oldest is tried again
+    (at least every 10 s) and the others wait behind it, in order."""
+    now = [1_800_000_000_000]
+    svc = build(tg, db, Control())
+    svc.outbox.clock = lambda: now[0]  # virtual time: five minutes of outage in a few real seconds
+    tg.fail_5xx["sendMessage"] = 10**6
+    await svc.start()
+    try:
+        for net in (-21, -22, -23):
+            await svc.notify(closed(net))
+        for _ in range(300):
+            now[0] += 1000
+            await asyncio.sleep(0.01)
+        attempts = [r[0] for r in await db.fetchall("SELECT attempts FROM outbox WHERE state = 'pending' ORDER BY id")]
+        tg.fail_5xx["sendMessage"] = 0  # Telegram is back
+        back, arrived = now[0], {}
+        async with asyncio.timeout(30):
+            while len(tg.sent()) < 3:
+                now[0] += 250
+                await asyncio.sleep(0.01)
+                for m in tg.sent():
+                    arrived.setdefault(m["text"].split("net ")[1][:6], now[0] - back)
+        order = [m["text"].split("net ")[1][:6] for m in tg.sent()]
+        assert order == ["-21.00", "-22.00", "-23.00"], (order, arrived, attempts)
+        assert max(arrived.values()) <= 10_500, (arrived, attempts)
     finally:
         await svc.stop()
