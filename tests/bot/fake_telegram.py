@@ -87,10 +87,19 @@ class FakeTelegram:
     def push_edited_message(self, user_id: int, text: str, chat_id: int | None = None) -> None:
         self.push_message(user_id, text, chat_id, kind="edited_message")
 
-    def push_callback(self, user_id: int, data: str, message_id: int | None = None, chat_id: int | None = None) -> None:
+    def push_callback(
+        self,
+        user_id: int,
+        data: str,
+        message_id: int | None = None,
+        chat_id: int | None = None,
+        *,
+        inaccessible: bool = False,
+    ) -> None:
         """A press of the button carrying ``data``. As Telegram does, the update holds the message the button sits
         on, as it reads now (plain text plus formatting entities); without ``message_id`` that is the latest message
-        of the chat whose buttons include ``data``, and a message this server never sent reads "card"."""
+        of the chat whose buttons include ``data``, and a message this server never sent reads "card". With
+        ``inaccessible`` the message is one Telegram no longer shows the bot (too old): only its chat and id, date 0."""
         chat = chat_id or user_id
         if message_id is None:
             message_id = next(
@@ -102,6 +111,9 @@ class FakeTelegram:
                 1,
             )
         text, entities = _entities(self.texts.get((chat, message_id), "card"))
+        message: dict[str, Any] = {"message_id": message_id, "date": 0, "chat": {"id": chat, "type": "private"}}
+        if not inaccessible:
+            message.update(date=int(time.time()), text=text, entities=entities, **{"from": BOT_USER})
         self._push(
             {
                 "callback_query": {
@@ -109,14 +121,7 @@ class FakeTelegram:
                     "from": _user(user_id),
                     "chat_instance": "ci",
                     "data": data,
-                    "message": {
-                        "message_id": message_id,
-                        "date": int(time.time()),
-                        "chat": {"id": chat, "type": "private"},
-                        "from": BOT_USER,
-                        "text": text,
-                        "entities": entities,
-                    },
+                    "message": message,
                 }
             }
         )

@@ -594,3 +594,29 @@ async def test_the_daily_summary_counts_the_days_trades_and_fees(db: Database) -
     later_ms = day_ms + 20 * 3_600_000  # sent at 20:00
     later = summarize_day(stored, now_ms=later_ms, risk=RiskState.start(Decimal(10000), later_ms))
     assert (later.day, later.trades) == ("2025-11-30", 2)  # the day so far
+
+
+async def test_a_button_on_a_message_telegram_no_longer_shows_still_reports_the_outcome(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """Telegram hands a press on a message it no longer shows the bot (too old) as an inaccessible message: no
+    text, date 0. The press still acts once, and the outcome is written on that message (its details cannot be
+    kept: Telegram did not send them), never reported as a failure."""
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_callback(OWNER, "ap:ap-1:y", message_id=7, inaccessible=True)
+        tg.push_message(OWNER, "/killswitch")
+        async with asyncio.timeout(10):
+            while not (cards := [m for m in tg.sent() if "reply_markup" in m]):
+                await asyncio.sleep(0.02)
+        tg.push_callback(OWNER, cards[0]["reply_markup"]["inline_keyboard"][0][0]["callback_data"], inaccessible=True)
+        edits = await tg.wait_for("editMessageText", 2)
+        assert [(e["message_id"], e["text"]) for e in edits] == [(7, "executed"), (3, "kill switch: account is flat")]
+        assert control.executed == [f"telegram:{OWNER}"] and control.kills == 1
+        tg.push_message(OWNER, "/help")  # a marker: nothing else was said in between
+        await tg.wait_for("sendMessage", 2)
+        assert not any("failed" in m["text"] for m in tg.sent()) and len(tg.sent()) == 2
+        assert not any(a.get("show_alert") for a in tg.sent("answerCallbackQuery"))
+    finally:
+        await svc.stop()
