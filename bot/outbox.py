@@ -26,6 +26,10 @@ log = structlog.get_logger(__name__)
 BURST_WINDOW_MS = 10 * 60_000  # a stop move edits the previous one only if it is recent and still the latest news
 CARD_PREFIXES = ("approval:",)  # keys of cards that are edited in place wherever they are (their outcome, expiry)
 HOLD_ATTEMPTS = 5  # a message that failed this often no longer holds back the newer ones to its chat
+# Less urgent messages (reconnects, health flaps, signals) waiting per chat: beyond this the oldest give way, so after
+# an hour without Telegram a fill or a halt is not sent after hundreds of them, one a second. One message says how
+# many were dropped; what matters (fills, stops, halts, approvals) is never dropped.
+BACKLOG_CAP = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,7 @@ class Outbox:
         self.db = db
         self.clock = clock or (lambda: int(time.time() * 1000))
         self.superseded = 0  # queued burst messages replaced by a newer one of the same key before being sent
+        self.dropped = 0  # less urgent messages dropped from a backlog over BACKLOG_CAP
 
     async def enqueue(
         self,
@@ -53,9 +58,11 @@ class Outbox:
         silent: bool = False,
         reply_markup: InlineKeyboardMarkup | None = None,
         coalesce_key: str | None = None,
+        droppable: bool = False,
     ) -> int:
         """Queue ``text`` (HTML) for ``chat_id``; a text over Telegram's limit becomes several messages in order,
-        the buttons on the last. Returns the id of the last one."""
+        the buttons on the last. A ``droppable`` one may give way to newer ones of its kind while the chat's backlog
+        is over ``BACKLOG_CAP``. Returns the id of the last one."""
         markup = None if reply_markup is None else json.dumps(reply_markup.to_dict())
         parts = split_html(text)
         key = coalesce_key if len(parts) == 1 else None  # editing would replace one part of several
@@ -72,13 +79,48 @@ class Outbox:
         last = 0
         for n, part in enumerate(parts):
             cur = await self.db.conn.execute(
-                "INSERT INTO outbox (chat_id, text, silent, reply_markup, coalesce_key, due_ms, created_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (chat_id, part, int(silent), markup if n == len(parts) - 1 else None, key, now, now),
+                "INSERT INTO outbox (chat_id, text, silent, reply_markup, coalesce_key, due_ms, created_ms, droppable)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (chat_id, part, int(silent), markup if n == len(parts) - 1 else None, key, now, now, int(droppable)),
             )
             last = int(cur.lastrowid or 0)
+        if droppable:
+            await self._trim(chat_id, now)
         await self.db.conn.commit()
         return last
+
+    async def _trim(self, chat_id: int, now: int) -> None:
+        """Drop the chat's oldest droppable messages beyond ``BACKLOG_CAP`` and count them in the chat's pending
+        summary message (queued with the first drop, updated with the next ones). In the caller's transaction."""
+        cur = await self.db.conn.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND chat_id = ?"
+            " AND droppable = 1 ORDER BY id DESC LIMIT -1 OFFSET ?)",
+            (chat_id, BACKLOG_CAP),
+        )
+        gone = cur.rowcount
+        if gone <= 0:
+            return
+        self.dropped += gone
+        async with self.db.conn.execute(
+            "SELECT id, dropped FROM outbox WHERE state = 'pending' AND chat_id = ? AND dropped > 0", (chat_id,)
+        ) as rows:
+            summary = await rows.fetchone()
+        total = gone + (0 if summary is None else int(summary["dropped"]))
+        text = (
+            f"📭 Telegram could not be reached: {total} less urgent notifications (reconnects, health changes, "
+            "signals, orders placed) were dropped so the rest arrives sooner. The log has every one; /health shows "
+            "where things stand."
+        )
+        if summary is None:
+            await self.db.conn.execute(
+                "INSERT INTO outbox (chat_id, text, due_ms, created_ms, dropped) VALUES (?, ?, ?, ?, ?)",
+                (chat_id, text, now, now, total),
+            )
+        else:
+            await self.db.conn.execute(
+                "UPDATE outbox SET text = ?, dropped = ? WHERE id = ?", (text, total, summary["id"])
+            )
+        log.warning("telegram.backlog_dropped", chat_id=chat_id, dropped=gone, dropped_in_backlog=total)
 
     async def due(self, limit: int = 20) -> list[Queued]:
         """Messages due now, oldest first; a message waits while an older one to the same chat is still pending,

@@ -13,6 +13,9 @@ from bot.ports import TradingControl
 from engine.events import Event
 from storage.db import Database
 
+# Noise when it piles up (an outage cuts the exchange's stream as well as Telegram): these may give way in a backlog.
+DROPPABLE = frozenset({"signal_evaluated", "order_placed", "stream_reconnected", "health_changed", "candle_gap"})
+
 
 class TelegramService:
     """``await start()`` / ``await stop()`` around the engine; ``notify`` is the event-bus subscriber."""
@@ -76,4 +79,11 @@ class TelegramService:
                 # The outcome is written over the card: keep the card's details (score, levels, size) above it.
                 card = await self.outbox.card_text(chat_id, key)
                 message = text if card is None else with_outcome(card, text)
-            await self.outbox.enqueue(chat_id, message, silent=level == "silent", reply_markup=markup, coalesce_key=key)
+            await self.outbox.enqueue(
+                chat_id,
+                message,
+                silent=level == "silent",
+                reply_markup=markup,
+                coalesce_key=key,
+                droppable=event.kind in DROPPABLE,
+            )

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from engine.events import HaltRaised, StopMoved
+from bot.outbox import BACKLOG_CAP
+from engine.events import HaltRaised, HealthChanged, StopMoved, StreamReconnected
 from storage.db import Database
 from tests.bot.fake_telegram import FakeTelegram
 from tests.bot.test_cockpit import Control
@@ -90,3 +91,39 @@ async def test_after_minutes_of_outage_the_backlog_arrives_at_once_and_in_order(
         assert max(arrived.values()) <= 10_500, (arrived, attempts)
     finally:
         await svc.stop()
+
+
+async def test_a_long_outage_keeps_the_backlog_short_and_says_what_it_dropped(tg: FakeTelegram, db: Database) -> None:
+    """An hour without Telegram on a busy bot: 150 stream reconnects and 150 health flaps (the network that cut
+    Telegram off cut the exchange's stream too), then a position closed at -21.00 and a halt. Everything waited;
+    on recovery the chat got 300 messages of old noise, one a second, and the close and the halt five minutes
+    later. Now the noise waiting per chat is capped (the oldest give way), one message says how much was dropped,
+    and what matters (fills, stops, halts, approvals) is never dropped."""
+    svc = build(tg, db, Control())
+    for i in range(150):
+        await svc.notify(StreamReconnected(ts_ms=i, stream="public", reconnects=i + 1))
+        await svc.notify(HealthChanged(ts_ms=i, component="market_data", healthy=i % 2 == 1, detail=f"flap {i}"))
+    await svc.notify(closed(-21))
+    await svc.notify(halt())
+    assert await svc.outbox.pending_count() == BACKLOG_CAP + 3  # the newest noise, the summary, the close, the halt
+    assert svc.outbox.dropped == 300 - BACKLOG_CAP
+    await svc.start()
+    try:
+        await drained(svc, timeout=30)
+        texts = [m["text"] for m in tg.sent()]
+        assert len(texts) == BACKLOG_CAP + 3
+        assert "net -21.00" in texts[-2] and "Halt: daily_loss" in texts[-1]
+        summary = next(t for t in texts if t.startswith("📭"))
+        assert f"{300 - BACKLOG_CAP} less urgent notifications" in summary
+        assert "flap 149" in "".join(texts) and "flap 0" not in "".join(texts)  # the newest kept, the oldest gone
+    finally:
+        await svc.stop()
+
+
+async def test_what_matters_is_never_dropped_however_long_the_outage(tg: FakeTelegram, db: Database) -> None:
+    svc = build(tg, db, Control())
+    for i in range(3 * BACKLOG_CAP):
+        await svc.notify(closed(-i))
+        await svc.notify(StreamReconnected(ts_ms=i, stream="public", reconnects=i + 1))
+    assert svc.outbox.dropped == 2 * BACKLOG_CAP
+    assert await svc.outbox.pending_count() == 3 * BACKLOG_CAP + BACKLOG_CAP + 1
