@@ -30,6 +30,10 @@ HOLD_ATTEMPTS = 5  # a message that failed this often no longer holds back the n
 # an hour without Telegram a fill or a halt is not sent after hundreds of them, one a second. One message says how
 # many were dropped; what matters (fills, stops, halts, approvals) is never dropped.
 BACKLOG_CAP = 20
+# A message Telegram refused this often (bot blocked or removed from the group, a text it will never take; ~15 min at
+# the 60 s backoff) is dropped, logged and counted: retried for ever, a blocked chat's backlog grew without end and
+# cost one request and one error line per message per minute.
+GIVE_UP_ATTEMPTS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +52,7 @@ class Outbox:
         self.db = db
         self.clock = clock or (lambda: int(time.time() * 1000))
         self.superseded = 0  # queued burst messages replaced by a newer one of the same key before being sent
-        self.dropped = 0  # less urgent messages dropped from a backlog over BACKLOG_CAP
+        self.dropped = 0  # never sent: less urgent ones beyond BACKLOG_CAP, refused ones after GIVE_UP_ATTEMPTS
 
     async def enqueue(
         self,
@@ -148,6 +152,11 @@ class Outbox:
 
     async def sent(self, item_id: int, message_id: int) -> None:
         await self.db.execute("UPDATE outbox SET state = 'sent', message_id = ? WHERE id = ?", (message_id, item_id))
+
+    async def give_up(self, item_id: int) -> None:
+        """Drop a message Telegram keeps refusing (counted with the dropped ones)."""
+        if await self.db.execute("DELETE FROM outbox WHERE id = ? AND state = 'pending'", (item_id,)):
+            self.dropped += 1
 
     async def retry_at(self, item_id: int, due_ms: int, *, counted: bool = True) -> None:
         """Try again at ``due_ms``; ``counted`` False for a failure that is Telegram's (an outage, a flood wait), not
@@ -319,6 +328,10 @@ class OutboxSender:
                 delay = min(self.backoff_cap_s, self.outage_cap_s, 0.5 * 2 ** (streak - 1))
             else:
                 delay = min(self.backoff_cap_s, 0.5 * 2**item.attempts)
+            if not transient and item.attempts + 1 >= GIVE_UP_ATTEMPTS:
+                log.error("telegram.message_dropped", chat_id=item.chat_id, error=str(exc), attempts=item.attempts + 1)
+                await self.outbox.give_up(item.id)
+                return False
             (log.warning if transient else log.error)(
                 "telegram.send_failed", chat_id=item.chat_id, error=str(exc), retry_in_s=delay
             )

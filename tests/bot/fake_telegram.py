@@ -32,6 +32,7 @@ class FakeTelegram:
     retry_after: int = 1
     fail_network_next: int = 0
     forbidden_chats: set[int] = field(default_factory=set)  # "bot was blocked by the user"
+    forbidden_calls: list[Sent] = field(default_factory=list)  # the calls answered 403 for a forbidden chat
     migrated_chats: dict[int, int] = field(default_factory=dict)  # a group upgraded to a supergroup: old -> new id
     fail_5xx: dict[str, int] = field(default_factory=dict)  # method -> how many calls answer 502 Bad Gateway
     slow_answers: bool = False  # answerCallbackQuery fails as Telegram does for a query older than its window
@@ -169,6 +170,7 @@ class FakeTelegram:
         if method in ("sendMessage", "editMessageText", "sendPhoto") and int(params.get("chat_id", 0) or 0) in (
             self.forbidden_chats
         ):
+            self.forbidden_calls.append(Sent(method, params))
             return _error(403, "Forbidden: bot was blocked by the user")
         migrated_to = self.migrated_chats.get(int(params.get("chat_id", 0) or 0))
         if method in ("sendMessage", "editMessageText", "sendPhoto") and migrated_to is not None:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from bot.outbox import BACKLOG_CAP
+from bot.outbox import BACKLOG_CAP, GIVE_UP_ATTEMPTS
 from engine.events import HaltRaised, HealthChanged, StopMoved, StreamReconnected
 from storage.db import Database
 from tests.bot.fake_telegram import FakeTelegram
-from tests.bot.test_cockpit import Control
-from tests.bot.test_cockpit_faults import build, closed, drained
+from tests.bot.test_cockpit import OWNER, Control
+from tests.bot.test_cockpit_faults import GROUP, build, closed, drained
 
 
 def halt() -> HaltRaised:
@@ -127,3 +127,24 @@ async def test_what_matters_is_never_dropped_however_long_the_outage(tg: FakeTel
         await svc.notify(StreamReconnected(ts_ms=i, stream="public", reconnects=i + 1))
     assert svc.outbox.dropped == 2 * BACKLOG_CAP
     assert await svc.outbox.pending_count() == 3 * BACKLOG_CAP + BACKLOG_CAP + 1
+
+
+async def test_a_chat_that_blocked_the_bot_is_not_retried_for_ever(tg: FakeTelegram, db: Database) -> None:
+    """A group the bot was removed from (or a private chat that blocked it) answers 403 to every message. Each was
+    retried every minute for ever: after five refusals a message stopped holding back the next, so a day's 300
+    messages meant 300 requests and 300 error lines a minute, and a table that only grew. A message Telegram refused
+    GIVE_UP_ATTEMPTS times is now dropped, logged and counted; the other chats are not affected."""
+    tg.forbidden_chats.add(GROUP)
+    svc = build(tg, db, Control(), chat_ids=(GROUP, OWNER))
+    svc.sender.backoff_cap_s = 0.01  # retry fast: the test is about when to stop, not the backoff
+    await svc.start()
+    try:
+        for net in range(10):
+            await svc.notify(closed(-net))
+        await drained(svc, timeout=30)
+        assert len([m for m in tg.sent() if m["chat_id"] == OWNER]) == 10
+        assert len(tg.forbidden_calls) == 10 * GIVE_UP_ATTEMPTS and svc.outbox.dropped == 10
+        await asyncio.sleep(0.3)
+        assert len(tg.forbidden_calls) == 10 * GIVE_UP_ATTEMPTS  # nothing is tried again
+    finally:
+        await svc.stop()
