@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 from telegram import Bot, InlineKeyboardMarkup
-from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, ChatMigrated, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.formatting import plain, split_html
 from storage.db import Database
@@ -323,19 +323,22 @@ class OutboxSender:
             # against the message, five failures released the next ones and each waited its own backoff: after a
             # five-minute outage the oldest arrived last, a minute late.
             transient = isinstance(exc, TimedOut | NetworkError) and not isinstance(exc, BadRequest)
-            if transient:
+            # A revoked token (401) refuses every message alike: not the message's fault either, nothing is dropped
+            # while the operator puts a new token in .env.
+            counted = not transient and not isinstance(exc, InvalidToken)
+            if not counted:
                 streak = self._outage[item.chat_id] = self._outage.get(item.chat_id, 0) + 1
                 delay = min(self.backoff_cap_s, self.outage_cap_s, 0.5 * 2 ** (streak - 1))
-            else:
-                delay = min(self.backoff_cap_s, 0.5 * 2**item.attempts)
-            if not transient and item.attempts + 1 >= GIVE_UP_ATTEMPTS:
+            elif item.attempts + 1 >= GIVE_UP_ATTEMPTS:
                 log.error("telegram.message_dropped", chat_id=item.chat_id, error=str(exc), attempts=item.attempts + 1)
                 await self.outbox.give_up(item.id)
                 return False
+            else:
+                delay = min(self.backoff_cap_s, 0.5 * 2**item.attempts)
             (log.warning if transient else log.error)(
                 "telegram.send_failed", chat_id=item.chat_id, error=str(exc), retry_in_s=delay
             )
-            await self.outbox.retry_at(item.id, self.outbox.clock() + int(delay * 1000), counted=not transient)
+            await self.outbox.retry_at(item.id, self.outbox.clock() + int(delay * 1000), counted=counted)
         finally:
             self._last_sent[item.chat_id] = self._last_any = time.monotonic()
         return False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+from telegram.error import TelegramError
 from telegram.ext import Application
 
 from bot.app import BotConfig, approval_keyboard, build_application
@@ -12,6 +14,8 @@ from bot.outbox import Outbox, OutboxSender
 from bot.ports import TradingControl
 from engine.events import Event
 from storage.db import Database
+
+log = structlog.get_logger(__name__)
 
 # Noise when it piles up (an outage cuts the exchange's stream as well as Telegram): these may give way in a backlog.
 DROPPABLE = frozenset({"signal_evaluated", "order_placed", "stream_reconnected", "health_changed", "candle_gap"})
@@ -54,9 +58,14 @@ class TelegramService:
             await self.app.updater.start_polling(poll_interval=0.0, timeout=self.poll_timeout_s)
 
     async def stop(self) -> None:
+        """Each step even when the one before failed: polling that died of a revoked token (401) raises that again
+        here, and the application was then never stopped nor shut down."""
         await self.sender.stop()
         if self.app.updater is not None and self.app.updater.running:
-            await self.app.updater.stop()
+            try:
+                await self.app.updater.stop()
+            except TelegramError as exc:
+                log.error("telegram.polling_ended", error=repr(exc))
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
