@@ -243,6 +243,11 @@ class OutboxSender:
         self._task = asyncio.create_task(self.run(), name="telegram-outbox")
 
     @property
+    def unreachable_chats(self) -> int:
+        """Chats whose last attempt met an outage (network, 5xx, a revoked token) and nothing since got through."""
+        return len(self._outage)
+
+    @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 

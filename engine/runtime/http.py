@@ -74,6 +74,14 @@ class Metrics:
         self.lane_backlog = Gauge(
             "enygma_lane_backlog", "Market-data messages received but not yet handled (all symbols)", registry=r
         )
+        self.telegram_dropped = Gauge(
+            "enygma_telegram_dropped",
+            "Telegram messages never sent (backlog over its cap, refused 20 times)",
+            registry=r,
+        )
+        self.telegram_unreachable = Gauge(
+            "enygma_telegram_unreachable_chats", "Chats whose last send met an outage (network, 5xx, 401)", registry=r
+        )
         buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
         self.entry_latency = Histogram(
             "enygma_candle_to_entry_seconds", "Closed candle to entry order accepted", buckets=buckets, registry=r

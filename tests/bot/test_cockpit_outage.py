@@ -78,6 +78,7 @@ async def test_after_minutes_of_outage_the_backlog_arrives_at_once_and_in_order(
             now[0] += 1000
             await asyncio.sleep(0.01)
         attempts = [r[0] for r in await db.fetchall("SELECT attempts FROM outbox WHERE state = 'pending' ORDER BY id")]
+        assert svc.sender.unreachable_chats == 1  # /metrics: enygma_telegram_unreachable_chats
         tg.fail_5xx["sendMessage"] = 0  # Telegram is back
         back, arrived = now[0], {}
         async with asyncio.timeout(30):
@@ -88,6 +89,7 @@ async def test_after_minutes_of_outage_the_backlog_arrives_at_once_and_in_order(
                     arrived.setdefault(m["text"].split("net ")[1][:6], now[0] - back)
         order = [m["text"].split("net ")[1][:6] for m in tg.sent()]
         assert order == ["-21.00", "-22.00", "-23.00"], (order, arrived, attempts)
+        assert svc.sender.unreachable_chats == 0
         # Retried at least every 10 s; the sender looks for due messages every 0.2 s of real time, 5 s of this clock.
         assert max(arrived.values()) <= 30_000, (arrived, attempts)
     finally:
