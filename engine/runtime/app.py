@@ -38,7 +38,7 @@ from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.risk.limits import DAY_MS
 from engine.runtime.daily import summarize_day, summarized_day
 from engine.runtime.engine import EngineOptions, TradingEngine
-from engine.runtime.http import Health, Metrics, build_app
+from engine.runtime.http import Health, Metrics, build_app, http_runner
 from engine.runtime.lanes import Lanes, position_push_changes_position
 from engine.runtime.trading_state import TradingState
 from exchange.errors import ExchangeError, PermissionRefusedError
@@ -373,7 +373,7 @@ class Runtime:
             report = await engine.kill_switch()
             return "flat" if report.flat else "not flat: " + "; ".join(report.leftovers)
 
-        runner = web.AppRunner(build_app(self.metrics, self.health, status, approver, kill), access_log=None)
+        runner = http_runner(build_app(self.metrics, self.health, status, approver, kill))
         await runner.setup()
         self._http = runner  # cleaned up by run(), also when the start-up fails after this point
         await web.TCPSite(runner, s.http_host, s.http_port).start()
