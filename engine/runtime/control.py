@@ -31,6 +31,9 @@ async def restore_switches(engine: TradingEngine, saved: SavedSwitches) -> None:
         log.warning("switches.restored", paused=True, detail="set from the cockpit before the restart")
 
 
+SIGNALS_SHOWN = 40  # lines of /signals: one phone message, whatever the size of the universe
+
+
 def dashboard_status(engine: TradingEngine, bot_mode: str) -> dict[str, Any]:
     """What /dashboard shows: the figures /status gives in Telegram, rounded the same way. Before, the equity
     was the raw Decimal (10086.88259132 beside /status's 10,086.88 USDT; after a close, a 28-digit sum)."""
@@ -96,10 +99,18 @@ class EngineControl:
         return out
 
     async def signals(self) -> list[str]:
+        """The latest decision per symbol, what passed first, then the strongest scores; at most ``SIGNALS_SHOWN``
+        lines. Alphabetical and complete, 542 symbols were 8 messages on the phone with an entry in the last one."""
+        ranked = sorted(self.engine.last_decision.items(), key=lambda kv: (not kv[1].passed, -abs(kv[1].final_score)))
         lines = []
-        for symbol, d in sorted(self.engine.last_decision.items()):
+        for symbol, d in ranked[:SIGNALS_SHOWN]:
             verdict = "PASSED" if d.passed else "no entry: " + ", ".join(d.failing)
             lines.append(f"{symbol} score {d.final_score:+.1f} conf {d.confidence:.2f} — {verdict}")
+        rest = ranked[SIGNALS_SHOWN:]
+        if rest:
+            passed = sum(1 for _, d in rest if d.passed)
+            what = f", {passed} of them passed" if passed else " without an entry"
+            lines.append(f"… and {len(rest)} more{what} (lower scores)")
         return lines
 
     async def config_view(self) -> dict[str, str]:

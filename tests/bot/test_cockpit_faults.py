@@ -622,3 +622,33 @@ async def test_a_button_on_a_message_telegram_no_longer_shows_still_reports_the_
         assert not any(a.get("show_alert") for a in tg.sent("answerCallbackQuery"))
     finally:
         await svc.stop()
+
+
+async def test_signals_over_a_large_universe_fit_one_message_with_the_entries_first(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """/signals with 542 symbols listed every one alphabetically: 8 messages on the phone, and the one symbol
+    that passed (ZECUSDTM) in the last of them. Now: what passed first, then the strongest scores, one message."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from engine.runtime.control import EngineControl
+
+    decisions = {
+        f"S{i:03d}USDTM": SimpleNamespace(passed=False, failing=["min_score"], final_score=i / 10, confidence=0.4)
+        for i in range(541)
+    }
+    decisions["ZECUSDTM"] = SimpleNamespace(passed=True, failing=[], final_score=71.5, confidence=0.8)
+    control = EngineControl(cast(Any, SimpleNamespace(last_decision=decisions)), cast(Any, None))
+    svc = await running(build(tg, db, cast(Any, control)))
+    try:
+        tg.push_message(OWNER, "/signals")
+        await tg.wait_for("sendMessage")
+        await asyncio.sleep(0.5)  # any further parts would have come by now
+        assert len(tg.sent()) == 1
+        lines = tg.sent()[0]["text"].splitlines()
+        assert lines[0] == "ZECUSDTM score +71.5 conf 0.80 — PASSED"
+        assert lines[1].startswith("S540USDTM score +54.0")  # then the strongest of the rest
+        assert lines[-1] == "… and 502 more without an entry (lower scores)"
+    finally:
+        await svc.stop()
