@@ -32,6 +32,7 @@ async def restore_switches(engine: TradingEngine, saved: SavedSwitches) -> None:
 
 
 SIGNALS_SHOWN = 40  # lines of /signals: one phone message, whatever the size of the universe
+ARM_SYMBOLS_SHOWN = 10  # symbols named on the arming card
 
 
 def dashboard_status(engine: TradingEngine, bot_mode: str) -> dict[str, Any]:
@@ -220,9 +221,14 @@ class EngineControl:
         return None if card is None else str(card["state"])
 
     async def arm_info(self) -> str:
+        """The arming card's text: the URL as /config shows it (it carried a relay's user and password into the
+        chat), and the first symbols only (542 of them made the card three messages)."""
         rm = self.engine.cfg.risk_management
+        url = self.settings.redacted()["kucoin_rest_url"]
+        symbols = self.settings.symbols
+        named = ", ".join(symbols[:ARM_SYMBOLS_SHOWN]) + (", …" if len(symbols) > ARM_SYMBOLS_SHOWN else "")
         return (
-            f"account: KuCoin futures ({self.settings.kucoin_rest_url}); symbols: {', '.join(self.settings.symbols)}; "
+            f"account: KuCoin futures ({url}); {len(symbols)} symbols ({named}); "
             f"risk per trade: {rm.position_size_percent} % of equity as margin (max {rm.max_position_percent} %), "
             f"stop at −{rm.stop_loss_roi} % ROI"
         )

@@ -652,3 +652,35 @@ async def test_signals_over_a_large_universe_fit_one_message_with_the_entries_fi
         assert lines[-1] == "… and 502 more without an entry (lower scores)"
     finally:
         await svc.stop()
+
+
+async def test_the_arming_card_hides_a_password_in_the_exchange_url_and_fits_a_large_universe(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """/arm showed KUCOIN_REST_URL as written, user and password of a relay included (/config hides them), and
+    every symbol: 542 of them made the card two messages. Now the URL as /config shows it and the first symbols."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from engine.config import default_strategy_config
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl
+
+    symbols = [f"S{i:03d}USDTM" for i in range(542)]
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        kucoin_rest_url="https://relay:PROXYpass@futures.example.net",
+        symbols=symbols,
+    )
+    control = EngineControl(cast(Any, SimpleNamespace(cfg=default_strategy_config())), settings)
+    svc = await running(build(tg, db, cast(Any, control)))
+    try:
+        tg.push_message(OWNER, "/arm")
+        card = (await tg.wait_for("sendMessage"))[-1]
+        await asyncio.sleep(0.3)
+        assert len(tg.sent()) == 1 and "reply_markup" in card
+        assert "PROXYpass" not in card["text"] and "relay" not in card["text"]
+        assert "https://futures.example.net" in card["text"]
+        assert "542 symbols (S000USDTM, S001USDTM" in card["text"] and "S541USDTM" not in card["text"]
+    finally:
+        await svc.stop()
