@@ -334,11 +334,13 @@ class OutboxSender:
             if not counted:
                 streak = self._outage[item.chat_id] = self._outage.get(item.chat_id, 0) + 1
                 delay = min(self.backoff_cap_s, self.outage_cap_s, 0.5 * 2 ** (streak - 1))
-            elif item.attempts + 1 >= GIVE_UP_ATTEMPTS:
-                log.error("telegram.message_dropped", chat_id=item.chat_id, error=str(exc), attempts=item.attempts + 1)
-                await self.outbox.give_up(item.id)
-                return False
             else:
+                self._outage.pop(item.chat_id, None)  # a refusal is an answer: Telegram is reachable
+                if item.attempts + 1 >= GIVE_UP_ATTEMPTS:
+                    attempts = item.attempts + 1
+                    log.error("telegram.message_dropped", chat_id=item.chat_id, error=str(exc), attempts=attempts)
+                    await self.outbox.give_up(item.id)
+                    return False
                 delay = min(self.backoff_cap_s, 0.5 * 2**item.attempts)
             (log.warning if transient else log.error)(
                 "telegram.send_failed", chat_id=item.chat_id, error=str(exc), retry_in_s=delay

@@ -138,6 +138,7 @@ async def test_a_chat_that_blocked_the_bot_is_not_retried_for_ever(tg: FakeTeleg
     messages meant 300 requests and 300 error lines a minute, and a table that only grew. A message Telegram refused
     GIVE_UP_ATTEMPTS times is now dropped, logged and counted; the other chats are not affected."""
     tg.forbidden_chats.add(GROUP)
+    tg.fail_5xx["sendMessage"] = 1  # the first attempt, to the group, meets a 502 before the 403s
     svc = build(tg, db, Control(), chat_ids=(GROUP, OWNER))
     svc.sender.backoff_cap_s = 0.01  # retry fast: the test is about when to stop, not the backoff
     await svc.start()
@@ -149,6 +150,7 @@ async def test_a_chat_that_blocked_the_bot_is_not_retried_for_ever(tg: FakeTeleg
         assert len(tg.forbidden_calls) == 10 * GIVE_UP_ATTEMPTS and svc.outbox.dropped == 10
         await asyncio.sleep(0.3)
         assert len(tg.forbidden_calls) == 10 * GIVE_UP_ATTEMPTS  # nothing is tried again
+        assert svc.sender.unreachable_chats == 0  # a 403 is an answer: Telegram is reachable (it stayed at 1)
     finally:
         await svc.stop()
 
