@@ -93,6 +93,7 @@ class BotState:
     config: BotConfig
     tokens: Tokens
     unauthorized: int = 0
+    warned_chats: set[int] = field(default_factory=set)  # unconfigured chats the owner was told about, once each
 
 
 def approval_keyboard(approval_id: str) -> InlineKeyboardMarkup:
@@ -124,6 +125,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             log.warning("telegram.unauthorized", user_id=None if user is None else user.id)
             raise ApplicationHandlerStop
         if reply_chat(update) is None:
+            await note_unconfigured(update)
             raise ApplicationHandlerStop
         # An edit of an old message, or someone else's words forwarded, is not a new order from this user.
         edited, message = update.edited_message, update.message
@@ -133,6 +135,25 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
                 why = "an edited message" if edited is not None else "a forwarded message"
                 await reply(update, f"Not obeyed: {why} is not a command. Send the command again yourself.")
             raise ApplicationHandlerStop
+
+    async def note_unconfigured(update: Update) -> None:
+        """An allowed user's command in a chat nobody configured is not obeyed; say so once per chat, privately.
+        Silence there looked like a bot that is down."""
+        chat, user, message = update.effective_chat, update.effective_user, update.message
+        if chat is None or user is None or message is None or chat.id in state.warned_chats:
+            return
+        word = (message.text or "").split(maxsplit=1)[0] if (message.text or "").startswith("/") else ""
+        command, at, addressee = word.partition("@")
+        if not command or (at and addressee.lower() != (update.get_bot().username or "").lower()):
+            return
+        state.warned_chats.add(chat.id)
+        where = f"«{esc(chat.title)}» ({chat.id})" if chat.title else f"chat {chat.id}"
+        text = (
+            f"Not obeyed: {esc(command)} in {where}, a chat not in TELEGRAM_CHAT_IDS. Commands work here, in our "
+            "private chat; to command me there too, add that id to TELEGRAM_CHAT_IDS and restart."
+        )
+        with contextlib.suppress(TelegramError):  # the owner never opened a private chat with the bot: nothing to do
+            await _patiently(partial(update.get_bot().send_message, user.id, text, parse_mode="HTML"))
 
     def reply_chat(update: Update) -> int | None:
         """The chat to answer in: a configured chat or the user's own private chat; otherwise none."""

@@ -249,8 +249,9 @@ async def test_reject_button_and_unconfigured_group(tg: FakeTelegram, service: t
     assert outcome((await tg.wait_for("editMessageText"))[-1]["text"]) == "rejected" and "ap-2" in control.used
     tg.push_message(OWNER, "/status", chat_id=-100777)  # the owner, but in a chat nobody configured
     tg.push_message(OWNER, "/help")
-    await tg.wait_for("sendMessage")
-    assert [m["chat_id"] for m in tg.sent()] == [OWNER]
+    await tg.wait_for("sendMessage", 2)
+    assert [m["chat_id"] for m in tg.sent()] == [OWNER, OWNER]  # a private note on why, then the help
+    assert "Not obeyed: /status" in tg.sent()[0]["text"] and "PAPER" not in tg.sent()[0]["text"]
 
 
 async def test_kill_switch_and_arming_need_a_fresh_confirmation(

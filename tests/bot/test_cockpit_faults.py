@@ -224,17 +224,22 @@ async def test_a_slow_command_does_not_hold_up_the_kill_switch(tg: FakeTelegram,
 
 
 async def test_an_owner_command_in_a_chat_nobody_configured_changes_nothing(tg: FakeTelegram, db: Database) -> None:
+    """Nothing is obeyed or said in a chat nobody configured. The owner used to get no word at all, as if the bot
+    were down; now one private note (once per chat) says why and what to do."""
     control = Control()
     svc = await running(build(tg, db, control))
     try:
         tg.push_message(OWNER, "/pause", chat_id=GROUP)  # the owner, in a group the bot was added to
         tg.push_callback(OWNER, "mode:manual", chat_id=GROUP)
         tg.push_message(OWNER, "/mode", chat_id=GROUP)
+        tg.push_message(OWNER, "/status@some_other_bot", chat_id=GROUP)  # not ours: no note for it
         tg.push_message(OWNER, "/help")
-        await tg.wait_for("sendMessage")
+        await tg.wait_for("sendMessage", 2)
         await asyncio.sleep(0.2)
         assert not control.paused and control.mode == "auto"
-        assert [m["chat_id"] for m in tg.sent()] == [OWNER]
+        assert [m["chat_id"] for m in tg.sent()] == [OWNER, OWNER]
+        note = tg.sent()[0]["text"]
+        assert "/pause" in note and str(GROUP) in note and "TELEGRAM_CHAT_IDS" in note and "Not obeyed" in note
     finally:
         await svc.stop()
 
