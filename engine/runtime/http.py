@@ -156,6 +156,10 @@ def build_app(
         )
         return web.Response(text=page, content_type="text/html")
 
+    async def home(_: web.Request) -> web.Response:
+        """The bare address, as a trader types it through the ssh tunnel, answered 404: the dashboard is there."""
+        raise web.HTTPFound("/dashboard")
+
     async def approval(request: web.Request) -> web.Response:
         """The console approver (manual mode without Telegram): loopback callers only."""
         if not from_local_command_line(request) or approver is None:
@@ -179,4 +183,5 @@ def build_app(
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/dashboard", dashboard)
+    app.router.add_get("/", home)
     return app

@@ -40,6 +40,15 @@ async def test_wrong_paths_and_methods_get_a_clear_answer(port: int) -> None:
                 assert "Traceback" not in await r.text()
 
 
+async def test_the_bare_address_leads_to_the_dashboard(port: int) -> None:
+    """http://127.0.0.1:8000/ through the ssh tunnel, as a trader types it, answered "404: Not Found"."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/", allow_redirects=False) as r:
+            assert (r.status, r.headers.get("Location")) == (302, "/dashboard")
+        async with http.get(f"http://127.0.0.1:{port}/") as r:
+            assert r.status == 200 and "<th>mode</th><td>paper</td>" in await r.text()
+
+
 async def test_a_client_that_never_finishes_its_request_is_cut_off(port: int) -> None:
     """Half a request, then silence: aiohttp kept such a connection open for 3630 s (still open after 20 s)."""
     idle = []
