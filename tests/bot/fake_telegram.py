@@ -36,6 +36,7 @@ class FakeTelegram:
     migrated_chats: dict[int, int] = field(default_factory=dict)  # a group upgraded to a supergroup: old -> new id
     fail_5xx: dict[str, int] = field(default_factory=dict)  # method -> how many calls answer 502 Bad Gateway
     slow_answers: bool = False  # answerCallbackQuery fails as Telegram does for a query older than its window
+    conflicts: int = 0  # getUpdates answers 409 this many times: another process polls the same token
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _update_ids: Any = field(default_factory=lambda: itertools.count(1000))
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
@@ -191,6 +192,11 @@ class FakeTelegram:
             key = (int(params.get("chat_id", 0) or 0), int(params.get("message_id", 0) or 0))
             if self.texts.get(key) == params.get("text") and "reply_markup" not in params:
                 return _error(400, "Bad Request: message is not modified: specified new message content is the same")
+        if method == "getUpdates" and self.conflicts > 0:
+            self.conflicts -= 1
+            return _error(
+                409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+            )
         if method == "answerCallbackQuery" and self.slow_answers:
             return _error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
         if method != "getUpdates":

@@ -8,6 +8,7 @@ import asyncio
 from decimal import Decimal
 
 from bot.outbox import BACKLOG_CAP, GIVE_UP_ATTEMPTS
+from bot.service import TelegramService
 from engine.events import HaltRaised, HealthChanged, StopMoved, StreamReconnected
 from storage.db import Database
 from tests.bot.fake_telegram import FakeTelegram
@@ -173,3 +174,29 @@ async def test_a_revoked_token_drops_nothing_while_the_operator_fixes_it(tg: Fak
     finally:
         tg.token = token
         await svc.stop()
+
+
+async def test_a_second_process_polling_the_same_token_is_reported_in_the_chat(tg: FakeTelegram, db: Database) -> None:
+    """Two bots on one token (an old container still running beside the new service) share the updates: a button
+    press or a /killswitch reaches either. Telegram says so with 409 Conflict on getUpdates, which went only to a
+    stdlib log line per poll. Now the chats are told, once (not once per poll)."""
+    svc = await running_with_polling_conflicts(tg, db, conflicts=5)
+    try:
+        async with asyncio.timeout(20):
+            while not any("Another program" in m["text"] for m in tg.sent()):
+                await asyncio.sleep(0.05)
+        while tg.conflicts:  # every conflicting poll has been answered
+            await asyncio.sleep(0.05)
+        tg.push_message(OWNER, "/help")  # polling goes on once the other process is gone
+        await tg.wait_for("sendMessage", 2, timeout=20)
+        warnings = [m for m in tg.sent() if "Another program" in m["text"]]
+        assert len(warnings) == 1 and "TOKEN" in warnings[0]["text"].upper()
+    finally:
+        await svc.stop()
+
+
+async def running_with_polling_conflicts(tg: FakeTelegram, db: Database, conflicts: int) -> TelegramService:
+    tg.conflicts = conflicts
+    svc = build(tg, db, Control())
+    await svc.start()
+    return svc
