@@ -395,7 +395,9 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         log.error("telegram.handler_failed", error=repr(exc), exc_info=exc)
         if not isinstance(update, Update) or reply_chat(update) is None:
             return
-        detail = esc(_redact(f"{type(exc).__name__}: {exc}", config.token))[:600]
+        # Cut before escaping: cut after, it ended inside an entity ('&l' of '&lt;'), which a strict parser refuses.
+        raw = _redact(f"{type(exc).__name__}: {exc}", config.token)
+        detail = esc(raw if len(raw) <= 600 else raw[:599] + "…")
         query = update.callback_query
         try:
             if isinstance(exc, TelegramError):

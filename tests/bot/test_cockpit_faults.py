@@ -689,3 +689,26 @@ async def test_the_arming_card_hides_a_password_in_the_exchange_url_and_fits_a_l
         assert "542 symbols (S000USDTM, S001USDTM" in card["text"] and "S541USDTM" not in card["text"]
     finally:
         await svc.stop()
+
+
+class HtmlError(Control):
+    async def orders(self) -> list[str]:
+        # A proxy's error page in the exception text: every '<' becomes '&lt;' in the reply.
+        raise RuntimeError("KuCoin 502: " + "<html><body>_bad_ *gateway* & more</body></html>" * 40)
+
+
+async def test_an_error_text_full_of_markup_is_reported_whole_and_clean(tg: FakeTelegram, db: Database) -> None:
+    """The error detail was cut at 600 characters after escaping, inside an entity: the reply ended in '&l' or
+    '&am', which a strict parser refuses (the fake's does: the report was lost). Now cut before escaping."""
+    svc = await running(build(tg, db, HtmlError()))
+    try:
+        tg.push_message(OWNER, "/orders")
+        reply = (await tg.wait_for("sendMessage", timeout=10))[-1]["text"]
+        assert reply.startswith("⚠️ /orders failed: RuntimeError: KuCoin 502: &lt;html&gt;&lt;body&gt;_bad_ *gateway*")
+        assert "The engine keeps running." in reply
+        body = reply.split("\n")[0]
+        assert body.endswith("…") and not body.rstrip("…").endswith(
+            ("&", "&l", "&lt", "&g", "&gt", "&a", "&am", "&amp")
+        )
+    finally:
+        await svc.stop()
