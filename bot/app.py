@@ -279,8 +279,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
 
     async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Allow new entries."""
-        await control.resume(by=_who(update))
-        await reply(update, "Resumed: new entries allowed.")
+        await reply(update, esc(await control.resume(by=_who(update))))
 
     async def arm(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Step one of two: what live means, and a short-lived confirmation button."""

@@ -199,10 +199,16 @@ class EngineControl:
         if self.saved is not None:
             await self.saved.set("paused", "true")
 
-    async def resume(self, by: str) -> None:
+    async def resume(self, by: str) -> str:
+        """Lift the pause; what still refuses every entry is said (it answered "new entries allowed" under a
+        latched circuit breaker)."""
         self.engine.set_paused(False, by=by)
         if self.saved is not None:
             await self.saved.set("paused", "false")
+        still = self._entry_halts()
+        if still:
+            return "Pause lifted, but new entries are still refused: " + "; ".join(still)
+        return "Resumed: new entries allowed."
 
     async def set_control_mode(self, mode: str, by: str) -> None:
         self.engine.options.control = mode

@@ -67,8 +67,9 @@ class Control:
     async def pause(self, by: str) -> None:
         self.paused = True
 
-    async def resume(self, by: str) -> None:
+    async def resume(self, by: str) -> str:
         self.paused = False
+        return "Resumed: new entries allowed."
 
     async def set_control_mode(self, mode: str, by: str) -> None:
         self.mode = mode
