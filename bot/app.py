@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -165,18 +166,42 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             return None
         return chat.id
 
-    async def reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        """Answer in HTML; a text over Telegram's limit goes as several messages, the buttons on the last."""
+    async def deliver(update: Update, sends: list[Callable[[], Awaitable[object]]]) -> None:
+        """Make the calls in order. One that meets a flood wait or a network error hands itself and the rest to a
+        background task: commands and buttons that change state run one at a time, and waiting out the flood in
+        the handler (up to 60 s, four times) held up every update behind it, a kill-switch press too."""
+        for n, send in enumerate(sends):
+            try:
+                await send()
+            except (RetryAfter, TimedOut, NetworkError) as exc:
+                if isinstance(exc, BadRequest):
+                    raise
+                wait = 0.5 if not isinstance(exc, RetryAfter) else _seconds(exc.retry_after)
+                app.create_task(_later(wait, sends[n:]), update=update, name="telegram-reply")
+                return
+
+    def messages(
+        update: Update, text: str, markup: InlineKeyboardMarkup | None = None
+    ) -> list[Callable[[], Awaitable[object]]]:
+        """The calls that send ``text`` as HTML, several messages when over Telegram's limit, buttons on the last."""
         chat_id = reply_chat(update)
         if chat_id is None:
-            return
+            return []
         parts = split_html(text)
-        for n, part in enumerate(parts):
-            last = n == len(parts) - 1
-            buttons = markup if last else None
-            await _patiently(
-                partial(update.get_bot().send_message, chat_id, part, parse_mode="HTML", reply_markup=buttons)
+        return [
+            partial(
+                update.get_bot().send_message,
+                chat_id,
+                part,
+                parse_mode="HTML",
+                reply_markup=markup if n == len(parts) - 1 else None,
             )
+            for n, part in enumerate(parts)
+        ]
+
+    async def reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        """Answer in HTML; a text over Telegram's limit goes as several messages, the buttons on the last."""
+        await deliver(update, messages(update, text, markup))
 
     async def edit_card(update: Update, outcome: str) -> None:
         """Show the outcome on the card (its buttons go) below the card's own details, which stay: the trader
@@ -186,13 +211,15 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             await reply(update, outcome)
             return
         first, *rest = split_html(with_outcome(_card_html(query.message), outcome))
-        try:
-            await _patiently(lambda: query.edit_message_text(first, parse_mode="HTML"))
-        except BadRequest as exc:
-            if "not modified" not in str(exc).lower():  # a retried edit that had landed after all
-                raise
-        if rest:
-            await reply(update, "\n".join(rest))
+
+        async def edit() -> None:
+            try:
+                await query.edit_message_text(first, parse_mode="HTML")
+            except BadRequest as exc:
+                if "not modified" not in str(exc).lower():  # a retried edit that had landed after all
+                    raise
+
+        await deliver(update, [edit, *(messages(update, "\n".join(rest)) if rest else [])])
 
     async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Say what this is."""
@@ -463,17 +490,31 @@ _READ_ONLY = frozenset(
 _BUTTONS = {"ks": "kill switch", "arm": "arming", "ap": "approval", "mode": "mode change", "rh": "halt reset"}
 
 
+async def _later(wait_s: float, sends: list[Callable[[], Awaitable[object]]]) -> None:
+    """The rest of a reply, off PTB's update queue: after the wait Telegram asked for, each call with retries."""
+    if wait_s > 60:
+        raise RetryAfter(int(wait_s))  # too long to be worth it: the error handler says Telegram refused
+    await asyncio.sleep(wait_s)
+    for send in sends:
+        await _patiently(send)
+
+
+def _seconds(retry_after: int | float | timedelta) -> float:
+    """``RetryAfter.retry_after`` in seconds, whether PTB gives a number or a timedelta."""
+    return retry_after.total_seconds() if isinstance(retry_after, timedelta) else float(retry_after)
+
+
 async def _patiently[T](send: Callable[[], Awaitable[T]], attempts: int = 4, max_wait_s: float = 60.0) -> T:
     """A call to Telegram that waits out a flood wait (429) and retries a network error, a few times."""
     for attempt in range(attempts):
         try:
             return await send()
         except RetryAfter as exc:
-            wait = exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds()
+            wait = _seconds(exc.retry_after)
             if attempt == attempts - 1 or wait > max_wait_s:
                 raise
             log.warning("telegram.flood_wait", retry_after_s=wait)
-            await asyncio.sleep(float(wait))
+            await asyncio.sleep(wait)
         except (TimedOut, NetworkError) as exc:
             if isinstance(exc, BadRequest) or attempt == attempts - 1:
                 raise

@@ -712,3 +712,29 @@ async def test_an_error_text_full_of_markup_is_reported_whole_and_clean(tg: Fake
         )
     finally:
         await svc.stop()
+
+
+async def test_a_flood_wait_on_a_reply_does_not_hold_up_the_kill_switch(tg: FakeTelegram, db: Database) -> None:
+    """Commands and buttons that change state run one at a time; the reply to /pause waited out Telegram's flood
+    wait (5 s here, up to 60 s each, 4 tries) inside its handler, and a kill-switch press behind it waited too.
+    Now the press is acted on at once; the /pause reply still arrives after the wait."""
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_message(OWNER, "/killswitch")
+        card = (await tg.wait_for("sendMessage"))[-1]
+        tg.fail_429_next, tg.retry_after = 1, 5
+        tg.push_message(OWNER, "/pause")
+        while tg.fail_429_next:  # the reply met the flood wait
+            await asyncio.sleep(0.01)
+        started = asyncio.get_running_loop().time()
+        tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+        async with asyncio.timeout(15):
+            while not control.kills:
+                await asyncio.sleep(0.01)
+        assert asyncio.get_running_loop().time() - started < 2.5 and control.paused
+        async with asyncio.timeout(15):  # the /pause reply is not lost
+            while not any(m["text"].startswith("Paused") for m in tg.sent()):
+                await asyncio.sleep(0.05)
+    finally:
+        await svc.stop()
