@@ -154,7 +154,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             "private chat; to command me there too, add that id to TELEGRAM_CHAT_IDS and restart."
         )
         with contextlib.suppress(TelegramError):  # the owner never opened a private chat with the bot: nothing to do
-            await _patiently(partial(update.get_bot().send_message, user.id, text, parse_mode="HTML"))
+            await deliver(update, [partial(update.get_bot().send_message, user.id, text, parse_mode="HTML")])
 
     def reply_chat(update: Update) -> int | None:
         """The chat to answer in: a configured chat or the user's own private chat; otherwise none."""
