@@ -52,6 +52,7 @@ class Outbox:
         self.db = db
         self.clock = clock or (lambda: int(time.time() * 1000))
         self.superseded = 0  # queued burst messages replaced by a newer one of the same key before being sent
+        self.migrated: dict[int, int] = {}  # group -> the supergroup it became (until TELEGRAM_CHAT_IDS is edited)
         self.dropped = 0  # never sent: less urgent ones beyond BACKLOG_CAP, refused ones after GIVE_UP_ATTEMPTS
 
     async def enqueue(
@@ -67,6 +68,7 @@ class Outbox:
         """Queue ``text`` (HTML) for ``chat_id``; a text over Telegram's limit becomes several messages in order,
         the buttons on the last. A ``droppable`` one may give way to newer ones of its kind while the chat's backlog
         is over ``BACKLOG_CAP``. Returns the id of the last one."""
+        chat_id = self.migrated.get(chat_id, chat_id)
         markup = None if reply_markup is None else json.dumps(reply_markup.to_dict())
         parts = split_html(text)
         key = coalesce_key if len(parts) == 1 else None  # editing would replace one part of several
@@ -192,12 +194,14 @@ class Outbox:
         pruned or never queued."""
         row = await self.db.fetchone(
             "SELECT text FROM outbox WHERE chat_id = ? AND coalesce_key = ? ORDER BY id LIMIT 1",
-            (chat_id, coalesce_key),
+            (self.migrated.get(chat_id, chat_id), coalesce_key),
         )
         return None if row is None else str(row["text"])
 
     async def move_chat(self, old: int, new: int) -> None:
-        """A group became a supergroup: its pending messages go to the new chat id."""
+        """A group became a supergroup: its pending messages go to the new chat id, and so do later ones (each
+        went to the old id first, for a 400 and an error line, while .env still names it)."""
+        self.migrated[old] = new
         await self.db.execute("UPDATE outbox SET chat_id = ? WHERE state = 'pending' AND chat_id = ?", (new, old))
 
     async def prune_sent(self, before_ms: int, batch: int = 5_000) -> int:

@@ -34,6 +34,7 @@ class FakeTelegram:
     forbidden_chats: set[int] = field(default_factory=set)  # "bot was blocked by the user"
     forbidden_calls: list[Sent] = field(default_factory=list)  # the calls answered 403 for a forbidden chat
     migrated_chats: dict[int, int] = field(default_factory=dict)  # a group upgraded to a supergroup: old -> new id
+    migrated_calls: list[Sent] = field(default_factory=list)  # the calls to an old group id, answered 400
     fail_5xx: dict[str, int] = field(default_factory=dict)  # method -> how many calls answer 502 Bad Gateway
     slow_answers: bool = False  # answerCallbackQuery fails as Telegram does for a query older than its window
     conflicts: int = 0  # getUpdates answers 409 this many times: another process polls the same token
@@ -175,6 +176,7 @@ class FakeTelegram:
             return _error(403, "Forbidden: bot was blocked by the user")
         migrated_to = self.migrated_chats.get(int(params.get("chat_id", 0) or 0))
         if method in ("sendMessage", "editMessageText", "sendPhoto") and migrated_to is not None:
+            self.migrated_calls.append(Sent(method, params))
             return web.json_response(
                 {
                     "ok": False,
