@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -749,5 +750,35 @@ async def test_a_flood_wait_on_a_reply_does_not_hold_up_the_kill_switch(tg: Fake
         async with asyncio.timeout(15):  # the /pause reply is not lost
             while not any(m["text"].startswith("Paused") for m in tg.sent()):
                 await asyncio.sleep(0.05)
+    finally:
+        await svc.stop()
+
+
+async def test_a_bot_added_to_a_group_by_a_stranger_says_and_does_nothing_there(tg: FakeTelegram, db: Database) -> None:
+    """A stranger adds the bot to their group and pokes at it: no answer, no note, nothing changes, and the
+    owner's chat still works."""
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        now = int(time.time())
+        member = {"user": {"id": 999, "is_bot": True, "first_name": "ENYGMA"}}
+        tg._push(
+            {
+                "my_chat_member": {
+                    "chat": {"id": -100999, "type": "supergroup", "title": "pump room"},
+                    "from": {"id": STRANGER, "is_bot": False, "first_name": "s"},
+                    "date": now,
+                    "old_chat_member": {**member, "status": "left"},
+                    "new_chat_member": {**member, "status": "member"},
+                }
+            }
+        )
+        tg.push_message(STRANGER, "/killswitch", chat_id=-100999)
+        tg.push_message(STRANGER, "/mode", chat_id=-100999)
+        tg.push_message(OWNER, "/help")
+        await tg.wait_for("sendMessage")
+        await asyncio.sleep(0.2)
+        assert [m["chat_id"] for m in tg.sent()] == [OWNER] and control.kills == 0 and control.mode == "auto"
+        assert svc.app.bot_data["state"].unauthorized == 3
     finally:
         await svc.stop()
