@@ -409,6 +409,8 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
                 state.tokens.done(token, outcome)
             elif choice in ("auto", "manual") and token in state.tokens.outcomes:
                 outcome = f"{state.tokens.outcomes[token]}\n(pressed again: nothing done)"
+        if outcome == "expired" and kind in _AGAIN:  # a trader in a hurry needs the way on, not only the verdict
+            outcome = f"expired: send /{_AGAIN[kind]} again"
         if not answered:
             with contextlib.suppress(TelegramError):  # too late to answer (the press waited in a queue): report anyway
                 await query.answer(_toast(outcome))
@@ -488,6 +490,7 @@ _READ_ONLY = frozenset(
     {"start", "help", "status", "positions", "orders", "pnl", "signals", "config", "chart", "health"}
 )
 _BUTTONS = {"ks": "kill switch", "arm": "arming", "ap": "approval", "mode": "mode change", "rh": "halt reset"}
+_AGAIN = {"ks": "killswitch", "arm": "arm", "mode": "mode", "rh": "reset"}  # the command that issues a fresh card
 
 
 async def _later(wait_s: float, sends: list[Callable[[], Awaitable[object]]]) -> None:

@@ -276,14 +276,19 @@ async def test_kill_switch_and_arming_need_a_fresh_confirmation(
     tg.push_callback(OWNER, "arm:not-a-token")
     tg.push_callback(OWNER, arm_card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
     edits = await tg.wait_for("editMessageText", 4)
-    assert [outcome(e["text"]) for e in edits[2:]] == ["expired", "live trading ARMED"] and control.armed
+    assert [outcome(e["text"]) for e in edits[2:]] == ["expired: send /arm again", "live trading ARMED"]
+    assert control.armed
     # The toast under the button says what happened; a refused arming used to say "done".
     control.armed, control.arm_refusal = False, "refused: arming needs BOT_MODE=live and LIVE_TRADING_ARMED=true"
     tg.push_message(OWNER, "/arm")
     again = (await tg.wait_for("sendMessage", 3))[-1]
     tg.push_callback(OWNER, again["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
     answers = await tg.wait_for("answerCallbackQuery", 5)
-    assert [a.get("text") for a in answers[-3:]] == ["expired", "live trading ARMED", control.arm_refusal]
+    assert [a.get("text") for a in answers[-3:]] == [
+        "expired: send /arm again",
+        "live trading ARMED",
+        control.arm_refusal,
+    ]
     assert not control.armed
 
 
@@ -365,7 +370,8 @@ async def test_mode_buttons_and_resume(tg: FakeTelegram, service: tuple[Telegram
     auto, manual = [b["callback_data"] for b in card["reply_markup"]["inline_keyboard"][0]]
     assert auto.startswith("mode:") and auto.endswith(":auto") and manual.endswith(":manual")
     tg.push_callback(OWNER, "mode:manual")  # hand-made data (no token): nothing changes
-    assert outcome((await tg.wait_for("editMessageText"))[-1]["text"]) == "expired" and control.mode == "auto"
+    assert outcome((await tg.wait_for("editMessageText"))[-1]["text"]) == "expired: send /mode again"
+    assert control.mode == "auto"
     tg.push_callback(OWNER, manual)
     assert (
         outcome((await tg.wait_for("editMessageText", 2))[-1]["text"]) == "control mode: manual"
@@ -374,7 +380,8 @@ async def test_mode_buttons_and_resume(tg: FakeTelegram, service: tuple[Telegram
     tg.push_callback(OWNER, auto)  # the same card's other button, after the choice: the card is used up
     assert "nothing done" in (await tg.wait_for("editMessageText", 3))[-1]["text"] and control.mode == "manual"
     tg.push_callback(OWNER, manual.replace(":manual", ":yolo"))  # not a mode: nothing changes
-    assert outcome((await tg.wait_for("editMessageText", 4))[-1]["text"]) == "expired" and control.mode == "manual"
+    assert outcome((await tg.wait_for("editMessageText", 4))[-1]["text"]) == "expired: send /mode again"
+    assert control.mode == "manual"
     control.paused = True
     tg.push_message(OWNER, "/resume")
     assert "Resumed" in (await tg.wait_for("sendMessage", 2))[-1]["text"] and not control.paused
@@ -400,6 +407,10 @@ async def test_reset_lifts_latched_halts_after_a_confirmation(
     tg.push_callback(OWNER, data)
     edits = await tg.wait_for("editMessageText", 3)
     lifted = f"lifted by telegram:111: {control_latched}"
-    assert [outcome(e["text"]) for e in edits] == ["expired", lifted, f"{lifted}\n(pressed again: nothing done)"]
+    assert [outcome(e["text"]) for e in edits] == [
+        "expired: send /reset again",
+        lifted,
+        f"{lifted}\n(pressed again: nothing done)",
+    ]
     assert "Lift these halts?" in edits[1]["text"]  # the card keeps what it asked
     assert len(control.resets) == 1

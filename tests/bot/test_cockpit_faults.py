@@ -481,7 +481,10 @@ async def test_a_confirmation_pressed_after_its_expiry_changes_nothing(tg: FakeT
             tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
         edits = await tg.wait_for("editMessageText", 2)
         assert (
-            [outcome(e["text"]) for e in edits] == ["expired", "expired"] and control.kills == 0 and not control.armed
+            [outcome(e["text"]) for e in edits]
+            == ["expired: send /killswitch again", "expired: send /arm again"]  # it said only "expired"
+            and control.kills == 0
+            and not control.armed
         )
     finally:
         await svc.stop()
