@@ -1,8 +1,10 @@
-"""Guaranteed delivery: messages wait in SQLite until Telegram has them. The sender honours ``retry_after``,
-backs off on network errors, paces each chat, keeps each chat's messages in order, and edits one message for a
-burst of the same kind. No error from Telegram or storage ends the sender: a chat that refuses messages waits with
-backoff, the others go on. A text longer than Telegram allows is queued as several messages; one whose markup
-Telegram refuses is sent as plain text."""
+"""Delivery that outlives outages: messages wait in SQLite until Telegram has them. The sender honours
+``retry_after``, backs off on network errors, paces each chat, keeps each chat's messages in order, and edits one
+message for a burst of the same kind. No error from Telegram or storage ends the sender: a chat that refuses
+messages waits with backoff, the others go on. A text longer than Telegram allows is queued as several messages;
+one whose markup Telegram refuses is sent as plain text. Three things are never sent, each logged and counted: a
+stop move replaced by a newer one before it went out, the less urgent messages beyond ``BACKLOG_CAP`` per chat
+(one message says how many), and a message Telegram refused ``GIVE_UP_ATTEMPTS`` times."""
 
 from __future__ import annotations
 
