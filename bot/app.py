@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -93,6 +94,7 @@ class BotState:
     config: BotConfig
     tokens: Tokens
     unauthorized: int = 0
+    warned_chats: set[int] = field(default_factory=set)  # unconfigured chats the owner was told about, once each
 
 
 def approval_keyboard(approval_id: str) -> InlineKeyboardMarkup:
@@ -124,6 +126,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             log.warning("telegram.unauthorized", user_id=None if user is None else user.id)
             raise ApplicationHandlerStop
         if reply_chat(update) is None:
+            await note_unconfigured(update)
             raise ApplicationHandlerStop
         # An edit of an old message, or someone else's words forwarded, is not a new order from this user.
         edited, message = update.edited_message, update.message
@@ -133,6 +136,25 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
                 why = "an edited message" if edited is not None else "a forwarded message"
                 await reply(update, f"Not obeyed: {why} is not a command. Send the command again yourself.")
             raise ApplicationHandlerStop
+
+    async def note_unconfigured(update: Update) -> None:
+        """An allowed user's command in a chat nobody configured is not obeyed; say so once per chat, privately.
+        Silence there looked like a bot that is down."""
+        chat, user, message = update.effective_chat, update.effective_user, update.message
+        if chat is None or user is None or message is None or chat.id in state.warned_chats:
+            return
+        word = (message.text or "").split(maxsplit=1)[0] if (message.text or "").startswith("/") else ""
+        command, at, addressee = word.partition("@")
+        if not command or (at and addressee.lower() != (update.get_bot().username or "").lower()):
+            return
+        state.warned_chats.add(chat.id)
+        where = f"«{esc(chat.title)}» ({chat.id})" if chat.title else f"chat {chat.id}"
+        text = (
+            f"Not obeyed: {esc(command)} in {where}, a chat not in TELEGRAM_CHAT_IDS. Commands work here, in our "
+            "private chat; to command me there too, add that id to TELEGRAM_CHAT_IDS and restart."
+        )
+        with contextlib.suppress(TelegramError):  # the owner never opened a private chat with the bot: nothing to do
+            await deliver(update, [partial(update.get_bot().send_message, user.id, text, parse_mode="HTML")])
 
     def reply_chat(update: Update) -> int | None:
         """The chat to answer in: a configured chat or the user's own private chat; otherwise none."""
@@ -144,18 +166,42 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             return None
         return chat.id
 
-    async def reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        """Answer in HTML; a text over Telegram's limit goes as several messages, the buttons on the last."""
+    async def deliver(update: Update, sends: list[Callable[[], Awaitable[object]]]) -> None:
+        """Make the calls in order. One that meets a flood wait or a network error hands itself and the rest to a
+        background task: commands and buttons that change state run one at a time, and waiting out the flood in
+        the handler (up to 60 s, four times) held up every update behind it, a kill-switch press too."""
+        for n, send in enumerate(sends):
+            try:
+                await send()
+            except (RetryAfter, TimedOut, NetworkError) as exc:
+                if isinstance(exc, BadRequest):
+                    raise
+                wait = 0.5 if not isinstance(exc, RetryAfter) else _seconds(exc.retry_after)
+                app.create_task(_later(wait, sends[n:]), update=update, name="telegram-reply")
+                return
+
+    def messages(
+        update: Update, text: str, markup: InlineKeyboardMarkup | None = None
+    ) -> list[Callable[[], Awaitable[object]]]:
+        """The calls that send ``text`` as HTML, several messages when over Telegram's limit, buttons on the last."""
         chat_id = reply_chat(update)
         if chat_id is None:
-            return
+            return []
         parts = split_html(text)
-        for n, part in enumerate(parts):
-            last = n == len(parts) - 1
-            buttons = markup if last else None
-            await _patiently(
-                partial(update.get_bot().send_message, chat_id, part, parse_mode="HTML", reply_markup=buttons)
+        return [
+            partial(
+                update.get_bot().send_message,
+                chat_id,
+                part,
+                parse_mode="HTML",
+                reply_markup=markup if n == len(parts) - 1 else None,
             )
+            for n, part in enumerate(parts)
+        ]
+
+    async def reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        """Answer in HTML; a text over Telegram's limit goes as several messages, the buttons on the last."""
+        await deliver(update, messages(update, text, markup))
 
     async def edit_card(update: Update, outcome: str) -> None:
         """Show the outcome on the card (its buttons go) below the card's own details, which stay: the trader
@@ -165,13 +211,15 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
             await reply(update, outcome)
             return
         first, *rest = split_html(with_outcome(_card_html(query.message), outcome))
-        try:
-            await _patiently(lambda: query.edit_message_text(first, parse_mode="HTML"))
-        except BadRequest as exc:
-            if "not modified" not in str(exc).lower():  # a retried edit that had landed after all
-                raise
-        if rest:
-            await reply(update, "\n".join(rest))
+
+        async def edit() -> None:
+            try:
+                await query.edit_message_text(first, parse_mode="HTML")
+            except BadRequest as exc:
+                if "not modified" not in str(exc).lower():  # a retried edit that had landed after all
+                    raise
+
+        await deliver(update, [edit, *(messages(update, "\n".join(rest)) if rest else [])])
 
     async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Say what this is."""
@@ -258,8 +306,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
 
     async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Allow new entries."""
-        await control.resume(by=_who(update))
-        await reply(update, "Resumed: new entries allowed.")
+        await reply(update, esc(await control.resume(by=_who(update))))
 
     async def arm(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Step one of two: what live means, and a short-lived confirmation button."""
@@ -362,6 +409,8 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
                 state.tokens.done(token, outcome)
             elif choice in ("auto", "manual") and token in state.tokens.outcomes:
                 outcome = f"{state.tokens.outcomes[token]}\n(pressed again: nothing done)"
+        if outcome == "expired" and kind in _AGAIN:  # a trader in a hurry needs the way on, not only the verdict
+            outcome = f"expired: send /{_AGAIN[kind]} again"
         if not answered:
             with contextlib.suppress(TelegramError):  # too late to answer (the press waited in a queue): report anyway
                 await query.answer(_toast(outcome))
@@ -374,7 +423,9 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         log.error("telegram.handler_failed", error=repr(exc), exc_info=exc)
         if not isinstance(update, Update) or reply_chat(update) is None:
             return
-        detail = esc(_redact(f"{type(exc).__name__}: {exc}", config.token))[:600]
+        # Cut before escaping: cut after, it ended inside an entity ('&l' of '&lt;'), which a strict parser refuses.
+        raw = _redact(f"{type(exc).__name__}: {exc}", config.token)
+        detail = esc(raw if len(raw) <= 600 else raw[:599] + "…")
         query = update.callback_query
         try:
             if isinstance(exc, TelegramError):
@@ -439,6 +490,21 @@ _READ_ONLY = frozenset(
     {"start", "help", "status", "positions", "orders", "pnl", "signals", "config", "chart", "health"}
 )
 _BUTTONS = {"ks": "kill switch", "arm": "arming", "ap": "approval", "mode": "mode change", "rh": "halt reset"}
+_AGAIN = {"ks": "killswitch", "arm": "arm", "mode": "mode", "rh": "reset"}  # the command that issues a fresh card
+
+
+async def _later(wait_s: float, sends: list[Callable[[], Awaitable[object]]]) -> None:
+    """The rest of a reply, off PTB's update queue: after the wait Telegram asked for, each call with retries."""
+    if wait_s > 60:
+        raise RetryAfter(int(wait_s))  # too long to be worth it: the error handler says Telegram refused
+    await asyncio.sleep(wait_s)
+    for send in sends:
+        await _patiently(send)
+
+
+def _seconds(retry_after: int | float | timedelta) -> float:
+    """``RetryAfter.retry_after`` in seconds, whether PTB gives a number or a timedelta."""
+    return retry_after.total_seconds() if isinstance(retry_after, timedelta) else float(retry_after)
 
 
 async def _patiently[T](send: Callable[[], Awaitable[T]], attempts: int = 4, max_wait_s: float = 60.0) -> T:
@@ -447,11 +513,11 @@ async def _patiently[T](send: Callable[[], Awaitable[T]], attempts: int = 4, max
         try:
             return await send()
         except RetryAfter as exc:
-            wait = exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds()
+            wait = _seconds(exc.retry_after)
             if attempt == attempts - 1 or wait > max_wait_s:
                 raise
             log.warning("telegram.flood_wait", retry_after_s=wait)
-            await asyncio.sleep(float(wait))
+            await asyncio.sleep(wait)
         except (TimedOut, NetworkError) as exc:
             if isinstance(exc, BadRequest) or attempt == attempts - 1:
                 raise

@@ -1,8 +1,10 @@
-"""Guaranteed delivery: messages wait in SQLite until Telegram has them. The sender honours ``retry_after``,
-backs off on network errors, paces each chat, keeps each chat's messages in order, and edits one message for a
-burst of the same kind. No error from Telegram or storage ends the sender: a chat that refuses messages waits with
-backoff, the others go on. A text longer than Telegram allows is queued as several messages; one whose markup
-Telegram refuses is sent as plain text."""
+"""Delivery that outlives outages: messages wait in SQLite until Telegram has them. The sender honours
+``retry_after``, backs off on network errors, paces each chat, keeps each chat's messages in order, and edits one
+message for a burst of the same kind. No error from Telegram or storage ends the sender: a chat that refuses
+messages waits with backoff, the others go on. A text longer than Telegram allows is queued as several messages;
+one whose markup Telegram refuses is sent as plain text. Three things are never sent, each logged and counted: a
+stop move replaced by a newer one before it went out, the less urgent messages beyond ``BACKLOG_CAP`` per chat
+(one message says how many), and a message Telegram refused ``GIVE_UP_ATTEMPTS`` times."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any
 
 import structlog
 from telegram import Bot, InlineKeyboardMarkup
-from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, ChatMigrated, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.formatting import plain, split_html
 from storage.db import Database
@@ -26,6 +28,14 @@ log = structlog.get_logger(__name__)
 BURST_WINDOW_MS = 10 * 60_000  # a stop move edits the previous one only if it is recent and still the latest news
 CARD_PREFIXES = ("approval:",)  # keys of cards that are edited in place wherever they are (their outcome, expiry)
 HOLD_ATTEMPTS = 5  # a message that failed this often no longer holds back the newer ones to its chat
+# Less urgent messages (reconnects, health flaps, signals) waiting per chat: beyond this the oldest give way, so after
+# an hour without Telegram a fill or a halt is not sent after hundreds of them, one a second. One message says how
+# many were dropped; what matters (fills, stops, halts, approvals) is never dropped.
+BACKLOG_CAP = 20
+# A message Telegram refused this often (bot blocked or removed from the group, a text it will never take; ~15 min at
+# the 60 s backoff) is dropped, logged and counted: retried for ever, a blocked chat's backlog grew without end and
+# cost one request and one error line per message per minute.
+GIVE_UP_ATTEMPTS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,9 @@ class Outbox:
     def __init__(self, db: Database, clock: Callable[[], int] | None = None) -> None:
         self.db = db
         self.clock = clock or (lambda: int(time.time() * 1000))
+        self.superseded = 0  # queued burst messages replaced by a newer one of the same key before being sent
+        self.migrated: dict[int, int] = {}  # group -> the supergroup it became (until TELEGRAM_CHAT_IDS is edited)
+        self.dropped = 0  # never sent: less urgent ones beyond BACKLOG_CAP, refused ones after GIVE_UP_ATTEMPTS
 
     async def enqueue(
         self,
@@ -52,23 +65,70 @@ class Outbox:
         silent: bool = False,
         reply_markup: InlineKeyboardMarkup | None = None,
         coalesce_key: str | None = None,
+        droppable: bool = False,
     ) -> int:
         """Queue ``text`` (HTML) for ``chat_id``; a text over Telegram's limit becomes several messages in order,
-        the buttons on the last. Returns the id of the last one."""
+        the buttons on the last. A ``droppable`` one may give way to newer ones of its kind while the chat's backlog
+        is over ``BACKLOG_CAP``. Returns the id of the last one."""
+        chat_id = self.migrated.get(chat_id, chat_id)
         markup = None if reply_markup is None else json.dumps(reply_markup.to_dict())
         parts = split_html(text)
         key = coalesce_key if len(parts) == 1 else None  # editing would replace one part of several
         now = self.clock()
+        if key is not None and not key.startswith(CARD_PREFIXES):
+            # A newer stop move makes a queued one old news: while Telegram is down, a trailing stop would pile up
+            # one message per move, each sent (or edited) a second apart on recovery, ahead of a halt queued later.
+            cur = await self.db.conn.execute(
+                "DELETE FROM outbox WHERE state = 'pending' AND chat_id = ? AND coalesce_key = ?", (chat_id, key)
+            )
+            if cur.rowcount:
+                self.superseded += cur.rowcount
+                log.info("telegram.superseded", chat_id=chat_id, key=key, messages=cur.rowcount)
         last = 0
         for n, part in enumerate(parts):
             cur = await self.db.conn.execute(
-                "INSERT INTO outbox (chat_id, text, silent, reply_markup, coalesce_key, due_ms, created_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (chat_id, part, int(silent), markup if n == len(parts) - 1 else None, key, now, now),
+                "INSERT INTO outbox (chat_id, text, silent, reply_markup, coalesce_key, due_ms, created_ms, droppable)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (chat_id, part, int(silent), markup if n == len(parts) - 1 else None, key, now, now, int(droppable)),
             )
             last = int(cur.lastrowid or 0)
+        if droppable:
+            await self._trim(chat_id, now)
         await self.db.conn.commit()
         return last
+
+    async def _trim(self, chat_id: int, now: int) -> None:
+        """Drop the chat's oldest droppable messages beyond ``BACKLOG_CAP`` and count them in the chat's pending
+        summary message (queued with the first drop, updated with the next ones). In the caller's transaction."""
+        cur = await self.db.conn.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND chat_id = ?"
+            " AND droppable = 1 ORDER BY id DESC LIMIT -1 OFFSET ?)",
+            (chat_id, BACKLOG_CAP),
+        )
+        gone = cur.rowcount
+        if gone <= 0:
+            return
+        self.dropped += gone
+        async with self.db.conn.execute(
+            "SELECT id, dropped FROM outbox WHERE state = 'pending' AND chat_id = ? AND dropped > 0", (chat_id,)
+        ) as rows:
+            summary = await rows.fetchone()
+        total = gone + (0 if summary is None else int(summary["dropped"]))
+        text = (
+            f"📭 Telegram could not be reached: {total} less urgent notifications (reconnects, health changes, "
+            "signals, orders placed) were dropped so the rest arrives sooner. The log has every one; /health shows "
+            "where things stand."
+        )
+        if summary is None:
+            await self.db.conn.execute(
+                "INSERT INTO outbox (chat_id, text, due_ms, created_ms, dropped) VALUES (?, ?, ?, ?, ?)",
+                (chat_id, text, now, now, total),
+            )
+        else:
+            await self.db.conn.execute(
+                "UPDATE outbox SET text = ?, dropped = ? WHERE id = ?", (text, total, summary["id"])
+            )
+        log.warning("telegram.backlog_dropped", chat_id=chat_id, dropped=gone, dropped_in_backlog=total)
 
     async def due(self, limit: int = 20) -> list[Queued]:
         """Messages due now, oldest first; a message waits while an older one to the same chat is still pending,
@@ -97,8 +157,17 @@ class Outbox:
     async def sent(self, item_id: int, message_id: int) -> None:
         await self.db.execute("UPDATE outbox SET state = 'sent', message_id = ? WHERE id = ?", (message_id, item_id))
 
-    async def retry_at(self, item_id: int, due_ms: int) -> None:
-        await self.db.execute("UPDATE outbox SET due_ms = ?, attempts = attempts + 1 WHERE id = ?", (due_ms, item_id))
+    async def give_up(self, item_id: int) -> None:
+        """Drop a message Telegram keeps refusing (counted with the dropped ones)."""
+        if await self.db.execute("DELETE FROM outbox WHERE id = ? AND state = 'pending'", (item_id,)):
+            self.dropped += 1
+
+    async def retry_at(self, item_id: int, due_ms: int, *, counted: bool = True) -> None:
+        """Try again at ``due_ms``; ``counted`` False for a failure that is Telegram's (an outage, a flood wait), not
+        the message's: only a message's own failures end its hold on the newer ones."""
+        await self.db.execute(
+            "UPDATE outbox SET due_ms = ?, attempts = attempts + ? WHERE id = ?", (due_ms, int(counted), item_id)
+        )
 
     async def last_message(self, chat_id: int, coalesce_key: str) -> int | None:
         """The message to edit instead of sending a new one: a card's own message wherever it is; for a burst key
@@ -127,12 +196,14 @@ class Outbox:
         pruned or never queued."""
         row = await self.db.fetchone(
             "SELECT text FROM outbox WHERE chat_id = ? AND coalesce_key = ? ORDER BY id LIMIT 1",
-            (chat_id, coalesce_key),
+            (self.migrated.get(chat_id, chat_id), coalesce_key),
         )
         return None if row is None else str(row["text"])
 
     async def move_chat(self, old: int, new: int) -> None:
-        """A group became a supergroup: its pending messages go to the new chat id."""
+        """A group became a supergroup: its pending messages go to the new chat id, and so do later ones (each
+        went to the old id first, for a 400 and an error line, while .env still names it)."""
+        self.migrated[old] = new
         await self.db.execute("UPDATE outbox SET chat_id = ? WHERE state = 'pending' AND chat_id = ?", (new, old))
 
     async def prune_sent(self, before_ms: int, batch: int = 5_000) -> int:
@@ -157,12 +228,17 @@ class OutboxSender:
         idle_s: float = 0.2,
         backoff_cap_s: float = 60.0,
         global_interval_s: float = 1 / 30,
+        outage_cap_s: float = 10.0,
     ) -> None:
         self.outbox = outbox
         self.bot = bot
         self.per_chat_interval_s = per_chat_interval_s
         self.idle_s = idle_s
         self.backoff_cap_s = backoff_cap_s
+        # While Telegram is unreachable each chat's oldest message is tried at least this often (one request), so the
+        # backlog follows within seconds of its return, not after a minute's backoff.
+        self.outage_cap_s = outage_cap_s
+        self._outage: dict[int, int] = {}  # chat -> network failures in a row (reset by a delivery)
         self._last_sent: dict[int, float] = {}
         self.global_interval_s = global_interval_s  # Telegram's ~30 messages/s across all chats
         self._last_any = 0.0
@@ -171,6 +247,11 @@ class OutboxSender:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="telegram-outbox")
+
+    @property
+    def unreachable_chats(self) -> int:
+        """Chats whose last attempt met an outage (network, 5xx, a revoked token) and nothing since got through."""
+        return len(self._outage)
 
     @property
     def running(self) -> bool:
@@ -217,13 +298,11 @@ class OutboxSender:
                     await self.bot.edit_message_text(
                         item.text, chat_id=item.chat_id, message_id=previous, parse_mode="HTML", reply_markup=markup
                     )
-                    await self.outbox.sent(item.id, previous)
-                    self.delivered += 1
+                    await self._delivered(item, previous)
                     return True
                 except BadRequest as exc:
                     if "not modified" in str(exc).lower():  # the message already says exactly this
-                        await self.outbox.sent(item.id, previous)
-                        self.delivered += 1
+                        await self._delivered(item, previous)
                         return True
                     # the old message is gone or cannot be edited: send a new one
             try:
@@ -237,13 +316,12 @@ class OutboxSender:
                 msg = await self.bot.send_message(
                     item.chat_id, plain(item.text), disable_notification=item.silent, reply_markup=markup
                 )
-            await self.outbox.sent(item.id, msg.message_id)
-            self.delivered += 1
+            await self._delivered(item, msg.message_id)
             return True
         except RetryAfter as exc:
             delay = exc.retry_after if isinstance(exc.retry_after, int | float) else exc.retry_after.total_seconds()
             log.warning("telegram.flood_wait", retry_after_s=delay)
-            await self.outbox.retry_at(item.id, self.outbox.clock() + int(float(delay) * 1000))
+            await self.outbox.retry_at(item.id, self.outbox.clock() + int(float(delay) * 1000), counted=False)
         except ChatMigrated as exc:
             log.error(
                 "telegram.chat_migrated", old=item.chat_id, new=exc.new_chat_id, detail="update TELEGRAM_CHAT_IDS"
@@ -251,13 +329,35 @@ class OutboxSender:
             await self.outbox.move_chat(item.chat_id, exc.new_chat_id)
         except (TimedOut, NetworkError, TelegramError) as exc:
             # Network trouble, or a chat that refuses us (bot blocked, removed from the group): the message waits
-            # and is tried again with backoff, the other chats go on.
-            delay = min(self.backoff_cap_s, 0.5 * 2**item.attempts)
+            # and is tried again with backoff, the other chats go on. An outage (timeouts, 5xx) is not the
+            # message's fault: it keeps its place at the head of its chat, so the backlog arrives in order. Counted
+            # against the message, five failures released the next ones and each waited its own backoff: after a
+            # five-minute outage the oldest arrived last, a minute late.
             transient = isinstance(exc, TimedOut | NetworkError) and not isinstance(exc, BadRequest)
+            # A revoked token (401) refuses every message alike: not the message's fault either, nothing is dropped
+            # while the operator puts a new token in .env.
+            counted = not transient and not isinstance(exc, InvalidToken)
+            if not counted:
+                streak = self._outage[item.chat_id] = self._outage.get(item.chat_id, 0) + 1
+                delay = min(self.backoff_cap_s, self.outage_cap_s, 0.5 * 2 ** (streak - 1))
+            else:
+                self._outage.pop(item.chat_id, None)  # a refusal is an answer: Telegram is reachable
+                if item.attempts + 1 >= GIVE_UP_ATTEMPTS:
+                    attempts = item.attempts + 1
+                    log.error("telegram.message_dropped", chat_id=item.chat_id, error=str(exc), attempts=attempts)
+                    await self.outbox.give_up(item.id)
+                    return False
+                delay = min(self.backoff_cap_s, 0.5 * 2**item.attempts)
             (log.warning if transient else log.error)(
                 "telegram.send_failed", chat_id=item.chat_id, error=str(exc), retry_in_s=delay
             )
-            await self.outbox.retry_at(item.id, self.outbox.clock() + int(delay * 1000))
+            await self.outbox.retry_at(item.id, self.outbox.clock() + int(delay * 1000), counted=counted)
         finally:
             self._last_sent[item.chat_id] = self._last_any = time.monotonic()
         return False
+
+    async def _delivered(self, item: Queued, message_id: int) -> None:
+        """Telegram has it: mark it sent, and the chat's outage (if any) is over."""
+        await self.outbox.sent(item.id, message_id)
+        self.delivered += 1
+        self._outage.pop(item.chat_id, None)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
+import structlog
+from telegram.error import Conflict, TelegramError
 from telegram.ext import Application
 
 from bot.app import BotConfig, approval_keyboard, build_application
@@ -12,6 +16,17 @@ from bot.outbox import Outbox, OutboxSender
 from bot.ports import TradingControl
 from engine.events import Event
 from storage.db import Database
+
+log = structlog.get_logger(__name__)
+
+# Noise when it piles up (an outage cuts the exchange's stream as well as Telegram): these may give way in a backlog.
+DROPPABLE = frozenset({"signal_evaluated", "order_placed", "stream_reconnected", "health_changed", "candle_gap"})
+CONFLICT_REPEAT_S = 600.0  # a second process polling the token is told to the chats at most this often
+CONFLICT_TEXT = (
+    "⚠️ <b>Another program is reading this bot's updates</b> (Telegram: 409 Conflict). Your commands and button "
+    "presses may reach it instead of this ENYGMA, the kill switch too. Stop the other one (another server, an old "
+    "container or process) or give it its own bot token."
+)
 
 
 class TelegramService:
@@ -34,6 +49,8 @@ class TelegramService:
         self.levels = levels or {}
         self.poll_timeout_s = poll_timeout_s
         self._menu_set = False
+        self._conflict_told: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Safe to call again after it raised (the runtime retries it while Telegram is unreachable): each step is
@@ -48,12 +65,43 @@ class TelegramService:
         if not self.app.running:
             await self.app.start()
         if self.app.updater is not None and not self.app.updater.running:
-            await self.app.updater.start_polling(poll_interval=0.0, timeout=self.poll_timeout_s)
+            await self.app.updater.start_polling(
+                poll_interval=0.0, timeout=self.poll_timeout_s, error_callback=self._polling_error
+            )
+
+    def _polling_error(self, exc: TelegramError) -> None:
+        """PTB retries a failed poll on its own; a 409 Conflict means another process polls this token and gets
+        some of the updates, button presses included: the chats are told (it was one stdlib log line per poll).
+        Called synchronously by PTB, and must not raise."""
+        if not isinstance(exc, Conflict):
+            log.warning("telegram.polling_failed", error=str(exc))
+            return
+        log.error("telegram.conflict", error=str(exc), detail="another process polls this bot token")
+        now = time.monotonic()
+        if self._conflict_told is not None and now - self._conflict_told < CONFLICT_REPEAT_S:
+            return
+        self._conflict_told = now
+        task = asyncio.get_running_loop().create_task(self._tell(CONFLICT_TEXT))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _tell(self, text: str) -> None:
+        """Queue ``text`` for every configured chat (from a callback that cannot await)."""
+        try:
+            for chat_id in self.config.chat_ids:
+                await self.outbox.enqueue(chat_id, text)
+        except Exception:  # storage trouble: the log line above still says it
+            log.exception("telegram.tell_failed")
 
     async def stop(self) -> None:
+        """Each step even when the one before failed: polling that died of a revoked token (401) raises that again
+        here, and the application was then never stopped nor shut down."""
         await self.sender.stop()
         if self.app.updater is not None and self.app.updater.running:
-            await self.app.updater.stop()
+            try:
+                await self.app.updater.stop()
+            except TelegramError as exc:
+                log.error("telegram.polling_ended", error=repr(exc))
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
@@ -76,4 +124,11 @@ class TelegramService:
                 # The outcome is written over the card: keep the card's details (score, levels, size) above it.
                 card = await self.outbox.card_text(chat_id, key)
                 message = text if card is None else with_outcome(card, text)
-            await self.outbox.enqueue(chat_id, message, silent=level == "silent", reply_markup=markup, coalesce_key=key)
+            await self.outbox.enqueue(
+                chat_id,
+                message,
+                silent=level == "silent",
+                reply_markup=markup,
+                coalesce_key=key,
+                droppable=event.kind in DROPPABLE,
+            )

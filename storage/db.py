@@ -99,6 +99,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events ADD COLUMN seq INTEGER;
     CREATE UNIQUE INDEX events_seq ON events(seq);
     """,
+    # 5: while Telegram is unreachable the outbox keeps only the newest less urgent messages per chat; one pending
+    # message per chat counts the ones dropped
+    """
+    ALTER TABLE outbox ADD COLUMN droppable INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -38,7 +38,7 @@ from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.risk.limits import DAY_MS
 from engine.runtime.daily import summarize_day, summarized_day
 from engine.runtime.engine import EngineOptions, TradingEngine
-from engine.runtime.http import Health, Metrics, build_app
+from engine.runtime.http import Health, Metrics, build_app, http_runner
 from engine.runtime.lanes import Lanes, position_push_changes_position
 from engine.runtime.trading_state import TradingState
 from exchange.errors import ExchangeError, PermissionRefusedError
@@ -364,6 +364,9 @@ class Runtime:
                 levels=dict(s.telegram_notify_levels),
             )
             self.bus.subscribe("telegram", telegram.notify)
+            outbox, sender = telegram.outbox, telegram.sender  # read at each scrape: Telegram's silence is visible
+            self.metrics.telegram_dropped.set_function(lambda: outbox.dropped)
+            self.metrics.telegram_unreachable.set_function(lambda: sender.unreachable_chats)
             await self.bus.start_new()
             self._background(_start_telegram(telegram), "telegram-start")
         self.engine = engine
@@ -381,7 +384,7 @@ class Runtime:
             report = await engine.kill_switch()
             return "flat" if report.flat else "not flat: " + "; ".join(report.leftovers)
 
-        runner = web.AppRunner(build_app(self.metrics, self.health, status, approver, kill), access_log=None)
+        runner = http_runner(build_app(self.metrics, self.health, status, approver, kill))
         await runner.setup()
         self._http = runner  # cleaned up by run(), also when the start-up fails after this point
         await web.TCPSite(runner, s.http_host, s.http_port).start()

@@ -31,6 +31,10 @@ async def restore_switches(engine: TradingEngine, saved: SavedSwitches) -> None:
         log.warning("switches.restored", paused=True, detail="set from the cockpit before the restart")
 
 
+SIGNALS_SHOWN = 40  # lines of /signals: one phone message, whatever the size of the universe
+ARM_SYMBOLS_SHOWN = 10  # symbols named on the arming card
+
+
 def dashboard_status(engine: TradingEngine, bot_mode: str) -> dict[str, Any]:
     """What /dashboard shows: the figures /status gives in Telegram, rounded the same way. Before, the equity
     was the raw Decimal (10086.88259132 beside /status's 10,086.88 USDT; after a close, a 28-digit sum)."""
@@ -66,16 +70,18 @@ class EngineControl:
         self.saved = saved
 
     async def orders(self) -> list[str]:
-        lines = []
-        for symbol in self.engine.specs:
-            for o in await self.engine.client.open_orders(symbol):
-                lines.append(f"{symbol} {o.side.value} {o.lots} lots @ {o.price} ({o.type.value})")
-            for o in await self.engine.client.open_stop_orders(symbol):
-                lines.append(
-                    f"{symbol} stop {o.side.value} {o.lots} lots at {o.stop_price}"
-                    f"{' reduce-only' if o.reduce_only else ''}"
-                )
-        return lines
+        """Every open order and stop order of the account, by symbol: one listing of each kind. Two per configured
+        symbol were 1,084 signed calls for 542 symbols, out of the rate limit a stop replacement needs, and missed
+        orders on symbols outside the universe."""
+        client = self.engine.client
+        rows = [
+            (o.symbol, 0, f"{o.symbol} {o.side.value} {o.lots} lots @ {o.price} ({o.type.value})")
+            for o in await client.open_orders()
+        ]
+        for o in await client.open_stop_orders():
+            reduce = " reduce-only" if o.reduce_only else ""
+            rows.append((o.symbol, 1, f"{o.symbol} stop {o.side.value} {o.lots} lots at {o.stop_price}{reduce}"))
+        return [line for _, _, line in sorted(rows, key=lambda r: (r[0], r[1]))]
 
     async def pnl(self) -> dict[str, str]:
         now = self.engine.clock()  # the clock the closes are stamped with (in a replay, the replayed time)
@@ -92,10 +98,18 @@ class EngineControl:
         return out
 
     async def signals(self) -> list[str]:
+        """The latest decision per symbol, what passed first, then the strongest scores; at most ``SIGNALS_SHOWN``
+        lines. Alphabetical and complete, 542 symbols were 8 messages on the phone with an entry in the last one."""
+        ranked = sorted(self.engine.last_decision.items(), key=lambda kv: (not kv[1].passed, -abs(kv[1].final_score)))
         lines = []
-        for symbol, d in sorted(self.engine.last_decision.items()):
+        for symbol, d in ranked[:SIGNALS_SHOWN]:
             verdict = "PASSED" if d.passed else "no entry: " + ", ".join(d.failing)
             lines.append(f"{symbol} score {d.final_score:+.1f} conf {d.confidence:.2f} — {verdict}")
+        rest = ranked[SIGNALS_SHOWN:]
+        if rest:
+            passed = sum(1 for _, d in rest if d.passed)
+            what = f", {passed} of them passed" if passed else " without an entry"
+            lines.append(f"… and {len(rest)} more{what} (lower scores)")
         return lines
 
     async def config_view(self) -> dict[str, str]:
@@ -181,10 +195,16 @@ class EngineControl:
         if self.saved is not None:
             await self.saved.set("paused", "true")
 
-    async def resume(self, by: str) -> None:
+    async def resume(self, by: str) -> str:
+        """Lift the pause; what still refuses every entry is said (it answered "new entries allowed" under a
+        latched circuit breaker)."""
         self.engine.set_paused(False, by=by)
         if self.saved is not None:
             await self.saved.set("paused", "false")
+        still = self._entry_halts()
+        if still:
+            return "Pause lifted, but new entries are still refused: " + "; ".join(still)
+        return "Resumed: new entries allowed."
 
     async def set_control_mode(self, mode: str, by: str) -> None:
         self.engine.options.control = mode
@@ -203,9 +223,14 @@ class EngineControl:
         return None if card is None else str(card["state"])
 
     async def arm_info(self) -> str:
+        """The arming card's text: the URL as /config shows it (it carried a relay's user and password into the
+        chat), and the first symbols only (542 of them made the card three messages)."""
         rm = self.engine.cfg.risk_management
+        url = self.settings.redacted()["kucoin_rest_url"]
+        symbols = self.settings.symbols
+        named = ", ".join(symbols[:ARM_SYMBOLS_SHOWN]) + (", …" if len(symbols) > ARM_SYMBOLS_SHOWN else "")
         return (
-            f"account: KuCoin futures ({self.settings.kucoin_rest_url}); symbols: {', '.join(self.settings.symbols)}; "
+            f"account: KuCoin futures ({url}); {len(symbols)} symbols ({named}); "
             f"risk per trade: {rm.position_size_percent} % of equity as margin (max {rm.max_position_percent} %), "
             f"stop at −{rm.stop_loss_roi} % ROI"
         )

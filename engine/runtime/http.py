@@ -74,6 +74,14 @@ class Metrics:
         self.lane_backlog = Gauge(
             "enygma_lane_backlog", "Market-data messages received but not yet handled (all symbols)", registry=r
         )
+        self.telegram_dropped = Gauge(
+            "enygma_telegram_dropped",
+            "Telegram messages never sent (backlog over its cap, refused 20 times)",
+            registry=r,
+        )
+        self.telegram_unreachable = Gauge(
+            "enygma_telegram_unreachable_chats", "Chats whose last send met an outage (network, 5xx, 401)", registry=r
+        )
         buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
         self.entry_latency = Histogram(
             "enygma_candle_to_entry_seconds", "Closed candle to entry order accepted", buckets=buckets, registry=r
@@ -110,6 +118,17 @@ def from_local_command_line(request: web.Request) -> bool:
     return name in _LOOPBACK_NAMES
 
 
+# A connection that sends nothing, or half a request, is closed after this. aiohttp's default is 3630 s: a client
+# that opens connections and never finishes a request held one file descriptor each for an hour, and the engine
+# shares those descriptors with its exchange sockets (1024 under systemd's default limit).
+HTTP_IDLE_TIMEOUT_S = 10.0
+
+
+def http_runner(app: web.Application, idle_timeout_s: float = HTTP_IDLE_TIMEOUT_S) -> web.AppRunner:
+    """The runner the runtime serves ``app`` with: no access log, idle and half-sent connections closed."""
+    return web.AppRunner(app, access_log=None, keepalive_timeout=idle_timeout_s)
+
+
 def build_app(
     metrics: Metrics,
     health: Health,
@@ -137,6 +156,10 @@ def build_app(
         )
         return web.Response(text=page, content_type="text/html")
 
+    async def home(_: web.Request) -> web.Response:
+        """The bare address, as a trader types it through the ssh tunnel, answered 404: the dashboard is there."""
+        raise web.HTTPFound("/dashboard")
+
     async def approval(request: web.Request) -> web.Response:
         """The console approver (manual mode without Telegram): loopback callers only."""
         if not from_local_command_line(request) or approver is None:
@@ -160,4 +183,5 @@ def build_app(
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/dashboard", dashboard)
+    app.router.add_get("/", home)
     return app

@@ -32,9 +32,12 @@ class FakeTelegram:
     retry_after: int = 1
     fail_network_next: int = 0
     forbidden_chats: set[int] = field(default_factory=set)  # "bot was blocked by the user"
+    forbidden_calls: list[Sent] = field(default_factory=list)  # the calls answered 403 for a forbidden chat
     migrated_chats: dict[int, int] = field(default_factory=dict)  # a group upgraded to a supergroup: old -> new id
+    migrated_calls: list[Sent] = field(default_factory=list)  # the calls to an old group id, answered 400
     fail_5xx: dict[str, int] = field(default_factory=dict)  # method -> how many calls answer 502 Bad Gateway
     slow_answers: bool = False  # answerCallbackQuery fails as Telegram does for a query older than its window
+    conflicts: int = 0  # getUpdates answers 409 this many times: another process polls the same token
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _update_ids: Any = field(default_factory=lambda: itertools.count(1000))
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
@@ -87,10 +90,19 @@ class FakeTelegram:
     def push_edited_message(self, user_id: int, text: str, chat_id: int | None = None) -> None:
         self.push_message(user_id, text, chat_id, kind="edited_message")
 
-    def push_callback(self, user_id: int, data: str, message_id: int | None = None, chat_id: int | None = None) -> None:
+    def push_callback(
+        self,
+        user_id: int,
+        data: str,
+        message_id: int | None = None,
+        chat_id: int | None = None,
+        *,
+        inaccessible: bool = False,
+    ) -> None:
         """A press of the button carrying ``data``. As Telegram does, the update holds the message the button sits
         on, as it reads now (plain text plus formatting entities); without ``message_id`` that is the latest message
-        of the chat whose buttons include ``data``, and a message this server never sent reads "card"."""
+        of the chat whose buttons include ``data``, and a message this server never sent reads "card". With
+        ``inaccessible`` the message is one Telegram no longer shows the bot (too old): only its chat and id, date 0."""
         chat = chat_id or user_id
         if message_id is None:
             message_id = next(
@@ -102,6 +114,9 @@ class FakeTelegram:
                 1,
             )
         text, entities = _entities(self.texts.get((chat, message_id), "card"))
+        message: dict[str, Any] = {"message_id": message_id, "date": 0, "chat": {"id": chat, "type": "private"}}
+        if not inaccessible:
+            message.update(date=int(time.time()), text=text, entities=entities, **{"from": BOT_USER})
         self._push(
             {
                 "callback_query": {
@@ -109,14 +124,7 @@ class FakeTelegram:
                     "from": _user(user_id),
                     "chat_instance": "ci",
                     "data": data,
-                    "message": {
-                        "message_id": message_id,
-                        "date": int(time.time()),
-                        "chat": {"id": chat, "type": "private"},
-                        "from": BOT_USER,
-                        "text": text,
-                        "entities": entities,
-                    },
+                    "message": message,
                 }
             }
         )
@@ -164,9 +172,11 @@ class FakeTelegram:
         if method in ("sendMessage", "editMessageText", "sendPhoto") and int(params.get("chat_id", 0) or 0) in (
             self.forbidden_chats
         ):
+            self.forbidden_calls.append(Sent(method, params))
             return _error(403, "Forbidden: bot was blocked by the user")
         migrated_to = self.migrated_chats.get(int(params.get("chat_id", 0) or 0))
         if method in ("sendMessage", "editMessageText", "sendPhoto") and migrated_to is not None:
+            self.migrated_calls.append(Sent(method, params))
             return web.json_response(
                 {
                     "ok": False,
@@ -184,6 +194,11 @@ class FakeTelegram:
             key = (int(params.get("chat_id", 0) or 0), int(params.get("message_id", 0) or 0))
             if self.texts.get(key) == params.get("text") and "reply_markup" not in params:
                 return _error(400, "Bad Request: message is not modified: specified new message content is the same")
+        if method == "getUpdates" and self.conflicts > 0:
+            self.conflicts -= 1
+            return _error(
+                409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+            )
         if method == "answerCallbackQuery" and self.slow_answers:
             return _error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
         if method != "getUpdates":

@@ -67,8 +67,9 @@ class Control:
     async def pause(self, by: str) -> None:
         self.paused = True
 
-    async def resume(self, by: str) -> None:
+    async def resume(self, by: str) -> str:
         self.paused = False
+        return "Resumed: new entries allowed."
 
     async def set_control_mode(self, mode: str, by: str) -> None:
         self.mode = mode
@@ -249,8 +250,9 @@ async def test_reject_button_and_unconfigured_group(tg: FakeTelegram, service: t
     assert outcome((await tg.wait_for("editMessageText"))[-1]["text"]) == "rejected" and "ap-2" in control.used
     tg.push_message(OWNER, "/status", chat_id=-100777)  # the owner, but in a chat nobody configured
     tg.push_message(OWNER, "/help")
-    await tg.wait_for("sendMessage")
-    assert [m["chat_id"] for m in tg.sent()] == [OWNER]
+    await tg.wait_for("sendMessage", 2)
+    assert [m["chat_id"] for m in tg.sent()] == [OWNER, OWNER]  # a private note on why, then the help
+    assert "Not obeyed: /status" in tg.sent()[0]["text"] and "PAPER" not in tg.sent()[0]["text"]
 
 
 async def test_kill_switch_and_arming_need_a_fresh_confirmation(
@@ -274,14 +276,19 @@ async def test_kill_switch_and_arming_need_a_fresh_confirmation(
     tg.push_callback(OWNER, "arm:not-a-token")
     tg.push_callback(OWNER, arm_card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
     edits = await tg.wait_for("editMessageText", 4)
-    assert [outcome(e["text"]) for e in edits[2:]] == ["expired", "live trading ARMED"] and control.armed
+    assert [outcome(e["text"]) for e in edits[2:]] == ["expired: send /arm again", "live trading ARMED"]
+    assert control.armed
     # The toast under the button says what happened; a refused arming used to say "done".
     control.armed, control.arm_refusal = False, "refused: arming needs BOT_MODE=live and LIVE_TRADING_ARMED=true"
     tg.push_message(OWNER, "/arm")
     again = (await tg.wait_for("sendMessage", 3))[-1]
     tg.push_callback(OWNER, again["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
     answers = await tg.wait_for("answerCallbackQuery", 5)
-    assert [a.get("text") for a in answers[-3:]] == ["expired", "live trading ARMED", control.arm_refusal]
+    assert [a.get("text") for a in answers[-3:]] == [
+        "expired: send /arm again",
+        "live trading ARMED",
+        control.arm_refusal,
+    ]
     assert not control.armed
 
 
@@ -314,6 +321,9 @@ async def test_429_storm_loses_nothing_and_bursts_edit_one_message(
         await svc.notify(
             StopMoved(ts_ms=i, symbol="ETHUSDTM", old=Decimal(1990 + i), new=Decimal(1991 + i), reason="trailing_stop")
         )
+        async with asyncio.timeout(30):  # each move sent before the next (one still queued is replaced instead)
+            while await svc.outbox.pending_count():
+                await asyncio.sleep(0.05)
     await tg.wait_for("editMessageText", 2, timeout=30)
     stop_msgs = [m for m in tg.sent("sendMessage") if m["text"].startswith("🔒")]
     assert len(stop_msgs) == 1 and stop_msgs[0]["disable_notification"] is True
@@ -360,7 +370,8 @@ async def test_mode_buttons_and_resume(tg: FakeTelegram, service: tuple[Telegram
     auto, manual = [b["callback_data"] for b in card["reply_markup"]["inline_keyboard"][0]]
     assert auto.startswith("mode:") and auto.endswith(":auto") and manual.endswith(":manual")
     tg.push_callback(OWNER, "mode:manual")  # hand-made data (no token): nothing changes
-    assert outcome((await tg.wait_for("editMessageText"))[-1]["text"]) == "expired" and control.mode == "auto"
+    assert outcome((await tg.wait_for("editMessageText"))[-1]["text"]) == "expired: send /mode again"
+    assert control.mode == "auto"
     tg.push_callback(OWNER, manual)
     assert (
         outcome((await tg.wait_for("editMessageText", 2))[-1]["text"]) == "control mode: manual"
@@ -369,7 +380,8 @@ async def test_mode_buttons_and_resume(tg: FakeTelegram, service: tuple[Telegram
     tg.push_callback(OWNER, auto)  # the same card's other button, after the choice: the card is used up
     assert "nothing done" in (await tg.wait_for("editMessageText", 3))[-1]["text"] and control.mode == "manual"
     tg.push_callback(OWNER, manual.replace(":manual", ":yolo"))  # not a mode: nothing changes
-    assert outcome((await tg.wait_for("editMessageText", 4))[-1]["text"]) == "expired" and control.mode == "manual"
+    assert outcome((await tg.wait_for("editMessageText", 4))[-1]["text"]) == "expired: send /mode again"
+    assert control.mode == "manual"
     control.paused = True
     tg.push_message(OWNER, "/resume")
     assert "Resumed" in (await tg.wait_for("sendMessage", 2))[-1]["text"] and not control.paused
@@ -395,6 +407,10 @@ async def test_reset_lifts_latched_halts_after_a_confirmation(
     tg.push_callback(OWNER, data)
     edits = await tg.wait_for("editMessageText", 3)
     lifted = f"lifted by telegram:111: {control_latched}"
-    assert [outcome(e["text"]) for e in edits] == ["expired", lifted, f"{lifted}\n(pressed again: nothing done)"]
+    assert [outcome(e["text"]) for e in edits] == [
+        "expired: send /reset again",
+        lifted,
+        f"{lifted}\n(pressed again: nothing done)",
+    ]
     assert "Lift these halts?" in edits[1]["text"]  # the card keeps what it asked
     assert len(control.resets) == 1

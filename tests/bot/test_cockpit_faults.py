@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -224,17 +225,22 @@ async def test_a_slow_command_does_not_hold_up_the_kill_switch(tg: FakeTelegram,
 
 
 async def test_an_owner_command_in_a_chat_nobody_configured_changes_nothing(tg: FakeTelegram, db: Database) -> None:
+    """Nothing is obeyed or said in a chat nobody configured. The owner used to get no word at all, as if the bot
+    were down; now one private note (once per chat) says why and what to do."""
     control = Control()
     svc = await running(build(tg, db, control))
     try:
         tg.push_message(OWNER, "/pause", chat_id=GROUP)  # the owner, in a group the bot was added to
         tg.push_callback(OWNER, "mode:manual", chat_id=GROUP)
         tg.push_message(OWNER, "/mode", chat_id=GROUP)
+        tg.push_message(OWNER, "/status@some_other_bot", chat_id=GROUP)  # not ours: no note for it
         tg.push_message(OWNER, "/help")
-        await tg.wait_for("sendMessage")
+        await tg.wait_for("sendMessage", 2)
         await asyncio.sleep(0.2)
         assert not control.paused and control.mode == "auto"
-        assert [m["chat_id"] for m in tg.sent()] == [OWNER]
+        assert [m["chat_id"] for m in tg.sent()] == [OWNER, OWNER]
+        note = tg.sent()[0]["text"]
+        assert "/pause" in note and str(GROUP) in note and "TELEGRAM_CHAT_IDS" in note and "Not obeyed" in note
     finally:
         await svc.stop()
 
@@ -243,6 +249,7 @@ async def test_a_stop_move_after_other_news_is_a_new_message(tg: FakeTelegram, d
     svc = await running(build(tg, db, Control()))
     try:
         await svc.notify(StopMoved(ts_ms=1, symbol="ETHUSDTM", old=Decimal(1990), new=Decimal(1995), reason="be"))
+        await drained(svc)  # sent; a move still queued would be replaced rather than edited
         await svc.notify(StopMoved(ts_ms=2, symbol="ETHUSDTM", old=Decimal(1995), new=Decimal(1996), reason="trail"))
         await drained(svc)
         assert len(tg.sent()) == 1 and len(tg.sent("editMessageText")) == 1  # a burst edits one message
@@ -474,7 +481,10 @@ async def test_a_confirmation_pressed_after_its_expiry_changes_nothing(tg: FakeT
             tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
         edits = await tg.wait_for("editMessageText", 2)
         assert (
-            [outcome(e["text"]) for e in edits] == ["expired", "expired"] and control.kills == 0 and not control.armed
+            [outcome(e["text"]) for e in edits]
+            == ["expired: send /killswitch again", "expired: send /arm again"]  # it said only "expired"
+            and control.kills == 0
+            and not control.armed
         )
     finally:
         await svc.stop()
@@ -492,12 +502,25 @@ async def test_an_approval_card_says_until_when_it_can_be_approved(tg: FakeTeleg
 
 
 async def test_messages_for_a_group_that_became_a_supergroup_follow_it(tg: FakeTelegram, db: Database) -> None:
+    """The configured id is the old group's until the operator edits .env: every later message went to it first,
+    drew a 400 and an error line, and only then moved (2 refusals for 3 messages here); now only the first."""
     tg.migrated_chats[GROUP] = -1001234567890
     svc = await running(build(tg, db, Control(), chat_ids=(GROUP,)))
     try:
         await svc.notify(closed(-21))
         await drained(svc)
         assert [(m["chat_id"], "net -21" in m["text"]) for m in tg.sent()] == [(-1001234567890, True)]
+        await svc.notify(closed(-22))
+        await svc.notify(closed(-23))
+        await drained(svc)
+        assert [m["chat_id"] for m in tg.sent()] == [-1001234567890] * 3 and len(tg.migrated_calls) == 1
+        from engine.events import ApprovalResolved
+
+        await svc.notify(card_event("ap-5"))
+        await svc.notify(ApprovalResolved(ts_ms=2, approval_id="ap-5", outcome="expired"))
+        await drained(svc)
+        edit = tg.sent("editMessageText")[-1]  # the card, found under its new chat id, keeps its details
+        assert edit["chat_id"] == -1001234567890 and "179 lots" in edit["text"] and "expired" in edit["text"]
     finally:
         await svc.stop()
 
@@ -546,8 +569,10 @@ async def test_a_message_telegram_keeps_refusing_stops_holding_back_the_next_one
         await svc.notify(closed(-21))
         await tg.wait_for("sendMessage", timeout=20)  # five failed attempts first, each ~0.25 s (more under load)
         assert "net -21" in tg.sent()[-1]["text"]
-        async with asyncio.timeout(10):  # marked sent once Telegram's answer is in; the refused one stays queued
-            while await svc.outbox.pending_count() != 1:
+        async with asyncio.timeout(
+            10
+        ):  # marked sent once Telegram's answer is in; the refused one waits (or is dropped)
+            while await svc.outbox.pending_count() > 1:
                 await asyncio.sleep(0.02)
     finally:
         await svc.stop()
@@ -593,3 +618,170 @@ async def test_the_daily_summary_counts_the_days_trades_and_fees(db: Database) -
     later_ms = day_ms + 20 * 3_600_000  # sent at 20:00
     later = summarize_day(stored, now_ms=later_ms, risk=RiskState.start(Decimal(10000), later_ms))
     assert (later.day, later.trades) == ("2025-11-30", 2)  # the day so far
+
+
+async def test_a_button_on_a_message_telegram_no_longer_shows_still_reports_the_outcome(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """Telegram hands a press on a message it no longer shows the bot (too old) as an inaccessible message: no
+    text, date 0. The press still acts once, and the outcome is written on that message (its details cannot be
+    kept: Telegram did not send them), never reported as a failure."""
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_callback(OWNER, "ap:ap-1:y", message_id=7, inaccessible=True)
+        tg.push_message(OWNER, "/killswitch")
+        async with asyncio.timeout(10):
+            while not (cards := [m for m in tg.sent() if "reply_markup" in m]):
+                await asyncio.sleep(0.02)
+        tg.push_callback(OWNER, cards[0]["reply_markup"]["inline_keyboard"][0][0]["callback_data"], inaccessible=True)
+        edits = await tg.wait_for("editMessageText", 2)
+        assert [(e["message_id"], e["text"]) for e in edits] == [(7, "executed"), (3, "kill switch: account is flat")]
+        assert control.executed == [f"telegram:{OWNER}"] and control.kills == 1
+        tg.push_message(OWNER, "/help")  # a marker: nothing else was said in between
+        await tg.wait_for("sendMessage", 2)
+        assert not any("failed" in m["text"] for m in tg.sent()) and len(tg.sent()) == 2
+        assert not any(a.get("show_alert") for a in tg.sent("answerCallbackQuery"))
+    finally:
+        await svc.stop()
+
+
+async def test_signals_over_a_large_universe_fit_one_message_with_the_entries_first(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """/signals with 542 symbols listed every one alphabetically: 8 messages on the phone, and the one symbol
+    that passed (ZECUSDTM) in the last of them. Now: what passed first, then the strongest scores, one message."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from engine.runtime.control import EngineControl
+
+    decisions = {
+        f"S{i:03d}USDTM": SimpleNamespace(passed=False, failing=["min_score"], final_score=i / 10, confidence=0.4)
+        for i in range(541)
+    }
+    decisions["ZECUSDTM"] = SimpleNamespace(passed=True, failing=[], final_score=71.5, confidence=0.8)
+    control = EngineControl(cast(Any, SimpleNamespace(last_decision=decisions)), cast(Any, None))
+    svc = await running(build(tg, db, cast(Any, control)))
+    try:
+        tg.push_message(OWNER, "/signals")
+        await tg.wait_for("sendMessage")
+        await asyncio.sleep(0.5)  # any further parts would have come by now
+        assert len(tg.sent()) == 1
+        lines = tg.sent()[0]["text"].splitlines()
+        assert lines[0] == "ZECUSDTM score +71.5 conf 0.80 — PASSED"
+        assert lines[1].startswith("S540USDTM score +54.0")  # then the strongest of the rest
+        assert lines[-1] == "… and 502 more without an entry (lower scores)"
+    finally:
+        await svc.stop()
+
+
+async def test_the_arming_card_hides_a_password_in_the_exchange_url_and_fits_a_large_universe(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """/arm showed KUCOIN_REST_URL as written, user and password of a relay included (/config hides them), and
+    every symbol: 542 of them made the card two messages. Now the URL as /config shows it and the first symbols."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from engine.config import default_strategy_config
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl
+
+    symbols = [f"S{i:03d}USDTM" for i in range(542)]
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        kucoin_rest_url="https://relay:PROXYpass@futures.example.net",
+        symbols=symbols,
+    )
+    control = EngineControl(cast(Any, SimpleNamespace(cfg=default_strategy_config())), settings)
+    svc = await running(build(tg, db, cast(Any, control)))
+    try:
+        tg.push_message(OWNER, "/arm")
+        card = (await tg.wait_for("sendMessage"))[-1]
+        await asyncio.sleep(0.3)
+        assert len(tg.sent()) == 1 and "reply_markup" in card
+        assert "PROXYpass" not in card["text"] and "relay" not in card["text"]
+        assert "https://futures.example.net" in card["text"]
+        assert "542 symbols (S000USDTM, S001USDTM" in card["text"] and "S541USDTM" not in card["text"]
+    finally:
+        await svc.stop()
+
+
+class HtmlError(Control):
+    async def orders(self) -> list[str]:
+        # A proxy's error page in the exception text: every '<' becomes '&lt;' in the reply.
+        raise RuntimeError("KuCoin 502: " + "<html><body>_bad_ *gateway* & more</body></html>" * 40)
+
+
+async def test_an_error_text_full_of_markup_is_reported_whole_and_clean(tg: FakeTelegram, db: Database) -> None:
+    """The error detail was cut at 600 characters after escaping, inside an entity: the reply ended in '&l' or
+    '&am', which a strict parser refuses (the fake's does: the report was lost). Now cut before escaping."""
+    svc = await running(build(tg, db, HtmlError()))
+    try:
+        tg.push_message(OWNER, "/orders")
+        reply = (await tg.wait_for("sendMessage", timeout=10))[-1]["text"]
+        assert reply.startswith("⚠️ /orders failed: RuntimeError: KuCoin 502: &lt;html&gt;&lt;body&gt;_bad_ *gateway*")
+        assert "The engine keeps running." in reply
+        body = reply.split("\n")[0]
+        assert body.endswith("…") and not body.rstrip("…").endswith(
+            ("&", "&l", "&lt", "&g", "&gt", "&a", "&am", "&amp")
+        )
+    finally:
+        await svc.stop()
+
+
+async def test_a_flood_wait_on_a_reply_does_not_hold_up_the_kill_switch(tg: FakeTelegram, db: Database) -> None:
+    """Commands and buttons that change state run one at a time; the reply to /pause waited out Telegram's flood
+    wait (5 s here, up to 60 s each, 4 tries) inside its handler, and a kill-switch press behind it waited too.
+    Now the press is acted on at once; the /pause reply still arrives after the wait."""
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        tg.push_message(OWNER, "/killswitch")
+        card = (await tg.wait_for("sendMessage"))[-1]
+        tg.fail_429_next, tg.retry_after = 1, 5
+        tg.push_message(OWNER, "/pause")
+        while tg.fail_429_next:  # the reply met the flood wait
+            await asyncio.sleep(0.01)
+        started = asyncio.get_running_loop().time()
+        tg.push_callback(OWNER, card["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
+        async with asyncio.timeout(15):
+            while not control.kills:
+                await asyncio.sleep(0.01)
+        assert asyncio.get_running_loop().time() - started < 2.5 and control.paused
+        async with asyncio.timeout(15):  # the /pause reply is not lost
+            while not any(m["text"].startswith("Paused") for m in tg.sent()):
+                await asyncio.sleep(0.05)
+    finally:
+        await svc.stop()
+
+
+async def test_a_bot_added_to_a_group_by_a_stranger_says_and_does_nothing_there(tg: FakeTelegram, db: Database) -> None:
+    """A stranger adds the bot to their group and pokes at it: no answer, no note, nothing changes, and the
+    owner's chat still works."""
+    control = Control()
+    svc = await running(build(tg, db, control))
+    try:
+        now = int(time.time())
+        member = {"user": {"id": 999, "is_bot": True, "first_name": "ENYGMA"}}
+        tg._push(
+            {
+                "my_chat_member": {
+                    "chat": {"id": -100999, "type": "supergroup", "title": "pump room"},
+                    "from": {"id": STRANGER, "is_bot": False, "first_name": "s"},
+                    "date": now,
+                    "old_chat_member": {**member, "status": "left"},
+                    "new_chat_member": {**member, "status": "member"},
+                }
+            }
+        )
+        tg.push_message(STRANGER, "/killswitch", chat_id=-100999)
+        tg.push_message(STRANGER, "/mode", chat_id=-100999)
+        tg.push_message(OWNER, "/help")
+        await tg.wait_for("sendMessage")
+        await asyncio.sleep(0.2)
+        assert [m["chat_id"] for m in tg.sent()] == [OWNER] and control.kills == 0 and control.mode == "auto"
+        assert svc.app.bot_data["state"].unauthorized == 3
+    finally:
+        await svc.stop()

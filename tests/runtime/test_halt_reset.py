@@ -127,3 +127,36 @@ async def test_status_and_pnl_start_the_new_day_at_midnight_not_at_the_next_mark
     assert (await control.status())["today"].startswith("+0.00 USDT")  # was -600.00 until the next mark
     assert "daily loss limit" not in (await control.status())["new entries"]
     assert (await control.pnl())["today (realised)"] == "+0.00 USDT"
+
+
+async def test_resume_from_the_phone_says_what_still_refuses_new_entries(rig: Rig) -> None:
+    """/resume under a latched circuit breaker answered "Resumed: new entries allowed." while every entry was
+    still refused: the trader went back to sleep on a bot that could not trade. Through the real bot library."""
+    from typing import Any, cast
+
+    from bot.service import TelegramService
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl
+    from tests.bot.fake_telegram import FakeTelegram
+    from tests.bot.test_cockpit_faults import build
+
+    await _trip_breaker(rig)
+    rig.engine.set_paused(True, by="phone")
+    tg = FakeTelegram()
+    await tg.start()
+    control = EngineControl(rig.engine, Settings(_env_file=None))  # type: ignore[call-arg]
+    svc: TelegramService = build(tg, rig.db, cast(Any, control))
+    await svc.start()
+    try:
+        tg.push_message(111, "/resume")
+        reply = (await tg.wait_for("sendMessage", timeout=10))[-1]["text"]
+        assert not rig.engine.paused
+        assert reply == (
+            "Pause lifted, but new entries are still refused: circuit breaker latched, drawdown 11.00 % (/reset)"
+        )
+        rig.engine.reset_halts("phone")
+        tg.push_message(111, "/resume")
+        assert (await tg.wait_for("sendMessage", 2, timeout=10))[-1]["text"] == "Resumed: new entries allowed."
+    finally:
+        await svc.stop()
+        await tg.stop()

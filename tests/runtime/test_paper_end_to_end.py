@@ -199,6 +199,13 @@ async def test_paper_bot_with_telegram_answers_and_notifies(tmp_path: Path, data
         await tg.wait_for("editMessageText", timeout=30)
         _, page = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/dashboard")
         assert "<th>control</th><td>manual</td>" in page, page
+        code, metrics = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics")
+        assert code == 200 and "enygma_telegram_dropped 0.0" in metrics
+        assert "enygma_telegram_unreachable_chats 0.0" in metrics
+        _, ready = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/health/ready")
+        for text in (page, metrics, ready):  # what the HTTP side shows never carries the bot token
+            assert tg.token not in text and tg.token.split(":")[1] not in text
+        assert (await asyncio.to_thread(get, f"http://127.0.0.1:{port}/nope"))[0] == 404
     finally:
         proc.send_signal(signal.SIGTERM)
         out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
