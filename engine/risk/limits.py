@@ -12,6 +12,7 @@ from decimal import Decimal
 
 HUNDRED = Decimal(100)
 DAY_MS = 86_400_000
+MEMORY_MS = 2 * DAY_MS  # the closes a restart restores from, and the live state remembers for a late correction
 
 
 def utc_day(ts_ms: int) -> int:
@@ -35,8 +36,9 @@ class RiskState:
     consecutive_loss_resets_daily: bool = True
     worst_drawdown_today: Decimal = Decimal(0)  # the deepest mark of the day, for the daily summary
     worst_drawdown_yesterday: Decimal = Decimal(0)
-    last_close_ms: int | None = None  # the latest close and the loss streak before it, for correct_close
-    losses_before_last_close: int = 0
+    # The closes of the last MEMORY_MS, oldest first: [symbol, net, ts, the loss streak just before it]. A close
+    # corrected later (correct_close) refolds the streak from them, as a restart does from the event log.
+    recent_closes: list[tuple[str, Decimal, int, int]] = field(default_factory=list)
 
     @classmethod
     def start(cls, equity: Decimal, now_ms: int, *, consecutive_loss_resets_daily: bool = True) -> RiskState:
@@ -94,7 +96,8 @@ class RiskState:
         """A trade closed: realised PnL, loss streak (reset by a win) and the loss cooldown clock."""
         self.roll(now_ms)
         self.realized_today += net_pnl
-        self.last_close_ms, self.losses_before_last_close = now_ms, self.consecutive_losses
+        self.recent_closes = [c for c in self.recent_closes if c[2] >= now_ms - MEMORY_MS]
+        self.recent_closes.append((symbol, net_pnl, now_ms, self.consecutive_losses))
         if net_pnl < 0:
             self.consecutive_losses += 1
             self.last_loss_exit_ms[symbol] = now_ms
@@ -103,17 +106,43 @@ class RiskState:
 
     def correct_close(self, symbol: str, old_net: Decimal, new_net: Decimal, closed_ms: int, now_ms: int) -> None:
         """A trade closed at ``closed_ms`` was booked at ``old_net`` and is really ``new_net`` (its funding read only
-        later): today's realised PnL (when it closed today), the loss cooldown and, when it is the latest close
-        and changed sign, the loss streak, as if it had been booked right at the close. (A sign change of an
-        earlier close leaves the streak to the next restart, which restores it from the corrected closes.)"""
+        later): today's realised PnL (when it closed today), the loss streak and the symbol's loss cooldown, as if
+        it had been booked right at the close. The streak is refolded over the closes since, so an earlier trade
+        turning into a loss (or a win) after later closes counts at once, not only after the next restart: the
+        live state is what a restart would restore from the corrected closes."""
         self.roll(now_ms)
         if utc_day(closed_ms) == self.day:
             self.realized_today += new_net - old_net
-        if new_net < 0 <= old_net:
-            self.last_loss_exit_ms[symbol] = max(closed_ms, self.last_loss_exit_ms.get(symbol, closed_ms))
-        same_day = utc_day(closed_ms) == self.day or not self.consecutive_loss_resets_daily
-        if closed_ms == self.last_close_ms and same_day and (new_net < 0) != (old_net < 0):
-            self.consecutive_losses = self.losses_before_last_close + 1 if new_net < 0 else 0
+        at = next((i for i, c in enumerate(self.recent_closes) if c[0] == symbol and c[2] == closed_ms), None)
+        if at is None:  # older than the memory (or booked before a restart that did not see it): PnL only
+            if new_net < 0 <= old_net:
+                self.last_loss_exit_ms[symbol] = max(closed_ms, self.last_loss_exit_ms.get(symbol, closed_ms))
+            return
+        c = self.recent_closes[at]
+        self.recent_closes[at] = (c[0], new_net, c[2], c[3])
+        self.consecutive_losses = self._refold(now_ms)
+        losses = [ts for sym, net, ts, _ in self.recent_closes if sym == symbol and net < 0]
+        if losses:
+            self.last_loss_exit_ms[symbol] = max(losses)
+        elif self.last_loss_exit_ms.get(symbol, closed_ms) >= self.recent_closes[0][2]:
+            self.last_loss_exit_ms.pop(symbol, None)  # its only loss in the memory was this one: no cooldown
+
+    def _refold(self, now_ms: int) -> int:
+        """The loss streak now, from the remembered closes: each starts from the streak before the first one, a
+        loss adds one, a win resets it, and (when the streak resets daily) so does a UTC midnight, as ``roll``
+        does live. Each close's "streak before it" is rewritten on the way, for the next correction."""
+        if not self.recent_closes:
+            return self.consecutive_losses
+        streak, prev_day = self.recent_closes[0][3], utc_day(self.recent_closes[0][2])
+        for i, (symbol, net, ts, _) in enumerate(self.recent_closes):
+            if self.consecutive_loss_resets_daily and utc_day(ts) > prev_day:
+                streak = 0
+            prev_day = utc_day(ts)
+            self.recent_closes[i] = (symbol, net, ts, streak)
+            streak = streak + 1 if net < 0 else 0
+        if self.consecutive_loss_resets_daily and utc_day(now_ms) > prev_day:
+            streak = 0
+        return streak
 
     def restore(
         self,
@@ -134,6 +163,7 @@ class RiskState:
         self.day = today
         self.realized_today = Decimal(0)
         self.consecutive_losses = 0
+        self.recent_closes = []
         for symbol, net, ts in sorted(closes, key=lambda c: c[2]):
             if ts > now_ms:
                 continue  # a replay started again over an old database: that history is in its future
@@ -141,9 +171,9 @@ class RiskState:
                 self.last_loss_exit_ms[symbol] = max(ts, self.last_loss_exit_ms.get(symbol, ts))
             if utc_day(ts) == today:
                 self.realized_today += net
-            elif self.consecutive_loss_resets_daily:
-                continue  # the streak starts again at midnight
-            self.consecutive_losses = self.consecutive_losses + 1 if net < 0 else 0
+            self.recent_closes.append((symbol, net, ts, 0))
+        # The same fold a late correction does (the streak starts again at midnight when it resets daily).
+        self.consecutive_losses = self._refold(now_ms) if self.recent_closes else 0
         for symbol, ts in entries:
             if ts <= now_ms:
                 self.last_entry_ms[symbol] = max(ts, self.last_entry_ms.get(symbol, ts))

@@ -84,6 +84,58 @@ def test_funding_read_after_a_close_corrects_the_day_the_streak_and_the_cooldown
     assert (yesterday.realized_today, yesterday.consecutive_losses) == (0, 0)  # today's figures are not yesterday's
 
 
+def _restarted(state: RiskState, now: int) -> RiskState:
+    """What a restart at ``now`` restores from the closes as corrected (the event log's closed_trades)."""
+    again = RiskState.start(state.equity, now)
+    again.restore([(sym, net, ts) for sym, net, ts, _ in state.recent_closes], [], now)
+    return again
+
+
+def _books(state: RiskState) -> tuple[int, D, dict[str, int]]:
+    return state.consecutive_losses, state.realized_today, state.last_loss_exit_ms
+
+
+def test_an_earlier_close_corrected_after_later_ones_refolds_the_streak_as_a_restart_would() -> None:
+    """Before: the streak was corrected only when the corrected trade was the latest close. A +0.20 win read as
+    −0.30 after two later losses left the streak at 2 until the next restart made it 3 (the halt at 3 waited for
+    a restart); a −0.10 loss read as +0.40 left it at 3 where a restart says 2, and its cooldown stood."""
+    state = RiskState.start(D(100000), T0)
+    state.record_close("ETHUSDTM", D("0.20"), T0 + MIN)  # funding unread
+    state.record_close("XBTUSDTM", D(-1), T0 + 2 * MIN)
+    state.record_close("XBTUSDTM", D(-1), T0 + 3 * MIN)
+    assert state.consecutive_losses == 2
+    state.correct_close("ETHUSDTM", D("0.20"), D("-0.30"), T0 + MIN, T0 + 4 * MIN)
+    assert _books(state) == (3, D("-2.30"), {"ETHUSDTM": T0 + MIN, "XBTUSDTM": T0 + 3 * MIN})
+    assert _books(state) == _books(_restarted(state, T0 + 4 * MIN))
+    state.record_close("SOLUSDTM", D(-2), T0 + 5 * MIN)  # the refold left each close's streak-before right too
+    assert state.consecutive_losses == 4 == _restarted(state, T0 + 5 * MIN).consecutive_losses
+
+    won = RiskState.start(D(100000), T0)
+    won.record_close("ETHUSDTM", D("-0.10"), T0 + MIN)
+    won.record_close("XBTUSDTM", D(-1), T0 + 2 * MIN)
+    won.record_close("XBTUSDTM", D(-1), T0 + 3 * MIN)
+    assert (won.consecutive_losses, won.last_loss_exit_ms["ETHUSDTM"]) == (3, T0 + MIN)
+    won.correct_close("ETHUSDTM", D("-0.10"), D("0.40"), T0 + MIN, T0 + 4 * MIN)
+    assert _books(won) == (2, D("-1.60"), {"XBTUSDTM": T0 + 3 * MIN})  # no ETH cooldown: it never lost
+    assert _books(won) == _books(_restarted(won, T0 + 4 * MIN))
+    assert _failing(won, _proposal(now=T0 + 5 * MIN)) == []
+
+
+def test_a_late_correction_of_yesterdays_close_keeps_todays_streak_reset_at_midnight() -> None:
+    """The refold resets at midnight as roll does: yesterday's win read as a loss adds nothing to today's
+    streak when it resets daily, and does when it does not."""
+    for resets, want in ((True, 1), (False, 3)):
+        state = RiskState.start(D(100000), T0, consecutive_loss_resets_daily=resets)
+        state.record_close("XBTUSDTM", D(-1), T0 + 86_400_000 - 2 * MIN)
+        state.record_close("ETHUSDTM", D("0.20"), T0 + 86_400_000 - MIN)
+        state.record_close("XBTUSDTM", D(-1), T0 + 86_400_000 + MIN)
+        state.correct_close("ETHUSDTM", D("0.20"), D("-0.30"), T0 + 86_400_000 - MIN, T0 + 86_400_000 + 2 * MIN)
+        assert state.consecutive_losses == want, resets
+        again = RiskState.start(state.equity, T0, consecutive_loss_resets_daily=resets)
+        again.restore([(s, n, t) for s, n, t, _ in state.recent_closes], [], T0 + 86_400_000 + 2 * MIN)
+        assert again.consecutive_losses == want and state.realized_today == again.realized_today == D(-1)
+
+
 def test_circuit_breaker_latches_until_manual_reset() -> None:
     state = RiskState.start(D(10000), T0)
     state.mark_equity(D(9001), T0 + MIN, breaker_pct=D(10))
