@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -22,14 +22,19 @@ class EventLog:
             (event.ts_ms, event.kind, json.dumps(event.to_dict())),
         )
 
-    async def recent(self, limit: int = 50, kind: str | None = None, *, since_ms: int | None = None) -> list[Event]:
-        """The newest events first; of one ``kind``, optionally only those stamped at or after ``since_ms``."""
+    async def recent(
+        self, limit: int = 50, kind: str | Sequence[str] | None = None, *, since_ms: int | None = None
+    ) -> list[Event]:
+        """The newest events first (in the order they were stored); of one ``kind`` or several, optionally only
+        those stamped at or after ``since_ms``."""
         if kind is None:
             rows = await self.db.fetchall("SELECT payload FROM events ORDER BY id DESC LIMIT ?", (limit,))
         else:
+            kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+            marks = ", ".join("?" for _ in kinds)
             rows = await self.db.fetchall(
-                "SELECT payload FROM events WHERE kind = ? AND ts_ms >= ? ORDER BY id DESC LIMIT ?",
-                (kind, -(2**62) if since_ms is None else since_ms, limit),
+                f"SELECT payload FROM events WHERE kind IN ({marks}) AND ts_ms >= ? ORDER BY id DESC LIMIT ?",  # noqa: S608  # nosec B608
+                (*kinds, -(2**62) if since_ms is None else since_ms, limit),
             )
         return [event_from_dict(json.loads(r["payload"])) for r in rows]
 

@@ -393,6 +393,7 @@ class Runtime:
         # the kill switch works from the first minute.
         log.info("http.listening", http=f"http://{s.http_host}:{s.http_port}")
         await engine.restore_risk(events)  # a restart must not clear today's loss limit, streak or cooldowns
+        await engine.restore_resizes(events)  # a resize said "not yet confirmed" still gets its follow-up
         await engine.check_exchange_status()  # in maintenance, entries wait from the first candle on
         # Positions first: one left by a crash between its entry and its stop gets the stop now, not after minutes
         # of warm-up; the warm-up only feeds indicators and never trades.

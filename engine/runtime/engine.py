@@ -21,6 +21,7 @@ from engine.events import (
     ApprovalRequested,
     ApprovalResolved,
     CandleGap,
+    Event,
     EventBus,
     ForeignOrderSeen,
     FundingBooked,
@@ -800,6 +801,22 @@ class TradingEngine:
             if isinstance(e, ModeChanged) and e.setting == "circuit_breaker" and e.value == "reset"
         ]
         self.risk.restore(closes, entries, self.clock(), breaker_reset_ms=max(resets, default=None))
+
+    async def restore_resizes(self, events: EventLog, *, limit: int = 10_000) -> None:
+        """After a restart: the resizes the trader was told are "being resized, not yet confirmed" and never heard
+        confirmed, from the event log (the chat's own record). Before: that list lived in memory only; the resize
+        still completed through the persisted retry queue, but the follow-up never went out, so the trader's last
+        word on the position was "not yet confirmed". A symbol whose newest size event is such a resize is owed
+        the follow-up (a later confirmation, covered resize, close or new position ends it); the close of a
+        position that went while the bot was down clears it as live (``_closed``)."""
+        kinds = ("position_opened", "position_resized", "resize_confirmed", "position_closed")
+        newest: dict[str, Event] = {}
+        for e in await events.recent(limit, kind=kinds):  # newest first
+            newest.setdefault(getattr(e, "symbol", ""), e)
+        for symbol, e in newest.items():
+            if isinstance(e, PositionResized) and not e.covered:
+                self._resize_unconfirmed.add(symbol)
+                log.info("resize.confirmation_owed", symbol=symbol, lots=e.new_lots)
 
     async def mark_to_market(self) -> Decimal:
         """§9.3: drawdown is measured on mark-to-market equity (wallet plus unrealised PnL) from the intraday peak.

@@ -16,6 +16,7 @@ from bot.formatting import format_event
 from engine.events import PositionClosed, PositionResized, ResizeConfirmed
 from engine.models import Side
 from engine.risk.formulas import initial_levels
+from engine.runtime.protection import Protected
 from exchange.errors import ExchangeError
 from exchange.models import OrderRequest, OrderSide, StopDirection
 from exchange.rest import KucoinFuturesClient
@@ -125,6 +126,100 @@ async def test_a_take_profit_resize_that_fails_is_retried_as_a_resize_and_only_t
     assert await rig.engine.sync_positions() == []
     await rig.bus.drain()
     assert len([e for e in rig.events if isinstance(e, ResizeConfirmed)]) == 1  # said once
+
+
+async def adl_with_the_take_profit_refused_once(rig: Rig, now: int) -> Protected:
+    """KuCoin auto-deleverages 79 of 179 lots and the 100-lot TP is refused once: the chat is told "being
+    resized to 100 lots (not yet confirmed on KuCoin)" and a ``resize`` item is queued."""
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None and p.lots == 179
+    client = rig.engine.client
+    real_place = client.place_order
+
+    async def refuse_tp_once(req: OrderRequest, **kw: Any) -> Any:
+        if req.stop is StopDirection.UP:
+            client.place_order = real_place  # type: ignore[method-assign]
+            raise ExchangeError("take-profit placement refused (exchange busy)")
+        return await real_place(req, **kw)
+
+    client.place_order = refuse_tp_once  # type: ignore[method-assign]
+    rig.sim.state.force_reduce(SYM, 79, D("2003.50"), trade_type="adl")
+    at(rig, now)
+    await rig.engine.sync_positions()
+    assert client.place_order == real_place  # refused once, then the real one again
+    await rig.bus.drain()
+    (resized,) = [e for e in rig.events if isinstance(e, PositionResized)]
+    assert not resized.covered and (await stops(rig))[StopDirection.UP] == [(179, p.take_profit)]
+    return p
+
+
+async def restarted(rig: Rig, data_dir: Path, now: int) -> Rig:
+    """A new process on the same database and exchange, started as the app starts it."""
+    again = await make_engine(rig.sim, rig.client, rig.db, data_dir)
+    at(again, now)
+    await again.engine.restore_resizes(again.log)
+    await again.engine.recover()
+    await again.engine.run_retries()
+    await again.bus.drain()
+    return again
+
+
+async def test_a_resize_said_unconfirmed_before_a_restart_is_confirmed_after_it(rig: Rig, data_dir: Path) -> None:
+    """The bot stops between "being resized to 100 lots (not yet confirmed)" and the resize: the next process
+    resizes the TP (persisted retry queue) and must say so. Before: the list of resizes owed a follow-up lived in
+    memory only, so the TP was resized to 100 but no "🛡 … now cover 100 lots (confirmed on KuCoin)" ever came:
+    the trader's last word on the position was "not yet confirmed"."""
+    now = 1_800_000_000_000
+    p = await adl_with_the_take_profit_refused_once(rig, now)
+    again = await restarted(rig, data_dir, now + 60_000)
+    try:
+        got = await stops(again)
+        assert got[StopDirection.UP] == [(100, p.take_profit)] and got[StopDirection.DOWN] == [(100, p.stop)]
+        assert await again.engine.retry.depth() == 0
+        (confirmed,) = [e for e in again.events if isinstance(e, ResizeConfirmed)]  # before: none
+        assert format_event(confirmed) == (
+            f"🛡 ETHUSDTM long: stop {p.stop} · TP {p.take_profit} now cover 100 lots (confirmed on KuCoin)"
+        )
+        at(again, now + 120_000)
+        assert await again.engine.sync_positions() == []
+        await again.engine.run_retries()
+        await again.bus.drain()
+        assert len([e for e in again.events if isinstance(e, ResizeConfirmed)]) == 1  # said once
+    finally:
+        await again.bus.stop()
+
+
+async def test_a_resize_confirmed_before_a_restart_is_not_confirmed_again(rig: Rig, data_dir: Path) -> None:
+    now = 1_800_000_000_000
+    await adl_with_the_take_profit_refused_once(rig, now)
+    at(rig, now + 60_000)
+    await rig.engine.run_retries()
+    await rig.bus.drain()
+    assert len([e for e in rig.events if isinstance(e, ResizeConfirmed)]) == 1
+    again = await restarted(rig, data_dir, now + 120_000)
+    try:
+        assert [e for e in again.events if isinstance(e, ResizeConfirmed)] == []
+        assert SYM not in again.engine._resize_unconfirmed
+    finally:
+        await again.bus.stop()
+
+
+async def test_a_resize_owed_when_the_position_closed_while_the_bot_was_down_is_never_confirmed(
+    rig: Rig, data_dir: Path
+) -> None:
+    """Stopped out while down: the restart books the close, and no "now cover 100 lots" follows for a position
+    that is gone (nor for the next one on the symbol)."""
+    now = 1_800_000_000_000
+    p = await adl_with_the_take_profit_refused_once(rig, now)
+    rig.sim.set_price(SYM, p.stop - D("0.5"))
+    again = await restarted(rig, data_dir, now + 60_000)
+    try:
+        await again.bus.drain()
+        assert [e.symbol for e in again.events if isinstance(e, PositionClosed)] == [SYM]
+        assert [e for e in again.events if isinstance(e, ResizeConfirmed)] == []
+        assert SYM not in again.engine._resize_unconfirmed and SYM not in again.engine.managed
+    finally:
+        await again.bus.stop()
 
 
 async def test_a_stop_resize_that_fails_is_not_announced_as_covering_the_new_size(rig: Rig) -> None:
