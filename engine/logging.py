@@ -16,8 +16,15 @@ _SECRET_KEYS = re.compile(r"(secret|passphrase|token|api[_-]?key|kc-api-sign|kc-
 _BOT_URL = re.compile(r"(bot)(\d+:[A-Za-z0-9_-]+)")
 # Credentials in a URL's query (KuCoin's WebSocket token, a signature) and a KuCoin signed-passphrase header.
 _QUERY_SECRET = re.compile(r"([?&](?:token|sign|signature|passphrase|api[_-]?key|key)=)[^&\s'\"]+", re.IGNORECASE)
+# A user and password inside any URL (https://user:pass@proxy:3128): a proxy's credentials, kept out of every text.
+_URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.IGNORECASE)
 _PLAIN = (int, float, bool, type(None))
 _META = ("_record", "_from_structlog")  # structlog's ProcessorFormatter bookkeeping, removed before rendering
+
+
+def hide_url_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced (``https://***@proxy:3128``)."""
+    return _URL_USERINFO.sub(r"\1" + REDACTED + "@", text)
 
 
 class Redactor:
