@@ -234,7 +234,7 @@ class Settings(BaseSettings):
             elif isinstance(value, Path):
                 out[name] = str(value)
             elif isinstance(value, str) and name.endswith("_url") and value:
-                out[name] = _url_shown(value, keep_path=True)
+                out[name] = shown_url(value, keep_path=True)
             else:
                 out[name] = value
         return out
@@ -251,7 +251,7 @@ class Settings(BaseSettings):
         return cfg
 
 
-def _url_shown(url: str, *, keep_path: bool) -> str:
+def shown_url(url: str, *, keep_path: bool) -> str:
     """A URL safe to show: never a user or password; without its path when the path is the secret."""
     try:
         parts = urlsplit(url)

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from engine.config.settings import Settings
+from engine.config.settings import Settings, shown_url
 from engine.display import price_text, usdt
 from engine.events import ModeChanged, PositionClosed
 from engine.risk.limits import DAY_MS
@@ -204,8 +204,9 @@ class EngineControl:
 
     async def arm_info(self) -> str:
         rm = self.engine.cfg.risk_management
+        account = shown_url(self.settings.kucoin_rest_url, keep_path=True)  # a proxy's user:password never shows
         return (
-            f"account: KuCoin futures ({self.settings.kucoin_rest_url}); symbols: {', '.join(self.settings.symbols)}; "
+            f"account: KuCoin futures ({account}); symbols: {', '.join(self.settings.symbols)}; "
             f"risk per trade: {rm.position_size_percent} % of equity as margin (max {rm.max_position_percent} %), "
             f"stop at −{rm.stop_loss_roi} % ROI"
         )
