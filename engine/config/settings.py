@@ -222,6 +222,11 @@ class Settings(BaseSettings):
         ):
             if value is not None and value.get_secret_value():
                 found.append(value.get_secret_value())
+        if self.webhook_url is not None:
+            # Its path is the credential, and a client names the URL its own way (host in lower case, another
+            # scheme after a redirect): the path and query are blanked wherever they appear, not only the whole URL.
+            parts = urlsplit(self.webhook_url.get_secret_value())
+            found += [part for part in (parts.path.rstrip("/"), parts.query) if len(part) >= 8]  # not a bare /hook
         return found
 
     def redacted(self) -> dict[str, Any]:
