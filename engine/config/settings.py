@@ -222,6 +222,13 @@ class Settings(BaseSettings):
         ):
             if value is not None and value.get_secret_value():
                 found.append(value.get_secret_value())
+        urls = (self.kucoin_rest_url, self.kucoin_spot_rest_url, self.telegram_api_base_url, self.paper_exchange_url)
+        for url in urls:
+            try:
+                password = urlsplit(url or "").password  # a proxy's password, wherever it shows
+            except ValueError:  # PAPER_EXCHANGE_URL is not validated: an unparsable one has no password to find
+                password = None
+            found += [password] if password else []
         if self.webhook_url is not None:
             # Its path is the credential, and a client names the URL its own way (host in lower case, another
             # scheme after a redirect): the path and query are blanked wherever they appear, not only the whole URL.
