@@ -358,6 +358,7 @@ class Runtime:
                     chat_ids=tuple(s.telegram_chat_ids),
                     confirm_ttl_s=s.telegram_arm_ttl_s,
                     base_url=s.telegram_api_base_url,
+                    secret_values=tuple(s.secret_values()),  # never in a chat message either
                 ),
                 EngineControl(engine, s, events, self.health, saved=SavedSwitches(db)),
                 db,
