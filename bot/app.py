@@ -66,7 +66,7 @@ class BotConfig:
 
     def redact(self, text: str) -> str:
         """``text`` as the log redactor leaves it: no configured secret, no URL's user:password, no bot token."""
-        return Redactor((self.token, *self.secret_values)).clean(text)  # type: ignore[no-any-return]
+        return Redactor((self.token, *self.secret_values)).text(text)
 
 
 @dataclass

@@ -58,6 +58,11 @@ class Redactor:
         # An exception, bytes or any other object would reach the renderer as its repr, unredacted: render it here.
         return self.clean(repr(value))
 
+    def text(self, value: str) -> str:
+        """One text (a chat message, an event's detail) as a log line would show it."""
+        cleaned: str = self.clean(value)
+        return cleaned
+
     def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         cleaned: dict[str, Any] = self.clean(event_dict)
         return cleaned

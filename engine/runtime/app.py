@@ -107,7 +107,7 @@ class Runtime:
         self.settings = settings
         self.opts = opts
         self.cfg = settings.strategy()
-        self.bus = EventBus()
+        self.bus = EventBus(redact=Redactor(settings.secret_values()).text)  # never a secret in an event's text
         self.metrics = Metrics()
         self.health = Health()
         self.stop_event = asyncio.Event()
@@ -185,7 +185,7 @@ class Runtime:
         except (ExchangeError, aiohttp.ClientError, OSError) as exc:
             await client.close()  # one line, not a traceback: a wrong URL, no network, a bad key or passphrase
             # A SystemExit message goes to stderr as it is, past the log redactor: an answer can echo the key.
-            answer = Redactor(s.secret_values()).clean(f"{type(exc).__name__}: {exc}")
+            answer = Redactor(s.secret_values()).text(f"{type(exc).__name__}: {exc}")
             raise SystemExit(f"error: cannot start: KuCoin answered {answer}") from None
         return client
 
