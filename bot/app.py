@@ -30,6 +30,7 @@ from telegram.ext import (
 
 from bot.formatting import esc, split_html, with_outcome
 from bot.ports import TradingControl
+from engine.logging import Redactor
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,12 @@ class BotConfig:
     chat_ids: tuple[int, ...]
     confirm_ttl_s: int = 60
     base_url: str | None = None
+    # Every other secret in force (Settings.secret_values()): blanked, with the token, from every text the bot sends.
+    secret_values: tuple[str, ...] = field(default=(), repr=False)
+
+    def redact(self, text: str) -> str:
+        """``text`` as the log redactor leaves it: no configured secret, no URL's user:password, no bot token."""
+        return Redactor((self.token, *self.secret_values)).text(text)
 
 
 @dataclass
@@ -424,7 +431,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         if not isinstance(update, Update) or reply_chat(update) is None:
             return
         # Cut before escaping: cut after, it ended inside an entity ('&l' of '&lt;'), which a strict parser refuses.
-        raw = _redact(f"{type(exc).__name__}: {exc}", config.token)
+        raw = config.redact(f"{type(exc).__name__}: {exc}")
         detail = esc(raw if len(raw) <= 600 else raw[:599] + "…")
         query = update.callback_query
         try:
@@ -540,13 +547,6 @@ def _toast(outcome: str) -> str:
         return "pressed again: nothing done"
     first = outcome.splitlines()[0] if outcome.strip() else "done"
     return first if len(first) <= 190 else first[:189] + "…"
-
-
-def _redact(text: str, *secret_values: str) -> str:
-    for value in secret_values:
-        if value:
-            text = text.replace(value, "***")
-    return text
 
 
 def _who(update: Update) -> str:

@@ -112,6 +112,7 @@ class TelegramService:
         text = format_event(event)
         if text is None or level == "off":
             return
+        text = self.config.redact(text)  # an event's detail can carry an error's text, and so a secret
         markup = approval_keyboard(getattr(event, "approval_id", "")) if event.kind == "approval_requested" else None
         key = None
         if event.kind == "stop_moved":

@@ -379,12 +379,30 @@ Subscriber = Callable[[Event], Awaitable[None]]
 DROP_LOG_EVERY = 1_000  # a subscriber's dropped events are logged at the first and then every this many
 
 
+def _redacted(event: Event, redact: Callable[[str], str]) -> Event:
+    """``event`` with ``redact`` applied to its text fields; the same object when nothing changes (the usual case)."""
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, str) and (clean := redact(value)) != value:
+            changes[f.name] = clean
+    return dataclasses.replace(event, **changes) if changes else event
+
+
 class EventBus:
     """Fan-out with one bounded queue and task per subscriber: a slow or failing subscriber never blocks
     ``publish`` or the others. ``publish`` is synchronous so the trading path never awaits a notifier."""
 
-    def __init__(self, queue_size: int = 10_000, recorder: Callable[[Event], None] | None = None) -> None:
+    def __init__(
+        self,
+        queue_size: int = 10_000,
+        recorder: Callable[[Event], None] | None = None,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
         self.recorder = recorder  # synchronous write-ahead (storage.journal): runs before any subscriber sees it
+        # An event's texts can carry an error's text, and so a secret: blanked before the journal, Telegram or the
+        # webhook sees them (the runtime passes the log redactor).
+        self.redact = redact
         self._subs: list[tuple[str, asyncio.Queue[Event | None], asyncio.Task[None] | None, Subscriber]] = []
         self._queue_size = queue_size
         self.dropped = 0
@@ -408,6 +426,8 @@ class EventBus:
         ]
 
     def publish(self, event: Event) -> None:
+        if self.redact is not None:
+            event = _redacted(event, self.redact)
         if self.recorder is not None:
             self.recorder(event)
         for name, q, _, _ in self._subs:

@@ -16,8 +16,21 @@ _SECRET_KEYS = re.compile(r"(secret|passphrase|token|api[_-]?key|kc-api-sign|kc-
 _BOT_URL = re.compile(r"(bot)(\d+:[A-Za-z0-9_-]+)")
 # Credentials in a URL's query (KuCoin's WebSocket token, a signature) and a KuCoin signed-passphrase header.
 _QUERY_SECRET = re.compile(r"([?&](?:token|sign|signature|passphrase|api[_-]?key|key)=)[^&\s'\"]+", re.IGNORECASE)
+# A credential header inside a rendered mapping: aiohttp's errors carry request_info with the request's headers, so
+# an error's repr holds the signed KC-API-PASSPHRASE, KC-API-SIGN and a proxy's 'Authorization': 'Basic ...'.
+_HEADER_SECRET = re.compile(
+    r"""(['"](?:proxy-)?(?:authorization|kc-api-key|kc-api-sign|kc-api-passphrase)['"]\s*:\s*['"])[^'"]*""",
+    re.IGNORECASE,
+)
+# A user and password inside any URL (https://user:pass@proxy:3128): a proxy's credentials, kept out of every text.
+_URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.IGNORECASE)
 _PLAIN = (int, float, bool, type(None))
 _META = ("_record", "_from_structlog")  # structlog's ProcessorFormatter bookkeeping, removed before rendering
+
+
+def hide_url_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced (``https://***@proxy:3128``)."""
+    return _URL_USERINFO.sub(r"\1" + REDACTED + "@", text)
 
 
 class Redactor:
@@ -31,6 +44,7 @@ class Redactor:
             for s in self.secrets:
                 value = value.replace(s, REDACTED)
             value = _QUERY_SECRET.sub(r"\1" + REDACTED, value)
+            value = _HEADER_SECRET.sub(r"\1" + REDACTED, hide_url_credentials(value))
             return _BOT_URL.sub(r"\1" + REDACTED, value)
         if isinstance(value, dict):
             return {
@@ -43,6 +57,11 @@ class Redactor:
             return value
         # An exception, bytes or any other object would reach the renderer as its repr, unredacted: render it here.
         return self.clean(repr(value))
+
+    def text(self, value: str) -> str:
+        """One text (a chat message, an event's detail) as a log line would show it."""
+        cleaned: str = self.clean(value)
+        return cleaned
 
     def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         cleaned: dict[str, Any] = self.clean(event_dict)

@@ -7,6 +7,8 @@ import re
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
+from engine.logging import hide_url_credentials
+
 # A value under one of these names is never echoed back, even when it is the bad one.
 _SECRET_NAME = re.compile(r"(secret|passphrase|token|api_?key|password|webhook)", re.IGNORECASE)
 
@@ -35,6 +37,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         got = err.get("input")
         secret = any(_SECRET_NAME.search(str(p)) for p in err["loc"])
         quiet = secret or err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict | list)
-        shown = "" if quiet else f" (got {got!r})"
+        # A proxy URL's user and password (https://user:pass@proxy) are credentials too: never echoed.
+        shown = "" if quiet else f" (got {hide_url_credentials(repr(got))})"
         parts.append(f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}")
     return "; ".join(parts)

@@ -222,6 +222,18 @@ class Settings(BaseSettings):
         ):
             if value is not None and value.get_secret_value():
                 found.append(value.get_secret_value())
+        urls = (self.kucoin_rest_url, self.kucoin_spot_rest_url, self.telegram_api_base_url, self.paper_exchange_url)
+        for url in urls:
+            try:
+                password = urlsplit(url or "").password  # a proxy's password, wherever it shows
+            except ValueError:  # PAPER_EXCHANGE_URL is not validated: an unparsable one has no password to find
+                password = None
+            found += [password] if password else []
+        if self.webhook_url is not None:
+            # Its path is the credential, and a client names the URL its own way (host in lower case, another
+            # scheme after a redirect): the path and query are blanked wherever they appear, not only the whole URL.
+            parts = urlsplit(self.webhook_url.get_secret_value())
+            found += [part for part in (parts.path.rstrip("/"), parts.query) if len(part) >= 8]  # not a bare /hook
         return found
 
     def redacted(self) -> dict[str, Any]:
@@ -234,7 +246,7 @@ class Settings(BaseSettings):
             elif isinstance(value, Path):
                 out[name] = str(value)
             elif isinstance(value, str) and name.endswith("_url") and value:
-                out[name] = _url_shown(value, keep_path=True)
+                out[name] = shown_url(value, keep_path=True)
             else:
                 out[name] = value
         return out
@@ -251,7 +263,7 @@ class Settings(BaseSettings):
         return cfg
 
 
-def _url_shown(url: str, *, keep_path: bool) -> str:
+def shown_url(url: str, *, keep_path: bool) -> str:
     """A URL safe to show: never a user or password; without its path when the path is the secret."""
     try:
         parts = urlsplit(url)

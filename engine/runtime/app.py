@@ -31,6 +31,7 @@ from engine.events import (
 )
 from engine.heap import settle_long_lived
 from engine.indicators import RECOMMENDED_WARMUP_CANDLES
+from engine.logging import Redactor
 from engine.marketdata.candle_files import CandleFileError, load_candles
 from engine.marketdata.klines import closed_candles
 from engine.models import timeframe_ms
@@ -106,7 +107,7 @@ class Runtime:
         self.settings = settings
         self.opts = opts
         self.cfg = settings.strategy()
-        self.bus = EventBus()
+        self.bus = EventBus(redact=Redactor(settings.secret_values()).text)  # never a secret in an event's text
         self.metrics = Metrics()
         self.health = Health()
         self.stop_event = asyncio.Event()
@@ -183,7 +184,9 @@ class Runtime:
             raise ConfigError(f"refusing to start: {exc}") from None
         except (ExchangeError, aiohttp.ClientError, OSError) as exc:
             await client.close()  # one line, not a traceback: a wrong URL, no network, a bad key or passphrase
-            raise SystemExit(f"error: cannot start: KuCoin answered {type(exc).__name__}: {exc}") from None
+            # A SystemExit message goes to stderr as it is, past the log redactor: an answer can echo the key.
+            answer = Redactor(s.secret_values()).text(f"{type(exc).__name__}: {exc}")
+            raise SystemExit(f"error: cannot start: KuCoin answered {answer}") from None
         return client
 
     def _drifted(self, engine: TradingEngine, found: list[str]) -> None:
@@ -358,6 +361,7 @@ class Runtime:
                     chat_ids=tuple(s.telegram_chat_ids),
                     confirm_ttl_s=s.telegram_arm_ttl_s,
                     base_url=s.telegram_api_base_url,
+                    secret_values=tuple(s.secret_values()),  # never in a chat message either
                 ),
                 EngineControl(engine, s, events, self.health, saved=SavedSwitches(db)),
                 db,

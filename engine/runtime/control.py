@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from engine.config.settings import Settings
+from engine.config.settings import Settings, shown_url
 from engine.display import price_text, usdt
 from engine.events import ModeChanged, PositionClosed
 from engine.risk.limits import DAY_MS
@@ -226,11 +226,11 @@ class EngineControl:
         """The arming card's text: the URL as /config shows it (it carried a relay's user and password into the
         chat), and the first symbols only (542 of them made the card three messages)."""
         rm = self.engine.cfg.risk_management
-        url = self.settings.redacted()["kucoin_rest_url"]
+        account = shown_url(self.settings.kucoin_rest_url, keep_path=True)  # a proxy's user:password never shows
         symbols = self.settings.symbols
         named = ", ".join(symbols[:ARM_SYMBOLS_SHOWN]) + (", …" if len(symbols) > ARM_SYMBOLS_SHOWN else "")
         return (
-            f"account: KuCoin futures ({url}); {len(symbols)} symbols ({named}); "
+            f"account: KuCoin futures ({account}); {len(symbols)} symbols ({named}); "
             f"risk per trade: {rm.position_size_percent} % of equity as margin (max {rm.max_position_percent} %), "
             f"stop at −{rm.stop_loss_roi} % ROI"
         )

@@ -785,3 +785,44 @@ async def test_a_bot_added_to_a_group_by_a_stranger_says_and_does_nothing_there(
         assert svc.app.bot_data["state"].unauthorized == 3
     finally:
         await svc.stop()
+
+
+class Leaky(Control):
+    """An engine call failing with a text that holds configured secrets, as an exchange or proxy error could."""
+
+    async def orders(self) -> list[str]:
+        raise RuntimeError("502 from https://relay:PROXYpass@tg.example.net; passphrase pass-PHRASE-42 refused")
+
+
+async def test_no_configured_secret_reaches_the_chat_in_an_error_or_a_notification(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """Every text the bot sends passes the log redactor with every secret in force. The error report blanked only
+    the bot token: '/orders failed: RuntimeError: 502 from https://relay:<password>@tg.example.net; passphrase
+    <passphrase> refused'; and a notification (a task that stopped, with its error) was sent as it came."""
+    from engine.config.settings import Settings
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        kucoin_api_passphrase="pass-PHRASE-42",
+        telegram_api_base_url="https://relay:PROXYpass@tg.example.net",
+    )
+    cfg = BotConfig(
+        token=tg.token,
+        allowed_user_ids=frozenset({OWNER}),
+        chat_ids=(OWNER,),
+        base_url=tg.url,
+        secret_values=tuple(settings.secret_values()),  # as the runtime builds it
+    )
+    svc = await running(TelegramService(cfg, Leaky(), db, per_chat_interval_s=0.0, poll_timeout_s=1))
+    try:
+        tg.push_message(OWNER, "/orders")
+        reply = (await tg.wait_for("sendMessage"))[-1]["text"]
+        assert "/orders failed" in reply and "tg.example.net" in reply, reply
+        await svc.notify(HealthChanged(ts_ms=1, component="stream", healthy=False, detail="stopped: pass-PHRASE-42"))
+        note = (await tg.wait_for("sendMessage", 2))[-1]["text"]
+        assert "stream" in note, note
+        for text in (reply, note):
+            assert "PROXYpass" not in text and "pass-PHRASE-42" not in text, text
+    finally:
+        await svc.stop()

@@ -160,3 +160,14 @@ def test_check_config_piped_into_head_is_no_traceback() -> None:
     )
     assert proc.returncode == 0
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("module", ["engine.config", "engine.runtime"])
+@pytest.mark.parametrize("name", ["KUCOIN_REST_URL", "KUCOIN_SPOT_REST_URL", "TELEGRAM_API_BASE_URL"])
+def test_refused_url_with_a_password_is_named_but_its_password_never_echoed(module: str, name: str) -> None:
+    """A proxy URL carries its user and password (https://user:pass@proxy): refused for plain http, the one-line
+    error echoed it whole, "(got 'http://trader:pr0xyPASSw0rd@proxy.example.com:3128')", to stderr and so into the
+    run log that start.sh writes."""
+    proc = _cli(module, {name: "http://trader:pr0xyPASSw0rd@proxy.example.com:3128"})
+    _assert_one_line(proc, name, "https", "proxy.example.com:3128")
+    assert "pr0xyPASSw0rd" not in proc.stderr + proc.stdout, proc.stderr

@@ -52,3 +52,56 @@ def test_settings_objects_never_show_a_secret_in_their_repr() -> None:
     shown = repr(BotConfig(token=TOKEN, allowed_user_ids=frozenset({1}), chat_ids=(1,)))
     shown += repr(Credentials("key-abcdef", SECRET, "pass-" + SECRET))
     assert "AAHtokenPARTxyz" not in shown and SECRET not in shown, shown
+
+
+async def test_an_aiohttp_error_logged_as_an_object_shows_no_credential_header(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """aiohttp's ClientResponseError carries request_info with the request headers, so its repr, which the redactor
+    renders for an exception object, showed 'KC-API-PASSPHRASE': '<signed passphrase>', the request's KC-API-SIGN,
+    and 'Authorization': 'Basic <base64 of the proxy's user:password>' from KUCOIN_REST_URL=http://user:pass@...;
+    a URL's user and password themselves were unknown to the redactor."""
+    import base64
+    from pathlib import Path
+
+    import aiohttp
+    from aiohttp import web
+
+    from engine.config.settings import load_settings
+    from exchange.signing import Credentials, sign_headers
+
+    async def gateway(request: web.Request) -> web.Response:
+        return web.Response(status=502, text="bad gateway")
+
+    app = web.Application()
+    app.router.add_get("/api/v1/account-overview", gateway)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    url = f"http://trader:pr0xyPASSw0rd@127.0.0.1:{port}"
+    for name, value in {
+        "KUCOIN_REST_URL": url,
+        "KUCOIN_API_KEY": "key-abcdef",
+        "KUCOIN_API_SECRET": SECRET,
+        "KUCOIN_API_PASSPHRASE": "pass-phrase-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(Path("/nonexistent/.env"))
+    headers = sign_headers(Credentials("key-abcdef", SECRET, "pass-phrase-1"), "GET", "/api/v1/account-overview", "", 1)
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.ClientResponseError) as info:
+                async with session.get(url + "/api/v1/account-overview", headers=headers) as resp:
+                    resp.raise_for_status()
+    finally:
+        await runner.cleanup()
+    configure_logging(secrets=settings.secret_values(), json_output=True)
+    structlog.get_logger("t").error("exchange.failed", error=info.value)
+    structlog.get_logger("t").error("exchange.url", url=url)
+    err = capsys.readouterr().err
+    assert "502" in err and "KC-API-PASSPHRASE" in err, err
+    basic = base64.b64encode(b"trader:pr0xyPASSw0rd").decode()
+    for leaked in (headers["KC-API-PASSPHRASE"], headers["KC-API-SIGN"], "key-abcdef", basic, "pr0xyPASSw0rd"):
+        assert leaked not in err, (leaked, err)

@@ -377,8 +377,11 @@ async def test_an_auto_deleverage_push_resizes_the_stop_in_the_running_bot(runni
         while [o.size for o in rt.sim.state.open_orders(SYM) if o.stop] != [100, 100]:
             await asyncio.sleep(0.05)
     assert p.lots == 100
+    # The push's reconciliation pauses entries after it has resized the orders (the orders can be seen first).
+    async with asyncio.timeout(10):
+        while rt.engine.state is not TradingState.REDUCING:  # until the next scheduled look agrees
+            await asyncio.sleep(0.02)
     await rt.bus.drain()
-    assert rt.engine.state is TradingState.REDUCING  # until the next scheduled look agrees
 
 
 async def test_an_owed_resize_waits_with_backoff_while_the_stop_move_keeps_failing(rig: Rig) -> None:

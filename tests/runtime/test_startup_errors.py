@@ -96,3 +96,59 @@ def test_strategy_switches_the_runtime_does_not_implement_refuse_to_start(tmp_pa
         "strategy config"
     ]
     assert not (tmp_path / "e.sqlite").exists()  # refused before anything was opened
+
+
+async def test_a_start_refused_by_the_exchange_never_prints_a_secret_the_answer_echoes(tmp_path: Path) -> None:
+    """'cannot start: KuCoin answered ...' left as a SystemExit message, past the redactor the other start-up errors
+    pass: a gateway answering the key check with 'invalid KC-API-KEY <key>' printed the key to stderr (and so to the
+    run log) as 'error: cannot start: KuCoin answered InvalidRequestError: GET /api/v1/user/api-key: ... <key>'."""
+    import asyncio
+    import time
+
+    from aiohttp import web
+
+    async def timestamp(request: web.Request) -> web.Response:
+        return web.json_response({"code": "200000", "data": int(time.time() * 1000)})
+
+    async def api_key(request: web.Request) -> web.Response:
+        msg = f"invalid KC-API-KEY {request.headers.get('KC-API-KEY')}"
+        return web.json_response({"code": "400003", "msg": msg}, status=401)
+
+    app = web.Application()
+    app.router.add_get("/api/v1/timestamp", timestamp)
+    app.router.add_get("/api/v1/user/api-key", api_key)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "LIVE_"))}
+    env.update(
+        BOT_MODE="shadow",
+        KUCOIN_REST_URL=f"http://127.0.0.1:{port}",
+        KUCOIN_SPOT_REST_URL=f"http://127.0.0.1:{port}",
+        KUCOIN_API_KEY="key-ECHOED-4711",
+        KUCOIN_API_SECRET="secret-XYZ123",
+        KUCOIN_API_PASSPHRASE="pass-XYZ123",
+        DB_PATH=str(tmp_path / "e.sqlite"),
+        HTTP_PORT="0",
+    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "engine.runtime",
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    finally:
+        await runner.cleanup()
+    stderr = err.decode()
+    assert proc.returncode == 1, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "cannot start" in errors[0] and "invalid KC-API-KEY" in errors[0], stderr[-3000:]
+    assert "ECHOED-4711" not in stderr + out.decode() and "XYZ123" not in stderr, stderr[-3000:]

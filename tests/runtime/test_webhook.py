@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from engine.events import StopMoved
@@ -51,3 +53,40 @@ async def test_webhook_retries_then_delivers_the_event_as_json() -> None:
         }
     ]
     assert (notifier.delivered, notifier.failed, dead.failed) == (1, 0, 1)
+
+
+async def test_a_failing_webhook_never_logs_its_token_however_aiohttp_spells_the_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """For Slack or Discord the URL's path is the credential. The redactor knew the URL only as configured; aiohttp
+    names it as it requested it (host in lower case), so 'webhook.failed' logged TooManyRedirects: ...,
+    url='http://localhost:<port>/services/T01/B02/<token>' with the token in clear."""
+    import structlog
+
+    from engine.config.settings import load_settings
+    from engine.logging import configure_logging
+
+    async def hook(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(request.path)  # a misconfigured endpoint that redirects for ever
+
+    app = web.Application()
+    app.router.add_post("/services/T01/B02/hookTOKENzz9", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    monkeypatch.setenv("WEBHOOK_URL", f"http://LOCALHOST:{port}/services/T01/B02/hookTOKENzz9")
+    settings = load_settings(Path("/nonexistent/.env"))
+    assert settings.webhook_url is not None
+    configure_logging(secrets=settings.secret_values(), json_output=True)
+    notifier = WebhookNotifier(settings.webhook_url.get_secret_value(), attempts=1, backoff_s=0.01)
+    try:
+        await notifier(StopMoved(ts_ms=6, symbol="ETHUSDTM", old=Decimal(1), new=Decimal(2), reason="trailing_stop"))
+    finally:
+        await notifier.close()
+        await runner.cleanup()
+        structlog.reset_defaults()
+    err = capsys.readouterr().err
+    assert notifier.failed == 1 and '"event": "webhook.failed"' in err and "TooManyRedirects" in err, err
+    assert "hookTOKENzz9" not in err, err

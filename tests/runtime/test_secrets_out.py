@@ -1,0 +1,63 @@
+"""No configured secret leaves the process through the cockpit's texts: a proxy URL's user and password
+(KUCOIN_REST_URL=https://user:pass@proxy) never reach a Telegram card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.runtime.conftest import Rig
+
+PROXY = "https://trader:pr0xyPASSw0rd@proxy.example.com:3128"
+
+
+async def test_arm_card_names_the_account_without_the_proxy_password(rig: Rig) -> None:
+    """The /arm confirmation card said "account: KuCoin futures (https://trader:<password>@proxy...:3128)" in the
+    chat: the REST URL as configured, credentials and all."""
+    from engine.config.settings import Settings
+    from engine.runtime.control import EngineControl
+
+    settings = Settings(_env_file=None, kucoin_rest_url=PROXY)  # type: ignore[call-arg]
+    control = EngineControl(rig.engine, settings)
+    info = await control.arm_info()
+    assert info.startswith("account: KuCoin futures (https://proxy.example.com:3128); 1 symbols (ETHUSDTM); "), info
+    shown = info + str(await control.status()) + str(await control.config_view())
+    assert "pr0xyPASSw0rd" not in shown and "trader" not in shown, shown
+
+
+async def test_an_event_carrying_an_error_text_is_stored_and_sent_without_the_secrets(tmp_path: Path) -> None:
+    """Events carry errors' texts (a task that stopped: HealthChanged detail 'stopped: <error>'; a stop that could
+    not be placed); they went as they were into the journal, the SQLite event log, Telegram and the webhook body.
+    The runtime's bus now blanks every secret in force from an event's texts before anyone sees it."""
+    from engine.config.settings import Settings
+    from engine.events import HealthChanged
+    from engine.runtime.app import RunOptions, Runtime
+    from storage.db import Database
+    from storage.journal import EventJournal, journal_path_for
+    from storage.repos import EventLog
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, kucoin_rest_url=PROXY, kucoin_api_passphrase="pass-PHRASE-42", db_path=tmp_path / "e.sqlite"
+    )
+    bus = Runtime(settings, RunOptions()).bus
+    seen: list[HealthChanged] = []
+
+    async def webhook(event: object) -> None:
+        assert isinstance(event, HealthChanged)
+        seen.append(event)
+
+    async with Database(settings.db_path) as db:
+        journal = EventJournal(db, journal_path_for(settings.db_path))
+        await journal.open()
+        bus.recorder = journal.record
+        bus.subscribe("webhook", webhook)
+        await bus.start()
+        detail = f"stopped: NoAnswerError: 502 via {PROXY}: passphrase pass-PHRASE-42 refused"
+        bus.publish(HealthChanged(ts_ms=1, component="stream", healthy=False, detail=detail))
+        await journal.flush()
+        stored = await EventLog(db).recent(limit=1)
+        await bus.stop()
+        await journal.close()
+    assert len(stored) == 1 and isinstance(stored[0], HealthChanged) and len(seen) == 1
+    for event in (stored[0], seen[0]):
+        assert event.detail.startswith("stopped: NoAnswerError: 502 via https://***@proxy.example.com:3128"), event
+        assert "pr0xyPASSw0rd" not in event.detail and "pass-PHRASE-42" not in event.detail, event
