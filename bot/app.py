@@ -93,8 +93,37 @@ class BotState:
     control: TradingControl
     config: BotConfig
     tokens: Tokens
-    unauthorized: int = 0
+    unauthorized: int = 0  # updates from users not allowed, all of them (read by /metrics)
+    # user id -> (when their last warning was logged, updates since then not logged): one line per stranger per window
+    strangers: dict[int | None, tuple[float, int]] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
     warned_chats: set[int] = field(default_factory=set)  # unconfigured chats the owner was told about, once each
+
+
+UNAUTHORIZED_LOG_WINDOW_S = 600.0  # one warning line per stranger per window, with the count of the ones not logged
+UNAUTHORIZED_USERS_KEPT = 1_000  # strangers remembered for that; beyond it the oldest is forgotten (and logs again)
+
+
+def _note_stranger(state: BotState, user_id: int | None) -> None:
+    """Count an update from a user who is not allowed, and log it at most once per user per window: every update
+    logged a warning, so a stranger or a bot spamming a group could flood the log. They still get no answer."""
+    state.unauthorized += 1
+    now = state.clock()
+    seen = state.strangers.get(user_id)
+    if seen is not None and now - seen[0] < UNAUTHORIZED_LOG_WINDOW_S:
+        state.strangers[user_id] = (seen[0], seen[1] + 1)
+        return
+    not_logged = 0 if seen is None else seen[1]
+    log.warning(
+        "telegram.unauthorized",
+        user_id=user_id,
+        not_logged_since_last=not_logged,
+        detail=f"further updates from this user are logged at most every {UNAUTHORIZED_LOG_WINDOW_S:.0f} s",
+    )
+    state.strangers.pop(user_id, None)
+    state.strangers[user_id] = (now, 0)
+    while len(state.strangers) > UNAUTHORIZED_USERS_KEPT:
+        del state.strangers[next(iter(state.strangers))]
 
 
 def approval_keyboard(approval_id: str) -> InlineKeyboardMarkup:
@@ -122,8 +151,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         in a configured chat or their own private chat (a command in any other group would act unseen)."""
         user = update.effective_user
         if user is None or user.id not in config.allowed_user_ids:
-            state.unauthorized += 1
-            log.warning("telegram.unauthorized", user_id=None if user is None else user.id)
+            _note_stranger(state, None if user is None else user.id)
             raise ApplicationHandlerStop
         if reply_chat(update) is None:
             await note_unconfigured(update)

@@ -69,6 +69,12 @@ class TelegramService:
                 poll_interval=0.0, timeout=self.poll_timeout_s, error_callback=self._polling_error
             )
 
+    @property
+    def unauthorized_updates(self) -> int:
+        """Updates from users who are not allowed, since the start (for /metrics; the log has one line per user per
+        ten minutes)."""
+        return int(self.app.bot_data["state"].unauthorized)
+
     def _polling_error(self, exc: TelegramError) -> None:
         """PTB retries a failed poll on its own; a 409 Conflict means another process polls this token and gets
         some of the updates, button presses included: the chats are told (it was one stdlib log line per poll).

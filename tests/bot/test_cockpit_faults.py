@@ -10,6 +10,8 @@ import time
 from decimal import Decimal
 from typing import Any
 
+import structlog.testing
+
 from bot.app import BotConfig
 from bot.service import TelegramService
 from engine.events import ApprovalRequested, DriftDetected, HealthChanged, PositionClosed, StopMoved
@@ -783,5 +785,37 @@ async def test_a_bot_added_to_a_group_by_a_stranger_says_and_does_nothing_there(
         await asyncio.sleep(0.2)
         assert [m["chat_id"] for m in tg.sent()] == [OWNER] and control.kills == 0 and control.mode == "auto"
         assert svc.app.bot_data["state"].unauthorized == 3
+    finally:
+        await svc.stop()
+
+
+async def test_a_stranger_flooding_the_chat_gets_one_log_line_per_ten_minutes_and_a_count(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """200 updates from a stranger (a spam bot in the group) logged 200 warnings: anyone could flood the log. Now
+    the first is logged, the rest are counted, and the next line after ten minutes says how many were not logged.
+    Each stranger has their own window; nobody gets an answer; every update is in the count /metrics reads."""
+    clock = [1000.0]
+    control = Control()
+    svc = build(tg, db, control)
+    svc.app.bot_data["state"].clock = lambda: clock[0]
+    await svc.start()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(200):
+                tg.push_message(STRANGER, "/killswitch", chat_id=GROUP)
+            tg.push_message(STRANGER + 1, "buy now!!", chat_id=GROUP)
+            tg.push_message(OWNER, "/help")  # the marker: every update before it was handled
+            await tg.wait_for("sendMessage")
+            lines = [e for e in logs if e["event"] == "telegram.unauthorized"]
+            assert [(e["user_id"], e["not_logged_since_last"]) for e in lines] == [(STRANGER, 0), (STRANGER + 1, 0)]
+            clock[0] += 601  # ten minutes on: the next one is logged with the count of those in between
+            tg.push_message(STRANGER, "/status", chat_id=GROUP)
+            tg.push_message(OWNER, "/help")
+            await tg.wait_for("sendMessage", 2)
+            lines = [e for e in logs if e["event"] == "telegram.unauthorized"]
+            assert [(e["user_id"], e["not_logged_since_last"]) for e in lines][2:] == [(STRANGER, 199)]
+        assert svc.unauthorized_updates == 202 and control.kills == 0
+        assert [m["chat_id"] for m in tg.sent()] == [OWNER, OWNER] and tg.sent("answerCallbackQuery") == []
     finally:
         await svc.stop()
