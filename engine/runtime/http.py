@@ -3,17 +3,22 @@ Binds 127.0.0.1 unless the settings explicitly allow otherwise."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from engine.events import Event
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -129,9 +134,59 @@ def from_local_command_line(request: web.Request) -> bool:
 HTTP_IDLE_TIMEOUT_S = 10.0
 
 
-def http_runner(app: web.Application, idle_timeout_s: float = HTTP_IDLE_TIMEOUT_S) -> web.AppRunner:
-    """The runner the runtime serves ``app`` with: no access log, idle and half-sent connections closed."""
-    return web.AppRunner(app, access_log=None, keepalive_timeout=idle_timeout_s)
+# Connections served at once. Within the idle timeout a client could still open ~1000 of them (one descriptor each,
+# shared with the exchange sockets); beyond this the oldest one waiting for a request is closed to make room, so a
+# flood of idle connections neither exhausts descriptors nor locks out the health check.
+HTTP_MAX_CONNECTIONS = 64
+
+
+class _BoundedServer(web.Server):
+    """aiohttp's server with a cap on open connections: a new one over ``max_connections`` closes the oldest that
+    is not serving a request (itself when all are busy)."""
+
+    max_connections = HTTP_MAX_CONNECTIONS
+    closed_over_cap = 0  # connections closed to stay within the cap (logged at most once a minute)
+    _logged_at = -60.0
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        live = [h for h in self.connections if h.transport is not None]
+        if len(live) <= self.max_connections:
+            return
+        idle = (h for h in live if h is not handler and not getattr(h, "_request_in_progress", False))
+        victim = next(idle, handler)
+        victim.force_close()
+        self.closed_over_cap += 1
+        now = time.monotonic()
+        if now - self._logged_at >= 60:
+            self._logged_at = now
+            log.warning(
+                "http.connections_capped",
+                max_connections=self.max_connections,
+                closed_so_far=self.closed_over_cap,
+                detail="too many open HTTP connections: the oldest idle ones are closed",
+            )
+
+
+class _BoundedRunner(web.AppRunner):
+    def __init__(self, app: web.Application, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.max_connections = max_connections
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _BoundedServer  # the same server (state and settings), with the cap in connection_made
+        bounded = cast(_BoundedServer, server)
+        bounded.max_connections = self.max_connections
+        return bounded
+
+
+def http_runner(
+    app: web.Application, idle_timeout_s: float = HTTP_IDLE_TIMEOUT_S, max_connections: int = HTTP_MAX_CONNECTIONS
+) -> web.AppRunner:
+    """The runner the runtime serves ``app`` with: no access log, idle and half-sent connections closed, at most
+    ``max_connections`` open at once."""
+    return _BoundedRunner(app, max_connections, access_log=None, keepalive_timeout=idle_timeout_s)
 
 
 def build_app(
