@@ -519,6 +519,7 @@ async def test_messages_for_a_group_that_became_a_supergroup_follow_it(tg: FakeT
         from engine.events import ApprovalResolved
 
         await svc.notify(card_event("ap-5"))
+        await drained(svc)  # in the chat: the outcome edits it (one still queued goes out already resolved)
         await svc.notify(ApprovalResolved(ts_ms=2, approval_id="ap-5", outcome="expired"))
         await drained(svc)
         edit = tg.sent("editMessageText")[-1]  # the card, found under its new chat id, keeps its details
