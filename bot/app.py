@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -23,10 +23,12 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
+    ExtBot,
     MessageHandler,
     TypeHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot.formatting import esc, split_html, with_outcome
 from bot.ports import TradingControl
@@ -126,6 +128,50 @@ def _note_stranger(state: BotState, user_id: int | None) -> None:
         del state.strangers[next(iter(state.strangers))]
 
 
+class TokenRefused(TelegramError):
+    """getUpdates answered 401 (the token was revoked in @BotFather). Raised in place of PTB's InvalidToken, which
+    ended polling for good: the bot no longer heard commands, the kill switch included, even once the token worked
+    again, until a restart. This one PTB's polling loop retries with its backoff (1 s growing to 30 s)."""
+
+
+@dataclass
+class TokenWatch:
+    """Since when Telegram refuses the token (None while it takes it), and who hears when it takes it again."""
+
+    refused_since: float | None = None
+    on_resumed: Callable[[float], None] | None = None
+
+
+class PollingBot(ExtBot[None]):
+    """PTB's bot, whose polling survives a revoked token: logged once when Telegram refuses it, once when it takes it
+    again (``watch.on_resumed`` gets the seconds it was refused)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        with self._unfrozen():  # PTB freezes its objects after __init__; ExtBot sets its own fields the same way
+            self.watch = TokenWatch()
+
+    async def get_updates(self, *args: Any, **kwargs: Any) -> tuple[Update, ...]:
+        watch = self.watch
+        try:
+            updates = await super().get_updates(*args, **kwargs)
+        except InvalidToken as exc:
+            if watch.refused_since is None:
+                watch.refused_since = time.monotonic()
+                log.error(
+                    "telegram.token_refused",
+                    error=str(exc),
+                    detail="no commands are received; polling retries (at least every 30 s) until the token works",
+                )
+            raise TokenRefused(str(exc)) from exc
+        if watch.refused_since is not None:
+            refused_s, watch.refused_since = time.monotonic() - watch.refused_since, None
+            log.warning("telegram.token_accepted", refused_s=round(refused_s, 1), detail="polling resumed")
+            if watch.on_resumed is not None:
+                watch.on_resumed(refused_s)
+        return updates
+
+
 def approval_keyboard(approval_id: str) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         [
@@ -139,10 +185,15 @@ def approval_keyboard(approval_id: str) -> InlineKeyboardMarkup:
 
 def build_application(config: BotConfig, control: TradingControl) -> Application[Any, Any, Any, Any, Any, Any]:
     """The whole bot. Tests pass the fake Bot API server's URL as ``config.base_url``."""
-    builder = ApplicationBuilder().token(config.token)
-    if config.base_url:
-        builder = builder.base_url(f"{config.base_url}/bot").base_file_url(f"{config.base_url}/file/bot")
-    app = builder.build()
+    base = config.base_url or "https://api.telegram.org"
+    bot = PollingBot(  # the requests ApplicationBuilder makes by default: 256 connections, 1 for getUpdates
+        config.token,
+        base_url=f"{base}/bot",
+        base_file_url=f"{base}/file/bot",
+        request=HTTPXRequest(connection_pool_size=256),
+        get_updates_request=HTTPXRequest(connection_pool_size=1),
+    )
+    app = ApplicationBuilder().bot(bot).build()
     state = BotState(control, config, Tokens(config.confirm_ttl_s))
     app.bot_data["state"] = state
 

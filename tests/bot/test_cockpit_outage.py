@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import structlog.testing
+
 from bot.outbox import BACKLOG_CAP, GIVE_UP_ATTEMPTS
 from bot.service import TelegramService
 from engine.events import ApprovalResolved, HaltRaised, HealthChanged, StopMoved, StreamReconnected
@@ -253,4 +255,38 @@ async def test_a_card_whose_outcome_comes_while_it_is_being_sent_is_edited_to_it
         assert outcome(edit["text"]) == "Approval ap-9: <b>expired</b>" and "179 lots" in edit["text"]
         assert "reply_markup" not in edit and tg.markups[(OWNER, edit["message_id"])] is None
     finally:
+        await svc.stop()
+
+
+async def test_polling_resumes_by_itself_once_telegram_takes_the_token_again(tg: FakeTelegram, db: Database) -> None:
+    """The token was refused (401) for a while, then worked again (the operator undid the revocation): polling had
+    ended for good on the first 401, and a /killswitch sent after the token worked again got no answer until the bot
+    was restarted. Now polling keeps trying (PTB's backoff, at most 30 s apart), logs the refusal once, resumes on
+    its own and tells the chat once; notifications queued meanwhile arrive too."""
+    control = Control()
+    svc = build(tg, db, control)
+    await svc.start()
+    token = tg.token
+    try:
+        with structlog.testing.capture_logs() as logs:
+            tg.token = "revoked"
+            await asyncio.sleep(4)  # several refused polls
+            await svc.notify(closed(-21))  # the engine keeps going meanwhile
+            tg.token = token
+            tg.push_message(OWNER, "/killswitch")
+            async with asyncio.timeout(20):
+                while not any("Cancel every order" in m["text"] for m in tg.sent()):
+                    await asyncio.sleep(0.05)
+            await drained(svc)
+        refused = [e for e in logs if e["event"] == "telegram.token_refused"]
+        accepted = [e for e in logs if e["event"] == "telegram.token_accepted"]
+        assert len(refused) == 1 and len(accepted) == 1 and accepted[0]["refused_s"] >= 3
+        told = [m for m in tg.sent() if "refused this bot's token" in m["text"]]
+        assert len(told) == 1 and any("net -21" in m["text"] for m in tg.sent())
+        tg.push_message(OWNER, "/status")  # and it goes on polling normally
+        async with asyncio.timeout(10):
+            while not any("PAPER" in m["text"] for m in tg.sent()):
+                await asyncio.sleep(0.05)
+    finally:
+        tg.token = token
         await svc.stop()
