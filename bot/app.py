@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -23,10 +23,12 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
+    ExtBot,
     MessageHandler,
     TypeHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot.formatting import esc, split_html, with_outcome
 from bot.ports import TradingControl
@@ -100,8 +102,81 @@ class BotState:
     control: TradingControl
     config: BotConfig
     tokens: Tokens
-    unauthorized: int = 0
+    unauthorized: int = 0  # updates from users not allowed, all of them (read by /metrics)
+    # user id -> (when their last warning was logged, updates since then not logged): one line per stranger per window
+    strangers: dict[int | None, tuple[float, int]] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
     warned_chats: set[int] = field(default_factory=set)  # unconfigured chats the owner was told about, once each
+
+
+UNAUTHORIZED_LOG_WINDOW_S = 600.0  # one warning line per stranger per window, with the count of the ones not logged
+UNAUTHORIZED_USERS_KEPT = 1_000  # strangers remembered for that; beyond it the oldest is forgotten (and logs again)
+
+
+def _note_stranger(state: BotState, user_id: int | None) -> None:
+    """Count an update from a user who is not allowed, and log it at most once per user per window: every update
+    logged a warning, so a stranger or a bot spamming a group could flood the log. They still get no answer."""
+    state.unauthorized += 1
+    now = state.clock()
+    seen = state.strangers.get(user_id)
+    if seen is not None and now - seen[0] < UNAUTHORIZED_LOG_WINDOW_S:
+        state.strangers[user_id] = (seen[0], seen[1] + 1)
+        return
+    not_logged = 0 if seen is None else seen[1]
+    log.warning(
+        "telegram.unauthorized",
+        user_id=user_id,
+        not_logged_since_last=not_logged,
+        detail=f"further updates from this user are logged at most every {UNAUTHORIZED_LOG_WINDOW_S:.0f} s",
+    )
+    state.strangers.pop(user_id, None)
+    state.strangers[user_id] = (now, 0)
+    while len(state.strangers) > UNAUTHORIZED_USERS_KEPT:
+        del state.strangers[next(iter(state.strangers))]
+
+
+class TokenRefused(TelegramError):
+    """getUpdates answered 401 (the token was revoked in @BotFather). Raised in place of PTB's InvalidToken, which
+    ended polling for good: the bot no longer heard commands, the kill switch included, even once the token worked
+    again, until a restart. This one PTB's polling loop retries with its backoff (1 s growing to 30 s)."""
+
+
+@dataclass
+class TokenWatch:
+    """Since when Telegram refuses the token (None while it takes it), and who hears when it takes it again."""
+
+    refused_since: float | None = None
+    on_resumed: Callable[[float], None] | None = None
+
+
+class PollingBot(ExtBot[None]):
+    """PTB's bot, whose polling survives a revoked token: logged once when Telegram refuses it, once when it takes it
+    again (``watch.on_resumed`` gets the seconds it was refused)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        with self._unfrozen():  # PTB freezes its objects after __init__; ExtBot sets its own fields the same way
+            self.watch = TokenWatch()
+
+    async def get_updates(self, *args: Any, **kwargs: Any) -> tuple[Update, ...]:
+        watch = self.watch
+        try:
+            updates = await super().get_updates(*args, **kwargs)
+        except InvalidToken as exc:
+            if watch.refused_since is None:
+                watch.refused_since = time.monotonic()
+                log.error(
+                    "telegram.token_refused",
+                    error=str(exc),
+                    detail="no commands are received; polling retries (at least every 30 s) until the token works",
+                )
+            raise TokenRefused(str(exc)) from exc
+        if watch.refused_since is not None:
+            refused_s, watch.refused_since = time.monotonic() - watch.refused_since, None
+            log.warning("telegram.token_accepted", refused_s=round(refused_s, 1), detail="polling resumed")
+            if watch.on_resumed is not None:
+                watch.on_resumed(refused_s)
+        return updates
 
 
 def approval_keyboard(approval_id: str) -> InlineKeyboardMarkup:
@@ -117,10 +192,15 @@ def approval_keyboard(approval_id: str) -> InlineKeyboardMarkup:
 
 def build_application(config: BotConfig, control: TradingControl) -> Application[Any, Any, Any, Any, Any, Any]:
     """The whole bot. Tests pass the fake Bot API server's URL as ``config.base_url``."""
-    builder = ApplicationBuilder().token(config.token)
-    if config.base_url:
-        builder = builder.base_url(f"{config.base_url}/bot").base_file_url(f"{config.base_url}/file/bot")
-    app = builder.build()
+    base = config.base_url or "https://api.telegram.org"
+    bot = PollingBot(  # the requests ApplicationBuilder makes by default: 256 connections, 1 for getUpdates
+        config.token,
+        base_url=f"{base}/bot",
+        base_file_url=f"{base}/file/bot",
+        request=HTTPXRequest(connection_pool_size=256),
+        get_updates_request=HTTPXRequest(connection_pool_size=1),
+    )
+    app = ApplicationBuilder().bot(bot).build()
     state = BotState(control, config, Tokens(config.confirm_ttl_s))
     app.bot_data["state"] = state
 
@@ -129,8 +209,7 @@ def build_application(config: BotConfig, control: TradingControl) -> Application
         in a configured chat or their own private chat (a command in any other group would act unseen)."""
         user = update.effective_user
         if user is None or user.id not in config.allowed_user_ids:
-            state.unauthorized += 1
-            log.warning("telegram.unauthorized", user_id=None if user is None else user.id)
+            _note_stranger(state, None if user is None else user.id)
             raise ApplicationHandlerStop
         if reply_chat(update) is None:
             await note_unconfigured(update)

@@ -47,6 +47,7 @@ class Queued:
     reply_markup: dict[str, Any] | None
     coalesce_key: str | None
     attempts: int
+    message_id: int | None = None  # a card already sent whose text changed while it was on its way: edit this one
 
 
 class Outbox:
@@ -75,6 +76,25 @@ class Outbox:
         parts = split_html(text)
         key = coalesce_key if len(parts) == 1 else None  # editing would replace one part of several
         now = self.clock()
+        if key is not None and key.startswith(CARD_PREFIXES):
+            # A card's outcome (an approval that expired while Telegram was unreachable) replaces the card still
+            # waiting to go out, in its place: it went out with live buttons and was edited a second later.
+            cur = await self.db.conn.execute(
+                "UPDATE outbox SET text = ?, reply_markup = ?, silent = ? WHERE id = (SELECT id FROM outbox"
+                " WHERE state = 'pending' AND chat_id = ? AND coalesce_key = ? ORDER BY id DESC LIMIT 1)",
+                (parts[0], markup, int(silent), chat_id, key),
+            )
+            if cur.rowcount:
+                self.superseded += cur.rowcount
+                log.info("telegram.card_replaced_before_sending", chat_id=chat_id, key=key)
+                async with self.db.conn.execute(
+                    "SELECT id FROM outbox WHERE state = 'pending' AND chat_id = ? AND coalesce_key = ?"
+                    " ORDER BY id DESC LIMIT 1",
+                    (chat_id, key),
+                ) as rows:
+                    row = await rows.fetchone()
+                await self.db.conn.commit()
+                return 0 if row is None else int(row["id"])
         if key is not None and not key.startswith(CARD_PREFIXES):
             # A newer stop move makes a queued one old news: while Telegram is down, a trailing stop would pile up
             # one message per move, each sent (or edited) a second apart on recovery, ahead of a halt queued later.
@@ -150,12 +170,24 @@ class Outbox:
                 None if r["reply_markup"] is None else json.loads(r["reply_markup"]),
                 r["coalesce_key"],
                 r["attempts"],
+                r["message_id"],
             )
             for r in rows
         ]
 
-    async def sent(self, item_id: int, message_id: int) -> None:
-        await self.db.execute("UPDATE outbox SET state = 'sent', message_id = ? WHERE id = ?", (message_id, item_id))
+    async def sent(self, item_id: int, message_id: int, text: str | None = None) -> bool:
+        """Mark it sent; False when its text changed while it was on its way (a card replaced by its outcome in
+        ``enqueue``): it stays pending with ``message_id``, and the sender edits that message to the new text."""
+        if text is None:
+            sql = "UPDATE outbox SET state = 'sent', message_id = ? WHERE id = ?"
+            await self.db.execute(sql, (message_id, item_id))
+            return True
+        if await self.db.execute(
+            "UPDATE outbox SET state = 'sent', message_id = ? WHERE id = ? AND text = ?", (message_id, item_id, text)
+        ):
+            return True
+        await self.db.execute("UPDATE outbox SET message_id = ? WHERE id = ?", (message_id, item_id))
+        return False
 
     async def give_up(self, item_id: int) -> None:
         """Drop a message Telegram keeps refusing (counted with the dropped ones)."""
@@ -290,7 +322,7 @@ class OutboxSender:
             await asyncio.sleep(wait)
         markup = None if item.reply_markup is None else InlineKeyboardMarkup.de_json(item.reply_markup, self.bot)
         try:
-            previous = (
+            previous = item.message_id or (
                 None if item.coalesce_key is None else await self.outbox.last_message(item.chat_id, item.coalesce_key)
             )
             if previous is not None:
@@ -358,6 +390,6 @@ class OutboxSender:
 
     async def _delivered(self, item: Queued, message_id: int) -> None:
         """Telegram has it: mark it sent, and the chat's outage (if any) is over."""
-        await self.outbox.sent(item.id, message_id)
+        await self.outbox.sent(item.id, message_id, item.text)
         self.delivered += 1
         self._outage.pop(item.chat_id, None)

@@ -10,7 +10,7 @@ import structlog
 from telegram.error import Conflict, TelegramError
 from telegram.ext import Application
 
-from bot.app import BotConfig, approval_keyboard, build_application
+from bot.app import BotConfig, PollingBot, TokenRefused, approval_keyboard, build_application
 from bot.formatting import format_event, with_outcome
 from bot.outbox import Outbox, OutboxSender
 from bot.ports import TradingControl
@@ -51,6 +51,8 @@ class TelegramService:
         self._menu_set = False
         self._conflict_told: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        if isinstance(self.app.bot, PollingBot):
+            self.app.bot.watch.on_resumed = self._token_accepted
 
     async def start(self) -> None:
         """Safe to call again after it raised (the runtime retries it while Telegram is unreachable): each step is
@@ -69,10 +71,18 @@ class TelegramService:
                 poll_interval=0.0, timeout=self.poll_timeout_s, error_callback=self._polling_error
             )
 
+    @property
+    def unauthorized_updates(self) -> int:
+        """Updates from users who are not allowed, since the start (for /metrics; the log has one line per user per
+        ten minutes)."""
+        return int(self.app.bot_data["state"].unauthorized)
+
     def _polling_error(self, exc: TelegramError) -> None:
         """PTB retries a failed poll on its own; a 409 Conflict means another process polls this token and gets
         some of the updates, button presses included: the chats are told (it was one stdlib log line per poll).
         Called synchronously by PTB, and must not raise."""
+        if isinstance(exc, TokenRefused):
+            return  # logged once by the bot, and polling goes on trying
         if not isinstance(exc, Conflict):
             log.warning("telegram.polling_failed", error=str(exc))
             return
@@ -82,6 +92,19 @@ class TelegramService:
             return
         self._conflict_told = now
         task = asyncio.get_running_loop().create_task(self._tell(CONFLICT_TEXT))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _token_accepted(self, refused_s: float) -> None:
+        """Telegram takes the token again after refusing it: the chats learn that commands went unheard meanwhile."""
+        minutes = max(1, round(refused_s / 60))
+        task = asyncio.get_running_loop().create_task(
+            self._tell(
+                f"⚠️ <b>Telegram refused this bot's token for about {minutes} min</b> (401 Unauthorized): commands "
+                "and button presses were not received meanwhile; the engine kept trading and managing stops. Polling "
+                "has resumed. /status shows where things stand."
+            )
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

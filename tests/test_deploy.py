@@ -149,6 +149,12 @@ def test_systemd_unit_runs_what_start_sh_runs_in_the_documented_place() -> None:
     assert "mkdir -p data logs run" in (ROOT / "docs" / "DEPLOY.md").read_text()
 
 
+def test_systemd_unit_gives_the_bot_enough_file_descriptors() -> None:
+    """No LimitNOFILE: systemd's soft default of 1024 descriptors, shared by the exchange sockets, SQLite and the HTTP
+    side, which ~1000 client connections within its idle timeout could use up. Now 16384."""
+    assert int(_unit("enygma.service")["LimitNOFILE"]) == 16384
+
+
 def test_health_timer_restarts_the_bot_as_a_user_allowed_to() -> None:
     """``systemctl restart enygma`` from the unprivileged user is refused (interactive authentication required), so
     the timer never restarted a hung bot; the check itself is only an HTTP GET to loopback."""

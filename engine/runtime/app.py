@@ -368,9 +368,11 @@ class Runtime:
                 levels=dict(s.telegram_notify_levels),
             )
             self.bus.subscribe("telegram", telegram.notify)
-            outbox, sender = telegram.outbox, telegram.sender  # read at each scrape: Telegram's silence is visible
+            # read at each scrape: Telegram's silence is visible
+            outbox, sender, service = telegram.outbox, telegram.sender, telegram
             self.metrics.telegram_dropped.set_function(lambda: outbox.dropped)
             self.metrics.telegram_unreachable.set_function(lambda: sender.unreachable_chats)
+            self.metrics.telegram_unauthorized.set_function(lambda: service.unauthorized_updates)
             await self.bus.start_new()
             self._background(_start_telegram(telegram), "telegram-start")
         self.engine = engine

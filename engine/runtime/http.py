@@ -82,6 +82,11 @@ class Metrics:
         self.telegram_unreachable = Gauge(
             "enygma_telegram_unreachable_chats", "Chats whose last send met an outage (network, 5xx, 401)", registry=r
         )
+        self.telegram_unauthorized = Gauge(
+            "enygma_telegram_unauthorized_updates_total",
+            "Telegram updates from users not allowed (never answered; logged once per user per 10 min)",
+            registry=r,
+        )
         buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
         self.entry_latency = Histogram(
             "enygma_candle_to_entry_seconds", "Closed candle to entry order accepted", buckets=buckets, registry=r

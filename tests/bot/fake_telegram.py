@@ -38,6 +38,7 @@ class FakeTelegram:
     fail_5xx: dict[str, int] = field(default_factory=dict)  # method -> how many calls answer 502 Bad Gateway
     slow_answers: bool = False  # answerCallbackQuery fails as Telegram does for a query older than its window
     conflicts: int = 0  # getUpdates answers 409 this many times: another process polls the same token
+    send_delay_s: float = 0.0  # sendMessage answers only after this long (a slow network): a send in flight
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _update_ids: Any = field(default_factory=lambda: itertools.count(1000))
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
@@ -149,6 +150,8 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         params = await _params(request)
+        if method == "sendMessage" and self.send_delay_s:
+            await asyncio.sleep(self.send_delay_s)
         if self.fail_5xx.get(method, 0) > 0:
             self.fail_5xx[method] -= 1
             return _error(502, "Bad Gateway")

@@ -80,6 +80,7 @@ async def test_expired_and_rejected_cards_keep_their_details(
 ) -> None:
     svc, _ = service
     await svc.notify(card("ap-9"))
+    await tg.wait_for("sendMessage")  # in the chat: the outcome edits it (one still queued goes out resolved)
     await svc.notify(ApprovalResolved(ts_ms=2, approval_id="ap-9", outcome="expired"))
     edit = (await tg.wait_for("editMessageText"))[-1]
     assert all(d in edit["text"] for d in DETAILS) and "reply_markup" not in edit  # buttons gone

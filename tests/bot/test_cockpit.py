@@ -239,6 +239,7 @@ async def test_approval_card_buttons_execute_exactly_once(
             expires_ms=1,
         )
     )
+    await tg.wait_for("sendMessage", 2)  # the card is in the chat (a card still queued goes out already resolved)
     await svc.notify(ApprovalResolved(ts_ms=2, approval_id="ap-9", outcome="expired"))  # a card nobody tapped
     edits = await tg.wait_for("editMessageText", 4)
     assert "expired" in edits[-1]["text"] and "reply_markup" not in edits[-1]  # the card says so, buttons gone

@@ -10,6 +10,8 @@ import time
 from decimal import Decimal
 from typing import Any
 
+import structlog.testing
+
 from bot.app import BotConfig
 from bot.service import TelegramService
 from engine.events import ApprovalRequested, DriftDetected, HealthChanged, PositionClosed, StopMoved
@@ -517,6 +519,7 @@ async def test_messages_for_a_group_that_became_a_supergroup_follow_it(tg: FakeT
         from engine.events import ApprovalResolved
 
         await svc.notify(card_event("ap-5"))
+        await drained(svc)  # in the chat: the outcome edits it (one still queued goes out already resolved)
         await svc.notify(ApprovalResolved(ts_ms=2, approval_id="ap-5", outcome="expired"))
         await drained(svc)
         edit = tg.sent("editMessageText")[-1]  # the card, found under its new chat id, keeps its details
@@ -824,5 +827,37 @@ async def test_no_configured_secret_reaches_the_chat_in_an_error_or_a_notificati
         assert "stream" in note, note
         for text in (reply, note):
             assert "PROXYpass" not in text and "pass-PHRASE-42" not in text, text
+    finally:
+        await svc.stop()
+
+
+async def test_a_stranger_flooding_the_chat_gets_one_log_line_per_ten_minutes_and_a_count(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """200 updates from a stranger (a spam bot in the group) logged 200 warnings: anyone could flood the log. Now
+    the first is logged, the rest are counted, and the next line after ten minutes says how many were not logged.
+    Each stranger has their own window; nobody gets an answer; every update is in the count /metrics reads."""
+    clock = [1000.0]
+    control = Control()
+    svc = build(tg, db, control)
+    svc.app.bot_data["state"].clock = lambda: clock[0]
+    await svc.start()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(200):
+                tg.push_message(STRANGER, "/killswitch", chat_id=GROUP)
+            tg.push_message(STRANGER + 1, "buy now!!", chat_id=GROUP)
+            tg.push_message(OWNER, "/help")  # the marker: every update before it was handled
+            await tg.wait_for("sendMessage")
+            lines = [e for e in logs if e["event"] == "telegram.unauthorized"]
+            assert [(e["user_id"], e["not_logged_since_last"]) for e in lines] == [(STRANGER, 0), (STRANGER + 1, 0)]
+            clock[0] += 601  # ten minutes on: the next one is logged with the count of those in between
+            tg.push_message(STRANGER, "/status", chat_id=GROUP)
+            tg.push_message(OWNER, "/help")
+            await tg.wait_for("sendMessage", 2)
+            lines = [e for e in logs if e["event"] == "telegram.unauthorized"]
+            assert [(e["user_id"], e["not_logged_since_last"]) for e in lines][2:] == [(STRANGER, 199)]
+        assert svc.unauthorized_updates == 202 and control.kills == 0
+        assert [m["chat_id"] for m in tg.sent()] == [OWNER, OWNER] and tg.sent("answerCallbackQuery") == []
     finally:
         await svc.stop()

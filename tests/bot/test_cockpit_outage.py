@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import structlog.testing
+
 from bot.outbox import BACKLOG_CAP, GIVE_UP_ATTEMPTS
 from bot.service import TelegramService
-from engine.events import HaltRaised, HealthChanged, StopMoved, StreamReconnected
+from engine.events import ApprovalResolved, HaltRaised, HealthChanged, StopMoved, StreamReconnected
 from storage.db import Database
-from tests.bot.fake_telegram import FakeTelegram
+from tests.bot.fake_telegram import FakeTelegram, outcome
 from tests.bot.test_cockpit import OWNER, Control
-from tests.bot.test_cockpit_faults import GROUP, build, closed, drained
+from tests.bot.test_cockpit_faults import GROUP, build, card_event, closed, drained
 
 
 def halt() -> HaltRaised:
@@ -200,3 +202,91 @@ async def running_with_polling_conflicts(tg: FakeTelegram, db: Database, conflic
     svc = build(tg, db, Control())
     await svc.start()
     return svc
+
+
+async def test_an_approval_that_expired_during_the_outage_goes_out_already_expired_without_buttons(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """The card was queued while Telegram answered 502, and the approval expired before it came back: the card went
+    out with live Approve/Reject buttons and was edited to "expired" a moment later (1 send with buttons + 1 edit).
+    Now one message goes out, with the card's details, the outcome and no buttons; a press of its old button data
+    (a client that kept it) approves nothing."""
+    control = Control()
+    svc = build(tg, db, control)
+    tg.fail_5xx["sendMessage"] = 10**6
+    await svc.start()
+    try:
+        await svc.notify(card_event("ap-9"))
+        await asyncio.sleep(0.3)  # tried and refused: Telegram is down
+        await svc.notify(ApprovalResolved(ts_ms=2, approval_id="ap-9", outcome="expired"))
+        assert await svc.outbox.pending_count() == 1
+        tg.fail_5xx.clear()
+        await drained(svc, timeout=30)
+        await asyncio.sleep(0.3)
+        sent, edits = tg.sent(), tg.sent("editMessageText")
+        assert len(sent) == 1 and edits == []
+        assert "reply_markup" not in sent[0]
+        assert "179 lots" in sent[0]["text"] and outcome(sent[0]["text"]) == "Approval ap-9: <b>expired</b>"
+        tg.push_callback(OWNER, "ap:ap-9:y")
+        answer = (await tg.wait_for("answerCallbackQuery"))[-1]
+        assert answer.get("text") == "expired" and control.executed == []
+    finally:
+        await svc.stop()
+
+
+async def test_a_card_whose_outcome_comes_while_it_is_being_sent_is_edited_to_it(
+    tg: FakeTelegram, db: Database
+) -> None:
+    """The card was on its way (a slow sendMessage) when the approval expired. The outcome replaces the queued card
+    in place, so the send in flight must not mark the new text sent: without that check the outcome never went out
+    and the card kept live buttons (the test timed out). Now the card that went out is edited to the outcome."""
+    svc = build(tg, db, Control())
+    tg.send_delay_s = 0.6
+    await svc.start()
+    try:
+        await svc.notify(card_event("ap-9"))
+        await asyncio.sleep(0.3)  # the send is in flight
+        await svc.notify(ApprovalResolved(ts_ms=2, approval_id="ap-9", outcome="expired"))
+        tg.send_delay_s = 0
+        await drained(svc, timeout=10)
+        sent = tg.sent()
+        assert len(sent) == 1 and sent[0]["reply_markup"]["inline_keyboard"]  # it had left with its buttons
+        edit = (await tg.wait_for("editMessageText"))[-1]
+        assert outcome(edit["text"]) == "Approval ap-9: <b>expired</b>" and "179 lots" in edit["text"]
+        assert "reply_markup" not in edit and tg.markups[(OWNER, edit["message_id"])] is None
+    finally:
+        await svc.stop()
+
+
+async def test_polling_resumes_by_itself_once_telegram_takes_the_token_again(tg: FakeTelegram, db: Database) -> None:
+    """The token was refused (401) for a while, then worked again (the operator undid the revocation): polling had
+    ended for good on the first 401, and a /killswitch sent after the token worked again got no answer until the bot
+    was restarted. Now polling keeps trying (PTB's backoff, at most 30 s apart), logs the refusal once, resumes on
+    its own and tells the chat once; notifications queued meanwhile arrive too."""
+    control = Control()
+    svc = build(tg, db, control)
+    await svc.start()
+    token = tg.token
+    try:
+        with structlog.testing.capture_logs() as logs:
+            tg.token = "revoked"
+            await asyncio.sleep(4)  # several refused polls
+            await svc.notify(closed(-21))  # the engine keeps going meanwhile
+            tg.token = token
+            tg.push_message(OWNER, "/killswitch")
+            async with asyncio.timeout(20):
+                while not any("Cancel every order" in m["text"] for m in tg.sent()):
+                    await asyncio.sleep(0.05)
+            await drained(svc)
+        refused = [e for e in logs if e["event"] == "telegram.token_refused"]
+        accepted = [e for e in logs if e["event"] == "telegram.token_accepted"]
+        assert len(refused) == 1 and len(accepted) == 1 and accepted[0]["refused_s"] >= 3
+        told = [m for m in tg.sent() if "refused this bot's token" in m["text"]]
+        assert len(told) == 1 and any("net -21" in m["text"] for m in tg.sent())
+        tg.push_message(OWNER, "/status")  # and it goes on polling normally
+        async with asyncio.timeout(10):
+            while not any("PAPER" in m["text"] for m in tg.sent()):
+                await asyncio.sleep(0.05)
+    finally:
+        tg.token = token
+        await svc.stop()

@@ -202,6 +202,7 @@ async def test_paper_bot_with_telegram_answers_and_notifies(tmp_path: Path, data
         code, metrics = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics")
         assert code == 200 and "enygma_telegram_dropped 0.0" in metrics
         assert "enygma_telegram_unreachable_chats 0.0" in metrics
+        assert "enygma_telegram_unauthorized_updates_total 1.0" in metrics  # the stranger's /status
         _, ready = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/health/ready")
         for text in (page, metrics, ready):  # what the HTTP side shows never carries the bot token
             assert tg.token not in text and tg.token.split(":")[1] not in text
