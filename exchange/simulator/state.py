@@ -796,22 +796,28 @@ class Book:
         c = self.contracts[symbol]
         qty = abs(pos.qty) * c.multiplier
         bankrupt = abs(pos.cost) / qty + (-1 if pos.qty > 0 else 1) * pos.margin / qty
-        liq_order = Order(
+        liq_order = self._exchange_order(symbol, pos, abs(pos.qty), "liquidation")
+        self._fill(liq_order, _round(bankrupt, c.tick_size, up=pos.qty < 0), abs(pos.qty), "taker", "liquid")
+
+    def _exchange_order(self, symbol: str, pos: Position, lots: int, kind: str) -> Order:
+        """The market order the exchange itself sends to take ``lots`` of ``pos`` (a liquidation or an ADL): stored
+        like the trader's, so its fills and order queries look as KuCoin's do."""
+        order = Order(
             id=self.next_id(),
-            client_oid=f"liquidation-{self.next_id()}",
+            client_oid=f"{kind}-{self.next_id()}",
             symbol=symbol,
             side="sell" if pos.qty > 0 else "buy",
             type="market",
             price=None,
-            size=abs(pos.qty),
+            size=lots,
             leverage=pos.leverage,
-            margin_mode="ISOLATED",
+            margin_mode=self.margin_modes.get(symbol, "ISOLATED"),
             reduce_only=True,
             created_at=self.clock(),
             position_side=pos.position_side,
         )
-        self.orders[liq_order.id] = liq_order
-        self._fill(liq_order, _round(bankrupt, c.tick_size, up=pos.qty < 0), abs(pos.qty), "taker", "liquid")
+        self.orders[order.id] = order
+        return order
 
     def force_reduce(
         self, symbol: str, lots: int, price: Decimal, *, trade_type: str = "adl", position_side: str = "BOTH"
@@ -823,21 +829,7 @@ class Book:
         pos = self.position(symbol, position_side)
         if pos.qty == 0 or not 0 < lots <= abs(pos.qty):
             raise SimError("300009", f"cannot take {lots} lots of a position of {pos.qty}")
-        system = Order(
-            id=self.next_id(),
-            client_oid=f"{'adl' if trade_type == 'adl' else 'liquidation'}-{self.next_id()}",
-            symbol=symbol,
-            side="sell" if pos.qty > 0 else "buy",
-            type="market",
-            price=None,
-            size=lots,
-            leverage=pos.leverage,
-            margin_mode=self.margin_modes.get(symbol, "ISOLATED"),
-            reduce_only=True,
-            created_at=self.clock(),
-            position_side=position_side,
-        )
-        self.orders[system.id] = system
+        system = self._exchange_order(symbol, pos, lots, "adl" if trade_type == "adl" else "liquidation")
         rate = ZERO if trade_type == "adl" else None
         self._fill(system, price, lots, "taker", trade_type, rate)
         return system
