@@ -102,6 +102,54 @@ class MarketClock:
         return self.now_ms or int(time.time() * 1000)
 
 
+class ScheduledJobs:
+    """The scheduler's coroutine jobs (reconciliation, daily summary, pruning), tracked so a stop lets a run in
+    flight finish before the database closes. APScheduler's own shutdown cancels them wherever they are (its
+    ``wait=True`` does nothing under asyncio) and logs the ``CancelledError`` as "Job raised an exception" with a
+    traceback: the soak failed once on a reconciliation cut short mid-query (``refresh_gauges``) by a clean stop."""
+
+    def __init__(self) -> None:
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.grace_s = 10.0  # how long a stop waits for a run in flight before cutting it short
+        self._running: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    def add(self, work: Callable[[], Awaitable[None]], trigger: str, job_id: str, **options: Any) -> None:
+        async def run() -> None:
+            task = asyncio.current_task()  # the scheduler's task for this run (never None inside one)
+            if task is not None:
+                self._running.add(task)
+            try:
+                await work()
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+                # cut short by the stop (held past grace_s): it is a periodic look, the next start runs it again
+                log.warning("job.cut_short", job=job_id, detail=f"still running {self.grace_s:g} s into the stop")
+            finally:
+                if task is not None:
+                    self._running.discard(task)
+
+        self.scheduler.add_job(run, trigger, id=job_id, name=job_id, **options)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        """No new run starts; a run in flight gets ``grace_s`` to finish, then is cancelled and awaited; only then
+        the scheduler shuts down (with nothing left for it to cancel)."""
+        self.scheduler.pause()
+        await asyncio.sleep(0)  # a run submitted just before the pause reaches run() and is counted
+        running = set(self._running)
+        if running:
+            _, late = await asyncio.wait(running, timeout=self.grace_s)
+            self._stopping = True
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        self.scheduler.shutdown(wait=False)
+
+
 class Runtime:
     def __init__(self, settings: Settings, opts: RunOptions) -> None:
         self.settings = settings
@@ -120,6 +168,7 @@ class Runtime:
         self._http: web.AppRunner | None = None
         self.reconcile: Callable[[], Awaitable[None]] | None = None  # set once running
         self._replay_lost = 0  # pushes of the replay that went to a dropped connection: never waited for again
+        self.jobs = ScheduledJobs()
 
     async def _exchange(self) -> KucoinFuturesClient:
         s = self.settings
@@ -513,10 +562,8 @@ class Runtime:
             self.health.stream_connected = stream.connected.is_set()
 
         self.reconcile = reconcile  # the scheduled job, reachable for tests and diagnostics
-        scheduler = AsyncIOScheduler(timezone="UTC")
-        scheduler.add_job(
-            reconcile, "interval", seconds=s.reconcile_interval_s, id="reconcile", max_instances=1, coalesce=True
-        )
+        jobs = self.jobs
+        jobs.add(reconcile, "interval", "reconcile", seconds=s.reconcile_interval_s, max_instances=1, coalesce=True)
         hour, minute = (int(x) for x in s.telegram_daily_summary_utc.split(":"))
 
         async def daily_summary() -> None:
@@ -526,7 +573,7 @@ class Runtime:
             closed = await events.closed_trades(since)  # with the funding read after a close
             self.bus.publish(summarize_day(closed, now_ms=now, risk=engine.risk))
 
-        scheduler.add_job(daily_summary, "cron", hour=hour, minute=minute, id="daily-summary")
+        jobs.add(daily_summary, "cron", "daily-summary", hour=hour, minute=minute)
 
         async def prune_decisions() -> None:
             """The per-bar decision records older than DECISION_RETENTION_DAYS (by the engine's clock, the one the
@@ -543,8 +590,8 @@ class Runtime:
             if cards or intents:
                 log.info("records.pruned", approvals=cards, intents=intents, keep_days=RECORD_RETENTION_DAYS)
 
-        scheduler.add_job(prune_decisions, "interval", hours=1, id="prune-decisions", max_instances=1, coalesce=True)
-        scheduler.start()
+        jobs.add(prune_decisions, "interval", "prune-decisions", hours=1, max_instances=1, coalesce=True)
+        jobs.start()
         # Now, not only at the first reconciliation (RECONCILE_INTERVAL_S later): until then /metrics said equity 0
         # and no positions, which an alert on equity or on a recovered position would take at its word.
         await refresh_gauges()
@@ -556,7 +603,7 @@ class Runtime:
             await self.stop_event.wait()
         finally:
             log.info("enygma.stopping", detail="orders and stops stay on the exchange")
-            scheduler.shutdown(wait=False)
+            await jobs.stop()  # a reconciliation in flight finishes (or is cut short quietly) before anything closes
             await stream.stop()
             with contextlib.suppress(TimeoutError):  # let in-flight entries and stop moves finish
                 await asyncio.wait_for(lanes.drain(), timeout=10)

@@ -4,8 +4,10 @@ max-speed replay, a 429 storm at a reconciliation, funding paid while a replayed
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -117,3 +119,67 @@ async def test_a_rate_limit_storm_at_a_position_push_is_a_warning_not_a_failed_l
                 assert not any(e["event"] == "lane.job_failed" for e in logs), logs  # before
                 await asyncio.sleep(0.05)
     assert [e["step"] for e in logs if e["event"] == "reconcile.failed"] == ["positions (push)"]
+
+
+async def start_paper(tmp: Path, data_dir: Path) -> tuple[Runtime, asyncio.Task[int]]:
+    rt = Runtime(paper_settings(tmp), RunOptions(replay_dir=data_dir, speed="1"))
+    run = asyncio.create_task(rt.run())
+    async with asyncio.timeout(30):
+        while rt.health.phase != "running":
+            assert not run.done(), run
+            await asyncio.sleep(0.02)
+    return rt, run
+
+
+async def reconciliation_held_mid_query(rt: Runtime) -> tuple[asyncio.Event, asyncio.Event]:
+    """Start the scheduled reconciliation now, through the scheduler, and hold it inside ``refresh_gauges``'s
+    SQLite query (the retry queue's depth) until the returned ``release`` is set: the interleaving the soak hit."""
+    assert rt.engine is not None
+    entered, release = asyncio.Event(), asyncio.Event()
+    depth = rt.engine.retry.depth
+
+    async def held_depth() -> int:
+        entered.set()
+        await release.wait()
+        return await depth()
+
+    rt.engine.retry.depth = held_depth  # type: ignore[method-assign]
+    rt.jobs.scheduler.modify_job("reconcile", next_run_time=datetime.now(UTC))
+    await asyncio.wait_for(entered.wait(), 10)
+    return entered, release
+
+
+async def test_a_stop_waits_for_a_reconciliation_in_flight_before_closing(
+    tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The soak's stop cancelled the scheduled reconciliation halfway through its SQLite query: APScheduler logged
+    the CancelledError as 'Job "reconcile" raised an exception' with a traceback. Now the stop lets it finish."""
+    rt, run = await start_paper(tmp_path, data_dir)
+    _, release = await reconciliation_held_mid_query(rt)
+    rt.metrics.retry_depth.set(-1)
+    with caplog.at_level(logging.WARNING):
+        rt.stop_event.set()
+        await asyncio.sleep(0.5)
+        assert not run.done()  # waiting for the job, the database still open
+        release.set()
+        assert await asyncio.wait_for(run, 30) == 0
+    depth = rt.metrics.registry.get_sample_value("enygma_retry_queue_depth")
+    assert depth == 0  # the job ran to its end: its query answered 0 (the gauge was -1 before it)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert not any(r.exc_info for r in caplog.records)  # before: 'Job "reconcile" raised an exception' + traceback
+
+
+async def test_a_reconciliation_hung_past_the_grace_is_cut_short_quietly(
+    tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run that does not finish within the grace (an exchange hanging) is cancelled by the stop: one warning,
+    no traceback, and the stop still ends cleanly (exit 0) within the grace."""
+    rt, run = await start_paper(tmp_path, data_dir)
+    rt.jobs.grace_s = 0.5
+    await reconciliation_held_mid_query(rt)  # never released
+    with caplog.at_level(logging.WARNING), structlog.testing.capture_logs() as logs:
+        rt.stop_event.set()
+        assert await asyncio.wait_for(run, 30) == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []  # before: the traceback
+    assert not any(r.exc_info for r in caplog.records)
+    assert [e["job"] for e in logs if e["event"] == "job.cut_short"] == ["reconcile"]
