@@ -443,10 +443,14 @@ class Runtime:
         await runner.setup()
         self._http = runner  # cleaned up by run(), also when the start-up fails after this point
         await web.TCPSite(runner, s.http_host, s.http_port).start()
+        # HTTP_PORT=0: the port the system chose, in the log (the chaos tests start the bot on one so no other
+        # process can take a port picked for it beforehand: that start ended with exit 1, "address already in use")
+        port = next((int(a[1]) for a in runner.addresses if isinstance(a, tuple)), s.http_port)
+        url = f"http://{s.http_host}:{port}"
         # Up before the warm-up, which takes minutes over a large universe: /health/live answers (so systemd and the
         # health timer do not restart a bot that is only warming up), /health/ready says what is not ready yet, and
         # the kill switch works from the first minute.
-        log.info("http.listening", http=f"http://{s.http_host}:{s.http_port}")
+        log.info("http.listening", http=url)
         await engine.restore_risk(events)  # a restart must not clear today's loss limit, streak or cooldowns
         await engine.restore_resizes(events)  # a resize said "not yet confirmed" still gets its follow-up
         await engine.check_exchange_status()  # in maintenance, entries wait from the first candle on
@@ -598,7 +602,7 @@ class Runtime:
 
         self.bus.publish(HealthChanged(ts_ms=_now(), component="engine", healthy=True, detail="started"))
         self.health.phase = "running"
-        log.info("enygma.ready", http=f"http://{s.http_host}:{s.http_port}")
+        log.info("enygma.ready", http=url)
         try:
             await self.stop_event.wait()
         finally:

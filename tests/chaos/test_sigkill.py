@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,12 +27,6 @@ from tests.conftest import ROOT
 KEY, SECRET, PASSPHRASE = "chaos-key", "chaos-secret", "chaos-pass"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def post(url: str, body: dict[str, object] | None = None) -> dict[str, object]:
     req = urllib.request.Request(
         url,
@@ -47,17 +40,21 @@ def post(url: str, body: dict[str, object] | None = None) -> dict[str, object]:
 
 
 class Rig:
+    """The simulator and each engine start listen on a port the system chose at bind time (port 0), read back from
+    their output. Picked beforehand (bind to 0, close, pass the number on), a port was free only until someone
+    else took it: under load, with other test runs on the machine, the engine exited 1 at the start ("address
+    already in use") instead of reaching its crash point."""
+
     def __init__(self, tmp: Path, data_dir: Path) -> None:
         self.tmp = tmp
-        self.sim_port, self.http_port = free_port(), free_port()
-        self.sim_url = f"http://127.0.0.1:{self.sim_port}"
+        self.http_port = 0  # the running engine's, once it said so (``wait_ready``)
         self.sim = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "exchange.simulator",
                 "--port",
-                str(self.sim_port),
+                "0",
                 "--api-key",
                 KEY,
                 "--api-secret",
@@ -72,9 +69,13 @@ class Rig:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        assert self.sim.stdout is not None and "listening" in self.sim.stdout.readline()
+        assert self.sim.stdout is not None
+        first = self.sim.stdout.readline()
+        assert "listening on http://" in first, first
+        self.sim_url = first.split("listening on ")[1].split()[0]
         self.price(2000)
         self.engine: subprocess.Popen[str] | None = None
+        self.logs: list[Path] = []  # each engine start's stdout and stderr, shown when a start ends unexpectedly
 
     def price(self, last: float) -> None:
         post(f"{self.sim_url}/sim/price", {"symbol": "ETHUSDTM", "last": str(last)})
@@ -88,22 +89,59 @@ class Rig:
             KUCOIN_API_SECRET=SECRET,
             KUCOIN_API_PASSPHRASE=PASSPHRASE,
             DB_PATH=str(self.tmp / "e.sqlite"),
-            HTTP_PORT=str(self.http_port),
+            HTTP_PORT="0",
             SYMBOLS="ETHUSDTM",
             RECONCILE_INTERVAL_S="5",
             KILL_SWITCH_FILE=str(self.tmp / "KILL"),
         )
         if crash_at:
             env["ENYGMA_CRASH_AT"] = crash_at
-        log = (self.tmp / f"engine-{time.monotonic_ns()}.log").open("w")
-        self.engine = subprocess.Popen(
-            [sys.executable, "-m", "engine.runtime"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
-        )
+        self.http_port = 0
+        path = self.tmp / f"engine-{time.monotonic_ns()}.log"
+        self.logs.append(path)
+        with path.open("w") as log:
+            self.engine = subprocess.Popen(
+                [sys.executable, "-m", "engine.runtime"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         return self.engine
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last engine start's output: a failed wait says why the process ended (it once exited 1 under
+        load instead of reaching its crash point, and the test said only ``1 == -9``)."""
+        if not self.logs:
+            return "(no engine started)"
+        text = self.logs[-1].read_text(errors="replace").splitlines()
+        return "\n".join([f"--- {self.logs[-1].name}, last {lines} lines:", *text[-lines:]])
+
+    def wait_exit(self, proc: subprocess.Popen[str], expected: int, timeout: float = 60) -> None:
+        """Wait for ``proc`` to end with ``expected``; otherwise fail with the engine's log tail."""
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"engine still running after {timeout} s\n{self.log_tail()}") from None
+        assert code == expected, f"engine exited {code}, expected {expected}\n{self.log_tail()}"
+
+    def listening_port(self) -> int:
+        """The port the last engine start said it listens on (its ``http.listening`` line), 0 until then."""
+        for line in self.logs[-1].read_text(errors="replace").splitlines():
+            if '"http.listening"' in line:
+                return int(json.loads(line)["http"].rsplit(":", 1)[1])
+        return 0
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if self.engine is not None and self.engine.poll() is not None:
+                raise AssertionError(f"engine exited {self.engine.returncode} on its way up\n{self.log_tail()}")
+            self.http_port = self.http_port or self.listening_port()
+            if not self.http_port:
+                time.sleep(0.2)
+                continue
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health/live", timeout=2) as r:
                     if json.loads(r.read())["phase"] == "running":  # HTTP answers from before the warm-up
@@ -111,12 +149,12 @@ class Rig:
             except OSError:
                 pass
             time.sleep(0.2)
-        raise AssertionError("engine did not come up")
+        raise AssertionError(f"engine did not come up\n{self.log_tail()}")
 
     def stop_engine(self) -> None:
         if self.engine is not None and self.engine.poll() is None:
             self.engine.send_signal(signal.SIGTERM)
-            assert self.engine.wait(timeout=60) == 0
+            self.wait_exit(self.engine, 0)
 
     def close(self) -> None:
         if self.engine is not None and self.engine.poll() is None:
@@ -174,7 +212,7 @@ def downs(stops: list[tuple[StopDirection | None, D | None]]) -> list[D | None]:
 async def test_sigkill_between_entry_and_stop_placement(rig: Rig) -> None:
     await enter_directly(rig)
     proc = rig.start_engine(crash_at="before_stop")
-    assert proc.wait(timeout=60) == -signal.SIGKILL
+    rig.wait_exit(proc, -signal.SIGKILL)
     lots, stops, buys = await exchange_state(rig)
     assert (lots, stops, buys) == (50, [], 1)  # killed before any stop went out
     rig.start_engine()
@@ -192,7 +230,7 @@ async def test_sigkill_between_entry_and_stop_placement(rig: Rig) -> None:
 async def test_sigkill_between_the_take_profit_landing_and_its_save(rig: Rig) -> None:
     await enter_directly(rig)
     proc = rig.start_engine(crash_at="after_take_profit")
-    assert proc.wait(timeout=60) == -signal.SIGKILL
+    rig.wait_exit(proc, -signal.SIGKILL)
     lots, stops, buys = await exchange_state(rig)
     assert lots == 50 and len(stops) == 2  # stop and TP both out; the TP's id never reached SQLite
     rig.start_engine()
@@ -217,7 +255,7 @@ async def test_sigkill_mid_stop_replace(rig: Rig) -> None:
     proc = rig.start_engine(crash_at="mid_replace")
     rig.wait_ready()
     rig.price(2020)  # +10 % ROI at 10x: break-even and the first lock move the stop
-    assert proc.wait(timeout=60) == -signal.SIGKILL
+    rig.wait_exit(proc, -signal.SIGKILL)
     during = downs((await exchange_state(rig))[1])
     assert len(during) == 2 and initial[0] in during  # the new stop is out, the old one not yet cancelled
     placed_new = [p for p in during if p != initial[0]]
@@ -249,7 +287,7 @@ async def test_sigkill_during_the_kill_switch(rig: Rig) -> None:
     await until(protected, "initial protection")
     with contextlib.suppress(OSError):  # the process dies while answering
         post(f"http://127.0.0.1:{rig.http_port}/killswitch")
-    assert proc.wait(timeout=60) == -signal.SIGKILL
+    rig.wait_exit(proc, -signal.SIGKILL)
     lots, stops, _ = await exchange_state(rig)
     assert lots == 50 and stops == []  # orders cancelled, position not yet closed: the worst moment
     rig.start_engine()
