@@ -13,6 +13,7 @@ import urllib.parse
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from traceback import format_exc
 from typing import Any
 
 import structlog
@@ -144,8 +145,9 @@ class KucoinStream:
                 error = self._note_error(f"{type(exc).__name__}: {exc}")
                 log.warning("ws.disconnected", error=error, attempt=attempt)
             except Exception as exc:  # a bug or a surprise in one session (e.g. the backfill hook): never the end
-                self._note_error(f"{type(exc).__name__}: {exc}")
-                log.exception("ws.session_failed", attempt=attempt)
+                error = self._note_error(f"{type(exc).__name__}: {exc}")
+                # The traceback through the same cleaning: the log's own redactor does not know this token.
+                log.error("ws.session_failed", error=error, attempt=attempt, traceback=self._clean(format_exc()))
             finally:
                 if self.connected.is_set():
                     attempt = 0  # this connection came up: the next drop starts the backoff over
@@ -203,13 +205,17 @@ class KucoinStream:
                         fut.set_exception(StreamClosedError("connection closed before the ack"))
                 self._acks.clear()
 
-    def _note_error(self, text: str) -> str:
-        """Keep ``text`` in ``stats.errors`` with the account's key, secret and passphrase, the connection's token
-        and any URL's credentials blanked (an error's text can quote the signed request or the connect URL with its
-        token; the list outlives the log line and is read by whatever reports the stream's state); returns it."""
+    def _clean(self, text: str) -> str:
+        """``text`` with the account's key, secret and passphrase, the connection's token and any URL's
+        credentials blanked: an error's text can quote the signed request or the connect URL with its token."""
         creds = self.client.credentials
         known = (creds.key, creds.secret, creds.passphrase) if creds is not None else ()
-        clean = Redactor((*known, self._token or "")).text(text)
+        return Redactor((*known, self._token or "")).text(text)
+
+    def _note_error(self, text: str) -> str:
+        """Keep ``text``, cleaned, in ``stats.errors`` (it outlives the log line and is read by whatever reports
+        the stream's state); returns it for the log line."""
+        clean = self._clean(text)
         self.stats.errors.append(clean)
         return clean
 

@@ -222,11 +222,11 @@ async def test_a_failing_backfill_hook_does_not_end_the_stream(
 
 
 async def test_the_error_texts_a_stream_keeps_hold_no_credential(
-    sim: SimulatorServer, stream: tuple[KucoinStream, Recorder], capsys: pytest.CaptureFixture[str]
+    sim: SimulatorServer, stream: tuple[KucoinStream, Recorder], caplog: pytest.LogCaptureFixture
 ) -> None:
     """``stats.errors`` kept error texts as they came: an error frame quoting the signed passphrase, the API secret,
     the connection's token or a connect URL, or a failing reconnect hook's error naming them, stayed there for
-    anything that reports the stream's state to show. They are now blanked on the way in, the log line too."""
+    anything that reports the stream's state to show. Now blanked on the way in, in the logs (traceback too) too."""
     from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
 
     s, _ = stream
@@ -254,7 +254,8 @@ async def test_the_error_texts_a_stream_keeps_hold_no_credential(
     await until(lambda: s.stats.reconnects > reconnects and any("refused" in e for e in s.stats.errors))
     refused = [e for e in s.stats.errors if "refused" in e]
     assert refused[0] == "RuntimeError: reconciliation refused: KC-API-PASSPHRASE *** on token ***", refused
-    shown = repr(s.stats) + capsys.readouterr().err
+    shown = repr(s.stats) + caplog.text
+    assert "ws.session_failed" in shown and "reconciliation refused: KC-API-PASSPHRASE *** on token ***" in shown
     for secret in (KEY, SECRET, PASSPHRASE, token, str(s._token), "tok3n"):
         assert secret not in shown, secret
 
