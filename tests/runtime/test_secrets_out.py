@@ -61,3 +61,64 @@ async def test_an_event_carrying_an_error_text_is_stored_and_sent_without_the_se
     for event in (stored[0], seen[0]):
         assert event.detail.startswith("stopped: NoAnswerError: 502 via https://***@proxy.example.com:3128"), event
         assert "pr0xyPASSw0rd" not in event.detail and "pass-PHRASE-42" not in event.detail, event
+
+
+async def test_a_secret_nested_inside_an_event_is_stored_and_sent_blanked(tmp_path: Path) -> None:
+    """The bus cleaned only an event's top-level texts: a secret inside ``SignalEvaluated.decision`` (a gate's
+    reason, a list item, a dict in a list) or in ``DriftDetected.differences`` and ``KillSwitchReport.leftovers``
+    reached the journal, the SQLite event log, Telegram and the webhook as it was. Numbers stay numbers, and an
+    event with nothing to clean is handed on as the very same object (no copy on the hot path)."""
+    from engine.config.settings import Settings
+    from engine.events import DriftDetected, Event, KillSwitchReport, SignalEvaluated
+    from engine.runtime.app import RunOptions, Runtime
+    from storage.db import Database
+    from storage.journal import EventJournal, journal_path_for
+    from storage.repos import EventLog
+
+    secret = "pass-PHRASE-42"
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, kucoin_rest_url=PROXY, kucoin_api_passphrase=secret, db_path=tmp_path / "e.sqlite"
+    )
+    bus = Runtime(settings, RunOptions()).bus
+    seen: list[Event] = []
+
+    async def webhook(event: Event) -> None:
+        seen.append(event)
+
+    decision = {
+        "symbol": "ETHUSDTM",
+        "final_score": 61.5,
+        "failing": ["min_score", f"refused {secret}"],
+        "gates": [{"code": "spread", "passed": False, "reason": f"book via {PROXY}", "value": 0.0012}],
+        "mtf": {"alignment": "aligned", "notes": (f"note {secret}", 3)},
+    }
+    clean = SignalEvaluated(ts_ms=4, symbol="XBTUSDTM", decision={"symbol": "XBTUSDTM", "failing": ["min_score"]})
+    async with Database(settings.db_path) as db:
+        journal = EventJournal(db, journal_path_for(settings.db_path))
+        await journal.open()
+        bus.recorder = journal.record
+        bus.subscribe("webhook", webhook)
+        await bus.start()
+        bus.publish(SignalEvaluated(ts_ms=1, symbol="ETHUSDTM", decision=decision))
+        bus.publish(DriftDetected(ts_ms=2, differences=[f"order 7 unknown: {secret}", "ETHUSDTM size 3 != 2"]))
+        bus.publish(KillSwitchReport(ts_ms=3, cancelled_orders=1, closed_positions=[], flat=False, leftovers=[PROXY]))
+        bus.publish(clean)
+        await journal.flush()
+        stored = await EventLog(db).recent(limit=10)
+        await bus.stop()
+        await journal.close()
+    assert len(stored) == 4 and len(seen) == 4
+    assert seen[3] is clean  # nothing to clean: not copied
+    for events in (sorted(stored, key=lambda e: e.ts_ms), seen):
+        text = repr(events)
+        assert secret not in text and "pr0xyPASSw0rd" not in text, text
+        signal, drift, kill = (e for e in events if e.ts_ms < 4)
+        assert isinstance(signal, SignalEvaluated) and isinstance(drift, DriftDetected)
+        assert isinstance(kill, KillSwitchReport)
+        assert signal.decision["failing"] == ["min_score", "refused ***"]
+        assert signal.decision["gates"][0]["reason"] == "book via https://***@proxy.example.com:3128"
+        assert signal.decision["gates"][0]["value"] == 0.0012 and signal.decision["final_score"] == 61.5
+        assert list(signal.decision["mtf"]["notes"]) == ["note ***", 3]
+        assert drift.differences == ["order 7 unknown: ***", "ETHUSDTM size 3 != 2"]
+        assert kill.leftovers == ["https://***@proxy.example.com:3128"]
+    assert decision["failing"] == ["min_score", f"refused {secret}"]  # the publisher's own dict is not changed

@@ -98,7 +98,13 @@ async def test_rate_limit_pool_exhaustion_answers_429(data_dir: Path) -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="signals as on the VPS")
 def test_standalone_simulator_starts_and_stops_cleanly(data_dir: Path, tmp_path: Path) -> None:
+    """Its key, secret and passphrase come from SIM_API_* in the environment (they were --api-* arguments only,
+    visible in ``ps`` and the shell's history): a client signing with them is served, and no warning is printed."""
+    import os
+
     state = tmp_path / "sim.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIM_API_", "KUCOIN_API_"))}
+    env |= {"SIM_API_KEY": "env-key", "SIM_API_SECRET": "env-secret-77", "SIM_API_PASSPHRASE": "env-pass-88"}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -106,12 +112,6 @@ def test_standalone_simulator_starts_and_stops_cleanly(data_dir: Path, tmp_path:
             "exchange.simulator",
             "--port",
             "0",
-            "--api-key",
-            "k",
-            "--api-secret",
-            "s",
-            "--api-passphrase",
-            "p",
             "--data-dir",
             str(data_dir),
             "--symbols",
@@ -122,6 +122,7 @@ def test_standalone_simulator_starts_and_stops_cleanly(data_dir: Path, tmp_path:
             str(state),
         ],
         cwd=ROOT,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -130,11 +131,50 @@ def test_standalone_simulator_starts_and_stops_cleanly(data_dir: Path, tmp_path:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert "simulator listening on http://127.0.0.1:" in line
+        assert asyncio.run(_equity(line.split()[3], Credentials("env-key", "env-secret-77", "env-pass-88"))) == D(10000)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+    assert proc.stderr is not None and "warning" not in proc.stderr.read()
     saved = json.loads(state.read_text())
     assert "ETHUSDTM" in saved["prices"]
+
+
+async def _equity(url: str, credentials: Credentials) -> D:
+    async with KucoinFuturesClient(url, credentials) as client:
+        return (await client.account_overview()).equity
+
+
+def test_simulator_credentials_from_the_environment_and_flags_warned(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIM_API_* first, then the bot's KUCOIN_API_* (environment, then the project's .env, so a paper bot on
+    PAPER_EXCHANGE_URL matches); an --api-* flag still works but is warned about; none at all is a clear error."""
+    from exchange.simulator import __main__ as cli
+
+    for name in ("KEY", "SECRET", "PASSPHRASE"):
+        monkeypatch.delenv(f"SIM_API_{name}", raising=False)
+        monkeypatch.delenv(f"KUCOIN_API_{name}", raising=False)
+    env_file = tmp_path / ".env"
+    monkeypatch.setattr(cli, "ENV_FILE", env_file)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse([])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "set SIM_API_KEY, SIM_API_SECRET, SIM_API_PASSPHRASE in the environment" in err, err
+
+    env_file.write_text("KUCOIN_API_KEY=file-key\nKUCOIN_API_SECRET='file secret'\nKUCOIN_API_PASSPHRASE=file-pass\n")
+    monkeypatch.setenv("KUCOIN_API_SECRET", "bot-secret")
+    monkeypatch.setenv("SIM_API_PASSPHRASE", "sim-pass")
+    args = cli.parse([])
+    assert (args.api_key, args.api_secret, args.api_passphrase) == ("file-key", "bot-secret", "sim-pass")
+    assert capsys.readouterr().err == ""
+
+    args = cli.parse(["--api-secret", "flag-secret"])
+    assert (args.api_key, args.api_secret, args.api_passphrase) == ("file-key", "flag-secret", "sim-pass")
+    err = capsys.readouterr().err
+    assert err.startswith("warning: --api-secret on the command line is visible in ps and the shell's history; ")
+    assert "flag-secret" not in err and err.count("warning") == 1, err
 
 
 async def test_private_topics_need_a_private_token(sim: SimulatorServer) -> None:
