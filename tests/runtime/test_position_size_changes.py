@@ -24,6 +24,28 @@ from tests.runtime.test_engine import long_decision
 from tests.runtime.test_money_agrees import Clock, by_hand, check_close, move, open_trade, short_decision
 from tests.runtime.test_paper_faults import running
 
+
+class CancelRefused:
+    """KuCoin refuses to cancel one order (the stop being replaced) until ``lift()``: a stop move stays in
+    CANCELLING_OLD, its new stop live beside the old. ``refused`` lists each refusal."""
+
+    def __init__(self, rig: Rig, order_id: str | None) -> None:
+        self.client = rig.engine.client
+        self.real = rig.engine.client.cancel_order
+        self.order_id = order_id
+        self.refused: list[str] = []
+        self.client.cancel_order = self._cancel  # type: ignore[method-assign]
+
+    async def _cancel(self, order_id: str) -> list[str]:
+        if order_id == self.order_id:
+            self.refused.append(order_id)
+            raise ExchangeError("cancel refused (exchange busy)")
+        return await self.real(order_id)
+
+    def lift(self) -> None:
+        self.client.cancel_order = self.real  # type: ignore[method-assign]
+
+
 SYM = "ETHUSDTM"
 __all__ = ["running"]  # the paper Runtime fixture
 
@@ -238,20 +260,12 @@ async def test_both_stops_of_a_replace_triggered_by_a_gap_close_the_position_onc
     closes the 179 lots, the second is trimmed to nothing by reduceOnly; no short is opened."""
     p = await rig.engine.enter(SYM, long_decision())
     assert p is not None
-    old_stop = p.stop_order_id
-    real_cancel = rig.engine.client.cancel_order
-
-    async def refuse_old(order_id: str) -> list[str]:
-        if order_id == old_stop:
-            raise ExchangeError("cancel refused (exchange busy)")
-        return await real_cancel(order_id)
-
-    rig.engine.client.cancel_order = refuse_old  # type: ignore[method-assign]
+    refusal = CancelRefused(rig, p.stop_order_id)
     at(rig, 1_800_000_000_000)
     rig.sim.set_price(SYM, D("2015.00"))
     await rig.engine.on_mark(SYM, D("2015.00"))  # the new stop at 2009.30 is live and confirmed, the old one too
     assert p.replace_state == "CANCELLING_OLD" and len(await rig.client.open_stop_orders(SYM)) == 3
-    rig.engine.client.cancel_order = real_cancel  # type: ignore[method-assign]
+    refusal.lift()
     rig.sim.set_price(SYM, D("1970.00"))  # through 2009.30 and 1989.29 at once
     assert (await rig.client.position(SYM)).lots == 0
     assert sum(f.size for f in rig.sim.state.fills if f.side == "sell") == 179
@@ -289,15 +303,7 @@ async def test_lots_added_while_a_stop_move_is_in_flight_are_covered_once_the_mo
     second), the stop must cover all 358 lots, not wait for the next scheduled look with half of them bare."""
     p = await rig.engine.enter(SYM, long_decision())
     assert p is not None
-    old_stop = p.stop_order_id
-    real_cancel = rig.engine.client.cancel_order
-
-    async def refuse_old(order_id: str) -> list[str]:
-        if order_id == old_stop:
-            raise ExchangeError("cancel refused (exchange busy)")
-        return await real_cancel(order_id)
-
-    rig.engine.client.cancel_order = refuse_old  # type: ignore[method-assign]
+    refusal = CancelRefused(rig, p.stop_order_id)
     at(rig, 1_800_000_000_000)
     rig.sim.set_price(SYM, D("2015.00"))
     await rig.engine.on_mark(SYM, D("2015.00"))
@@ -305,7 +311,7 @@ async def test_lots_added_while_a_stop_move_is_in_flight_are_covered_once_the_mo
     await rig.client.place_order(by_hand(OrderSide.BUY, 179, leverage=p.leverage))
     await rig.engine.sync_positions()
     assert p.lots == 358 and p.replace_state == "CANCELLING_OLD"
-    rig.engine.client.cancel_order = real_cancel  # type: ignore[method-assign]
+    refusal.lift()
     at(rig, 1_800_000_100_000)
     await rig.engine.run_retries()  # the old stop goes: the move has landed
     assert p.replace_state == "STEADY"
@@ -389,17 +395,8 @@ async def test_an_owed_resize_waits_with_backoff_while_the_stop_move_keeps_faili
     skip the move's own backoff); it waits with the queue's backoff, and is done once the move lands."""
     p = await rig.engine.enter(SYM, long_decision())
     assert p is not None
-    old_stop = p.stop_order_id
-    real_cancel = rig.engine.client.cancel_order
-    refused: list[str] = []
-
-    async def refuse_old(order_id: str) -> list[str]:
-        if order_id == old_stop:
-            refused.append(order_id)
-            raise ExchangeError("cancel refused (exchange busy)")
-        return await real_cancel(order_id)
-
-    rig.engine.client.cancel_order = refuse_old  # type: ignore[method-assign]
+    refusal = CancelRefused(rig, p.stop_order_id)
+    refused = refusal.refused
     now = 1_800_000_000_000
     at(rig, now)
     rig.sim.set_price(SYM, D("2015.00"))
@@ -412,7 +409,7 @@ async def test_an_owed_resize_waits_with_backoff_while_the_stop_move_keeps_faili
     assert due[f"resize:{SYM}"] > now  # before the fix it stayed due: the move was resumed every second
     await rig.engine.run_retries()
     assert len(refused) == 2
-    rig.engine.client.cancel_order = real_cancel  # type: ignore[method-assign]
+    refusal.lift()
     at(rig, now + 60_000)
     await rig.engine.run_retries()
     assert (await stops(rig))[StopDirection.DOWN] == [(229, p.stop)]
