@@ -260,10 +260,13 @@ def live_port() -> Iterator[int]:
     server.server_close()
 
 
-def _free_port() -> int:
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port nobody listens on: bound without listening (a connection is refused) and held for the test, so no
+    other process can start listening there meanwhile, as it could on a port picked and released beforehand."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 def _health_timer_run(tmp_path: Path, port: int, unit_state: str) -> list[str]:
@@ -301,10 +304,12 @@ def _health_timer_run(tmp_path: Path, port: int, unit_state: str) -> list[str]:
     return [line for line in calls.read_text().splitlines() if "is-active" not in line]
 
 
-def test_health_timer_restarts_only_a_running_bot_that_stopped_answering(tmp_path: Path, live_port: int) -> None:
+def test_health_timer_restarts_only_a_running_bot_that_stopped_answering(
+    tmp_path: Path, live_port: int, silent_port: int
+) -> None:
     """The timer restarted the unit whenever /health/live did not answer: a bot stopped for its configuration (exit
     78, not restarted by the unit) or by a person (systemctl stop enygma) was started again every minute."""
-    silent = _free_port()  # nothing listens
+    silent = silent_port  # nothing listens
     assert _health_timer_run(tmp_path, silent, "failed") == []  # before: ['restart enygma']
     assert _health_timer_run(tmp_path, silent, "inactive") == []  # before: ['restart enygma']
     assert _health_timer_run(tmp_path, silent, "activating") == []  # systemd's own restart or start is under way

@@ -6,7 +6,6 @@ import contextlib
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -261,33 +260,33 @@ def test_status_reads_the_port_from_env_as_the_bot_does(tmp_path: Path) -> None:
     port the bot listens on, not fail with a traceback."""
     home = _copy_launcher(tmp_path)
     (home / ".venv").symlink_to(ROOT / ".venv")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    (home / ".env").write_text(f'export HTTP_PORT="{port}"\n')
-    (home / ".env").chmod(0o600)
     pkg = home / "engine" / "runtime"
     pkg.mkdir(parents=True)
     (home / "engine" / "__init__.py").write_text("")
     (pkg / "__init__.py").write_text("")
     (pkg / "__main__.py").write_text(
-        "import http.server, sys\n"
+        "import http.server, os, sys\n"
         "class H(http.server.BaseHTTPRequestHandler):\n"
         "    def do_GET(self):\n"
         "        body = b'{\"ready\": true}'\n"
         "        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()\n"
         "        self.wfile.write(body)\n"
-        f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
+        # port 0, the one it got written out once listening: a port picked beforehand could be taken meanwhile
+        "server = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
+        f"open({str(home / 'port.tmp')!r}, 'w').write(str(server.server_address[1]))\n"
+        f"os.replace({str(home / 'port.tmp')!r}, {str(home / 'port')!r})\n"
+        "server.serve_forever()\n"
     )
     bot = _sleeper(home, sys.executable, "-m", "engine.runtime")
     try:
         (home / "run" / "enygma.pid").write_text(f"{bot.pid}\n")
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
+        while not (home / "port").exists() and time.monotonic() < deadline:
+            assert bot.poll() is None, "the stand-in bot ended"
             time.sleep(0.1)
+        port = int((home / "port").read_text())
+        (home / ".env").write_text(f'export HTTP_PORT="{port}"\n')
+        (home / ".env").chmod(0o600)
         env = {k: v for k, v in os.environ.items() if k != "HTTP_PORT"}
         proc = subprocess.run(
             ["bash", str(home / "start.sh"), "status"],

@@ -170,6 +170,14 @@ class Runtime:
         self._replay_lost = 0  # pushes of the replay that went to a dropped connection: never waited for again
         self.jobs = ScheduledJobs()
 
+    @property
+    def http_port(self) -> int | None:
+        """The port the HTTP side listens on once it does (with HTTP_PORT=0 the one the system chose), else None:
+        in-process tests start on port 0 and read it here, since a port picked beforehand can be taken meanwhile."""
+        if self._http is None:
+            return None
+        return next((int(a[1]) for a in self._http.addresses if isinstance(a, tuple)), None)
+
     async def _exchange(self) -> KucoinFuturesClient:
         s = self.settings
         if s.bot_mode == "paper" and s.paper_exchange_url:
@@ -445,7 +453,7 @@ class Runtime:
         await web.TCPSite(runner, s.http_host, s.http_port).start()
         # HTTP_PORT=0: the port the system chose, in the log (the chaos tests start the bot on one so no other
         # process can take a port picked for it beforehand: that start ended with exit 1, "address already in use")
-        port = next((int(a[1]) for a in runner.addresses if isinstance(a, tuple)), s.http_port)
+        port = self.http_port or s.http_port
         url = f"http://{s.http_host}:{port}"
         # Up before the warm-up, which takes minutes over a large universe: /health/live answers (so systemd and the
         # health timer do not restart a bot that is only warming up), /health/ready says what is not ready yet, and

@@ -81,9 +81,9 @@ def test_bad_arguments_exit_2_with_one_line(argv: list[str], message: str, capsy
 def test_an_unreachable_exchange_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 
-    with socket.socket() as s:  # a port nobody listens on
+    with socket.socket() as s:  # bound, not listening: refused, and held so nobody else can listen there meanwhile
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = main(["--symbols", "ETHUSDTM", "--out", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}"])
+        code = main(["--symbols", "ETHUSDTM", "--out", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}"])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("fetch-candles: error: http://127.0.0.1:") and err.count("\n") == 1

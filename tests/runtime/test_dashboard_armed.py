@@ -4,7 +4,6 @@ trader checks must say so (and say unarmed again after /disarm)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,9 +23,6 @@ async def _armed_row(http: aiohttp.ClientSession, port: int) -> str:
 
 
 async def test_dashboard_shows_arming_done_from_telegram(sim: SimulatorServer, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         bot_mode="live",
@@ -39,7 +35,7 @@ async def test_dashboard_shows_arming_done_from_telegram(sim: SimulatorServer, t
         kucoin_api_passphrase=PASSPHRASE,
         db_path=tmp_path / "e.sqlite",
         kill_switch_file=tmp_path / "KILL",
-        http_port=port,
+        http_port=0,  # the system's choice, read back from the runtime: a port picked beforehand can be taken
     )
     sim.set_price("ETHUSDTM", Decimal("2000"))
     rt = Runtime(settings, RunOptions())  # started without a terminal: unarmed
@@ -48,7 +44,8 @@ async def test_dashboard_shows_arming_done_from_telegram(sim: SimulatorServer, t
     try:
         async with aiohttp.ClientSession() as http:
             async with asyncio.timeout(20):
-                while rt.engine is None or rt._http is None:
+                while rt.engine is None or not (port := rt.http_port):
+                    assert not task.done(), task
                     await asyncio.sleep(0.05)
                 while True:
                     try:

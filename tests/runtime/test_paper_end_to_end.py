@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,10 +20,54 @@ from engine.logging import configure_logging
 from tests.conftest import ROOT
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Bot:
+    """A ``python -m engine.runtime`` started on HTTP_PORT=0 with its log (stderr) merged into stdout, which a thread
+    keeps; the port it got is read from its ``http.listening`` line. A port picked beforehand (bind to 0, close,
+    pass the number on) was free only until another process took it: under load the bot then failed at the start
+    with "address already in use"."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.runtime", *args],
+            cwd=ROOT,
+            env={**env, "HTTP_PORT": "0"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)  # a full pipe would stall the bot
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def port(self, timeout: float = 60) -> int:
+        """The port from the bot's ``http.listening`` line; fails with its output if it ends or stays silent."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if '"http.listening"' in line:
+                    return int(json.loads(line)["http"].rsplit(":", 1)[1])
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                raise AssertionError(f"bot exited {self.proc.returncode} before listening\n{self.output()[-2000:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"bot not listening after {timeout} s\n{self.output()[-2000:]}")
+
+    def stop(self, timeout: float = 60) -> str:
+        """SIGTERM (if still running), wait for the end, and the whole output."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return self.output()
 
 
 def get(url: str) -> tuple[int, str]:
@@ -34,23 +78,18 @@ def get(url: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def start(tmp: Path, port: int, data_dir: Path) -> subprocess.Popen[str]:
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without the developer's bot, exchange and Telegram settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_"))}
-    env.update(
-        DB_PATH=str(tmp / "e.sqlite"),
-        HTTP_PORT=str(port),
-        KILL_SWITCH_FILE=str(tmp / "KILL"),
-        RECONCILE_INTERVAL_S="5",
-        SYMBOLS="ETHUSDTM",
+    env.update(extra)
+    return env
+
+
+def start(tmp: Path, data_dir: Path) -> Bot:
+    env = clean_env(
+        DB_PATH=str(tmp / "e.sqlite"), KILL_SWITCH_FILE=str(tmp / "KILL"), RECONCILE_INTERVAL_S="5", SYMBOLS="ETHUSDTM"
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "engine.runtime", "--replay", str(data_dir), "--speed", "max"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return Bot(["--replay", str(data_dir), "--speed", "max"], env)
 
 
 def count(db: Path, kind: str) -> int:
@@ -81,15 +120,15 @@ def protection_delays_ms(db: Path) -> list[int]:
 
 
 def test_paper_run_trades_the_replay_and_restarts_cleanly(tmp_path: Path, data_dir: Path) -> None:
-    port = free_port()
-    proc = start(tmp_path, port, data_dir)
+    bot = start(tmp_path, data_dir)
     db = tmp_path / "e.sqlite"
     try:
+        port = bot.port()
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if db.exists() and count(db, "position_closed") >= 1 and count(db, "signal_evaluated") > 8000:
                 break
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert bot.proc.poll() is None, bot.output()[-2000:]
             time.sleep(0.5)
         assert count(db, "position_opened") >= 1 and count(db, "stop_placed") >= 2
         # --speed max waits for the bot: every stop is placed before the replayed market moves on (without the
@@ -107,19 +146,18 @@ def test_paper_run_trades_the_replay_and_restarts_cleanly(tmp_path: Path, data_d
         status, page = get(f"http://127.0.0.1:{port}/dashboard")
         assert status == 200 and "ENYGMA" in page and "paper-secret" not in page
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0, out[-2000:]
+        out = bot.stop()
+    assert bot.proc.returncode == 0, out[-2000:]
     assert "paper-secret-local-only" not in out
     opened = count(db, "position_opened")
-    again = start(tmp_path, port, data_dir)
+    again = start(tmp_path, data_dir)
     try:
+        again.port()
         time.sleep(4)
-        assert again.poll() is None
+        assert again.proc.poll() is None
     finally:
-        again.send_signal(signal.SIGTERM)
-        out2 = again.communicate(timeout=60)[0]
-    assert again.returncode == 0, out2[-2000:]
+        out2 = again.stop()
+    assert again.proc.returncode == 0, out2[-2000:]
     assert count(db, "position_opened") >= opened  # the same database, continued
 
 
@@ -151,11 +189,8 @@ async def test_paper_bot_with_telegram_answers_and_notifies(tmp_path: Path, data
 
     tg = FakeTelegram()
     await tg.start()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_"))}
-    env.update(
+    env = clean_env(
         DB_PATH=str(tmp_path / "t.sqlite"),
-        HTTP_PORT=str(port),
         KILL_SWITCH_FILE=str(tmp_path / "KILL"),
         SYMBOLS="ETHUSDTM",
         TELEGRAM_BOT_TOKEN=tg.token,
@@ -164,20 +199,9 @@ async def test_paper_bot_with_telegram_answers_and_notifies(tmp_path: Path, data
         TELEGRAM_API_BASE_URL=tg.url,
         RECONCILE_INTERVAL_S="5",
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "engine.runtime",
-        "--replay",
-        str(data_dir),
-        "--speed",
-        "max",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    bot = Bot(["--replay", str(data_dir), "--speed", "max"], env)
     try:
+        port = await asyncio.to_thread(bot.port)  # in a thread: the fake Telegram server runs on this loop
         await tg.wait_for("setMyCommands", timeout=30)
         tg.push_message(666, "/status")  # a stranger: no answer
         tg.push_message(111, "/status")
@@ -208,10 +232,9 @@ async def test_paper_bot_with_telegram_answers_and_notifies(tmp_path: Path, data
             assert tg.token not in text and tg.token.split(":")[1] not in text
         assert (await asyncio.to_thread(get, f"http://127.0.0.1:{port}/nope"))[0] == 404
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+        out = await asyncio.to_thread(bot.stop)
         await tg.stop()
-    assert proc.returncode == 0, out[-2000:]
+    assert bot.proc.returncode == 0, out[-2000:]
     assert tg.token not in out and "TEST-token" not in out  # the bot token never reaches the log
 
 
@@ -220,28 +243,19 @@ def test_metrics_show_the_equity_from_the_start_not_after_the_first_reconciliati
 ) -> None:
     """The gauges were set only by the reconciliation job: for RECONCILE_INTERVAL_S after a start /metrics said
     enygma_equity_usdt 0.0 while the dashboard showed the account."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_"))}
-    env.update(
+    env = clean_env(
         DB_PATH=str(tmp_path / "e.sqlite"),
-        HTTP_PORT=str(port),
         KILL_SWITCH_FILE=str(tmp_path / "KILL"),
         RECONCILE_INTERVAL_S="3600",
         PAPER_INITIAL_BALANCE="2500",
         SYMBOLS="ETHUSDTM",
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.runtime", "--replay", str(data_dir), "--speed", "60"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    bot = Bot(["--replay", str(data_dir), "--speed", "60"], env)
     try:
+        port = bot.port()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert bot.proc.poll() is None, bot.output()[-2000:]
             try:
                 if json.loads(get(f"http://127.0.0.1:{port}/health/live")[1]).get("phase") == "running":
                     break
@@ -252,6 +266,5 @@ def test_metrics_show_the_equity_from_the_start_not_after_the_first_reconciliati
         assert "enygma_equity_usdt 2500.0" in metrics
         assert "enygma_open_positions 0.0" in metrics and "enygma_retry_queue_depth 0.0" in metrics
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0, out[-2000:]
+        out = bot.stop()
+    assert bot.proc.returncode == 0, out[-2000:]

@@ -94,16 +94,12 @@ async def test_a_background_task_that_dies_raises_an_alarm(tmp_path: Path, data_
     """A task beside the engine that died (here the replay) used to leave the bot running idle without a word.
     (A corrupt candle file is refused at start-up now; the replay is made to fail midway instead.)"""
     import asyncio
-    import socket
     from typing import Any
 
     from engine.events import Event, HealthChanged
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, symbols=["ETHUSDTM"], db_path=tmp_path / "e.sqlite", http_port=port
+        _env_file=None, symbols=["ETHUSDTM"], db_path=tmp_path / "e.sqlite", http_port=0
     )
     rt = Runtime(settings, RunOptions(replay_dir=data_dir, speed="max"))
     alarms: list[HealthChanged] = []

@@ -74,7 +74,6 @@ async def test_http_and_protection_come_before_the_warm_up(
     over many symbols takes minutes, so the HTTP side must be up before it (it used to start after it). And a
     position left without a stop (a crash between entry and stop) is protected before the warm-up, not after."""
     import asyncio
-    import socket
     from decimal import Decimal
 
     import aiohttp
@@ -82,9 +81,6 @@ async def test_http_and_protection_come_before_the_warm_up(
     from exchange.models import OrderRequest, OrderSide
     from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         symbols=["ETHUSDTM"],
@@ -94,7 +90,7 @@ async def test_http_and_protection_come_before_the_warm_up(
         kucoin_api_passphrase=PASSPHRASE,
         db_path=tmp_path / "e.sqlite",
         kill_switch_file=tmp_path / "KILL",
-        http_port=port,
+        http_port=0,  # the system's choice, read back from the runtime: a port picked beforehand can be taken meanwhile
     )
     sim.set_price("ETHUSDTM", Decimal("2000"))
     await client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 10, leverage=5))  # no stop on it
@@ -105,6 +101,9 @@ async def test_http_and_protection_come_before_the_warm_up(
     try:
         async with aiohttp.ClientSession() as http:
             async with asyncio.timeout(20):
+                while not (port := rt.http_port):
+                    assert not task.done(), task
+                    await asyncio.sleep(0.05)
                 while True:
                     try:
                         async with http.get(f"http://127.0.0.1:{port}/health/live") as r:

@@ -12,27 +12,19 @@ from pathlib import Path
 
 from engine.config.errors import EX_CONFIG
 from tests.conftest import ROOT
-from tests.runtime.test_paper_end_to_end import free_port
+from tests.runtime.test_paper_end_to_end import Bot
 
 
-def _start(db: Path, port: int, data_dir: Path, kill_file: Path) -> subprocess.Popen[str]:
+def _env(db: Path, kill_file: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "LIVE_"))}
-    env.update(DB_PATH=str(db), HTTP_PORT=str(port), KILL_SWITCH_FILE=str(kill_file), SYMBOLS="ETHUSDTM")
-    return subprocess.Popen(
-        [sys.executable, "-m", "engine.runtime", "--replay", str(data_dir), "--speed", "1"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env.update(DB_PATH=str(db), HTTP_PORT="0", KILL_SWITCH_FILE=str(kill_file), SYMBOLS="ETHUSDTM")
+    return env
 
 
-def _wait_live(port: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+def _wait_live(port: int, bot: Bot, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
+        assert bot.proc.poll() is None, bot.output()[-2000:]
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2) as r:
                 if r.status == 200:
@@ -44,11 +36,20 @@ def _wait_live(port: int, proc: subprocess.Popen[str], timeout: float = 60) -> N
 
 def test_second_bot_on_the_same_database_refuses_with_one_line(tmp_path: Path, data_dir: Path) -> None:
     db = tmp_path / "state dir" / "enygma.sqlite"
-    first_port, second_port = free_port(), free_port()
-    first = _start(db, first_port, data_dir, tmp_path / "KILL")
+    args = ["--replay", str(data_dir), "--speed", "1"]
+    # both on HTTP_PORT=0, the first's port read from its log: ports picked beforehand could be taken meanwhile
+    first = Bot(args, _env(db, tmp_path / "KILL"))
     try:
-        _wait_live(first_port, first)
-        second = _start(db, second_port, data_dir, tmp_path / "KILL")
+        _wait_live(first.port(), first)
+        second = subprocess.Popen(  # its stderr alone: it must be one line
+            [sys.executable, "-m", "engine.runtime", *args],
+            cwd=ROOT,
+            env=_env(db, tmp_path / "KILL"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             _, err = second.communicate(timeout=30)
         except subprocess.TimeoutExpired:
@@ -58,8 +59,7 @@ def test_second_bot_on_the_same_database_refuses_with_one_line(tmp_path: Path, d
         assert second.returncode == EX_CONFIG
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1, err
-        assert "already running" in lines[0] and str(db) in lines[0] and str(first.pid) in lines[0]
-        assert first.poll() is None, "the first bot must keep running"
+        assert "already running" in lines[0] and str(db) in lines[0] and str(first.proc.pid) in lines[0]
+        assert first.proc.poll() is None, "the first bot must keep running"
     finally:
-        first.terminate()
-        first.communicate(timeout=30)
+        first.stop(30)

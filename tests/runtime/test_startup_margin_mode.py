@@ -4,7 +4,6 @@ in CROSS from KuCoin's app refused every ISOLATED entry and protective stop with
 from __future__ import annotations
 
 import asyncio
-import socket
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,9 +14,6 @@ from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
 
 
 async def test_a_symbol_in_cross_is_switched_to_isolated_before_trading(sim: SimulatorServer, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         bot_mode="live",
@@ -29,7 +25,7 @@ async def test_a_symbol_in_cross_is_switched_to_isolated_before_trading(sim: Sim
         kucoin_api_passphrase=PASSPHRASE,
         db_path=tmp_path / "e.sqlite",
         kill_switch_file=tmp_path / "KILL",
-        http_port=port,
+        http_port=0,  # not used here: the system's choice, no port picked beforehand that another could take
     )
     sim.set_price("ETHUSDTM", Decimal("2000"))
     sim.state.margin_modes["ETHUSDTM"] = "CROSS"
