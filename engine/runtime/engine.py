@@ -1021,9 +1021,7 @@ class TradingEngine:
             return None  # which fills opened it cannot be told
         entry_side = OrderSide.BUY if side is Side.LONG else OrderSide.SELL
         try:
-            fills = await self.client.fills(symbol=pos.symbol, start_ms=pos.opened_ms)
-            if self.options.hedge:
-                fills = await self._fills_of_side(fills, side, {})
+            fills = await self._position_fills(pos.symbol, pos.opened_ms, side)
             seen: set[int] = set()
             for order_id in list(dict.fromkeys(f.order_id for f in fills if f.side is entry_side))[:5]:
                 lev = (await self.client.order_by_id(order_id)).leverage
@@ -1068,17 +1066,15 @@ class TradingEngine:
         grew = delta > 0
         cause, avg = "unknown", None
         try:
-            fills = await self.client.fills(symbol=p.symbol, start_ms=p.opened_ms)
+            fills = await self._position_fills(p.symbol, p.opened_ms, p.side)  # not the other side's, in hedge mode
         except ExchangeError as exc:
             log.warning("resize.fills_unavailable", symbol=p.symbol, error=str(exc))
             fills = []
-        if self.options.hedge:  # the other side's fills are not this position's change
-            fills = await self._fills_of_side(fills, p.side, {})
         made: list[Fill] = []
         for f in fills:  # newest first
             if sum(x.lots for x in made) >= abs(delta):
                 break
-            if f.ts_ms >= p.opened_ms and (f.side is p.exit_side) is not grew:
+            if (f.side is p.exit_side) is not grew:
                 made.append(f)
         if made and sum(f.lots for f in made) >= abs(delta):
             avg = sum((f.price * f.lots for f in made), Decimal(0)) / sum(f.lots for f in made)
@@ -1274,9 +1270,7 @@ class TradingEngine:
         fills: list[Fill] = []
         sides: dict[str, str] = {}  # order id -> its positionSide, asked once per order
         for wait in (*CLOSE_FILLS_RETRY_S, None):
-            fills = [f for f in await self.client.fills(symbol=symbol, start_ms=since_ms) if f.ts_ms >= since_ms]
-            if self.options.hedge:
-                fills = await self._fills_of_side(fills, side, sides)
+            fills = await self._position_fills(symbol, since_ms, side, sides)
             closed = sum(f.lots for f in fills if f.side.value == exit_side)
             opened = sum(f.lots for f in fills if f.side.value != exit_side)
             if closed and closed >= opened:
@@ -1284,6 +1278,16 @@ class TradingEngine:
             if wait is not None:
                 await asyncio.sleep(wait)
         log.warning("close.fills_incomplete", symbol=symbol, fills=len(fills))
+        return fills
+
+    async def _position_fills(
+        self, symbol: str, since_ms: int, side: Side, sides: dict[str, str] | None = None
+    ) -> list[Fill]:
+        """The symbol's fills since ``since_ms`` that belong to the ``side`` position (newest first): in hedge mode
+        the other side's are left out. ``sides`` caches order id -> positionSide across reads."""
+        fills = [f for f in await self.client.fills(symbol=symbol, start_ms=since_ms) if f.ts_ms >= since_ms]
+        if self.options.hedge:
+            fills = await self._fills_of_side(fills, side, {} if sides is None else sides)
         return fills
 
     async def _fills_of_side(self, fills: list[Fill], side: Side, sides: dict[str, str]) -> list[Fill]:
