@@ -60,7 +60,7 @@ from engine.risk.stops import StopManager, StopReason
 from engine.runtime.chaos import crash_point
 from engine.runtime.liquidation import LiquidationWatch
 from engine.runtime.microstructure import avoid_entry_gate, read_tape
-from engine.runtime.protection import RETRY_BASE_MS, Protected, StopCoordinator
+from engine.runtime.protection import RETRY_BASE_MS, Protected, StopCoordinator, retry_delay_ms
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
 from engine.scoring.timeframe import tables
@@ -1449,7 +1449,7 @@ class TradingEngine:
         symbol, side, closed_ms = str(payload["symbol"]), Side(payload["side"]), int(payload["closed_ms"])
         funding = await self._funding_paid(symbol, side, int(payload["opened_ms"]), int(payload["until_ms"]))
         if funding is None:
-            delay = min(FUNDING_RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempts + 1))
+            delay = retry_delay_ms(attempts + 1, FUNDING_RETRY_CAP_MS)
             await self.retry.put("funding", key, payload, self.clock() + delay, "funding history unreadable")
             return False
         old_net = Decimal(str(payload["net"]))

@@ -34,6 +34,11 @@ RETRY_BASE_MS = 500
 RETRY_CAP_MS = 30_000
 
 
+def retry_delay_ms(attempts: int, cap_ms: int = RETRY_CAP_MS) -> int:
+    """The retry queue's backoff: RETRY_BASE_MS doubled per attempt already made, up to ``cap_ms``."""
+    return min(cap_ms, RETRY_BASE_MS * (1 << attempts))
+
+
 @dataclass
 class Protected:
     """One managed position's exchange-side protection."""
@@ -503,7 +508,7 @@ class StopCoordinator:
     async def _schedule(self, symbol: str, kind: str, error: str) -> None:
         items = [i for i in await self.retry.due(2**62) if i.key == f"{kind}:{symbol}"]
         attempts = items[0].attempts + 1 if items else 0
-        delay = min(RETRY_CAP_MS, RETRY_BASE_MS * 2**attempts)
+        delay = retry_delay_ms(attempts)
         await self.retry.put(kind, f"{kind}:{symbol}", {"symbol": symbol}, self.clock() + delay, error)
 
     async def rescue(self, p: Protected) -> None:
