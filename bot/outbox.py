@@ -79,22 +79,17 @@ class Outbox:
         if key is not None and key.startswith(CARD_PREFIXES):
             # A card's outcome (an approval that expired while Telegram was unreachable) replaces the card still
             # waiting to go out, in its place: it went out with live buttons and was edited a second later.
-            cur = await self.db.conn.execute(
+            async with self.db.conn.execute(
                 "UPDATE outbox SET text = ?, reply_markup = ?, silent = ? WHERE id = (SELECT id FROM outbox"
-                " WHERE state = 'pending' AND chat_id = ? AND coalesce_key = ? ORDER BY id DESC LIMIT 1)",
+                " WHERE state = 'pending' AND chat_id = ? AND coalesce_key = ? ORDER BY id DESC LIMIT 1) RETURNING id",
                 (parts[0], markup, int(silent), chat_id, key),
-            )
-            if cur.rowcount:
-                self.superseded += cur.rowcount
+            ) as rows:
+                replaced = await rows.fetchone()
+            if replaced is not None:
+                self.superseded += 1
                 log.info("telegram.card_replaced_before_sending", chat_id=chat_id, key=key)
-                async with self.db.conn.execute(
-                    "SELECT id FROM outbox WHERE state = 'pending' AND chat_id = ? AND coalesce_key = ?"
-                    " ORDER BY id DESC LIMIT 1",
-                    (chat_id, key),
-                ) as rows:
-                    row = await rows.fetchone()
                 await self.db.conn.commit()
-                return 0 if row is None else int(row["id"])
+                return int(replaced["id"])
         if key is not None and not key.startswith(CARD_PREFIXES):
             # A newer stop move makes a queued one old news: while Telegram is down, a trailing stop would pile up
             # one message per move, each sent (or edited) a second apart on recovery, ahead of a halt queued later.
