@@ -32,12 +32,16 @@ class Event:
 
 
 def _jsonable(v: Any) -> Any:
+    """JSON-safe data: Decimals as strings, tuples and sets as lists, a key JSON cannot hold (a tuple) as its text.
+    A set or a tuple key made the journal's ``json.dumps`` raise inside ``publish``, in the middle of trading."""
     if isinstance(v, Decimal):
         return str(v)
     if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
+        return {k if isinstance(k, str | int | float | None) else str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
         return [_jsonable(x) for x in v]
+    if isinstance(v, set | frozenset):
+        return sorted((_jsonable(x) for x in v), key=str)
     return v
 
 
@@ -379,34 +383,63 @@ Subscriber = Callable[[Event], Awaitable[None]]
 DROP_LOG_EVERY = 1_000  # a subscriber's dropped events are logged at the first and then every this many
 
 
-_TEXTS = (str, dict, list, tuple)  # what may hold a text; anything else (a number, a Decimal, None) is kept as is
+_KEPT = (int, float, Decimal, type(None))  # what cannot hold a text (bool is an int): kept as is, one type check
+CLEAN_KEYS_MAX = 10_000  # dict keys remembered as secret-free (a decision's ~150 keys recur on every bar)
 
 
-def _scrubbed(value: Any, redact: Callable[[str], str]) -> Any:
-    """``value`` with ``redact`` applied to every string inside it (dict values, list and tuple items, at any depth);
-    the same object when nothing changes, so an event without a secret is never copied. Numbers, Decimals and
-    None cost one type check: a decision's breakdown holds ~60 texts among its numbers, on every explained bar."""
+def _scrubbed(value: Any, redact: Callable[[str], str], clean_keys: set[str]) -> Any:
+    """``value`` with ``redact`` applied to every text inside it, at any depth: strings, dict keys as well as dict
+    values, list, tuple, set and frozenset items (each kept its type). An exception, or any other object, is what
+    storage, the webhook and Telegram would show of it, its text (``TypeError: <args>``), redacted: its args are in
+    that text, and the journal's JSON could not hold the object anyway. The same object when nothing changes, so an
+    event without a secret is never copied. Numbers, Decimals and None cost one type check: a decision's breakdown
+    holds ~60 texts among its numbers, on every explained bar. ``clean_keys``: string keys already found
+    secret-free (the secrets are fixed for a redactor), skipped at the cost of a set lookup."""
     if isinstance(value, str):
         clean = redact(value)
         return value if clean == value else clean
     if isinstance(value, dict):
-        changed = {k: c for k, v in value.items() if isinstance(v, _TEXTS) and (c := _scrubbed(v, redact)) is not v}
-        return {**value, **changed} if changed else value
-    if isinstance(value, list | tuple):
-        items = [_scrubbed(v, redact) if isinstance(v, _TEXTS) else v for v in value]
+        if clean_keys.issuperset(value):  # the usual case: every key seen before, only the values to clean
+            cleaned = {
+                k: c
+                for k, v in value.items()
+                if not isinstance(v, _KEPT) and (c := _scrubbed(v, redact, clean_keys)) is not v
+            }
+            return {**value, **cleaned} if cleaned else value
+        out: dict[Any, Any] = {}
+        changed = False
+        for k, v in value.items():
+            if isinstance(k, _KEPT) or k in clean_keys:
+                ck = k
+            else:  # a secret can be a key (a map by account or by URL)
+                ck = _scrubbed(k, redact, clean_keys)
+                if ck is k and isinstance(k, str) and len(clean_keys) < CLEAN_KEYS_MAX:
+                    clean_keys.add(k)
+            cv = v if isinstance(v, _KEPT) else _scrubbed(v, redact, clean_keys)
+            changed = changed or ck is not k or cv is not v
+            out[ck] = cv
+        return out if changed else value
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [v if isinstance(v, _KEPT) else _scrubbed(v, redact, clean_keys) for v in value]
         if all(c is v for c, v in zip(items, value, strict=True)):
             return value
-        return tuple(items) if isinstance(value, tuple) else items
-    return value
+        if isinstance(value, set | frozenset):
+            return type(value)(items) if type(value) in (set, frozenset) else set(items)
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, _KEPT):
+        return value
+    if isinstance(value, BaseException):
+        return redact(f"{type(value).__name__}: {value}" if str(value) else type(value).__name__)
+    return redact(str(value))
 
 
-def _redacted(event: Event, redact: Callable[[str], str]) -> Event:
+def _redacted(event: Event, redact: Callable[[str], str], clean_keys: set[str]) -> Event:
     """``event`` with ``redact`` applied to its texts, nested ones too (``SignalEvaluated.decision``, a list of
     differences); the same object when nothing changes (the usual case)."""
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(event):
         value = getattr(event, f.name)
-        if isinstance(value, _TEXTS) and (clean := _scrubbed(value, redact)) is not value:
+        if not isinstance(value, _KEPT) and (clean := _scrubbed(value, redact, clean_keys)) is not value:
             changes[f.name] = clean
     return dataclasses.replace(event, **changes) if changes else event
 
@@ -425,6 +458,7 @@ class EventBus:
         # An event's texts can carry an error's text, and so a secret: blanked before the journal, Telegram or the
         # webhook sees them (the runtime passes the log redactor).
         self.redact = redact
+        self._clean_keys: set[str] = set()  # for ``redact`` only: dict keys it leaves as they are
         self._subs: list[tuple[str, asyncio.Queue[Event | None], asyncio.Task[None] | None, Subscriber]] = []
         self._queue_size = queue_size
         self.dropped = 0
@@ -449,7 +483,7 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         if self.redact is not None:
-            event = _redacted(event, self.redact)
+            event = _redacted(event, self.redact, self._clean_keys)
         if self.recorder is not None:
             self.recorder(event)
         for name, q, _, _ in self._subs:

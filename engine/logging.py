@@ -50,7 +50,7 @@ class Redactor:
             return _BOT_URL.sub(r"\1" + REDACTED, value)
         if isinstance(value, dict):
             return {
-                k: v if k in _META else REDACTED if _SECRET_KEYS.search(str(k)) else self.clean(v)
+                self._key(k): v if k in _META else REDACTED if _SECRET_KEYS.search(str(k)) else self.clean(v)
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple | set | frozenset):
@@ -59,6 +59,13 @@ class Redactor:
             return value
         # An exception, bytes or any other object would reach the renderer as its repr, unredacted: render it here.
         return self.clean(repr(value))
+
+    def _key(self, key: Any) -> Any:
+        """A mapping's key as a log line may show it: a secret can be a key (a map by account or by URL), and the
+        renderer prints keys as they are. Stays hashable: a tuple or other object key becomes its redacted repr."""
+        if isinstance(key, str):
+            return key if key in _META else self.text(key)
+        return key if isinstance(key, _PLAIN) else self.text(repr(key))
 
     def _plain(self, value: str) -> bool:
         """True when nothing below can change ``value``: every pattern needs a ':' (a URL, a header, a bot token)

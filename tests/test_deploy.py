@@ -124,7 +124,9 @@ def test_dockerfile_installs_the_pinned_requirements_on_python_312() -> None:
     assert (ROOT / "requirements.txt").read_text().splitlines()[1] == "-c requirements-lock.txt"
     for package in ("engine", "exchange", "storage", "bot"):
         assert f"COPY --chown=enygma:enygma {package} ./{package}" in text
-    assert 'CMD ["python", "-m", "engine.runtime"]' in text
+    assert 'ENTRYPOINT ["/bin/sh", "/app/deploy/entrypoint.sh"]' in text and "\nCMD " not in text
+    assert "COPY --chown=enygma:enygma deploy/entrypoint.sh ./deploy/entrypoint.sh" in text
+    assert re.search(r"^WORKDIR /app$", text, re.MULTILINE)  # where the entrypoint's path is
 
 
 def _unit(name: str) -> dict[str, str]:
@@ -469,3 +471,104 @@ def test_the_documented_restore_after_a_crash_gives_an_intact_database(tmp_path:
     with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert asyncio.run(stored(range(101, 102))) == 101  # the backup's 100 events, and the bot writes on
+
+
+ENTRYPOINT = DEPLOY / "entrypoint.sh"
+STAND_IN = """#!/bin/sh
+# The bot as the entrypoint runs it (python -m engine.runtime): says so, then exits with $STAND_IN_EXIT.
+echo "stand-in bot started: $*"
+if [ "${STAND_IN_EXIT}" = "term" ]; then
+  trap 'echo "stand-in bot: SIGTERM, shutting down"; exit 0' TERM
+  while :; do sleep 0.05; done
+fi
+exit "$STAND_IN_EXIT"
+"""
+
+
+@contextlib.contextmanager
+def _entrypoint(tmp_path: Path, exit_with: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """deploy/entrypoint.sh run by /bin/sh as the image runs it, with a stand-in ``python`` first on PATH; its own
+    process group, killed whatever happens (a hold left running would outlive the test)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "python").write_text(STAND_IN)
+    (bin_dir / "python").chmod(0o755)
+    out = tmp_path / f"out-{exit_with}.txt"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "STAND_IN_EXIT": exit_with}
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            ["/bin/sh", str(ENTRYPOINT), *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc, out
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        proc.wait(timeout=10)
+
+
+def _output_when(out: Path, text: str, timeout_s: float = 10) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = out.read_text()
+        if text in got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"no {text!r} within {timeout_s} s in: {out.read_text()!r}")
+
+
+@pytest.mark.parametrize(("status", "what"), [(EX_CONFIG, "configuration"), (EX_DATAERR, "database")])
+def test_the_container_holds_instead_of_restarting_a_config_or_database_error(
+    tmp_path: Path, status: int, what: str
+) -> None:
+    """compose's ``restart: unless-stopped`` restarted a bot that exited 78 or 65 every few seconds for ever (systemd
+    stops at once: RestartPreventExitStatus=78 65). The entrypoint says once why it will not go on, then keeps the
+    container up without running the bot again (the health check reports it unhealthy); a stop ends the wait at
+    once with the bot's status."""
+    assert {int(s) for s in _unit("enygma.service")["RestartPreventExitStatus"].split()} == {EX_CONFIG, EX_DATAERR}
+    with _entrypoint(tmp_path, str(status)) as (proc, out):
+        _output_when(out, "will not be restarted")
+        time.sleep(1.5)
+        assert proc.poll() is None  # still up: compose sees a running container, not an exit to restart
+        text = out.read_text()
+        assert text.count("stand-in bot started: -m engine.runtime") == 1  # the bot, run once and not again
+        (line,) = [x for x in text.splitlines() if "will not be restarted" in x]
+        assert line.startswith(f"enygma: the bot stopped with exit {status} (")
+        assert f"until the {what} is fixed" in line and "docker compose -f deploy/docker-compose.yml restart" in line
+        started = time.monotonic()
+        proc.terminate()  # docker stop
+        assert proc.wait(timeout=5) == status and time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("status", [1, 0, 137])
+def test_any_other_exit_of_the_bot_is_passed_on_for_compose_to_restart(tmp_path: Path, status: int) -> None:
+    """A crash (1), a clean stop (0) or the bot killed (137) ends the container with that status at once, so compose
+    restarts it as before (``restart: unless-stopped``); nothing is said about a configuration."""
+    with _entrypoint(tmp_path, str(status)) as (proc, out):
+        assert proc.wait(timeout=10) == status
+        text = out.read_text()
+        assert text.count("stand-in bot started: -m engine.runtime") == 1 and "will not be restarted" not in text
+
+
+def test_a_container_stop_reaches_the_bot_through_the_entrypoint(tmp_path: Path) -> None:
+    """The entrypoint is PID 1 in the container and receives ``docker stop``'s SIGTERM: the bot gets it and shuts
+    down cleanly, and the container ends with the bot's status (0), not after Docker's kill timeout."""
+    with _entrypoint(tmp_path, "term") as (proc, out):
+        _output_when(out, "stand-in bot started")
+        time.sleep(0.2)  # the stand-in's trap is set
+        proc.terminate()
+        assert proc.wait(timeout=5) == 0
+        assert "stand-in bot: SIGTERM, shutting down" in out.read_text()
+
+
+def test_a_one_off_command_runs_as_it_is_without_the_hold(tmp_path: Path) -> None:
+    """``docker compose run --rm enygma <command>`` (a check of the configuration, say) ends with its own status,
+    78 included: only the bot itself is held."""
+    with _entrypoint(tmp_path, "78", "sh", "-c", "echo one-off; exit 78") as (proc, out):
+        assert proc.wait(timeout=10) == EX_CONFIG
+        assert out.read_text() == "one-off\n"

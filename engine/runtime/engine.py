@@ -170,6 +170,9 @@ class TradingEngine:
         self._other_side_seen: set[str] = set()  # hedge-mode positions beside a managed one, reported once each
         self.liquidation = LiquidationWatch(cfg)
         self._resize_unconfirmed: set[str] = set()  # resizes announced before their stop and TP were confirmed
+        # After a restart, until the first look at each position: the side and lots the trader was last told of it
+        # (the event log), so a resize stored but never announced before a crash is announced then (restore_resizes).
+        self._told_lots: dict[str, tuple[str, int]] = {}
 
     # ------------------------------------------------------------------ state
 
@@ -716,6 +719,7 @@ class TradingEngine:
             opened_ms=opened_ms or self.clock(),
         )
         self.managed[symbol] = Managed(p, self._rule(p))
+        self._told_lots.pop(symbol, None)  # what was said of an earlier position on the symbol is not this one's
         await self.positions_repo.save(p.row())
         self.bus.publish(
             PositionOpened(
@@ -808,7 +812,12 @@ class TradingEngine:
         still completed through the persisted retry queue, but the follow-up never went out, so the trader's last
         word on the position was "not yet confirmed". A symbol whose newest size event is such a resize is owed
         the follow-up (a later confirmation, covered resize, close or new position ends it); the close of a
-        position that went while the bot was down clears it as live (``_closed``)."""
+        position that went while the bot was down clears it as live (``_closed``).
+
+        The same newest event is the size the trader was last told: the reconciliation's first look compares the
+        exchange's size with it (``_told_lots``). The new size is stored before the resize is announced, so a crash
+        in between (the stop move and the fills' read take seconds) left the stored size equal to the exchange's:
+        the restart resized the stop but never said so."""
         kinds = ("position_opened", "position_resized", "resize_confirmed", "position_closed")
         newest: dict[str, Event] = {}
         for e in await events.recent(limit, kind=kinds):  # newest first
@@ -817,6 +826,10 @@ class TradingEngine:
             if isinstance(e, PositionResized) and not e.covered:
                 self._resize_unconfirmed.add(symbol)
                 log.info("resize.confirmation_owed", symbol=symbol, lots=e.new_lots)
+            if isinstance(e, PositionResized):
+                self._told_lots[symbol] = (e.side, e.new_lots)
+            elif isinstance(e, PositionOpened | ResizeConfirmed):
+                self._told_lots[symbol] = (e.side, e.lots)
 
     async def mark_to_market(self) -> Decimal:
         """§9.3: drawdown is measured on mark-to-market equity (wallet plus unrealised PnL) from the intraday peak.
@@ -879,10 +892,19 @@ class TradingEngine:
                     self._take_entry(m, pos.avg_entry)
                 m.protection.lots = abs(pos.lots)
                 await self.positions_repo.save(m.protection.row())
+                crash_point("resize_saved")  # the new size stored, its stop and announcement still to come
                 if m.protection.replace_state != "STEADY":
                     # A stop move owns the orders now and may have placed its stop for the old size: the retry
                     # loop resizes once it lands (the next reconciliation may be 30 s away, the added lots bare).
                     await self.retry.put("resize", f"resize:{symbol}", {"symbol": symbol}, self.clock())
+            told = self._told_lots.pop(symbol, None)  # only on the first look after a restart
+            if told is not None and told[0] == m.protection.side.value:
+                # What the trader was last told wins: a resize stored but not announced before a crash (the stored
+                # size already the exchange's) is announced now, from the size they know.
+                if resized_from is None and told[1] != abs(pos.lots):
+                    diffs.append(f"{symbol}: last announced {told[1]} lots, exchange {abs(pos.lots)}")
+                    log.warning("resize.announcement_owed", symbol=symbol, told=told[1], lots=abs(pos.lots))
+                resized_from = None if told[1] == abs(pos.lots) else told[1]
             p = m.protection
             seen = (p.stop_order_id, p.tp_order_id, p.replace_state)
             try:
@@ -900,6 +922,8 @@ class TradingEngine:
                 continue
             if await self._resize_protection(m.protection, open_stops):
                 open_stops = {o.id: o for o in await self.client.open_stop_orders(symbol)}  # as they are now
+                if resized_from is not None:
+                    crash_point("resize_stop_moved")  # the stop resized, the trader not told yet
             covered = p.replace_state == "STEADY" and _covers(p, open_stops)
             if resized_from is not None:
                 # Only now: before, "now cover 100 lots" went out before the resize was tried, and stayed the word
@@ -1161,6 +1185,7 @@ class TradingEngine:
         del self.managed[symbol]
         self.liquidation.forget(symbol)
         self._resize_unconfirmed.discard(symbol)  # never "confirmed" for the next position on the symbol
+        self._told_lots.pop(symbol, None)
         p = m.protection
         p.closed = True  # a stop or TP move still on its way for it undoes itself and persists nothing
         exit_side = "sell" if p.side is Side.LONG else "buy"

@@ -294,3 +294,47 @@ async def test_sigkill_during_the_kill_switch(rig: Rig) -> None:
     lots, stops, _ = await exchange_state(rig)
     assert (lots, stops) == (0, [])
     rig.stop_engine()
+
+
+async def stop_lots(rig: Rig) -> list[tuple[StopDirection | None, int]]:
+    async with KucoinFuturesClient(rig.sim_url, Credentials(KEY, SECRET, PASSPHRASE)) as c:
+        return sorted(((o.stop, o.lots) for o in await c.open_stop_orders("ETHUSDTM")), key=str)
+
+
+@pytest.mark.parametrize("crash_at", ["resize_saved", "resize_stop_moved"])
+async def test_sigkill_between_a_resize_and_its_announcement(rig: Rig, crash_at: str) -> None:
+    """A person trims 20 of the 50 lots; the bot stores the new size and dies before it said so (and, at the
+    second point, after its stop was already resized to 30). Before: the restart found the stored size equal to the
+    exchange's, so it resized the stop but never told the trader: no PositionResized, ever. Now the restart compares
+    the exchange's size with the last size the trader was told (the event log) and announces 50 -> 30."""
+    await enter_directly(rig)
+    proc = rig.start_engine(crash_at=crash_at)
+    rig.wait_ready()
+
+    async def protected() -> bool:
+        return len((await exchange_state(rig))[1]) == 2
+
+    await until(protected, "initial protection")
+    assert await stop_lots(rig) == [(StopDirection.DOWN, 50), (StopDirection.UP, 50)]
+    async with KucoinFuturesClient(rig.sim_url, Credentials(KEY, SECRET, PASSPHRASE)) as c:
+        await c.place_order(OrderRequest("ETHUSDTM", OrderSide.SELL, 20, reduce_only=True, client_oid="web-trim-1"))
+    rig.wait_exit(proc, -signal.SIGKILL)
+    assert stored_events(rig, "position_resized") == []  # died before the announcement
+    with contextlib.closing(sqlite3.connect(rig.tmp / "e.sqlite")) as conn:
+        assert conn.execute("SELECT lots FROM positions").fetchall() == [(30,)]  # the new size was stored
+    if crash_at == "resize_stop_moved":
+        assert (StopDirection.DOWN, 30) in await stop_lots(rig)
+    rig.start_engine()
+    rig.wait_ready()
+
+    async def resized() -> bool:
+        return await stop_lots(rig) == [(StopDirection.DOWN, 30), (StopDirection.UP, 30)]
+
+    await until(resized, "stop and TP for the 30 lots left")
+    told = stored_events(rig, "position_resized")
+    assert [(e["old_lots"], e["new_lots"], e["cause"], e["covered"]) for e in told] == [(50, 30, "manual", True)]
+    await asyncio.sleep(6)  # past the next scheduled reconciliation (RECONCILE_INTERVAL_S=5): said once
+    assert len(stored_events(rig, "position_resized")) == 1
+    lots, stops, buys = await exchange_state(rig)
+    assert lots == 30 and buys == 1 and len(downs(stops)) == 1
+    rig.stop_engine()

@@ -34,6 +34,18 @@ def test_secrets_inside_non_string_values_are_redacted(capsys: pytest.CaptureFix
     assert SECRET not in err and "AAHtokenPARTxyz" not in err, err
 
 
+@pytest.mark.parametrize("json_output", [True, False], ids=["json", "console"])
+def test_a_secret_as_a_mapping_key_is_redacted(capsys: pytest.CaptureFixture[str], json_output: bool) -> None:
+    """The redactor cleaned a mapping's values but printed its keys as they were: ``by_account={<secret>: 3}``
+    logged the secret in clear. Keys are cleaned too, and stay keys (a tuple key becomes its redacted repr)."""
+    configure_logging(secrets=[SECRET], json_output=json_output)
+    log = structlog.get_logger("t")
+    log.error("keys", by_account={f"acct-{SECRET}": 3, "acct-main": 4}, pairs={(SECRET, 1): "x", 7: "seven"})
+    err = capsys.readouterr().err
+    assert SECRET not in err, err
+    assert "acct-***" in err and "acct-main" in err and "('***', 1)" in err and "seven" in err, err
+
+
 def test_websocket_token_in_a_url_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(secrets=[], json_output=True)
     structlog.get_logger("t").warning(

@@ -367,3 +367,55 @@ async def test_a_cross_position_is_adopted_at_the_symbols_cross_leverage(
             assert p.leverage == 8 and (p.stop, p.take_profit) == (levels.stop, levels.take_profit)
         finally:
             await rig.bus.stop()
+
+
+async def test_a_resize_stored_but_never_announced_is_announced_from_the_size_the_trader_knows(
+    rig: Rig, data_dir: Path
+) -> None:
+    """The process stores the new size (179 -> 100 after an ADL) and dies before announcing it; while it is down,
+    KuCoin deleverages 40 more. Before: the restart compared the exchange's 60 with the stored 100 and said
+    "100 -> 60 lots": the trader, who last heard 179, never learnt of the first 79. Now the announcement starts at
+    the size the event log says they were told, and the stop and TP cover the 60 left."""
+    now = 1_800_000_000_000
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None and p.lots == 179
+    rig.sim.state.force_reduce(SYM, 79, D("2003.50"), trade_type="adl")
+    p.lots = 100  # what the killed process had stored (sync_positions saves before it announces)
+    await rig.engine.positions_repo.save(p.row())
+    rig.sim.state.force_reduce(SYM, 40, D("2001.00"), trade_type="adl")
+    again = await restarted(rig, data_dir, now)
+    try:
+        got = await stops(again)
+        assert got[StopDirection.DOWN] == [(60, p.stop)] and got[StopDirection.UP] == [(60, p.take_profit)]
+        (resized,) = [e for e in again.events if isinstance(e, PositionResized)]
+        assert (resized.old_lots, resized.new_lots, resized.cause, resized.covered) == (
+            179,
+            60,
+            "auto_deleverage",
+            True,
+        )  # before: (100, 60, ...)
+        assert format_event(resized) is not None and "179 → 60 lots" in (format_event(resized) or "")
+        at(again, now + 60_000)
+        assert await again.engine.sync_positions() == []  # said once: the next look finds nothing
+        await again.bus.drain()
+        assert len([e for e in again.events if isinstance(e, PositionResized)]) == 1
+    finally:
+        await again.bus.stop()
+
+
+async def test_a_restart_after_an_announced_resize_announces_nothing(rig: Rig, data_dir: Path) -> None:
+    """The resize was stored and announced before the stop: the restart finds the told size, the stored size and
+    the exchange's equal and says nothing more."""
+    now = 1_800_000_000_000
+    p = await rig.engine.enter(SYM, long_decision())
+    assert p is not None
+    rig.sim.state.force_reduce(SYM, 79, D("2003.50"), trade_type="adl")
+    at(rig, now)
+    await rig.engine.sync_positions()
+    await rig.bus.drain()
+    again = await restarted(rig, data_dir, now + 60_000)
+    try:
+        assert [e for e in again.events if isinstance(e, PositionResized)] == []
+        assert SYM not in again.engine._told_lots  # looked at once, then forgotten
+    finally:
+        await again.bus.stop()

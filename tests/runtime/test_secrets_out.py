@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.runtime.conftest import Rig
 
 PROXY = "https://trader:pr0xyPASSw0rd@proxy.example.com:3128"
@@ -122,3 +124,97 @@ async def test_a_secret_nested_inside_an_event_is_stored_and_sent_blanked(tmp_pa
         assert drift.differences == ["order 7 unknown: ***", "ETHUSDTM size 3 != 2"]
         assert kill.leftovers == ["https://***@proxy.example.com:3128"]
     assert decision["failing"] == ["min_score", f"refused {secret}"]  # the publisher's own dict is not changed
+
+
+async def test_a_secret_as_a_dict_key_in_a_tuple_set_or_an_exception_reaches_no_sink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bus cleaned dict values, list and tuple items, but not a dict's keys, set items or an exception's args:
+    a passphrase used as a key (``{"acct-<passphrase>": 3}``) or carried by an error object went as it was to the
+    journal file, the SQLite event log, the console log line and the webhook's JSON (a set or an exception even made
+    the journal's json.dumps raise inside publish). The secret comes from the environment as the bot reads it; the
+    texts around it, the numbers and the keys without a secret stay as they were."""
+    import structlog
+    from aiohttp import web
+
+    from engine.config.settings import load_settings
+    from engine.events import DriftDetected, Event, SignalEvaluated
+    from engine.logging import configure_logging
+    from engine.runtime.app import ConsoleNotifier, RunOptions, Runtime
+    from engine.runtime.webhook import WebhookNotifier
+    from storage.db import Database
+    from storage.journal import EventJournal, journal_path_for
+
+    secret = "envPASS-7731xq"
+    received: list[dict[str, object]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    monkeypatch.setenv("KUCOIN_API_PASSPHRASE", secret)
+    monkeypatch.setenv("DB_PATH", str(tmp_path / "e.sqlite"))
+    settings = load_settings(Path("/nonexistent/.env"))
+    assert secret in settings.secret_values()
+    configure_logging(secrets=settings.secret_values(), json_output=True)
+    bus = Runtime(settings, RunOptions()).bus
+    webhook = WebhookNotifier(f"http://127.0.0.1:{port}/hook", attempts=1)
+    seen: list[Event] = []
+
+    async def keep(event: Event) -> None:
+        seen.append(event)
+
+    decision = {
+        "symbol": "ETHUSDTM",
+        "final_score": 61.5,
+        "by_account": {f"acct-{secret}": 3, "acct-main": 4},
+        secret: "keyed by the secret",
+        "pairs": [(f"pair {secret}", 2)],
+        "tags": {f"tag {secret}"},
+        "error": ValueError("login refused", {"passphrase": secret}),
+    }
+    drift = [f"order 7 unknown: {secret}", RuntimeError(f"listing failed for {secret}"), ("size", 3)]
+    try:
+        async with Database(settings.db_path) as db:
+            journal = EventJournal(db, journal_path_for(settings.db_path))
+            await journal.open()
+            bus.recorder = journal.record
+            bus.subscribe("console", ConsoleNotifier())
+            bus.subscribe("webhook", webhook)
+            bus.subscribe("keep", keep)
+            await bus.start()
+            bus.publish(SignalEvaluated(ts_ms=1, symbol="ETHUSDTM", decision=decision))
+            bus.publish(DriftDetected(ts_ms=2, differences=drift))  # type: ignore[arg-type]
+            journaled = journal.path.read_text()  # written at publish, before anyone else sees the event
+            assert await bus.drain(timeout_s=10)
+            await journal.flush()
+            stored = [r[0] for r in await db.fetchall("SELECT payload FROM events ORDER BY seq")]
+            await bus.stop()
+            await journal.close()
+    finally:
+        await webhook.close()
+        await runner.cleanup()
+        structlog.reset_defaults()
+    console = capsys.readouterr().err
+    assert len(stored) == 2 and len(received) == 2 and '"event": "drift_detected"' in console, console
+    for sink, text in (("journal", journaled), ("events", "\n".join(stored)), ("webhook", repr(received))):
+        assert secret not in text and "7731xq" not in text, (sink, text)
+        assert "acct-***" in text and "listing failed for ***" in text, (sink, text)
+    assert secret not in console and "7731xq" not in console, console
+    signal, drifted = received
+    got = signal["decision"]
+    assert isinstance(got, dict)
+    assert got["by_account"] == {"acct-***": 3, "acct-main": 4}  # before: {"acct-envPASS-7731xq": 3, ...}
+    assert got["***"] == "keyed by the secret" and got["final_score"] == 61.5 and got["symbol"] == "ETHUSDTM"
+    assert got["pairs"] == [["pair ***", 2]] and got["tags"] == ["tag ***"]
+    assert got["error"] == "ValueError: ('login refused', {'passphrase': '***'})"
+    assert drifted["differences"] == ["order 7 unknown: ***", "RuntimeError: listing failed for ***", ["size", 3]]
+    assert "RuntimeError: listing failed for ***" in console  # the console line, with the text around the secret
+    assert seen[1].differences[2] == ("size", 3)  # type: ignore[attr-defined]  # a tuple without a secret: kept
+    assert decision["by_account"] == {f"acct-{secret}": 3, "acct-main": 4}  # the publisher's own dict untouched
