@@ -157,6 +157,15 @@ def test_systemd_unit_gives_the_bot_enough_file_descriptors() -> None:
     assert int(_unit("enygma.service")["LimitNOFILE"]) == 16384
 
 
+def test_docker_gives_the_bot_as_long_to_stop_as_systemd_does() -> None:
+    """Compose had no stop_grace_period: ``docker stop`` SIGKILLed the bot after Docker's default 10 s, where the
+    systemd unit waits 60 (TimeoutStopSec)."""
+    service = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["enygma"]
+    grace = str(service["stop_grace_period"])
+    assert grace.endswith("s")
+    assert int(grace[:-1]) == int(_unit("enygma.service")["TimeoutStopSec"]) == 60
+
+
 def test_health_timer_restarts_the_bot_as_a_user_allowed_to() -> None:
     """``systemctl restart enygma`` from the unprivileged user is refused (interactive authentication required), so
     the timer never restarted a hung bot; the check itself is only an HTTP GET to loopback."""
