@@ -234,6 +234,16 @@ async def test_a_contract_not_open_at_start_is_watched_but_takes_no_entry(sim: S
             status = await EngineControl(rt.engine, settings).status()
             assert status["new entries"] == "allowed"  # ETHUSDTM still trades
             assert status["contracts not Open"] == "XBTUSDTM Paused (no entries)"
+            # KuCoin opens it while the stream is down: the reconnect makes the next look refresh at once (not
+            # 12 minutes later), and entries on it are allowed again.
+            await sim_contract(sim, "XBTUSDTM", status="Open")
+            assert rt.stream is not None and rt.contracts.next_due > 0
+            sim.drop_ws_connections()
+            async with asyncio.timeout(20):  # (or the job's own look got there first)
+                while rt.contracts.next_due != 0.0 and rt.engine.contract_blocked("XBTUSDTM") is not None:
+                    await asyncio.sleep(0.05)
+            await rt.contracts.tick()  # the scheduled job's look
+            assert rt.engine.contract_blocked("XBTUSDTM") is None
         finally:
             rt.stop_event.set()
             await asyncio.wait_for(task, 60)
