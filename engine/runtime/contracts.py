@@ -33,7 +33,7 @@ AT_RISK = {
     "Closed": "the contract is closed or delisted: KuCoin may settle the position, and its stop can no longer be "
     "moved or re-placed",
     "Paused": "trading is paused on this contract: the stop on the exchange stays where it is but cannot be moved "
-    "(trailing waits) until it is Open again",
+    "(trailing waits) and may not fill while nothing trades, until it is Open again",
     "CancelOnly": "KuCoin accepts only cancels on this contract: the stop on the exchange stays where it is but "
     "cannot be moved until it is Open again",
 }
