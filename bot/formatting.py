@@ -237,6 +237,8 @@ def format_event(event: Event) -> str | None:
         return f"🔌 {esc(d['stream'])} stream reconnected ({d['reconnects']} so far)"
     if k == "health_changed":
         return f"{'💚' if d['healthy'] else '💔'} {esc(d['component'])}: {esc(d['detail'])}"
+    if k == "contract_changed":
+        return _contract_changed(d)
     if k == "kill_switch_report":
         state = (
             "account is <b>flat</b>" if d["flat"] else "<b>NOT flat</b>: " + "; ".join(esc(x) for x in d["leftovers"])
@@ -253,3 +255,22 @@ def format_event(event: Event) -> str | None:
             f"{d['trades']} trades, drawdown {Decimal(d['drawdown_pct']):.2f} %"
         )
     return None
+
+
+def _contract_changed(d: dict[str, Any]) -> str:
+    """KuCoin changed a contract: loud (🚨, bold) when a position is open on one that no longer trades."""
+    sym, old, new = esc(d["symbol"]), esc(d["old_status"]), esc(d["status"])
+    lines = []
+    if old != new:
+        if d.get("loud"):
+            lines.append(f"🚨 <b>{sym} contract {new}</b> (was {old}) with your {esc(d.get('position', ''))} open")
+        elif new == "Open":
+            lines.append(f"✅ {sym} contract Open again (was {old})")
+        else:
+            lines.append(f"⚠️ <b>{sym} contract {new}</b> (was {old})")
+    changes = d.get("changes") or []
+    if changes:
+        lines.append(f"📐 {sym} contract changed: " + "; ".join(esc(c) for c in changes))
+    if d.get("detail"):
+        lines.append(esc(d["detail"]))
+    return "\n".join(lines)

@@ -151,7 +151,9 @@ class TelegramService:
             await self.outbox.enqueue(
                 chat_id,
                 message,
-                silent=level == "silent",
+                # A loud event (a position on a contract KuCoin settles or pauses) rings even where its kind was
+                # made silent: the trader may have to act on KuCoin by hand. "off" stays off.
+                silent=level == "silent" and not getattr(event, "loud", False),
                 reply_markup=markup,
                 coalesce_key=key,
                 droppable=event.kind in DROPPABLE,

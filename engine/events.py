@@ -304,6 +304,22 @@ class HealthChanged(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ContractChanged(Event):
+    """KuCoin changed a configured contract under the running bot: its status (``old_status`` → ``status``) and/or
+    its specs (``changes``, in words). ``position`` names the open position on it ("long 3 lots", "" for none);
+    ``loud``: that position may be settled by KuCoin or its stop may not be movable any more."""
+
+    kind: ClassVar[str] = "contract_changed"
+    symbol: str
+    old_status: str
+    status: str
+    changes: list[str] = field(default_factory=list)
+    position: str = ""
+    detail: str = ""
+    loud: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class KillSwitchReport(Event):
     kind: ClassVar[str] = "kill_switch_report"
     cancelled_orders: int
@@ -356,6 +372,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DriftCleared,
         StreamReconnected,
         HealthChanged,
+        ContractChanged,
         KillSwitchReport,
         CandleGap,
         DailySummary,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -10,6 +11,10 @@ from pathlib import Path
 
 class ContractSpecError(ValueError):
     """A contract spec is missing or malformed; trading that symbol is refused."""
+
+
+OPEN = "Open"  # the only contract status that accepts new orders (reference §4.1.2, §6.10 step 2)
+DELISTED = "Closed"  # what a configured contract missing from the active listing is taken for
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +29,13 @@ class ContractSpec:
     taker_fee: Decimal = Decimal("0.0006")
     maker_fee: Decimal = Decimal("0.0002")
     maintenance_margin_rate: Decimal = Decimal("0.005")
+    # Init, Open, BeingSettled, Settled, Paused, Closed, CancelOnly: only Open takes new orders (§6.10 step 2)
+    status: str = OPEN
+
+    @property
+    def is_open(self) -> bool:
+        """New orders are accepted: anything else refuses entries (and may refuse a stop move)."""
+        return self.status == OPEN
 
     def __post_init__(self) -> None:
         if self.multiplier <= 0 or self.tick_size <= 0 or self.lot_size < 1 or self.max_leverage < 1:
@@ -50,9 +62,45 @@ def contract_spec_from_payload(payload: dict[str, object]) -> ContractSpec:
             taker_fee=_dec(payload.get("takerFeeRate", "0.0006")),
             maker_fee=_dec(payload.get("makerFeeRate", "0.0002")),
             maintenance_margin_rate=_dec(payload.get("maintainMargin", "0.005")),
+            status=str(payload.get("status") or OPEN),  # recorded snapshots without it were all Open
         )
     except (KeyError, ValueError, ArithmeticError) as exc:
         raise ContractSpecError(f"malformed contract payload {payload.get('symbol', '?')}: {exc}") from exc
+
+
+def specs_from_payloads(
+    payloads: Iterable[object], symbols: Iterable[str] | None = None
+) -> tuple[dict[str, ContractSpec], dict[str, str]]:
+    """The specs of ``symbols`` (every one when None) from a ``/api/v1/contracts/active`` answer, and why each
+    malformed row of them was left out. One bad row must not cost the others their specs: the caller keeps
+    that symbol's last good spec."""
+    wanted = None if symbols is None else set(symbols)
+    specs: dict[str, ContractSpec] = {}
+    bad: dict[str, str] = {}
+    for payload in payloads:
+        if not isinstance(payload, dict):
+            bad[f"row {str(payload)[:40]!r}"] = "not an object"
+            continue
+        symbol = str(payload.get("symbol", "?"))
+        if wanted is not None and symbol not in wanted:
+            continue
+        try:
+            specs[symbol] = contract_spec_from_payload(payload)
+        except ContractSpecError as exc:
+            bad[symbol] = str(exc)
+    return specs, bad
+
+
+def spec_changes(old: ContractSpec, new: ContractSpec) -> list[str]:
+    """What changed between two specs of a contract, in words ("tick size 0.01 → 0.1"), status aside."""
+    fields = (
+        ("tick size", old.tick_size, new.tick_size),
+        ("multiplier", old.multiplier, new.multiplier),
+        ("lot size", old.lot_size, new.lot_size),
+        ("max leverage", old.max_leverage, new.max_leverage),
+        ("maintenance margin rate", old.maintenance_margin_rate, new.maintenance_margin_rate),
+    )
+    return [f"{name} {a} → {b}" for name, a, b in fields if a != b]
 
 
 def load_contract_specs(path: Path) -> dict[str, ContractSpec]:

@@ -35,8 +35,9 @@ from engine.logging import Redactor
 from engine.marketdata.candle_files import CandleFileError, load_candles
 from engine.marketdata.klines import closed_candles
 from engine.models import timeframe_ms
-from engine.risk.contract import ContractSpec, contract_spec_from_payload
+from engine.risk.contract import specs_from_payloads
 from engine.risk.limits import DAY_MS
+from engine.runtime.contracts import CONTRACT_CHECK_S, ContractWatch
 from engine.runtime.daily import summarize_day, summarized_day
 from engine.runtime.engine import EngineOptions, TradingEngine
 from engine.runtime.http import Health, Metrics, build_app, http_runner
@@ -167,6 +168,7 @@ class Runtime:
         self.lanes: Lanes | None = None
         self._http: web.AppRunner | None = None
         self.reconcile: Callable[[], Awaitable[None]] | None = None  # set once running
+        self.contracts: ContractWatch | None = None  # the contract-spec refresh, set once the engine is wired
         self._replay_lost = 0  # pushes of the replay that went to a dropped connection: never waited for again
         self.jobs = ScheduledJobs()
 
@@ -362,13 +364,11 @@ class Runtime:
             webhook = WebhookNotifier(s.webhook_url.get_secret_value())
             self.bus.subscribe("webhook", webhook)
         await self.bus.start()
-        specs: dict[str, ContractSpec] = {}
-        for payload in await client.contracts():
-            if payload["symbol"] in s.symbols:
-                specs[payload["symbol"]] = contract_spec_from_payload(payload)
+        specs, bad = specs_from_payloads(await client.contracts(), s.symbols)
         missing = [x for x in s.symbols if x not in specs]
         if missing:
-            raise ConfigError(f"no contract spec for {', '.join(missing)}: refusing to trade them")
+            why = "".join(f" ({bad[x]})" for x in missing if x in bad)
+            raise ConfigError(f"no contract spec for {', '.join(missing)}{why}: refusing to trade them")
         equity = (await client.account_overview()).equity
         step_ms = timeframe_ms(self.cfg.timeframes.primary)
         want_hedge = s.position_mode == "hedge"
@@ -400,6 +400,16 @@ class Runtime:
             latency_observer=self.metrics.entry_latency.observe,
         )
         engine.options.approvals_ttl_ms = s.telegram_approval_ttl_s * 1000
+        for sym, closed_status in engine.closed_contracts().items():
+            # One line each: the symbol is watched (its position keeps its stop) but takes no new entry.
+            log.warning(
+                "contract.not_open",
+                symbol=sym,
+                status=closed_status,
+                detail=f"contract {sym} is {closed_status}: monitored, positions kept protected, no new entries",
+            )
+        contracts = ContractWatch(engine, s.symbols)
+        self.contracts = contracts
         from engine.runtime.control import dashboard_status, restore_switches
         from storage.repos import Settings as SavedSwitches
 
@@ -514,7 +524,13 @@ class Runtime:
             elif msg.subject == "position.change" and position_push_changes_position(msg.data):
                 lanes.submit_once("account", sync)  # a burst of pushes: one reconciliation, not one each
 
-        stream = await market_streams(client, s.symbols, self.cfg.timeframes.primary, on_message, sync)
+        async def reconnected() -> None:
+            """A stream came back: positions are compared now, the contract specs at the next look (a pause or a
+            tick change may have happened while the bot was away)."""
+            contracts.stale()
+            await sync()
+
+        stream = await market_streams(client, s.symbols, self.cfg.timeframes.primary, on_message, reconnected)
         self.stream = stream
         self._background(stream.run(), "ws-stream")
         self._background(engine.retry_forever(), "retries")
@@ -576,6 +592,9 @@ class Runtime:
         self.reconcile = reconcile  # the scheduled job, reachable for tests and diagnostics
         jobs = self.jobs
         jobs.add(reconcile, "interval", "reconcile", seconds=s.reconcile_interval_s, max_instances=1, coalesce=True)
+        # Every CONTRACT_CHECK_S it looks whether a refresh is due (every 12 min, a minute after a failed one,
+        # at once after a reconnect); a failure is logged and retried, never raised.
+        jobs.add(contracts.tick, "interval", "contracts", seconds=CONTRACT_CHECK_S, max_instances=1, coalesce=True)
         hour, minute = (int(x) for x in s.telegram_daily_summary_utc.split(":"))
 
         async def daily_summary() -> None:

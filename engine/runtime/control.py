@@ -153,7 +153,15 @@ class EngineControl:
             "drawdown": f"{e.risk.drawdown_pct:.2f} %",
             "open positions": str(len(e.managed)),
             "new entries": "; ".join(self._entry_halts()) or "allowed",
+            **self._closed_contracts(),
         }
+
+    def _closed_contracts(self) -> dict[str, str]:
+        """The configured contracts KuCoin does not keep Open (their symbols take no entry, the others trade)."""
+        closed = self.engine.closed_contracts()
+        if not closed:
+            return {}
+        return {"contracts not Open": ", ".join(f"{s} {status} (no entries)" for s, status in sorted(closed.items()))}
 
     def _entry_halts(self) -> list[str]:
         """Everything that refuses every new entry right now, in words (the per-symbol cooldowns aside): a trader

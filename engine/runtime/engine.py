@@ -149,6 +149,7 @@ class TradingEngine:
             client, positions, intents, retry, bus, clock=self.clock, margin_mode=options.margin_mode
         )
         self.coordinator.hedge = options.hedge
+        self.coordinator.tick_of = lambda s: spec.tick_size if (spec := self.specs.get(s)) is not None else None
         self.last_decision: dict[str, Decision] = {}
         # Held by whatever changes which positions the engine manages: an entry, a reconciliation, the kill switch.
         # Symbols run concurrently (engine.runtime.lanes); without it a reconciliation triggered by the entry's own
@@ -201,6 +202,26 @@ class TradingEngine:
         if self.exchange_status != "open":
             return f"KuCoin Futures status {self.exchange_status}"
         return None
+
+    def contract_blocked(self, symbol: str) -> str | None:
+        """Why ``symbol``'s contract takes no new entry right now (KuCoin refuses orders on a contract that is not
+        Open: Paused, CancelOnly, BeingSettled, Settled, Closed or delisted), or None."""
+        spec = self.specs.get(symbol)
+        if spec is None:
+            return f"no contract spec for {symbol}"
+        return None if spec.is_open else f"contract {symbol} is {spec.status}"
+
+    def closed_contracts(self) -> dict[str, str]:
+        """Configured symbols whose contract is not Open, with its status (for /status)."""
+        return {s: self.specs[s].status for s in self.options.symbols if s in self.specs and not self.specs[s].is_open}
+
+    def use_spec(self, spec: ContractSpec) -> None:
+        """A refreshed spec: new entries size and round with it, and an open position's stop rule rounds its next
+        moves to the new tick (its current stop stays where it is: never untrailed)."""
+        self.specs[spec.symbol] = spec
+        m = self.managed.get(spec.symbol)
+        if m is not None:
+            m.rule.tick = spec.tick_size
 
     async def check_exchange_status(self) -> str:
         """Ask KuCoin whether it is open. In maintenance (``close``) or ``cancelonly`` no new order can be placed, so
@@ -346,7 +367,10 @@ class TradingEngine:
             )
         )
         if decision.passed and symbol not in self.managed:
-            if self.options.control == "manual":
+            closed = self.contract_blocked(symbol)
+            if closed is not None:  # said at once, and no approval card for an entry KuCoin would refuse
+                self._refuse(symbol, "", closed)
+            elif self.options.control == "manual":
                 await self.request_approval(symbol, decision)
             else:
                 await self.enter(symbol, decision, started=started)
@@ -512,7 +536,7 @@ class TradingEngine:
             return await self._enter(symbol, decision, started)
 
     async def _enter(self, symbol: str, decision: Decision, started: float | None) -> Protected | None:
-        blocked = self.entries_blocked()
+        blocked = self.entries_blocked() or self.contract_blocked(symbol)
         if blocked is not None:
             self._refuse(symbol, "", blocked)
             return None

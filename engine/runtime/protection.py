@@ -19,7 +19,7 @@ import structlog
 
 from engine.events import EventBus, StopMissing, StopMoved, StopPlaced
 from engine.models import Side
-from engine.risk.formulas import gross_roi
+from engine.risk.formulas import gross_roi, round_stop, round_take_profit
 from engine.risk.stops import StopReason
 from engine.runtime.chaos import crash_point
 from exchange.errors import ExchangeError, InvalidRequestError, OrderNotFoundError
@@ -141,6 +141,20 @@ class StopCoordinator:
         self.hedge = False  # hedge position mode: every order names its position side
         self.replaces = 0
         self._protecting: dict[str, asyncio.Lock] = {}
+        # The contract's tick size now (None: unknown, prices go as they are). KuCoin can change a contract's tick
+        # under an open position: a stop kept at a price of the old grid is re-placed on the new one.
+        self.tick_of: Callable[[str], Decimal | None] = lambda symbol: None
+
+    def _stop_on_grid(self, p: Protected, price: Decimal) -> Decimal:
+        """``price`` on the contract's current tick grid, rounded the protective way (a long's stop up, a short's
+        down: tighter by less than one tick, never looser)."""
+        tick = self.tick_of(p.symbol)
+        return price if tick is None else round_stop(price, p.side, tick)
+
+    def _tp_on_grid(self, p: Protected, price: Decimal) -> Decimal:
+        """``price`` as a take-profit on the contract's current tick grid (§10.4: rounded toward the entry)."""
+        tick = self.tick_of(p.symbol)
+        return price if tick is None else round_take_profit(price, p.side, tick)
 
     def _stop_request(self, p: Protected, price: Decimal, direction: StopDirection, client_oid: str) -> OrderRequest:
         return OrderRequest(
@@ -212,6 +226,7 @@ class StopCoordinator:
             if look and (p.stop_order_id is None or p.tp_order_id is None):
                 await self._take_over_live(p)
             if p.stop_order_id is None:
+                p.stop = self._stop_on_grid(p, p.stop)  # a tick changed since it was set: never looser
                 try:
                     p.stop_order_id = await self._place(p, p.stop, p.stop_direction, "stop", new_client_oid("sl"))
                 except InvalidRequestError:
@@ -220,6 +235,7 @@ class StopCoordinator:
                     raise
                 await self._save(p)
             if p.tp_order_id is None:
+                p.take_profit = self._tp_on_grid(p, p.take_profit)
                 p.tp_order_id = await self._place(
                     p, p.take_profit, p.tp_direction, "take_profit", new_client_oid("tp"), urgent=False
                 )
@@ -416,6 +432,7 @@ class StopCoordinator:
     async def move_stop(self, p: Protected, new_stop: Decimal, reason: str, new_tp: Decimal | None = None) -> bool:
         """Place the new stop, confirm it on the exchange, then cancel the old one. True when done."""
         fresh = p.replace_state == "STEADY"
+        new_stop = self._stop_on_grid(p, new_stop)  # a move asked on a tick grid KuCoin has since changed
         if fresh and p.side.further(p.stop, new_stop):
             log.error("stop.untrail_refused", symbol=p.symbol, stop=str(p.stop), asked=str(new_stop), reason=reason)
             return False  # never untrail, whoever asks (the same price is a resize and allowed)
@@ -486,6 +503,7 @@ class StopCoordinator:
 
     async def move_take_profit(self, p: Protected, new_tp: Decimal) -> None:
         """TP extension: place the new TP, then cancel the old (a TP gap is harmless; the stop protects)."""
+        new_tp = self._tp_on_grid(p, new_tp)
         try:
             new_id = await self._unanswered(p, "take_profit", new_tp) or await self._place(
                 p, new_tp, p.tp_direction, "take_profit", new_client_oid("tp"), urgent=False

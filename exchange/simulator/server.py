@@ -57,22 +57,22 @@ class SimulatorConfig:
 def load_contracts(path: Path, symbols: tuple[str, ...]) -> dict[str, Contract]:
     raw = json.loads(path.read_text())
     entries = raw.get("contracts", raw)
-    out = {}
-    for sym, p in entries.items():
-        if symbols and sym not in symbols:
-            continue
-        out[sym] = Contract(
-            symbol=sym,
-            multiplier=Decimal(str(p["multiplier"])),
-            lot_size=int(p["lotSize"]),
-            tick_size=Decimal(str(p["tickSize"])),
-            max_leverage=int(p["maxLeverage"]),
-            maker_fee=Decimal(str(p.get("makerFeeRate", "0.0002"))),
-            taker_fee=Decimal(str(p.get("takerFeeRate", "0.0006"))),
-            mmr=Decimal(str(p.get("maintainMargin", "0.005"))),
-            payload=p,
-        )
-    return out
+    return {sym: contract_from(sym, p) for sym, p in entries.items() if not symbols or sym in symbols}
+
+
+def contract_from(sym: str, p: dict[str, Any]) -> Contract:
+    """The book's contract from a KuCoin-shaped payload (kept as it is: the API serves it)."""
+    return Contract(
+        symbol=sym,
+        multiplier=Decimal(str(p["multiplier"])),
+        lot_size=int(p["lotSize"]),
+        tick_size=Decimal(str(p["tickSize"])),
+        max_leverage=int(p["maxLeverage"]),
+        maker_fee=Decimal(str(p.get("makerFeeRate", "0.0002"))),
+        taker_fee=Decimal(str(p.get("takerFeeRate", "0.0006"))),
+        mmr=Decimal(str(p.get("maintainMargin", "0.005"))),
+        payload=p,
+    )
 
 
 # Endpoint → (pool, weight, private); reference §4.8.
@@ -128,6 +128,10 @@ class SimulatorServer:
         # ``"data": null``. True answers the second way.
         self.unknown_order_as_null = False
         self.system_status = "open"  # what GET /api/v1/status reports: open | close (maintenance) | cancelonly
+        self.delisted: set[str] = set()  # contracts gone from both contract endpoints (set_contract listed=False)
+        # Whether /api/v1/contracts/active lists a contract that is not Open is not documented: True leaves such
+        # contracts out of it (``/api/v1/contracts/{symbol}`` still answers them with their status).
+        self.active_lists_open_only = False
         self.funding_rates: dict[str, Decimal] = {}
         self.public_trades: dict[str, list[dict[str, Any]]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -143,7 +147,38 @@ class SimulatorServer:
                 app.router.add_route(spec[0], spec[1], fn)
         app.router.add_get("/ws", self._ws)
         app.router.add_post("/sim/price", self._admin_price)
+        app.router.add_post("/sim/contract", self._admin_contract)
         return app
+
+    async def _admin_contract(self, request: web.Request) -> web.Response:
+        """Test/operator hook, loopback only: KuCoin changes a contract under a running bot. Body: ``symbol``, then
+        any of ``fields`` (KuCoin payload fields merged into the contract, e.g. ``{"status": "Paused"}`` or
+        ``{"tickSize": 0.1}``) and ``listed`` (false: gone from ``/api/v1/contracts/active``, as a delisting)."""
+        body = await request.json()
+        try:
+            self.set_contract(str(body["symbol"]), dict(body.get("fields") or {}), listed=body.get("listed"))
+        except (KeyError, TypeError, ValueError) as exc:
+            return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
+        return web.json_response({"ok": True})
+
+    def set_contract(self, symbol: str, fields: dict[str, Any], *, listed: bool | None = None) -> None:
+        """Merge ``fields`` into ``symbol``'s published payload. The book trades on the new numbers when they
+        parse; a malformed value (``"tickSize": "abc"``) is published as it is while the book keeps the last good
+        ones, so a client can be shown one bad row. ``listed=False`` hides it from the active listing."""
+        c = self.state.contracts[symbol]
+        payload = {**c.payload, **fields}
+        try:
+            fresh = contract_from(symbol, payload)
+            if fresh.tick_size <= 0 or fresh.multiplier <= 0 or fresh.lot_size < 1:
+                raise ValueError("not positive")
+            self.state.contracts[symbol] = fresh
+        except (ArithmeticError, ValueError, TypeError, KeyError):
+            c.payload = payload  # garbage for clients; the book's numbers stay
+        if listed is not None:
+            if listed:
+                self.delisted.discard(symbol)
+            else:
+                self.delisted.add(symbol)
 
     async def _admin_price(self, request: web.Request) -> web.Response:
         """Test/operator hook, loopback only (the middleware) and outside KuCoin's API: move a standalone market."""
@@ -363,11 +398,19 @@ class SimulatorServer:
 
     @route("GET", "/api/v1/contracts/active", "public", 3, False)
     async def contracts_active(self, request: web.Request) -> Any:
-        return [self._contract_api(c) for c in self.state.contracts.values()]
+        return [
+            self._contract_api(c)
+            for c in self.state.contracts.values()
+            if c.symbol not in self.delisted
+            and (not self.active_lists_open_only or c.payload.get("status", "Open") == "Open")
+        ]
 
     @route("GET", "/api/v1/contracts/{symbol}", "public", 3, False)
     async def contract_one(self, request: web.Request) -> Any:
-        return self._contract_api(self.state.contract(request.match_info["symbol"]))
+        symbol = request.match_info["symbol"]
+        if symbol in self.delisted:
+            raise SimError("100003", f"Contract parameter invalid: {symbol}")
+        return self._contract_api(self.state.contract(symbol))
 
     def _contract_api(self, c: Contract) -> dict[str, Any]:
         data = dict(c.payload)

@@ -279,6 +279,9 @@ class Book:
     # A stop whose trigger condition already holds at placement: KuCoin's behaviour is not documented (refused or
     # triggered at once). Default: it triggers at once; True: it is refused with 100001.
     reject_triggered_stops: bool = False
+    # A stopPrice off the contract's tick grid: the reference states the tick rule for ``price`` only. Default: it
+    # is accepted; True: refused with 100001 as an off-tick limit price is.
+    reject_off_tick_stops: bool = False
     # Thin book: a taker order fills at most this many lots (the rest of an IOC or market order is cancelled).
     max_taker_lots: int | None = None
     funded_until_ms: int | None = None
@@ -378,6 +381,9 @@ class Book:
         now = self.clock()
         symbol = str(body.get("symbol", ""))
         c = self.contract(symbol)
+        status = str(c.payload.get("status") or "Open")
+        if status != "Open":  # reference §6.10 step 2: a paused, settling, cancel-only... contract takes no order
+            raise SimError("200003", f"Contract {symbol} is {status}: orders are not accepted")
         client_oid = body.get("clientOid")
         if not client_oid or not isinstance(client_oid, str):
             raise SimError("400100", "validation.createOrder.clientOidIsRequired")
@@ -447,6 +453,8 @@ class Book:
             stop_price = price_field(body, "stopPrice")
             if stop_price is None or stop_price <= 0:
                 raise SimError("100001", "stopPrice must be a positive price")
+            if self.reject_off_tick_stops and stop_price % c.tick_size:
+                raise SimError("100001", f"stopPrice must be a multiple of tickSize {c.tick_size}")
             now_prices = self.prices.get(symbol)
             if self.reject_triggered_stops and now_prices is not None:
                 ref = {"TP": now_prices.last, "MP": now_prices.mark, "IP": now_prices.index}[stop_type]

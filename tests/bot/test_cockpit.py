@@ -12,7 +12,7 @@ import pytest
 
 from bot.app import BotConfig
 from bot.service import TelegramService
-from engine.events import ApprovalRequested, PositionClosed, StopMoved
+from engine.events import ApprovalRequested, ContractChanged, PositionClosed, StopMoved
 from storage.db import Database
 from tests.bot.fake_telegram import FakeTelegram, outcome
 
@@ -131,7 +131,7 @@ def make(tg: FakeTelegram, db: Database, control: Control) -> TelegramService:
         db,
         per_chat_interval_s=0.0,
         poll_timeout_s=1,
-        levels={"stop_moved": "silent", "order_placed": "off"},
+        levels={"stop_moved": "silent", "order_placed": "off", "contract_changed": "silent"},
     )
 
 
@@ -415,3 +415,37 @@ async def test_reset_lifts_latched_halts_after_a_confirmation(
     ]
     assert "Lift these halts?" in edits[1]["text"]  # the card keeps what it asked
     assert len(control.resets) == 1
+
+
+async def test_a_contract_change_is_sent_and_rings_only_when_a_position_is_at_stake(
+    tg: FakeTelegram, service: tuple[TelegramService, Control]
+) -> None:
+    """contract_changed made silent: a pause with nothing open stays silent; a settlement with a position open
+    rings all the same (the trader may have to close it on KuCoin by hand)."""
+    svc, _ = service
+    await svc.notify(
+        ContractChanged(
+            ts_ms=1,
+            symbol="XBTUSDTM",
+            old_status="Open",
+            status="Paused",
+            detail="no new entries on it until it is Open again",
+        )
+    )
+    await svc.notify(
+        ContractChanged(
+            ts_ms=2,
+            symbol="ETHUSDTM",
+            old_status="Open",
+            status="BeingSettled",
+            position="long 179 lots",
+            detail="no new entries on it until it is Open again; KuCoin is settling this contract",
+            loud=True,
+        )
+    )
+    sent = await tg.wait_for("sendMessage", 2)
+    quiet, loud = sent[-2:]
+    assert quiet["text"].startswith("⚠️ <b>XBTUSDTM contract Paused</b> (was Open)")
+    assert quiet["disable_notification"] is True
+    assert loud["text"].startswith("🚨 <b>ETHUSDTM contract BeingSettled</b> (was Open) with your long 179 lots open")
+    assert loud["disable_notification"] is False

@@ -240,3 +240,25 @@ def test_restore_streak_runs_across_midnight_when_it_does_not_reset_daily() -> N
         [("A", D("-1"), DAY0 - 3), ("A", D("5"), DAY0 - 2), ("A", D("-1"), DAY0 - 1), ("B", D("-2"), DAY0)], [], now
     )
     assert r.consecutive_losses == 2 and r.realized_today == D(-2)  # the win before them ended the older streak
+
+
+def test_one_malformed_contract_row_spares_the_others_and_status_is_read() -> None:
+    from engine.risk.contract import spec_changes, specs_from_payloads
+
+    good = {"symbol": "ETHUSDTM", "multiplier": 0.01, "lotSize": 1, "tickSize": 0.01, "maxLeverage": 100}
+    rows = [
+        {**good, "status": "Paused"},
+        {**good, "symbol": "XBTUSDTM", "tickSize": "abc"},  # garbage number
+        {**good, "symbol": "SOLUSDTM", "multiplier": 0},  # not positive
+        {"symbol": "XRPUSDTM"},  # fields missing
+        "not-a-row",
+        {**good, "symbol": "DOGEUSDTM"},  # not configured: not read
+    ]
+    specs, bad = specs_from_payloads(rows, ["ETHUSDTM", "XBTUSDTM", "SOLUSDTM", "XRPUSDTM"])
+    assert list(specs) == ["ETHUSDTM"] and specs["ETHUSDTM"].status == "Paused"
+    assert not specs["ETHUSDTM"].is_open
+    assert sorted(bad) == ["SOLUSDTM", "XBTUSDTM", "XRPUSDTM", "row 'not-a-row'"]
+    old = specs["ETHUSDTM"]
+    fresh = specs_from_payloads([{**good, "tickSize": "0.1", "lotSize": 10}])[0]["ETHUSDTM"]
+    assert fresh.status == "Open"  # a row without a status (recorded snapshots) is Open
+    assert spec_changes(old, fresh) == ["tick size 0.01 → 0.1", "lot size 1 → 10"]
