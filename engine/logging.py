@@ -119,6 +119,9 @@ def configure_logging(
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # A line that cannot be written (closed stream, full disk) must not make stdlib logging print "--- Logging
+    # error ---" with the exception being handled, raw and unredacted, to stderr.
+    logging.raiseExceptions = False
     root.setLevel(level)
     for noisy in ("aiohttp.access", "websockets", "apscheduler", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

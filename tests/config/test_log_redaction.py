@@ -4,6 +4,7 @@ with a repr, in the JSON renderer and the console renderer alike."""
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import structlog
@@ -44,6 +45,25 @@ def test_a_secret_as_a_mapping_key_is_redacted(capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert SECRET not in err, err
     assert "acct-***" in err and "acct-main" in err and "('***', 1)" in err and "seven" in err, err
+
+
+def test_a_log_line_that_cannot_be_written_prints_no_raw_exception(capsys: pytest.CaptureFixture[str]) -> None:
+    """When the log stream cannot be written (closed, disk full), stdlib logging's ``handleError`` printed
+    "--- Logging error ---" and the exception being handled, unredacted, to stderr: a reconnect hook's error naming
+    the passphrase came out in clear (seen in the stream tests, whose handler outlived its stream). Production
+    logging does not report its own failures (``logging.raiseExceptions = False``)."""
+    configure_logging(secrets=[SECRET], json_output=True)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    dead = open(os.devnull, "w")  # noqa: SIM115 - closed on purpose before the write
+    dead.close()
+    handler.setStream(dead)
+    try:
+        raise RuntimeError(f"reconciliation refused: KC-API-PASSPHRASE {SECRET}")
+    except RuntimeError:
+        structlog.get_logger("t").exception("ws.session_failed")
+    printed = capsys.readouterr()
+    assert "Logging error" not in printed.err and SECRET not in printed.err + printed.out
 
 
 def test_websocket_token_in_a_url_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:

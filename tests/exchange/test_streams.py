@@ -222,7 +222,10 @@ async def test_a_failing_backfill_hook_does_not_end_the_stream(
 
 
 async def test_the_error_texts_a_stream_keeps_hold_no_credential(
-    sim: SimulatorServer, stream: tuple[KucoinStream, Recorder], caplog: pytest.LogCaptureFixture
+    sim: SimulatorServer,
+    stream: tuple[KucoinStream, Recorder],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """``stats.errors`` kept error texts as they came: an error frame quoting the signed passphrase, the API secret,
     the connection's token or a connect URL, or a failing reconnect hook's error naming them, stayed there for
@@ -254,7 +257,10 @@ async def test_the_error_texts_a_stream_keeps_hold_no_credential(
     await until(lambda: s.stats.reconnects > reconnects and any("refused" in e for e in s.stats.errors))
     refused = [e for e in s.stats.errors if "refused" in e]
     assert refused[0] == "RuntimeError: reconciliation refused: KC-API-PASSPHRASE *** on token ***", refused
-    shown = repr(s.stats) + caplog.text
+    # structlog prints to stdout until a test (or the runtime) routes it through stdlib logging: read both, so the
+    # test does not depend on which tests ran before it.
+    printed = capsys.readouterr()
+    shown = repr(s.stats) + caplog.text + printed.out + printed.err
     assert "ws.session_failed" in shown and "reconciliation refused: KC-API-PASSPHRASE *** on token ***" in shown
     for secret in (KEY, SECRET, PASSPHRASE, token, str(s._token), "tok3n"):
         assert secret not in shown, secret
