@@ -132,6 +132,16 @@ RESIZE_CAUSES = {
 }
 
 
+def shadow_line(shadow: float, micro: float, record: dict[str, Any] | None = None) -> str:
+    """The §11 shadow score in one line: what the score would be with the microstructure added (it is not)."""
+    gaps = ""
+    if record is not None:
+        missing = [n for n, a in record.get("analyzers", {}).items() if a.get("missing")]
+        if missing:
+            gaps = f", no data: {esc(', '.join(missing))}"
+    return f"shadow score {float(shadow):+.1f} (micro {float(micro):+.1f}, not applied{gaps})"
+
+
 def format_event(event: Event) -> str | None:
     """The message for ``event``, or None when the event is not worth a notification."""
     d = event.to_dict()
@@ -142,9 +152,11 @@ def format_event(event: Event) -> str | None:
             return None
         top = sorted((dec.get("primary") or {}).get("contributions", {}).items(), key=lambda kv: -abs(kv[1]))[:3]
         tops = ", ".join(f"{esc(n)} {v:+.1f}" for n, v in top)
+        micro = dec.get("micro")
         return (
             f"📈 <b>Signal {esc(dec['symbol'])}</b> {esc(dec['direction'])}\n"
             f"score {dec['final_score']:+.1f}, confidence {dec['confidence']:.2f}\ntop: {tops}"
+            + ("" if micro is None else "\n" + shadow_line(micro["shadow_score"], micro["micro_score"], micro))
         )
     if k == "approval_requested":
         why = ""
@@ -152,6 +164,8 @@ def format_event(event: Event) -> str | None:
             why = f"score {float(d['score']):+.1f} · confidence {float(d.get('confidence') or 0):.2f}\n"
         if d.get("gates"):
             why += f"gates passed: {esc(', '.join(d['gates']))}\n"
+        if d.get("shadow_score") is not None:
+            why += shadow_line(d["shadow_score"], d.get("micro_score") or 0.0) + "\n"
         return (
             f"🟡 <b>Approve {esc(d['side']).upper()} {esc(d['symbol'])}?</b>\n{why}"
             f"entry ≈ {price(d['entry'])}\nstop {price(d['stop'])} · TP {price(d['take_profit'])}\n"

@@ -70,6 +70,9 @@ class ApprovalRequested(Event):
     score: float | None = None
     confidence: float | None = None
     gates: list[str] = field(default_factory=list)  # the gates it passed
+    # The §11 shadow score read at the decision (never applied to it); None when not computed.
+    micro_score: float | None = None
+    shadow_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

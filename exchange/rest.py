@@ -287,6 +287,18 @@ class KucoinFuturesClient:
         data = await self._call("GET", f"/api/v1/mark-price/{symbol}/current", signed=False)
         return Decimal(str(data["value"]))
 
+    async def mark_and_index(self, symbol: str) -> tuple[Decimal, Decimal]:
+        """The mark price and the spot index it is built from (reference §4.1.9: ``value``, ``indexPrice``)."""
+        data = await self._call("GET", f"/api/v1/mark-price/{symbol}/current", signed=False)
+        return Decimal(str(data["value"])), Decimal(str(data["indexPrice"]))
+
+    async def level2_depth(self, symbol: str, depth: int = 100) -> dict[str, Any]:
+        """The top ``depth`` (20 or 100) levels of the book (reference §4.1.5): ``bids`` high→low, ``asks``
+        low→high, each ``[price, size in lots]``."""
+        if depth not in (20, 100):
+            raise ValueError(f"level-2 depth is 20 or 100, not {depth}")
+        return dict(await self._call("GET", f"/api/v1/level2/depth{depth}", params={"symbol": symbol}, signed=False))
+
     async def klines(self, symbol: str, granularity_min: int, start_ms: int, end_ms: int) -> list[list[float]]:
         """Candles in [start, end], ascending, paging by time. One answer is capped (500 rows now, 200 in the
         legacy docs) and the reference leaves open which end of a larger range the cap keeps, so whatever a page

@@ -478,6 +478,16 @@ class MicroAnalyzer(_Model):
     imbalance_long: float | None = None
     imbalance_short: float | None = None
 
+    @model_validator(mode="after")
+    def _depths_readable(self) -> Self:
+        """The DOM's depths are read from one level-2 request (KuCoin serves at most the top 100 levels)."""
+        if self.depth_levels is None:
+            return self
+        parts = [p.strip() for p in self.depth_levels.split(",")]
+        if not parts or not all(p.isdigit() and 1 <= int(p) <= 100 for p in parts):
+            raise ValueError(f"depthLevels {self.depth_levels!r} must be comma-separated level counts from 1 to 100")
+        return self
+
 
 class MicroAnalyzers(_Model):
     buy_sell_ratio: MicroAnalyzer

@@ -88,6 +88,7 @@ class ConsoleNotifier:
                     direction=d.get("direction"),
                     score=round(float(d.get("final_score", 0)), 2),
                     confidence=d.get("confidence"),
+                    shadow_score=(d.get("micro") or {}).get("shadow_score"),
                 )
             return
         log.info(event.kind, **{k: v for k, v in event.to_dict().items() if k != "kind"})

@@ -59,7 +59,14 @@ from engine.risk.pretrade import EntryProposal, pretrade_checks
 from engine.risk.stops import StopManager, StopReason
 from engine.runtime.chaos import crash_point
 from engine.runtime.liquidation import LiquidationWatch
-from engine.runtime.microstructure import avoid_entry_gate, read_tape
+from engine.runtime.microstructure import (
+    SHADOW_GRACE_S,
+    Market,
+    Tape,
+    avoid_entry_gate,
+    micro_shadow,
+    read_market,
+)
 from engine.runtime.protection import RETRY_BASE_MS, Protected, StopCoordinator, retry_delay_ms
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
@@ -124,6 +131,10 @@ class TradingEngine:
         approvals: Approvals | None = None,
         latency_observer: Callable[[float], None] | None = None,
     ) -> None:
+        if cfg.microstructure.apply_to_live_score:  # the runtime refuses it at start; no other path may ignore it
+            raise ValueError(
+                "microstructure.applyToLiveScore = true is not implemented: the micro score is shadow-only"
+            )
         self.approvals = approvals
         self.latency_observer = latency_observer
         self.cfg = cfg
@@ -357,6 +368,33 @@ class TradingEngine:
         """A closed primary candle: score it and, if everything passes, enter (auto) or ask (manual)."""
         started = time.perf_counter()
         decision = self._apply(symbol, candle)
+        await self.on_decision(symbol, decision, started=started)
+        return decision
+
+    async def on_decision(self, symbol: str, decision: Decision, *, started: float | None = None) -> None:
+        """Record a bar's decision and act on it. A passed one first reads the market once: the entry's ticker and
+        gate-12 tape, and with them the shadow score's reads (§11), recorded with the decision; the entry then uses
+        those reads, so the shadow score costs it no round trip of its own."""
+        acting = decision.passed and symbol not in self.managed
+        # A contract KuCoin does not keep Open takes no entry: its market is not read either.
+        closed = self.contract_blocked(symbol) if acting else None
+        market: Market | None = None
+        if acting and closed is None:
+            manual = self.options.control == "manual"
+            shadow = self.cfg.microstructure.shadow_logging
+            if shadow or not manual:
+                market = await read_market(
+                    self.client, symbol, self.cfg, entry=not manual, shadow=shadow, grace_s=SHADOW_GRACE_S
+                )
+            if shadow and market is not None:
+                decision.extra["micro"] = micro_shadow(self.cfg, decision.final_score, market)
+                log.info(
+                    "micro.shadow",
+                    symbol=symbol,
+                    final=decision.final_score,
+                    micro=decision.extra["micro"]["micro_score"],
+                    shadow=decision.extra["micro"]["shadow_score"],
+                )
         # Every bar of every symbol is recorded; the full breakdown (signals, contributions, every gate) only for
         # a decision that passed or came within reach of the entry threshold: across a 500-symbol universe the
         # rest would cost ~600 MB of storage a day and most of the per-candle time.
@@ -366,15 +404,13 @@ class TradingEngine:
                 ts_ms=self.clock(), symbol=symbol, decision=decision.to_dict() if explain else decision.summary()
             )
         )
-        if decision.passed and symbol not in self.managed:
-            closed = self.contract_blocked(symbol)
+        if acting:
             if closed is not None:  # said at once, and no approval card for an entry KuCoin would refuse
                 self._refuse(symbol, "", closed)
             elif self.options.control == "manual":
                 await self.request_approval(symbol, decision)
             else:
-                await self.enter(symbol, decision, started=started)
-        return decision
+                await self.enter(symbol, decision, started=started, market=market)
 
     # ------------------------------------------------------------------ manual approvals
 
@@ -402,6 +438,7 @@ class TradingEngine:
         now = self.clock()
         expires = now + self.options.approvals_ttl_ms
         self.pending_entries[approval_id] = decision
+        micro = decision.extra.get("micro")
         card = {
             "side": side.value,
             "price": str(price),
@@ -409,6 +446,7 @@ class TradingEngine:
             "atr_pct": decision.atr_pct,
             "confidence": decision.confidence,
             "ts": decision.ts,
+            "micro": micro,
         }
         await self.approvals.create(approval_id, symbol, card, now, expires)
         self.bus.publish(
@@ -428,6 +466,8 @@ class TradingEngine:
                 score=decision.final_score,
                 confidence=decision.confidence,
                 gates=[g.code for g in decision.gates if g.passed],
+                micro_score=None if micro is None else micro["micro_score"],
+                shadow_score=None if micro is None else micro["shadow_score"],
             )
         )
         return approval_id
@@ -526,16 +566,21 @@ class TradingEngine:
 
     # ------------------------------------------------------------------ entries
 
-    async def enter(self, symbol: str, decision: Decision, *, started: float | None = None) -> Protected | None:
+    async def enter(
+        self, symbol: str, decision: Decision, *, started: float | None = None, market: Market | None = None
+    ) -> Protected | None:
         """Size, run the pre-trade checks, place the entry (slippage-guarded IOC), then protect it at once.
 
         Symbols are handled concurrently (engine.runtime.lanes), entries one at a time: each one's checks must
         see the positions and margin of the one before, or two at once could pass max_positions together.
+        ``market``: the reads made at the decision (``on_decision``), used if still fresh, else read again.
         """
         async with self._positions_lock:
-            return await self._enter(symbol, decision, started)
+            return await self._enter(symbol, decision, started, market)
 
-    async def _enter(self, symbol: str, decision: Decision, started: float | None) -> Protected | None:
+    async def _enter(
+        self, symbol: str, decision: Decision, started: float | None, market: Market | None = None
+    ) -> Protected | None:
         blocked = self.entries_blocked() or self.contract_blocked(symbol)
         if blocked is not None:
             self._refuse(symbol, "", blocked)
@@ -545,15 +590,14 @@ class TradingEngine:
         atr = None if decision.atr_pct is None else Decimal(repr(decision.atr_pct))
         lev = select_leverage(self.cfg, atr, exchange_max=spec.max_leverage, mmr=spec.maintenance_margin_rate)
         micro_gate: GateResult | None = None
-        try:  # the exchange failing these reads (a 429 storm past the retries) refuses the entry, as a refused order
-            if self.cfg.gates.live_avoid_entry_filter:  # gate 12 (§11): live data only, read with the entry's ticker
-                ticker, tape = await asyncio.gather(self.client.ticker(symbol), read_tape(self.client, symbol))
-                micro_gate = avoid_entry_gate(self.cfg, ticker, tape)
-            else:
-                ticker = await self.client.ticker(symbol)
-        except ExchangeError as exc:
-            self._refuse(symbol, "", f"market data unavailable: {exc}")
+        if market is None or not market.fresh():  # gate 12 (§11): live data only, read with the entry's ticker
+            market = await read_market(self.client, symbol, self.cfg, entry=True, shadow=False)
+        if market.ticker is None:  # the exchange failing the ticker (a 429 storm past the retries) refuses the entry
+            self._refuse(symbol, "", f"market data unavailable: {market.ticker_error}")
             return None
+        ticker = market.ticker
+        if self.cfg.gates.live_avoid_entry_filter:
+            micro_gate = avoid_entry_gate(self.cfg, ticker, market.tape or Tape(None, None, "tape not read"))
         ref = Decimal(ticker["bestAskPrice"] if side is Side.LONG else ticker["bestBidPrice"])
         size = position_size(
             self.cfg,

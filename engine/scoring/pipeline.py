@@ -158,7 +158,7 @@ class Decision:
     def summary(self) -> dict[str, Any]:
         """The verdict without the breakdown: small enough to record for every symbol on every bar."""
         failing = self.failing  # builds the gate list once; ``passed`` then reads it
-        return {
+        out = {
             "symbol": self.symbol,
             "ts": self.ts,
             "close": self.close,
@@ -173,6 +173,10 @@ class Decision:
             "failing": failing,
             "explained": False,
         }
+        micro = self.extra.get("micro")  # the live shadow score (engine.runtime.microstructure), never a backtest's
+        if micro is not None:
+            out["micro"] = micro
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The summary plus the whole breakdown: every gate, both timeframes, MTF and penalties."""

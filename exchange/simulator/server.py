@@ -80,6 +80,8 @@ ROUTES: dict[tuple[str, str], tuple[str, int, bool]] = {}
 
 
 LOOPBACK = ("127.0.0.1", "::1")
+DEFAULT_BOOK_LEVELS = 50  # levels each side of the synthetic level-2 book
+DEFAULT_LEVEL_LOTS = 1000  # lots at each of them (the ticker's best sizes)
 
 
 def route(method: str, path: str, pool: str, weight: int, private: bool) -> Callable[[F], F]:
@@ -134,6 +136,10 @@ class SimulatorServer:
         self.active_lists_open_only = False
         self.funding_rates: dict[str, Decimal] = {}
         self.public_trades: dict[str, list[dict[str, Any]]] = {}
+        # A symbol's level-2 book as ([[price, lots], ...] bids high→low, asks low→high); without one the book is
+        # the ticker's best bid and ask and DEFAULT_BOOK_LEVELS - 1 levels a tick apart behind each, all of
+        # DEFAULT_LEVEL_LOTS (balanced: the shadow score's order-book analyzer reads it as neutral).
+        self.books: dict[str, tuple[list[list[Any]], list[list[Any]]]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -439,6 +445,34 @@ class SimulatorServer:
             "bestBidSize": 1000,
             "bestAskPrice": str(p.last + half),
             "bestAskSize": 1000,
+            "ts": self.config.clock() * 1_000_000,
+        }
+
+    @route("GET", "/api/v1/level2/depth20", "public", 5, False)
+    async def level2_depth20(self, request: web.Request) -> Any:
+        return self._level2(request.query.get("symbol", ""), 20)
+
+    @route("GET", "/api/v1/level2/depth100", "public", 5, False)
+    async def level2_depth100(self, request: web.Request) -> Any:
+        return self._level2(request.query.get("symbol", ""), 100)
+
+    def _level2(self, sym: str, depth: int) -> dict[str, Any]:
+        """The top ``depth`` levels each side (reference §4.1.5): numbers for prices, integer lots, ``ts`` in ns."""
+        c = self.state.contract(sym)
+        book = self.books.get(sym)
+        if book is None:
+            p = self.state.price(sym)
+            half = c.tick_size * self.quote_ticks.get(sym, 1)
+            levels = range(DEFAULT_BOOK_LEVELS)
+            bids = [[float(p.last - half - i * c.tick_size), DEFAULT_LEVEL_LOTS] for i in levels]
+            asks = [[float(p.last + half + i * c.tick_size), DEFAULT_LEVEL_LOTS] for i in levels]
+        else:
+            bids, asks = book
+        return {
+            "sequence": len(self.state.fills),
+            "symbol": sym,
+            "bids": bids[:depth],
+            "asks": asks[:depth],
             "ts": self.config.clock() * 1_000_000,
         }
 
