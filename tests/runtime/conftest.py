@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import default_strategy_config
+from engine.config.settings import Settings
 from engine.events import Event, EventBus
 from engine.risk.contract import load_contract_specs
 from engine.runtime.engine import EngineOptions, TradingEngine
@@ -17,9 +18,28 @@ from exchange.rest import KucoinFuturesClient
 from exchange.simulator import SimulatorServer
 from storage.db import Database
 from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
-from tests.exchange.conftest import client, sim
+from tests.exchange.conftest import KEY, PASSPHRASE, SECRET, client, sim
 
 __all__ = ["client", "sim"]
+
+
+def live_settings(sim: SimulatorServer, tmp_path: Path, **overrides: object) -> Settings:
+    """Live-mode settings against the simulator (its REST for both futures and spot, the test credentials), the
+    state under ``tmp_path`` and the HTTP port the system's choice (a port picked beforehand can be taken)."""
+    values: dict[str, object] = {
+        "bot_mode": "live",
+        "symbols": ["ETHUSDTM"],
+        "kucoin_rest_url": sim.rest_url,
+        "kucoin_spot_rest_url": sim.rest_url,
+        "kucoin_api_key": KEY,
+        "kucoin_api_secret": SECRET,
+        "kucoin_api_passphrase": PASSPHRASE,
+        "db_path": tmp_path / "e.sqlite",
+        "kill_switch_file": tmp_path / "KILL",
+        "http_port": 0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 @dataclass

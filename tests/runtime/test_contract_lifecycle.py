@@ -15,7 +15,6 @@ import aiohttp
 import structlog
 
 from bot.formatting import format_event
-from engine.config.settings import Settings
 from engine.events import ContractChanged, HealthChanged, OrderRejected
 from engine.models import Candle
 from engine.risk.contract import load_contract_specs
@@ -24,8 +23,7 @@ from engine.runtime.contracts import ContractWatch
 from engine.runtime.control import EngineControl
 from exchange.models import StopDirection
 from exchange.simulator import SimulatorServer
-from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
-from tests.runtime.conftest import Rig
+from tests.runtime.conftest import Rig, live_settings
 from tests.runtime.test_engine import live_stops, long_decision
 
 
@@ -205,19 +203,7 @@ async def test_one_malformed_row_keeps_its_last_spec_and_spares_the_others(rig: 
 
 
 async def test_a_contract_not_open_at_start_is_watched_but_takes_no_entry(sim: SimulatorServer, tmp_path: Path) -> None:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        bot_mode="live",
-        symbols=["ETHUSDTM", "XBTUSDTM"],
-        kucoin_rest_url=sim.rest_url,
-        kucoin_spot_rest_url=sim.rest_url,
-        kucoin_api_key=KEY,
-        kucoin_api_secret=SECRET,
-        kucoin_api_passphrase=PASSPHRASE,
-        db_path=tmp_path / "e.sqlite",
-        kill_switch_file=tmp_path / "KILL",
-        http_port=0,
-    )
+    settings = live_settings(sim, tmp_path, symbols=["ETHUSDTM", "XBTUSDTM"])
     await sim_contract(sim, "XBTUSDTM", status="Paused")
     rt = Runtime(settings, RunOptions())
     with structlog.testing.capture_logs() as logs:

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import aiohttp
 
-from engine.config.settings import Settings
 from engine.runtime.app import RunOptions, Runtime
 from engine.runtime.control import EngineControl
 from exchange.simulator import SimulatorServer
-from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
+from tests.runtime.conftest import live_settings
 
 
 async def _armed_row(http: aiohttp.ClientSession, port: int) -> str:
@@ -23,20 +22,7 @@ async def _armed_row(http: aiohttp.ClientSession, port: int) -> str:
 
 
 async def test_dashboard_shows_arming_done_from_telegram(sim: SimulatorServer, tmp_path: Path) -> None:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        bot_mode="live",
-        live_trading_armed=True,
-        symbols=["ETHUSDTM"],
-        kucoin_rest_url=sim.rest_url,
-        kucoin_spot_rest_url=sim.rest_url,
-        kucoin_api_key=KEY,
-        kucoin_api_secret=SECRET,
-        kucoin_api_passphrase=PASSPHRASE,
-        db_path=tmp_path / "e.sqlite",
-        kill_switch_file=tmp_path / "KILL",
-        http_port=0,  # the system's choice, read back from the runtime: a port picked beforehand can be taken
-    )
+    settings = live_settings(sim, tmp_path, live_trading_armed=True)
     sim.set_price("ETHUSDTM", Decimal("2000"))
     rt = Runtime(settings, RunOptions())  # started without a terminal: unarmed
     sim.faults.latency_ms, sim.faults.latency_prefix = 3000, "/api/v1/kline"  # keep it in its warm-up

@@ -7,26 +7,13 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
-from engine.config.settings import Settings
 from engine.runtime.app import RunOptions, Runtime
 from exchange.simulator import SimulatorServer
-from tests.exchange.conftest import KEY, PASSPHRASE, SECRET
+from tests.runtime.conftest import live_settings
 
 
 async def test_a_symbol_in_cross_is_switched_to_isolated_before_trading(sim: SimulatorServer, tmp_path: Path) -> None:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        bot_mode="live",
-        symbols=["ETHUSDTM"],
-        kucoin_rest_url=sim.rest_url,
-        kucoin_spot_rest_url=sim.rest_url,
-        kucoin_api_key=KEY,
-        kucoin_api_secret=SECRET,
-        kucoin_api_passphrase=PASSPHRASE,
-        db_path=tmp_path / "e.sqlite",
-        kill_switch_file=tmp_path / "KILL",
-        http_port=0,  # not used here: the system's choice, no port picked beforehand that another could take
-    )
+    settings = live_settings(sim, tmp_path)
     sim.set_price("ETHUSDTM", Decimal("2000"))
     sim.state.margin_modes["ETHUSDTM"] = "CROSS"
     rt = Runtime(settings, RunOptions())
