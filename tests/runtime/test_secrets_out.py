@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import Rig
+from tests.runtime.conftest import Rig, WebhookSink
 
 PROXY = "https://trader:pr0xyPASSw0rd@proxy.example.com:3128"
 
@@ -127,7 +127,7 @@ async def test_a_secret_nested_inside_an_event_is_stored_and_sent_blanked(tmp_pa
 
 
 async def test_a_secret_as_a_dict_key_in_a_tuple_set_or_an_exception_reaches_no_sink(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], webhook_sink: WebhookSink
 ) -> None:
     """The bus cleaned dict values, list and tuple items, but not a dict's keys, set items or an exception's args:
     a passphrase used as a key (``{"acct-<passphrase>": 3}``) or carried by an error object went as it was to the
@@ -135,7 +135,6 @@ async def test_a_secret_as_a_dict_key_in_a_tuple_set_or_an_exception_reaches_no_
     the journal's json.dumps raise inside publish). The secret comes from the environment as the bot reads it; the
     texts around it, the numbers and the keys without a secret stay as they were."""
     import structlog
-    from aiohttp import web
 
     from engine.config.settings import load_settings
     from engine.events import DriftDetected, Event, SignalEvaluated
@@ -146,25 +145,14 @@ async def test_a_secret_as_a_dict_key_in_a_tuple_set_or_an_exception_reaches_no_
     from storage.journal import EventJournal, journal_path_for
 
     secret = "envPASS-7731xq"
-    received: list[dict[str, object]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    received = webhook_sink.received
     monkeypatch.setenv("KUCOIN_API_PASSPHRASE", secret)
     monkeypatch.setenv("DB_PATH", str(tmp_path / "e.sqlite"))
     settings = load_settings(Path("/nonexistent/.env"))
     assert secret in settings.secret_values()
     configure_logging(secrets=settings.secret_values(), json_output=True)
     bus = Runtime(settings, RunOptions()).bus
-    webhook = WebhookNotifier(f"http://127.0.0.1:{port}/hook", attempts=1)
+    webhook = WebhookNotifier(webhook_sink.url, attempts=1)
     seen: list[Event] = []
 
     async def keep(event: Event) -> None:
@@ -199,7 +187,6 @@ async def test_a_secret_as_a_dict_key_in_a_tuple_set_or_an_exception_reaches_no_
             await journal.close()
     finally:
         await webhook.close()
-        await runner.cleanup()
         structlog.reset_defaults()
     console = capsys.readouterr().err
     assert len(stored) == 2 and len(received) == 2 and '"event": "drift_detected"' in console, console

@@ -10,27 +10,12 @@ from aiohttp import web
 
 from engine.events import StopMoved
 from engine.runtime.webhook import WebhookNotifier
+from tests.runtime.conftest import WebhookSink
 
 
-async def test_webhook_retries_then_delivers_the_event_as_json() -> None:
-    received: list[dict[str, object]] = []
-    failures = [2]
-
-    async def hook(request: web.Request) -> web.Response:
-        if failures[0]:
-            failures[0] -= 1
-            return web.Response(status=502)
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
-    notifier = WebhookNotifier(f"http://127.0.0.1:{port}/hook", backoff_s=0.01)
+async def test_webhook_retries_then_delivers_the_event_as_json(webhook_sink: WebhookSink) -> None:
+    webhook_sink.fail_first = 2
+    notifier = WebhookNotifier(webhook_sink.url, backoff_s=0.01)
     try:
         await notifier(
             StopMoved(ts_ms=5, symbol="ETHUSDTM", old=Decimal("1989.29"), new=Decimal("2003.52"), reason="break_even")
@@ -40,8 +25,7 @@ async def test_webhook_retries_then_delivers_the_event_as_json() -> None:
         await dead.close()
     finally:
         await notifier.close()
-        await runner.cleanup()
-    assert received == [
+    assert webhook_sink.received == [
         {
             "kind": "stop_moved",
             "ts_ms": 5,
