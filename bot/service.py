@@ -163,7 +163,7 @@ class TelegramService:
             for seq, event in batch:
                 if await self._queue(event, seq, tuple(c for c, s in behind.items() if s < seq), late=True):
                     queued += 1
-        await self.cursors.advance(chats, start_seq)
+        await self.cursors.advance(chats, start_seq, exact=True)  # nothing after it is handled yet: the bus waits
         self._cursor_moved_s = time.monotonic()
         if queued:
             log.warning("telegram.caught_up", events=queued, detail="journaled before an unclean stop, sent late")

@@ -279,12 +279,14 @@ class TelegramCursors:
         rows = await self.db.fetchall("SELECT chat_id, seq FROM telegram_cursor")
         return {int(r["chat_id"]): int(r["seq"]) for r in rows if int(r["chat_id"]) in chat_ids}
 
-    async def advance(self, chat_ids: Collection[int], seq: int) -> None:
-        """Every chat of ``chat_ids`` has handled the events up to ``seq`` (a cursor never moves back)."""
+    async def advance(self, chat_ids: Collection[int], seq: int, *, exact: bool = False) -> None:
+        """Every chat of ``chat_ids`` has handled the events up to ``seq``: a cursor never moves back, except
+        ``exact`` (at a start, where ``seq`` is known to be the last handled: a database restored from a backup
+        older than its cursors would otherwise never have its next crash's events caught up)."""
         await self.db.conn.executemany(
             "INSERT INTO telegram_cursor (chat_id, seq) VALUES (?, ?)"
-            " ON CONFLICT (chat_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-            [(chat_id, seq) for chat_id in chat_ids],
+            " ON CONFLICT (chat_id) DO UPDATE SET seq = CASE WHEN ? THEN excluded.seq ELSE MAX(seq, excluded.seq) END",
+            [(chat_id, seq, int(exact)) for chat_id in chat_ids],
         )
         await self.db.conn.commit()
 

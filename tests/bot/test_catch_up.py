@@ -216,3 +216,20 @@ async def test_a_run_without_telegram_leaves_nothing_to_send_late(
     changes = db.conn.total_changes
     await TelegramCursors(db).forget()
     assert db.conn.total_changes == changes
+
+
+async def test_cursors_ahead_of_the_events_a_restored_backup_are_set_back_to_the_start(
+    tg: FakeTelegram, db: Database, journal: EventJournal
+) -> None:
+    """A database restored from a backup older than its cursors (events up to seq 2, cursor 1000): kept at 1000,
+    the next crash's events (seq 3...) would never be caught up."""
+    crashed(Run(db, journal, EventBus(), build(tg, db, Control())), halt(), halt(TS + 1))
+    await TelegramCursors(db).advance((OWNER,), 1000)
+    run = await restart(tg, Run(db, journal, EventBus(), build(tg, db, Control())))
+    assert await TelegramCursors(db).get((OWNER,)) == {OWNER: 2}
+    crashed(run, halt(TS + 2))
+    second = await restart(tg, run)
+    rows = await db.fetchall("SELECT event_seq FROM outbox")
+    assert [r[0] for r in rows] == [3]
+    await run.bus.stop()
+    await second.bus.stop()
