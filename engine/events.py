@@ -16,8 +16,6 @@ from typing import Any, ClassVar
 
 import structlog
 
-from engine.runtime.chaos import crash_point
-
 log = structlog.get_logger(__name__)
 
 
@@ -500,7 +498,6 @@ class EventBus:
         seq = None
         if self.recorder is not None:
             seq = self.recorder(event)
-            crash_point("journaled:" + event.kind)  # in the journal, no subscriber has seen it yet
         for name, q, _, _ in self._subs:
             try:
                 q.put_nowait((event, seq))

@@ -37,6 +37,7 @@ from engine.marketdata.klines import closed_candles
 from engine.models import timeframe_ms
 from engine.risk.contract import ContractSpec, contract_spec_from_payload
 from engine.risk.limits import DAY_MS
+from engine.runtime.chaos import crash_point
 from engine.runtime.daily import summarize_day, summarized_day
 from engine.runtime.engine import EngineOptions, TradingEngine
 from engine.runtime.http import Health, Metrics, build_app, http_runner
@@ -350,7 +351,13 @@ class Runtime:
         if recovered:
             log.warning("enygma.events_recovered", events=journal.recovered, detail="journaled before an unclean stop")
         earlier_runs_seq = journal.last_seq  # the events of the runs before this one end here
-        self.bus.recorder = journal.record
+
+        def record(event: Event) -> int:
+            seq = journal.record(event)
+            crash_point("journaled:" + event.kind)  # (chaos tests) in the journal, no subscriber has seen it yet
+            return seq
+
+        self.bus.recorder = record
         self.health.storage_probe = journal.problem  # /health/ready turns red while events cannot be stored
         self.metrics.event_backlog.set_function(journal.backlog)
         self.metrics.events_lost.set_function(lambda: journal.lost)

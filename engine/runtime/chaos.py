@@ -10,7 +10,7 @@ import os
 import signal
 
 # Read once: the tests set it in the environment of the process they start, and a crash point now sits in
-# ``EventBus.publish`` (every event): ``os.environ`` at each call cost ~1 us there, the global ~50 ns.
+# the bus's recorder (every event): ``os.environ`` at each call cost ~1 us there, the global ~50 ns.
 CRASH_AT = os.environ.get("ENYGMA_CRASH_AT")
 
 
