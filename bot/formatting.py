@@ -99,6 +99,15 @@ def with_outcome(card: str, outcome: str, limit: int = TELEGRAM_LIMIT) -> str:
     return details + tail
 
 
+def late_note(ts_ms: int, now_ms: int | None = None) -> str:
+    """The line under a message queued at a restart for an event of the run before (the process died between
+    journaling the event and queueing its message): when it happened, with its date unless that is today (UTC)."""
+    when = time.gmtime(ts_ms // 1000)
+    today = time.gmtime((time.time_ns() // 1_000_000 if now_ms is None else now_ms) // 1000)
+    fmt = "%H:%M:%S" if when[:3] == today[:3] else "%Y-%m-%d %H:%M:%S"
+    return f"<i>(delivered after a restart; happened at {time.strftime(fmt, when)} UTC)</i>"
+
+
 def plain(text: str) -> str:
     """The HTML message as plain text: Telegram's tags dropped, entities decoded (the fallback when Telegram
     refuses the markup); anything else that looks like a tag is text and stays."""

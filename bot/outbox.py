@@ -22,6 +22,7 @@ from telegram.error import BadRequest, ChatMigrated, InvalidToken, NetworkError,
 
 from bot.formatting import plain, split_html
 from storage.db import Database
+from storage.repos import TelegramCursors
 
 log = structlog.get_logger(__name__)
 
@@ -67,10 +68,12 @@ class Outbox:
         reply_markup: InlineKeyboardMarkup | None = None,
         coalesce_key: str | None = None,
         droppable: bool = False,
+        event_seq: int | None = None,
     ) -> int:
         """Queue ``text`` (HTML) for ``chat_id``; a text over Telegram's limit becomes several messages in order,
         the buttons on the last. A ``droppable`` one may give way to newer ones of its kind while the chat's backlog
-        is over ``BACKLOG_CAP``. Returns the id of the last one."""
+        is over ``BACKLOG_CAP``. ``event_seq``: the event it tells of (the chat's ``telegram_cursor`` moves past it
+        in the same statement, so a restart never queues it again). Returns the id of the last one."""
         chat_id = self.migrated.get(chat_id, chat_id)
         markup = None if reply_markup is None else json.dumps(reply_markup.to_dict())
         parts = split_html(text)
@@ -80,9 +83,10 @@ class Outbox:
             # A card's outcome (an approval that expired while Telegram was unreachable) replaces the card still
             # waiting to go out, in its place: it went out with live buttons and was edited a second later.
             async with self.db.conn.execute(
-                "UPDATE outbox SET text = ?, reply_markup = ?, silent = ? WHERE id = (SELECT id FROM outbox"
-                " WHERE state = 'pending' AND chat_id = ? AND coalesce_key = ? ORDER BY id DESC LIMIT 1) RETURNING id",
-                (parts[0], markup, int(silent), chat_id, key),
+                "UPDATE outbox SET text = ?, reply_markup = ?, silent = ?, event_seq = COALESCE(?, event_seq)"
+                " WHERE id = (SELECT id FROM outbox WHERE state = 'pending' AND chat_id = ? AND coalesce_key = ?"
+                " ORDER BY id DESC LIMIT 1) RETURNING id",
+                (parts[0], markup, int(silent), event_seq, chat_id, key),
             ) as rows:
                 replaced = await rows.fetchone()
             if replaced is not None:
@@ -102,9 +106,19 @@ class Outbox:
         last = 0
         for n, part in enumerate(parts):
             cur = await self.db.conn.execute(
-                "INSERT INTO outbox (chat_id, text, silent, reply_markup, coalesce_key, due_ms, created_ms, droppable)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (chat_id, part, int(silent), markup if n == len(parts) - 1 else None, key, now, now, int(droppable)),
+                "INSERT INTO outbox (chat_id, text, silent, reply_markup, coalesce_key, due_ms, created_ms, droppable,"
+                " event_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    chat_id,
+                    part,
+                    int(silent),
+                    markup if n == len(parts) - 1 else None,
+                    key,
+                    now,
+                    now,
+                    int(droppable),
+                    event_seq,
+                ),
             )
             last = int(cur.lastrowid or 0)
         if droppable:
@@ -232,6 +246,7 @@ class Outbox:
         went to the old id first, for a 400 and an error line, while .env still names it)."""
         self.migrated[old] = new
         await self.db.execute("UPDATE outbox SET chat_id = ? WHERE state = 'pending' AND chat_id = ?", (new, old))
+        await TelegramCursors(self.db).move(old, new)
 
     async def prune_sent(self, before_ms: int, batch: int = 5_000) -> int:
         """Delete messages sent before ``before_ms`` (a message not yet sent is kept whatever its age); returns how

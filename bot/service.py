@@ -11,16 +11,19 @@ from telegram.error import Conflict, TelegramError
 from telegram.ext import Application
 
 from bot.app import BotConfig, PollingBot, TokenRefused, approval_keyboard, build_application
-from bot.formatting import format_event, with_outcome
+from bot.formatting import format_event, late_note, with_outcome
 from bot.outbox import Outbox, OutboxSender
 from bot.ports import TradingControl
 from engine.events import Event
+from engine.runtime.chaos import crash_point
 from storage.db import Database
+from storage.repos import EventLog, TelegramCursors
 
 log = structlog.get_logger(__name__)
 
 # Noise when it piles up (an outage cuts the exchange's stream as well as Telegram): these may give way in a backlog.
 DROPPABLE = frozenset({"signal_evaluated", "order_placed", "stream_reconnected", "health_changed", "candle_gap"})
+CURSOR_EVERY_S = 60.0  # events that make no message move the chats' cursors at most this often (one write)
 CONFLICT_REPEAT_S = 600.0  # a second process polling the token is told to the chats at most this often
 CONFLICT_TEXT = (
     "⚠️ <b>Another program is reading this bot's updates</b> (Telegram: 409 Conflict). Your commands and button "
@@ -45,6 +48,8 @@ class TelegramService:
         self.config = config
         self.app: Application[Any, Any, Any, Any, Any, Any] = build_application(config, control)
         self.outbox = Outbox(db)
+        self.cursors = TelegramCursors(db)
+        self._cursor_moved_s = time.monotonic()
         self.sender = OutboxSender(self.outbox, self.app.bot, per_chat_interval_s=per_chat_interval_s)
         self.levels = levels or {}
         self.poll_timeout_s = poll_timeout_s
@@ -129,20 +134,58 @@ class TelegramService:
             await self.app.stop()
         await self.app.shutdown()
 
-    async def notify(self, event: Event) -> None:
-        """Queue the event's message for every configured chat; the engine never waits on Telegram."""
+    async def notify(self, event: Event, seq: int | None = None) -> None:
+        """Queue the event's message for every configured chat; the engine never waits on Telegram. ``seq``: the
+        event's journal sequence number (the bus passes it), which the outbox remembers (``catch_up``)."""
+        queued = await self._queue(event, seq, self.config.chat_ids)
+        crash_point("outboxed:" + event.kind)  # (chaos tests) in the outbox, the process dies before sending it
+        if not queued and seq is not None and time.monotonic() - self._cursor_moved_s >= CURSOR_EVERY_S:
+            # Nothing to tell (a bar's decision, mostly): the cursors move now and then all the same, so the next
+            # start's catch-up reads minutes of events at most, not the hours since the last message.
+            self._cursor_moved_s = time.monotonic()
+            await self.cursors.advance(self.config.chat_ids, seq)
+
+    async def catch_up(self, through_seq: int, start_seq: int) -> int:
+        """At a start, before the bus hands this run's events on. The events of earlier runs (seq <= ``through_seq``)
+        that a chat's cursor has not passed were journaled, but the process died before their message reached the
+        outbox: they are queued now, marked late, by the same rules as any (level, a card replaced by its outcome, a
+        stop move by a newer one, the backlog cap). A message that did reach the outbox (sent or pending) moved its
+        chat's cursor in the same statement and is never queued twice; a chat without a cursor gets nothing. Then
+        every chat's cursor moves to ``start_seq`` (this run's events come through the bus). Returns how many
+        events were queued."""
+        chats = self.config.chat_ids
+        behind = {c: seq for c, seq in (await self.cursors.get(chats)).items() if seq < through_seq}
+        queued = 0
+        after: int | None = min(behind.values(), default=None)
+        events = EventLog(self.outbox.db)
+        while after is not None:
+            batch, after = await events.between(after, through_seq)
+            for seq, event in batch:
+                if await self._queue(event, seq, tuple(c for c, s in behind.items() if s < seq), late=True):
+                    queued += 1
+        await self.cursors.advance(chats, start_seq, exact=True)  # nothing after it is handled yet: the bus waits
+        self._cursor_moved_s = time.monotonic()
+        if queued:
+            log.warning("telegram.caught_up", events=queued, detail="journaled before an unclean stop, sent late")
+        return queued
+
+    async def _queue(self, event: Event, seq: int | None, chats: tuple[int, ...], *, late: bool = False) -> bool:
+        """Queue the event's message for ``chats``; False when it makes none (not worth one, or its level is off).
+        ``late``: it happened before a restart (``catch_up``), and says so."""
         level = self.levels.get(event.kind, "on")
         text = format_event(event)
-        if text is None or level == "off":
-            return
+        if text is None or level == "off" or not chats:
+            return False
         text = self.config.redact(text)  # an event's detail can carry an error's text, and so a secret
+        if late:
+            text += "\n" + late_note(event.ts_ms)
         markup = approval_keyboard(getattr(event, "approval_id", "")) if event.kind == "approval_requested" else None
         key = None
         if event.kind == "stop_moved":
             key = f"stop:{getattr(event, 'symbol', '')}"  # a burst of stop moves edits one message
         elif event.kind in ("approval_requested", "approval_resolved"):
             key = f"approval:{getattr(event, 'approval_id', '')}"  # the outcome (or expiry) edits the card itself
-        for chat_id in self.config.chat_ids:
+        for chat_id in chats:
             message = text
             if event.kind == "approval_resolved" and key is not None:
                 # The outcome is written over the card: keep the card's details (score, levels, size) above it.
@@ -157,4 +200,6 @@ class TelegramService:
                 reply_markup=markup,
                 coalesce_key=key,
                 droppable=event.kind in DROPPABLE,
+                event_seq=seq,
             )
+        return True

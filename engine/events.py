@@ -400,6 +400,9 @@ def event_from_dict(data: dict[str, Any]) -> Event:
 
 
 Subscriber = Callable[[Event], Awaitable[None]]
+# One that is also told the event's journal sequence number (None without a journal): the Telegram outbox keeps it.
+SequencedSubscriber = Callable[[Event, int | None], Awaitable[None]]
+Item = tuple[Event, int | None]  # an event on its way to a subscriber, with its seq
 DROP_LOG_EVERY = 1_000  # a subscriber's dropped events are logged at the first and then every this many
 
 
@@ -471,21 +474,29 @@ class EventBus:
     def __init__(
         self,
         queue_size: int = 10_000,
-        recorder: Callable[[Event], None] | None = None,
+        recorder: Callable[[Event], int | None] | None = None,
         redact: Callable[[str], str] | None = None,
     ) -> None:
-        self.recorder = recorder  # synchronous write-ahead (storage.journal): runs before any subscriber sees it
+        # Synchronous write-ahead (storage.journal): runs before any subscriber sees it; returns the event's seq.
+        self.recorder = recorder
         # An event's texts can carry an error's text, and so a secret: blanked before the journal, Telegram or the
         # webhook sees them (the runtime passes the log redactor).
         self.redact = redact
         self._clean_keys: set[str] = set()  # for ``redact`` only: dict keys it leaves as they are
-        self._subs: list[tuple[str, asyncio.Queue[Event | None], asyncio.Task[None] | None, Subscriber]] = []
+        self._subs: list[tuple[str, asyncio.Queue[Item | None], asyncio.Task[None] | None, SequencedSubscriber]] = []
         self._queue_size = queue_size
         self.dropped = 0
         self._dropped_by: dict[str, int] = {}
         self.failures = 0
 
     def subscribe(self, name: str, handler: Subscriber) -> None:
+        async def plain(event: Event, _seq: int | None) -> None:
+            await handler(event)
+
+        self.subscribe_sequenced(name, plain)
+
+    def subscribe_sequenced(self, name: str, handler: SequencedSubscriber) -> None:
+        """``handler`` gets each event with the sequence number the recorder gave it."""
         self._subs.append((name, asyncio.Queue(self._queue_size), None, handler))
 
     async def start(self) -> None:
@@ -504,24 +515,26 @@ class EventBus:
     def publish(self, event: Event) -> None:
         if self.redact is not None:
             event = _redacted(event, self.redact, self._clean_keys)
+        seq = None
         if self.recorder is not None:
-            self.recorder(event)
+            seq = self.recorder(event)
         for name, q, _, _ in self._subs:
             try:
-                q.put_nowait(event)
+                q.put_nowait((event, seq))
             except asyncio.QueueFull:
                 self.dropped += 1
                 n = self._dropped_by[name] = self._dropped_by.get(name, 0) + 1
                 if n == 1 or n % DROP_LOG_EVERY == 0:  # one line per burst, not one per event (a log flood)
                     log.error("bus.dropped", subscriber=name, kind=event.kind, dropped_total=n)
 
-    async def _pump(self, name: str, q: asyncio.Queue[Event | None], handler: Subscriber) -> None:
+    async def _pump(self, name: str, q: asyncio.Queue[Item | None], handler: SequencedSubscriber) -> None:
         while True:
-            event = await q.get()
+            item = await q.get()
+            event = None if item is None else item[0]
             try:
-                if event is None:
+                if item is None:
                     return
-                await handler(event)
+                await handler(*item)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -105,6 +105,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN droppable INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE outbox ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
     """,
+    # 6: a message remembers the event it came from (``events.seq``), and per chat ``telegram_cursor`` holds the
+    # newest event the Telegram side has handled; the start queues, marked late, what an unclean stop left between
+    # the journal and the outbox. Kept by triggers, so a row and its cursor move in one statement: another task's
+    # commit on the shared connection between two statements cannot leave one without the other.
+    """
+    ALTER TABLE outbox ADD COLUMN event_seq INTEGER;
+    CREATE TABLE telegram_cursor (
+        chat_id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
+    CREATE TRIGGER outbox_event_queued AFTER INSERT ON outbox WHEN NEW.event_seq IS NOT NULL
+    BEGIN
+        INSERT INTO telegram_cursor (chat_id, seq) VALUES (NEW.chat_id, NEW.event_seq)
+            ON CONFLICT (chat_id) DO UPDATE SET seq = MAX(seq, excluded.seq);
+    END;
+    CREATE TRIGGER outbox_event_replaced AFTER UPDATE OF event_seq ON outbox WHEN NEW.event_seq IS NOT NULL
+    BEGIN
+        INSERT INTO telegram_cursor (chat_id, seq) VALUES (NEW.chat_id, NEW.event_seq)
+            ON CONFLICT (chat_id) DO UPDATE SET seq = MAX(seq, excluded.seq);
+    END;
+    """,
 ]
 
 

@@ -87,8 +87,14 @@ class EventJournal:
         self._task = asyncio.create_task(self._run(), name="event-journal")
         return self.recovered
 
-    def record(self, event: Event) -> None:
-        """Journal one event now, synchronously; storing it in SQLite follows shortly."""
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the newest event journaled (after ``open``: of the newest stored one)."""
+        return self._seq
+
+    def record(self, event: Event) -> int:
+        """Journal one event now, synchronously; storing it in SQLite follows shortly. Returns its sequence number
+        (``events.seq``), by which the Telegram outbox remembers which events it has turned into messages."""
         if self._fd is None:
             raise RuntimeError("event journal is not open")
         self._seq += 1
@@ -125,6 +131,7 @@ class EventJournal:
                 log.error("journal.event_lost", kind=event.kind, lost=self.lost)
         self._idle.clear()
         self._wake.set()
+        return self._seq
 
     def backlog(self) -> int:
         """Events published but not yet in SQLite (in memory and in the file only); the ``/metrics`` gauge."""

@@ -58,6 +58,26 @@ class EventLog:
         SQLite reuses the freed pages; the file itself shrinks only with ``VACUUM`` (bot stopped)."""
         return await self.db.delete_batched("events", "kind = 'signal_evaluated' AND ts_ms < ?", (before_ms,), batch)
 
+    async def between(
+        self, after_seq: int, through_seq: int, limit: int = 1_000
+    ) -> tuple[list[tuple[int, Event]], int | None]:
+        """Up to ``limit`` events with ``after_seq`` < seq <= ``through_seq``, oldest first, each with its seq, and
+        the seq to page on from (None at the end). Left out: the per-bar decisions that did not pass (nobody is told
+        of those; a quiet hour is thousands of them) and a row this release cannot read (a kind it does not know)."""
+        rows = await self.db.fetchall(
+            "SELECT seq, payload FROM events WHERE seq > ? AND seq <= ?"
+            " AND (kind != 'signal_evaluated' OR json_extract(payload, '$.decision.passed') = 1)"
+            " ORDER BY seq LIMIT ?",
+            (after_seq, through_seq, limit),
+        )
+        out: list[tuple[int, Event]] = []
+        for r in rows:
+            try:
+                out.append((int(r["seq"]), event_from_dict(json.loads(r["payload"]))))
+            except (ValueError, TypeError, KeyError):
+                continue
+        return out, (int(rows[-1]["seq"]) if len(rows) == limit else None)
+
     async def count(self, kind: str | None = None) -> int:
         if kind is None:
             row = await self.db.fetchone("SELECT COUNT(*) FROM events")
@@ -243,6 +263,42 @@ class Settings:
 
     async def set(self, key: str, value: str) -> None:
         await self.db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
+
+
+class TelegramCursors:
+    """Per chat, the newest event (its journal ``seq``) the Telegram side has handled. A message queued for an event
+    moves it in the same statement (a trigger on ``outbox``); a start moves it past what it queued late. No row means
+    unknown (the first start of this release, a chat just added, a run without Telegram since): nothing is replayed
+    for that chat, rather than its whole history."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, chat_ids: Collection[int]) -> dict[int, int]:
+        """The chats of ``chat_ids`` that have a cursor, with it."""
+        rows = await self.db.fetchall("SELECT chat_id, seq FROM telegram_cursor")
+        return {int(r["chat_id"]): int(r["seq"]) for r in rows if int(r["chat_id"]) in chat_ids}
+
+    async def advance(self, chat_ids: Collection[int], seq: int, *, exact: bool = False) -> None:
+        """Every chat of ``chat_ids`` has handled the events up to ``seq``: a cursor never moves back, except
+        ``exact`` (at a start, where ``seq`` is known to be the last handled: a database restored from a backup
+        older than its cursors would otherwise never have its next crash's events caught up)."""
+        await self.db.conn.executemany(
+            "INSERT INTO telegram_cursor (chat_id, seq) VALUES (?, ?)"
+            " ON CONFLICT (chat_id) DO UPDATE SET seq = CASE WHEN ? THEN excluded.seq ELSE MAX(seq, excluded.seq) END",
+            [(chat_id, seq, int(exact)) for chat_id in chat_ids],
+        )
+        await self.db.conn.commit()
+
+    async def move(self, old: int, new: int) -> None:
+        """A group became a supergroup: its cursor goes with it (its messages from now on carry the new id)."""
+        await self.db.execute("UPDATE OR REPLACE telegram_cursor SET chat_id = ? WHERE chat_id = ?", (new, old))
+
+    async def forget(self) -> None:
+        """A run without Telegram: its events are nobody's messages, and a later run with Telegram must not send
+        them late. Writes only when there is something to forget (a bot that never had Telegram writes nothing)."""
+        if await self.db.fetchone("SELECT 1 FROM telegram_cursor LIMIT 1") is not None:
+            await self.db.execute("DELETE FROM telegram_cursor")
 
 
 class Approvals:

@@ -37,6 +37,7 @@ from engine.marketdata.klines import closed_candles
 from engine.models import timeframe_ms
 from engine.risk.contract import specs_from_payloads
 from engine.risk.limits import DAY_MS
+from engine.runtime.chaos import crash_point
 from engine.runtime.contracts import CONTRACT_CHECK_S, ContractWatch
 from engine.runtime.daily import summarize_day, summarized_day
 from engine.runtime.engine import EngineOptions, TradingEngine
@@ -49,7 +50,7 @@ from exchange.signing import Credentials
 from exchange.ws import CandleCloser, MessageHandler, StreamGroup, StreamMessage
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
-from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue
+from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue, TelegramCursors
 
 log = structlog.get_logger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -352,7 +353,14 @@ class Runtime:
             raise SystemExit(f"cannot open the event journal {journal.path}: {exc.strerror or exc}") from None
         if recovered:
             log.warning("enygma.events_recovered", events=journal.recovered, detail="journaled before an unclean stop")
-        self.bus.recorder = journal.record
+        earlier_runs_seq = journal.last_seq  # the events of the runs before this one end here
+
+        def record(event: Event) -> int:
+            seq = journal.record(event)
+            crash_point("journaled:" + event.kind)  # (chaos tests) in the journal, no subscriber has seen it yet
+            return seq
+
+        self.bus.recorder = record
         self.health.storage_probe = journal.problem  # /health/ready turns red while events cannot be stored
         self.metrics.event_backlog.set_function(journal.backlog)
         self.metrics.events_lost.set_function(lambda: journal.lost)
@@ -435,7 +443,11 @@ class Runtime:
                 db,
                 levels=dict(s.telegram_notify_levels),
             )
-            self.bus.subscribe("telegram", telegram.notify)
+            self.bus.subscribe_sequenced("telegram", telegram.notify)
+            try:  # what a crash left between the journal and the outbox, sent late; this run's come through the bus
+                await telegram.catch_up(earlier_runs_seq, journal.last_seq)
+            except Exception:  # storage trouble: the restart goes on, the next one tries again
+                log.exception("telegram.catch_up_failed")
             # read at each scrape: Telegram's silence is visible
             outbox, sender, service = telegram.outbox, telegram.sender, telegram
             self.metrics.telegram_dropped.set_function(lambda: outbox.dropped)
@@ -443,6 +455,8 @@ class Runtime:
             self.metrics.telegram_unauthorized.set_function(lambda: service.unauthorized_updates)
             await self.bus.start_new()
             self._background(_start_telegram(telegram), "telegram-start")
+        else:
+            await TelegramCursors(db).forget()  # this run's events are nobody's messages, now or at a later start
         self.engine = engine
 
         def status() -> dict[str, Any]:

@@ -13,18 +13,22 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 
+from bot.formatting import format_event
+from engine.events import event_from_dict
 from exchange.models import OrderRequest, OrderSide, StopDirection
 from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
+from tests.bot.fake_telegram import FakeTelegram
 from tests.conftest import ROOT
 
 KEY, SECRET, PASSPHRASE = "chaos-key", "chaos-secret", "chaos-pass"
+CHAT = 111  # the trader's chat (and user id) when the engine runs with the fake Telegram server
 
 
 def post(url: str, body: dict[str, object] | None = None) -> dict[str, object]:
@@ -75,7 +79,7 @@ class Rig:
     def price(self, last: float) -> None:
         post(f"{self.sim_url}/sim/price", {"symbol": "ETHUSDTM", "last": str(last)})
 
-    def start_engine(self, crash_at: str | None = None) -> subprocess.Popen[str]:
+    def start_engine(self, crash_at: str | None = None, telegram: FakeTelegram | None = None) -> subprocess.Popen[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "ENYGMA_"))}
         env.update(
             BOT_MODE="paper",
@@ -91,6 +95,13 @@ class Rig:
         )
         if crash_at:
             env["ENYGMA_CRASH_AT"] = crash_at
+        if telegram is not None:
+            env.update(
+                TELEGRAM_BOT_TOKEN=telegram.token,
+                TELEGRAM_ALLOWED_USER_IDS=str(CHAT),
+                TELEGRAM_CHAT_IDS=str(CHAT),
+                TELEGRAM_API_BASE_URL=telegram.url,
+            )
         self.http_port = 0
         path = self.tmp / f"engine-{time.monotonic_ns()}.log"
         self.logs.append(path)
@@ -338,3 +349,105 @@ async def test_sigkill_between_a_resize_and_its_announcement(rig: Rig, crash_at:
     lots, stops, buys = await exchange_state(rig)
     assert lots == 30 and buys == 1 and len(downs(stops)) == 1
     rig.stop_engine()
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    """The fake Telegram Bot API on this test's loop: the engine (another process) talks to it with the real
+    python-telegram-bot, so the rig's blocking waits run in a thread (``asyncio.to_thread``)."""
+    fake = FakeTelegram()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def told(tg: FakeTelegram, marker: str) -> list[str]:
+    """The texts of the messages the chat got (sent, or edited into) that carry ``marker``."""
+    calls = tg.sent("sendMessage") + tg.sent("editMessageText")
+    return [str(m["text"]) for m in calls if marker in str(m["text"]) and int(m["chat_id"]) == CHAT]
+
+
+async def started_told(tg: FakeTelegram, runs: int) -> None:
+    """Wait until the chat has the ``runs``-th "engine: started" (queued at the end of each start, after what the
+    start caught up): by then every message queued before it went out, the chat's order being kept."""
+
+    async def there() -> bool:
+        return len(told(tg, "engine: started")) >= runs
+
+    await until(there, f"start #{runs} told on Telegram")
+
+
+LATE = "(delivered after a restart; happened at "
+
+
+def happened(event: dict[str, object]) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(int(str(event["ts_ms"])) // 1000))
+
+
+def as_told(event: dict[str, object]) -> str:
+    """The message a stored event makes when it is told on time."""
+    text = format_event(event_from_dict(event))
+    assert text is not None
+    return text
+
+
+async def test_sigkill_between_the_journal_and_the_outbox_sends_the_message_late_once(
+    rig: Rig, tg: FakeTelegram
+) -> None:
+    """The engine adopts a position it finds on KuCoin, journals "position opened" and dies before the Telegram
+    side queued its message. Before: the event was in SQLite after the restart and the trader was never told (0
+    "Opened" messages, the position already stored so never announced again). Now the restart queues it, marked
+    late with the time it happened, exactly once, and a further restart does not send it again."""
+    await enter_directly(rig)
+    proc = rig.start_engine(crash_at="journaled:position_opened", telegram=tg)
+    await asyncio.to_thread(rig.wait_exit, proc, -signal.SIGKILL)
+    assert told(tg, "Opened") == []
+    rig.start_engine(telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)
+    await started_told(tg, 1)
+    [opened] = stored_events(rig, "position_opened")  # recovered from the journal, not published again
+    assert told(tg, "Opened") == [f"{as_told(opened)}\n<i>{LATE}{happened(opened)} UTC)</i>"]
+    assert as_told(opened).startswith("✅ <b>Opened long ETHUSDTM</b> 50 lots @ 2000.4")
+    await asyncio.to_thread(rig.stop_engine)
+    rig.start_engine(telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)
+    await started_told(tg, 2)
+    assert len(told(tg, "Opened")) == 1 and len(stored_events(rig, "position_opened")) == 1
+    await asyncio.to_thread(rig.stop_engine)
+
+
+async def test_sigkill_after_the_outbox_has_the_message_sends_it_once_not_late(rig: Rig, tg: FakeTelegram) -> None:
+    """Killed right after "position opened" reached the outbox (pending, not yet sent): the restart sends that row
+    as it is and queues nothing more for the event."""
+    await enter_directly(rig)
+    proc = rig.start_engine(crash_at="outboxed:position_opened", telegram=tg)
+    await asyncio.to_thread(rig.wait_exit, proc, -signal.SIGKILL)
+    with contextlib.closing(sqlite3.connect(rig.tmp / "e.sqlite")) as conn:
+        rows = conn.execute("SELECT text, event_seq FROM outbox WHERE text LIKE '%Opened%'").fetchall()
+    assert len(rows) == 1 and rows[0][1] is not None  # in the outbox, with the event it came from
+    rig.start_engine(telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)
+    await started_told(tg, 1)
+    assert told(tg, "Opened") == [rows[0][0]] and LATE not in rows[0][0]
+    await asyncio.to_thread(rig.stop_engine)
+
+
+async def test_sigkill_at_a_stop_move_sends_it_late_and_nothing_sent_before_again(rig: Rig, tg: FakeTelegram) -> None:
+    """A run that told "Opened" (sent) dies as it journals a stop move: the restart sends the stop move, late, and
+    not "Opened" a second time."""
+    await enter_directly(rig)
+    proc = rig.start_engine(crash_at="journaled:stop_moved", telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)
+    await started_told(tg, 1)
+    assert len(told(tg, "Opened")) == 1
+    rig.price(2020)  # +10 % ROI at 10x: the stop moves up, and the process dies as it journals that
+    await asyncio.to_thread(rig.wait_exit, proc, -signal.SIGKILL)
+    assert told(tg, "🔒") == []
+    rig.start_engine(telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)
+    await started_told(tg, 2)
+    moves = stored_events(rig, "stop_moved")
+    assert len(moves) == 1 and D(str(moves[0]["new"])) > D(str(moves[0]["old"]))
+    assert told(tg, "🔒") == [f"{as_told(moves[0])}\n<i>{LATE}{happened(moves[0])} UTC)</i>"]
+    assert len(told(tg, "Opened")) == 1
+    await asyncio.to_thread(rig.stop_engine)

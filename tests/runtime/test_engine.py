@@ -14,7 +14,7 @@ from engine.runtime.trading_state import IllegalTransitionError, TradingState, c
 from engine.scoring.pipeline import Decision
 from engine.scoring.signals import Direction
 from exchange.models import OrderRequest, OrderSide, StopDirection, StopPriceType
-from storage.db import Database
+from storage.db import MIGRATIONS, Database
 from tests.runtime.conftest import Rig, make_engine
 
 
@@ -202,13 +202,13 @@ async def test_database_migrates_from_empty_and_from_version_one(tmp_path: Path)
     conn = await aiosqlite.connect(tmp_path / "m.sqlite")
     await conn.close()
     async with Database(tmp_path / "m.sqlite") as fresh:
-        assert await fresh.schema_version() == 5
+        assert await fresh.schema_version() == len(MIGRATIONS) == 6
         assert (await fresh.fetchone("PRAGMA journal_mode"))[0] == "wal"  # type: ignore[index]
     partial = Database(tmp_path / "p.sqlite")
     partial._conn = await aiosqlite.connect(tmp_path / "p.sqlite")
     assert await partial.migrate(target=1) == 1
     await partial.execute("INSERT INTO events (ts_ms, kind, payload) VALUES (1, 'old', '{}')")
-    assert await partial.migrate() == 5
+    assert await partial.migrate() == 6
     row = await partial.fetchone("SELECT kind, seq FROM events")
     assert row is not None and (row[0], row[1]) == ("old", None)  # history from before the journal is kept
     await partial.close()
