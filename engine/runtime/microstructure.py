@@ -28,7 +28,9 @@ from engine.gates.result import GateResult
 from engine.scoring.signals import Direction
 from exchange.errors import ExchangeError
 
-READ_ERRORS = (ExchangeError, aiohttp.ClientError, TimeoutError, KeyError, TypeError, ValueError)
+# ArithmeticError: a value the client cannot make a Decimal of (``"indexPrice": null`` raises InvalidOperation, an
+# Infinity lot size OverflowError): that read is unusable, never a reason to fail the decision it was made for.
+READ_ERRORS = (ExchangeError, aiohttp.ClientError, TimeoutError, KeyError, TypeError, ValueError, ArithmeticError)
 # The entry waits for its own reads (ticker, and the tape when gate 12 is on); the shadow score's reads went out with
 # them and get at most this much longer, then are cancelled and their analyzers contribute 0 ("not answered").
 SHADOW_GRACE_S = 0.05
@@ -106,6 +108,8 @@ async def read_tape(client: TapeSource, symbol: str) -> Tape:
         if not isinstance(rate, READ_ERRORS):
             raise rate
         funding_error = _reason(rate)
+    elif not rate.is_finite():  # JSON's NaN parses: no rate, so gate 12 fails closed (|NaN| > max is false)
+        funding_error = f"funding rate {rate} is not a number"
     else:
         pct = float(rate * 100)
     if isinstance(trades, BaseException):
@@ -305,7 +309,7 @@ def dom_reading(cfg: StrategyConfig, book: Mapping[str, Any] | None, error: str 
             share = bids / (bids + asks)
             shares[str(n)] = share
             net += 1 if share > high else -1 if share < low else 0
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, ArithmeticError) as exc:  # Infinity lots: OverflowError
         return Reading(missing=f"level-2 book not understood: {_reason(exc)}")
     if net == 0:
         return Reading(value=shares)

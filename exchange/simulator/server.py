@@ -354,6 +354,9 @@ class SimulatorServer:
         if garble and faults.take("garble_reply_remaining"):
             if faults.garble_reply_kind == "truncated":
                 return web.Response(text='{"code":"200000","data":{"orderId":"23', content_type="application/json")
+            if faults.garble_reply_kind.startswith("null:") and isinstance(data, dict):
+                nulled = {**data, faults.garble_reply_kind.removeprefix("null:"): None}
+                return web.json_response({"code": "200000", "data": nulled}, dumps=_json_dumps)
             return web.json_response({"code": "200000", "msg": "success"})  # executed, but no data
         if lose and faults.take("lose_reply_remaining"):
             # Executed, but the reply never arrives: the connection drops.

@@ -186,6 +186,38 @@ async def test_an_unread_funding_rate_still_refuses_the_entry_but_the_tape_is_sc
     assert not any(isinstance(e, PositionOpened) for e in events)
 
 
+async def test_a_nan_funding_rate_is_unread_and_refuses_the_entry_instead_of_raising(rig: Rig) -> None:
+    """KuCoin's JSON may carry NaN (json accepts it): the rate is no number, so gate 12 fails closed with the reason
+    and the shadow's fundingRate is missing. Before, the shadow's comparison raised InvalidOperation out of
+    on_decision: no decision stored, no entry, no word to the trader; and gate 12 read |NaN| > 0.1 as false."""
+    rig.sim.funding_rates[SYM] = D("NaN")
+    record, events = await decided(rig)
+    funding = record["micro"]["analyzers"]["fundingRate"]
+    assert funding["points"] == 0.0
+    assert funding["missing"] == "funding rate not read: funding rate NaN is not a number"
+    reasons = [e.reason for e in events if isinstance(e, OrderRejected)]
+    assert reasons == ["avoid_entry (market data unavailable: funding rate NaN is not a number)"]
+    assert not any(isinstance(e, PositionOpened) for e in events)
+
+
+async def test_an_infinite_book_size_and_a_null_index_score_zero_and_the_entry_goes_on(rig: Rig) -> None:
+    """Odd shadow-only payloads cost the shadow its analyzers, never the entry: a book level of Infinity lots
+    (OverflowError before) and a mark-price answer whose indexPrice is null (InvalidOperation out of the client,
+    raised through read_market before)."""
+    rig.sim.books[SYM] = ([[1999.99, float("inf")]] * 25, [[2000.01, 5]] * 25)
+    rig.sim.faults.garble_reply_next(1, path_prefix="/api/v1/mark-price", kind="null:indexPrice")
+    record, events = await decided(rig)
+    analyzers = record["micro"]["analyzers"]
+    assert analyzers["dom"]["points"] == 0.0
+    assert analyzers["dom"]["missing"] == (
+        "level-2 book not understood: OverflowError: cannot convert float infinity to integer"
+    )
+    assert analyzers["priceRatio"]["points"] == 0.0
+    assert analyzers["priceRatio"]["missing"].startswith("mark/index not read: InvalidOperation")
+    assert record["micro"]["shadow_score"] == 92.9
+    assert any(isinstance(e, PositionOpened) for e in events)
+
+
 async def test_a_slow_book_never_holds_the_entry_past_its_own_round_trip(rig: Rig) -> None:
     rig.sim.faults.delay_next(1, 3000, path_prefix="/api/v1/level2")  # the book answers after 3 s
     began = time.perf_counter()
