@@ -34,6 +34,9 @@ READ_ERRORS = (ExchangeError, aiohttp.ClientError, TimeoutError, KeyError, TypeE
 # The entry waits for its own reads (ticker, and the tape when gate 12 is on); the shadow score's reads went out with
 # them and get at most this much longer, then are cancelled and their analyzers contribute 0 ("not answered").
 SHADOW_GRACE_S = 0.05
+# With no entry read to ride along (manual mode: the approval card waits for them), the shadow's reads get this long:
+# a hanging book (the client's 10 s timeout and its retries) held the card and the symbol's next bars as long.
+SHADOW_ALONE_S = 1.0
 MARKET_FRESH_S = 1.0  # reads older than this when the entry gets the positions lock are made again for the entry
 
 # Analyzer rules (choices, see the module docstring). Shares are of volume, rates and premiums in percent.
@@ -183,10 +186,12 @@ async def read_market(
     entry: bool,
     shadow: bool,
     grace_s: float | None = SHADOW_GRACE_S,
+    alone_s: float | None = SHADOW_ALONE_S,
 ) -> Market:
     """One round trip for everything a passed decision needs. ``entry``: the ticker, and the tape when gate 12 is
     on, which the entry waits for. ``shadow``: the tape, the level-2 book and mark/index for the shadow score,
-    waited for at most ``grace_s`` beyond the entry's reads (None: until answered, when no entry waits)."""
+    waited for at most ``grace_s`` beyond the entry's reads, or ``alone_s`` when no entry read is made (None: until
+    answered)."""
     gate = entry and cfg.gates.live_avoid_entry_filter
     a = cfg.microstructure.analyzers
     own: dict[str, asyncio.Task[Any]] = {}
@@ -205,11 +210,14 @@ async def read_market(
             await asyncio.wait(own.values())
         waiting = [t for t in extra.values() if not t.done()]
         if waiting:
-            await asyncio.wait(waiting, timeout=None if grace_s is None or not own else grace_s)
+            await asyncio.wait(waiting, timeout=grace_s if own else alone_s)
     finally:
         for t in tasks.values():
             t.cancel()  # only those still running: the shadow's late reads (or all, if this read was cancelled)
-    late = f"not answered within the entry's round trip (+{grace_s:g} s)"
+    waited = grace_s if own else alone_s  # None: every read was waited for, nothing is late
+    late = "not answered" if waited is None else f"not answered within {waited:g} s"
+    if own and waited is not None:
+        late = f"not answered within the entry's round trip (+{waited:g} s)"
 
     def answer(name: str, missing: Any) -> Any:
         t = tasks.get(name)

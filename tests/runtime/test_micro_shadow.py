@@ -251,6 +251,31 @@ async def test_manual_mode_shows_the_shadow_score_on_the_approval_card(
         await rig.bus.stop()
 
 
+async def test_a_slow_book_never_holds_the_approval_card_either(
+    sim: SimulatorServer, client: KucoinFuturesClient, tmp_path: Path, data_dir: Path
+) -> None:
+    """Manual mode has no entry read to bound the shadow's reads: a book that hangs (the client's 10 s timeout and
+    its retries) held the approval card, and every later bar in the symbol's lane, as long (3.0 s for a book
+    answering after 3 s). They get SHADOW_ALONE_S (1 s), then the card goes out with the DOM unscored."""
+    async with Database(tmp_path / "e.sqlite") as db:
+        rig = await make_engine(sim, client, db, data_dir, control="manual")
+        sim.faults.delay_next(1, 3000, path_prefix="/api/v1/level2")
+        began = time.perf_counter()
+        await rig.engine.on_decision(SYM, long_decision())
+        took = time.perf_counter() - began
+        await rig.bus.drain()
+        asked = [e for e in rig.events if isinstance(e, ApprovalRequested)]
+        assert len(asked) == 1 and took < 2.0
+        stored = await rig.engine.approvals.get(asked[0].approval_id)  # type: ignore[union-attr]
+        assert stored is not None
+        assert (
+            stored["payload"]["micro"]["analyzers"]["dom"]["missing"]
+            == "level-2 book not read: not answered within 1 s"
+        )
+        assert asked[0].shadow_score == 92.9
+        await rig.bus.stop()
+
+
 async def test_shadow_logging_off_reads_no_book_and_records_no_micro(
     sim: SimulatorServer, client: KucoinFuturesClient, tmp_path: Path, data_dir: Path
 ) -> None:
