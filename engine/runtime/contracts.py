@@ -23,6 +23,10 @@ log = structlog.get_logger(__name__)
 CONTRACT_REFRESH_S = 720.0  # specs are read again every 12 minutes ...
 CONTRACT_RETRY_S = 60.0  # ... and a minute after a refresh that failed (the last specs hold meanwhile)
 CONTRACT_CHECK_S = 30.0  # how often the scheduled job looks whether a refresh is due
+# Configured contracts missing from the active list are asked by name, at most this many a refresh (the position's
+# first): a listing that leaves out a 500-symbol universe cost 500 lookups (1500 of the public pool's 1800 a 30 s
+# window) at once. The rest are asked at the next refresh, brought forward to CONTRACT_RETRY_S.
+LOOKUPS_PER_REFRESH = 10
 
 # What an open position faces when its contract leaves Open, in the trader's words.
 AT_RISK = {
@@ -63,6 +67,7 @@ class ContractWatch:
         self.next_due = monotonic() + refresh_s  # the start has just read them
         self.failures = 0  # refreshes failed in a row
         self._bad_told: dict[str, str] = {}  # symbol -> the malformed-row reason already reported
+        self._asked: dict[str, float] = {}  # symbol -> when it was last asked by name (the longest-unasked go first)
 
     def stale(self) -> None:
         """After a stream reconnect: the bot may have missed a change while it was away; refresh at the next look."""
@@ -92,13 +97,19 @@ class ContractWatch:
         self.next_due = self.monotonic() + self.refresh_s
         fresh, bad = specs_from_payloads(payloads, self.symbols)
         listed = {str(p.get("symbol")) for p in payloads if isinstance(p, dict)}
+        unlisted = [s for s in self.symbols if s not in bad and s not in fresh and s not in listed]
+        unlisted.sort(key=lambda s: (s not in self.engine.managed, self._asked.get(s, 0.0)))
+        ask = set(unlisted[:LOOKUPS_PER_REFRESH])
+        if len(unlisted) > LOOKUPS_PER_REFRESH:  # the others at the next refresh, soon
+            self.next_due = min(self.next_due, self.monotonic() + self.retry_s)
         for symbol in self.symbols:
             old = self.engine.specs.get(symbol)
             if symbol in bad:
                 self._malformed(symbol, bad[symbol])
                 continue  # its last good spec stays
             new = fresh.get(symbol)
-            if new is None and symbol not in listed and old is not None:
+            if new is None and symbol in ask and old is not None:
+                self._asked[symbol] = self.monotonic()
                 new = await self._unlisted(old)
             if new is None or old is None:
                 continue

@@ -7,6 +7,7 @@ loopback /sim/contract hook and the real client."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,11 @@ from engine.events import ContractChanged, HealthChanged, OrderRejected
 from engine.models import Candle
 from engine.risk.contract import load_contract_specs
 from engine.runtime.app import RunOptions, Runtime
-from engine.runtime.contracts import ContractWatch
+from engine.runtime.contracts import LOOKUPS_PER_REFRESH, ContractWatch
 from engine.runtime.control import EngineControl
 from exchange.models import StopDirection
 from exchange.simulator import SimulatorServer
+from exchange.simulator.server import contract_from
 from tests.runtime.conftest import Rig, live_settings
 from tests.runtime.test_engine import live_stops, long_decision
 
@@ -251,3 +253,32 @@ async def test_a_contract_left_out_of_the_active_list_is_asked_for_by_name(rig: 
     (alert,) = await alerts(rig)
     assert (alert.old_status, alert.status) == ("Open", "Paused")  # paused, not "no longer listed"
     assert rig.engine.contract_blocked("ETHUSDTM") == "contract ETHUSDTM is Paused"
+
+
+async def test_a_listing_that_leaves_out_many_contracts_costs_a_few_lookups_a_refresh_not_one_each(rig: Rig) -> None:
+    """A 500-symbol universe whose active list comes back without them (all paused, for a listing that keeps
+    only Open ones) asked each one by name in the same refresh: 500 x weight 3 = 1500 of the public pool's 1800 a
+    30 s window, so the entries' tickers waited. Now at most LOOKUPS_PER_REFRESH (10) a refresh, the symbol with
+    a position first, and the next refresh comes after CONTRACT_RETRY_S to ask the rest."""
+    extra = [f"X{i:02d}USDTM" for i in range(40)]
+    eth = rig.sim.state.contracts["ETHUSDTM"]
+    for sym in extra:
+        rig.sim.state.contracts[sym] = contract_from(sym, {**eth.payload, "symbol": sym})
+        rig.engine.specs[sym] = dataclasses.replace(rig.engine.specs["ETHUSDTM"], symbol=sym)
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    now = [1000.0]
+    watch = ContractWatch(rig.engine, [*extra, "ETHUSDTM"], retry_s=60, monotonic=lambda: now[0])
+    rig.sim.active_lists_open_only = True
+    for sym in [*extra, "ETHUSDTM"]:
+        await sim_contract(rig.sim, sym, status="Paused")
+    rig.sim.requests.clear()
+    assert await watch.refresh()
+    asked = [path for _, path in rig.sim.requests if path.startswith("/api/v1/contracts/") and "active" not in path]
+    assert len(asked) == LOOKUPS_PER_REFRESH == 10  # was 41
+    assert "/api/v1/contracts/ETHUSDTM" in asked  # the position's contract is among them
+    assert rig.engine.specs["ETHUSDTM"].status == "Paused"
+    assert watch.next_due == 1060.0  # the rest within a minute, not 12
+    for _ in range(4):
+        assert await watch.refresh()
+    assert all(rig.engine.specs[s].status == "Paused" for s in extra)  # every one asked by the fifth refresh
