@@ -1001,14 +1001,15 @@ class TradingEngine:
                 await self._confirm_resize(p)
             stops = set(open_stops)
             if m.protection.stop_order_id not in stops and m.protection.replace_state == "STEADY":
-                self.bus.publish(
-                    StopMissing(
-                        ts_ms=self.clock(),
-                        symbol=symbol,
-                        detail=f"stop {m.protection.stop_order_id} not on the exchange",
+                if m.protection.stop_order_id is not None:  # None: known missing, told when its placement failed
+                    self.bus.publish(
+                        StopMissing(
+                            ts_ms=self.clock(),
+                            symbol=symbol,
+                            detail=f"stop {m.protection.stop_order_id} not on the exchange",
+                        )
                     )
-                )
-                diffs.append(f"{symbol}: stop missing")
+                diffs.append(f"{symbol}: stop missing")  # new entries keep waiting while it is
                 m.protection.stop_order_id = None
                 if m.protection.tp_order_id not in stops:
                     m.protection.tp_order_id = None

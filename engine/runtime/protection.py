@@ -144,6 +144,10 @@ class StopCoordinator:
         # The contract's tick size now (None: unknown, prices go as they are). KuCoin can change a contract's tick
         # under an open position: a stop kept at a price of the old grid is re-placed on the new one.
         self.tick_of: Callable[[str], Decimal | None] = lambda symbol: None
+        # symbol -> why its stop could not be placed, as last told (the error's code or class). The reconciliation
+        # and the retry loop try every 30 s: a contract Paused for hours refused each one (200003) and each said
+        # "has no live stop" again. Told once a reason, cleared once a stop is placed.
+        self._missing_told: dict[str, str] = {}
 
     def _stop_on_grid(self, p: Protected, price: Decimal) -> Decimal:
         """``price`` on the contract's current tick grid, rounded the protective way (a long's stop up, a short's
@@ -233,6 +237,7 @@ class StopCoordinator:
                     if await self._exit_if_through_mark(p, p.stop):
                         return
                     raise
+                self._missing_told.pop(p.symbol, None)  # placed: a later loss is a new alert
                 await self._save(p)
             if p.tp_order_id is None:
                 p.take_profit = self._tp_on_grid(p, p.take_profit)
@@ -241,11 +246,17 @@ class StopCoordinator:
                 )
                 crash_point("after_take_profit")  # landed and acked, its id not saved yet
                 await self._save(p)
+            self._missing_told.pop(p.symbol, None)  # protected (placed, or taken over): a later loss is told again
         except PositionClosedError:
             return
         except ExchangeError as exc:
             await self._save(p)
-            self.bus.publish(StopMissing(ts_ms=self.clock(), symbol=p.symbol, detail=f"placing protection: {exc}"))
+            why = exc.code or type(exc).__name__
+            if self._missing_told.get(p.symbol) != why:
+                self._missing_told[p.symbol] = why
+                self.bus.publish(StopMissing(ts_ms=self.clock(), symbol=p.symbol, detail=f"placing protection: {exc}"))
+            else:  # the trader knows it is missing and why: the retries go on without a message each
+                log.warning("stop.still_missing", symbol=p.symbol, error=str(exc))
             await self._schedule(p.symbol, "protect", str(exc))
 
     async def _unanswered(self, p: Protected, purpose: str, price: Decimal) -> str | None:

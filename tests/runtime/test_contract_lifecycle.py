@@ -16,7 +16,7 @@ import aiohttp
 import structlog
 
 from bot.formatting import format_event
-from engine.events import ContractChanged, HealthChanged, OrderRejected
+from engine.events import ContractChanged, HealthChanged, OrderRejected, StopMissing
 from engine.models import Candle
 from engine.risk.contract import load_contract_specs
 from engine.runtime.app import RunOptions, Runtime
@@ -282,3 +282,39 @@ async def test_a_listing_that_leaves_out_many_contracts_costs_a_few_lookups_a_re
     for _ in range(4):
         assert await watch.refresh()
     assert all(rig.engine.specs[s].status == "Paused" for s in extra)  # every one asked by the fifth refresh
+
+
+async def test_a_stop_that_cannot_be_replaced_on_a_paused_contract_is_told_once_not_every_round(rig: Rig) -> None:
+    """The stop is gone (cancelled by hand, or by KuCoin) while the contract is Paused: every re-placement is
+    refused (200003) until it is Open again. The trader hears it is missing and why, once each; before, 30
+    'has no live stop' messages in 10 rounds of reconciliation and retry (5 minutes), 'stop None not on the
+    exchange' among them. The retries go on, quietly, and the stop is placed as soon as KuCoin takes it."""
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    watch = ContractWatch(rig.engine, ["ETHUSDTM"])
+    await sim_contract(rig.sim, "ETHUSDTM", status="Paused")
+    assert await watch.refresh()
+    await rig.client.cancel_order(p.stop_order_id or "")
+    t = 1_800_000_000_000
+    for _ in range(10):
+        rig.engine.clock = lambda t=t: t  # type: ignore[misc]
+        assert await rig.engine.sync_positions() == ["ETHUSDTM: stop missing"]  # new entries keep waiting
+        await rig.engine.run_retries()
+        t += 31_000
+    await rig.bus.drain()
+    told = [e.detail for e in rig.events if isinstance(e, StopMissing)]
+    assert len(told) == 2  # was 30
+    assert told[0].endswith("not on the exchange") and "None" not in told[0]
+    assert told[1] == "placing protection: 200003: Contract ETHUSDTM is Paused: orders are not accepted"
+    assert p.stop_order_id is None and await rig.engine.retry.depth() == 1  # still being retried
+    await sim_contract(rig.sim, "ETHUSDTM", status="Open")
+    rig.engine.clock = lambda: t + 60_000
+    await rig.engine.run_retries()
+    assert p.stop_order_id is not None
+    assert [s for s in await live_stops(rig) if s[0] is StopDirection.DOWN] == [(StopDirection.DOWN, D("1989.29"))]
+    # Missing again later, for the same reason: told again (a new episode, not a repeat).
+    await sim_contract(rig.sim, "ETHUSDTM", status="Paused")
+    await rig.client.cancel_order(p.stop_order_id or "")
+    assert await rig.engine.sync_positions() == ["ETHUSDTM: stop missing"]
+    await rig.bus.drain()
+    assert len([e for e in rig.events if isinstance(e, StopMissing)]) == 4
