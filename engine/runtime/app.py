@@ -172,6 +172,9 @@ class Runtime:
         self.reconcile: Callable[[], Awaitable[None]] | None = None  # set once running
         self.contracts: ContractWatch | None = None  # the contract-spec refresh, set once the engine is wired
         self._replay_lost = 0  # pushes of the replay that went to a dropped connection: never waited for again
+        # The differences last announced, until a clean reconciliation: a drift that persists (a stop KuCoin will not
+        # take while a contract is Paused) was announced again every 30 s.
+        self._drift_told: list[str] | None = None
         self.jobs = ScheduledJobs()
 
     @property
@@ -257,7 +260,11 @@ class Runtime:
         the message of the other two said "new entries paused" all the same (and, the push having already
         resized the stop, the scheduled one found nothing to pause for)."""
         self.health.reconciliation_clean = False
-        self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))
+        if found != self._drift_told:
+            self._drift_told = list(found)
+            self.bus.publish(DriftDetected(ts_ms=_now(), differences=found))
+        else:  # the trader has this very message; entries stay paused
+            log.info("drift.unchanged", differences=found)
         if engine.state is TradingState.ACTIVE:
             engine.set_state(TradingState.REDUCING, "drift")
 
@@ -585,6 +592,7 @@ class Runtime:
             if found:
                 self._drifted(engine, found)
             elif found is not None and not was_clean:
+                self._drift_told = None
                 self.bus.publish(DriftCleared(ts_ms=_now()))
                 if engine.state is TradingState.REDUCING:
                     engine.set_state(TradingState.ACTIVE, "state agrees again")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import structlog
 
 from bot.formatting import format_event
@@ -22,11 +23,15 @@ from engine.risk.contract import load_contract_specs
 from engine.runtime.app import RunOptions, Runtime
 from engine.runtime.contracts import LOOKUPS_PER_REFRESH, ContractWatch
 from engine.runtime.control import EngineControl
+from engine.runtime.trading_state import TradingState
 from exchange.models import StopDirection
 from exchange.simulator import SimulatorServer
 from exchange.simulator.server import contract_from
 from tests.runtime.conftest import Rig, live_settings
 from tests.runtime.test_engine import live_stops, long_decision
+from tests.runtime.test_paper_faults import running
+
+__all__ = ["running"]
 
 
 async def sim_contract(sim: SimulatorServer, symbol: str, listed: bool | None = None, **fields: Any) -> None:
@@ -318,3 +323,35 @@ async def test_a_stop_that_cannot_be_replaced_on_a_paused_contract_is_told_once_
     assert await rig.engine.sync_positions() == ["ETHUSDTM: stop missing"]
     await rig.bus.drain()
     assert len([e for e in rig.events if isinstance(e, StopMissing)]) == 4
+
+
+@pytest.mark.parametrize("running", ["1"], indirect=True)
+async def test_the_same_drift_found_round_after_round_is_announced_once(running: Runtime) -> None:
+    """A stop that cannot be re-placed on a Paused contract keeps each scheduled reconciliation finding 'stop
+    missing': new entries stay paused (REDUCING), but the trader was sent '⚠️ Drift: ETHUSDTM: stop missing — new
+    entries paused' every 30 s (4 in 4 rounds before); now once, again only when the differences change, and
+    the clearing is announced as before."""
+    rt = running
+    assert rt.engine is not None and rt.reconcile is not None and rt.contracts is not None
+    body = {"clientOid": "web-hand-1", "symbol": "ETHUSDTM", "side": "buy", "type": "market", "size": 10}
+    rt.sim.state.place(body | {"leverage": 5, "marginMode": "ISOLATED"})  # a person's position: adopted
+    async with asyncio.timeout(10):
+        while "ETHUSDTM" not in rt.engine.managed or rt.engine.managed["ETHUSDTM"].protection.stop_order_id is None:
+            await asyncio.sleep(0.05)
+    await rt.reconcile()  # the adoption's drift cleared
+    assert rt.health.reconciliation_clean
+    p = rt.engine.managed["ETHUSDTM"].protection
+    await sim_contract(rt.sim, "ETHUSDTM", status="Paused")
+    assert await rt.contracts.refresh()
+    await rt.engine.client.cancel_order(p.stop_order_id or "")
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(4):
+            await rt.reconcile()
+        assert rt.engine.state is TradingState.REDUCING
+        await sim_contract(rt.sim, "ETHUSDTM", status="Open")
+        await rt.reconcile()  # the stop is re-placed: no difference left after this round ...
+        await rt.reconcile()  # ... and this one says so
+        await rt.bus.drain()
+    kinds = [x["event"] for x in logs if x["event"] in ("drift_detected", "drift_cleared")]
+    assert kinds == ["drift_detected", "drift_cleared"]  # was 5 x drift_detected, then drift_cleared
+    assert rt.engine.state is TradingState.ACTIVE and p.stop_order_id is not None
