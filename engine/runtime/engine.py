@@ -379,12 +379,16 @@ class TradingEngine:
         # A contract KuCoin does not keep Open takes no entry: its market is not read either.
         closed = self.contract_blocked(symbol) if acting else None
         market: Market | None = None
+        entry = False  # the entry's own reads are among them (auto mode, entries not blocked)
         if acting and closed is None:
             manual = self.options.control == "manual"
             shadow = self.cfg.microstructure.shadow_logging
-            if shadow or not manual:
+            # No ticker nor tape for an entry refused anyway (paused, a drift, KuCoin's maintenance): the shadow's
+            # reads only, and the entry decides on its own when it runs.
+            entry = not manual and self.entries_blocked() is None
+            if shadow or entry:
                 market = await read_market(
-                    self.client, symbol, self.cfg, entry=not manual, shadow=shadow, grace_s=SHADOW_GRACE_S
+                    self.client, symbol, self.cfg, entry=entry, shadow=shadow, grace_s=SHADOW_GRACE_S
                 )
             if shadow and market is not None:
                 decision.extra["micro"] = micro_shadow(self.cfg, decision.final_score, market)
@@ -410,7 +414,7 @@ class TradingEngine:
             elif self.options.control == "manual":
                 await self.request_approval(symbol, decision)
             else:
-                await self.enter(symbol, decision, started=started, market=market)
+                await self.enter(symbol, decision, started=started, market=market if entry else None)
 
     # ------------------------------------------------------------------ manual approvals
 

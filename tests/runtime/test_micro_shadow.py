@@ -218,6 +218,23 @@ async def test_an_infinite_book_size_and_a_null_index_score_zero_and_the_entry_g
     assert any(isinstance(e, PositionOpened) for e in events)
 
 
+async def test_a_blocked_entry_reads_no_ticker_for_itself(rig: Rig) -> None:
+    """Entries paused (here by /pause; a drift, a halt or KuCoin's maintenance alike): the decision's shadow is read
+    and recorded, but the entry's own ticker and gate-12 tape are not read for an entry that is refused anyway
+    (before: 1 ticker read, waited for by the symbol's lane, and in maintenance retried 5 times)."""
+    rig.engine.set_paused(True)
+    rig.sim.requests.clear()
+    record, events = await decided(rig)
+    assert record["micro"]["shadow_score"] == 92.9
+    paths = [path.split("?")[0] for _, path in rig.sim.requests]
+    assert "/api/v1/ticker" not in paths and paths.count("/api/v1/level2/depth100") == 1
+    assert [e.reason for e in events if isinstance(e, OrderRejected)] == ["paused"]
+    rig.engine.set_paused(False)  # unpaused: the next one reads and enters as before
+    await rig.engine.on_decision(SYM, long_decision())
+    await rig.bus.drain()
+    assert any(isinstance(e, PositionOpened) for e in rig.events)
+
+
 async def test_a_slow_book_never_holds_the_entry_past_its_own_round_trip(rig: Rig) -> None:
     rig.sim.faults.delay_next(1, 3000, path_prefix="/api/v1/level2")  # the book answers after 3 s
     began = time.perf_counter()
