@@ -792,6 +792,7 @@ class TradingEngine:
         )
         self.managed[symbol] = Managed(p, self._rule(p))
         self._told_lots.pop(symbol, None)  # what was said of an earlier position on the symbol is not this one's
+        self.coordinator.forget(symbol)
         await self.positions_repo.save(p.row())
         self.bus.publish(
             PositionOpened(
@@ -1259,6 +1260,7 @@ class TradingEngine:
         self.liquidation.forget(symbol)
         self._resize_unconfirmed.discard(symbol)  # never "confirmed" for the next position on the symbol
         self._told_lots.pop(symbol, None)
+        self.coordinator.forget(symbol)
         p = m.protection
         p.closed = True  # a stop or TP move still on its way for it undoes itself and persists nothing
         exit_side = "sell" if p.side is Side.LONG else "buy"

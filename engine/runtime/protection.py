@@ -149,6 +149,10 @@ class StopCoordinator:
         # "has no live stop" again. Told once a reason, cleared once a stop is placed.
         self._missing_told: dict[str, str] = {}
 
+    def forget(self, symbol: str) -> None:
+        """The position on ``symbol`` is closed (or a new one adopted): what was told of its stop is not the next's."""
+        self._missing_told.pop(symbol, None)
+
     def _stop_on_grid(self, p: Protected, price: Decimal) -> Decimal:
         """``price`` on the contract's current tick grid, rounded the protective way (a long's stop up, a short's
         down: tighter by less than one tick, never looser)."""

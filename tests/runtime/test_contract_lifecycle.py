@@ -24,7 +24,7 @@ from engine.runtime.app import RunOptions, Runtime
 from engine.runtime.contracts import LOOKUPS_PER_REFRESH, ContractWatch
 from engine.runtime.control import EngineControl
 from engine.runtime.trading_state import TradingState
-from exchange.models import StopDirection
+from exchange.models import OrderRequest, OrderSide, StopDirection
 from exchange.simulator import SimulatorServer
 from exchange.simulator.server import contract_from
 from tests.runtime.conftest import Rig, live_settings
@@ -355,3 +355,25 @@ async def test_the_same_drift_found_round_after_round_is_announced_once(running:
     kinds = [x["event"] for x in logs if x["event"] in ("drift_detected", "drift_cleared")]
     assert kinds == ["drift_detected", "drift_cleared"]  # was 5 x drift_detected, then drift_cleared
     assert rt.engine.state is TradingState.ACTIVE and p.stop_order_id is not None
+
+
+async def test_a_new_position_whose_stop_is_refused_is_told_even_if_the_last_one_was(rig: Rig) -> None:
+    """What was told of a closed position's missing stop is not this position's: a position opened by hand after
+    it, whose stop KuCoin refuses for the same reason (200003), is told 'has no live stop' too (before: silent)."""
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    await sim_contract(rig.sim, "ETHUSDTM", status="Paused")
+    await rig.client.cancel_order(p.stop_order_id or "")
+    await rig.engine.sync_positions()  # told: gone, and why it cannot be re-placed
+    await sim_contract(rig.sim, "ETHUSDTM", status="Open")
+    await rig.client.place_order(OrderRequest("ETHUSDTM", OrderSide.SELL, 179, reduce_only=True))  # closed by hand
+    await rig.engine.sync_positions()
+    assert "ETHUSDTM" not in rig.engine.managed
+    await rig.client.place_order(OrderRequest("ETHUSDTM", OrderSide.BUY, 20, leverage=10))  # a new one, by hand
+    await sim_contract(rig.sim, "ETHUSDTM", status="Paused")
+    await rig.engine.sync_positions()  # adopted; its stop refused
+    assert rig.engine.managed["ETHUSDTM"].protection.stop_order_id is None
+    await rig.bus.drain()
+    told = [e.detail for e in rig.events if isinstance(e, StopMissing)]
+    assert told[-1] == "placing protection: 200003: Contract ETHUSDTM is Paused: orders are not accepted"
+    assert len(told) == 3  # was 2
