@@ -63,9 +63,11 @@ from engine.runtime.microstructure import (
     SHADOW_GRACE_S,
     Market,
     Tape,
+    TickerPriceError,
     avoid_entry_gate,
     micro_shadow,
     read_market,
+    ticker_price,
 )
 from engine.runtime.protection import RETRY_BASE_MS, Protected, StopCoordinator, retry_delay_ms
 from engine.runtime.trading_state import TradingState, check_transition
@@ -490,10 +492,9 @@ class TradingEngine:
             return await self._resolve_card(approval_id, "expired", "")
         symbol = card["symbol"]
         try:
-            ticker = await self.client.ticker(symbol)
-        except ExchangeError as exc:  # nothing traded: close the card, or it stays APPROVED ("executing") for ever
+            now_price = ticker_price(symbol, await self.client.ticker(symbol), "price")
+        except (ExchangeError, TickerPriceError) as exc:  # nothing traded: close the card, or it stays APPROVED
             return await self._resolve_card(approval_id, "failed_recheck", f"price check failed: {exc}")
-        now_price = Decimal(str(ticker["price"]))
         signal_price = Decimal(card["payload"]["price"])
         drift = abs(now_price - signal_price) / signal_price * 100
         if drift > self.options.approval_max_drift_pct:
@@ -602,7 +603,11 @@ class TradingEngine:
         ticker = market.ticker
         if self.cfg.gates.live_avoid_entry_filter:
             micro_gate = avoid_entry_gate(self.cfg, ticker, market.tape or Tape(None, None, "tape not read"))
-        ref = Decimal(ticker["bestAskPrice"] if side is Side.LONG else ticker["bestBidPrice"])
+        try:
+            ref = ticker_price(symbol, ticker, "bestAskPrice" if side is Side.LONG else "bestBidPrice")
+        except TickerPriceError as exc:  # gate 12 off looks at no book: without this it raised out of the lane
+            self._refuse(symbol, "", f"market data unavailable: {exc}")
+            return None
         size = position_size(
             self.cfg,
             equity=self.risk.equity,

@@ -72,6 +72,26 @@ class Tape(NamedTuple):
     trades_error: str | None = None
 
 
+TICKER_FIELDS = {"price": "price", "bestAskPrice": "best ask", "bestBidPrice": "best bid"}
+
+
+class TickerPriceError(ValueError):
+    """The ticker lacks a price the caller needs (null, missing, zero, not a number): nothing is traded on it."""
+
+
+def ticker_price(symbol: str, ticker: Mapping[str, Any], field: str) -> Decimal:
+    """A finite, positive price of the ticker; ``TickerPriceError`` naming what is missing otherwise, so that the
+    entry or the approval is refused with a reason instead of raising out of the symbol's lane."""
+    value = ticker.get(field) if isinstance(ticker, Mapping) else None
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        price = Decimal("NaN")
+    if not price.is_finite() or price <= 0:
+        raise TickerPriceError(f"the {symbol} ticker has no {TICKER_FIELDS.get(field, field)} ({value!r})")
+    return price
+
+
 def spread_pct(ticker: Mapping[str, Any]) -> float | None:
     """Best ask minus best bid over the mid, in percent; None when the book has no two sides."""
     try:

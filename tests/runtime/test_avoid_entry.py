@@ -172,3 +172,40 @@ async def test_an_approved_card_whose_order_fills_nothing_says_so(rig: Rig) -> N
     resolved = [e for e in rig.events if isinstance(e, ApprovalResolved)]
     assert len(resolved) == 1 and resolved[0].detail.startswith("by phone: nothing filled within ")
     assert (await rig.client.position("ETHUSDTM")).lots == 0
+
+
+async def test_an_approved_card_whose_ticker_has_no_price_fails_its_recheck_instead_of_hanging(rig: Rig) -> None:
+    """The approval's price re-check read ``ticker["price"]`` as it came: a ticker whose price is null raised
+    InvalidOperation out of ``approve``, and the card stayed APPROVED ("executing") for ever with nothing traded."""
+    approval = await rig.engine.request_approval("ETHUSDTM", long_decision())
+    assert approval is not None and rig.engine.approvals is not None
+    rig.sim.faults.garble_reply_next(1, path_prefix="/api/v1/ticker", kind="null:price")
+    assert await rig.engine.approve(approval, by="phone") == "failed_recheck"
+    await rig.bus.drain()
+    resolved = [e for e in rig.events if isinstance(e, ApprovalResolved)]
+    assert [(e.outcome, e.detail) for e in resolved] == [
+        ("failed_recheck", "price check failed: the ETHUSDTM ticker has no price (None)")
+    ]
+    card = await rig.engine.approvals.get(approval)
+    assert card is not None and card["state"] == "FAILED_RECHECK"
+    assert rig.sim.state.orders == {}
+
+
+@pytest.mark.parametrize("gate12", [True, False], ids=["filter-on", "filter-off"])
+async def test_an_entry_whose_ticker_has_no_best_ask_is_refused_with_the_reason(
+    sim: SimulatorServer, client: KucoinFuturesClient, tmp_path: Path, data_dir: Path, gate12: bool
+) -> None:
+    """With gate 12 off nothing looked at the ticker's book before ``Decimal(ticker["bestAskPrice"])``: a null
+    best ask raised out of the entry (the symbol's lane logged ``lane.job_failed``, the trader heard nothing).
+    Now the entry is refused, with the reason, whatever the filter says; nothing is placed."""
+    async with Database(tmp_path / "e.sqlite") as db:
+        rig = await make_engine(sim, client, db, data_dir)
+        gates = CFG.gates.model_copy(update={"live_avoid_entry_filter": gate12})
+        rig.engine.cfg = CFG.model_copy(update={"gates": gates})
+        sim.faults.garble_reply_next(1, path_prefix="/api/v1/ticker", kind="null:bestAskPrice")
+        assert await rig.engine.enter("ETHUSDTM", long_decision()) is None
+        await rig.bus.drain()
+        reasons = [e.reason for e in rig.events if isinstance(e, OrderRejected)]
+        assert reasons == ["market data unavailable: the ETHUSDTM ticker has no best ask (None)"]
+        assert sim.state.orders == {}
+        await rig.bus.stop()
