@@ -154,6 +154,7 @@ class TelegramService:
         every chat's cursor moves to ``start_seq`` (this run's events come through the bus). Returns how many
         events were queued."""
         chats = self.config.chat_ids
+        await self.cursors.keep_only(chats)  # a chat out of the configuration for a while comes back with no history
         behind = {c: seq for c, seq in (await self.cursors.get(chats)).items() if seq < through_seq}
         queued = 0
         after: int | None = min(behind.values(), default=None)

@@ -25,7 +25,13 @@ while :; do
   code=$?
   # A wait cut short by a signal we forwarded returns >128 with the bot still running (or not yet reaped):
   # wait again for its real status.
-  kill -0 "$bot" 2>/dev/null || break
+  kill -0 "$bot" 2>/dev/null && continue
+  # Gone already: the shell may have reaped it during the wait the signal cut short, and still holds its status
+  # (asked again, it answers it; 127 when that wait had reported it already).
+  wait "$bot" 2>/dev/null
+  again=$?
+  [ "$again" -eq 127 ] || code=$again
+  break
 done
 
 case "$code" in

@@ -268,8 +268,8 @@ class Settings:
 class TelegramCursors:
     """Per chat, the newest event (its journal ``seq``) the Telegram side has handled. A message queued for an event
     moves it in the same statement (a trigger on ``outbox``); a start moves it past what it queued late. No row means
-    unknown (the first start of this release, a chat just added, a run without Telegram since): nothing is replayed
-    for that chat, rather than its whole history."""
+    unknown (the first start of this release, a chat just added or put back, a run without Telegram since): nothing
+    is replayed for that chat, rather than its whole history."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -289,6 +289,15 @@ class TelegramCursors:
             [(chat_id, seq, int(exact)) for chat_id in chat_ids],
         )
         await self.db.conn.commit()
+
+    async def keep_only(self, chat_ids: Collection[int]) -> None:
+        """Forget the cursors of chats not configured now: a chat taken out of the configuration and later put back
+        is a chat just added (no history), not one owed every message of the runs without it."""
+        gone = [(int(r["chat_id"]),) for r in await self.db.fetchall("SELECT chat_id FROM telegram_cursor")]
+        gone = [g for g in gone if g[0] not in chat_ids]
+        if gone:
+            await self.db.conn.executemany("DELETE FROM telegram_cursor WHERE chat_id = ?", gone)
+            await self.db.conn.commit()
 
     async def move(self, old: int, new: int) -> None:
         """A group became a supergroup: its cursor goes with it (its messages from now on carry the new id)."""

@@ -233,3 +233,27 @@ async def test_cursors_ahead_of_the_events_a_restored_backup_are_set_back_to_the
     assert [r[0] for r in rows] == [3]
     await run.bus.stop()
     await second.bus.stop()
+
+
+async def test_a_chat_taken_out_of_the_configuration_and_put_back_gets_no_history(
+    tg: FakeTelegram, db: Database, journal: EventJournal
+) -> None:
+    """The group is taken out of TELEGRAM_CHAT_IDS for a while, then put back. Its cursor, left where it was, made
+    the start after that send it every message of the runs without it, marked late (here 300 halts and closes,
+    flooding the chat); a chat put back is a chat just added: no history, only what happens from then on."""
+    first = await start(tg, db, journal, chats=(OWNER, GROUP))
+    first.bus.publish(halt())
+    await first.bus.drain()
+    await first.bus.stop()
+    without = await restart(tg, first, chats=(OWNER,))
+    for n in range(150):
+        without.bus.publish(halt(TS + n))
+        without.bus.publish(closed(-n))
+    await without.bus.drain()
+    await without.bus.stop()
+    assert await without.telegram.outbox.pending_count() == 302  # the first halt for both, 300 for the owner
+    back = await restart(tg, without, chats=(OWNER, GROUP))
+    group = await db.fetchall("SELECT COUNT(*) FROM outbox WHERE chat_id = ?", (GROUP,))
+    assert group[0][0] == 1  # the halt told on time before it left, nothing of the runs without it
+    assert await TelegramCursors(db).get((OWNER, GROUP)) == {OWNER: 301, GROUP: 301}
+    await back.bus.stop()
