@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 RETRY_BASE_MS = 500
 RETRY_CAP_MS = 30_000
+STOP_MISSING_REMIND_MS = 15 * 60_000  # a stop the exchange keeps refusing is told again this often while it lasts
 
 
 def retry_delay_ms(attempts: int, cap_ms: int = RETRY_CAP_MS) -> int:
@@ -144,10 +145,11 @@ class StopCoordinator:
         # The contract's tick size now (None: unknown, prices go as they are). KuCoin can change a contract's tick
         # under an open position: a stop kept at a price of the old grid is re-placed on the new one.
         self.tick_of: Callable[[str], Decimal | None] = lambda symbol: None
-        # symbol -> why its stop could not be placed, as last told (the error's code or class). The reconciliation
-        # and the retry loop try every 30 s: a contract Paused for hours refused each one (200003) and each said
-        # "has no live stop" again. Told once a reason, cleared once a stop is placed.
-        self._missing_told: dict[str, str] = {}
+        # symbol -> why its stop could not be placed, as last told (the error's code or class), when it was first
+        # told and when last. The reconciliation and the retry loop try every 30 s: a contract Paused for hours
+        # refused each one (200003) and each said "has no live stop" again. Told once a reason, then reminded every
+        # STOP_MISSING_REMIND_MS while it lasts; cleared once a stop is placed.
+        self._missing_told: dict[str, tuple[str, int, int]] = {}
 
     def forget(self, symbol: str) -> None:
         """The position on ``symbol`` is closed (or a new one adopted): what was told of its stop is not the next's."""
@@ -255,10 +257,16 @@ class StopCoordinator:
             return
         except ExchangeError as exc:
             await self._save(p)
-            why = exc.code or type(exc).__name__
-            if self._missing_told.get(p.symbol) != why:
-                self._missing_told[p.symbol] = why
-                self.bus.publish(StopMissing(ts_ms=self.clock(), symbol=p.symbol, detail=f"placing protection: {exc}"))
+            why, now = exc.code or type(exc).__name__, self.clock()
+            told = self._missing_told.get(p.symbol)
+            if told is None or told[0] != why:
+                self._missing_told[p.symbol] = (why, now, now)
+                self.bus.publish(StopMissing(ts_ms=now, symbol=p.symbol, detail=f"placing protection: {exc}"))
+            elif now - told[2] >= STOP_MISSING_REMIND_MS:  # a position without a stop is not let slip from mind
+                self._missing_told[p.symbol] = (why, told[1], now)
+                minutes = (now - told[1]) // 60_000
+                detail = f"placing protection: {exc} (still no stop, {minutes} min after it was first refused)"
+                self.bus.publish(StopMissing(ts_ms=now, symbol=p.symbol, detail=detail))
             else:  # the trader knows it is missing and why: the retries go on without a message each
                 log.warning("stop.still_missing", symbol=p.symbol, error=str(exc))
             await self._schedule(p.symbol, "protect", str(exc))

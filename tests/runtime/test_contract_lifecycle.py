@@ -325,6 +325,32 @@ async def test_a_stop_that_cannot_be_replaced_on_a_paused_contract_is_told_once_
     assert len([e for e in rig.events if isinstance(e, StopMissing)]) == 4
 
 
+async def test_a_stop_still_refused_is_told_again_every_15_minutes_not_every_round(rig: Rig) -> None:
+    """Told once a reason (above), a stop that stays missing was never mentioned again however long the contract
+    stayed Paused: hours of an unprotected position after one message. Now a reminder every 15 minutes of
+    refusals, saying for how long; the 30 s retries between stay quiet."""
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None
+    watch = ContractWatch(rig.engine, ["ETHUSDTM"])
+    await sim_contract(rig.sim, "ETHUSDTM", status="Paused")
+    assert await watch.refresh()
+    await rig.client.cancel_order(p.stop_order_id or "")
+    t = 1_800_000_000_000
+    for _ in range(70):  # 35 minutes of retries every 30 s
+        rig.engine.clock = rig.engine.coordinator.clock = lambda t=t: t  # type: ignore[misc]
+        await rig.engine.sync_positions()
+        await rig.engine.run_retries()
+        t += 30_000
+    await rig.bus.drain()
+    told = [e.detail for e in rig.events if isinstance(e, StopMissing)]
+    refused = "placing protection: 200003: Contract ETHUSDTM is Paused: orders are not accepted"
+    assert told[1:] == [
+        refused,
+        f"{refused} (still no stop, 15 min after it was first refused)",
+        f"{refused} (still no stop, 30 min after it was first refused)",
+    ]
+
+
 @pytest.mark.parametrize("running", ["1"], indirect=True)
 async def test_the_same_drift_found_round_after_round_is_announced_once(running: Runtime) -> None:
     """A stop that cannot be re-placed on a Paused contract keeps each scheduled reconciliation finding 'stop
