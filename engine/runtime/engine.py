@@ -493,7 +493,8 @@ class TradingEngine:
         symbol = card["symbol"]
         try:
             now_price = ticker_price(symbol, await self.client.ticker(symbol), "price")
-        except (ExchangeError, TickerPriceError) as exc:  # nothing traded: close the card, or it stays APPROVED
+        except (ExchangeError, TickerPriceError, TypeError, ValueError) as exc:  # nothing traded: close the card,
+            # or it stays APPROVED ("executing") for ever; TypeError/ValueError: an answer that is no ticker
             return await self._resolve_card(approval_id, "failed_recheck", f"price check failed: {exc}")
         signal_price = Decimal(card["payload"]["price"])
         drift = abs(now_price - signal_price) / signal_price * 100

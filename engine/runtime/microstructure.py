@@ -191,6 +191,8 @@ async def _ticker(client: MarketSource, symbol: str) -> tuple[dict[str, Any] | N
         return await client.ticker(symbol), None
     except ExchangeError as exc:  # the entry's own read: refused with the exchange's words, as before
         return None, str(exc)
+    except READ_ERRORS as exc:  # an answer of the wrong shape: refused with what was wrong, never raised
+        return None, _reason(exc)
 
 
 def book_depth(cfg: StrategyConfig) -> int:

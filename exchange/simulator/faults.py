@@ -58,7 +58,8 @@ class FaultInjector:
     def garble_reply_next(self, n: int, path_prefix: str = "/api/v1/orders", kind: str = "no_data") -> None:
         """The next ``n`` requests under ``path_prefix`` are executed, then answered with a success envelope that
         has no ``data`` (``kind="no_data"``, seen in the wild), with JSON cut short (``kind="truncated"``) or with
-        one field of ``data`` null (``kind="null:indexPrice"``: a value the exchange has not got)."""
+        one field of ``data`` null (``kind="null:indexPrice"``: a value the exchange has not got) or with ``data``
+        a list where an object belongs (``kind="not_object"``)."""
         self.garble_reply_remaining = n
         self.garble_reply_prefix = path_prefix
         self.garble_reply_kind = kind

@@ -357,6 +357,8 @@ class SimulatorServer:
             if faults.garble_reply_kind.startswith("null:") and isinstance(data, dict):
                 nulled = {**data, faults.garble_reply_kind.removeprefix("null:"): None}
                 return web.json_response({"code": "200000", "data": nulled}, dumps=_json_dumps)
+            if faults.garble_reply_kind == "not_object":  # data of the wrong shape: a list where an object belongs
+                return web.json_response({"code": "200000", "data": ["garbled"]})
             return web.json_response({"code": "200000", "msg": "success"})  # executed, but no data
         if lose and faults.take("lose_reply_remaining"):
             # Executed, but the reply never arrives: the connection drops.

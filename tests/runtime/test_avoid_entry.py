@@ -174,18 +174,26 @@ async def test_an_approved_card_whose_order_fills_nothing_says_so(rig: Rig) -> N
     assert (await rig.client.position("ETHUSDTM")).lots == 0
 
 
-async def test_an_approved_card_whose_ticker_has_no_price_fails_its_recheck_instead_of_hanging(rig: Rig) -> None:
-    """The approval's price re-check read ``ticker["price"]`` as it came: a ticker whose price is null raised
-    InvalidOperation out of ``approve``, and the card stayed APPROVED ("executing") for ever with nothing traded."""
+@pytest.mark.parametrize(
+    ("kind", "detail"),
+    [
+        ("null:price", "price check failed: the ETHUSDTM ticker has no price (None)"),
+        ("not_object", "price check failed: dictionary update sequence element #0 has length 7; 2 is required"),
+    ],
+)
+async def test_an_approved_card_whose_ticker_has_no_price_fails_its_recheck_instead_of_hanging(
+    rig: Rig, kind: str, detail: str
+) -> None:
+    """The approval's price re-check read ``ticker["price"]`` as it came: a ticker whose price is null (or an
+    answer that is no ticker) raised out of ``approve``, and the card stayed APPROVED ("executing") for ever with
+    nothing traded."""
     approval = await rig.engine.request_approval("ETHUSDTM", long_decision())
     assert approval is not None and rig.engine.approvals is not None
-    rig.sim.faults.garble_reply_next(1, path_prefix="/api/v1/ticker", kind="null:price")
+    rig.sim.faults.garble_reply_next(1, path_prefix="/api/v1/ticker", kind=kind)
     assert await rig.engine.approve(approval, by="phone") == "failed_recheck"
     await rig.bus.drain()
     resolved = [e for e in rig.events if isinstance(e, ApprovalResolved)]
-    assert [(e.outcome, e.detail) for e in resolved] == [
-        ("failed_recheck", "price check failed: the ETHUSDTM ticker has no price (None)")
-    ]
+    assert [(e.outcome, e.detail) for e in resolved] == [("failed_recheck", detail)]
     card = await rig.engine.approvals.get(approval)
     assert card is not None and card["state"] == "FAILED_RECHECK"
     assert rig.sim.state.orders == {}
@@ -209,3 +217,14 @@ async def test_an_entry_whose_ticker_has_no_best_ask_is_refused_with_the_reason(
         assert reasons == ["market data unavailable: the ETHUSDTM ticker has no best ask (None)"]
         assert sim.state.orders == {}
         await rig.bus.stop()
+
+
+async def test_an_entry_whose_ticker_is_not_an_object_is_refused_with_the_reason(rig: Rig) -> None:
+    """A ticker answer whose data is a list made the client's dict() raise out of read_market and the decision's
+    lane (lane.job_failed: no decision stored, nothing told). Now the entry is refused with the reason."""
+    rig.sim.faults.garble_reply_next(1, path_prefix="/api/v1/ticker", kind="not_object")
+    assert await rig.engine.enter("ETHUSDTM", long_decision()) is None
+    await rig.bus.drain()
+    reasons = [e.reason for e in rig.events if isinstance(e, OrderRejected)]
+    assert len(reasons) == 1 and reasons[0].startswith("market data unavailable: ValueError: "), reasons
+    assert rig.sim.state.orders == {}
