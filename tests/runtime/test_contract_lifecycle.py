@@ -23,6 +23,7 @@ from engine.risk.contract import load_contract_specs
 from engine.runtime.app import RunOptions, Runtime
 from engine.runtime.contracts import LOOKUPS_PER_REFRESH, ContractWatch
 from engine.runtime.control import EngineControl
+from engine.runtime.protection import Protected
 from engine.runtime.trading_state import TradingState
 from exchange.models import OrderRequest, OrderSide, StopDirection
 from exchange.simulator import SimulatorServer
@@ -289,17 +290,24 @@ async def test_a_listing_that_leaves_out_many_contracts_costs_a_few_lookups_a_re
     assert all(rig.engine.specs[s].status == "Paused" for s in extra)  # every one asked by the fifth refresh
 
 
-async def test_a_stop_that_cannot_be_replaced_on_a_paused_contract_is_told_once_not_every_round(rig: Rig) -> None:
-    """The stop is gone (cancelled by hand, or by KuCoin) while the contract is Paused: every re-placement is
-    refused (200003) until it is Open again. The trader hears it is missing and why, once each; before, 30
-    'has no live stop' messages in 10 rounds of reconciliation and retry (5 minutes), 'stop None not on the
-    exchange' among them. The retries go on, quietly, and the stop is placed as soon as KuCoin takes it."""
+async def stop_lost_while_paused(rig: Rig) -> Protected:
+    """A long on ETHUSDTM whose contract the bot has seen go Paused, and whose stop is then cancelled on the
+    exchange: every re-placement will be refused (200003) until the contract is Open again."""
     p = await rig.engine.enter("ETHUSDTM", long_decision())
     assert p is not None
     watch = ContractWatch(rig.engine, ["ETHUSDTM"])
     await sim_contract(rig.sim, "ETHUSDTM", status="Paused")
     assert await watch.refresh()
     await rig.client.cancel_order(p.stop_order_id or "")
+    return p
+
+
+async def test_a_stop_that_cannot_be_replaced_on_a_paused_contract_is_told_once_not_every_round(rig: Rig) -> None:
+    """The stop is gone (cancelled by hand, or by KuCoin) while the contract is Paused: every re-placement is
+    refused (200003) until it is Open again. The trader hears it is missing and why, once each; before, 30
+    'has no live stop' messages in 10 rounds of reconciliation and retry (5 minutes), 'stop None not on the
+    exchange' among them. The retries go on, quietly, and the stop is placed as soon as KuCoin takes it."""
+    p = await stop_lost_while_paused(rig)
     t = 1_800_000_000_000
     for _ in range(10):
         rig.engine.clock = lambda t=t: t  # type: ignore[misc]
@@ -329,12 +337,7 @@ async def test_a_stop_still_refused_is_told_again_every_15_minutes_not_every_rou
     """Told once a reason (above), a stop that stays missing was never mentioned again however long the contract
     stayed Paused: hours of an unprotected position after one message. Now a reminder every 15 minutes of
     refusals, saying for how long; the 30 s retries between stay quiet."""
-    p = await rig.engine.enter("ETHUSDTM", long_decision())
-    assert p is not None
-    watch = ContractWatch(rig.engine, ["ETHUSDTM"])
-    await sim_contract(rig.sim, "ETHUSDTM", status="Paused")
-    assert await watch.refresh()
-    await rig.client.cancel_order(p.stop_order_id or "")
+    await stop_lost_while_paused(rig)
     t = 1_800_000_000_000
     for _ in range(70):  # 35 minutes of retries every 30 s
         rig.engine.clock = rig.engine.coordinator.clock = lambda t=t: t  # type: ignore[misc]
