@@ -230,23 +230,26 @@ class StopCoordinator:
         try:
             crash_point("before_stop")
             if p.stop_order_id is None:
-                p.stop_order_id = await self._unanswered(p, "stop", p.stop)
+                p.stop_order_id = await self._unanswered(p, "stop", p.stop, self._stop_on_grid(p, p.stop))
             if p.tp_order_id is None:
-                p.tp_order_id = await self._unanswered(p, "take_profit", p.take_profit)
+                p.tp_order_id = await self._unanswered(
+                    p, "take_profit", p.take_profit, self._tp_on_grid(p, p.take_profit)
+                )
             if look and (p.stop_order_id is None or p.tp_order_id is None):
                 await self._take_over_live(p)
             if p.stop_order_id is None:
-                p.stop = self._stop_on_grid(p, p.stop)  # a tick changed since it was set: never looser
+                await self._onto_grid(p, stop=self._stop_on_grid(p, p.stop))  # a tick changed: never looser
                 try:
                     p.stop_order_id = await self._place(p, p.stop, p.stop_direction, "stop", new_client_oid("sl"))
                 except InvalidRequestError:
                     if await self._exit_if_through_mark(p, p.stop):
                         return
                     raise
+                crash_point("after_stop")  # landed and acked, its id not saved yet
                 self._missing_told.pop(p.symbol, None)  # placed: a later loss is a new alert
                 await self._save(p)
             if p.tp_order_id is None:
-                p.take_profit = self._tp_on_grid(p, p.take_profit)
+                await self._onto_grid(p, take_profit=self._tp_on_grid(p, p.take_profit))
                 p.tp_order_id = await self._place(
                     p, p.take_profit, p.tp_direction, "take_profit", new_client_oid("tp"), urgent=False
                 )
@@ -271,19 +274,42 @@ class StopCoordinator:
                 log.warning("stop.still_missing", symbol=p.symbol, error=str(exc))
             await self._schedule(p.symbol, "protect", str(exc))
 
-    async def _unanswered(self, p: Protected, purpose: str, price: Decimal) -> str | None:
+    async def _onto_grid(
+        self, p: Protected, *, stop: Decimal | None = None, take_profit: Decimal | None = None
+    ) -> None:
+        """Take the stop or TP price rounded onto the current tick grid, saved before the order goes out: a crash
+        between the order landing and the save after it left the old-grid price stored, and the restart, looking
+        for a live order at that price, placed a second one beside the first (a new clientOid)."""
+        changed = (stop is not None and stop != p.stop) or (take_profit is not None and take_profit != p.take_profit)
+        p.stop = p.stop if stop is None else stop
+        p.take_profit = p.take_profit if take_profit is None else take_profit
+        if changed:  # on the grid already (every entry's first stop): nothing to save, no delay
+            await self._save(p)
+
+    def _took(self, p: Protected, purpose: str, price: Decimal | None) -> None:
+        """A live order of ours was taken over as the stop or TP: its price is the one now held."""
+        if price is None:
+            return
+        if purpose == "stop":
+            p.stop = price
+        elif purpose == "take_profit":
+            p.take_profit = price
+
+    async def _unanswered(self, p: Protected, purpose: str, *prices: Decimal) -> str | None:
         """An earlier attempt whose reply never came may have placed the order: ask the exchange about every such
-        intent before sending a new one (a new clientOid would double the stop). The live one at ``price`` is
-        taken; the others are closed in the books."""
+        intent before sending a new one (a new clientOid would double the stop). The live one at one of ``prices``
+        (the level as stored, and on the current tick grid: the tick may have changed since) is taken; the others
+        are closed in the books."""
         for intent in await self.intents.pending_for(p.symbol, purpose):
             try:
                 order = await self.client.order_by_client_oid(intent.client_oid)
             except OrderNotFoundError:
                 await self.intents.mark(intent.client_oid, "failed", detail="never reached the exchange")
                 continue
-            if order.is_active and order.stop is not None and order.side is p.exit_side and order.stop_price == price:
+            if order.is_active and order.stop is not None and order.side is p.exit_side and order.stop_price in prices:
                 await self.intents.mark(intent.client_oid, "acked", order.id, detail="found after a lost reply")
                 log.info("stop.found_after_lost_reply", symbol=p.symbol, purpose=purpose, order_id=order.id)
+                self._took(p, purpose, order.stop_price)
                 return order.id
             await self.intents.mark(intent.client_oid, "done", order.id, detail="found, not live at this price")
         return None
@@ -298,9 +324,9 @@ class StopCoordinator:
         except ExchangeError as exc:
             log.warning("stop.live_lookup_failed", symbol=p.symbol, error=str(exc))
             return
-        for purpose, price, direction in (
-            ("stop", p.stop, p.stop_direction),
-            ("take_profit", p.take_profit, p.tp_direction),
+        for purpose, prices, direction in (
+            ("stop", (p.stop, self._stop_on_grid(p, p.stop)), p.stop_direction),
+            ("take_profit", (p.take_profit, self._tp_on_grid(p, p.take_profit)), p.tp_direction),
         ):
             if (p.stop_order_id if purpose == "stop" else p.tp_order_id) is not None:
                 continue
@@ -312,7 +338,7 @@ class StopCoordinator:
                     and not o.stop_triggered
                     and o.side is p.exit_side
                     and o.stop is direction
-                    and o.stop_price == price
+                    and o.stop_price in prices
                     and o.lots == p.lots
                     and await self.ours(o)
                 ):
@@ -321,6 +347,7 @@ class StopCoordinator:
                 if intent is not None and intent.status != "acked":
                     await self.intents.mark(o.client_oid, "acked", o.id, detail="live, taken over")
                 log.warning("stop.live_order_taken_over", symbol=p.symbol, purpose=purpose, order_id=o.id)
+                self._took(p, purpose, o.stop_price)
                 if purpose == "stop":
                     p.stop_order_id = o.id
                 else:

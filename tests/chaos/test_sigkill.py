@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
+from decimal import ROUND_CEILING, ROUND_FLOOR
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -451,3 +452,76 @@ async def test_sigkill_at_a_stop_move_sends_it_late_and_nothing_sent_before_agai
     assert told(tg, "🔒") == [f"{as_told(moves[0])}\n<i>{LATE}{happened(moves[0])} UTC)</i>"]
     assert len(told(tg, "Opened")) == 1
     await asyncio.to_thread(rig.stop_engine)
+
+
+async def exit_orders(rig: Rig) -> list[tuple[StopDirection | None, D | None, str]]:
+    """The live stop orders on the simulator: direction, trigger price and clientOid."""
+    async with KucoinFuturesClient(rig.sim_url, Credentials(KEY, SECRET, PASSPHRASE)) as c:
+        return sorted(((o.stop, o.stop_price, o.client_oid) for o in await c.open_stop_orders("ETHUSDTM")), key=str)
+
+
+async def cancel_all_exit_orders(rig: Rig) -> None:
+    async with KucoinFuturesClient(rig.sim_url, Credentials(KEY, SECRET, PASSPHRASE)) as c:
+        for o in await c.open_stop_orders("ETHUSDTM"):
+            await c.cancel_order(o.id)
+
+
+def on_half(price: D, *, up: bool) -> D:
+    """``price`` on a 0.5 tick grid, rounded up or down (as the test computes it, not the engine)."""
+    return (price * 2).to_integral_value(ROUND_CEILING if up else ROUND_FLOOR) / 2
+
+
+def placed(rig: Rig, purpose: str) -> int:
+    """How many orders the engine ever sent for ``purpose`` (one intent, one clientOid, each)."""
+    with contextlib.closing(sqlite3.connect(rig.tmp / "e.sqlite")) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM order_intents WHERE purpose = ?", (purpose,)).fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("crash_at", "tick_after"),
+    [("after_stop", "0.5"), ("after_take_profit", "0.5"), ("after_stop", "0.1")],
+)
+async def test_sigkill_between_a_regridded_protection_landing_and_its_save(
+    rig: Rig, crash_at: str, tick_after: str
+) -> None:
+    """KuCoin moves the contract to a 0.5 tick under the open position and its stop and TP go missing: the start
+    re-places them rounded onto the new grid (stop up, TP toward the entry) and dies after one landed, before its
+    id was saved (``tick_after`` 0.1: the tick changes again before the restart). Before: the rounded price was
+    saved only with the id, so the restart looked for a live order at the old-grid price, found none, and placed
+    a second stop (3 stop intents, 2 stops live until the reconciliation cancelled the one that had landed), or a
+    second TP. Now the restart takes the landed order over: exactly one stop and one TP, nothing sent twice."""
+    await enter_directly(rig)
+    rig.start_engine()
+    rig.wait_ready()
+
+    async def protected() -> bool:
+        return len((await exchange_state(rig))[1]) == 2
+
+    await until(protected, "initial protection")
+    rig.stop_engine()
+    [(_, first_stop, _), (_, first_tp, _)] = sorted(await exit_orders(rig), key=lambda o: str(o[0]))
+    assert first_stop is not None and first_tp is not None
+    assert first_stop % D("0.5") != 0 and first_tp % D("0.5") != 0  # off the grid about to come
+    post(f"{rig.sim_url}/sim/contract", {"symbol": "ETHUSDTM", "fields": {"tickSize": 0.5}})
+    await cancel_all_exit_orders(rig)  # gone (by hand) while nothing ran: the next start re-places them
+    proc = rig.start_engine(crash_at=crash_at)
+    rig.wait_exit(proc, -signal.SIGKILL)
+    landed = await exit_orders(rig)
+    stop_at = on_half(first_stop, up=True)  # on the new grid, tighter (never looser)
+    assert [p for d, p, _ in landed if d is StopDirection.DOWN] == [stop_at]
+    assert len(landed) == (1 if crash_at == "after_stop" else 2)
+    post(f"{rig.sim_url}/sim/contract", {"symbol": "ETHUSDTM", "fields": {"tickSize": float(tick_after)}})
+    rig.start_engine()
+    rig.wait_ready()
+    await asyncio.sleep(6)  # past the first scheduled reconciliation (RECONCILE_INTERVAL_S=5)
+    after = await exit_orders(rig)
+    lots, _, buys = await exchange_state(rig)
+    assert (lots, buys) == (50, 1)
+    stops = [p for d, p, _ in after if d is StopDirection.DOWN]
+    tps = [p for d, p, _ in after if d is StopDirection.UP]
+    assert stops == [stop_at]  # exactly one stop: the one that landed, never untrailed
+    tick = D(tick_after) if crash_at == "after_stop" else D("0.5")  # the grid the TP was placed on
+    assert tps == [(first_tp / tick).to_integral_value(ROUND_FLOOR) * tick]  # exactly one TP, toward the entry
+    assert set(landed) <= set(after)  # the orders that landed before the crash are the ones kept (their clientOids)
+    assert (placed(rig, "stop"), placed(rig, "take_profit")) == (2, 2)  # the first ones and one re-placement each
+    rig.stop_engine()

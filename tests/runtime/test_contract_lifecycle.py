@@ -141,6 +141,27 @@ async def test_a_new_tick_size_rounds_the_next_stop_moves_without_untrailing(rig
     assert [s for s in await live_stops(rig) if s[0] is StopDirection.DOWN] == [(StopDirection.DOWN, D("2004.0"))]
 
 
+async def test_a_stop_placed_on_the_new_grid_but_saved_at_the_old_price_is_taken_over_not_doubled(rig: Rig) -> None:
+    """What a crash between a re-placed stop landing and its save left before the fix (the rounded price was saved
+    only with the id): the old-grid level stored, no id, the stop live at the rounded level. The next look took
+    only the stored price for ours and placed a second stop beside it (2 live); now the live one at the level
+    rounded onto the current grid is taken over, with its price (the chaos rig proves the crash itself)."""
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None and p.stop == D("1989.29")
+    await sim_contract(rig.sim, "ETHUSDTM", tickSize=0.5)
+    assert await ContractWatch(rig.engine, ["ETHUSDTM"]).refresh()
+    await rig.client.cancel_order(p.stop_order_id or "")
+    assert await rig.engine.sync_positions() == ["ETHUSDTM: stop missing"]  # re-placed on the new grid
+    landed = p.stop_order_id
+    assert landed is not None and p.stop == D("1989.5")
+    p.stop_order_id, p.stop = None, D("1989.29")  # as the crash left it
+    await rig.engine.positions_repo.save(p.row())
+    await rig.engine.coordinator.protect(p)
+    assert (p.stop_order_id, p.stop) == (landed, D("1989.5"))
+    assert [s for s in await live_stops(rig) if s[0] is StopDirection.DOWN] == [(StopDirection.DOWN, D("1989.5"))]
+    assert (await rig.engine.positions_repo.all())[0]["stop_order_id"] == landed
+
+
 async def test_a_new_multiplier_sizes_the_next_entry(rig: Rig) -> None:
     watch = ContractWatch(rig.engine, ["ETHUSDTM"])
     await sim_contract(rig.sim, "ETHUSDTM", multiplier=0.1, lotSize=1, maxLeverage=50)
