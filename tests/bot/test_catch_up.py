@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.formatting import late_note
 from bot.outbox import BACKLOG_CAP
-from bot.service import CURSOR_EVERY_S, TelegramService
+from bot.service import CATCH_UP_MAX, CURSOR_EVERY_S, TelegramService, catch_up_skipped_text
 from engine.events import (
     ApprovalResolved,
     Event,
@@ -257,3 +258,29 @@ async def test_a_chat_taken_out_of_the_configuration_and_put_back_gets_no_histor
     assert group[0][0] == 1  # the halt told on time before it left, nothing of the runs without it
     assert await TelegramCursors(db).get((OWNER, GROUP)) == {OWNER: 301, GROUP: 301}
     await back.bus.stop()
+
+
+async def test_a_long_untold_backlog_sends_the_newest_late_and_one_line_for_the_older(
+    tg: FakeTelegram, db: Database, journal: EventJournal
+) -> None:
+    """70 halts journaled and never in the outbox (a long outage, then a crash). Before, every one was queued at
+    the start, one INSERT each (200,000 held the start 52 s) and sent a second apart; now the newest CATCH_UP_MAX
+    are, marked late, after one line that says how many older ones were not. The group had the first 60 already:
+    it owes 10, gets those 10 and no such line. A restart after that queues nothing more."""
+    first = await start(tg, db, journal, chats=(OWNER, GROUP))
+    crashed(first, *(halt(TS + n) for n in range(70)))
+    await TelegramCursors(db).advance((GROUP,), 60)
+    second = await restart(tg, first, chats=(OWNER, GROUP))
+    assert await second.telegram.catch_up(journal.last_seq, journal.last_seq) == 0  # (the restart did it already)
+    owner = [r[0] for r in await db.fetchall("SELECT text FROM outbox WHERE chat_id = ? ORDER BY id", (OWNER,))]
+    assert len(owner) == CATCH_UP_MAX + 1 == 41
+    assert owner[0] == catch_up_skipped_text(70 - CATCH_UP_MAX)
+    assert owner[0].startswith("📭 30 older messages were not re-sent; see /status or the log.")
+    assert [t.split("\n")[1] for t in owner[1:]] == [late_note(TS + n) for n in range(30, 70)]
+    group = await db.fetchall("SELECT event_seq FROM outbox WHERE chat_id = ? ORDER BY id", (GROUP,))
+    assert [r[0] for r in group] == list(range(61, 71))
+    assert await TelegramCursors(db).get((OWNER, GROUP)) == {OWNER: 70, GROUP: 70}
+    await second.bus.stop()
+    third = await restart(tg, second, chats=(OWNER, GROUP))
+    assert await third.telegram.outbox.pending_count() == 41 + 10
+    await third.bus.stop()
