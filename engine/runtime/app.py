@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
@@ -27,6 +27,7 @@ from engine.events import (
     Event,
     EventBus,
     HealthChanged,
+    SequencedSubscriber,
     StreamReconnected,
 )
 from engine.heap import settle_long_lived
@@ -51,6 +52,9 @@ from exchange.ws import CandleCloser, MessageHandler, StreamGroup, StreamMessage
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
 from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue, TelegramCursors
+
+if TYPE_CHECKING:
+    from bot.service import TelegramService
 
 log = structlog.get_logger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -379,6 +383,13 @@ class Runtime:
 
             webhook = WebhookNotifier(s.webhook_url.get_secret_value())
             self.bus.subscribe("webhook", webhook)
+        # Telegram is subscribed before the bus starts, so the events of the start itself (a pause restored from
+        # before the restart, a state change) are told too: they were published before the service existed, and
+        # lost to Telegram. They wait in its queue until the catch-up of the runs before has queued its late ones.
+        telegram_ready: asyncio.Future[TelegramService | None] | None = None
+        if s.telegram_enabled and s.telegram_bot_token is not None:
+            telegram_ready = asyncio.get_running_loop().create_future()
+            self.bus.subscribe_sequenced("telegram", _after(telegram_ready))
         await self.bus.start()
         specs, bad = specs_from_payloads(await client.contracts(), s.symbols)
         missing = [x for x in s.symbols if x not in specs]
@@ -432,7 +443,7 @@ class Runtime:
         await restore_switches(engine, SavedSwitches(db))
         engine.options.approval_max_drift_pct = Decimal(str(s.approval_max_price_drift_pct))
         telegram = None
-        if s.telegram_enabled and s.telegram_bot_token is not None:
+        if telegram_ready is not None and s.telegram_bot_token is not None:
             from bot.app import BotConfig
             from bot.service import TelegramService
             from engine.runtime.control import EngineControl
@@ -450,17 +461,12 @@ class Runtime:
                 db,
                 levels=dict(s.telegram_notify_levels),
             )
-            self.bus.subscribe_sequenced("telegram", telegram.notify)
-            try:  # what a crash left between the journal and the outbox, sent late; this run's come through the bus
-                await telegram.catch_up(earlier_runs_seq, journal.last_seq)
-            except Exception:  # storage trouble: the restart goes on, the next one tries again
-                log.exception("telegram.catch_up_failed")
+            await telegram.claim(earlier_runs_seq)  # what this run journals is owed to every chat from now on
             # read at each scrape: Telegram's silence is visible
             outbox, sender, service = telegram.outbox, telegram.sender, telegram
             self.metrics.telegram_dropped.set_function(lambda: outbox.dropped)
             self.metrics.telegram_unreachable.set_function(lambda: sender.unreachable_chats)
             self.metrics.telegram_unauthorized.set_function(lambda: service.unauthorized_updates)
-            await self.bus.start_new()
             self._background(_start_telegram(telegram), "telegram-start")
         else:
             await TelegramCursors(db).forget()  # this run's events are nobody's messages, now or at a later start
@@ -499,6 +505,9 @@ class Runtime:
         diffs = await engine.recover()
         if diffs:
             self._drifted(engine, diffs)
+        if telegram is not None and telegram_ready is not None:
+            # After the positions are protected, beside the warm-up: the start never waits on it.
+            self._background(_catch_up(telegram, telegram_ready, earlier_runs_seq), "telegram-catch-up")
         await self._warm_up(client, engine)
         log.info("heap.settled", frozen_objects=settle_long_lived())
         closers = {sym: CandleCloser() for sym in s.symbols}
@@ -666,6 +675,8 @@ class Runtime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if telegram_ready is not None and not telegram_ready.done():  # (a catch-up cancelled before it ran)
+                telegram_ready.set_result(None)
             if telegram is not None:
                 try:
                     await telegram.stop()
@@ -697,6 +708,32 @@ async def market_streams(
         await group.subscribe(f"/contract/instrument:{sym}")
         await group.subscribe(f"/contract/position:{sym}", private=True)
     return group
+
+
+def _after(ready: asyncio.Future[TelegramService | None]) -> SequencedSubscriber:
+    """The bus's Telegram subscriber: each event waits until the service has caught up on the runs before (its late
+    messages first, in order), then goes to it; to none when the catch-up never ended (the run stopped first)."""
+
+    async def deliver(event: Event, seq: int | None) -> None:
+        service = await ready
+        if service is not None:
+            await service.notify(event, seq)
+
+    return deliver
+
+
+async def _catch_up(telegram: TelegramService, ready: asyncio.Future[TelegramService | None], through: int) -> None:
+    """Queue, marked late, what a crash left between the journal and the outbox (the events up to ``through``), then
+    let this run's events through. Cut short by a stop, this run's are not queued either: the chat's cursor stays
+    where the catch-up got to, and the next start sends them late, once (queued, they would move it past the rest)."""
+    try:
+        await telegram.catch_up(through, through)
+    except asyncio.CancelledError:
+        ready.set_result(None)
+        raise
+    except Exception:  # storage trouble: the run goes on, and so do its messages
+        log.exception("telegram.catch_up_failed")
+    ready.set_result(telegram)
 
 
 async def _start_telegram(telegram: Any) -> None:

@@ -4,6 +4,7 @@ python-telegram-bot library and the fake Bot API server. The SIGKILL itself is i
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from engine.events import (
     SignalEvaluated,
     StopMoved,
 )
+from engine.runtime.app import _after, _catch_up
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
 from storage.repos import TelegramCursors
@@ -283,4 +285,54 @@ async def test_a_long_untold_backlog_sends_the_newest_late_and_one_line_for_the_
     await second.bus.stop()
     third = await restart(tg, second, chats=(OWNER, GROUP))
     assert await third.telegram.outbox.pending_count() == 41 + 10
+    await third.bus.stop()
+
+
+async def test_this_runs_events_wait_for_the_background_catch_up_and_a_stop_before_its_end_owes_them_late(
+    tg: FakeTelegram, db: Database, journal: EventJournal
+) -> None:
+    """The runtime's gate (``app._after`` and ``app._catch_up``): the Telegram subscriber is on the bus from its
+    start and the catch-up runs beside the start. A halt published before the catch-up ran waits, then follows the
+    untold one of the run before, on time. A run stopped while its catch-up is under way queues none of its own
+    (queued, they would move the cursor past what was not caught up): the next start sends both, late, once."""
+    first = await start(tg, db, journal)
+    crashed(first, halt(TS))
+    await journal.flush()
+
+    async def gated(svc: TelegramService) -> tuple[EventBus, asyncio.Future[TelegramService | None], int]:
+        earlier, queued = journal.last_seq, await svc.outbox.pending_count()
+        ready: asyncio.Future[TelegramService | None] = asyncio.get_running_loop().create_future()
+        bus = EventBus(recorder=journal.record)
+        bus.subscribe_sequenced("telegram", _after(ready))
+        await bus.start()
+        bus.publish(halt(TS + 9))  # the start's own event, before the service caught up
+        await asyncio.sleep(0.05)
+        assert await svc.outbox.pending_count() == queued  # it waits for the catch-up
+        return bus, ready, earlier
+
+    svc = build(tg, db, Control())
+    bus, ready, earlier = await gated(svc)
+    await _catch_up(svc, ready, earlier)
+    await bus.drain()
+    rows = await db.fetchall("SELECT event_seq, text FROM outbox ORDER BY id")
+    assert [(r[0], r[1].endswith(LATE)) for r in rows] == [(1, True), (2, False)]
+    await bus.stop()
+
+    crashed(first, halt(TS + 2))  # seq 3, untold
+    await journal.flush()
+    svc = build(tg, db, Control())
+    bus, ready, earlier = await gated(svc)  # seq 4 waits
+    task = asyncio.create_task(_catch_up(svc, ready, earlier))
+    await asyncio.sleep(0)  # under way
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ready.result() is None
+    await bus.drain()
+    await bus.stop()
+    assert await svc.outbox.pending_count() == 2  # nothing of that run queued
+    await journal.flush()
+    third = await restart(tg, Run(db, journal, bus, svc))
+    rows = await db.fetchall("SELECT event_seq, text FROM outbox ORDER BY id")
+    assert [(r[0], r[1].endswith(LATE)) for r in rows] == [(1, True), (2, False), (3, True), (4, True)]
     await third.bus.stop()

@@ -24,6 +24,8 @@ from engine.events import event_from_dict
 from exchange.models import OrderRequest, OrderSide, StopDirection
 from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
+from storage.db import Database
+from storage.repos import Settings as SavedSwitches
 from tests.bot.fake_telegram import FakeTelegram
 from tests.conftest import ROOT
 
@@ -450,4 +452,30 @@ async def test_sigkill_at_a_stop_move_sends_it_late_and_nothing_sent_before_agai
     assert len(moves) == 1 and D(str(moves[0]["new"])) > D(str(moves[0]["old"]))
     assert told(tg, "🔒") == [f"{as_told(moves[0])}\n<i>{LATE}{happened(moves[0])} UTC)</i>"]
     assert len(told(tg, "Opened")) == 1
+    await asyncio.to_thread(rig.stop_engine)
+
+
+async def test_what_the_start_itself_publishes_is_told_on_telegram(rig: Rig, tg: FakeTelegram) -> None:
+    """The pause set from the cockpit before a restart is restored at the start (a ModeChanged event) before the
+    Telegram service exists. Before: it was journaled but never told, neither then nor by a later catch-up (0
+    messages; the start moved the chat's cursor past it). Now the Telegram subscriber is on the bus from its start,
+    and the restored pause is told once, on time (not late), before "engine: started"; a restart after a clean stop
+    tells it again only because the start restores it again."""
+    async with Database(rig.tmp / "e.sqlite") as db:
+        await SavedSwitches(db).set("paused", "true")  # as /pause leaves it
+    rig.start_engine(telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)
+    await started_told(tg, 1)
+    [restored] = stored_events(rig, "mode_changed")
+    assert told(tg, "paused") == [as_told(restored)] == ["⚙️ paused = <b>true</b> (by restored after restart)"]
+    texts = [str(m["text"]) for m in tg.sent("sendMessage")]
+    assert texts.index(as_told(restored)) < next(i for i, t in enumerate(texts) if "engine: started" in t)
+    proc = rig.engine
+    assert proc is not None
+    proc.kill()  # no clean stop: nothing of this run may be sent twice at the next start
+    await asyncio.to_thread(rig.wait_exit, proc, -signal.SIGKILL)
+    rig.start_engine(telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)
+    await started_told(tg, 2)
+    assert len(told(tg, "paused")) == 2 and not any(LATE in t for t in told(tg, "paused"))
     await asyncio.to_thread(rig.stop_engine)
