@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import structlog
@@ -52,9 +52,6 @@ from exchange.ws import CandleCloser, MessageHandler, StreamGroup, StreamMessage
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
 from storage.repos import Approvals, EventLog, Intents, Positions, RetryQueue, TelegramCursors
-
-if TYPE_CHECKING:
-    from bot.service import TelegramService
 
 log = structlog.get_logger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -378,15 +375,22 @@ class Runtime:
         self.bus.subscribe("metrics", self.metrics.on_event)
         self.bus.subscribe("console", ConsoleNotifier())
         webhook = None
+        webhook_ready: Gate | None = None
         if s.webhook_url:
             from engine.runtime.webhook import WebhookNotifier
 
-            webhook = WebhookNotifier(s.webhook_url.get_secret_value())
-            self.bus.subscribe("webhook", webhook)
+            webhook = WebhookNotifier(s.webhook_url.get_secret_value(), db=db)
+            await webhook.claim(earlier_runs_seq)
+            webhook_ready = asyncio.get_running_loop().create_future()
+            self.bus.subscribe_sequenced("webhook", _after(webhook_ready))
+        else:
+            from engine.runtime.webhook import forget_cursor
+
+            await forget_cursor(db)  # this run's events are posted to nobody, now or at a later start
         # Telegram is subscribed before the bus starts, so the events of the start itself (a pause restored from
         # before the restart, a state change) are told too: they were published before the service existed, and
         # lost to Telegram. They wait in its queue until the catch-up of the runs before has queued its late ones.
-        telegram_ready: asyncio.Future[TelegramService | None] | None = None
+        telegram_ready: Gate | None = None
         if s.telegram_enabled and s.telegram_bot_token is not None:
             telegram_ready = asyncio.get_running_loop().create_future()
             self.bus.subscribe_sequenced("telegram", _after(telegram_ready))
@@ -505,9 +509,13 @@ class Runtime:
         diffs = await engine.recover()
         if diffs:
             self._drifted(engine, diffs)
+        # After the positions are protected, beside the warm-up: the start never waits on them.
         if telegram is not None and telegram_ready is not None:
-            # After the positions are protected, beside the warm-up: the start never waits on it.
-            self._background(_catch_up(telegram, telegram_ready, earlier_runs_seq), "telegram-catch-up")
+            work = telegram.catch_up(earlier_runs_seq, earlier_runs_seq)
+            self._background(_catch_up(work, telegram_ready, telegram.notify, "telegram"), "telegram-catch-up")
+        if webhook is not None and webhook_ready is not None:
+            work = webhook.catch_up(earlier_runs_seq)
+            self._background(_catch_up(work, webhook_ready, webhook, "webhook"), "webhook-catch-up")
         await self._warm_up(client, engine)
         log.info("heap.settled", frozen_objects=settle_long_lived())
         closers = {sym: CandleCloser() for sym in s.symbols}
@@ -675,8 +683,9 @@ class Runtime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if telegram_ready is not None and not telegram_ready.done():  # (a catch-up cancelled before it ran)
-                telegram_ready.set_result(None)
+            for gate in (telegram_ready, webhook_ready):
+                if gate is not None and not gate.done():  # (a catch-up cancelled before it ran)
+                    gate.set_result(None)
             if telegram is not None:
                 try:
                     await telegram.stop()
@@ -710,30 +719,34 @@ async def market_streams(
     return group
 
 
-def _after(ready: asyncio.Future[TelegramService | None]) -> SequencedSubscriber:
-    """The bus's Telegram subscriber: each event waits until the service has caught up on the runs before (its late
-    messages first, in order), then goes to it; to none when the catch-up never ended (the run stopped first)."""
+Gate = asyncio.Future[SequencedSubscriber | None]  # a notifier's handler, once it has caught up (None: never)
+
+
+def _after(ready: Gate) -> SequencedSubscriber:
+    """The bus's subscriber for a notifier that catches up at the start (Telegram, the webhook): each event waits
+    until the runs before are caught up (their late messages first, in order), then goes to the handler; to none
+    when the catch-up never ended (the run stopped first)."""
 
     async def deliver(event: Event, seq: int | None) -> None:
-        service = await ready
-        if service is not None:
-            await service.notify(event, seq)
+        handler = await ready
+        if handler is not None:
+            await handler(event, seq)
 
     return deliver
 
 
-async def _catch_up(telegram: TelegramService, ready: asyncio.Future[TelegramService | None], through: int) -> None:
-    """Queue, marked late, what a crash left between the journal and the outbox (the events up to ``through``), then
-    let this run's events through. Cut short by a stop, this run's are not queued either: the chat's cursor stays
-    where the catch-up got to, and the next start sends them late, once (queued, they would move it past the rest)."""
+async def _catch_up(work: Awaitable[object], ready: Gate, handler: SequencedSubscriber, name: str) -> None:
+    """Send, marked late, what a crash left journaled but untold (``work``), then let this run's events through to
+    ``handler``. Cut short by a stop, this run's are not handed on either: the cursor stays where the catch-up got
+    to, and the next start sends them late, once (handed on, they would move it past the rest)."""
     try:
-        await telegram.catch_up(through, through)
+        await work
     except asyncio.CancelledError:
         ready.set_result(None)
         raise
     except Exception:  # storage trouble: the run goes on, and so do its messages
-        log.exception("telegram.catch_up_failed")
-    ready.set_result(telegram)
+        log.exception(f"{name}.catch_up_failed")
+    ready.set_result(handler)
 
 
 async def _start_telegram(telegram: Any) -> None:

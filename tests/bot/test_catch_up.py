@@ -25,7 +25,7 @@ from engine.events import (
     SignalEvaluated,
     StopMoved,
 )
-from engine.runtime.app import _after, _catch_up
+from engine.runtime.app import Gate, _after, _catch_up
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
 from storage.repos import TelegramCursors
@@ -299,9 +299,9 @@ async def test_this_runs_events_wait_for_the_background_catch_up_and_a_stop_befo
     crashed(first, halt(TS))
     await journal.flush()
 
-    async def gated(svc: TelegramService) -> tuple[EventBus, asyncio.Future[TelegramService | None], int]:
+    async def gated(svc: TelegramService) -> tuple[EventBus, Gate, int]:
         earlier, queued = journal.last_seq, await svc.outbox.pending_count()
-        ready: asyncio.Future[TelegramService | None] = asyncio.get_running_loop().create_future()
+        ready: Gate = asyncio.get_running_loop().create_future()
         bus = EventBus(recorder=journal.record)
         bus.subscribe_sequenced("telegram", _after(ready))
         await bus.start()
@@ -312,7 +312,7 @@ async def test_this_runs_events_wait_for_the_background_catch_up_and_a_stop_befo
 
     svc = build(tg, db, Control())
     bus, ready, earlier = await gated(svc)
-    await _catch_up(svc, ready, earlier)
+    await _catch_up(svc.catch_up(earlier, earlier), ready, svc.notify, "telegram")
     await bus.drain()
     rows = await db.fetchall("SELECT event_seq, text FROM outbox ORDER BY id")
     assert [(r[0], r[1].endswith(LATE)) for r in rows] == [(1, True), (2, False)]
@@ -322,7 +322,7 @@ async def test_this_runs_events_wait_for_the_background_catch_up_and_a_stop_befo
     await journal.flush()
     svc = build(tg, db, Control())
     bus, ready, earlier = await gated(svc)  # seq 4 waits
-    task = asyncio.create_task(_catch_up(svc, ready, earlier))
+    task = asyncio.create_task(_catch_up(svc.catch_up(earlier, earlier), ready, svc.notify, "telegram"))
     await asyncio.sleep(0)  # under way
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -18,6 +18,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from bot.formatting import format_event
 from engine.events import event_from_dict
@@ -81,7 +82,9 @@ class Rig:
     def price(self, last: float) -> None:
         post(f"{self.sim_url}/sim/price", {"symbol": "ETHUSDTM", "last": str(last)})
 
-    def start_engine(self, crash_at: str | None = None, telegram: FakeTelegram | None = None) -> subprocess.Popen[str]:
+    def start_engine(
+        self, crash_at: str | None = None, telegram: FakeTelegram | None = None, webhook: str | None = None
+    ) -> subprocess.Popen[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "ENYGMA_"))}
         env.update(
             BOT_MODE="paper",
@@ -97,6 +100,8 @@ class Rig:
         )
         if crash_at:
             env["ENYGMA_CRASH_AT"] = crash_at
+        if webhook:
+            env["WEBHOOK_URL"] = webhook
         if telegram is not None:
             env.update(
                 TELEGRAM_BOT_TOKEN=telegram.token,
@@ -479,3 +484,54 @@ async def test_what_the_start_itself_publishes_is_told_on_telegram(rig: Rig, tg:
     await started_told(tg, 2)
     assert len(told(tg, "paused")) == 2 and not any(LATE in t for t in told(tg, "paused"))
     await asyncio.to_thread(rig.stop_engine)
+
+
+async def test_sigkill_between_the_journal_and_the_webhook_posts_the_event_late_once(rig: Rig) -> None:
+    """The generic webhook had the gap Telegram had: "position opened" journaled, the process killed before the
+    POST, and nothing ever posted it (0 bodies). Now the restart posts it once with ``"late": true`` and its seq,
+    and a further restart does not post it again."""
+    bodies: list[dict[str, object]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    url = f"http://127.0.0.1:{port}/hook"
+
+    def opened() -> list[dict[str, object]]:
+        return [b for b in bodies if b["kind"] == "position_opened"]
+
+    def started() -> int:
+        return sum(b["kind"] == "health_changed" and b.get("detail") == "started" for b in bodies)
+
+    async def started_once() -> bool:
+        return started() >= 1
+
+    async def started_twice() -> bool:
+        return started() >= 2
+
+    try:
+        await enter_directly(rig)
+        proc = rig.start_engine(crash_at="journaled:position_opened", webhook=url)
+        await asyncio.to_thread(rig.wait_exit, proc, -signal.SIGKILL)
+        assert opened() == []
+        rig.start_engine(webhook=url)
+        await asyncio.to_thread(rig.wait_ready)
+        await until(started_once, "engine: started posted")
+        [stored] = stored_events(rig, "position_opened")
+        [late] = opened()
+        assert late["late"] is True and late["ts_ms"] == stored["ts_ms"] and isinstance(late["seq"], int)
+        await asyncio.to_thread(rig.stop_engine)
+        rig.start_engine(webhook=url)
+        await asyncio.to_thread(rig.wait_ready)
+        await until(started_twice, "second engine: started posted")
+        assert len(opened()) == 1
+        await asyncio.to_thread(rig.stop_engine)
+    finally:
+        await runner.cleanup()
