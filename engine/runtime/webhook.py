@@ -64,7 +64,7 @@ class WebhookNotifier:
             self.failed += 1
             log.warning("webhook.failed", kind=event.kind, error=error)
         finally:
-            if seq is not None and self.db is not None:
+            if seq is not None and self.db is not None and not _quiet(event):
                 await self.db.execute(
                     "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
                     " CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
@@ -104,6 +104,13 @@ class WebhookNotifier:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _quiet(event: Event) -> bool:
+    """A bar's decision that did not pass: thousands at each bar close over a large universe, one commit each on
+    the connection the entries use. The cursor does not move for them; the catch-up never posts them anyway."""
+    decision = getattr(event, "decision", None)
+    return event.kind == "signal_evaluated" and not (isinstance(decision, dict) and decision.get("passed"))
 
 
 async def forget_cursor(db: Database) -> None:

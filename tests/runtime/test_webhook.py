@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from engine.events import HaltRaised, StopMoved
+from engine.events import HaltRaised, SignalEvaluated, StopMoved
 from engine.runtime.webhook import CATCH_UP_MAX, WebhookNotifier, forget_cursor
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
@@ -118,3 +118,22 @@ async def test_an_event_journaled_but_never_posted_is_posted_late_once_at_the_re
 
 def halt(ts: int) -> HaltRaised:
     return HaltRaised(ts_ms=ts, limit="daily_loss", value="-612.40", threshold="-600")
+
+
+async def test_a_bars_decision_that_did_not_pass_is_posted_without_a_write(
+    webhook_sink: WebhookSink, tmp_path: Path
+) -> None:
+    """542 symbols make 542 decisions at each bar close: one commit each would hold the connection the entries use.
+    Posted, but the cursor stays; a passed decision (and anything else) moves it."""
+    async with Database(tmp_path / "w.sqlite") as db:
+        hook = WebhookNotifier(webhook_sink.url, db=db)
+        try:
+            await hook.claim(0)
+            changes = db.conn.total_changes
+            await hook(SignalEvaluated(ts_ms=1, symbol="ETHUSDTM", decision={"passed": False}), 1)
+            assert db.conn.total_changes == changes and len(webhook_sink.received) == 1
+            await hook(SignalEvaluated(ts_ms=2, symbol="ETHUSDTM", decision={"passed": True}), 2)
+            row = await db.fetchone("SELECT value FROM settings WHERE key = 'webhook_seq'")
+            assert row is not None and row[0] == "2"
+        finally:
+            await hook.close()
