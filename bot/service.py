@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import Any
 
 import structlog
@@ -12,7 +13,7 @@ from telegram.ext import Application
 
 from bot.app import BotConfig, PollingBot, TokenRefused, approval_keyboard, build_application
 from bot.formatting import format_event, late_note, with_outcome
-from bot.outbox import Outbox, OutboxSender
+from bot.outbox import BACKLOG_CAP, Outbox, OutboxSender
 from bot.ports import TradingControl
 from engine.events import Event
 from engine.runtime.chaos import crash_point
@@ -24,12 +25,24 @@ log = structlog.get_logger(__name__)
 # Noise when it piles up (an outage cuts the exchange's stream as well as Telegram): these may give way in a backlog.
 DROPPABLE = frozenset({"signal_evaluated", "order_placed", "stream_reconnected", "health_changed", "candle_gap"})
 CURSOR_EVERY_S = 60.0  # events that make no message move the chats' cursors at most this often (one write)
+# At a start, the most messages re-sent late for events an unclean stop left untold: the newest ones; one line says
+# how many older ones were not (the log and /status have them). Twice ``BACKLOG_CAP``: what matters most of a long
+# backlog is its end (the last fills, the stops as they are now).
+CATCH_UP_MAX = 2 * BACKLOG_CAP
 CONFLICT_REPEAT_S = 600.0  # a second process polling the token is told to the chats at most this often
 CONFLICT_TEXT = (
     "⚠️ <b>Another program is reading this bot's updates</b> (Telegram: 409 Conflict). Your commands and button "
     "presses may reach it instead of this ENYGMA, the kill switch too. Stop the other one (another server, an old "
     "container or process) or give it its own bot token."
 )
+
+
+def catch_up_skipped_text(n: int) -> str:
+    """The line queued before the late messages when the catch-up left older ones out (``CATCH_UP_MAX``)."""
+    return (
+        f"📭 {n} older messages were not re-sent; see /status or the log. (They were due before the restart; the "
+        f"newest {CATCH_UP_MAX} follow, marked late.)"
+    )
 
 
 class TelegramService:
@@ -146,29 +159,59 @@ class TelegramService:
             await self.cursors.advance(self.config.chat_ids, seq)
 
     async def catch_up(self, through_seq: int, start_seq: int) -> int:
-        """At a start, before the bus hands this run's events on. The events of earlier runs (seq <= ``through_seq``)
-        that a chat's cursor has not passed were journaled, but the process died before their message reached the
-        outbox: they are queued now, marked late, by the same rules as any (level, a card replaced by its outcome, a
-        stop move by a newer one, the backlog cap). A message that did reach the outbox (sent or pending) moved its
-        chat's cursor in the same statement and is never queued twice; a chat without a cursor gets nothing. Then
-        every chat's cursor moves to ``start_seq`` (this run's events come through the bus). Returns how many
-        events were queued."""
+        """The events of earlier runs (seq <= ``through_seq``) that a chat's cursor has not passed were journaled,
+        but the process died before their message reached the outbox: the newest ``CATCH_UP_MAX`` of those that make
+        a message are queued now, marked late, by the same rules as any (level, a card replaced by its outcome, a
+        stop move by a newer one, the backlog cap); the older ones are not, and one line per chat says how many (a
+        long outage then a crash left 200,000 of them: queued one by one the start waited 52 s for it, and the
+        chat would have got them one a second for two days). A message that did reach the outbox (sent or pending)
+        moved its chat's cursor in the same statement and is never queued twice; a chat without a cursor gets
+        nothing. Then every chat's cursor moves to ``start_seq``: the runtime hands this run's events on (from
+        ``start_seq`` on) only after this returns. Returns how many events were queued."""
         chats = self.config.chat_ids
-        await self.cursors.keep_only(chats)  # a chat out of the configuration for a while comes back with no history
+        await self.claim(through_seq)
         behind = {c: seq for c, seq in (await self.cursors.get(chats)).items() if seq < through_seq}
-        queued = 0
+        kept: deque[tuple[int, Event, tuple[int, ...]]] = deque()
+        skipped: dict[int, int] = {}  # per chat, the older messages not re-sent
         after: int | None = min(behind.values(), default=None)
         events = EventLog(self.outbox.db)
         while after is not None:
             batch, after = await events.between(after, through_seq)
             for seq, event in batch:
-                if await self._queue(event, seq, tuple(c for c, s in behind.items() if s < seq), late=True):
-                    queued += 1
+                owed = tuple(c for c, s in behind.items() if s < seq)
+                if owed and self._tells(event):
+                    kept.append((seq, event, owed))
+                    if len(kept) > CATCH_UP_MAX:
+                        for chat_id in kept.popleft()[2]:
+                            skipped[chat_id] = skipped.get(chat_id, 0) + 1
+        for chat_id, n in skipped.items():  # first: it speaks of what came before the messages below it
+            await self.outbox.enqueue(chat_id, catch_up_skipped_text(n))
+        queued = 0
+        for seq, event, owed in kept:
+            if await self._queue(event, seq, owed, late=True):
+                queued += 1
         await self.cursors.advance(chats, start_seq, exact=True)  # nothing after it is handled yet: the bus waits
         self._cursor_moved_s = time.monotonic()
-        if queued:
-            log.warning("telegram.caught_up", events=queued, detail="journaled before an unclean stop, sent late")
+        if queued or skipped:
+            log.warning(
+                "telegram.caught_up",
+                events=queued,
+                not_resent=max(skipped.values(), default=0),
+                detail="journaled before an unclean stop, sent late",
+            )
         return queued
+
+    async def claim(self, through_seq: int) -> None:
+        """At a start, before anything of this run is handed on: a chat out of the configuration for a while loses
+        its cursor (it comes back with no history), a chat without one gets one at ``through_seq``. Apart from
+        ``catch_up`` (which calls it too), because that runs beside the start: a run that died before it (a crash
+        adopting a position) left a new chat without a cursor, and the next start sent it nothing of that run."""
+        await self.cursors.keep_only(self.config.chat_ids)
+        await self.cursors.start(self.config.chat_ids, through_seq)
+
+    def _tells(self, event: Event) -> bool:
+        """The event makes a message (its level is not off and it is worth one)."""
+        return self.levels.get(event.kind, "on") != "off" and format_event(event) is not None
 
     async def _queue(self, event: Event, seq: int | None, chats: tuple[int, ...], *, late: bool = False) -> bool:
         """Queue the event's message for ``chats``; False when it makes none (not worth one, or its level is off).

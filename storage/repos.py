@@ -290,6 +290,14 @@ class TelegramCursors:
         )
         await self.db.conn.commit()
 
+    async def start(self, chat_ids: Collection[int], seq: int) -> None:
+        """A cursor at ``seq`` for each chat of ``chat_ids`` that has none, the others left as they are: a chat just
+        added owes nothing of the runs before, and is owed this run's events (from ``seq`` on) should it die."""
+        await self.db.conn.executemany(
+            "INSERT OR IGNORE INTO telegram_cursor (chat_id, seq) VALUES (?, ?)", [(c, seq) for c in chat_ids]
+        )
+        await self.db.conn.commit()
+
     async def keep_only(self, chat_ids: Collection[int]) -> None:
         """Forget the cursors of chats not configured now: a chat taken out of the configuration and later put back
         is a chat just added (no history), not one owed every message of the runs without it."""

@@ -27,6 +27,7 @@ from engine.events import (
     Event,
     EventBus,
     HealthChanged,
+    SequencedSubscriber,
     StreamReconnected,
 )
 from engine.heap import settle_long_lived
@@ -374,11 +375,25 @@ class Runtime:
         self.bus.subscribe("metrics", self.metrics.on_event)
         self.bus.subscribe("console", ConsoleNotifier())
         webhook = None
+        webhook_ready: Gate | None = None
         if s.webhook_url:
             from engine.runtime.webhook import WebhookNotifier
 
-            webhook = WebhookNotifier(s.webhook_url.get_secret_value())
-            self.bus.subscribe("webhook", webhook)
+            webhook = WebhookNotifier(s.webhook_url.get_secret_value(), db=db)
+            await webhook.claim(earlier_runs_seq)
+            webhook_ready = asyncio.get_running_loop().create_future()
+            self.bus.subscribe_sequenced("webhook", _after(webhook_ready))
+        else:
+            from engine.runtime.webhook import forget_cursor
+
+            await forget_cursor(db)  # this run's events are posted to nobody, now or at a later start
+        # Telegram is subscribed before the bus starts, so the events of the start itself (a pause restored from
+        # before the restart, a state change) are told too: they were published before the service existed, and
+        # lost to Telegram. They wait in its queue until the catch-up of the runs before has queued its late ones.
+        telegram_ready: Gate | None = None
+        if s.telegram_enabled and s.telegram_bot_token is not None:
+            telegram_ready = asyncio.get_running_loop().create_future()
+            self.bus.subscribe_sequenced("telegram", _after(telegram_ready))
         await self.bus.start()
         specs, bad = specs_from_payloads(await client.contracts(), s.symbols)
         missing = [x for x in s.symbols if x not in specs]
@@ -432,7 +447,7 @@ class Runtime:
         await restore_switches(engine, SavedSwitches(db))
         engine.options.approval_max_drift_pct = Decimal(str(s.approval_max_price_drift_pct))
         telegram = None
-        if s.telegram_enabled and s.telegram_bot_token is not None:
+        if telegram_ready is not None and s.telegram_bot_token is not None:
             from bot.app import BotConfig
             from bot.service import TelegramService
             from engine.runtime.control import EngineControl
@@ -450,17 +465,12 @@ class Runtime:
                 db,
                 levels=dict(s.telegram_notify_levels),
             )
-            self.bus.subscribe_sequenced("telegram", telegram.notify)
-            try:  # what a crash left between the journal and the outbox, sent late; this run's come through the bus
-                await telegram.catch_up(earlier_runs_seq, journal.last_seq)
-            except Exception:  # storage trouble: the restart goes on, the next one tries again
-                log.exception("telegram.catch_up_failed")
+            await telegram.claim(earlier_runs_seq)  # what this run journals is owed to every chat from now on
             # read at each scrape: Telegram's silence is visible
             outbox, sender, service = telegram.outbox, telegram.sender, telegram
             self.metrics.telegram_dropped.set_function(lambda: outbox.dropped)
             self.metrics.telegram_unreachable.set_function(lambda: sender.unreachable_chats)
             self.metrics.telegram_unauthorized.set_function(lambda: service.unauthorized_updates)
-            await self.bus.start_new()
             self._background(_start_telegram(telegram), "telegram-start")
         else:
             await TelegramCursors(db).forget()  # this run's events are nobody's messages, now or at a later start
@@ -499,6 +509,13 @@ class Runtime:
         diffs = await engine.recover()
         if diffs:
             self._drifted(engine, diffs)
+        # After the positions are protected, beside the warm-up: the start never waits on them.
+        if telegram is not None and telegram_ready is not None:
+            work = telegram.catch_up(earlier_runs_seq, earlier_runs_seq)
+            self._background(_catch_up(work, telegram_ready, telegram.notify, "telegram"), "telegram-catch-up")
+        if webhook is not None and webhook_ready is not None:
+            work = webhook.catch_up(earlier_runs_seq)
+            self._background(_catch_up(work, webhook_ready, webhook, "webhook"), "webhook-catch-up")
         await self._warm_up(client, engine)
         log.info("heap.settled", frozen_objects=settle_long_lived())
         closers = {sym: CandleCloser() for sym in s.symbols}
@@ -666,6 +683,9 @@ class Runtime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            for gate in (telegram_ready, webhook_ready):
+                if gate is not None and not gate.done():  # (a catch-up cancelled before it ran)
+                    gate.set_result(None)
             if telegram is not None:
                 try:
                     await telegram.stop()
@@ -697,6 +717,36 @@ async def market_streams(
         await group.subscribe(f"/contract/instrument:{sym}")
         await group.subscribe(f"/contract/position:{sym}", private=True)
     return group
+
+
+Gate = asyncio.Future[SequencedSubscriber | None]  # a notifier's handler, once it has caught up (None: never)
+
+
+def _after(ready: Gate) -> SequencedSubscriber:
+    """The bus's subscriber for a notifier that catches up at the start (Telegram, the webhook): each event waits
+    until the runs before are caught up (their late messages first, in order), then goes to the handler; to none
+    when the catch-up never ended (the run stopped first)."""
+
+    async def deliver(event: Event, seq: int | None) -> None:
+        handler = await ready
+        if handler is not None:
+            await handler(event, seq)
+
+    return deliver
+
+
+async def _catch_up(work: Awaitable[object], ready: Gate, handler: SequencedSubscriber, name: str) -> None:
+    """Send, marked late, what a crash left journaled but untold (``work``), then let this run's events through to
+    ``handler``. Cut short by a stop, this run's are not handed on either: the cursor stays where the catch-up got
+    to, and the next start sends them late, once (handed on, they would move it past the rest)."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        ready.set_result(None)
+        raise
+    except Exception:  # storage trouble: the run goes on, and so do its messages
+        log.exception(f"{name}.catch_up_failed")
+    ready.set_result(handler)
 
 
 async def _start_telegram(telegram: Any) -> None:

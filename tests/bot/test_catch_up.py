@@ -4,6 +4,7 @@ python-telegram-bot library and the fake Bot API server. The SIGKILL itself is i
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.formatting import late_note
 from bot.outbox import BACKLOG_CAP
-from bot.service import CURSOR_EVERY_S, TelegramService
+from bot.service import CATCH_UP_MAX, CURSOR_EVERY_S, TelegramService, catch_up_skipped_text
 from engine.events import (
     ApprovalResolved,
     Event,
@@ -23,6 +25,7 @@ from engine.events import (
     SignalEvaluated,
     StopMoved,
 )
+from engine.runtime.app import Gate, _after, _catch_up
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
 from storage.repos import TelegramCursors
@@ -257,3 +260,79 @@ async def test_a_chat_taken_out_of_the_configuration_and_put_back_gets_no_histor
     assert group[0][0] == 1  # the halt told on time before it left, nothing of the runs without it
     assert await TelegramCursors(db).get((OWNER, GROUP)) == {OWNER: 301, GROUP: 301}
     await back.bus.stop()
+
+
+async def test_a_long_untold_backlog_sends_the_newest_late_and_one_line_for_the_older(
+    tg: FakeTelegram, db: Database, journal: EventJournal
+) -> None:
+    """70 halts journaled and never in the outbox (a long outage, then a crash). Before, every one was queued at
+    the start, one INSERT each (200,000 held the start 52 s) and sent a second apart; now the newest CATCH_UP_MAX
+    are, marked late, after one line that says how many older ones were not. The group had the first 60 already:
+    it owes 10, gets those 10 and no such line. A restart after that queues nothing more."""
+    first = await start(tg, db, journal, chats=(OWNER, GROUP))
+    crashed(first, *(halt(TS + n) for n in range(70)))
+    await TelegramCursors(db).advance((GROUP,), 60)
+    second = await restart(tg, first, chats=(OWNER, GROUP))
+    assert await second.telegram.catch_up(journal.last_seq, journal.last_seq) == 0  # (the restart did it already)
+    owner = [r[0] for r in await db.fetchall("SELECT text FROM outbox WHERE chat_id = ? ORDER BY id", (OWNER,))]
+    assert len(owner) == CATCH_UP_MAX + 1 == 41
+    assert owner[0] == catch_up_skipped_text(70 - CATCH_UP_MAX)
+    assert owner[0].startswith("📭 30 older messages were not re-sent; see /status or the log.")
+    assert [t.split("\n")[1] for t in owner[1:]] == [late_note(TS + n) for n in range(30, 70)]
+    group = await db.fetchall("SELECT event_seq FROM outbox WHERE chat_id = ? ORDER BY id", (GROUP,))
+    assert [r[0] for r in group] == list(range(61, 71))
+    assert await TelegramCursors(db).get((OWNER, GROUP)) == {OWNER: 70, GROUP: 70}
+    await second.bus.stop()
+    third = await restart(tg, second, chats=(OWNER, GROUP))
+    assert await third.telegram.outbox.pending_count() == 41 + 10
+    await third.bus.stop()
+
+
+async def test_this_runs_events_wait_for_the_background_catch_up_and_a_stop_before_its_end_owes_them_late(
+    tg: FakeTelegram, db: Database, journal: EventJournal
+) -> None:
+    """The runtime's gate (``app._after`` and ``app._catch_up``): the Telegram subscriber is on the bus from its
+    start and the catch-up runs beside the start. A halt published before the catch-up ran waits, then follows the
+    untold one of the run before, on time. A run stopped while its catch-up is under way queues none of its own
+    (queued, they would move the cursor past what was not caught up): the next start sends both, late, once."""
+    first = await start(tg, db, journal)
+    crashed(first, halt(TS))
+    await journal.flush()
+
+    async def gated(svc: TelegramService) -> tuple[EventBus, Gate, int]:
+        earlier, queued = journal.last_seq, await svc.outbox.pending_count()
+        ready: Gate = asyncio.get_running_loop().create_future()
+        bus = EventBus(recorder=journal.record)
+        bus.subscribe_sequenced("telegram", _after(ready))
+        await bus.start()
+        bus.publish(halt(TS + 9))  # the start's own event, before the service caught up
+        await asyncio.sleep(0.05)
+        assert await svc.outbox.pending_count() == queued  # it waits for the catch-up
+        return bus, ready, earlier
+
+    svc = build(tg, db, Control())
+    bus, ready, earlier = await gated(svc)
+    await _catch_up(svc.catch_up(earlier, earlier), ready, svc.notify, "telegram")
+    await bus.drain()
+    rows = await db.fetchall("SELECT event_seq, text FROM outbox ORDER BY id")
+    assert [(r[0], r[1].endswith(LATE)) for r in rows] == [(1, True), (2, False)]
+    await bus.stop()
+
+    crashed(first, halt(TS + 2))  # seq 3, untold
+    await journal.flush()
+    svc = build(tg, db, Control())
+    bus, ready, earlier = await gated(svc)  # seq 4 waits
+    task = asyncio.create_task(_catch_up(svc.catch_up(earlier, earlier), ready, svc.notify, "telegram"))
+    await asyncio.sleep(0)  # under way
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ready.result() is None
+    await bus.drain()
+    await bus.stop()
+    assert await svc.outbox.pending_count() == 2  # nothing of that run queued
+    await journal.flush()
+    third = await restart(tg, Run(db, journal, bus, svc))
+    rows = await db.fetchall("SELECT event_seq, text FROM outbox ORDER BY id")
+    assert [(r[0], r[1].endswith(LATE)) for r in rows] == [(1, True), (2, False), (3, True), (4, True)]
+    await third.bus.stop()

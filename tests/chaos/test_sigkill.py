@@ -19,12 +19,15 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from bot.formatting import format_event
 from engine.events import event_from_dict
 from exchange.models import OrderRequest, OrderSide, StopDirection
 from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
+from storage.db import Database
+from storage.repos import Settings as SavedSwitches
 from tests.bot.fake_telegram import FakeTelegram
 from tests.conftest import ROOT
 
@@ -80,7 +83,9 @@ class Rig:
     def price(self, last: float) -> None:
         post(f"{self.sim_url}/sim/price", {"symbol": "ETHUSDTM", "last": str(last)})
 
-    def start_engine(self, crash_at: str | None = None, telegram: FakeTelegram | None = None) -> subprocess.Popen[str]:
+    def start_engine(
+        self, crash_at: str | None = None, telegram: FakeTelegram | None = None, webhook: str | None = None
+    ) -> subprocess.Popen[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "ENYGMA_"))}
         env.update(
             BOT_MODE="paper",
@@ -96,6 +101,8 @@ class Rig:
         )
         if crash_at:
             env["ENYGMA_CRASH_AT"] = crash_at
+        if webhook:
+            env["WEBHOOK_URL"] = webhook
         if telegram is not None:
             env.update(
                 TELEGRAM_BOT_TOKEN=telegram.token,
@@ -525,3 +532,80 @@ async def test_sigkill_between_a_regridded_protection_landing_and_its_save(
     assert set(landed) <= set(after)  # the orders that landed before the crash are the ones kept (their clientOids)
     assert (placed(rig, "stop"), placed(rig, "take_profit")) == (2, 2)  # the first ones and one re-placement each
     rig.stop_engine()
+
+
+async def test_what_the_start_itself_publishes_is_told_on_telegram(rig: Rig, tg: FakeTelegram) -> None:
+    """The pause set from the cockpit before a restart is restored at the start (a ModeChanged event) before the
+    Telegram service exists. Before: it was journaled but never told, neither then nor by a later catch-up (0
+    messages; the start moved the chat's cursor past it). Now the Telegram subscriber is on the bus from its start,
+    and the restored pause is told once, on time (not late), before "engine: started"; a restart after a clean stop
+    tells it again only because the start restores it again."""
+    async with Database(rig.tmp / "e.sqlite") as db:
+        await SavedSwitches(db).set("paused", "true")  # as /pause leaves it
+    rig.start_engine(telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)
+    await started_told(tg, 1)
+    [restored] = stored_events(rig, "mode_changed")
+    assert told(tg, "paused") == [as_told(restored)] == ["⚙️ paused = <b>true</b> (by restored after restart)"]
+    texts = [str(m["text"]) for m in tg.sent("sendMessage")]
+    assert texts.index(as_told(restored)) < next(i for i, t in enumerate(texts) if "engine: started" in t)
+    proc = rig.engine
+    assert proc is not None
+    proc.kill()  # no clean stop: nothing of this run may be sent twice at the next start
+    await asyncio.to_thread(rig.wait_exit, proc, -signal.SIGKILL)
+    rig.start_engine(telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)
+    await started_told(tg, 2)
+    assert len(told(tg, "paused")) == 2 and not any(LATE in t for t in told(tg, "paused"))
+    await asyncio.to_thread(rig.stop_engine)
+
+
+async def test_sigkill_between_the_journal_and_the_webhook_posts_the_event_late_once(rig: Rig) -> None:
+    """The generic webhook had the gap Telegram had: "position opened" journaled, the process killed before the
+    POST, and nothing ever posted it (0 bodies). Now the restart posts it once with ``"late": true`` and its seq,
+    and a further restart does not post it again."""
+    bodies: list[dict[str, object]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    url = f"http://127.0.0.1:{port}/hook"
+
+    def opened() -> list[dict[str, object]]:
+        return [b for b in bodies if b["kind"] == "position_opened"]
+
+    def started() -> int:
+        return sum(b["kind"] == "health_changed" and b.get("detail") == "started" for b in bodies)
+
+    async def started_once() -> bool:
+        return started() >= 1
+
+    async def started_twice() -> bool:
+        return started() >= 2
+
+    try:
+        await enter_directly(rig)
+        proc = rig.start_engine(crash_at="journaled:position_opened", webhook=url)
+        await asyncio.to_thread(rig.wait_exit, proc, -signal.SIGKILL)
+        assert opened() == []
+        rig.start_engine(webhook=url)
+        await asyncio.to_thread(rig.wait_ready)
+        await until(started_once, "engine: started posted")
+        [stored] = stored_events(rig, "position_opened")
+        [late] = opened()
+        assert late["late"] is True and late["ts_ms"] == stored["ts_ms"] and isinstance(late["seq"], int)
+        await asyncio.to_thread(rig.stop_engine)
+        rig.start_engine(webhook=url)
+        await asyncio.to_thread(rig.wait_ready)
+        await until(started_twice, "second engine: started posted")
+        assert len(opened()) == 1
+        await asyncio.to_thread(rig.stop_engine)
+    finally:
+        await runner.cleanup()

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from engine.events import StopMoved
-from engine.runtime.webhook import WebhookNotifier
+from engine.events import HaltRaised, SignalEvaluated, StopMoved
+from engine.runtime.webhook import CATCH_UP_MAX, WebhookNotifier, forget_cursor
+from storage.db import Database
+from storage.journal import EventJournal, journal_path_for
 from tests.runtime.conftest import WebhookSink
 
 
@@ -74,3 +76,64 @@ async def test_a_failing_webhook_never_logs_its_token_however_aiohttp_spells_the
     err = capsys.readouterr().err
     assert notifier.failed == 1 and '"event": "webhook.failed"' in err and "TooManyRedirects" in err, err
     assert "hookTOKENzz9" not in err, err
+
+
+async def test_an_event_journaled_but_never_posted_is_posted_late_once_at_the_restart(
+    webhook_sink: WebhookSink, tmp_path: Path
+) -> None:
+    """The process died between journaling a halt and posting it (the bus never handed it on). Before, nothing
+    posted it ever (0 bodies). Now the restart posts it with its seq and ``"late": true``; a live one moves the
+    cursor; a further restart posts nothing again. A backlog of 50 posts the newest CATCH_UP_MAX (40). A run
+    without a webhook leaves nothing to post late."""
+    async with Database(tmp_path / "w.sqlite") as db:
+        journal = EventJournal(db, journal_path_for(tmp_path / "w.sqlite"))
+        await journal.open()
+        hook = WebhookNotifier(webhook_sink.url, backoff_s=0.01, db=db)
+        try:
+            await hook.claim(journal.last_seq)  # the first start with a webhook: no history
+            journal.record(halt(1))  # seq 1, never posted
+            await journal.flush()
+            assert await hook.catch_up(journal.last_seq) == 1  # the restart
+            await hook(halt(2), journal.record(halt(2)))  # seq 2, live
+            await journal.flush()
+            assert await hook.catch_up(journal.last_seq) == 0  # a clean restart
+            assert [(b["seq"], b.get("late"), b["ts_ms"]) for b in webhook_sink.received] == [
+                (1, True, 1),
+                (2, None, 2),
+            ]
+            for n in range(50):
+                journal.record(halt(100 + n))
+            await journal.flush()
+            assert await hook.catch_up(journal.last_seq) == CATCH_UP_MAX == 40
+            assert [b["seq"] for b in webhook_sink.received[2:]] == list(range(13, 53))
+            await forget_cursor(db)  # a run without the webhook
+            journal.record(halt(7))
+            await journal.flush()
+            assert await hook.catch_up(journal.last_seq) == 0
+            assert len(webhook_sink.received) == 42
+        finally:
+            await hook.close()
+            await journal.close()
+
+
+def halt(ts: int) -> HaltRaised:
+    return HaltRaised(ts_ms=ts, limit="daily_loss", value="-612.40", threshold="-600")
+
+
+async def test_a_bars_decision_that_did_not_pass_is_posted_without_a_write(
+    webhook_sink: WebhookSink, tmp_path: Path
+) -> None:
+    """542 symbols make 542 decisions at each bar close: one commit each would hold the connection the entries use.
+    Posted, but the cursor stays; a passed decision (and anything else) moves it."""
+    async with Database(tmp_path / "w.sqlite") as db:
+        hook = WebhookNotifier(webhook_sink.url, db=db)
+        try:
+            await hook.claim(0)
+            changes = db.conn.total_changes
+            await hook(SignalEvaluated(ts_ms=1, symbol="ETHUSDTM", decision={"passed": False}), 1)
+            assert db.conn.total_changes == changes and len(webhook_sink.received) == 1
+            await hook(SignalEvaluated(ts_ms=2, symbol="ETHUSDTM", decision={"passed": True}), 2)
+            row = await db.fetchone("SELECT value FROM settings WHERE key = 'webhook_seq'")
+            assert row is not None and row[0] == "2"
+        finally:
+            await hook.close()
