@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA_DIR = ROOT.parent / "shared" / "data" / "kucoin-futures"
@@ -26,3 +29,37 @@ def shared_data_dir() -> Path:
 def data_dir() -> Path:
     """Directory of the real KuCoin futures candle files."""
     return shared_data_dir()
+
+
+@dataclass
+class WebhookSink:
+    """A real local HTTP endpoint for the webhook notifier: answers 502 to the first ``fail_first`` posts, then
+    keeps each JSON body it is sent."""
+
+    url: str
+    received: list[dict[str, object]]
+    fail_first: int = 0
+
+
+@pytest.fixture
+async def webhook_sink() -> AsyncIterator[WebhookSink]:
+    sink = WebhookSink("", [])
+
+    async def hook(request: web.Request) -> web.Response:
+        if sink.fail_first:
+            sink.fail_first -= 1
+            return web.Response(status=502)
+        sink.received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    sink.url = f"http://127.0.0.1:{port}/hook"
+    try:
+        yield sink
+    finally:
+        await runner.cleanup()

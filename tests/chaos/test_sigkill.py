@@ -19,7 +19,6 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from bot.formatting import format_event
 from engine.events import event_from_dict
@@ -29,7 +28,7 @@ from exchange.signing import Credentials
 from storage.db import Database
 from storage.repos import Settings as SavedSwitches
 from tests.bot.fake_telegram import FakeTelegram
-from tests.conftest import ROOT
+from tests.conftest import ROOT, WebhookSink
 
 KEY, SECRET, PASSPHRASE = "chaos-key", "chaos-secret", "chaos-pass"
 CHAT = 111  # the trader's chat (and user id) when the engine runs with the fake Telegram server
@@ -560,23 +559,13 @@ async def test_what_the_start_itself_publishes_is_told_on_telegram(rig: Rig, tg:
     await asyncio.to_thread(rig.stop_engine)
 
 
-async def test_sigkill_between_the_journal_and_the_webhook_posts_the_event_late_once(rig: Rig) -> None:
+async def test_sigkill_between_the_journal_and_the_webhook_posts_the_event_late_once(
+    rig: Rig, webhook_sink: WebhookSink
+) -> None:
     """The generic webhook had the gap Telegram had: "position opened" journaled, the process killed before the
     POST, and nothing ever posted it (0 bodies). Now the restart posts it once with ``"late": true`` and its seq,
     and a further restart does not post it again."""
-    bodies: list[dict[str, object]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        bodies.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
-    url = f"http://127.0.0.1:{port}/hook"
+    bodies, url = webhook_sink.received, webhook_sink.url
 
     def opened() -> list[dict[str, object]]:
         return [b for b in bodies if b["kind"] == "position_opened"]
@@ -590,22 +579,19 @@ async def test_sigkill_between_the_journal_and_the_webhook_posts_the_event_late_
     async def started_twice() -> bool:
         return started() >= 2
 
-    try:
-        await enter_directly(rig)
-        proc = rig.start_engine(crash_at="journaled:position_opened", webhook=url)
-        await asyncio.to_thread(rig.wait_exit, proc, -signal.SIGKILL)
-        assert opened() == []
-        rig.start_engine(webhook=url)
-        await asyncio.to_thread(rig.wait_ready)
-        await until(started_once, "engine: started posted")
-        [stored] = stored_events(rig, "position_opened")
-        [late] = opened()
-        assert late["late"] is True and late["ts_ms"] == stored["ts_ms"] and isinstance(late["seq"], int)
-        await asyncio.to_thread(rig.stop_engine)
-        rig.start_engine(webhook=url)
-        await asyncio.to_thread(rig.wait_ready)
-        await until(started_twice, "second engine: started posted")
-        assert len(opened()) == 1
-        await asyncio.to_thread(rig.stop_engine)
-    finally:
-        await runner.cleanup()
+    await enter_directly(rig)
+    proc = rig.start_engine(crash_at="journaled:position_opened", webhook=url)
+    await asyncio.to_thread(rig.wait_exit, proc, -signal.SIGKILL)
+    assert opened() == []
+    rig.start_engine(webhook=url)
+    await asyncio.to_thread(rig.wait_ready)
+    await until(started_once, "engine: started posted")
+    [stored] = stored_events(rig, "position_opened")
+    [late] = opened()
+    assert late["late"] is True and late["ts_ms"] == stored["ts_ms"] and isinstance(late["seq"], int)
+    await asyncio.to_thread(rig.stop_engine)
+    rig.start_engine(webhook=url)
+    await asyncio.to_thread(rig.wait_ready)
+    await until(started_twice, "second engine: started posted")
+    assert len(opened()) == 1
+    await asyncio.to_thread(rig.stop_engine)

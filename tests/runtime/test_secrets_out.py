@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import Rig, WebhookSink
+from tests.conftest import WebhookSink
+from tests.runtime.conftest import Rig
 
 PROXY = "https://trader:pr0xyPASSw0rd@proxy.example.com:3128"
 

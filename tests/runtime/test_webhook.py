@@ -12,7 +12,7 @@ from engine.events import HaltRaised, SignalEvaluated, StopMoved
 from engine.runtime.webhook import CATCH_UP_MAX, WebhookNotifier, forget_cursor
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
-from tests.runtime.conftest import WebhookSink
+from tests.conftest import WebhookSink
 
 
 async def test_webhook_retries_then_delivers_the_event_as_json(webhook_sink: WebhookSink) -> None:
