@@ -183,6 +183,15 @@ def rig(tmp_path: Path, data_dir: Path) -> Iterator[Rig]:
     r.close()
 
 
+async def until_protected(rig: Rig, what: str) -> None:
+    """Wait until the position has its two exit orders on the exchange: the stop and the take-profit."""
+
+    async def protected() -> bool:
+        return len((await exchange_state(rig))[1]) == 2
+
+    await until(protected, what)
+
+
 async def exchange_state(rig: Rig) -> tuple[int, list[tuple[StopDirection | None, D | None]], int]:
     async with KucoinFuturesClient(rig.sim_url, Credentials(KEY, SECRET, PASSPHRASE)) as c:
         pos = await c.position("ETHUSDTM")
@@ -231,10 +240,7 @@ async def test_sigkill_between_entry_and_stop_placement(rig: Rig) -> None:
     rig.start_engine()
     rig.wait_ready()
 
-    async def protected() -> bool:
-        return len((await exchange_state(rig))[1]) == 2
-
-    await until(protected, "stop and TP after the restart")
+    await until_protected(rig, "stop and TP after the restart")
     lots, stops, buys = await exchange_state(rig)
     assert lots == 50 and buys == 1 and len(downs(stops)) == 1  # one position, exactly one stop, nothing doubled
     rig.stop_engine()
@@ -259,10 +265,7 @@ async def test_sigkill_mid_stop_replace(rig: Rig) -> None:
     rig.start_engine()
     rig.wait_ready()
 
-    async def protected() -> bool:
-        return len((await exchange_state(rig))[1]) == 2
-
-    await until(protected, "initial protection")
+    await until_protected(rig, "initial protection")
     initial = downs((await exchange_state(rig))[1])
     rig.stop_engine()
     proc = rig.start_engine(crash_at="mid_replace")
@@ -294,10 +297,7 @@ async def test_sigkill_during_the_kill_switch(rig: Rig) -> None:
     proc = rig.start_engine(crash_at="in_kill_switch")
     rig.wait_ready()
 
-    async def protected() -> bool:
-        return len((await exchange_state(rig))[1]) == 2
-
-    await until(protected, "initial protection")
+    await until_protected(rig, "initial protection")
     with contextlib.suppress(OSError):  # the process dies while answering
         post(f"http://127.0.0.1:{rig.http_port}/killswitch")
     rig.wait_exit(proc, -signal.SIGKILL)
@@ -305,7 +305,7 @@ async def test_sigkill_during_the_kill_switch(rig: Rig) -> None:
     assert lots == 50 and stops == []  # orders cancelled, position not yet closed: the worst moment
     rig.start_engine()
     rig.wait_ready()
-    await until(protected, "the missing stop re-placed after the restart")
+    await until_protected(rig, "the missing stop re-placed after the restart")
     lots, stops, buys = await exchange_state(rig)
     assert lots == 50 and buys == 1 and len(downs(stops)) == 1
     assert post(f"http://127.0.0.1:{rig.http_port}/killswitch")["outcome"] == "flat"
@@ -329,10 +329,7 @@ async def test_sigkill_between_a_resize_and_its_announcement(rig: Rig, crash_at:
     proc = rig.start_engine(crash_at=crash_at)
     rig.wait_ready()
 
-    async def protected() -> bool:
-        return len((await exchange_state(rig))[1]) == 2
-
-    await until(protected, "initial protection")
+    await until_protected(rig, "initial protection")
     assert await stop_lots(rig) == [(StopDirection.DOWN, 50), (StopDirection.UP, 50)]
     async with KucoinFuturesClient(rig.sim_url, Credentials(KEY, SECRET, PASSPHRASE)) as c:
         await c.place_order(OrderRequest("ETHUSDTM", OrderSide.SELL, 20, reduce_only=True, client_oid="web-trim-1"))
@@ -500,10 +497,7 @@ async def test_sigkill_between_a_regridded_protection_landing_and_its_save(
     rig.start_engine()
     rig.wait_ready()
 
-    async def protected() -> bool:
-        return len((await exchange_state(rig))[1]) == 2
-
-    await until(protected, "initial protection")
+    await until_protected(rig, "initial protection")
     rig.stop_engine()
     [(_, first_stop, _), (_, first_tp, _)] = sorted(await exit_orders(rig), key=lambda o: str(o[0]))
     assert first_stop is not None and first_tp is not None
