@@ -31,6 +31,15 @@ def data_dir() -> Path:
     return shared_data_dir()
 
 
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
+    """``app`` served on 127.0.0.1 at a port the system picks (one picked beforehand can be taken); the caller
+    ends it with ``runner.cleanup()``."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, next(a[1] for a in runner.addresses if isinstance(a, tuple))
+
+
 @dataclass
 class WebhookSink:
     """A real local HTTP endpoint for the webhook notifier: answers 502 to the first ``fail_first`` posts, then
@@ -54,10 +63,7 @@ async def webhook_sink() -> AsyncIterator[WebhookSink]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    runner, port = await serve_on_loopback(app)
     sink.url = f"http://127.0.0.1:{port}/hook"
     try:
         yield sink

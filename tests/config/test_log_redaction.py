@@ -10,6 +10,7 @@ import pytest
 import structlog
 
 from engine.logging import configure_logging
+from tests.conftest import serve_on_loopback
 
 SECRET = "s3cretPASSvalue"
 TOKEN = "123456789:AAHtokenPARTxyz"
@@ -107,11 +108,7 @@ async def test_an_aiohttp_error_logged_as_an_object_shows_no_credential_header(
 
     app = web.Application()
     app.router.add_get("/api/v1/account-overview", gateway)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    runner, port = await serve_on_loopback(app)
     url = f"http://trader:pr0xyPASSw0rd@127.0.0.1:{port}"
     for name, value in {
         "KUCOIN_REST_URL": url,

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from exchange.rest import KucoinFuturesClient
+from tests.conftest import serve_on_loopback
 
 STEP = 300_000
 T0 = 1_766_017_800_000
@@ -43,11 +44,7 @@ async def served(request: pytest.FixtureRequest) -> AsyncIterator[tuple[KlineSer
     server = KlineServer(*request.param)
     app = web.Application()
     app.router.add_get("/api/v1/kline/query", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    runner, port = await serve_on_loopback(app)
     client = KucoinFuturesClient(f"http://127.0.0.1:{port}")
     try:
         yield server, client

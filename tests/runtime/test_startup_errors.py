@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from engine.config.errors import EX_CONFIG
-from tests.conftest import ROOT
+from tests.conftest import ROOT, serve_on_loopback
 
 
 def test_exchange_failing_after_connect_then_one_error_line_no_traceback(tmp_path: Path) -> None:
@@ -117,11 +117,7 @@ async def test_a_start_refused_by_the_exchange_never_prints_a_secret_the_answer_
     app = web.Application()
     app.router.add_get("/api/v1/timestamp", timestamp)
     app.router.add_get("/api/v1/user/api-key", api_key)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    runner, port = await serve_on_loopback(app)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "KUCOIN_", "TELEGRAM_", "LIVE_"))}
     env.update(
         BOT_MODE="shadow",

@@ -12,7 +12,7 @@ from engine.events import HaltRaised, SignalEvaluated, StopMoved
 from engine.runtime.webhook import CATCH_UP_MAX, WebhookNotifier, forget_cursor
 from storage.db import Database
 from storage.journal import EventJournal, journal_path_for
-from tests.conftest import WebhookSink
+from tests.conftest import WebhookSink, serve_on_loopback
 
 
 async def test_webhook_retries_then_delivers_the_event_as_json(webhook_sink: WebhookSink) -> None:
@@ -57,11 +57,7 @@ async def test_a_failing_webhook_never_logs_its_token_however_aiohttp_spells_the
 
     app = web.Application()
     app.router.add_post("/services/T01/B02/hookTOKENzz9", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+    runner, port = await serve_on_loopback(app)
     monkeypatch.setenv("WEBHOOK_URL", f"http://LOCALHOST:{port}/services/T01/B02/hookTOKENzz9")
     settings = load_settings(Path("/nonexistent/.env"))
     assert settings.webhook_url is not None
