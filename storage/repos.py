@@ -265,6 +265,39 @@ class Settings:
         await self.db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
 
 
+class WebhookCursor:
+    """The newest event (its journal ``seq``) the webhook was handed, kept in ``settings``. No row: nothing is owed
+    (the first start with a webhook, or after a run without one), rather than the whole history."""
+
+    KEY = "webhook_seq"
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self) -> int | None:
+        row = await self.db.fetchone("SELECT value FROM settings WHERE key = ?", (self.KEY,))
+        return None if row is None else int(row["value"])
+
+    async def advance(self, seq: int) -> None:
+        """Past ``seq``, never back (events are handed on in order, but a late one must not pull it back)."""
+        await self.db.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
+            " CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+            (self.KEY, str(seq)),
+        )
+
+    async def start(self, seq: int) -> None:
+        """A cursor at ``seq`` unless there is one already."""
+        await self.db.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (self.KEY, str(seq)))
+
+    async def set(self, seq: int) -> None:
+        await self.db.execute("UPDATE settings SET value = ? WHERE key = ?", (str(seq), self.KEY))
+
+    async def forget(self) -> None:
+        if await self.get() is not None:  # a read, not a write, on each start without a webhook
+            await self.db.execute("DELETE FROM settings WHERE key = ?", (self.KEY,))
+
+
 class TelegramCursors:
     """Per chat, the newest event (its journal ``seq``) the Telegram side has handled. A message queued for an event
     moves it in the same statement (a trigger on ``outbox``); a start moves it past what it queued late. No row means

@@ -13,11 +13,10 @@ import structlog
 
 from engine.events import Event
 from storage.db import Database
-from storage.repos import EventLog
+from storage.repos import EventLog, WebhookCursor
 
 log = structlog.get_logger(__name__)
 
-CURSOR_KEY = "webhook_seq"  # in ``settings``: the newest event (journal seq) the webhook was handed
 CATCH_UP_MAX = 40  # at a start, the most events posted late: the newest; the log counts the older ones
 
 
@@ -38,6 +37,7 @@ class WebhookNotifier:
         self.delivered = 0
         self.failed = 0
         self.db = db  # where the cursor is kept (None: no catch-up)
+        self.cursor = None if db is None else WebhookCursor(db)
         self._session: aiohttp.ClientSession | None = None
 
     async def __call__(self, event: Event, seq: int | None = None, *, late: bool = False) -> None:
@@ -64,29 +64,24 @@ class WebhookNotifier:
             self.failed += 1
             log.warning("webhook.failed", kind=event.kind, error=error)
         finally:
-            if seq is not None and self.db is not None and not _quiet(event):
-                await self.db.execute(
-                    "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
-                    " CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
-                    (CURSOR_KEY, str(seq)),
-                )
+            if seq is not None and self.cursor is not None and not _quiet(event):
+                await self.cursor.advance(seq)
 
     async def claim(self, through_seq: int) -> None:
         """At a start, before anything of this run is handed on: no cursor yet (the first start with a webhook, or
         after a run without one) means no history, and this run's events owed from ``through_seq`` on."""
-        if self.db is not None:
-            await self.db.execute(
-                "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (CURSOR_KEY, str(through_seq))
-            )
+        if self.cursor is not None:
+            await self.cursor.start(through_seq)
 
     async def catch_up(self, through_seq: int) -> int:
         """Post, marked late, the events up to ``through_seq`` after the cursor (journaled, never posted: the process
         died first), the newest ``CATCH_UP_MAX`` of them; then the cursor is ``through_seq``. Returns how many."""
-        if self.db is None:
+        if self.db is None or self.cursor is None:
             return 0
         await self.claim(through_seq)
-        row = await self.db.fetchone("SELECT value FROM settings WHERE key = ?", (CURSOR_KEY,))
-        after: int | None = int(row["value"]) if row is not None else through_seq
+        after: int | None = await self.cursor.get()
+        if after is None:
+            after = through_seq
         kept: deque[tuple[int, Event]] = deque(maxlen=CATCH_UP_MAX)
         seen = 0
         events = EventLog(self.db)
@@ -96,7 +91,7 @@ class WebhookNotifier:
             seen += len(batch)
         for seq, event in kept:
             await self(event, seq, late=True)
-        await self.db.execute("UPDATE settings SET value = ? WHERE key = ?", (str(through_seq), CURSOR_KEY))
+        await self.cursor.set(through_seq)
         if seen:
             log.warning("webhook.caught_up", events=len(kept), not_posted=seen - len(kept), detail="sent late")
         return len(kept)
@@ -115,5 +110,4 @@ def _quiet(event: Event) -> bool:
 
 async def forget_cursor(db: Database) -> None:
     """A run without a webhook: its events are posted to nobody, now or late at a later start with one."""
-    if await db.fetchone("SELECT 1 FROM settings WHERE key = ?", (CURSOR_KEY,)) is not None:
-        await db.execute("DELETE FROM settings WHERE key = ?", (CURSOR_KEY,))
+    await WebhookCursor(db).forget()
