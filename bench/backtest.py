@@ -22,12 +22,10 @@ from bench.common import Timing, emit, parse, timed_cpu
 from engine.backtest.runner import Backtester
 from engine.config import default_strategy_config
 from engine.config.strategy import StrategyConfig
-from engine.gates.entry import MicroInputs, not_ready
 from engine.marketdata.candle_files import load_candles
 from engine.models import Candle
 from engine.risk.contract import ContractSpec, load_contract_specs
-from engine.scoring.pipeline import Decision, SymbolPipeline
-from engine.scoring.signals import Direction
+from engine.scoring.series import SeriesDecisions
 
 SYMBOLS = ("ETHUSDTM", "XBTUSDTM", "SOLUSDTM", "XRPUSDTM")
 FREQTRADE_PUBLISHED_CPS = 4000.0  # freqtrade's own published backtest speed, used when it is not measured here
@@ -77,25 +75,14 @@ def backtesting_py(data: dict[str, list[Candle]]) -> Timing:
     return timed_cpu(run)
 
 
-class _NoEntry(SymbolPipeline):
+def _never_enter(cfg: StrategyConfig, symbol: str, candles: list[Candle]) -> SeriesDecisions:
     """The strategy replaced by "no entry" on every bar, decided for free: what the backtester's account loop alone
-    costs (bar loop, 30min aggregation, marks, risk state) — the floor under any strategy run through it."""
-
-    def on_confirmation_candle(self, candle: Candle) -> None:
-        return None
-
-    def on_primary_candle(self, candle: Candle, *, drawdown_pct: float, micro: MicroInputs | None = None) -> Decision:
-        return _IDLE
-
-
-_IDLE = Decision("-", 0, 0.0, 0.0, "NEUTRAL", Direction.NEUTRAL, 0.0, None, not_ready("benchmark stub"))
+    costs (bar loop, marks, risk state) — the floor under any strategy run through it."""
+    return SeriesDecisions.empty(len(candles))
 
 
 def account_loop_only(cfg: StrategyConfig, data: dict[str, list[Candle]], specs: dict[str, ContractSpec]) -> None:
-    bt = Backtester(cfg, data, specs)
-    for run in bt.runs:
-        run.pipeline = _NoEntry(cfg, run.symbol)
-    bt.run()
+    Backtester(cfg, data, specs, decide=_never_enter).run()
 
 
 def _add_freqtrade_flag(p: argparse.ArgumentParser) -> None:

@@ -10,13 +10,12 @@ from decimal import Decimal
 from engine.backtest.fills import ClosedTrade, OpenPosition, check_exit, dec, open_position, update_stops
 from engine.config.strategy import StrategyConfig
 from engine.heap import settle_long_lived
-from engine.marketdata.aggregate import CandleAggregator
 from engine.models import Candle, Side, timeframe_ms
 from engine.risk.contract import ContractSpec
 from engine.risk.formulas import position_size, select_leverage
 from engine.risk.limits import RiskState
 from engine.risk.pretrade import EntryProposal, pretrade_checks
-from engine.scoring.pipeline import Decision, SymbolPipeline
+from engine.scoring.series import EntryIntent, SeriesDecisions, decide_series, drawdown_allows
 
 ZERO = Decimal(0)
 
@@ -44,16 +43,18 @@ class _SymbolRun:
     symbol: str
     candles: list[Candle]
     spec: ContractSpec
-    pipeline: SymbolPipeline
-    aggregator: CandleAggregator
+    decisions: SeriesDecisions  # the strategy's verdict on each of ``candles``, decided up front
     index: int = 0
-    pending: Decision | None = None
+    pending: EntryIntent | None = None
     position: OpenPosition | None = None
     last_close: Decimal | None = None  # the close of the last bar that ended with a position open
 
 
 class Backtester:
-    """One account trading every symbol of ``data``; candles before ``trade_from_ms`` only warm up."""
+    """One account trading every symbol of ``data``; candles before ``trade_from_ms`` only warm up.
+
+    ``decide`` gives the strategy's verdict on every candle of a symbol (the benchmark swaps in "never enter" to
+    time the account loop alone)."""
 
     def __init__(
         self,
@@ -64,18 +65,12 @@ class Backtester:
         equity: Decimal = Decimal(10000),
         trade_from_ms: int | None = None,
         trade_to_ms: int | None = None,
+        decide: Callable[[StrategyConfig, str, list[Candle]], SeriesDecisions] = decide_series,
     ) -> None:
         self.cfg = cfg
         self.step = timeframe_ms(cfg.timeframes.primary)
         self.runs = [
-            _SymbolRun(
-                sym,
-                candles,
-                specs[sym],
-                SymbolPipeline(cfg, sym),
-                CandleAggregator(cfg.timeframes.primary, cfg.timeframes.confirmation),
-            )
-            for sym, candles in sorted(data.items())
+            _SymbolRun(sym, candles, specs[sym], decide(cfg, sym, candles)) for sym, candles in sorted(data.items())
         ]
         self.timeline = sorted({c.ts for candles in data.values() for c in candles})
         self.initial = equity
@@ -142,17 +137,16 @@ class Backtester:
             self.in_market += self._held or any(r.position is not None for r in self.runs)
         # A signal now fills at the next open, close_ts: the window bounds that fill (--to exclusive).
         trading = (self.trade_from_ms is None or close_ts >= self.trade_from_ms) and not self._after_window(close_ts)
-        drawdown = float(self.risk.drawdown_pct)  # deciding changes no account state: one figure for every symbol
+        # The strategy's verdicts were decided up front (they do not depend on the account); the one gate that reads
+        # the account, max drawdown, is applied here with the drawdown in force at this close.
+        if not trading or not drawdown_allows(self.cfg, float(self.risk.drawdown_pct)):
+            return
         for run in live:
-            bar = run.candles[run.index - 1]
-            confirmation = run.aggregator.update(bar)
-            if confirmation is not None:
-                run.pipeline.on_confirmation_candle(confirmation)
-            decision = run.pipeline.on_primary_candle(bar, drawdown_pct=drawdown)
-            if decision.passed and trading:
+            i = run.index - 1
+            if run.decisions.passed[i]:
                 self.passed += 1
                 if run.position is None:
-                    run.pending = decision
+                    run.pending = run.decisions.entry(i, run.candles[i].ts)
 
     def _after_window(self, ts: int) -> bool:
         return self.trade_to_ms is not None and ts >= self.trade_to_ms
@@ -187,7 +181,7 @@ class Backtester:
         # the close stays in the bar's UTC day).
         self.risk.record_close(run.symbol, closed.net_pnl, ts + self.step - 1)
 
-    def _try_entry(self, run: _SymbolRun, decision: Decision, bar: Candle) -> OpenPosition | None:
+    def _try_entry(self, run: _SymbolRun, decision: EntryIntent, bar: Candle) -> OpenPosition | None:
         """Size at the next bar's open (the spec's P_ref), run the §9.4 checks, then fill."""
         cfg = self.cfg
         side = Side.LONG if decision.side == "long" else Side.SHORT

@@ -7,10 +7,12 @@ from decimal import Decimal as D
 from engine.backtest.fills import dec, open_position
 from engine.backtest.runner import Backtester
 from engine.config import default_strategy_config
+from engine.config.strategy import StrategyConfig
 from engine.gates.result import GateResult
 from engine.models import Candle, Side
 from engine.risk import ContractSpec
 from engine.scoring.pipeline import Decision
+from engine.scoring.series import SeriesDecisions
 from engine.scoring.signals import Direction
 
 CFG = default_strategy_config()
@@ -242,18 +244,22 @@ def test_the_window_applies_to_the_entry_fill_time() -> None:
     candles = [bar(i, 100, 100.1, 99.9, 100) for i in range(12)]
     start, end = candles[3].ts, candles[8].ts
     signals = {candles[2].ts, candles[7].ts}  # fills at bar 3 (== --from) and bar 8 (== --to)
-    bt = Backtester(CFG, {"AAAUSDTM": candles}, {"AAAUSDTM": spec("AAAUSDTM")}, trade_from_ms=start, trade_to_ms=end)
-    pipe = bt.runs[0].pipeline
-    real = pipe.on_primary_candle
 
-    def decide(candle: Candle, *, drawdown_pct: float) -> Decision:
-        real(candle, drawdown_pct=drawdown_pct)
-        return long_decision("AAAUSDTM", candle.ts) if candle.ts in signals else real_neutral(candle)
+    def decide(cfg: StrategyConfig, symbol: str, bars: list[Candle]) -> SeriesDecisions:
+        out = SeriesDecisions.empty(len(bars))
+        for i, c in enumerate(bars):
+            if c.ts in signals:  # a long at score 90, as long_decision
+                out.passed[i], out.final_score[i], out.direction[i], out.atr_pct[i] = True, 90.0, 1, 0.5
+        return out
 
-    def real_neutral(candle: Candle) -> Decision:
-        return Decision("AAAUSDTM", candle.ts, 100.0, 0.0, "NEUTRAL", Direction.NEUTRAL, 0.0, None, [])
-
-    pipe.on_primary_candle = decide  # type: ignore[method-assign]
+    bt = Backtester(
+        CFG,
+        {"AAAUSDTM": candles},
+        {"AAAUSDTM": spec("AAAUSDTM")},
+        trade_from_ms=start,
+        trade_to_ms=end,
+        decide=decide,
+    )
     result = bt.run()
     assert [p.entry_ts for p, _ in result.open_at_end] == [candles[3].ts]
     assert result.decisions_passed == 1

@@ -357,8 +357,8 @@ def test_apply_to_live_score_is_refused_by_the_engine_too() -> None:
 
 
 def test_a_backtest_never_computes_or_reads_microstructure(tmp_path: Path, data_dir: Path) -> None:
-    """Invariant 17: a backtest over real candles that trades runs without the module ever being imported, and
-    none of its decisions carries a micro record."""
+    """Invariant 17: a backtest over real candles that trades runs without the module ever being imported (its
+    decisions are made up front by the strategy core, which has no microstructure input at all)."""
     script = f"""
 import json, sys
 from engine.backtest.runner import Backtester
@@ -370,24 +370,15 @@ data = Path({str(data_dir)!r})
 specs = load_contract_specs(data / "contracts.json")
 bt = Backtester(default_strategy_config(), {{"SOLUSDTM": load_candles(data, "SOLUSDTM", "5min")}},
                 {{"SOLUSDTM": specs["SOLUSDTM"]}})
-seen = []
-pipe = bt.runs[0].pipeline
-decide = pipe.on_primary_candle
-def spy(*a, **k):
-    d = decide(*a, **k)
-    seen.append("micro" in d.extra or "micro" in d.summary())
-    return d
-pipe.on_primary_candle = spy
 result = bt.run()
-print(json.dumps({{"trades": len(result.trades), "decisions": len(seen), "with_micro": sum(seen),
+print(json.dumps({{"trades": len(result.trades),
                   "imported": sorted(m for m in sys.modules if "microstructure" in m)}}))
 """
     out = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True
     )
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["trades"] > 0 and got["decisions"] > 8000
-    assert got["with_micro"] == 0
+    assert got["trades"] > 0
     assert got["imported"] == []
 
 

@@ -34,12 +34,15 @@ from engine.backtest.runner import Backtester
 from engine.config.settings import Settings
 from engine.config.strategy import StrategyConfig
 from engine.events import PositionClosed, PositionOpened, StopMoved, event_from_dict
+from engine.marketdata.aggregate import CandleAggregator
 from engine.marketdata.candle_files import load_candles
 from engine.models import Candle, Side
 from engine.risk.contract import ContractSpec, load_contract_specs
 from engine.risk.formulas import initial_levels, round_to_tick
 from engine.risk.stops import StopManager
 from engine.runtime.app import RunOptions, Runtime
+from engine.scoring.pipeline import Decision, SymbolPipeline
+from engine.scoring.series import SeriesDecisions, decide_series
 from exchange.simulator.replay import intrabar_path
 
 STEP = 300_000
@@ -99,19 +102,24 @@ async def run_paper(data: Path, tmp: Path, symbol: str) -> tuple[list[dict[str, 
     return decisions, [event_from_dict(r) for r in rows if r["kind"] in kinds]
 
 
-class Recording:
-    """The backtest's pipeline, recording each decision it makes (the Backtester keeps only the trades)."""
+def recording(into: list[Decision]) -> Any:
+    """The backtest's ``decide``, also stepping the per-bar ``SymbolPipeline`` (what paper runs) over the same
+    candles: each bar's explained decision is recorded, and the backtest's up-front verdicts must equal it."""
 
-    def __init__(self, pipeline: Any, into: list[Any]) -> None:
-        self.pipeline, self.into = pipeline, into
+    def decide(cfg: StrategyConfig, symbol: str, bars: list[Candle]) -> SeriesDecisions:
+        series = decide_series(cfg, symbol, bars)
+        pipe = SymbolPipeline(cfg, symbol)
+        agg = CandleAggregator(cfg.timeframes.primary, cfg.timeframes.confirmation)
+        for i, c in enumerate(bars):
+            confirmation = agg.update(c)
+            if confirmation is not None:
+                pipe.on_confirmation_candle(confirmation)
+            d = pipe.on_primary_candle(c, drawdown_pct=0.0)
+            assert (bool(series.passed[i]), float(series.final_score[i])) == (d.passed, d.final_score), c
+            into.append(d)
+        return series
 
-    def on_confirmation_candle(self, candle: Candle) -> None:
-        self.pipeline.on_confirmation_candle(candle)
-
-    def on_primary_candle(self, candle: Candle, drawdown_pct: float) -> Any:
-        decision = self.pipeline.on_primary_candle(candle, drawdown_pct=drawdown_pct)
-        self.into.append(decision)
-        return decision
+    return decide
 
 
 def paper_trades(events: list[Any], bar: Any) -> list[PaperTrade]:
@@ -191,10 +199,8 @@ async def test_paper_trades_as_the_backtest(symbol: str, tmp_path: Path, data_di
 
     decisions, events = await run_paper(data, tmp_path, symbol)
     cfg = Settings(_env_file=None, symbols=[symbol]).strategy()  # type: ignore[call-arg]
-    bt_decisions: list[Any] = []
-    backtest = Backtester(cfg, {symbol: candles}, {symbol: spec})
-    for r in backtest.runs:
-        r.pipeline = Recording(r.pipeline, bt_decisions)  # type: ignore[assignment]
+    bt_decisions: list[Decision] = []
+    backtest = Backtester(cfg, {symbol: candles}, {symbol: spec}, decide=recording(bt_decisions))
     result = backtest.run()
     bt_trades: list[ClosedTrade | OpenPosition] = [*result.trades, *(p for p, _ in result.open_at_end)]
     assert len(bt_trades) >= 1
