@@ -16,10 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.config.strategy import StrategyConfig
-from engine.marketdata.aggregate import CandleAggregator
 from engine.models import Candle
-from engine.scoring.pipeline import SymbolPipeline
+from engine.scoring.pipeline import CandleOrderError
+from engine.scoring.score_kernel import N_DECISION, N_GATE_COLUMNS, N_GATES, score_params
 from engine.scoring.signals import Direction
+from engine.scoring.strategy_kernel import N_AGG, N_CARRY, run_series, strategy_params, timeframe_arrays
 
 
 class EntryIntent(Protocol):
@@ -74,18 +75,30 @@ def drawdown_allows(cfg: StrategyConfig, drawdown_pct: float) -> bool:
 
 def decide_series(cfg: StrategyConfig, symbol: str, candles: Sequence[Candle]) -> SeriesDecisions:
     """Every primary candle of ``candles`` (in time order) through a fresh strategy, with its confirmation
-    candles built as the runner and the live engine build them."""
+    candles built as the runner and the live engine build them: one compiled loop (``run_series``) over the same
+    per-bar functions ``SymbolPipeline`` calls."""
     n = len(candles)
     out = SeriesDecisions.empty(n)
-    pipe = SymbolPipeline(cfg, symbol)
-    agg = CandleAggregator(cfg.timeframes.primary, cfg.timeframes.confirmation)
-    for i, bar in enumerate(candles):
-        confirmation = agg.update(bar)
-        if confirmation is not None:
-            pipe.on_confirmation_candle(confirmation)
-        d = pipe.on_primary_candle(bar, drawdown_pct=0.0)
-        out.passed[i] = d.passed
-        out.final_score[i] = d.final_score
-        out.direction[i] = int(d.direction)
-        out.atr_pct[i] = np.nan if d.atr_pct is None else d.atr_pct
+    ts = np.fromiter((c.ts for c in candles), np.int64, n)
+    ohlcv = np.array([(c.open, c.high, c.low, c.close, c.volume) for c in candles], np.float64).reshape(n, 5)
+    sp_ip, sp_fp = score_params(cfg)
+    bad = run_series(
+        strategy_params(cfg),
+        sp_ip,
+        sp_fp,
+        *timeframe_arrays(cfg),
+        *timeframe_arrays(cfg),
+        np.zeros(N_CARRY),
+        np.zeros(N_AGG),
+        np.zeros(N_DECISION),
+        np.zeros((N_GATES, N_GATE_COLUMNS)),
+        ts,
+        ohlcv,
+        out.passed,
+        out.final_score,
+        out.direction,
+        out.atr_pct,
+    )
+    if bad >= 0:
+        raise CandleOrderError(f"{symbol}: candle {int(ts[bad])} is not after the one before it")
     return out
