@@ -48,7 +48,16 @@ class IndicatorSet:
     def update(self, candle: Candle) -> IndicatorSnapshot:
         """Apply one closed candle and return every indicator value after it."""
         row = self.row
+        # float(): a candle built with ints (tests) would otherwise compile another specialisation of the step
         indicator_step(
-            self.ip, self.fp, self.state, candle.open, candle.high, candle.low, candle.close, candle.volume, row
+            self.ip,
+            self.fp,
+            self.state,
+            float(candle.open),
+            float(candle.high),
+            float(candle.low),
+            float(candle.close),
+            float(candle.volume),
+            row,
         )
         return snapshot_from_row(candle, row)
