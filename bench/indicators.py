@@ -1,5 +1,8 @@
 """Per-candle cost of the whole indicator set: ENYGMA's incremental engine against talipp (incremental) and
-against recomputing TA-Lib and pandas-ta over a rolling 500-candle window, all in the same run.
+against recomputing TA-Lib and pandas-ta over a rolling 500-candle window, all in the same run. ENYGMA is measured
+three ways: ``IndicatorSet.update`` (the compiled step plus the ``IndicatorSnapshot`` object, as live uses it), the
+compiled step called from Python without building a snapshot, and the step called from a compiled loop over the
+candle arrays (as the backtest runs it).
 
     .venv/bin/python -m bench.indicators [--json FILE]
 """
@@ -11,9 +14,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from bench.common import best_of, emit, parse, timed
 from engine.indicators import IndicatorSet
+from engine.indicators.kernel import indicator_reset, indicator_step
+from engine.jit import kernel
 from engine.marketdata.candle_files import load_candles
 from engine.models import Candle
 
@@ -28,6 +34,42 @@ def all_steps(step: Callable[[int], None], ends: Iterable[int]) -> None:
 def ours(candles: list[Candle]) -> float:
     ind = IndicatorSet()
     return timed(lambda: [ind.update(c) for c in candles]) / len(candles)
+
+
+def kernel_step(candles: list[Candle]) -> float:
+    """The compiled step called once per candle from Python, writing its row only (no snapshot object)."""
+    ind = IndicatorSet()
+    ip, fp, state, row = ind.ip, ind.fp, ind.state, ind.row
+    ohlcv = [(c.open, c.high, c.low, c.close, c.volume) for c in candles]
+
+    def run() -> None:
+        for o, h, lo, c, v in ohlcv:
+            indicator_step(ip, fp, state, o, h, lo, c, v, row)
+
+    indicator_reset(ip, fp, state)
+    return timed(run) / len(candles)
+
+
+@kernel
+def _step_all(
+    ip: npt.NDArray[np.int64],
+    fp: npt.NDArray[np.float64],
+    state: npt.NDArray[np.float64],
+    ohlcv: npt.NDArray[np.float64],
+    row: npt.NDArray[np.float64],
+) -> None:
+    for i in range(ohlcv.shape[0]):
+        indicator_step(ip, fp, state, ohlcv[i, 0], ohlcv[i, 1], ohlcv[i, 2], ohlcv[i, 3], ohlcv[i, 4], row)
+
+
+def kernel_loop(candles: list[Candle]) -> float:
+    """The compiled step called from a compiled loop over the candle arrays (compiled before timing)."""
+    ind = IndicatorSet()
+    ip, fp, state, row = ind.ip, ind.fp, ind.state, ind.row
+    ohlcv = np.array([(c.open, c.high, c.low, c.close, c.volume) for c in candles], dtype=np.float64)
+    _step_all(ip, fp, state, ohlcv[:1], row)
+    indicator_reset(ip, fp, state)
+    return timed(lambda: _step_all(ip, fp, state, ohlcv, row)) / len(candles)
 
 
 def talipp_set(candles: list[Candle]) -> float:
@@ -140,12 +182,16 @@ def main() -> None:
     args = parse(__doc__ or "")
     candles = load_candles(args.data_dir, "ETHUSDTM", "5min")
     t_ours = best_of(5, lambda: ours(candles))
+    t_step = best_of(5, lambda: kernel_step(candles))
+    t_loop = best_of(5, lambda: kernel_loop(candles))
     t_talipp = best_of(2, lambda: talipp_set(candles))
     t_talib = best_of(2, lambda: talib_recompute(candles, 2000))
     t_pta = best_of(1, lambda: pandas_ta_recompute(candles, 100))
     us = 1e6
     rows = [
-        ("ENYGMA incremental", f"{t_ours * us:9.1f} µs/candle"),
+        ("ENYGMA incremental (IndicatorSet.update)", f"{t_ours * us:9.1f} µs/candle"),
+        ("ENYGMA kernel step from Python, no snapshot", f"{t_step * us:9.2f} µs/candle"),
+        ("ENYGMA kernel step in a compiled loop", f"{t_loop * us:9.3f} µs/candle"),
         ("talipp (incremental)", f"{t_talipp * us:9.1f} µs/candle"),
         ("TA-Lib recompute, 500 window", f"{t_talib * us:9.1f} µs/candle"),
         ("pandas-ta recompute, 500 window", f"{t_pta * us:9.1f} µs/candle"),
@@ -155,6 +201,8 @@ def main() -> None:
         "candles": len(candles),
         "us_per_candle": {
             "enygma": t_ours * us,
+            "enygma_kernel_step": t_step * us,
+            "enygma_kernel_loop": t_loop * us,
             "talipp": t_talipp * us,
             "talib_recompute_500": t_talib * us,
             "pandas_ta_recompute_500": t_pta * us,

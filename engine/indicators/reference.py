@@ -1,6 +1,6 @@
 """The readable reference: one object per indicator, composed exactly as the spec lists them.
 
-``IndicatorSet`` (indicator_set.py) runs the same arithmetic fused into one loop for speed; the tests feed the full
+``IndicatorSet`` runs the same arithmetic compiled (kernel.py) for speed; the tests feed the full
 real series through both and require every snapshot field to agree. Change an indicator here and there together."""
 
 from __future__ import annotations
