@@ -419,17 +419,14 @@ def neumaier_sum(values: npt.NDArray[np.float64], start: int, cap: int, first: i
 
 
 @kernel
-def _ring_push(state: npt.NDArray[np.float64], start: int, cap: int, len_at: int, pos_at: int, x: float) -> float:
-    """Append ``x`` to a bounded ring (a ``deque(maxlen=cap)``); returns the value it pushed out, or NaN."""
+def _ring_push(state: npt.NDArray[np.float64], start: int, cap: int, len_at: int, pos_at: int, x: float) -> None:
+    """Append ``x`` to a bounded ring at ``state[start:start + cap]`` (a ``deque(maxlen=cap)``); its length and
+    next slot are kept at ``len_at`` and ``pos_at``."""
     pos = int(state[pos_at])
-    out = np.nan
-    if state[len_at] == cap:
-        out = state[start + pos]
-    else:
+    if state[len_at] != cap:
         state[len_at] += 1.0
     state[start + pos] = x
     state[pos_at] = float((pos + 1) % cap)
-    return out
 
 
 @kernel
@@ -755,13 +752,15 @@ def _bollinger(
     cap = ip[IP_BB_LOOKBACK]
     below = 1.0 if close < mid else 0.0
     above = 1.0 if close > mid else 0.0
-    pos = int(state[x + BB_POS])
-    if state[x + BB_LEN] == cap:  # the oldest leaves both windows
-        state[x + BB_BELOW] -= state[ip[IP_OFF_BB_BELOW] + pos]
-        state[x + BB_ABOVE] -= state[ip[IP_OFF_BB_ABOVE] + pos]
-    _ring_push(state, ip[IP_OFF_BB_BELOW], cap, x + BB_LEN, x + BB_POS, below)
-    state[ip[IP_OFF_BB_ABOVE] + pos] = above
-    state[x + BB_BELOW] += below
+    below_at, above_at, pos = ip[IP_OFF_BB_BELOW], ip[IP_OFF_BB_ABOVE], int(state[x + BB_POS])
+    if state[x + BB_LEN] == cap:  # the oldest leaves both windows (two deque(maxlen=walkLookback))
+        state[x + BB_BELOW] -= state[below_at + pos]
+        state[x + BB_ABOVE] -= state[above_at + pos]
+    else:
+        state[x + BB_LEN] += 1.0
+    state[below_at + pos], state[above_at + pos] = below, above
+    state[x + BB_POS] = float((pos + 1) % cap)
+    state[x + BB_BELOW] += below  # the windows' sums: sum() of their booleans, an exact count
     state[x + BB_ABOVE] += above
     has_prev, pc, pu, pl, psq = (
         state[x + BB_HAS_PREV],
