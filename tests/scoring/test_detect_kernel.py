@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.config import StrategyConfig, default_strategy_config
 from engine.indicators import IndicatorParams, IndicatorSet, IndicatorSnapshot
@@ -21,6 +23,7 @@ from engine.scoring.detect_kernel import (
     detect_reset,
     detect_step,
     detector_params,
+    neumaier_sum,
     new_outputs,
     ready_names,
     signals_from_rows,
@@ -172,3 +175,20 @@ def test_trend_direction_python_kernel_and_reference_agree(
     assert trend_direction(close, e9, e50, e200) is want
     assert ref.trend_direction(close, e9, e50, e200) is want
     assert trend_direction_k(close, e9, e50, e200) == int(want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.floats(-1e17, 1e17), st.sampled_from([1e16, -1e16, 1.0, 0.1])), max_size=40),
+    first=st.integers(0, 39),
+)
+def test_the_ring_sum_is_pythons_sum(values: list[float], first: int) -> None:
+    """The OBV volume mean sums like Python 3.12's compensated ``sum()``, from the oldest value of the ring on,
+    so ``[1e16, 1.0, -1e16]`` gives 1.0 where a plain loop gives 0.0."""
+    cap = max(len(values), 1)
+    first %= cap
+    ring = np.zeros(cap + 3)
+    for i, v in enumerate(values):
+        ring[3 + (first + i) % cap] = v
+    assert neumaier_sum(ring, 3, cap, first, len(values)).hex() == float(sum(values)).hex()  # bit for bit
+    assert neumaier_sum(np.array([1e16, 1.0, -1e16]), 0, 3, 0, 3) == 1.0
