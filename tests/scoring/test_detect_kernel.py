@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,10 +16,11 @@ from hypothesis import strategies as st
 from engine.config import StrategyConfig, default_strategy_config
 from engine.indicators import IndicatorParams, IndicatorSet, IndicatorSnapshot
 from engine.indicators.layout import N_SNAP
+from engine.jit import kernel
 from engine.marketdata.aggregate import CandleAggregator
 from engine.marketdata.candle_files import load_candles
 from engine.models import Candle
-from engine.scoring.codes import INDICATORS, MAX_SIGNALS
+from engine.scoring.codes import INDICATORS, MAX_SIGNALS, SIG_COLUMNS
 from engine.scoring.detect_kernel import (
     detect_reset,
     detect_step,
@@ -192,3 +194,45 @@ def test_the_ring_sum_is_pythons_sum(values: list[float], first: int) -> None:
         ring[3 + (first + i) % cap] = v
     assert neumaier_sum(ring, 3, cap, first, len(values)).hex() == float(sum(values)).hex()  # bit for bit
     assert neumaier_sum(np.array([1e16, 1.0, -1e16]), 0, 3, 0, 3) == 1.0
+
+
+@kernel
+def _detect_all(
+    ip: npt.NDArray[np.int64],
+    fp: npt.NDArray[np.float64],
+    state: npt.NDArray[np.float64],
+    rows: npt.NDArray[np.float64],
+    sig_all: npt.NDArray[np.int64],
+    nsig: npt.NDArray[np.int64],
+    ready_all: npt.NDArray[np.int64],
+) -> None:
+    """The backtest's shape: ``detect_step`` called from a compiled loop over the history."""
+    sig = np.zeros((MAX_SIGNALS, SIG_COLUMNS), dtype=np.int64)
+    for bar in range(rows.shape[0]):
+        n = detect_step(ip, fp, state, rows[bar], sig, ready_all[bar])
+        nsig[bar] = n
+        sig_all[bar, :n] = sig[:n]
+
+
+def test_a_compiled_loop_calling_the_step_says_what_per_bar_calls_say(data_dir: Path) -> None:
+    cfg = CONFIGS["rsi"]
+    indicators = IndicatorSet(IndicatorParams.from_config(cfg))
+    candles = load_candles(data_dir, "XRPUSDTM", "5min")
+    rows = np.empty((len(candles), N_SNAP))
+    for bar, candle in enumerate(candles):
+        row_from_snapshot(indicators.update(candle), rows[bar])
+    ip, fp, state_len = detector_params(cfg)
+    state = np.empty(state_len)
+    detect_reset(ip, fp, state)
+    sig_all = np.zeros((len(candles), MAX_SIGNALS, SIG_COLUMNS), dtype=np.int64)
+    nsig = np.zeros(len(candles), dtype=np.int64)
+    ready_all = np.zeros((len(candles), len(INDICATORS)), dtype=np.int64)
+    _detect_all(ip, fp, state, rows, sig_all, nsig, ready_all)
+    again = np.empty(state_len)
+    detect_reset(ip, fp, again)
+    sig, ready_mask = new_outputs()
+    for bar in range(len(candles)):
+        n = detect_step(ip, fp, again, rows[bar], sig, ready_mask)
+        assert n == nsig[bar] and (sig[:n] == sig_all[bar, :n]).all() and (ready_mask == ready_all[bar]).all()
+    assert (state == again).all()
+    assert nsig.sum() > 5 * len(candles)  # about seven signals a bar once warm
