@@ -56,9 +56,9 @@ def row_from_snapshot(snap: IndicatorSnapshot, row: npt.NDArray[np.float64]) -> 
 class TimeframeState:
     """Indicators and detectors of one timeframe, plus the closes the chop penalty needs.
 
-    The detectors are the compiled ``detect_step``; its raw outputs stay readable for the compiled core
-    (``sig``/``nsig``, ``ready_mask``, and ``det_ip``/``det_fp``/``det_state``), decoded into ``signals`` and
-    ``ready`` for the Python scoring."""
+    The detectors are the compiled ``detect_step``; its input ``row`` and raw outputs stay readable for the
+    compiled core (``sig``/``nsig``, ``ready_mask``, and ``det_ip``/``det_fp``/``det_state``), decoded into
+    ``signals`` and ``ready`` for the Python scoring."""
 
     def __init__(self, cfg: StrategyConfig, required: str, timeframe: str) -> None:
         self.cfg = cfg
@@ -79,9 +79,9 @@ class TimeframeState:
         self.snapshot: IndicatorSnapshot | None = None
         self.signals: list[Signal] = []
         self.ready: tuple[str, ...] = ()
-        # Every snapshot field is defined from a fixed bar count on and stays defined (IndicatorSet warms up once;
-        # a gap resets it and the detectors), so a detector once ready stays ready: once all are,
-        # ``not_ready_reason`` lists none. tests/scoring/test_per_bar_shortcuts.py holds the snapshot fields to that.
+        # Every enabled detector ready on the last bar (from the kernel's mask, every bar): ``not_ready_reason``
+        # then lists none without a scan. Once true it stays true until a gap (the snapshot fields, once defined,
+        # stay defined: tests/scoring/test_per_bar_shortcuts.py).
         self._all_ready = False
 
     def update(self, candle: Candle) -> int:
