@@ -11,12 +11,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from engine.config.strategy import StrategyConfig
 from engine.gates.entry import GateInputs, LazyGates, MicroInputs, not_ready
 from engine.gates.result import GateResult, failing_reasons
 from engine.indicators import IndicatorParams, IndicatorSet, IndicatorSnapshot
+from engine.indicators.layout import N_SNAP, S_CLOSE, S_HIGH, S_LOW, S_OPEN, S_RSI, S_VOLUME
 from engine.models import Candle, timeframe_ms
-from engine.scoring.detectors import DETECTORS, Detector, trend_direction
+from engine.scoring.codes import INDICATORS
+from engine.scoring.detect_kernel import (
+    detect_reset,
+    detect_step,
+    detector_params,
+    new_outputs,
+    ready_names,
+    signals_from_rows,
+    trend_direction,
+)
 from engine.scoring.mtf import Combined, Penalties, combine, final_confidence, penalties
 from engine.scoring.signals import Direction, Signal
 from engine.scoring.timeframe import TimeframeResult, classify, score_timeframe, tables
@@ -28,8 +41,24 @@ class CandleOrderError(ValueError):
     """A candle at or before the last one applied: refused, never applied twice."""
 
 
+_NAN = float("nan")
+
+
+def row_from_snapshot(snap: IndicatorSnapshot, row: npt.NDArray[np.float64]) -> None:
+    """Write ``snap`` into ``row`` (layout engine/indicators/layout.py: None → NaN, squeeze_on → 1.0 / 0.0).
+
+    A bridge until the indicators are compiled too and produce the row themselves."""
+    c = snap.candle
+    row[S_OPEN], row[S_HIGH], row[S_LOW], row[S_CLOSE], row[S_VOLUME] = c.open, c.high, c.low, c.close, c.volume
+    row[S_RSI:] = [_NAN if v is None else v for v in snap[1:]]
+
+
 class TimeframeState:
-    """Indicators and detectors of one timeframe, plus the closes the chop penalty needs."""
+    """Indicators and detectors of one timeframe, plus the closes the chop penalty needs.
+
+    The detectors are the compiled ``detect_step``; its input ``row`` and raw outputs stay readable for the
+    compiled core (``sig``/``nsig``, ``ready_mask``, and ``det_ip``/``det_fp``/``det_state``), decoded into
+    ``signals`` and ``ready`` for the Python scoring."""
 
     def __init__(self, cfg: StrategyConfig, required: str, timeframe: str) -> None:
         self.cfg = cfg
@@ -38,16 +67,21 @@ class TimeframeState:
         self.last_ts: int | None = None
         self.gaps = 0
         self.indicators = IndicatorSet(IndicatorParams.from_config(cfg))
-        self.detectors: list[Detector] = [d(cfg) for d in DETECTORS if cfg.indicators.get(d.name).enabled]
+        self.det_ip, self.det_fp, state_len = detector_params(cfg)
+        self.det_state = np.zeros(state_len, dtype=np.float64)
+        detect_reset(self.det_ip, self.det_fp, self.det_state)
+        self.detector_names = tuple(n for n in INDICATORS if cfg.indicators.get(n).enabled)
+        self.row = np.full(N_SNAP, np.nan, dtype=np.float64)
+        self.sig, self.ready_mask = new_outputs()
+        self.nsig = 0
         self.required = tuple(n.strip() for n in required.split(",") if n.strip())
         self.closes: deque[float] = deque(maxlen=cfg.confidence.penalties.chop_net_move_bars + 1)
         self.snapshot: IndicatorSnapshot | None = None
         self.signals: list[Signal] = []
         self.ready: tuple[str, ...] = ()
-        # Every snapshot field is defined from a fixed bar count on and stays defined (IndicatorSet warms up once;
-        # a gap resets it and the detectors), so a detector once ready stays ready: after the bar on which all
-        # are, ``update`` skips the per-detector checks (10 attrgetter calls a bar).
-        # tests/scoring/test_per_bar_shortcuts.py holds the snapshot fields to that.
+        # Every enabled detector ready on the last bar (from the kernel's mask, every bar): ``not_ready_reason``
+        # then lists none without a scan. Once true it stays true until a gap (the snapshot fields, once defined,
+        # stay defined: tests/scoring/test_per_bar_shortcuts.py).
         self._all_ready = False
 
     def update(self, candle: Candle) -> int:
@@ -69,23 +103,12 @@ class TimeframeState:
         snap = self.indicators.update(candle)
         self.snapshot = snap
         self.closes.append(candle.close)
-        signals: list[Signal] = []
-        if self._all_ready:  # readiness never goes back (see __init__): no per-detector check
-            for det in self.detectors:
-                found = det.update(snap)
-                if found:
-                    signals.extend(found)
-            self.signals = signals
-            return missing
-        ready: list[str] = []
-        for det in self.detectors:
-            found = det.update(snap)
-            if det.ready(snap):
-                ready.append(det.name)
-                if found:
-                    signals.extend(found)
-        self.signals, self.ready = signals, tuple(ready)
-        self._all_ready = len(ready) == len(self.detectors)
+        row = self.row
+        row_from_snapshot(snap, row)
+        self.nsig = n = detect_step(self.det_ip, self.det_fp, self.det_state, row, self.sig, self.ready_mask)
+        self.signals = signals_from_rows(self.sig, n)
+        self.ready = ready_names(self.ready_mask)
+        self._all_ready = len(self.ready) == len(self.detector_names)
         return missing
 
     def not_ready_reason(self) -> str | None:
@@ -93,7 +116,7 @@ class TimeframeState:
         bars = self.indicators.bars
         if bars < self.cfg.timeframes.min_candles:
             return f"{bars} of {self.cfg.timeframes.min_candles} candles"
-        missing = [] if self._all_ready else [d.name for d in self.detectors if d.name not in self.ready]
+        missing = [] if self._all_ready else [n for n in self.detector_names if n not in self.ready]
         if self.cfg.gates.require_ao_when_enabled:
             missing += [n for n in self.required if n not in self.ready and n not in missing]
         return f"indicators not ready: {', '.join(missing)}" if missing else None
@@ -107,7 +130,8 @@ class TimeframeState:
     def reset(self) -> None:
         """Forget every indicator and detector (the candle clock and gap count stay)."""
         self.indicators.reset()
-        self.detectors = [type(d)(self.cfg) for d in self.detectors]
+        detect_reset(self.det_ip, self.det_fp, self.det_state)
+        self.nsig = 0
         self.closes.clear()
         self.snapshot, self.signals, self.ready = None, [], ()
         self._all_ready = False

@@ -64,7 +64,7 @@ def swing_highs(values: list[float]) -> list[int]:
 def regular_divergence(osc: list[float], price: list[float]) -> Direction:
     """§4.1 over the given window (the caller passes the last ``windowBars`` values): bullish first, then bearish.
 
-    The readable definition: the engine runs ``detectors.DivergenceTracker`` (O(1) per bar), which a property
+    The readable definition: the engine runs ``detect_kernel.div_update`` (O(1) per bar), which a property
     test holds to this, bar for bar."""
     pl, ol = swing_lows(price), swing_lows(osc)
     if len(pl) >= 2 and len(ol) >= 2:
@@ -74,6 +74,30 @@ def regular_divergence(osc: list[float], price: list[float]) -> Direction:
     if len(ph) >= 2 and len(oh) >= 2:
         if price[ph[-1]] > price[ph[-2]] and osc[oh[-1]] < osc[oh[-2]]:
             return Direction.BEARISH
+    return Direction.NEUTRAL
+
+
+def twin_peaks(values: list[float]) -> Direction:
+    """§4.2 AO twin peaks over the window: two troughs below zero rising with a peak between (bullish), or mirror.
+
+    The readable definition: the engine runs ``detect_kernel.twin_update`` (O(1) per bar), which a property test
+    holds to this, bar for bar."""
+    n = len(values)
+    if n < 3:
+        return Direction.NEUTRAL
+    peaks = [i for i in range(1, n - 1) if values[i] > values[i - 1] and values[i] > values[i + 1]]
+    troughs = [i for i in range(1, n - 1) if values[i] < values[i - 1] and values[i] < values[i + 1]]
+    cur = values[-1]
+    if len(troughs) >= 2:
+        t1, t2 = troughs[-2], troughs[-1]
+        if values[t1] < 0 and values[t2] < 0 and values[t2] > values[t1] and any(t1 < p < t2 for p in peaks):
+            if cur > values[t2]:
+                return Direction.BULLISH
+    if len(peaks) >= 2:
+        p1, p2 = peaks[-2], peaks[-1]
+        if values[p1] > 0 and values[p2] > 0 and values[p2] < values[p1] and any(p1 < t < p2 for t in troughs):
+            if cur < values[p2]:
+                return Direction.BEARISH
     return Direction.NEUTRAL
 
 

@@ -8,11 +8,9 @@ from hypothesis import strategies as st
 from engine.config import default_strategy_config
 from engine.gates.entry import GateInputs, MicroInputs, avoid_entry, evaluate_gates, threshold
 from engine.gates.result import failing_reasons
-from engine.indicators.snapshot import IndicatorSnapshot
-from engine.models import Candle
-from engine.scoring.detectors import AoDetector, KdjDetector, ObvDetector, WilliamsRDetector, twin_peaks
-from engine.scoring.signals import Direction, regular_divergence
+from engine.scoring.signals import Direction, regular_divergence, twin_peaks
 from engine.scoring.timeframe import classify, round_half_up
+from tests.scoring.detector_rig import DetectorRig
 
 CFG = default_strategy_config()
 CANON = CFG.with_strict(False)
@@ -99,25 +97,22 @@ def test_avoid_entry_filter_live_only_reasons() -> None:
     assert "avoid_entry" in _fails(CFG, micro=MicroInputs(spread_pct=0.05))
 
 
-def _snap(close: float = 100.0, **kw: float) -> IndicatorSnapshot:
-    return IndicatorSnapshot(candle=Candle(0, close, close, close, close, 1.0), **kw)  # type: ignore[arg-type]
-
-
 def test_williams_cross_after_four_bars_in_zone_is_very_strong() -> None:
-    det = WilliamsRDetector(CFG)
-    kinds = [det.update(_snap(williams_r=r)) for r in (-85, -86, -88, -84, -70)]
+    det = DetectorRig(CFG, "williams_r")
+    kinds = [det.step(williams_r=r) for r in (-85, -86, -88, -84, -70)]
     cross = [s for s in kinds[-1] if s.kind == "levelCross"]
     assert cross and cross[0].direction is BULL and cross[0].strength == "veryStrong"
     assert [s.strength for s in kinds[2] if s.kind == "zone"] == ["strong"]  # third bar in zone
-    det2 = WilliamsRDetector(CFG)
-    out = [det2.update(_snap(williams_r=r)) for r in (-85, -86, -70)]
+    det2 = DetectorRig(CFG, "williams_r")
+    out = [det2.step(williams_r=r) for r in (-85, -86, -70)]
     assert [s.strength for s in out[-1] if s.kind == "levelCross"] == ["strong"]
+    assert det2.ready == ("williams_r",)
 
 
 def test_kdj_cross_with_j_run_is_very_strong() -> None:
-    det = KdjDetector(CFG)
+    det = DetectorRig(CFG, "kdj")
     seq = [(20, 25, -5), (18, 24, -6), (17, 22, -4), (23, 21, 27)]
-    out = [det.update(_snap(kdj_k=k, kdj_d=d, kdj_j=j)) for k, d, j in seq]
+    out = [det.step(kdj_k=k, kdj_d=d, kdj_j=j) for k, d, j in seq]
     assert [s.kind for s in out[0]] == ["jExtreme"]
     cross = [s for s in out[-1] if s.kind == "kdCross"]
     assert cross[0].direction is BULL and cross[0].strength == "strong"  # J back above 0 ends the run
@@ -132,35 +127,52 @@ def test_regular_divergence_bullish_and_bearish() -> None:
 
 
 def test_ao_saucer_zero_cross_and_twin_peaks() -> None:
-    det = AoDetector(CFG)
-    out = [det.update(_snap(ao=a, ac=0.1)) for a in (-1.0, 3.0, 2.0, 1.0, 1.5)]
+    det = DetectorRig(CFG, "ao")
+    out = [det.step(ao=a, ac=0.1) for a in (-1.0, 3.0, 2.0, 1.0, 1.5)]
     assert [s.kind for s in out[1]] == ["zeroCross"] and out[1][0].strength == "veryStrong"
     assert any(s.kind == "saucer" and s.direction is BULL for s in out[-1])
     assert twin_peaks([-1, -3, -1, -0.5, -2, -1, -0.5]) is BULL
     assert twin_peaks([1, 3, 1, 0.5, 2, 1, 0.5]) is BEAR
 
 
-def _obv_bar(det: ObvDetector, obv: float, volume: float = 1.0) -> list[str]:
-    snap = IndicatorSnapshot(candle=Candle(0, 100.0, 100.0, 100.0, 100.0, volume), obv=obv, obv_z=0.0)  # type: ignore[call-arg]
-    return [f"{s.direction.label} {s.strength}" for s in det.update(snap) if s.kind == "breakout"]
+def test_a_detector_not_ready_updates_but_says_nothing() -> None:
+    """AO without AC: the detector keeps its history (TimeframeState's semantics) but is not ready, so its
+    zero cross is dropped; once AC is defined the saucer it has been tracking shows."""
+    det = DetectorRig(CFG, "ao")
+    assert [det.step(ao=a) for a in (-1.0, 3.0, 2.0, 1.0)] == [[], [], [], []]
+    assert det.ready == ()
+    assert [(s.kind, s.direction) for s in det.step(ao=1.5, ac=0.1)] == [("saucer", BULL)]
+    assert det.ready == ("ao",)
+
+
+def _obv_bar(det: DetectorRig, obv: float, volume: float = 1.0) -> list[str]:
+    return [
+        f"{s.direction.label} {s.strength}"
+        for s in det.step(volume=volume, obv=obv, obv_slope=0.0, obv_z=0.0)
+        if s.kind == "breakout"
+    ]
+
+
+def _obv() -> DetectorRig:
+    return DetectorRig(CFG, "obv")
 
 
 def test_obv_breakout_beyond_the_previous_19_and_its_volume_spike() -> None:
     """breakoutWindow 20: the OBV against the 19 before it; veryStrong when one of the last 5 volumes exceeds
     1.5 × the mean of the 20 (this bar's included)."""
-    det = ObvDetector(CFG)
+    det = _obv()
     assert [_obv_bar(det, 100.0 + i) for i in range(19)] == [[]] * 19  # no full window before the 20th bar
     assert _obv_bar(det, 150.0) == ["bullish strong"]  # all volumes 1.0: no spike
     assert _obv_bar(det, 140.0) == []  # inside [101, 150]
-    spiky = ObvDetector(CFG)
+    spiky = _obv()
     for i in range(19):
         _obv_bar(spiky, 100.0 + i)
     # mean (19 + 2.2) / 20 = 1.06, limit 1.59: 2.2 is a spike; 1.5 is not (limit 1.5 × 1.025 = 1.5375)
     assert _obv_bar(spiky, 50.0, volume=2.2) == ["bearish veryStrong"]
-    calm = ObvDetector(CFG)
+    calm = _obv()
     for i in range(19):
         _obv_bar(calm, 100.0 + i)
     assert _obv_bar(calm, 50.0, volume=1.5) == ["bearish strong"]
-    old = ObvDetector(CFG)  # a high 20 bars back has left the window
+    old = _obv()  # a high 20 bars back has left the window
     seq = [1000.0, *(100.0 + i for i in range(18)), 150.0, 160.0]
     assert [_obv_bar(old, v) for v in seq][-2:] == [[], ["bullish strong"]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine.config import StrategyConfig, default_strategy_config
@@ -13,14 +14,18 @@ from engine.gates import entry
 from engine.gates.entry import GateInputs, LazyGates, evaluate_gates
 from engine.gates.result import GateResult
 from engine.indicators import IndicatorParams, IndicatorSet
+from engine.indicators.layout import N_SNAP
 from engine.marketdata.aggregate import CandleAggregator
 from engine.marketdata.candle_files import load_candles
-from engine.scoring import detectors
-from engine.scoring.detectors import DETECTORS, Detector
+from engine.models import Candle
+from engine.scoring.codes import INDICATORS
+from engine.scoring.detect_kernel import detect_step, ready_names
 from engine.scoring.mtf import Alignment
-from engine.scoring.pipeline import SymbolPipeline, TimeframeState
+from engine.scoring.pipeline import SymbolPipeline, TimeframeState, row_from_snapshot
 from engine.scoring.signals import Direction
 from engine.scoring.timeframe import base_confidence
+from tests.scoring import reference_detectors as ref
+from tests.scoring.detector_rig import DetectorRig
 
 CFG = default_strategy_config()
 RSI_ON = CFG.model_copy(
@@ -33,28 +38,31 @@ SERIES = [(s, tf) for s in ("ETHUSDTM", "XBTUSDTM", "SOLUSDTM", "XRPUSDTM") for 
 
 @pytest.mark.parametrize(("symbol", "timeframe"), SERIES)
 def test_a_ready_detector_stays_ready(data_dir: Path, symbol: str, timeframe: str) -> None:
-    """What TimeframeState's shortcut rests on: every detector's snapshot fields, once defined, stay defined."""
+    """What TimeframeState's ``_all_ready`` rests on: every detector's snapshot fields, once defined, stay defined."""
     indicators = IndicatorSet(IndicatorParams.from_config(RSI_ON))
-    dets = [d(RSI_ON) for d in DETECTORS]
+    rig = DetectorRig(RSI_ON)
+    row = np.empty(N_SNAP)
     first_ready: dict[str, int] = {}
     for bar, candle in enumerate(load_candles(data_dir, symbol, timeframe)):
-        snap = indicators.update(candle)
-        for det in dets:
-            if det.ready(snap):
-                first_ready.setdefault(det.name, bar)
+        row_from_snapshot(indicators.update(candle), row)
+        detect_step(rig.ip, rig.fp, rig.state, row, rig.sig, rig.ready_mask)
+        ready = ready_names(rig.ready_mask)
+        for name in INDICATORS:
+            if name in ready:
+                first_ready.setdefault(name, bar)
             else:
-                assert det.name not in first_ready, f"{det.name} was ready at bar {first_ready[det.name]}, not at {bar}"
-    assert set(first_ready) == {d.name for d in DETECTORS}
+                assert name not in first_ready, f"{name} was ready at bar {first_ready[name]}, not at {bar}"
+    assert set(first_ready) == set(INDICATORS)
     assert max(first_ready.values()) == 199  # EMA200: the last to be ready, on the 200th candle
 
 
-def _reference(cfg: StrategyConfig, candles: list[object]) -> list[tuple[list[object], tuple[str, ...]]]:
-    """Signals and readiness with every detector asked on every bar (the loop before the shortcut)."""
+def _reference(cfg: StrategyConfig, candles: list[Candle]) -> list[tuple[list[object], tuple[str, ...]]]:
+    """Signals and readiness of the Python reference detectors, every detector asked on every bar."""
     indicators = IndicatorSet(IndicatorParams.from_config(cfg))
-    dets = [d(cfg) for d in DETECTORS if cfg.indicators.get(d.name).enabled]
+    dets = [d(cfg) for d in ref.DETECTORS if cfg.indicators.get(d.name).enabled]
     out = []
     for candle in candles:
-        snap = indicators.update(candle)  # type: ignore[arg-type]
+        snap = indicators.update(candle)
         signals: list[object] = []
         ready = []
         for det in dets:
@@ -67,28 +75,24 @@ def _reference(cfg: StrategyConfig, candles: list[object]) -> list[tuple[list[ob
 
 
 @pytest.mark.parametrize("cfg", [CFG, RSI_ON], ids=["default", "rsi"])
-def test_after_warm_up_no_detector_is_asked_and_nothing_changes(
-    data_dir: Path, cfg: StrategyConfig, monkeypatch: pytest.MonkeyPatch
+def test_a_gap_starts_the_detectors_over_and_after_warm_up_nothing_is_missing(
+    data_dir: Path, cfg: StrategyConfig
 ) -> None:
+    """TimeframeState on the kernel through a gap: every bar says what the reference says with the detectors
+    rebuilt at the gap; ``not_ready_reason`` lists detectors only during the two warm-ups."""
     candles = load_candles(data_dir, "SOLUSDTM", "5min")
     candles = candles[:1500] + candles[1503:3000]  # a gap at 1500: a new warm-up, readiness asked again
     want = _reference(cfg, candles[:1500]) + _reference(cfg, candles[1500:])  # the state starts over at the gap
-    asked: list[int] = []
-    real = Detector.ready
-
-    def counted(self: Detector, snap: object) -> bool:
-        asked.append(bar)
-        return real(self, snap)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(detectors.Detector, "ready", counted)
     st = TimeframeState(cfg, cfg.timeframes.primary_required_indicators, "5min")
+    warming: list[int] = []
     for bar, candle in enumerate(candles):
-        st.update(candle)
+        assert st.update(candle) == (3 if bar == 1500 else 0)  # three candles left out
         assert (st.signals, st.ready) == want[bar]
-    # Asked on the 200 warm-up bars only (each detector each bar), then again for the 200 after the gap.
-    per_bar = len(st.detectors)
-    assert sorted(set(asked)) == [*range(200), *range(1500, 1700)]
-    assert len(asked) == 400 * per_bar
+        assert st.nsig == len(st.signals)
+        if not st._all_ready:
+            warming.append(bar)
+    assert warming == [*range(199), *range(1500, 1699)]
+    assert st.gaps == 1 and st.not_ready_reason() is None
 
 
 def test_a_decision_builds_its_gates_only_as_far_as_it_is_read(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

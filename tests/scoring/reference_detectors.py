@@ -1,4 +1,7 @@
-"""Per-indicator signal detectors (spec §4.2). Each keeps only the bounded history its rules need."""
+"""The readable reference of the signal detectors (spec §4.2): the Python classes the engine ran before
+``engine.scoring.detect_kernel`` compiled them. Each keeps only the bounded history its rules need.
+
+tests/scoring/test_detect_kernel.py holds the kernel to these, bar for bar, over the real candles."""
 
 from __future__ import annotations
 
@@ -356,30 +359,6 @@ class AoDetector(Detector):
             out.append(self.signal("twinPeaks", twin, "veryStrong"))
         self.divergence(ao, snap.candle.close, out)
         return out
-
-
-def twin_peaks(values: list[float]) -> Direction:
-    """§4.2 AO twin peaks over the window: two troughs below zero rising with a peak between (bullish), or mirror.
-
-    The readable definition: AoDetector runs ``TwinPeaksTracker`` (O(1) per bar), which a property test holds to
-    this, bar for bar."""
-    n = len(values)
-    if n < 3:
-        return Direction.NEUTRAL
-    peaks = [i for i in range(1, n - 1) if values[i] > values[i - 1] and values[i] > values[i + 1]]
-    troughs = [i for i in range(1, n - 1) if values[i] < values[i - 1] and values[i] < values[i + 1]]
-    cur = values[-1]
-    if len(troughs) >= 2:
-        t1, t2 = troughs[-2], troughs[-1]
-        if values[t1] < 0 and values[t2] < 0 and values[t2] > values[t1] and any(t1 < p < t2 for p in peaks):
-            if cur > values[t2]:
-                return Direction.BULLISH
-    if len(peaks) >= 2:
-        p1, p2 = peaks[-2], peaks[-1]
-        if values[p1] > 0 and values[p2] > 0 and values[p2] < values[p1] and any(p1 < t < p2 for t in troughs):
-            if cur < values[p2]:
-                return Direction.BEARISH
-    return Direction.NEUTRAL
 
 
 class EmaTrendDetector(Detector):
