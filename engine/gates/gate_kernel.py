@@ -84,13 +84,13 @@ def new_gates_out() -> npt.NDArray[np.float64]:
 @kernel
 def threshold_k(ip: npt.NDArray[np.int64], fp: npt.NDArray[np.float64], atr_pct: float) -> float:
     """§9.2: T = base threshold + volatility boost; ``atr_pct`` NaN = unknown (no boost)."""
-    base = fp[FP_G_MIN_SCORE]
+    base: float = fp[FP_G_MIN_SCORE]
     if ip[IP_VOL_BOOST] == 0 or math.isnan(atr_pct):
         return base
     if atr_pct >= fp[FP_BOOST_HIGH_ATR]:
-        return base + fp[FP_BOOST_HIGH]
+        return base + float(fp[FP_BOOST_HIGH])
     if atr_pct >= fp[FP_BOOST_MEDIUM_ATR]:
-        return base + fp[FP_BOOST_MEDIUM]
+        return base + float(fp[FP_BOOST_MEDIUM])
     return base
 
 

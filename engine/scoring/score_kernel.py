@@ -446,7 +446,8 @@ def score_tf(
 
 @kernel
 def _max_agreeing(tf: npt.NDArray[np.float64]) -> float:
-    b, s = tf[TF_BULL_IND], tf[TF_BEAR_IND]
+    b: float = tf[TF_BULL_IND]
+    s: float = tf[TF_BEAR_IND]
     return b if b >= s else s
 
 

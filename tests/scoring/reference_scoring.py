@@ -424,16 +424,32 @@ def decide(
     prev: float,
 ) -> RefDecision:
     """The decision part of ``SymbolPipeline.on_primary_candle`` as it was, with the rsi_alone re-decision."""
-    args = (cfg, close, snap)
-    rest = (net_move, confirmation, drawdown_pct, micro, prev)
-    decision = _decide(*args, signals, ready, *rest)
+    decision = _decide(cfg, close, snap, signals, ready, net_move, confirmation, drawdown_pct, micro, prev)
     if "rsi" in ready and decision.passed:
         # §9.3 gate 11: an entry must also pass with standalone RSI removed.
         without = _decide(
-            *args,
+            cfg,
+            close,
+            snap,
             [s for s in signals if s.indicator != "rsi"],
             tuple(n for n in ready if n != "rsi"),
-            *rest,
+            net_move,
+            confirmation,
+            drawdown_pct,
+            micro,
+            prev,
         )
-        decision = _decide(*args, signals, ready, *rest, rsi_alone=not without.passed)
+        decision = _decide(
+            cfg,
+            close,
+            snap,
+            signals,
+            ready,
+            net_move,
+            confirmation,
+            drawdown_pct,
+            micro,
+            prev,
+            rsi_alone=not without.passed,
+        )
     return decision
