@@ -1,15 +1,23 @@
-"""Spec §9.1–§9.3: the signal gates. Every gate is evaluated and every failing reason collected."""
+"""Spec §9.1–§9.3: the signal gates. Every gate is evaluated and every failing reason collected.
+
+The gates run in the compiled kernel (engine/gates/gate_kernel.py); avoid_entry (live only, words) stays here.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, overload
 
+import numpy as np
+import numpy.typing as npt
+
 from engine.config.strategy import StrategyConfig
+from engine.gates.gate_kernel import GATES, eval_gates, gates_passed, new_gates_out, threshold_k
 from engine.gates.result import GateResult
+from engine.scoring.params import score_params
 from engine.scoring.signals import Direction
-from engine.scoring.timeframe import tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +51,8 @@ class GateInputs(NamedTuple):
 
 def threshold(cfg: StrategyConfig, atr_pct: float | None) -> float:
     """§9.2: T = base threshold + volatility boost (+5 at ATR% ≥ 4, +10 at ≥ 6)."""
-    base = tables(cfg).gates.min_score
-    if not cfg.gates.volatility_threshold_boost or atr_pct is None:
-        return base
-    v = cfg.volatility
-    if atr_pct >= float(v.threshold_boost_high_atr_pct):
-        return base + float(v.threshold_boost_high)
-    if atr_pct >= float(v.threshold_boost_medium_atr_pct):
-        return base + float(v.threshold_boost_medium)
-    return base
+    ip, fp = score_params(cfg)
+    return float(threshold_k(ip, fp, math.nan if atr_pct is None else atr_pct))
 
 
 def not_ready(detail: str) -> list[GateResult]:
@@ -59,78 +60,155 @@ def not_ready(detail: str) -> list[GateResult]:
     return [GateResult("data_not_ready", False, detail=detail)]
 
 
+def _tri(flag: bool | None) -> int:
+    return -1 if flag is None else int(flag)
+
+
+def kernel_gates(cfg: StrategyConfig, g: GateInputs) -> tuple[npt.NDArray[np.float64], int]:
+    """The gate rows ``eval_gates`` writes for ``g`` and how many (avoid_entry, Python-only, is not among them)."""
+    ip, fp = score_params(cfg)
+    rows = new_gates_out()
+    n = eval_gates(
+        ip,
+        fp,
+        float(g.final_score),
+        float(g.prev_score),
+        math.nan if g.atr_pct is None else float(g.atr_pct),
+        float(g.confidence),
+        int(g.agreeing),
+        int(g.total_indicators),
+        int(g.trend),
+        float(g.drawdown_pct),
+        _tri(g.mtf_passed),
+        int(g.has_trigger),
+        int(g.divergence_count),
+        _tri(g.rsi_alone),
+        rows,
+    )
+    return rows, int(n)
+
+
+_TRIGGER_DETAIL = "divergence, golden/death cross, squeeze or crossover"
+_RSI_ALONE_DETAIL = "gates would fail without standalone RSI"
+
+
+def gates_from_rows(
+    rows: npt.NDArray[np.float64],
+    n: int,
+    *,
+    final_score: float,
+    mtf_alignment: str | None = None,
+    mtf_gap: float | None = None,
+) -> list[GateResult]:
+    """The ``GateResult`` list of the first ``n`` gate rows (engine/gates/gate_kernel.py), with the values,
+    thresholds and explanations the Python gates gave: ``final_score`` words threshold_cross, ``mtf_alignment`` and
+    ``mtf_gap`` word mtf_alignment."""
+    out: list[GateResult] = []
+    for code_f, _present, passed_f, value, thr in rows[:n].tolist():
+        code = GATES[int(code_f)]
+        passed = passed_f != 0.0
+        if code == "threshold_cross":
+            out.append(GateResult(code, passed, value, thr, f"previous score {value:.2f}, now {final_score:.2f}"))
+        elif code in ("min_indicators", "divergence_required"):
+            out.append(GateResult(code, passed, int(value), int(thr)))
+        elif code == "trend_alignment":
+            out.append(GateResult(code, passed, Direction(int(value)).label, Direction(int(thr)).label))
+        elif code == "mtf_alignment":
+            out.append(GateResult(code, passed, detail=f"alignment {mtf_alignment}, gap {mtf_gap}"))
+        elif code == "trigger_signal":
+            out.append(GateResult(code, passed, detail=_TRIGGER_DETAIL))
+        elif code == "rsi_alone":
+            out.append(GateResult(code, passed, detail=_RSI_ALONE_DETAIL))
+        else:
+            out.append(GateResult(code, passed, value, thr))
+    return out
+
+
+def _avoid(cfg: StrategyConfig, g: GateInputs) -> GateResult | None:
+    return avoid_entry(cfg, g.micro) if cfg.gates.live_avoid_entry_filter and g.micro is not None else None
+
+
 def evaluate_gates(cfg: StrategyConfig, g: GateInputs) -> list[GateResult]:
     """Gates 1–12 (and divergence_required when enabled) for the direction sign(finalScore)."""
-    return list(iter_gates(cfg, g))
+    rows, n = kernel_gates(cfg, g)
+    out = gates_from_rows(rows, n, final_score=g.final_score, mtf_alignment=g.mtf_alignment, mtf_gap=g.mtf_gap)
+    extra = _avoid(cfg, g)
+    if extra is not None:
+        out.append(extra)
+    return out
 
 
 def gates_pass(cfg: StrategyConfig, g: GateInputs) -> bool:
-    """Whether every gate passes, stopping at the first that fails (most bars fail the first or second)."""
-    return all(result.passed for result in iter_gates(cfg, g))
+    """Whether every gate passes."""
+    rows, n = kernel_gates(cfg, g)
+    if not gates_passed(rows, n):
+        return False
+    extra = _avoid(cfg, g)
+    return extra is None or extra.passed
 
 
 def iter_gates(cfg: StrategyConfig, g: GateInputs) -> Iterator[GateResult]:
-    """The gates one at a time, in evaluation order: ``gates_pass`` reads only up to the first failure."""
-    eff = tables(cfg).gates
-    x, prev = g.final_score, g.prev_score
-    ax = abs(x)
-    t = threshold(cfg, g.atr_pct)
-    d = Direction.BULLISH if x > 0 else Direction.BEARISH if x < 0 else Direction.NEUTRAL
-    pct = g.agreeing / g.total_indicators if g.total_indicators else 0.0
-    yield GateResult("dead_zone", ax >= eff.dead_zone_min, ax, eff.dead_zone_min)
-    yield GateResult("min_score", ax >= t, ax, t)
-    if eff.threshold_cross_required:
-        crossed = (prev < t <= x) if d is Direction.BULLISH else (x <= -t < prev) if d is Direction.BEARISH else False
-        yield GateResult("threshold_cross", crossed, prev, t, f"previous score {prev:.2f}, now {x:.2f}")
-    yield GateResult("min_confidence", g.confidence >= eff.min_confidence, g.confidence, eff.min_confidence)
-    yield GateResult(
-        "min_indicators", g.agreeing >= eff.min_indicators_agreeing, g.agreeing, eff.min_indicators_agreeing
-    )
-    yield GateResult("confluence_percent", pct >= eff.confluence_percent_min, pct, eff.confluence_percent_min)
-    if cfg.gates.require_trend_alignment:
-        aligned = d is not Direction.NEUTRAL and g.trend is d
-        if not cfg.gates.neutral_trend_blocks and g.trend is Direction.NEUTRAL:
-            aligned = True
-        yield GateResult("trend_alignment", aligned, g.trend.label, d.label)
-    yield GateResult(
-        "max_drawdown", g.drawdown_pct <= cfg.gates.max_drawdown_pct, g.drawdown_pct, cfg.gates.max_drawdown_pct
-    )
-    if cfg.gates.require_mtf_alignment and g.mtf_passed is not None:
-        yield GateResult("mtf_alignment", g.mtf_passed, detail=f"alignment {g.mtf_alignment}, gap {g.mtf_gap}")
-    if cfg.gates.require_trigger_signal:
-        yield GateResult("trigger_signal", g.has_trigger, detail="divergence, golden/death cross, squeeze or crossover")
-    if cfg.gates.require_divergence:
-        yield GateResult("divergence_required", g.divergence_count > 0, g.divergence_count, 1)
-    if cfg.gates.rsi_alone_guard and g.rsi_alone is not None:
-        yield GateResult("rsi_alone", not g.rsi_alone, detail="gates would fail without standalone RSI")
-    if cfg.gates.live_avoid_entry_filter and g.micro is not None:
-        yield avoid_entry(cfg, g.micro)
+    """The gates one at a time, in evaluation order."""
+    yield from evaluate_gates(cfg, g)
 
 
 class LazyGates(Sequence[GateResult]):
-    """The gates of one decision, evaluated when first read; ``passed`` alone stops at the first failure.
+    """The gates of one decision, as the kernel wrote them; the ``GateResult`` list is built when first read.
 
-    Most bars score far below the entry threshold, and the backtest reads only whether a decision passed: building
-    all twelve results and their explanations for every bar of every symbol was ~7 µs a bar spent on nothing.
-    Read in full (``failing``, ``to_dict``, iteration) the list is built once, by the same ``iter_gates``.
+    Most bars score far below the entry threshold, and the backtest reads only whether a decision passed (one flag
+    of the kernel's rows): the results and their explanations are built only when the list is read in full
+    (``failing``, ``to_dict``, iteration), once. ``extra``: the Python-only avoid_entry result, appended last.
     """
 
-    __slots__ = ("_cfg", "_inputs", "_list")
+    __slots__ = ("_align", "_extra", "_gap", "_list", "_n", "_passed", "_rows", "_x")
 
     def __init__(self, cfg: StrategyConfig, inputs: GateInputs) -> None:
-        self._cfg = cfg
-        self._inputs = inputs
+        rows, n = kernel_gates(cfg, inputs)
+        self._set(rows, n, bool(gates_passed(rows, n)), inputs.final_score, inputs.mtf_alignment, inputs.mtf_gap)
+        self._extra = _avoid(cfg, inputs)
+
+    def _set(
+        self,
+        rows: npt.NDArray[np.float64],
+        n: int,
+        passed: bool,
+        x: float,
+        align: str | None,
+        gap: float | None,
+    ) -> None:
+        self._rows, self._n, self._passed, self._x, self._align, self._gap = rows, n, passed, x, align, gap
         self._list: list[GateResult] | None = None
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: npt.NDArray[np.float64],
+        n: int,
+        passed: bool,
+        *,
+        final_score: float,
+        mtf_alignment: str | None,
+        mtf_gap: float | None,
+        extra: GateResult | None = None,
+    ) -> LazyGates:
+        """Gates from kernel rows (the caller's own copy: it is kept) and whether they all passed."""
+        self = cls.__new__(cls)
+        self._set(rows, n, passed, final_score, mtf_alignment, mtf_gap)
+        self._extra = extra
+        return self
 
     @property
     def passed(self) -> bool:
-        if self._list is not None:
-            return all(r.passed for r in self._list)
-        return gates_pass(self._cfg, self._inputs)
+        return self._passed and (self._extra is None or self._extra.passed)
 
     def _all(self) -> list[GateResult]:
         if self._list is None:
-            self._list = evaluate_gates(self._cfg, self._inputs)
+            out = gates_from_rows(
+                self._rows, self._n, final_score=self._x, mtf_alignment=self._align, mtf_gap=self._gap
+            )
+            if self._extra is not None:
+                out.append(self._extra)
+            self._list = out
         return self._list
 
     @overload

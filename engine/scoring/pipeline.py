@@ -6,21 +6,22 @@ confirmation candle only once it has closed (close time ≤ the primary bar's cl
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from engine.config.strategy import StrategyConfig
-from engine.gates.entry import GateInputs, LazyGates, MicroInputs, not_ready
+from engine.gates.entry import LazyGates, MicroInputs, avoid_entry, not_ready
+from engine.gates.gate_kernel import new_gates_out
 from engine.gates.result import GateResult, failing_reasons
 from engine.indicators import IndicatorParams, IndicatorSet, IndicatorSnapshot
-from engine.indicators.layout import N_SNAP, S_CLOSE, S_HIGH, S_LOW, S_OPEN, S_RSI, S_VOLUME
+from engine.indicators.layout import N_SNAP
 from engine.models import Candle, timeframe_ms
-from engine.scoring.codes import INDICATORS
+from engine.scoring.codes import INDICATORS, MAX_SIGNALS, N_INDICATORS, SIG_COLUMNS
 from engine.scoring.detect_kernel import (
     detect_reset,
     detect_step,
@@ -28,13 +29,38 @@ from engine.scoring.detect_kernel import (
     new_outputs,
     ready_names,
     signals_from_rows,
-    trend_direction,
 )
-from engine.scoring.mtf import Combined, Penalties, combine, final_confidence, penalties
+from engine.scoring.mtf import (
+    Combined,
+    Penalties,
+    combined_from_row,
+    penalties_from_row,
+)
+from engine.scoring.params import score_params
+from engine.scoring.score_kernel import (
+    CLASSES,
+    D_CLASS,
+    D_CONFIDENCE,
+    D_DIRECTION,
+    D_N_GATES,
+    D_PASSED,
+    decide,
+    decide_once,
+    new_decision_row,
+    new_tf_row,
+)
 from engine.scoring.signals import Direction, Signal
-from engine.scoring.timeframe import TimeframeResult, classify, score_timeframe, tables
+from engine.scoring.timeframe import (
+    TimeframeResult,
+    ready_mask,
+    row_from_snapshot,
+    row_from_timeframe_result,
+    rows_from_signals,
+    score_timeframe,
+    timeframe_result_from_row,
+)
 
-TRIGGER_EXCLUDED = frozenset({"rsi"})
+TRIGGER_EXCLUDED = frozenset({"rsi"})  # the kernel: score_kernel._decide_once skips I_RSI for gate 10
 
 
 class CandleOrderError(ValueError):
@@ -42,15 +68,6 @@ class CandleOrderError(ValueError):
 
 
 _NAN = float("nan")
-
-
-def row_from_snapshot(snap: IndicatorSnapshot, row: npt.NDArray[np.float64]) -> None:
-    """Write ``snap`` into ``row`` (layout engine/indicators/layout.py: None → NaN, squeeze_on → 1.0 / 0.0).
-
-    A bridge until the indicators are compiled too and produce the row themselves."""
-    c = snap.candle
-    row[S_OPEN], row[S_HIGH], row[S_LOW], row[S_CLOSE], row[S_VOLUME] = c.open, c.high, c.low, c.close, c.volume
-    row[S_RSI:] = [_NAN if v is None else v for v in snap[1:]]
 
 
 class TimeframeState:
@@ -233,6 +250,7 @@ class SymbolPipeline:
         self.confirmation = TimeframeState(cfg, tf.confirmation_required_indicators, tf.confirmation)
         self._confirmation_result: TimeframeResult | None = None
         self.prev_score = 0.0
+        self._k = _KernelArrays(cfg)
 
     def reset(self) -> None:
         """After a candle gap: both timeframes warm up again (never bridged)."""
@@ -284,21 +302,8 @@ class SymbolPipeline:
                 strict=cfg.strict_mode.enabled,
                 extra={"missing_bars": missing} if missing else {},
             )
+        # The kernel re-decides without standalone RSI when it is ready and the decision passes (§9.3 gate 11).
         decision = self._decide(candle, snap, st.signals, st.ready, drawdown_pct, micro, prev)
-        if "rsi" in st.ready and decision.passed:
-            # §9.3 gate 11: an entry must also pass with standalone RSI removed.
-            without = self._decide(
-                candle,
-                snap,
-                [s for s in st.signals if s.indicator != "rsi"],
-                tuple(n for n in st.ready if n != "rsi"),
-                drawdown_pct,
-                micro,
-                prev,
-            )
-            decision = self._decide(
-                candle, snap, st.signals, st.ready, drawdown_pct, micro, prev, rsi_alone=not without.passed
-            )
         self.prev_score = decision.final_score
         return decision
 
@@ -314,55 +319,93 @@ class SymbolPipeline:
         *,
         rsi_alone: bool | None = None,
     ) -> Decision:
+        """The decision of a ready primary bar by the compiled ``decide`` (with the rsi_alone re-decision), or one
+        pass with the given ``rsi_alone``. A failing avoid_entry (live, Python-only) fails the first pass already,
+        so then there is no re-decision, as in the reference."""
         cfg = self.cfg
-        primary = score_timeframe(cfg, signals, ready, snap)
-        combined = combine(cfg, primary, self._confirmation_result)
-        x = combined.final_score
-        pen = penalties(cfg, snap.atr_pct, self.primary.net_move(), primary)
-        confidence = final_confidence(combined.confidence_points, pen)
-        d = Direction.BULLISH if x > 0 else Direction.BEARISH if x < 0 else Direction.NEUTRAL
-        agreeing = primary.bull_ind if d is Direction.BULLISH else primary.bear_ind if d is Direction.BEARISH else 0
         if snap.ema9 is None or snap.ema50 is None or snap.ema200 is None:  # pragma: no cover - readiness
             raise RuntimeError("EMA trend not ready although the timeframe is")
-        triggers = tables(cfg).triggers
-        has_trigger = any(
-            s.signal.direction is d and s.signal.category in triggers and s.signal.indicator not in TRIGGER_EXCLUDED
-            for s in primary.signals
+        k = self._k
+        sig, nsig = rows_from_signals(signals, k.sig)
+        ready_mask(ready, k.ready)
+        row_from_snapshot(snap, k.row)
+        confirmation = self._confirmation_result
+        if confirmation is not None and confirmation is not k.c_src:
+            row_from_timeframe_result(confirmation, k.c_out)
+            k.c_src = confirmation
+        net_move = self.primary.net_move()
+        nm = math.nan if net_move is None else net_move
+        has_c = confirmation is not None
+        extra = (
+            avoid_entry(cfg, micro) if self.live and micro is not None and cfg.gates.live_avoid_entry_filter else None
         )
-        gates = LazyGates(
-            cfg,
-            GateInputs(
-                final_score=x,
-                prev_score=prev,
-                atr_pct=snap.atr_pct,
-                confidence=confidence,
-                agreeing=agreeing,
-                total_indicators=primary.total_indicators,
-                trend=trend_direction(candle.close, snap.ema9, snap.ema50, snap.ema200),
-                drawdown_pct=drawdown_pct,
-                mtf_passed=combined.mtf_gate_passed,
-                has_trigger=has_trigger,
-                divergence_count=primary.divergence_count,
-                rsi_alone=rsi_alone,
-                micro=micro if self.live else None,
-                mtf_alignment=combined.alignment,
-                mtf_gap=combined.gap,
-            ),
+        if rsi_alone is not None or (extra is not None and not extra.passed):
+            flag = -1 if rsi_alone is None else int(rsi_alone)
+            decide_once(
+                k.ip,
+                k.fp,
+                sig,
+                nsig,
+                k.ready,
+                k.row,
+                k.p_out,
+                k.c_out,
+                has_c,
+                nm,
+                prev,
+                drawdown_pct,
+                flag,
+                k.out,
+                k.gates,
+            )
+        else:
+            decide(
+                k.ip, k.fp, sig, nsig, k.ready, k.row, k.p_out, k.c_out, has_c, nm, prev, drawdown_pct, k.out, k.gates
+            )
+        out = k.out
+        combined = combined_from_row(out)
+        n = int(out[D_N_GATES])
+        x = combined.final_score
+        gates = LazyGates.from_rows(
+            k.gates[:n].copy(),
+            n,
+            bool(out[D_PASSED]),
+            final_score=x,
+            mtf_alignment=combined.alignment,
+            mtf_gap=combined.gap,
+            extra=extra,
         )
         return Decision(
             self.symbol,
             candle.ts,
             candle.close,
             x,
-            classify(cfg, x),
-            d,
-            confidence,
+            CLASSES[int(out[D_CLASS])],
+            Direction(int(out[D_DIRECTION])),
+            float(out[D_CONFIDENCE]),
             snap.atr_pct,
             gates,
-            primary=primary,
-            confirmation=self._confirmation_result,
+            primary=timeframe_result_from_row(k.p_out, sig, nsig, ready, signals),
+            confirmation=confirmation,
             combined=combined,
-            penalties=pen,
+            penalties=penalties_from_row(out),
             prev_score=prev,
             strict=cfg.strict_mode.enabled,
         )
+
+
+class _KernelArrays:
+    """The kernel's parameters and the rows one pipeline reuses on every bar (no allocation per bar)."""
+
+    __slots__ = ("c_out", "c_src", "fp", "gates", "ip", "out", "p_out", "ready", "row", "sig")
+
+    def __init__(self, cfg: StrategyConfig) -> None:
+        self.ip, self.fp = score_params(cfg)
+        self.sig = np.zeros((MAX_SIGNALS, SIG_COLUMNS), dtype=np.int64)
+        self.ready = np.zeros(N_INDICATORS, dtype=np.int64)
+        self.row = np.full(N_SNAP, np.nan, dtype=np.float64)
+        self.p_out = new_tf_row()
+        self.c_out = new_tf_row()
+        self.c_src: TimeframeResult | None = None  # the confirmation result c_out was encoded from
+        self.out = new_decision_row()
+        self.gates = new_gates_out()

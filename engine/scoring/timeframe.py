@@ -1,13 +1,52 @@
-"""Spec §5–§7.1 for one timeframe: points, caps, combination bonuses, agreement, base confidence."""
+"""Spec §5–§7.1 for one timeframe: points, caps, combination bonuses, agreement, base confidence.
+
+The arithmetic runs in the compiled kernel (engine/scoring/score_kernel.py); this module encodes the Python
+values into its rows and decodes its result rows back (tests/scoring/reference_scoring.py: the readable reference).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
 from engine.config.strategy import GateThresholds, StrategyConfig
+from engine.indicators.layout import N_SNAP, S_RSI, SNAPSHOT_COLUMNS
 from engine.indicators.snapshot import IndicatorSnapshot
+from engine.scoring.codes import CATEGORIES, INDICATORS, KINDS, MAX_SIGNALS, N_INDICATORS, SIG_COLUMNS, STRENGTHS
+from engine.scoring.params import score_params
+from engine.scoring.score_kernel import (
+    CB_EMA_BEAR,
+    CB_EMA_BULL,
+    CLASSES,
+    COMBOS,
+    N_COMBOS,
+    TF_BEAR_IND,
+    TF_BEAR_SIGNALS,
+    TF_BULL_IND,
+    TF_BULL_SIGNALS,
+    TF_COMBO_PRESENT,
+    TF_COMBO_VALUE,
+    TF_CONFIDENCE,
+    TF_CONTRIB,
+    TF_DIVERGENCES,
+    TF_INDICATOR_SCORE,
+    TF_MICRO,
+    TF_N_CONTRIB,
+    TF_ORDER,
+    TF_POINTS,
+    TF_TOTAL,
+    TF_TOTAL_INDICATORS,
+    base_confidence_k,
+    classify_k,
+    new_tf_row,
+    py_sum,
+    score_tf,
+)
 from engine.scoring.signals import Direction, Signal
 
 
@@ -86,24 +125,7 @@ def tf_direction(total: float, band: float = 40.0) -> Direction:
 
 def classify(cfg: StrategyConfig, x: float) -> str:
     """§5.5 classification bands."""
-    c = cfg.scoring.classification
-    if x >= c.extreme_buy_min:
-        return "EXTREME_BUY"
-    if x >= c.strong_buy_min:
-        return "STRONG_BUY"
-    if x >= c.buy_min:
-        return "BUY"
-    if x >= c.buy_weak_min:
-        return "BUY_WEAK"
-    if x <= c.extreme_sell_max:
-        return "EXTREME_SELL"
-    if x <= c.strong_sell_max:
-        return "STRONG_SELL"
-    if x <= c.sell_max:
-        return "SELL"
-    if x <= c.sell_weak_max:
-        return "SELL_WEAK"
-    return "NEUTRAL"
+    return CLASSES[classify_k(score_params(cfg)[1], x)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,38 +165,157 @@ def tables(cfg: StrategyConfig) -> ScoringTables:
     return built
 
 
+# --------------------------------------------------------------------------- rows in and out of the kernels
+
+_INDICATOR = {n: i for i, n in enumerate(INDICATORS)}
+_KIND = {n: i for i, n in enumerate(KINDS)}
+_STRENGTH = {n: i for i, n in enumerate(STRENGTHS)}
+_CATEGORY = {n: i for i, n in enumerate(CATEGORIES)}
+_SNAPSHOT_FIELDS = tuple(SNAPSHOT_COLUMNS)
+
+
+def rows_from_signals(
+    signals: Sequence[Signal], out: npt.NDArray[np.int64] | None = None
+) -> tuple[npt.NDArray[np.int64], int]:
+    """``signals`` as int64 signal rows (engine/scoring/codes.py) and how many there are."""
+    rows = np.zeros((MAX_SIGNALS, SIG_COLUMNS), dtype=np.int64) if out is None else out
+    for i, s in enumerate(signals):
+        rows[i] = (
+            _INDICATOR[s.indicator],
+            _KIND[s.kind],
+            int(s.direction),
+            _STRENGTH[s.strength],
+            _CATEGORY[s.category],
+        )
+    return rows, len(signals)
+
+
+def signals_from_rows(sig: npt.NDArray[np.int64], nsig: int) -> list[Signal]:
+    """The ``Signal`` objects of the first ``nsig`` signal rows."""
+    return [
+        Signal(INDICATORS[r[0]], KINDS[r[1]], Direction(r[2]), STRENGTHS[r[3]], CATEGORIES[r[4]])
+        for r in sig[:nsig].tolist()
+    ]
+
+
+def ready_mask(ready: Sequence[str], out: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.int64]:
+    """The 0/1 readiness mask (``INDICATORS`` order) of the detector names in ``ready`` (other names are ignored)."""
+    mask = np.zeros(N_INDICATORS, dtype=np.int64) if out is None else out
+    mask[:] = 0
+    for name in ready:
+        i = _INDICATOR.get(name)
+        if i is not None:
+            mask[i] = 1
+    return mask
+
+
+def row_from_snapshot(
+    snap: IndicatorSnapshot | None, out: npt.NDArray[np.float64] | None = None
+) -> npt.NDArray[np.float64]:
+    """The snapshot as a float64 row (engine/indicators/layout.py, NaN = None; a missing snapshot is all NaN)."""
+    row = np.empty(N_SNAP, dtype=np.float64) if out is None else out
+    if snap is None:
+        row[:] = np.nan
+        return row
+    c = snap.candle
+    row[:S_RSI] = (c.open, c.high, c.low, c.close, c.volume)
+    nan = math.nan
+    values = [getattr(snap, name) for name in _SNAPSHOT_FIELDS]
+    row[S_RSI:] = [nan if v is None else float(v) for v in values]
+    return row
+
+
+def row_from_timeframe_result(
+    tr: TimeframeResult, out: npt.NDArray[np.float64] | None = None
+) -> npt.NDArray[np.float64]:
+    """A ``TimeframeResult`` (e.g. one built by hand) as a timeframe result row; the per-signal points are NaN."""
+    row = new_tf_row() if out is None else out
+    row[:] = np.nan
+    row[TF_TOTAL] = tr.tf_total
+    row[TF_INDICATOR_SCORE] = tr.indicator_score
+    row[TF_BULL_IND] = tr.bull_ind
+    row[TF_BEAR_IND] = tr.bear_ind
+    row[TF_TOTAL_INDICATORS] = tr.total_indicators
+    row[TF_DIVERGENCES] = tr.divergence_count
+    row[TF_CONFIDENCE] = tr.confidence_points
+    row[TF_BULL_SIGNALS] = tr.bull_signals
+    row[TF_BEAR_SIGNALS] = tr.bear_signals
+    row[TF_MICRO] = tr.micro_score
+    row[TF_ORDER : TF_ORDER + N_INDICATORS] = -1.0
+    k = 0
+    for name, value in tr.contributions.items():
+        i = _INDICATOR.get(name)
+        if i is not None:
+            row[TF_CONTRIB + i] = value
+            row[TF_ORDER + k] = i
+            k += 1
+    row[TF_N_CONTRIB] = k
+    row[TF_COMBO_PRESENT : TF_COMBO_PRESENT + N_COMBOS] = 0.0
+    row[TF_COMBO_VALUE : TF_COMBO_VALUE + N_COMBOS] = 0.0
+    for combo in tr.combos:
+        slot = COMBOS.index(combo.name)
+        if slot == CB_EMA_BULL and combo.value < 0:
+            slot = CB_EMA_BEAR
+        row[TF_COMBO_PRESENT + slot] = 1.0
+        row[TF_COMBO_VALUE + slot] = combo.value
+    return row
+
+
+def timeframe_result_from_row(
+    row: npt.NDArray[np.float64],
+    sig: npt.NDArray[np.int64],
+    nsig: int,
+    ready: tuple[str, ...],
+    signals: Sequence[Signal] | None = None,
+) -> TimeframeResult:
+    """The ``TimeframeResult`` of a row written by ``score_tf`` from ``sig[:nsig]``.
+
+    ``ready``: the detector names (its ``ready_indicators``); ``signals``: the ``Signal`` objects the rows were
+    made from, when the caller has them (else they are built from the rows)."""
+    values = row.tolist()
+    sigs = signals_from_rows(sig, nsig) if signals is None else signals
+    n_contrib = int(values[TF_N_CONTRIB])
+    contributions = {
+        INDICATORS[i]: values[TF_CONTRIB + i] for i in (int(values[TF_ORDER + k]) for k in range(n_contrib))
+    }
+    points = values[TF_POINTS : TF_POINTS + nsig]
+    scored = [ScoredSignal(s, pts) for s, pts in zip(sigs, points, strict=False) if not math.isnan(pts)]
+    combos = [
+        ComboBonus(COMBOS[j], values[TF_COMBO_VALUE + j]) for j in range(N_COMBOS) if values[TF_COMBO_PRESENT + j]
+    ]
+    # Python's sum() of nothing is the int 0, which clamp() keeps: the reference's indicator score then is an int.
+    indicator_score: float = values[TF_INDICATOR_SCORE] if n_contrib else 0
+    return TimeframeResult(
+        values[TF_TOTAL],
+        indicator_score,
+        contributions,
+        scored,
+        combos,
+        int(values[TF_BULL_IND]),
+        int(values[TF_BEAR_IND]),
+        int(values[TF_TOTAL_INDICATORS]),
+        int(values[TF_DIVERGENCES]),
+        int(values[TF_CONFIDENCE]),
+        int(values[TF_BULL_SIGNALS]),
+        int(values[TF_BEAR_SIGNALS]),
+        values[TF_MICRO],
+        ready,
+    )
+
+
+def _check_ready(cfg: StrategyConfig, ready: Sequence[str]) -> None:
+    for name in ready:
+        if name not in _INDICATOR and cfg.indicators.get(name).directional:
+            raise ValueError(f"{name!r} has no signal detector and cannot be a directional indicator")
+
+
 def combo_bonuses(cfg: StrategyConfig, snap: IndicatorSnapshot | None, signals: list[Signal]) -> list[ComboBonus]:
-    """§5.4 signed combination bonuses (trending = ADX ≥ 25; RSI = RSI(14) inside StochRSI)."""
-    cb = cfg.combination_bonuses
-    if not cb.enabled or snap is None or snap.adx is None or snap.plus_di is None or snap.minus_di is None:
-        return []
-    regime = cfg.regime
-    adx, pdi, mdi, rsi = snap.adx, snap.plus_di, snap.minus_di, snap.stoch_rsi_rsi
-    out: list[ComboBonus] = []
-    trending = adx >= regime.adx_trend_threshold
-    if trending and rsi is not None:
-        crosses = [s for s in signals if s.kind in ("emaCross", "goldenDeathCross")]
-        if any(s.direction is Direction.BULLISH for s in crosses) and rsi > cb.ema_cross_rsi_buy_above:
-            out.append(ComboBonus("emaCrossWithRsi", cb.ema_cross_with_rsi))
-        if any(s.direction is Direction.BEARISH for s in crosses) and rsi < cb.ema_cross_rsi_sell_below:
-            out.append(ComboBonus("emaCrossWithRsi", -cb.ema_cross_with_rsi))
-    if trending:
-        divs = [s for s in signals if s.kind == "divergence"]
-        if any(s.direction is Direction.BULLISH for s in divs) and pdi > mdi:
-            out.append(ComboBonus("divergenceWithTrend", cb.divergence_with_trend))
-        if any(s.direction is Direction.BEARISH for s in divs) and mdi > pdi:
-            out.append(ComboBonus("divergenceWithTrend", -cb.divergence_with_trend))
-    if trending and rsi is not None and snap.ema9 is not None and snap.ema50 is not None:
-        if snap.ema9 > snap.ema50 and rsi < cb.pullback_buy_rsi_below:
-            out.append(ComboBonus("pullbackEntry", cb.pullback_entry))
-        elif snap.ema9 < snap.ema50 and rsi > cb.pullback_sell_rsi_above:
-            out.append(ComboBonus("pullbackEntry", -cb.pullback_entry))
-    if adx >= regime.adx_strong_trend_threshold:
-        if pdi > mdi:
-            out.append(ComboBonus("strongAdxTrend", cb.strong_adx_trend))
-        elif mdi > pdi:
-            out.append(ComboBonus("strongAdxTrend", -cb.strong_adx_trend))
-    return out
+    """§5.4 signed combination bonuses (trending = ADX ≥ 25; RSI = RSI(14) inside StochRSI) of counted signals."""
+    ip, fp = score_params(cfg)
+    sig, nsig = rows_from_signals(signals)
+    out = new_tf_row()
+    score_tf(ip, fp, sig, nsig, np.ones(N_INDICATORS, dtype=np.int64), row_from_snapshot(snap), 0.0, out)
+    return timeframe_result_from_row(out, sig, nsig, (), signals).combos
 
 
 def score_timeframe(
@@ -185,74 +326,14 @@ def score_timeframe(
     *,
     micro_score: float = 0.0,
 ) -> TimeframeResult:
-    """§5.1–§5.5, §6 and §7.1 from the signals of the enabled, ready indicators named in ``ready``."""
-    t = tables(cfg)
-    weight, strength, category, fraction, is_directional = (
-        t.weight,
-        t.strength,
-        t.category,
-        t.base_fraction,
-        t.directional,
-    )
-    directional = [n for n in ready if is_directional[n]]
-    sums: dict[str, float] = dict.fromkeys(directional, 0.0)
-    scored: list[ScoredSignal] = []
-    bull: list[float] = []  # the strength multipliers of the bullish and the bearish signals (§7.1 agreement)
-    bear: list[float] = []
-    divergences = 0
-    for s in signals:  # one pass: §5.1 points (W × 0.4 × strength × category, signed), sums, sides, divergences
-        ind = s.indicator
-        if ind not in ready:
-            continue
-        mult = strength[s.strength]
-        pts = weight[ind] * fraction * mult * category[s.category]
-        if s.direction is Direction.BULLISH:
-            bull.append(mult)
-        else:
-            pts = -pts
-            if s.direction is Direction.BEARISH:
-                bear.append(mult)
-        scored.append(ScoredSignal(s, pts))
-        sums[ind] = sums.get(ind, 0.0) + pts
-        if s.kind == "divergence":
-            divergences += 1
-    contributions: dict[str, float] = {}
-    for n, v in sums.items():  # §5.2: each indicator capped at ± its weight
-        w = weight[n]
-        contributions[n] = w if v > w else -w if v < -w else v
-    cap = cfg.scoring.indicator_score_cap
-    indicator_score = clamp(sum(contributions.values()), -cap, cap)
-    combos = combo_bonuses(cfg, snap, [ss.signal for ss in scored])
-    total_cap = cfg.scoring.total_score_cap
-    tf_total = clamp(indicator_score + micro_score + sum(c.value for c in combos), -total_cap, total_cap)
-    bull_ind = bear_ind = counted = 0  # §6: standalone RSI never counts as an agreeing indicator
-    for n in directional:
-        if n == "rsi":
-            continue
-        counted += 1
-        c = contributions[n]
-        if c > 0:
-            bull_ind += 1
-        elif c < 0:
-            bear_ind += 1
-    conf = base_confidence(cfg, bull, bear, max(bull_ind, bear_ind), divergences)
-    # Positionally, in field order (a NamedTuple built with 14 keywords costs twice as much).
-    return TimeframeResult(
-        tf_total,
-        indicator_score,
-        contributions,
-        scored,
-        combos,
-        bull_ind,
-        bear_ind,
-        counted,
-        divergences,
-        conf,
-        len(bull),
-        len(bear),
-        micro_score,
-        ready,
-    )
+    """§5.1–§5.5, §6 and §7.1 from the signals of the enabled, ready indicators named in ``ready`` (the kernel
+    ``score_tf``; contributions in ``INDICATORS`` order)."""
+    _check_ready(cfg, ready)
+    ip, fp = score_params(cfg)
+    sig, nsig = rows_from_signals(signals)
+    out = new_tf_row()
+    score_tf(ip, fp, sig, nsig, ready_mask(ready), row_from_snapshot(snap), micro_score, out)
+    return timeframe_result_from_row(out, sig, nsig, ready, signals)
 
 
 def base_confidence(
@@ -260,16 +341,8 @@ def base_confidence(
 ) -> int:
     """§7.1: 60·agreement + min(20, 5·maxAgreeing) + 10·divergences, clamped and rounded half up.
 
-    ``bull`` / ``bear``: the strength multipliers of the bullish / bearish signals, in signal order (``sum`` of
-    floats is compensated since Python 3.12: a running total would differ in the last bits)."""
-    c = cfg.confidence
-    bs, ss = sum(bull), sum(bear)
-    if bs + ss == 0:
-        return 0
-    agreement = abs(bs - ss) / (bs + ss)
-    points = (
-        c.agreement_weight * agreement
-        + min(c.agreement_bonus_max, c.agreement_bonus_per_indicator * max_agreeing)
-        + c.divergence_bonus_per_signal * divergences
-    )
-    return round_half_up(clamp(points, 0.0, 100.0))
+    ``bull`` / ``bear``: the strength multipliers of the bullish / bearish signals, in signal order (summed as
+    Python's compensated ``sum()`` does: a running total would differ in the last bits)."""
+    b, s = np.array(bull, dtype=np.float64), np.array(bear, dtype=np.float64)
+    fp = score_params(cfg)[1]
+    return int(base_confidence_k(fp, py_sum(b, len(b)), py_sum(s, len(s)), max_agreeing, divergences))
