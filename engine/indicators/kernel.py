@@ -63,7 +63,6 @@ from engine.indicators.layout import (
     S_STOCH_RSI_RSI,
     S_VOLUME,
     S_WILLIAMS_R,
-    SNAPSHOT_COLUMNS,
 )
 from engine.indicators.params import IndicatorParams
 from engine.indicators.snapshot import IndicatorSnapshot
@@ -826,14 +825,16 @@ def snapshot_from_row(candle: Candle, row: npt.NDArray[np.float64]) -> Indicator
     return _new_tuple(IndicatorSnapshot, out[S_VOLUME:])
 
 
-def row_from_snapshot(snap: IndicatorSnapshot) -> npt.NDArray[np.float64]:
-    """The row ``indicator_step`` writes for ``snap`` (None → NaN, squeeze → 1.0/0.0): to feed other kernels
-    from snapshots in tests."""
+def row_from_snapshot(
+    snap: IndicatorSnapshot | None, out: npt.NDArray[np.float64] | None = None
+) -> npt.NDArray[np.float64]:
+    """The row ``indicator_step`` writes for ``snap`` (None → NaN, squeeze → 1.0/0.0; no snapshot: all NaN), into
+    ``out`` when given: to feed the other kernels from hand-made or reference snapshots."""
+    row = np.empty(N_SNAP, dtype=np.float64) if out is None else out
+    if snap is None:
+        row[:] = np.nan
+        return row
     c = snap.candle
-    row = np.full(N_SNAP, np.nan)
     row[S_OPEN : S_VOLUME + 1] = (c.open, c.high, c.low, c.close, c.volume)
-    for name, col in SNAPSHOT_COLUMNS.items():
-        value = getattr(snap, name)
-        if value is not None:
-            row[col] = float(value)
+    row[S_VOLUME + 1 :] = [math.nan if v is None else float(v) for v in snap[1:]]
     return row

@@ -1,13 +1,14 @@
 """One symbol's strategy: candles → indicators → signals → score → MTF → confidence → gates → Decision.
 
-The same object runs in backtests and live; only who feeds the candles differs. The caller feeds a
-confirmation candle only once it has closed (close time ≤ the primary bar's close), so there is no lookahead.
+The per-bar work is the compiled composition in ``strategy_kernel`` (``confirmation_bar``, ``primary_bar``): the
+backtest runs the very same functions from a compiled loop over the history (``series.decide_series``). This module
+holds their arrays for one symbol and turns what they wrote into a ``Decision`` that explains itself. The caller
+feeds a confirmation candle only once it has closed (close time ≤ the primary bar's close), so there is no lookahead.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,24 +19,13 @@ from engine.config.strategy import StrategyConfig
 from engine.gates.entry import LazyGates, MicroInputs, avoid_entry, not_ready
 from engine.gates.gate_kernel import new_gates_out
 from engine.gates.result import GateResult, failing_reasons
-from engine.indicators import IndicatorParams, IndicatorSet, IndicatorSnapshot
-from engine.indicators.layout import N_SNAP
+from engine.indicators import IndicatorSnapshot
+from engine.indicators.kernel import indicator_reset, snapshot_from_row
+from engine.indicators.layout import S_ATR_PCT, S_BARS
 from engine.models import Candle, timeframe_ms
-from engine.scoring.codes import INDICATORS, MAX_SIGNALS, N_INDICATORS, SIG_COLUMNS
-from engine.scoring.detect_kernel import (
-    detect_reset,
-    detect_step,
-    detector_params,
-    new_outputs,
-    ready_names,
-    signals_from_rows,
-)
-from engine.scoring.mtf import (
-    Combined,
-    Penalties,
-    combined_from_row,
-    penalties_from_row,
-)
+from engine.scoring.codes import INDICATORS
+from engine.scoring.detect_kernel import detect_reset, ready_names, signals_from_rows
+from engine.scoring.mtf import Combined, Penalties, combined_from_row, penalties_from_row
 from engine.scoring.params import score_params
 from engine.scoring.score_kernel import (
     CLASSES,
@@ -44,114 +34,149 @@ from engine.scoring.score_kernel import (
     D_DIRECTION,
     D_N_GATES,
     D_PASSED,
-    decide,
-    decide_once,
     new_decision_row,
-    new_tf_row,
 )
 from engine.scoring.signals import Direction, Signal
-from engine.scoring.timeframe import (
-    TimeframeResult,
-    ready_mask,
-    row_from_snapshot,
-    row_from_timeframe_result,
-    rows_from_signals,
-    score_timeframe,
-    timeframe_result_from_row,
+from engine.scoring.strategy_kernel import (
+    C_PREV_SCORE,
+    C_PREV_USED,
+    C_READY,
+    M_CLOSES_LEN,
+    M_CLOSES_POS,
+    M_GAPS,
+    M_LAST_TS,
+    M_NSIG,
+    M_SCORED,
+    M_SEEN,
+    N_CARRY,
+    confirmation_bar,
+    net_move,
+    primary_bar,
+    required_mask,
+    strategy_params,
+    timeframe_arrays,
+    timeframe_bar,
+    timeframe_ready,
 )
-
-TRIGGER_EXCLUDED = frozenset({"rsi"})  # the kernel: score_kernel._decide_once skips I_RSI for gate 10
+from engine.scoring.timeframe import TimeframeResult, timeframe_result_from_row
 
 
 class CandleOrderError(ValueError):
     """A candle at or before the last one applied: refused, never applied twice."""
 
 
-_NAN = float("nan")
-
-
 class TimeframeState:
-    """Indicators and detectors of one timeframe, plus the closes the chop penalty needs.
-
-    The detectors are the compiled ``detect_step``; its input ``row`` and raw outputs stay readable for the
-    compiled core (``sig``/``nsig``, ``ready_mask``, and ``det_ip``/``det_fp``/``det_state``), decoded into
-    ``signals`` and ``ready`` for the Python scoring."""
+    """One timeframe of one symbol: the compiled core's arrays (``arrays``, updated in place by ``timeframe_bar``,
+    also from inside ``primary_bar``/``confirmation_bar``) and Python views of them for explanations."""
 
     def __init__(self, cfg: StrategyConfig, required: str, timeframe: str) -> None:
         self.cfg = cfg
         self.timeframe = timeframe
         self.step = timeframe_ms(timeframe)
-        self.last_ts: int | None = None
-        self.gaps = 0
-        self.indicators = IndicatorSet(IndicatorParams.from_config(cfg))
-        self.det_ip, self.det_fp, state_len = detector_params(cfg)
-        self.det_state = np.zeros(state_len, dtype=np.float64)
-        detect_reset(self.det_ip, self.det_fp, self.det_state)
+        self.params = strategy_params(cfg)
+        self.arrays = timeframe_arrays(cfg)
         self.detector_names = tuple(n for n in INDICATORS if cfg.indicators.get(n).enabled)
-        self.row = np.full(N_SNAP, np.nan, dtype=np.float64)
-        self.sig, self.ready_mask = new_outputs()
-        self.nsig = 0
         self.required = tuple(n.strip() for n in required.split(",") if n.strip())
-        self.closes: deque[float] = deque(maxlen=cfg.confidence.penalties.chop_net_move_bars + 1)
-        self.snapshot: IndicatorSnapshot | None = None
-        self.signals: list[Signal] = []
-        self.ready: tuple[str, ...] = ()
-        # Every enabled detector ready on the last bar (from the kernel's mask, every bar): ``not_ready_reason``
-        # then lists none without a scan. Once true it stays true until a gap (the snapshot fields, once defined,
-        # stay defined: tests/scoring/test_per_bar_shortcuts.py).
-        self._all_ready = False
+        self.required_mask, self.never_ready = required_mask(required)
+        self.candle: Candle | None = None  # the last candle applied
+        self._snapshot: IndicatorSnapshot | None = None
+        self._signals: list[Signal] | None = None
+
+    @property
+    def last_ts(self) -> int | None:
+        meta = self.arrays.meta
+        return int(meta[M_LAST_TS]) if meta[M_SEEN] else None
+
+    @property
+    def gaps(self) -> int:
+        return int(self.arrays.meta[M_GAPS])
+
+    @property
+    def bars(self) -> int:
+        """Candles applied since the last reset (a gap resets)."""
+        b = float(self.arrays.row[S_BARS])
+        return 0 if math.isnan(b) else int(b)
+
+    def check_order(self, candle: Candle) -> None:
+        """Raise ``CandleOrderError`` for a candle at or before the last one applied (the kernels refuse it too)."""
+        last = self.last_ts
+        if last is not None and candle.ts <= last:
+            raise CandleOrderError(f"{self.timeframe} candle {candle.ts} is not after the last one applied ({last})")
+
+    def applied(self, candle: Candle) -> None:
+        """A compiled function applied ``candle`` to the arrays: the Python views start over."""
+        self.candle = candle
+        self._snapshot = None
+        self._signals = None
 
     def update(self, candle: Candle) -> int:
-        """Apply a closed candle; returns how many bars were missing before it (0 normally).
+        """Apply a closed candle on its own (no scoring); returns how many bars were missing before it (0 normally).
 
-        A gap is never bridged: the indicators start their warm-up again from this candle.
-        """
-        missing = 0
-        if self.last_ts is not None:
-            if candle.ts <= self.last_ts:
-                raise CandleOrderError(
-                    f"{self.timeframe} candle {candle.ts} is not after the last one applied ({self.last_ts})"
-                )
-            missing = (candle.ts - self.last_ts) // self.step - 1
-            if missing:
-                self.gaps += 1
-                self.reset()
-        self.last_ts = candle.ts
-        snap = self.indicators.update(candle)
-        self.snapshot = snap
-        self.closes.append(candle.close)
-        row = self.row
-        row_from_snapshot(snap, row)
-        self.nsig = n = detect_step(self.det_ip, self.det_fp, self.det_state, row, self.sig, self.ready_mask)
-        self.signals = signals_from_rows(self.sig, n)
-        self.ready = ready_names(self.ready_mask)
-        self._all_ready = len(self.ready) == len(self.detector_names)
+        A gap is never bridged: the indicators start their warm-up again from this candle."""
+        self.check_order(candle)
+        a = self.arrays
+        missing = int(
+            timeframe_bar(
+                a.ind_ip, a.ind_fp, a.ind_state, a.row, a.det_ip, a.det_fp, a.det_state, a.sig, a.ready, a.meta,
+                a.closes, self.step, candle.ts, float(candle.open), float(candle.high), float(candle.low),
+                float(candle.close), float(candle.volume),
+            )
+        )  # fmt: skip
+        self.applied(candle)
         return missing
+
+    @property
+    def snapshot(self) -> IndicatorSnapshot | None:
+        if self._snapshot is None and self.candle is not None:
+            self._snapshot = snapshot_from_row(self.candle, self.arrays.row)
+        return self._snapshot
+
+    @property
+    def signals(self) -> list[Signal]:
+        """The last candle's signals of the ready detectors, in evaluation order."""
+        if self._signals is None:
+            self._signals = (
+                [] if self.candle is None else signals_from_rows(self.arrays.sig, int(self.arrays.meta[M_NSIG]))
+            )
+        return self._signals
+
+    @property
+    def ready(self) -> tuple[str, ...]:
+        return () if self.candle is None else ready_names(self.arrays.ready)
+
+    def is_ready(self) -> bool:
+        """The compiled §2 readiness rule ``primary_bar`` applies."""
+        a = self.arrays
+        return self.candle is not None and bool(
+            timeframe_ready(self.params, a.row, a.ready, self.required_mask, self.never_ready)
+        )
 
     def not_ready_reason(self) -> str | None:
         """Why this timeframe cannot score yet (§2 warm-up and the AO requirement), or None."""
-        bars = self.indicators.bars
+        if self.is_ready():
+            return None
+        bars = self.bars
         if bars < self.cfg.timeframes.min_candles:
             return f"{bars} of {self.cfg.timeframes.min_candles} candles"
-        missing = [] if self._all_ready else [n for n in self.detector_names if n not in self.ready]
+        ready = self.ready
+        missing = [n for n in self.detector_names if n not in ready]
         if self.cfg.gates.require_ao_when_enabled:
-            missing += [n for n in self.required if n not in self.ready and n not in missing]
-        return f"indicators not ready: {', '.join(missing)}" if missing else None
+            missing += [n for n in self.required if n not in ready and n not in missing]
+        return f"indicators not ready: {', '.join(missing)}"
 
     def net_move(self) -> float | None:
-        n = self.cfg.confidence.penalties.chop_net_move_bars
-        if len(self.closes) <= n or self.closes[0] == 0:
-            return None
-        return abs(self.closes[-1] - self.closes[0]) / self.closes[0]
+        """§7.3 chop: the net move over chopNetMoveBars, or None before that many bars."""
+        moved = float(net_move(self.arrays.meta, self.arrays.closes))
+        return None if math.isnan(moved) else moved
 
     def reset(self) -> None:
         """Forget every indicator and detector (the candle clock and gap count stay)."""
-        self.indicators.reset()
-        detect_reset(self.det_ip, self.det_fp, self.det_state)
-        self.nsig = 0
-        self.closes.clear()
-        self.snapshot, self.signals, self.ready = None, [], ()
-        self._all_ready = False
+        a = self.arrays
+        indicator_reset(a.ind_ip, a.ind_fp, a.ind_state)
+        detect_reset(a.det_ip, a.det_fp, a.det_state)
+        a.row[:] = np.nan
+        a.meta[M_NSIG] = a.meta[M_CLOSES_POS] = a.meta[M_CLOSES_LEN] = a.meta[M_SCORED] = 0
+        self.candle = self._snapshot = self._signals = None
 
 
 @dataclass(slots=True)
@@ -246,46 +271,78 @@ class SymbolPipeline:
         self.symbol = symbol
         self.live = live
         tf = cfg.timeframes
+        self.params = strategy_params(cfg)
+        self.score_ip, self.score_fp = score_params(cfg)
         self.primary = TimeframeState(cfg, tf.primary_required_indicators, tf.primary)
         self.confirmation = TimeframeState(cfg, tf.confirmation_required_indicators, tf.confirmation)
-        self._confirmation_result: TimeframeResult | None = None
-        self.prev_score = 0.0
-        self._k = _KernelArrays(cfg)
+        self.carry = np.zeros(N_CARRY)
+        self.out = new_decision_row()
+        self.gates = new_gates_out()
+        self._confirmation_result: tuple[Candle, TimeframeResult] | None = None
+
+    @property
+    def prev_score(self) -> float:
+        """The score the next primary bar's threshold-cross gate compares against (0 after a not-ready bar)."""
+        return float(self.carry[C_PREV_SCORE])
 
     def reset(self) -> None:
         """After a candle gap: both timeframes warm up again (never bridged)."""
         self.primary.reset()
         self.confirmation.reset()
+        self.carry[:] = 0.0
         self._confirmation_result = None
-        self.prev_score = 0.0
+
+    @property
+    def confirmation_result(self) -> TimeframeResult | None:
+        """The confirmation timeframe's score at its last candle, when it was ready then."""
+        st = self.confirmation
+        a = st.arrays
+        if not a.meta[M_SCORED] or st.candle is None:
+            return None
+        cached = self._confirmation_result
+        if cached is None or cached[0] is not st.candle:
+            result = timeframe_result_from_row(a.result, a.sig, int(a.meta[M_NSIG]), st.ready, st.signals)
+            self._confirmation_result = cached = (st.candle, result)
+        return cached[1]
 
     def on_confirmation_candle(self, candle: Candle) -> None:
         """Feed a CLOSED confirmation-timeframe candle."""
         st = self.confirmation
-        if st.update(candle):
-            self._confirmation_result = None
-        self._confirmation_result = (
-            None if st.not_ready_reason() else score_timeframe(self.cfg, st.signals, st.ready, st.snapshot)
-        )
+        st.check_order(candle)
+        confirmation_bar(
+            self.params, self.score_ip, self.score_fp, *st.arrays, candle.ts, float(candle.open), float(candle.high),
+            float(candle.low), float(candle.close), float(candle.volume),
+        )  # fmt: skip
+        st.applied(candle)
 
     def on_primary_candle(self, candle: Candle, *, drawdown_pct: float, micro: MicroInputs | None = None) -> Decision:
         """Feed a CLOSED primary candle and decide."""
         cfg = self.cfg
         st = self.primary
-        missing = st.update(candle)
-        if missing:
-            self.prev_score = 0.0
-        snap = st.snapshot
-        if snap is None:  # pragma: no cover - update() always sets it
-            raise RuntimeError("primary timeframe has no snapshot after an update")
-        atr_pct = snap.atr_pct
-        prev = self.prev_score
-        reason = st.not_ready_reason()
-        if reason is None and cfg.timeframes.mtf_enabled:
-            c_reason = self.confirmation.not_ready_reason()
-            reason = None if c_reason is None else f"confirmation timeframe: {c_reason}"
-        if reason is not None:
-            self.prev_score = 0.0
+        st.check_order(candle)
+        # §11 avoid-entry (live only, Python): it reads no strategy state, so it is known before the bar is decided.
+        extra = (
+            avoid_entry(cfg, micro) if self.live and micro is not None and cfg.gates.live_avoid_entry_filter else None
+        )
+        c = self.confirmation.arrays
+        missing = int(
+            primary_bar(
+                self.params, self.score_ip, self.score_fp, *st.arrays, c.row, c.ready, c.meta, c.result, self.carry,
+                drawdown_pct, extra is not None and not extra.passed, self.out, self.gates, candle.ts,
+                float(candle.open), float(candle.high), float(candle.low), float(candle.close), float(candle.volume),
+            )
+        )  # fmt: skip
+        st.applied(candle)
+        atr = float(st.arrays.row[S_ATR_PCT])
+        atr_pct = None if math.isnan(atr) else atr
+        prev = float(self.carry[C_PREV_USED])
+        if not self.carry[C_READY]:
+            reason = st.not_ready_reason()
+            if reason is None and cfg.timeframes.mtf_enabled:
+                c_reason = self.confirmation.not_ready_reason()
+                reason = None if c_reason is None else f"confirmation timeframe: {c_reason}"
+            if reason is None:  # pragma: no cover - primary_bar applies the same rule
+                raise RuntimeError("primary_bar found a timeframe not ready that says it is")
             if missing:
                 reason = f"gap of {missing} missing {cfg.timeframes.primary} bars, warming up again: {reason}"
             return Decision(
@@ -302,72 +359,12 @@ class SymbolPipeline:
                 strict=cfg.strict_mode.enabled,
                 extra={"missing_bars": missing} if missing else {},
             )
-        # The kernel re-decides without standalone RSI when it is ready and the decision passes (§9.3 gate 11).
-        decision = self._decide(candle, snap, st.signals, st.ready, drawdown_pct, micro, prev)
-        self.prev_score = decision.final_score
-        return decision
-
-    def _decide(
-        self,
-        candle: Candle,
-        snap: IndicatorSnapshot,
-        signals: list[Signal],
-        ready: tuple[str, ...],
-        drawdown_pct: float,
-        micro: MicroInputs | None,
-        prev: float,
-        *,
-        rsi_alone: bool | None = None,
-    ) -> Decision:
-        """The decision of a ready primary bar by the compiled ``decide`` (with the rsi_alone re-decision), or one
-        pass with the given ``rsi_alone``. A failing avoid_entry (live, Python-only) fails the first pass already,
-        so then there is no re-decision, as in the reference."""
-        cfg = self.cfg
-        if snap.ema9 is None or snap.ema50 is None or snap.ema200 is None:  # pragma: no cover - readiness
-            raise RuntimeError("EMA trend not ready although the timeframe is")
-        k = self._k
-        sig, nsig = rows_from_signals(signals, k.sig)
-        ready_mask(ready, k.ready)
-        row_from_snapshot(snap, k.row)
-        confirmation = self._confirmation_result
-        if confirmation is not None and confirmation is not k.c_src:
-            row_from_timeframe_result(confirmation, k.c_out)
-            k.c_src = confirmation
-        net_move = self.primary.net_move()
-        nm = math.nan if net_move is None else net_move
-        has_c = confirmation is not None
-        extra = (
-            avoid_entry(cfg, micro) if self.live and micro is not None and cfg.gates.live_avoid_entry_filter else None
-        )
-        if rsi_alone is not None or (extra is not None and not extra.passed):
-            flag = -1 if rsi_alone is None else int(rsi_alone)
-            decide_once(
-                k.ip,
-                k.fp,
-                sig,
-                nsig,
-                k.ready,
-                k.row,
-                k.p_out,
-                k.c_out,
-                has_c,
-                nm,
-                prev,
-                drawdown_pct,
-                flag,
-                k.out,
-                k.gates,
-            )
-        else:
-            decide(
-                k.ip, k.fp, sig, nsig, k.ready, k.row, k.p_out, k.c_out, has_c, nm, prev, drawdown_pct, k.out, k.gates
-            )
-        out = k.out
+        out = self.out
         combined = combined_from_row(out)
         n = int(out[D_N_GATES])
         x = combined.final_score
         gates = LazyGates.from_rows(
-            k.gates[:n].copy(),
+            self.gates[:n].copy(),
             n,
             bool(out[D_PASSED]),
             final_score=x,
@@ -375,6 +372,7 @@ class SymbolPipeline:
             mtf_gap=combined.gap,
             extra=extra,
         )
+        a = st.arrays
         return Decision(
             self.symbol,
             candle.ts,
@@ -383,29 +381,12 @@ class SymbolPipeline:
             CLASSES[int(out[D_CLASS])],
             Direction(int(out[D_DIRECTION])),
             float(out[D_CONFIDENCE]),
-            snap.atr_pct,
+            atr_pct,
             gates,
-            primary=timeframe_result_from_row(k.p_out, sig, nsig, ready, signals),
-            confirmation=confirmation,
+            primary=timeframe_result_from_row(a.result, a.sig, int(a.meta[M_NSIG]), st.ready, st.signals),
+            confirmation=self.confirmation_result,
             combined=combined,
             penalties=penalties_from_row(out),
             prev_score=prev,
             strict=cfg.strict_mode.enabled,
         )
-
-
-class _KernelArrays:
-    """The kernel's parameters and the rows one pipeline reuses on every bar (no allocation per bar)."""
-
-    __slots__ = ("c_out", "c_src", "fp", "gates", "ip", "out", "p_out", "ready", "row", "sig")
-
-    def __init__(self, cfg: StrategyConfig) -> None:
-        self.ip, self.fp = score_params(cfg)
-        self.sig = np.zeros((MAX_SIGNALS, SIG_COLUMNS), dtype=np.int64)
-        self.ready = np.zeros(N_INDICATORS, dtype=np.int64)
-        self.row = np.full(N_SNAP, np.nan, dtype=np.float64)
-        self.p_out = new_tf_row()
-        self.c_out = new_tf_row()
-        self.c_src: TimeframeResult | None = None  # the confirmation result c_out was encoded from
-        self.out = new_decision_row()
-        self.gates = new_gates_out()

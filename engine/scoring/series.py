@@ -16,9 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.config.strategy import StrategyConfig
+from engine.gates.gate_kernel import new_gates_out
 from engine.models import Candle
+from engine.scoring.params import score_params
 from engine.scoring.pipeline import CandleOrderError
-from engine.scoring.score_kernel import N_DECISION, N_GATE_COLUMNS, N_GATES, score_params
+from engine.scoring.score_kernel import new_decision_row
 from engine.scoring.signals import Direction
 from engine.scoring.strategy_kernel import N_AGG, N_CARRY, run_series, strategy_params, timeframe_arrays
 
@@ -90,8 +92,8 @@ def decide_series(cfg: StrategyConfig, symbol: str, candles: Sequence[Candle]) -
         *timeframe_arrays(cfg),
         np.zeros(N_CARRY),
         np.zeros(N_AGG),
-        np.zeros(N_DECISION),
-        np.zeros((N_GATES, N_GATE_COLUMNS)),
+        new_decision_row(),
+        new_gates_out(),
         ts,
         ohlcv,
         out.passed,

@@ -18,24 +18,13 @@ import numpy.typing as npt
 
 from engine.config.strategy import StrategyConfig
 from engine.indicators.kernel import indicator_params, indicator_reset, indicator_step
-from engine.indicators.layout import N_SNAP, S_ATR_PCT, S_BARS, S_CLOSE
+from engine.indicators.layout import N_SNAP, S_ATR_PCT, S_BARS
 from engine.indicators.params import IndicatorParams
 from engine.jit import kernel
 from engine.models import timeframe_ms
 from engine.scoring.codes import INDICATORS, MAX_SIGNALS, N_INDICATORS, SIG_COLUMNS
 from engine.scoring.detect_kernel import detect_reset, detect_step, detector_params
-from engine.scoring.score_kernel import (
-    D_DIRECTION,
-    D_FINAL_SCORE,
-    D_PASSED,
-    N_DECISION,
-    N_GATE_COLUMNS,
-    N_GATES,
-    N_TF,
-    decide,
-    score_params,
-    score_tf,
-)
+from engine.scoring.score_kernel import D_DIRECTION, D_FINAL_SCORE, D_PASSED, N_TF, decide, decide_once, score_tf
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -105,15 +94,13 @@ def strategy_params(cfg: StrategyConfig) -> I64:
     pp[P_STEP_CONFIRMATION] = timeframe_ms(tf.confirmation)
     for i, name in enumerate(INDICATORS):
         pp[P_ENABLED + i] = cfg.indicators.get(name).enabled
-    for field, at, never in (
+    for field, at, never_at in (
         (tf.primary_required_indicators, P_REQUIRED_PRIMARY, P_NEVER_PRIMARY),
         (tf.confirmation_required_indicators, P_REQUIRED_CONFIRMATION, P_NEVER_CONFIRMATION),
     ):
-        for name in (n.strip() for n in field.split(",") if n.strip()):
-            if name in INDICATORS:
-                pp[at + INDICATORS.index(name)] = 1
-            else:
-                pp[never] = 1
+        mask, never = required_mask(field)
+        pp[at : at + N_INDICATORS] = mask
+        pp[never_at] = never
     return pp
 
 
@@ -188,8 +175,21 @@ def timeframe_bar(
     return missing
 
 
+def required_mask(required: str) -> tuple[I64, bool]:
+    """A timeframe's required indicators (``timeframes.*RequiredIndicators``) as a mask over INDICATORS, and
+    whether one of them has no detector (that timeframe is then never ready, as in ``not_ready_reason``)."""
+    mask = np.zeros(N_INDICATORS, np.int64)
+    never = False
+    for name in (n.strip() for n in required.split(",") if n.strip()):
+        if name in INDICATORS:
+            mask[INDICATORS.index(name)] = 1
+        else:
+            never = True
+    return mask, never
+
+
 @kernel
-def timeframe_ready(pp: I64, row: F64, ready: I64, required_at: int, never_at: int) -> bool:
+def timeframe_ready(pp: I64, row: F64, ready: I64, required: I64, never: bool) -> bool:
     """§2 warm-up: enough candles, every enabled detector ready and, with requireAoWhenEnabled, every required one."""
     if row[S_BARS] < pp[P_MIN_CANDLES]:
         return False
@@ -197,12 +197,17 @@ def timeframe_ready(pp: I64, row: F64, ready: I64, required_at: int, never_at: i
         if pp[P_ENABLED + i] and not ready[i]:
             return False
     if pp[P_REQUIRE]:
-        if pp[never_at]:
+        if never:
             return False
         for i in range(N_INDICATORS):
-            if pp[required_at + i] and not ready[i]:
+            if required[i] and not ready[i]:
                 return False
     return True
+
+
+@kernel
+def _required(pp: I64, at: int) -> I64:
+    return pp[at : at + N_INDICATORS]
 
 
 @kernel
@@ -215,7 +220,7 @@ def net_move(meta: I64, closes: F64) -> float:
     if oldest == 0:
         return math.nan
     newest = closes[(meta[M_CLOSES_POS] - 1) % size]
-    return abs(newest - oldest) / oldest
+    return float(abs(newest - oldest) / oldest)
 
 
 @kernel
@@ -241,7 +246,7 @@ def aggregate(agg: F64, src_step: int, step: int, ts: int, o: float, h: float, l
             agg[A_COUNT] += 1.0
     if ts + src_step == bucket + step:
         agg[A_ACTIVE] = 0.0
-        return agg[A_COUNT] == step // src_step
+        return bool(agg[A_COUNT] == step // src_step)
     return False
 
 
@@ -277,7 +282,7 @@ def confirmation_bar(
     )  # fmt: skip
     if missing < 0:
         return missing
-    if timeframe_ready(pp, row, ready, P_REQUIRED_CONFIRMATION, P_NEVER_CONFIRMATION):
+    if timeframe_ready(pp, row, ready, _required(pp, P_REQUIRED_CONFIRMATION), pp[P_NEVER_CONFIRMATION] == 1):
         score_tf(sp_ip, sp_fp, sig, meta[M_NSIG], ready, row, 0.0, result)
         meta[M_SCORED] = 1
     else:
@@ -308,6 +313,7 @@ def primary_bar(
     c_result: F64,
     carry: F64,
     drawdown_pct: float,
+    blocked: bool,
     out: F64,
     gates: F64,
     ts: int,
@@ -318,7 +324,10 @@ def primary_bar(
     v: float,
 ) -> int:
     """A closed primary candle: applied, then decided into ``out`` / ``gates`` when both timeframes are ready
-    (``carry[C_READY]`` says whether it was). Returns what ``timeframe_bar`` returns."""
+    (``carry[C_READY]`` says whether it was). Returns what ``timeframe_bar`` returns.
+
+    ``blocked``: live's avoid-entry filter (Python, §11) already fails this bar, so the decision cannot pass and,
+    as ever, a failing decision is not decided again without standalone RSI."""
     missing = timeframe_bar(
         ind_ip, ind_fp, ind_state, row, det_ip, det_fp, det_state, sig, ready, meta, closes,
         pp[P_STEP_PRIMARY], ts, o, h, lo, c, v,
@@ -329,17 +338,25 @@ def primary_bar(
         carry[C_PREV_SCORE] = 0.0
     prev = carry[C_PREV_SCORE]
     carry[C_PREV_USED] = prev
-    ok = timeframe_ready(pp, row, ready, P_REQUIRED_PRIMARY, P_NEVER_PRIMARY)
+    ok = timeframe_ready(pp, row, ready, _required(pp, P_REQUIRED_PRIMARY), pp[P_NEVER_PRIMARY] == 1)
     if ok and pp[P_MTF]:
-        ok = timeframe_ready(pp, c_row, c_ready, P_REQUIRED_CONFIRMATION, P_NEVER_CONFIRMATION)
+        ok = timeframe_ready(pp, c_row, c_ready, _required(pp, P_REQUIRED_CONFIRMATION), pp[P_NEVER_CONFIRMATION] == 1)
     if not ok:
         carry[C_PREV_SCORE] = 0.0
         carry[C_READY] = 0.0
         return missing
-    decide(
-        sp_ip, sp_fp, sig, meta[M_NSIG], ready, row, result, c_result, c_meta[M_SCORED] == 1,
-        net_move(meta, closes), prev, drawdown_pct, out, gates,
-    )  # fmt: skip
+    scored = c_meta[M_SCORED] == 1
+    moved = net_move(meta, closes)
+    if blocked:
+        decide_once(
+            sp_ip, sp_fp, sig, meta[M_NSIG], ready, row, result, c_result, scored, moved, prev, drawdown_pct, -1,
+            out, gates,
+        )  # fmt: skip
+    else:
+        decide(
+            sp_ip, sp_fp, sig, meta[M_NSIG], ready, row, result, c_result, scored, moved, prev, drawdown_pct, out,
+            gates,
+        )  # fmt: skip
     carry[C_PREV_SCORE] = out[D_FINAL_SCORE]
     carry[C_READY] = 1.0
     return missing
@@ -399,14 +416,12 @@ def run_series(
                 c_ready, c_meta, c_closes, c_result, int(agg[A_TS]), agg[A_OPEN], agg[A_HIGH], agg[A_LOW],
                 agg[A_CLOSE], agg[A_VOLUME],
             )  # fmt: skip
-        if (
-            primary_bar(
-                pp, sp_ip, sp_fp, p_ind_ip, p_ind_fp, p_ind_state, p_row, p_det_ip, p_det_fp, p_det_state, p_sig,
-                p_ready, p_meta, p_closes, p_result, c_row, c_ready, c_meta, c_result, carry, 0.0, out, gates,
-                t, o, h, lo, c, v,
-            )  # fmt: skip
-            < 0
-        ):
+        status = primary_bar(
+            pp, sp_ip, sp_fp, p_ind_ip, p_ind_fp, p_ind_state, p_row, p_det_ip, p_det_fp, p_det_state, p_sig,
+            p_ready, p_meta, p_closes, p_result, c_row, c_ready, c_meta, c_result, carry, 0.0, False, out, gates,
+            t, o, h, lo, c, v,
+        )  # fmt: skip
+        if status < 0:
             return i
         if carry[C_READY]:
             passed[i] = out[D_PASSED] != 0.0

@@ -15,9 +15,11 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.config.strategy import GateThresholds, StrategyConfig
-from engine.indicators.layout import N_SNAP, S_RSI, SNAPSHOT_COLUMNS
+from engine.indicators.kernel import row_from_snapshot
+from engine.indicators.layout import SNAPSHOT_COLUMNS
 from engine.indicators.snapshot import IndicatorSnapshot
 from engine.scoring.codes import CATEGORIES, INDICATORS, KINDS, MAX_SIGNALS, N_INDICATORS, SIG_COLUMNS, STRENGTHS
+from engine.scoring.detect_kernel import signals_from_rows
 from engine.scoring.params import score_params
 from engine.scoring.score_kernel import (
     CB_EMA_BEAR,
@@ -190,14 +192,6 @@ def rows_from_signals(
     return rows, len(signals)
 
 
-def signals_from_rows(sig: npt.NDArray[np.int64], nsig: int) -> list[Signal]:
-    """The ``Signal`` objects of the first ``nsig`` signal rows."""
-    return [
-        Signal(INDICATORS[r[0]], KINDS[r[1]], Direction(r[2]), STRENGTHS[r[3]], CATEGORIES[r[4]])
-        for r in sig[:nsig].tolist()
-    ]
-
-
 def ready_mask(ready: Sequence[str], out: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.int64]:
     """The 0/1 readiness mask (``INDICATORS`` order) of the detector names in ``ready`` (other names are ignored)."""
     mask = np.zeros(N_INDICATORS, dtype=np.int64) if out is None else out
@@ -207,22 +201,6 @@ def ready_mask(ready: Sequence[str], out: npt.NDArray[np.int64] | None = None) -
         if i is not None:
             mask[i] = 1
     return mask
-
-
-def row_from_snapshot(
-    snap: IndicatorSnapshot | None, out: npt.NDArray[np.float64] | None = None
-) -> npt.NDArray[np.float64]:
-    """The snapshot as a float64 row (engine/indicators/layout.py, NaN = None; a missing snapshot is all NaN)."""
-    row = np.empty(N_SNAP, dtype=np.float64) if out is None else out
-    if snap is None:
-        row[:] = np.nan
-        return row
-    c = snap.candle
-    row[:S_RSI] = (c.open, c.high, c.low, c.close, c.volume)
-    nan = math.nan
-    values = [getattr(snap, name) for name in _SNAPSHOT_FIELDS]
-    row[S_RSI:] = [nan if v is None else float(v) for v in values]
-    return row
 
 
 def row_from_timeframe_result(

@@ -53,8 +53,8 @@ async def test_a_fresh_start_can_trade_at_once_with_confirmation_history(
         rt = Runtime(Settings(_env_file=None, symbols=["ETHUSDTM"]), RunOptions())  # type: ignore[call-arg]
         await rt._warm_up(client, rig.engine)
         pipe = rig.engine.pipelines["ETHUSDTM"]
-        assert pipe.primary.indicators.bars >= 980  # ~1,000 (the shifted series ends up to 35 min before now)
-        assert pipe.confirmation.indicators.bars > 200  # history + the aggregated buckets, no gap reset
+        assert pipe.primary.bars >= 980  # ~1,000 (the shifted series ends up to 35 min before now)
+        assert pipe.confirmation.bars > 200  # history + the aggregated buckets, no gap reset
         assert pipe.confirmation.gaps == 0 and pipe.primary.gaps == 0
         assert rig.engine.last_decision["ETHUSDTM"].failing != ["data_not_ready"]
 

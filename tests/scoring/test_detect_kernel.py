@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from engine.config import StrategyConfig, default_strategy_config
 from engine.indicators import IndicatorParams, IndicatorSet, IndicatorSnapshot
+from engine.indicators.kernel import row_from_snapshot
 from engine.indicators.layout import N_SNAP
 from engine.jit import kernel
 from engine.marketdata.aggregate import CandleAggregator
@@ -32,7 +33,6 @@ from engine.scoring.detect_kernel import (
     trend_direction,
     trend_direction_k,
 )
-from engine.scoring.pipeline import row_from_snapshot
 from engine.scoring.signals import Direction, Signal
 from tests.scoring import reference_detectors as ref
 

@@ -14,6 +14,7 @@ from engine.gates import entry
 from engine.gates.entry import GateInputs, LazyGates, evaluate_gates
 from engine.gates.result import GateResult
 from engine.indicators import IndicatorParams, IndicatorSet
+from engine.indicators.kernel import row_from_snapshot
 from engine.indicators.layout import N_SNAP
 from engine.marketdata.aggregate import CandleAggregator
 from engine.marketdata.candle_files import load_candles
@@ -21,8 +22,9 @@ from engine.models import Candle
 from engine.scoring.codes import INDICATORS
 from engine.scoring.detect_kernel import detect_step, ready_names
 from engine.scoring.mtf import Alignment
-from engine.scoring.pipeline import SymbolPipeline, TimeframeState, row_from_snapshot
+from engine.scoring.pipeline import SymbolPipeline, TimeframeState
 from engine.scoring.signals import Direction
+from engine.scoring.strategy_kernel import M_NSIG
 from engine.scoring.timeframe import base_confidence
 from tests.scoring import reference_detectors as ref
 from tests.scoring.detector_rig import DetectorRig
@@ -88,8 +90,8 @@ def test_a_gap_starts_the_detectors_over_and_after_warm_up_nothing_is_missing(
     for bar, candle in enumerate(candles):
         assert st.update(candle) == (3 if bar == 1500 else 0)  # three candles left out
         assert (st.signals, st.ready) == want[bar]
-        assert st.nsig == len(st.signals)
-        if not st._all_ready:
+        assert st.arrays.meta[M_NSIG] == len(st.signals)
+        if len(st.ready) < len(st.detector_names):
             warming.append(bar)
     assert warming == [*range(199), *range(1500, 1699)]
     assert st.gaps == 1 and st.not_ready_reason() is None

@@ -61,7 +61,7 @@ def _run(cfg: StrategyConfig, data_dir: Path, symbol: str, *, live: bool = False
             cst = pipe.confirmation
             if cst.not_ready_reason() is None:
                 want = ref.score_timeframe(cfg, cst.signals, cst.ready, cst.snapshot)
-                assert repr(pipe._confirmation_result) == repr(want)
+                assert repr(pipe.confirmation_result) == repr(want)
                 seen["confirmations"] += 1
         if live:  # alternate a tape that the avoid-entry filter blocks and one it lets through
             micro = MicroInputs(spread_pct=0.01 if bar % 2 else 0.5, funding_rate_pct=0.01, buy_sell_ratio=0.5)
