@@ -115,6 +115,8 @@ run_tests() {
     echo "note: ../shared/data/kucoin-futures not found: the tests that need it skip and coverage is not enforced"
     cov=(--cov-fail-under=0)
   fi
+  # Compiled once here, not by whichever test (or bot subprocess) first reaches the strategy core.
+  echo "== strategy core"; "$py" -m engine.scoring.compile
   echo "== pytest"; "$py" -m pytest --cov --cov-report=term "${cov[@]}" "$@"
 }
 

@@ -3,17 +3,24 @@
 The per-bar strategy (indicators, signal detectors, scoring, MTF, confidence and the signal gates) is written as
 plain functions over float arrays and compiled with numba, so live, paper and backtest run the same machine code:
 live calls the per-bar step once per closed candle, the backtest calls it from a compiled loop over the history.
-``cache=True`` keeps the compiled code next to the source (or under ``NUMBA_CACHE_DIR``), so only the first start
-after an install pays the compile. ``error_model="python"`` makes a division by zero raise, as Python would,
-instead of returning inf silently.
+``cache=True`` keeps the compiled code in ``data/numba-cache`` (or ``NUMBA_CACHE_DIR``), so only the first start
+after an install pays the compile (``python -m engine.scoring.compile`` pays it ahead of time). Not numba's default
+``__pycache__`` next to the source: the systemd unit's read-only project tree (ProtectSystem=strict) would refuse
+it, and numba's fallback under the home directory (ProtectHome=true) too, so the first compile would fail.
+``error_model="python"`` makes a division by zero raise, as Python would, instead of returning inf silently.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 
 import numba  # type: ignore[import-untyped]
+
+CACHE_DIR = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(__file__).resolve().parents[1] / "data" / "numba-cache")
+numba.config.CACHE_DIR = str(CACHE_DIR)  # read when each kernel below is decorated
 
 
 def kernel[F: Callable[..., object]](fn: F) -> F:

@@ -151,6 +151,33 @@ def test_systemd_unit_runs_what_start_sh_runs_in_the_documented_place() -> None:
     assert "mkdir -p data logs run" in (ROOT / "docs" / "DEPLOY.md").read_text()
 
 
+def test_the_strategy_core_is_compiled_before_the_bot_and_cached_where_the_bot_may_write(tmp_path: Path) -> None:
+    """The first start after an install compiles the strategy core (~30 s). The unit does it before the bot
+    (ExecStartPre, with a start timeout to match), the image at build time, ./start.sh test before pytest; and the
+    cache is under data/, the one project directory ProtectSystem=strict leaves writable (numba's own default, the
+    source tree's __pycache__, is read-only there and its fallback under $HOME hidden by ProtectHome)."""
+    unit = _unit("enygma.service")
+    assert unit["ExecStartPre"] == "/opt/enygma/.venv/bin/python -m engine.scoring.compile"
+    assert int(unit["TimeoutStartSec"]) >= 120
+    assert "/opt/enygma/data" in unit["ReadWritePaths"].split()
+    docker = (DEPLOY / "Dockerfile").read_text()
+    assert docker.index("USER enygma") < docker.index("RUN python -m engine.scoring.compile")  # the user's cache
+    start = (ROOT / "start.sh").read_text()
+    assert start.index("-m engine.scoring.compile") < start.index("-m pytest --cov")
+
+    def cache_dir(**env: str) -> str:
+        base = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+        code = "import engine.jit as j, numba; print(j.CACHE_DIR, numba.config.CACHE_DIR)"
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+
+    default = str(ROOT / "data" / "numba-cache")
+    assert cache_dir() == f"{default} {default}"
+    assert cache_dir(NUMBA_CACHE_DIR=str(tmp_path)) == f"{tmp_path} {tmp_path}"
+
+
 def test_systemd_unit_gives_the_bot_enough_file_descriptors() -> None:
     """No LimitNOFILE: systemd's soft default of 1024 descriptors, shared by the exchange sockets, SQLite and the HTTP
     side, which ~1000 client connections within its idle timeout could use up. Now 16384."""
