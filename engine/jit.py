@@ -24,5 +24,14 @@ numba.config.CACHE_DIR = str(CACHE_DIR)  # read when each kernel below is decora
 
 
 def kernel[F: Callable[..., object]](fn: F) -> F:
-    """Compile ``fn`` (lazily, on its first call) with the project's numba settings."""
+    """Compile ``fn`` (lazily, on its first call) with the project's numba settings.
+
+    numba files its cache under the source file's path as imported; a project reached through a symlink (a
+    deployment's ``current`` link, the tests' project copies) would compile everything again. The function's code
+    is given its file's real path first, so every way to the same file finds the same cache."""
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        real = os.path.realpath(code.co_filename)
+        if real != code.co_filename:
+            fn.__code__ = code.replace(co_filename=real)
     return cast(F, numba.njit(cache=True, error_model="python")(fn))

@@ -22,7 +22,6 @@ from engine.config.settings import check_replay_speed, load_settings
 from engine.config.strategy import ROOT, unsupported_by_runtime
 from engine.logging import Redactor, configure_logging
 from engine.runtime.app import RunOptions, run
-from engine.scoring.compile import compile_strategy_core
 from engine.security import acquire_instance_lock, consume_live_confirmation
 from exchange.errors import ExchangeError
 from storage.db import StorageError
@@ -75,10 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EX_CONFIG
     opts = RunOptions(replay_dir=args.replay, speed=args.speed or settings.replay_speed, arm_live=args.arm_live)
-    # Before the event loop: a first start after an install compiles the strategy core (~30 s), which would stall
-    # every socket the loop serves; with the cache (./start.sh test, the unit's ExecStartPre) it is a load.
-    seconds = compile_strategy_core(settings.strategy())
-    structlog.get_logger("enygma").info("strategy_core.ready", seconds=round(seconds, 1))
     try:
         return asyncio.run(run(settings, opts))
     except ConfigError as exc:  # found on the way up: no candle files, a key that can withdraw, an unknown symbol

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import structlog
@@ -21,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.config.errors import ConfigError
 from engine.config.settings import Settings
+from engine.config.strategy import StrategyConfig
 from engine.events import (
     DriftCleared,
     DriftDetected,
@@ -45,6 +47,7 @@ from engine.runtime.engine import EngineOptions, TradingEngine
 from engine.runtime.http import Health, Metrics, build_app, http_runner
 from engine.runtime.lanes import Lanes, position_push_changes_position
 from engine.runtime.trading_state import TradingState
+from engine.scoring.compile import compile_strategy_core
 from exchange.errors import ExchangeError, PermissionRefusedError
 from exchange.rest import KucoinFuturesClient
 from exchange.signing import Credentials
@@ -516,6 +519,11 @@ class Runtime:
         if webhook is not None and webhook_ready is not None:
             work = webhook.catch_up(earlier_runs_seq)
             self._background(_catch_up(work, webhook_ready, webhook, "webhook"), "webhook-catch-up")
+        # The first start after an install compiles the strategy core (30-60 s; ./start.sh test, the unit's
+        # ExecStartPre and the image build do it beforehand, leaving a load of about a second): in a thread, after
+        # the positions are protected, with the HTTP side, the kill switch and Telegram answering meanwhile.
+        seconds = await _in_daemon_thread(compile_strategy_core, self.cfg)
+        log.info("strategy_core.ready", seconds=round(seconds, 1))
         await self._warm_up(client, engine)
         log.info("heap.settled", frozen_objects=settle_long_lived())
         closers = {sym: CandleCloser() for sym in s.symbols}
@@ -720,6 +728,32 @@ async def market_streams(
 
 
 Gate = asyncio.Future[SequencedSubscriber | None]  # a notifier's handler, once it has caught up (None: never)
+
+
+async def _in_daemon_thread[T](fn: Callable[[StrategyConfig], T], cfg: StrategyConfig) -> T:
+    """``fn(cfg)`` in a daemon thread: unlike ``asyncio.to_thread`` (the loop's executor, which the process waits for
+    as it ends), a stop during a 30-60 s first compile ends the bot at once instead of after the compile."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, exc: BaseException | None) -> None:
+        if done.done():
+            return  # the start was cancelled (a stop) while it ran
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(cast(T, result))
+
+    def work() -> None:
+        try:
+            result, exc = fn(cfg), None
+        except BaseException as e:
+            result, exc = None, e
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, exc)
+
+    threading.Thread(target=work, name="strategy-core-compile", daemon=True).start()
+    return await done
 
 
 def _after(ready: Gate) -> SequencedSubscriber:

@@ -2,8 +2,8 @@
 
 The first start after an install compiles the core, ~30 s on a small VPS; later starts load it in about a second.
 ``python -m engine.scoring.compile`` does it ahead of time: ``./start.sh test`` runs it before the test suite, the
-systemd unit before the bot (ExecStartPre) and the Dockerfile at build time, so no trading process ever stalls its
-event loop on a compile.
+systemd unit before the bot (ExecStartPre) and the Dockerfile at build time. The bot calls it too, in a thread
+before its warm-up, so a first start that has to compile keeps answering meanwhile.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from engine.scoring.codes import (
     SIG_KIND,
     SIG_STRENGTH,
 )
+from engine.scoring.detect_kernel import trend_direction_k
 from engine.scoring.params import (
     FP_ADX_STRONG_TREND,
     FP_ADX_TREND,
@@ -250,19 +251,6 @@ def classify_k(fp: npt.NDArray[np.float64], x: float) -> int:
     if x <= fp[FP_CL_SELL_WEAK]:
         return CL_SELL_WEAK
     return CL_NEUTRAL
-
-
-@kernel
-def trend_k(close: float, ema9: float, ema50: float, ema200: float) -> int:
-    """§3.7: +1 if close > EMA200 and EMA9 > EMA50; −1 on the mirror; 0 otherwise."""
-    if close > ema200 and ema9 > ema50:
-        return 1
-    if close < ema200 and ema9 < ema50:
-        return -1
-    return 0
-
-
-# --------------------------------------------------------------------------- one timeframe
 
 
 @kernel
@@ -604,7 +592,7 @@ def _decide_once(
     confidence = final_confidence_k(out[D_CONF_POINTS], out[D_PEN_TOTAL])
     d = 1 if x > 0 else -1 if x < 0 else 0
     agreeing = int(p_out[TF_BULL_IND]) if d == 1 else int(p_out[TF_BEAR_IND]) if d == -1 else 0
-    trend = trend_k(p_row[S_CLOSE], p_row[S_EMA9], p_row[S_EMA50], p_row[S_EMA200])
+    trend = trend_direction_k(p_row[S_CLOSE], p_row[S_EMA9], p_row[S_EMA50], p_row[S_EMA200])
     has_trigger = 0
     for i in range(p_nsig):  # gate 10: a trigger category in the decision's direction, never standalone RSI
         ind = p_sig[i, SIG_INDICATOR]
