@@ -72,7 +72,6 @@ from engine.runtime.microstructure import (
 from engine.runtime.protection import RETRY_BASE_MS, Protected, StopCoordinator, retry_delay_ms
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
-from engine.scoring.timeframe import tables
 from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
 from exchange.ids import new_client_oid
 from exchange.models import ClosedPosition, Fill, Order, OrderRequest, OrderSide, Position, StopDirection
@@ -175,7 +174,7 @@ class TradingEngine:
         self.stream_volume = "unverified"  # -> "trusted" after 3 agreeing checks, or "rest" after one that is not
         self._volume_checks = 0
         self._volume_agreed = 0
-        self.explain_from = tables(cfg).gates.min_score  # |score| from which a decision is recorded in full
+        self.explain_from = cfg.effective_gates().min_score  # |score| from which a decision is recorded in full
         self.recent_candles: dict[str, deque[Candle]] = {s: deque(maxlen=288) for s in options.symbols}
         self.pending_entries: dict[str, Decision] = {}
         self.exchange_status = "open"  # GET /api/v1/status as last seen (reconciliation asks)

@@ -53,6 +53,7 @@ from engine.indicators.layout import (
     S_WILLIAMS_R,
 )
 from engine.jit import kernel
+from engine.pysum import ring_sum
 from engine.scoring.codes import (
     CATEGORIES,
     I_ADX,
@@ -397,25 +398,6 @@ def twin_update(state: npt.NDArray[np.float64], o: int, window: int, value: floa
     if p1 >= first and p1v > 0 and p2v > 0 and p2v < p1v and trough_before_p2 > p1 and value < p2v:
         return -1
     return 0
-
-
-@kernel
-def neumaier_sum(values: npt.NDArray[np.float64], start: int, cap: int, first: int, n: int) -> float:
-    """Python 3.12's ``sum()`` of ``n`` floats of a ring (``values[start:start + cap]``, oldest at slot
-    ``first``): Neumaier-compensated, in the same order, so the total is bit-identical."""
-    f = 0.0
-    c = 0.0
-    for i in range(n):
-        x = values[start + (first + i) % cap]
-        t = f + x
-        if abs(f) >= abs(x):
-            c += (f - t) + x
-        else:
-            c += (x - t) + f
-        f = t
-    if c != 0.0 and math.isfinite(c):
-        f += c
-    return f
 
 
 @kernel
@@ -807,7 +789,7 @@ def _volume_spike(ip: npt.NDArray[np.int64], fp: npt.NDArray[np.float64], state:
         return False
     start = ip[IP_OFF_OBV_VOLS]
     first = _ring_first(state, cap, x + OBV_V_LEN, x + OBV_V_POS)
-    limit = fp[F_OBV_SPIKE_FACTOR] * (neumaier_sum(state, start, cap, first, length) / length)
+    limit = fp[F_OBV_SPIKE_FACTOR] * (ring_sum(state, start, cap, first, length) / length)
     for i in range(max(0, length - ip[IP_OBV_SPIKE_LOOKBACK]), length):
         if state[start + (first + i) % cap] > limit:
             return True

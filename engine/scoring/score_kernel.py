@@ -5,7 +5,7 @@ Plain functions over numpy arrays so live, paper and backtest run the same machi
 ``INDICATORS`` order and the snapshot row (``engine.indicators.layout``, NaN = None). Outputs are float64 rows
 whose columns are the constants below (NaN = None). Every float operation is the one the Python reference
 (tests/scoring/reference_scoring.py) performs, in the same order; Python's ``sum()`` of floats (Neumaier
-compensated since 3.12) is ``_nadd`` / ``_nend``.
+compensated since 3.12) is ``engine.pysum``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from engine.indicators.layout import (
     S_STOCH_RSI_RSI,
 )
 from engine.jit import kernel
+from engine.pysum import sum_add, sum_end
 from engine.scoring.codes import (
     I_RSI,
     K_DIVERGENCE,
@@ -181,35 +182,6 @@ def new_decision_row() -> npt.NDArray[np.float64]:
 
 
 @kernel
-def _nadd(f: float, c: float, x: float) -> tuple[float, float]:
-    """One step of CPython 3.12's ``sum()`` over floats (Neumaier): the running total and its compensation."""
-    t = f + x
-    if abs(f) >= abs(x):
-        c += (f - t) + x
-    else:
-        c += (x - t) + f
-    return t, c
-
-
-@kernel
-def _nend(f: float, c: float) -> float:
-    """The end of ``sum()``: the compensation is added when it is non-zero and finite."""
-    if c != 0.0 and math.isfinite(c):
-        return f + c
-    return f
-
-
-@kernel
-def py_sum(values: npt.NDArray[np.float64], n: int) -> float:
-    """``sum(values[:n])`` exactly as Python 3.12 computes it for floats."""
-    f = 0.0
-    c = 0.0
-    for i in range(n):
-        f, c = _nadd(f, c, values[i])
-    return _nend(f, c)
-
-
-@kernel
 def _clamp(x: float, lo: float, hi: float) -> float:
     """``min(hi, max(lo, x))`` with Python's min/max (the first argument wins a tie)."""
     m = x if x > lo else lo
@@ -308,12 +280,12 @@ def _score(
         pts = fp[FP_WEIGHT + ind] * fraction * mult * fp[FP_CATEGORY + sig[i, SIG_CATEGORY]]
         direction = sig[i, SIG_DIRECTION]
         if direction == 1:
-            bull_f, bull_c = _nadd(bull_f, bull_c, mult)
+            bull_f, bull_c = sum_add(bull_f, bull_c, mult)
             n_bull += 1
         else:
             pts = -pts
             if direction == -1:
-                bear_f, bear_c = _nadd(bear_f, bear_c, mult)
+                bear_f, bear_c = sum_add(bear_f, bear_c, mult)
                 n_bear += 1
         out[TF_POINTS + i] = pts
         cur = out[TF_CONTRIB + ind]
@@ -342,9 +314,9 @@ def _score(
         w = fp[FP_WEIGHT + ind]
         v = w if v > w else -w if v < -w else v
         out[TF_CONTRIB + ind] = v
-        s_f, s_c = _nadd(s_f, s_c, v)
+        s_f, s_c = sum_add(s_f, s_c, v)
     cap = fp[FP_INDICATOR_CAP]
-    indicator_score = _clamp(_nend(s_f, s_c), -cap, cap)
+    indicator_score = _clamp(sum_end(s_f, s_c), -cap, cap)
     # §5.4 combination bonuses (trending = ADX ≥ threshold; RSI = RSI(14) inside StochRSI)
     for j in range(N_COMBOS):
         out[TF_COMBO_PRESENT + j] = 0.0
@@ -385,9 +357,9 @@ def _score(
     c_f = c_c = 0.0
     for j in range(N_COMBOS):
         if out[TF_COMBO_PRESENT + j] != 0.0:
-            c_f, c_c = _nadd(c_f, c_c, out[TF_COMBO_VALUE + j])
+            c_f, c_c = sum_add(c_f, c_c, out[TF_COMBO_VALUE + j])
     total_cap = fp[FP_TOTAL_CAP]
-    tf_total = _clamp(indicator_score + micro_score + _nend(c_f, c_c), -total_cap, total_cap)
+    tf_total = _clamp(indicator_score + micro_score + sum_end(c_f, c_c), -total_cap, total_cap)
     bull_ind = bear_ind = counted = 0  # §6: standalone RSI never counts as an agreeing indicator
     for k in range(n_directional):
         ind = int(out[TF_ORDER + k])
@@ -400,7 +372,7 @@ def _score(
         elif c < 0:
             bear_ind += 1
     max_agreeing = bull_ind if bull_ind >= bear_ind else bear_ind
-    conf = base_confidence_k(fp, _nend(bull_f, bull_c), _nend(bear_f, bear_c), max_agreeing, divergences)
+    conf = base_confidence_k(fp, sum_end(bull_f, bull_c), sum_end(bear_f, bear_c), max_agreeing, divergences)
     out[TF_TOTAL] = tf_total
     out[TF_INDICATOR_SCORE] = indicator_score
     out[TF_BULL_IND] = bull_ind

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from engine.config.strategy import GateThresholds, StrategyConfig
+from engine.config.strategy import StrategyConfig
 from engine.indicators.kernel import row_from_snapshot
-from engine.indicators.layout import SNAPSHOT_COLUMNS
 from engine.indicators.snapshot import IndicatorSnapshot
+from engine.pysum import py_sum
 from engine.scoring.codes import CATEGORIES, INDICATORS, KINDS, MAX_SIGNALS, N_INDICATORS, SIG_COLUMNS, STRENGTHS
 from engine.scoring.detect_kernel import signals_from_rows
 from engine.scoring.params import score_params
@@ -46,7 +45,6 @@ from engine.scoring.score_kernel import (
     base_confidence_k,
     classify_k,
     new_tf_row,
-    py_sum,
     score_tf,
 )
 from engine.scoring.signals import Direction, Signal
@@ -130,50 +128,12 @@ def classify(cfg: StrategyConfig, x: float) -> str:
     return CLASSES[classify_k(score_params(cfg)[1], x)]
 
 
-@dataclass(frozen=True, slots=True)
-class ScoringTables:
-    """Config numbers the per-bar scoring reads, looked up once instead of on every signal."""
-
-    weight: dict[str, float]
-    directional: dict[str, bool]
-    strength: dict[str, float]
-    category: dict[str, float]
-    base_fraction: float
-    gates: GateThresholds
-    triggers: frozenset[str]
-
-
-_TABLES: dict[int, tuple[StrategyConfig, ScoringTables]] = {}
-
-
-def tables(cfg: StrategyConfig) -> ScoringTables:
-    """The lookup tables of ``cfg`` (cached per config object)."""
-    hit = _TABLES.get(id(cfg))
-    if hit is not None and hit[0] is cfg:
-        return hit[1]
-    names = cfg.indicators.names()
-    strengths = ("veryStrong", "strong", "moderate", "weak", "extreme", "unknown")
-    categories = ("divergence", "goldenDeathCross", "squeeze", "crossover", "momentum", "zone", "other")
-    built = ScoringTables(
-        weight={n: cfg.indicators.get(n).weight for n in names},
-        directional={n: cfg.indicators.get(n).directional for n in names},
-        strength={n: cfg.strength_multipliers.get(n) for n in strengths},
-        category={n: cfg.signal_type_multipliers.get(n) for n in categories},
-        base_fraction=cfg.scoring.signal_base_points_fraction,
-        gates=cfg.effective_gates(),
-        triggers=cfg.gates.trigger_category_set,
-    )
-    _TABLES[id(cfg)] = (cfg, built)
-    return built
-
-
 # --------------------------------------------------------------------------- rows in and out of the kernels
 
 _INDICATOR = {n: i for i, n in enumerate(INDICATORS)}
 _KIND = {n: i for i, n in enumerate(KINDS)}
 _STRENGTH = {n: i for i, n in enumerate(STRENGTHS)}
 _CATEGORY = {n: i for i, n in enumerate(CATEGORIES)}
-_SNAPSHOT_FIELDS = tuple(SNAPSHOT_COLUMNS)
 
 
 def rows_from_signals(

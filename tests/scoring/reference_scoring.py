@@ -9,15 +9,54 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from engine.config.strategy import StrategyConfig
+from engine.config.strategy import GateThresholds, StrategyConfig
 from engine.gates.entry import GateInputs, MicroInputs, avoid_entry
 from engine.gates.result import GateResult
 from engine.indicators.snapshot import IndicatorSnapshot
 from engine.scoring.detect_kernel import trend_direction
 from engine.scoring.mtf import Alignment, Combined, Penalties
 from engine.scoring.signals import Direction, Signal
-from engine.scoring.timeframe import ComboBonus, ScoredSignal, TimeframeResult, tables
+from engine.scoring.timeframe import ComboBonus, ScoredSignal, TimeframeResult
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringTables:
+    """Config numbers the per-bar scoring reads, looked up once instead of on every signal."""
+
+    weight: dict[str, float]
+    directional: dict[str, bool]
+    strength: dict[str, float]
+    category: dict[str, float]
+    base_fraction: float
+    gates: GateThresholds
+    triggers: frozenset[str]
+
+
+_TABLES: dict[int, tuple[StrategyConfig, ScoringTables]] = {}
+
+
+def tables(cfg: StrategyConfig) -> ScoringTables:
+    """The lookup tables of ``cfg`` (cached per config object)."""
+    hit = _TABLES.get(id(cfg))
+    if hit is not None and hit[0] is cfg:
+        return hit[1]
+    names = cfg.indicators.names()
+    strengths = ("veryStrong", "strong", "moderate", "weak", "extreme", "unknown")
+    categories = ("divergence", "goldenDeathCross", "squeeze", "crossover", "momentum", "zone", "other")
+    built = ScoringTables(
+        weight={n: cfg.indicators.get(n).weight for n in names},
+        directional={n: cfg.indicators.get(n).directional for n in names},
+        strength={n: cfg.strength_multipliers.get(n) for n in strengths},
+        category={n: cfg.signal_type_multipliers.get(n) for n in categories},
+        base_fraction=cfg.scoring.signal_base_points_fraction,
+        gates=cfg.effective_gates(),
+        triggers=cfg.gates.trigger_category_set,
+    )
+    _TABLES[id(cfg)] = (cfg, built)
+    return built
+
 
 TRIGGER_EXCLUDED = frozenset({"rsi"})
 

@@ -21,12 +21,12 @@ from engine.jit import kernel
 from engine.marketdata.aggregate import CandleAggregator
 from engine.marketdata.candle_files import load_candles
 from engine.models import Candle
+from engine.pysum import ring_sum
 from engine.scoring.codes import INDICATORS, MAX_SIGNALS, SIG_COLUMNS
 from engine.scoring.detect_kernel import (
     detect_reset,
     detect_step,
     detector_params,
-    neumaier_sum,
     new_outputs,
     ready_names,
     signals_from_rows,
@@ -192,8 +192,8 @@ def test_the_ring_sum_is_pythons_sum(values: list[float], first: int) -> None:
     ring = np.zeros(cap + 3)
     for i, v in enumerate(values):
         ring[3 + (first + i) % cap] = v
-    assert neumaier_sum(ring, 3, cap, first, len(values)).hex() == float(sum(values)).hex()  # bit for bit
-    assert neumaier_sum(np.array([1e16, 1.0, -1e16]), 0, 3, 0, 3) == 1.0
+    assert ring_sum(ring, 3, cap, first, len(values)).hex() == float(sum(values)).hex()  # bit for bit
+    assert ring_sum(np.array([1e16, 1.0, -1e16]), 0, 3, 0, 3) == 1.0
 
 
 @kernel

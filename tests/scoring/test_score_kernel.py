@@ -15,10 +15,10 @@ from engine.config import StrategyConfig, default_strategy_config
 from engine.gates.entry import MicroInputs
 from engine.marketdata.candle_files import load_candles
 from engine.models import TIMEFRAME_MS
+from engine.pysum import py_sum
 from engine.scoring.codes import I_RSI, INDICATORS
 from engine.scoring.params import FP_WEIGHT, IP_DIRECTIONAL, score_params
 from engine.scoring.pipeline import SymbolPipeline
-from engine.scoring.score_kernel import py_sum
 from engine.scoring.timeframe import base_confidence
 from tests.scoring import reference_scoring as ref
 
