@@ -13,13 +13,30 @@ it, and numba's fallback under the home directory (ProtectHome=true) too, so the
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 import numba  # type: ignore[import-untyped]
 
-CACHE_DIR = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(__file__).resolve().parents[1] / "data" / "numba-cache")
+
+def writable_cache_dir(wanted: Path) -> Path:
+    """``wanted`` if this process can create files there, else a directory of its own under the temporary directory
+    (systemd's PrivateTmp= one under the unit). A cache directory made by another user (``./start.sh test`` run as
+    root before the unit runs the bot as ``enygma``) would otherwise leave numba no cache it may write, and it then
+    refuses to compile at all: the bot could not start."""
+    try:
+        wanted.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=wanted):
+            return wanted
+    except OSError:
+        return Path(tempfile.gettempdir()) / f"enygma-numba-cache-{os.getuid()}"
+
+
+CACHE_DIR = writable_cache_dir(
+    Path(os.environ.get("NUMBA_CACHE_DIR") or Path(__file__).resolve().parents[1] / "data" / "numba-cache")
+)
 numba.config.CACHE_DIR = str(CACHE_DIR)  # read when each kernel below is decorated
 
 

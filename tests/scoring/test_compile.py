@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +30,30 @@ def test_a_project_reached_through_a_symlink_uses_the_same_compiled_cache(tmp_pa
     assert out[1] == str(home / "engine" / "indicators" / "kernel.py")  # imported through the link
     assert out[0] == str(ROOT / "engine" / "indicators" / "kernel.py")  # what numba files the cache under
     assert out[2] == str(ROOT / "data" / "numba-cache")
+
+
+def test_a_cache_directory_this_process_cannot_write_falls_back_to_one_it_can(tmp_path: Path) -> None:
+    """numba given a cache directory it cannot write (one made by another user) finds no other place it may use
+    under systemd and refuses to compile: the bot could not start. The cache then goes under the temporary
+    directory instead (systemd's PrivateTmp=)."""
+    from engine.jit import writable_cache_dir
+
+    assert writable_cache_dir(tmp_path / "cache") == tmp_path / "cache" and (tmp_path / "cache").is_dir()
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a directory")  # root may write anywhere: a path through a file fails for every user
+    fallback = writable_cache_dir(blocked / "numba-cache")
+    assert fallback == Path(tempfile.gettempdir()) / f"enygma-numba-cache-{os.getuid()}"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import engine.jit as j, numba; print(j.CACHE_DIR); print(numba.config.CACHE_DIR)"],
+        cwd=ROOT,
+        env={**env, "NUMBA_CACHE_DIR": str(blocked / "numba-cache")},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert out.stdout.splitlines() == [str(fallback), str(fallback)]
 
 
 def test_a_stop_during_a_first_compile_ends_the_bot_at_once() -> None:
