@@ -131,6 +131,16 @@ class Intents:
         )
         return [_intent(r) for r in rows]
 
+    async def acked_for(self, symbol: str, purpose: str, price: Decimal) -> list[Intent]:
+        """Intents of one symbol and purpose at ``price`` the exchange acknowledged (answered with an order id),
+        newest first: an order whose id the position row never got (the process died before the save) is here."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM order_intents WHERE status = 'acked' AND symbol = ? AND purpose = ? AND price IS NOT NULL"
+            " ORDER BY created_ms DESC",
+            (symbol, purpose),
+        )
+        return [i for i in map(_intent, rows) if i.price == price]
+
     async def get(self, client_oid: str) -> Intent | None:
         row = await self.db.fetchone("SELECT * FROM order_intents WHERE client_oid = ?", (client_oid,))
         return None if row is None else _intent(row)

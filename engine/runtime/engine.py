@@ -69,14 +69,14 @@ from engine.runtime.microstructure import (
     read_market,
     ticker_price,
 )
-from engine.runtime.protection import RETRY_BASE_MS, Protected, StopCoordinator, retry_delay_ms
+from engine.runtime.protection import RETRY_BASE_MS, TP_CANCEL, Protected, StopCoordinator, retry_delay_ms
 from engine.runtime.trading_state import TradingState, check_transition
 from engine.scoring.pipeline import Decision, SymbolPipeline
 from exchange.errors import ExchangeError, OrderNotFoundError, PositionEmptyError
 from exchange.ids import new_client_oid
 from exchange.models import ClosedPosition, Fill, Order, OrderRequest, OrderSide, Position, StopDirection
 from exchange.rest import LIST_PAGE_SIZE, MAX_PAGES, KucoinFuturesClient
-from storage.repos import Approvals, EventLog, Intent, Intents, Positions, RetryQueue
+from storage.repos import Approvals, EventLog, Intent, Intents, Positions, RetryItem, RetryQueue
 
 log = structlog.get_logger(__name__)
 RETRY_INTERVAL_S = 1.0  # how often the retry queue is looked at (each item keeps its own backoff)
@@ -1581,6 +1581,9 @@ class TradingEngine:
         for m in list(self.managed.values()):
             await self.coordinator.resume(m.protection)
             await self._catch_up_take_profit(m.protection)  # an extension owed when the process stopped
+        for item in await self.retry.due(2**62):
+            if item.kind == TP_CANCEL:  # a take-profit move saved, the TP it replaced not yet cancelled
+                await self._cancel_replaced_take_profit(item)
         for intent in await self.intents.pending():
             if (
                 intent.purpose in ("stop", "take_profit")
@@ -1654,6 +1657,9 @@ class TradingEngine:
                     log.error("funding.owed_item_unreadable", key=item.key, error=f"{type(exc).__name__}: {exc}")
                     await self.retry.done(item.key)
                 continue
+            if item.kind == TP_CANCEL:
+                await self._cancel_replaced_take_profit(item)
+                continue
             m = self.managed.get(str(item.payload.get("symbol")))
             if m is None:
                 await self.retry.done(item.key)
@@ -1674,6 +1680,20 @@ class TradingEngine:
                 if item.kind in ("resize", "take_profit"):  # _resized saw both listed at the position's size
                     await self._confirm_resize(p)
         return len(items)
+
+    async def _cancel_replaced_take_profit(self, item: RetryItem) -> None:
+        """A ``tp_cancel`` item: the TP a take-profit move replaced goes (its position closed meanwhile: the orphan
+        sweep takes what is left); the exchange failing the cancel tries again after the queue's backoff."""
+        m = self.managed.get(str(item.payload.get("symbol")))
+        if m is None:
+            await self.retry.done(item.key)
+            return
+        try:
+            await self.coordinator.cancel_replaced_take_profit(m.protection, str(item.payload.get("order_id")))
+        except ExchangeError as exc:
+            log.warning("take_profit.old_cancel_failed", symbol=m.protection.symbol, error=str(exc))
+            due = self.clock() + retry_delay_ms(item.attempts + 1)
+            await self.retry.put(item.kind, item.key, item.payload, due, str(exc))
 
     async def _resized(self, p: Protected) -> bool:
         """A resize owed since the position changed size mid stop move (``resize`` items), or whose TP placement

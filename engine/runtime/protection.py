@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 RETRY_BASE_MS = 500
 RETRY_CAP_MS = 30_000
+TP_CANCEL = "tp_cancel"  # retry-queue kind: the TP a take-profit move replaced, still to be cancelled
 STOP_MISSING_REMIND_MS = 15 * 60_000  # a stop the exchange keeps refusing is told again this often while it lasts
 
 
@@ -552,22 +553,64 @@ class StopCoordinator:
             await self.retry.done(f"replace:{p.symbol}")
 
     async def move_take_profit(self, p: Protected, new_tp: Decimal) -> None:
-        """TP extension: place the new TP, then cancel the old (a TP gap is harmless; the stop protects)."""
+        """TP extension (or resize): place the new TP (or take over the one an interrupted attempt landed), save it
+        with the old TP's cancel owed in the retry queue, then cancel the old (a TP gap is harmless; the stop
+        protects)."""
         new_tp = self._tp_on_grid(p, new_tp)
         try:
-            new_id = await self._unanswered(p, "take_profit", new_tp) or await self._place(
-                p, new_tp, p.tp_direction, "take_profit", new_client_oid("tp"), urgent=False
+            new_id = (
+                await self._unanswered(p, "take_profit", new_tp)
+                or await self._landed_take_profit(p, new_tp)
+                or await self._place(p, new_tp, p.tp_direction, "take_profit", new_client_oid("tp"), urgent=False)
             )
+            crash_point("tp_extension_landed")  # the new TP acked, its id not saved yet
             old = p.tp_order_id
-            p.tp_order_id, p.take_profit = new_id, new_tp
+            p.tp_order_id, p.take_profit = new_id, new_tp  # no await in between: a concurrent move reads either
+            if old and old != new_id and not p.closed:
+                # The old TP's cancel is owed from the save on, persisted before it: a restart finishes it instead
+                # of the reconciliation finding a second TP and calling it drift. Due late: this call cancels it.
+                payload = {"symbol": p.symbol, "order_id": old}
+                await self.retry.put(TP_CANCEL, f"{TP_CANCEL}:{p.symbol}:{old}", payload, self.clock() + RETRY_CAP_MS)
             await self._save(p)
+            crash_point("tp_extension_saved")  # the new TP saved, the old one still live
             if old and old != new_id:
-                with contextlib.suppress(OrderNotFoundError):
-                    await self.client.cancel_order(old)
+                await self.cancel_replaced_take_profit(p, old)
+            crash_point("tp_extension_done")
         except PositionClosedError:
             return
         except ExchangeError as exc:
             await self._schedule(p.symbol, "take_profit", str(exc))
+
+    async def cancel_replaced_take_profit(self, p: Protected, order_id: str) -> None:
+        """Cancel the TP a take-profit move replaced and settle its owed ``tp_cancel`` item. Not while it is still
+        the position's TP (the process died before the move's save: the restart's move replaces it again)."""
+        if order_id != p.tp_order_id:
+            with contextlib.suppress(OrderNotFoundError):  # already gone: that is the goal
+                await self.client.cancel_order(order_id)
+        await self.retry.done(f"{TP_CANCEL}:{p.symbol}:{order_id}")
+
+    async def _landed_take_profit(self, p: Protected, price: Decimal) -> str | None:
+        """A TP move whose order landed and was acked, its id never saved (the process died in between): the
+        restart owes the same move (``tp_roi`` was saved with the stop move that asked for it) and placed a second
+        TP at that price under a new clientOid, beside the first until the reconciliation cancelled one and called
+        it drift. The intent, written before the order went out, names it: the live one at ``price`` for the
+        position's size is taken over. An intent whose order is no longer live is closed in the books."""
+        for intent in await self.intents.acked_for(p.symbol, "take_profit", price):
+            if intent.order_id is None or intent.order_id == p.tp_order_id:
+                continue
+            try:
+                o = await self.client.order_by_client_oid(intent.client_oid)
+            except OrderNotFoundError:
+                await self.intents.mark(intent.client_oid, "done", detail="gone from the exchange")
+                continue
+            if not (o.is_active and o.stop is not None and not o.stop_triggered):
+                await self.intents.mark(intent.client_oid, "done", o.id, detail="no longer live")
+                continue
+            same = o.side is p.exit_side and o.stop is p.tp_direction and o.stop_price == price and o.lots == p.lots
+            if o.reduce_only and same:
+                log.warning("stop.landed_take_profit_taken_over", symbol=p.symbol, order_id=o.id, price=str(price))
+                return o.id
+        return None
 
     async def schedule(self, symbol: str, kind: str, error: str) -> None:
         """Queue ``kind`` work for ``symbol`` with the coordinator's backoff (the engine's owed resizes too)."""

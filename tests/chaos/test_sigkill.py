@@ -589,3 +589,60 @@ async def test_sigkill_between_the_journal_and_the_webhook_posts_the_event_late_
     await until(started_twice, "second engine: started posted")
     assert len(opened()) == 1
     await asyncio.to_thread(rig.stop_engine)
+
+
+def tp_cancels_owed(rig: Rig) -> list[str]:
+    with contextlib.closing(sqlite3.connect(rig.tmp / "e.sqlite")) as conn:
+        return [r[0] for r in conn.execute("SELECT key FROM retry_queue WHERE kind = 'tp_cancel'").fetchall()]
+
+
+@pytest.mark.parametrize("crash_at", ["tp_extension_landed", "tp_extension_saved", "tp_extension_done"])
+async def test_sigkill_around_a_take_profit_extension(rig: Rig, tg: FakeTelegram, crash_at: str) -> None:
+    """50 lots long at 2000.40, 10x: stop 1980.40 (-10 % ROI), TP 2060.41 (+30 %). The mark at 2030 (+14.8 %)
+    trails the stop to 2020.41 (+10 %) and extends the TP to 2100.42 (+50 %: stop ROI + 30 + 10), and the process
+    dies: after the new TP landed, before its id was saved (``landed``), after the save before the old TP's
+    cancel (``saved``), or after it (``done``). Before, ``landed``: the restart owed the extension, placed a
+    second TP at 2100.42 under a new clientOid (3 TPs live for a moment, two of 50 lots at 2100.42), and the
+    first reconciliation cancelled the one that had landed and told the trader "⚠️ Drift: duplicate take-profit
+    ... at 2100.42 cancelled — new entries paused"; ``saved``: the old TP at 2060.41 was left to that
+    reconciliation, told as the same drift. Now the restart takes the landed TP over and finishes the owed cancel
+    itself: exactly one TP at 2100.42 under the clientOid that landed, the stop at 2020.41 throughout, two TP
+    orders sent in all, and no drift told."""
+    await enter_directly(rig)
+    proc = rig.start_engine(crash_at=crash_at, telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)
+    await until_protected(rig, "initial protection")
+    [(_, stop0, _), (_, tp0, tp0_oid)] = await exit_orders(rig)
+    assert (stop0, tp0) == (D("1980.40"), D("2060.41"))
+    rig.price(2030)
+    await asyncio.to_thread(rig.wait_exit, proc, -signal.SIGKILL)
+    landed = await exit_orders(rig)
+    downs_at_crash = [p for d, p, _ in landed if d is StopDirection.DOWN]
+    tps_at_crash = [(p, oid) for d, p, oid in landed if d is StopDirection.UP]
+    assert downs_at_crash == [D("2020.41")]  # the stop move finished before the TP's: never without a stop
+    extension = [(p, oid) for p, oid in tps_at_crash if p == D("2100.42")]
+    assert len(extension) == 1
+    assert tps_at_crash == ([(tp0, tp0_oid)] if crash_at != "tp_extension_done" else []) + extension
+    with contextlib.closing(sqlite3.connect(rig.tmp / "e.sqlite")) as conn:
+        [(stored_tp,)] = conn.execute("SELECT take_profit FROM positions").fetchall()
+    assert D(stored_tp) == (tp0 if crash_at == "tp_extension_landed" else D("2100.42"))
+    drifts_before = len(stored_events(rig, "drift_detected"))  # the adoption of the position entered by hand
+
+    rig.start_engine(telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)  # recovered: past the start's own reconciliation
+    expected = [(StopDirection.DOWN, D("2020.41")), (StopDirection.UP, D("2100.42"))]
+    after_start = await exit_orders(rig)
+    assert [(d, p) for d, p, _ in after_start] == expected
+    assert after_start[1][2] == extension[0][1]  # the TP that landed, taken over: not placed again
+    await asyncio.sleep(6)  # past the first scheduled reconciliation (RECONCILE_INTERVAL_S=5)
+    assert await exit_orders(rig) == after_start
+    lots, _, buys = await exchange_state(rig)
+    assert (lots, buys) == (50, 1)
+    assert placed(rig, "take_profit") == 2  # the first TP and the extension: nothing sent twice
+    assert tp_cancels_owed(rig) == []
+    with contextlib.closing(sqlite3.connect(rig.tmp / "e.sqlite")) as conn:
+        assert conn.execute("SELECT take_profit FROM positions").fetchall() == [("2100.42",)]
+    assert len(stored_events(rig, "drift_detected")) == drifts_before  # nothing to tell as drift
+    await started_told(tg, 2)
+    assert not any("take-profit" in t for t in told(tg, "Drift"))
+    await asyncio.to_thread(rig.stop_engine)

@@ -111,3 +111,27 @@ async def test_a_kill_switch_close_that_fails_keeps_that_positions_stop(rig: Rig
     assert not report.flat
     assert (await rig.client.position("ETHUSDTM")).lots == p.lots
     assert len([o for o in await rig.client.open_stop_orders("ETHUSDTM") if o.stop_price == p.stop]) == 1
+
+
+async def test_the_old_take_profit_whose_cancel_failed_is_cancelled_by_the_retry_not_called_drift(
+    rig: Rig,
+) -> None:
+    """A TP extension lands and is saved, and KuCoin answers 503 to the old TP's cancel. Before: nothing owed that
+    cancel (the retry item only re-checked the sizes), so two TPs of 179 lots stayed live (2033.74 and 2050.00)
+    until the next reconciliation cancelled the old one and reported it as drift, pausing new entries. Now the
+    cancel is a persisted ``tp_cancel`` item: the retry loop cancels it, and the reconciliation finds nothing."""
+    p = await rig.engine.enter("ETHUSDTM", long_decision())
+    assert p is not None and (p.stop, p.take_profit) == (D("1989.29"), D("2033.74"))
+    old = p.tp_order_id
+    rig.sim.faults.server_error_next(40, f"/api/v1/orders/{old}")  # its cancel (and lookups by its id) refused
+    await rig.engine.coordinator.move_take_profit(p, D("2050.00"))
+    rig.sim.faults.reset()
+    ups = [(o.stop_price, o.lots) for o in await rig.client.open_stop_orders("ETHUSDTM") if o.stop is not None]
+    assert sorted(ups) == [(D("1989.29"), 179), (D("2033.74"), 179), (D("2050.00"), 179)]
+    assert p.take_profit == D("2050.00") and p.tp_order_id != old
+    rig.engine.clock = lambda: 1_900_000_000_000  # past every backoff
+    await rig.engine.run_retries()
+    left = sorted((o.stop_price, o.id) for o in await rig.client.open_stop_orders("ETHUSDTM"))
+    assert [price for price, _ in left] == [D("1989.29"), D("2050.00")] and left[1][1] == p.tp_order_id
+    assert await rig.engine.sync_positions() == []
+    assert await rig.engine.retry.depth() == 0
