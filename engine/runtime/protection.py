@@ -199,6 +199,7 @@ class StopCoordinator:
         if await self.intents.get(client_oid) is None:
             await self.intents.record(client_oid, p.symbol, purpose, p.exit_side.value, p.lots, price, self.clock())
         order = await self.client.place_order(self._stop_request(p, price, direction, client_oid), urgent=urgent)
+        crash_point(f"unacked:{purpose}")  # on the exchange, its intent still pending
         await self.intents.mark(client_oid, "acked", order.id)
         if p.closed:  # the position was closed and accounted for while this order was on its way: undo it
             with contextlib.suppress(ExchangeError):

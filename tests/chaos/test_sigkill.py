@@ -596,11 +596,15 @@ def tp_cancels_owed(rig: Rig) -> list[str]:
         return [r[0] for r in conn.execute("SELECT key FROM retry_queue WHERE kind = 'tp_cancel'").fetchall()]
 
 
-@pytest.mark.parametrize("crash_at", ["tp_extension_landed", "tp_extension_saved", "tp_extension_done"])
+@pytest.mark.parametrize(
+    "crash_at", ["unacked:take_profit", "tp_extension_landed", "tp_extension_saved", "tp_extension_done"]
+)
 async def test_sigkill_around_a_take_profit_extension(rig: Rig, tg: FakeTelegram, crash_at: str) -> None:
     """50 lots long at 2000.40, 10x: stop 1980.40 (-10 % ROI), TP 2060.41 (+30 %). The mark at 2030 (+14.8 %)
     trails the stop to 2020.41 (+10 %) and extends the TP to 2100.42 (+50 %: stop ROI + 30 + 10), and the process
-    dies: after the new TP landed, before its id was saved (``landed``), after the save before the old TP's
+    dies: after the new TP landed, before its intent was marked acked (``unacked``: the first run places the first
+    TP and stops cleanly, so that the crash point meets the extension) or before its id was saved (``landed``),
+    after the save before the old TP's
     cancel (``saved``), or after it (``done``). Before, ``landed``: the restart owed the extension, placed a
     second TP at 2100.42 under a new clientOid (3 TPs live for a moment, two of 50 lots at 2100.42), and the
     first reconciliation cancelled the one that had landed and told the trader "⚠️ Drift: duplicate take-profit
@@ -609,6 +613,13 @@ async def test_sigkill_around_a_take_profit_extension(rig: Rig, tg: FakeTelegram
     itself: exactly one TP at 2100.42 under the clientOid that landed, the stop at 2020.41 throughout, two TP
     orders sent in all, and no drift told."""
     await enter_directly(rig)
+    runs = 1
+    if crash_at.startswith("unacked:"):
+        rig.start_engine(telegram=tg)
+        await asyncio.to_thread(rig.wait_ready)
+        await until_protected(rig, "initial protection")
+        await asyncio.to_thread(rig.stop_engine)
+        runs = 2
     proc = rig.start_engine(crash_at=crash_at, telegram=tg)
     await asyncio.to_thread(rig.wait_ready)
     await until_protected(rig, "initial protection")
@@ -625,7 +636,7 @@ async def test_sigkill_around_a_take_profit_extension(rig: Rig, tg: FakeTelegram
     assert tps_at_crash == ([(tp0, tp0_oid)] if crash_at != "tp_extension_done" else []) + extension
     with contextlib.closing(sqlite3.connect(rig.tmp / "e.sqlite")) as conn:
         [(stored_tp,)] = conn.execute("SELECT take_profit FROM positions").fetchall()
-    assert D(stored_tp) == (tp0 if crash_at == "tp_extension_landed" else D("2100.42"))
+    assert D(stored_tp) == (tp0 if crash_at in ("unacked:take_profit", "tp_extension_landed") else D("2100.42"))
     drifts_before = len(stored_events(rig, "drift_detected"))  # the adoption of the position entered by hand
 
     rig.start_engine(telegram=tg)
@@ -643,6 +654,6 @@ async def test_sigkill_around_a_take_profit_extension(rig: Rig, tg: FakeTelegram
     with contextlib.closing(sqlite3.connect(rig.tmp / "e.sqlite")) as conn:
         assert conn.execute("SELECT take_profit FROM positions").fetchall() == [("2100.42",)]
     assert len(stored_events(rig, "drift_detected")) == drifts_before  # nothing to tell as drift
-    await started_told(tg, 2)
+    await started_told(tg, runs + 1)
     assert not any("take-profit" in t for t in told(tg, "Drift"))
     await asyncio.to_thread(rig.stop_engine)
