@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from engine.jit import core_digest
 from tests.conftest import ROOT
 
 
@@ -29,7 +31,7 @@ def test_a_project_reached_through_a_symlink_uses_the_same_compiled_cache(tmp_pa
     ).stdout.splitlines()
     assert out[1] == str(home / "engine" / "indicators" / "kernel.py")  # imported through the link
     assert out[0] == str(ROOT / "engine" / "indicators" / "kernel.py")  # what numba files the cache under
-    assert out[2] == str(ROOT / "data" / "numba-cache")
+    assert out[2] == str(ROOT / "data" / "numba-cache" / f"core-{core_digest()}")
 
 
 def test_a_cache_directory_this_process_cannot_write_falls_back_to_one_it_can(tmp_path: Path) -> None:
@@ -53,6 +55,7 @@ def test_a_cache_directory_this_process_cannot_write_falls_back_to_one_it_can(tm
         check=True,
         timeout=120,
     )
+    fallback /= f"core-{core_digest()}"  # the bot's own cache is filed under the sources' digest
     assert out.stdout.splitlines() == [str(fallback), str(fallback)]
 
 
@@ -92,3 +95,47 @@ asyncio.run(main())
     )
     assert out.stdout.split("\n")[:2] == ["error: bad 7", "cancelled"]
     assert time.monotonic() - start < 30  # not the 60 s the thread still had to go
+
+
+def test_an_upgrade_that_changes_only_a_callees_file_is_compiled_again(tmp_path: Path) -> None:
+    """numba checks a cached function against its own file only: a kernel keeps the compiled code of the kernels
+    and constants it reads from other files. An upgrade (``git pull``) that inserted a snapshot column in
+    engine/indicators/layout.py, strategy_kernel.py unchanged, left primary_bar reading the old columns: here the
+    §2 readiness rule read the bar count from the column before it and said "not ready" for a warmed-up timeframe."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "engine", project / "engine", ignore=shutil.ignore_patterns("__pycache__"))
+    code = (
+        "import numpy as np\n"
+        "from engine.indicators import layout\n"
+        "from engine.scoring.codes import N_INDICATORS\n"
+        "from engine.scoring.strategy_kernel import N_PARAMS, P_MIN_CANDLES, timeframe_ready\n"
+        "pp = np.zeros(N_PARAMS, np.int64)\n"
+        "pp[P_MIN_CANDLES] = 200\n"
+        "row = np.zeros(layout.N_SNAP)\n"
+        "row[layout.S_BARS] = 500.0\n"
+        "none = np.zeros(N_INDICATORS, np.int64)\n"
+        "print(layout.S_BARS, timeframe_ready(pp, row, none, none, False))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
+
+    def run() -> str:
+        return subprocess.run(
+            [sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True, check=True, timeout=300
+        ).stdout.strip()
+
+    assert run() == "40 True"
+    layout = project / "engine" / "indicators" / "layout.py"
+    text = layout.read_text()
+    layout.write_text(text.replace("S_BARS = 40\nN_SNAP = 41", "S_MFI = 40\nS_BARS = 41\nN_SNAP = 42"))
+    assert run() == "41 True"
+
+
+def test_every_file_with_compiled_code_is_in_the_cache_digest() -> None:
+    """A kernel added outside the digested sources would again keep stale callees after an upgrade."""
+    from engine.jit import CORE_SOURCES
+
+    covered = {ROOT / rel for rel in CORE_SOURCES}
+    for path in (ROOT / "engine").rglob("*.py"):
+        if "from engine.jit import" in path.read_text():
+            assert path in covered or any(d in path.parents for d in covered), path
