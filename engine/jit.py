@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -56,7 +57,23 @@ def writable_cache_dir(wanted: Path, name: str = "") -> Path:
         with tempfile.TemporaryFile(dir=wanted / name):
             return wanted / name
     except OSError:
-        return Path(tempfile.gettempdir()) / f"enygma-numba-cache-{os.getuid()}" / name
+        return _private_temp_dir() / name
+
+
+def _private_temp_dir() -> Path:
+    """``enygma-numba-cache-<uid>`` under the temporary directory if it is this user's own and only it may write
+    there, else a new private one. numba reads its cache files with pickle: a directory another local user made
+    first at that fixed name in a shared /tmp (a start outside systemd's PrivateTmp=) would let them run code as the
+    bot. Others may read the machine code, not write it."""
+    fixed = Path(tempfile.gettempdir()) / f"enygma-numba-cache-{os.getuid()}"
+    try:
+        fixed.mkdir(mode=0o700, exist_ok=True)
+        st = fixed.lstat()  # a symlink planted there is not a directory of ours
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022:
+            return fixed
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="enygma-numba-cache-"))
 
 
 CACHE_DIR = writable_cache_dir(

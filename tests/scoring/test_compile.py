@@ -10,6 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from engine.jit import core_digest
 from tests.conftest import ROOT
 
@@ -139,3 +141,28 @@ def test_every_file_with_compiled_code_is_in_the_cache_digest() -> None:
     for path in (ROOT / "engine").rglob("*.py"):
         if "from engine.jit import" in path.read_text():
             assert path in covered or any(d in path.parents for d in covered), path
+
+
+def test_the_temporary_fallback_is_never_a_directory_another_user_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """numba loads its cache files with pickle: a fallback cache at a fixed name in a shared /tmp (a start outside
+    systemd's PrivateTmp=) that another local user made first would let that user run code as the bot, which holds
+    the API keys. A fallback directory that is not this user's own, or that others may write, is not used."""
+    from engine import jit
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a directory")
+    shared = tmp_path / f"enygma-numba-cache-{os.getuid()}"
+    shared.mkdir()
+    shared.chmod(0o777)  # made first by someone else, or left open to everyone
+    if os.getuid() == 0:
+        os.chown(shared, 65534, 65534)  # nobody's
+    got = jit.writable_cache_dir(blocked / "numba-cache", "core-x")
+    assert shared not in got.parents
+    assert got.parent.stat().st_uid == os.getuid() and got.parent.stat().st_mode & 0o022 == 0
+    assert got.name == "core-x"
+    shared.rmdir()
+    own = jit.writable_cache_dir(blocked / "numba-cache", "core-x")  # free again: the fixed name, made private
+    assert own == shared / "core-x" and shared.stat().st_mode & 0o022 == 0
