@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable
@@ -58,6 +60,18 @@ def writable_cache_dir(wanted: Path, name: str = "") -> Path:
             return wanted / name
     except OSError:
         return _private_temp_dir() / name
+
+
+def prune_old_caches(cache_dir: Path) -> list[Path]:
+    """Remove the ``core-*`` caches beside ``cache_dir`` (earlier sources' machine code, ~12 MB each, which only a
+    process of those sources would read: it compiles again); the directories removed."""
+    removed = []
+    for old in cache_dir.parent.glob("core-*"):
+        ours = re.fullmatch(r"core-[0-9a-f]{16}", old.name) is not None  # not another program's core-*
+        if ours and old != cache_dir and old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    return sorted(removed)
 
 
 def _private_temp_dir() -> Path:

@@ -166,3 +166,18 @@ def test_the_temporary_fallback_is_never_a_directory_another_user_made(
     shared.rmdir()
     own = jit.writable_cache_dir(blocked / "numba-cache", "core-x")  # free again: the fixed name, made private
     assert own == shared / "core-x" and shared.stat().st_mode & 0o022 == 0
+
+
+def test_the_caches_of_earlier_sources_are_removed_by_the_compile_command(tmp_path: Path) -> None:
+    """Each upgrade files the core under a new digest; ``python -m engine.scoring.compile`` (start.sh test, the unit's
+    ExecStartPre, the image build) removes the older ones instead of adding ~12 MB per upgrade for ever."""
+    from engine.jit import prune_old_caches
+
+    current, old, other = tmp_path / "core-0123456789abcdef", tmp_path / "core-fedcba9876543210", tmp_path / "core-x"
+    for d in (current, old, other):
+        d.mkdir()
+        (d / "kernel.nbi").write_bytes(b"x")
+    (tmp_path / "core-link").symlink_to(other)
+    assert prune_old_caches(current) == [old]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["core-0123456789abcdef", "core-link", "core-x"]
+    assert (current / "kernel.nbi").exists() and (other / "kernel.nbi").exists()
