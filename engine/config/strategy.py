@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STRATEGY_CONFIG_PATH = ROOT / "docs" / "STRATEGY_CONFIG.json"
 
 Category = Literal["divergence", "goldenDeathCross", "squeeze", "crossover", "momentum", "zone", "other"]
+# The strengths strengthMultipliers prices (engine/scoring/codes.py STRENGTHS).
+Strength = Literal["veryStrong", "strong", "moderate", "weak", "extreme", "unknown"]
 
 
 class _Model(BaseModel):
@@ -255,7 +257,7 @@ class DivergenceDetection(_Model):
     min_history_bars: int = Field(gt=0)
     swing_neighbors: int = Field(gt=0)
     price_series: Literal["close"]
-    strength: str
+    strength: Strength  # checked here: the bot would otherwise refuse it only when its engine is built, in a traceback
 
 
 class Classification(_Model):
