@@ -215,8 +215,7 @@ class IndicatorsConfig(_Model):
 
     def get(self, name: str) -> _IndicatorBase:
         """The config of indicator ``name`` (snake_case or the JSON's camelCase)."""
-        attr = name if name in type(self).model_fields else _to_snake(name)
-        value = getattr(self, attr, None)
+        value = getattr(self, indicator_key(name), None)
         if not isinstance(value, _IndicatorBase):
             raise KeyError(f"unknown indicator {name!r}")
         return value
@@ -720,6 +719,12 @@ def _to_snake(name: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def indicator_key(name: str) -> str:
+    """The snake_case name of indicator ``name`` as the config accepts it (``emaTrend`` or ``ema_trend``): the
+    names the detectors and readiness go by."""
+    return name if name in IndicatorsConfig.model_fields else _to_snake(name)
 
 
 def _lookup(model: BaseModel, name: str) -> float:
