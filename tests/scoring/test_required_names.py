@@ -24,7 +24,7 @@ def _cfg(required: str) -> StrategyConfig:
 def test_camel_case_required_indicators_are_the_same_detectors(data_dir: Path) -> None:
     """With requireAoWhenEnabled on (the default), "ao,emaTrend" was accepted by the config but matched no detector
     name: neither timeframe was ever ready, and the bot never traded ("indicators not ready: emaTrend" on every
-    bar of the month, against 13 passed entries with "ao,ema_trend")."""
+    bar of the month: 0 bars decided, against 7,436 decided and 4 passed with "ao,ema_trend")."""
     candles = load_candles(data_dir, "ETHUSDTM", "5min")
     camel, snake = _cfg("ao,emaTrend,stochRsi,williamsR"), _cfg("ao,ema_trend,stoch_rsi,williams_r")
     assert camel.gates.require_ao_when_enabled
