@@ -26,6 +26,7 @@ import yaml
 
 from engine.config.errors import EX_CONFIG, EX_DATAERR
 from engine.config.settings import Settings, load_settings
+from engine.jit import core_digest
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -173,9 +174,10 @@ def test_the_strategy_core_is_compiled_before_the_bot_and_cached_where_the_bot_m
         )
         return out.stdout.strip()
 
-    default = str(ROOT / "data" / "numba-cache")
+    core = f"core-{core_digest()}"
+    default = str(ROOT / "data" / "numba-cache" / core)
     assert cache_dir() == f"{default} {default}"
-    assert cache_dir(NUMBA_CACHE_DIR=str(tmp_path)) == f"{tmp_path} {tmp_path}"
+    assert cache_dir(NUMBA_CACHE_DIR=str(tmp_path)) == f"{tmp_path / core} {tmp_path / core}"
 
 
 def test_systemd_unit_gives_the_bot_enough_file_descriptors() -> None:

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STRATEGY_CONFIG_PATH = ROOT / "docs" / "STRATEGY_CONFIG.json"
 
 Category = Literal["divergence", "goldenDeathCross", "squeeze", "crossover", "momentum", "zone", "other"]
+# The strengths strengthMultipliers prices (engine/scoring/codes.py STRENGTHS).
+Strength = Literal["veryStrong", "strong", "moderate", "weak", "extreme", "unknown"]
 
 
 class _Model(BaseModel):
@@ -213,8 +215,7 @@ class IndicatorsConfig(_Model):
 
     def get(self, name: str) -> _IndicatorBase:
         """The config of indicator ``name`` (snake_case or the JSON's camelCase)."""
-        attr = name if name in type(self).model_fields else _to_snake(name)
-        value = getattr(self, attr, None)
+        value = getattr(self, indicator_key(name), None)
         if not isinstance(value, _IndicatorBase):
             raise KeyError(f"unknown indicator {name!r}")
         return value
@@ -255,7 +256,7 @@ class DivergenceDetection(_Model):
     min_history_bars: int = Field(gt=0)
     swing_neighbors: int = Field(gt=0)
     price_series: Literal["close"]
-    strength: str
+    strength: Strength  # checked here: the bot would otherwise refuse it only when its engine is built, in a traceback
 
 
 class Classification(_Model):
@@ -718,6 +719,12 @@ def _to_snake(name: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def indicator_key(name: str) -> str:
+    """The snake_case name of indicator ``name`` as the config accepts it (``emaTrend`` or ``ema_trend``): the
+    names the detectors and readiness go by."""
+    return name if name in IndicatorsConfig.model_fields else _to_snake(name)
 
 
 def _lookup(model: BaseModel, name: str) -> float:

@@ -13,6 +13,7 @@ import time
 
 from engine.config import default_strategy_config
 from engine.config.strategy import StrategyConfig
+from engine.jit import CACHE_DIR, prune_old_caches
 from engine.models import Candle, timeframe_ms
 from engine.scoring.pipeline import SymbolPipeline
 from engine.scoring.series import decide_series
@@ -41,7 +42,9 @@ def compile_strategy_core(cfg: StrategyConfig) -> float:
 def main() -> int:
     print("strategy core: compiling (the first run after an install takes ~30 s; later ones load the cache)")
     seconds = compile_strategy_core(default_strategy_config())
-    print(f"strategy core: ready in {seconds:.1f} s")
+    print(f"strategy core: ready in {seconds:.1f} s ({CACHE_DIR})")
+    for old in prune_old_caches(CACHE_DIR):  # run at each install and upgrade: the sources' older caches go
+        print(f"strategy core: removed the cache of other sources {old}")
     return 0
 
 

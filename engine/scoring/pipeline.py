@@ -53,6 +53,7 @@ from engine.scoring.strategy_kernel import (
     net_move,
     primary_bar,
     required_mask,
+    required_names,
     strategy_params,
     timeframe_arrays,
     timeframe_bar,
@@ -76,7 +77,7 @@ class TimeframeState:
         self.params = strategy_params(cfg)
         self.arrays = timeframe_arrays(cfg)
         self.detector_names = tuple(n for n in INDICATORS if cfg.indicators.get(n).enabled)
-        self.required = tuple(n.strip() for n in required.split(",") if n.strip())
+        self.required = required_names(required)
         self.required_mask, self.never_ready = required_mask(required)
         self.candle: Candle | None = None  # the last candle applied
         self._snapshot: IndicatorSnapshot | None = None

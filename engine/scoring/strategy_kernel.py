@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from engine.config.strategy import StrategyConfig
+from engine.config.strategy import StrategyConfig, indicator_key
 from engine.indicators.kernel import indicator_params, indicator_reset, indicator_step
 from engine.indicators.layout import N_SNAP, S_ATR_PCT, S_BARS
 from engine.indicators.params import IndicatorParams
@@ -175,12 +175,18 @@ def timeframe_bar(
     return missing
 
 
+def required_names(required: str) -> tuple[str, ...]:
+    """A ``timeframes.*RequiredIndicators`` value as snake_case indicator names: the JSON's own spelling
+    (``emaTrend``), which the config accepts, matched no detector, so that timeframe was never ready."""
+    return tuple(indicator_key(n.strip()) for n in required.split(",") if n.strip())
+
+
 def required_mask(required: str) -> tuple[I64, bool]:
     """A timeframe's required indicators (``timeframes.*RequiredIndicators``) as a mask over INDICATORS, and
     whether one of them has no detector (that timeframe is then never ready, as in ``not_ready_reason``)."""
     mask = np.zeros(N_INDICATORS, np.int64)
     never = False
-    for name in (n.strip() for n in required.split(",") if n.strip()):
+    for name in required_names(required):
         if name in INDICATORS:
             mask[INDICATORS.index(name)] = 1
         else:

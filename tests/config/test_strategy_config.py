@@ -76,6 +76,10 @@ def test_docs_copy_when_shared_spec_present_then_identical() -> None:
         (lambda r: r["timeframes"].update(primary="7min"), "unknown timeframe '7min'"),
         (lambda r: r["riskManagement"]["profitLockLevels"][0].update(lockRoi=12), "lockRoi must be below"),
         (lambda r: r["indicators"]["kdj"].pop("weight"), "indicators.kdj.weight: Field required"),
+        # A strength strengthMultipliers has no price for: loaded, then refused only as the engine was built
+        # (a ValueError traceback, exit 1, restarted by systemd every 10 s) instead of a config error (exit 78).
+        (lambda r: r["divergenceDetection"].update(strength="medium"), "divergenceDetection.strength"),
+        (lambda r: r["divergenceDetection"].update(strength="very_strong"), "divergenceDetection.strength"),
     ],
 )
 def test_validate_when_bad_value_then_one_line_naming_key(mutate: Any, expected: str) -> None:
