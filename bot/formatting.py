@@ -217,6 +217,10 @@ def format_event(event: Event) -> str | None:
         if Decimal(str(d["old"])) == Decimal(str(d["new"])):
             return None  # a resize at the same price (position_resized says so): "1989.29 → 1989.29" told nothing
         return f"🔒 {esc(d['symbol'])} stop {price(d['old'])} → <b>{price(d['new'])}</b> ({esc(d['reason'])})"
+    if k == "take_profit_moved":
+        if Decimal(str(d["old"])) == Decimal(str(d["new"])):
+            return None  # a resize at the same price: position_resized (or resize_confirmed) says it covers the lots
+        return f"🎯 {esc(d['symbol'])} take-profit {price(d['old'])} → <b>{price(d['new'])}</b> ({esc(d['reason'])})"
     if k == "stop_missing":
         return f"🚨 <b>{esc(d['symbol'])} has no live stop</b>: {esc(d['detail'])} — re-placing now"
     if k == "liquidation_near":

@@ -211,12 +211,19 @@ class TelegramService:
 
     def _tells(self, event: Event) -> bool:
         """The event makes a message (its level is not off and it is worth one)."""
-        return self.levels.get(event.kind, "on") != "off" and format_event(event) is not None
+        return self._level(event) != "off" and format_event(event) is not None
+
+    def _level(self, event: Event) -> str:
+        """The event's notification level. A take-profit move, unless set on its own, goes as the stop moves do
+        (they come together, at each extension): a trader who silenced or muted stop moves is not rung by them."""
+        if event.kind == "take_profit_moved" and event.kind not in self.levels:
+            return self.levels.get("stop_moved", "on")
+        return self.levels.get(event.kind, "on")
 
     async def _queue(self, event: Event, seq: int | None, chats: tuple[int, ...], *, late: bool = False) -> bool:
         """Queue the event's message for ``chats``; False when it makes none (not worth one, or its level is off).
         ``late``: it happened before a restart (``catch_up``), and says so."""
-        level = self.levels.get(event.kind, "on")
+        level = self._level(event)
         text = format_event(event)
         if text is None or level == "off" or not chats:
             return False
@@ -227,6 +234,8 @@ class TelegramService:
         key = None
         if event.kind == "stop_moved":
             key = f"stop:{getattr(event, 'symbol', '')}"  # a burst of stop moves edits one message
+        elif event.kind == "take_profit_moved":
+            key = f"take_profit:{getattr(event, 'symbol', '')}"  # and a burst of TP extensions another
         elif event.kind in ("approval_requested", "approval_resolved"):
             key = f"approval:{getattr(event, 'approval_id', '')}"  # the outcome (or expiry) edits the card itself
         for chat_id in chats:

@@ -131,7 +131,20 @@ class StopMoved(Event):
     old: Decimal
     new: Decimal
     reason: str
-    take_profit: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TakeProfitMoved(Event):
+    """The take-profit was replaced on the exchange and its new order saved, told once: ``extended`` further (the
+    stop manager's TP extension, or one owed after a failure or a crash), or ``resized`` for the position's ``lots``
+    (at its price, or on a tick grid KuCoin changed). A stop move used to be the only thing told of it."""
+
+    kind: ClassVar[str] = "take_profit_moved"
+    symbol: str
+    old: Decimal
+    new: Decimal
+    reason: str  # extended | resized
+    lots: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -360,6 +373,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OrderFilled,
         StopPlaced,
         StopMoved,
+        TakeProfitMoved,
         StopMissing,
         ForeignOrderSeen,
         LiquidationNear,

@@ -1249,7 +1249,7 @@ class TradingEngine:
             moved = True
         tp = open_stops.get(p.tp_order_id or "")
         if tp is not None and tp.lots != p.lots and p.replace_state == "STEADY":
-            await self.coordinator.move_take_profit(p, p.take_profit)
+            await self.coordinator.move_take_profit(p, p.take_profit, "resized")
             moved = True
         return moved
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from engine.events import EventBus, StopMissing, StopMoved, StopPlaced
+from engine.events import EventBus, StopMissing, StopMoved, StopPlaced, TakeProfitMoved
 from engine.models import Side
 from engine.risk.formulas import gross_roi, round_stop, round_take_profit
 from engine.risk.stops import StopReason
@@ -553,11 +553,14 @@ class StopCoordinator:
             self.replaces += 1
             await self.retry.done(f"replace:{p.symbol}")
 
-    async def move_take_profit(self, p: Protected, new_tp: Decimal) -> None:
-        """TP extension (or resize): place the new TP (or take over the one an interrupted attempt landed), save it
-        with the old TP's cancel owed in the retry queue, then cancel the old (a TP gap is harmless; the stop
-        protects)."""
+    async def move_take_profit(self, p: Protected, new_tp: Decimal, reason: str = "extended") -> None:
+        """TP extension (or resize, ``reason``): place the new TP (or take over the one an interrupted attempt
+        landed), save it with the old TP's cancel owed in the retry queue, then cancel the old (a TP gap is harmless;
+        the stop protects). Told once, right after the save: a crash before it leaves the move owed (and untold) to
+        the restart, one after it leaves nothing to redo."""
         new_tp = self._tp_on_grid(p, new_tp)
+        # The price told as the old one: read now, as the lookup of an unanswered intent takes its price over.
+        start_id, start_price = p.tp_order_id, p.take_profit
         try:
             new_id = (
                 await self._unanswered(p, "take_profit", new_tp)
@@ -566,6 +569,7 @@ class StopCoordinator:
             )
             crash_point("tp_extension_landed")  # the new TP acked, its id not saved yet
             old = p.tp_order_id
+            old_price = start_price if old == start_id else p.take_profit  # a concurrent move replaced it meanwhile
             p.tp_order_id, p.take_profit = new_id, new_tp  # no await in between: a concurrent move reads either
             if old and old != new_id and not p.closed:
                 # The old TP's cancel is owed from the save on, persisted before it: a restart finishes it instead
@@ -573,6 +577,12 @@ class StopCoordinator:
                 payload = {"symbol": p.symbol, "order_id": old}
                 await self.retry.put(TP_CANCEL, f"{TP_CANCEL}:{p.symbol}:{old}", payload, self.clock() + RETRY_CAP_MS)
             await self._save(p)
+            if new_id != old and not p.closed:  # a retry that finds its own TP in place replaced nothing
+                self.bus.publish(
+                    TakeProfitMoved(
+                        ts_ms=self.clock(), symbol=p.symbol, old=old_price, new=new_tp, reason=reason, lots=p.lots
+                    )
+                )
             crash_point("tp_extension_saved")  # the new TP saved, the old one still live
             if old and old != new_id:
                 await self.cancel_replaced_take_profit(p, old)

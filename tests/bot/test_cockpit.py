@@ -12,7 +12,7 @@ import pytest
 
 from bot.app import BotConfig
 from bot.service import TelegramService
-from engine.events import ApprovalRequested, ContractChanged, PositionClosed, StopMoved
+from engine.events import ApprovalRequested, ContractChanged, PositionClosed, StopMoved, TakeProfitMoved
 from storage.db import Database
 from tests.bot.fake_telegram import FakeTelegram, outcome
 
@@ -449,3 +449,37 @@ async def test_a_contract_change_is_sent_and_rings_only_when_a_position_is_at_st
     assert quiet["disable_notification"] is True
     assert loud["text"].startswith("🚨 <b>ETHUSDTM contract BeingSettled</b> (was Open) with your long 179 lots open")
     assert loud["disable_notification"] is False
+
+
+async def test_take_profit_moves_follow_the_stop_moves_level_and_a_burst_edits_one_message(
+    tg: FakeTelegram, db: Database, service: tuple[TelegramService, Control]
+) -> None:
+    """A take-profit move comes with the stop move of each extension: a trader who made stop moves silent is not
+    rung by the TP's either (before this event there was no TP message at all), and three extensions in a row
+    edit one "🎯" message rather than sending three."""
+    svc, _ = service
+    for i in range(3):
+        await svc.notify(
+            TakeProfitMoved(
+                ts_ms=i,
+                symbol="ETHUSDTM",
+                old=Decimal("2060.41") + 40 * i,
+                new=Decimal("2100.42") + 40 * i,
+                reason="extended",
+                lots=50,
+            )
+        )
+        async with asyncio.timeout(30):  # each move sent before the next (one still queued is replaced instead)
+            while await svc.outbox.pending_count():
+                await asyncio.sleep(0.05)
+    edits = await tg.wait_for("editMessageText", 2, timeout=30)
+    tp_msgs = [m for m in tg.sent("sendMessage") if m["text"].startswith("🎯")]
+    assert [m["text"] for m in tp_msgs] == ["🎯 ETHUSDTM take-profit 2060.41 → <b>2100.42</b> (extended)"]
+    assert tp_msgs[0]["disable_notification"] is True
+    assert edits[-1]["text"] == "🎯 ETHUSDTM take-profit 2140.41 → <b>2180.42</b> (extended)"
+    off = TelegramService(svc.config, Control(), db, levels={"stop_moved": "off"})
+    own = TelegramService(svc.config, Control(), db, levels={"stop_moved": "off", "take_profit_moved": "on"})
+    moved = TakeProfitMoved(
+        ts_ms=9, symbol="ETHUSDTM", old=Decimal("2060.41"), new=Decimal("2100.42"), reason="extended", lots=50
+    )
+    assert not off._tells(moved) and own._tells(moved)  # its own level, when set, wins

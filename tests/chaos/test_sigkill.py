@@ -656,4 +656,47 @@ async def test_sigkill_around_a_take_profit_extension(rig: Rig, tg: FakeTelegram
     assert len(stored_events(rig, "drift_detected")) == drifts_before  # nothing to tell as drift
     await started_told(tg, runs + 1)
     assert not any("take-profit" in t for t in told(tg, "Drift"))
+    # Told once, by the run that saved it (before: never; the stop move's "🔒" was all the phone got). A crash
+    # before the save leaves it to the restart, one after it leaves nothing to tell again.
+    [moved] = stored_events(rig, "take_profit_moved")
+    assert (moved["old"], moved["new"], moved["reason"], moved["lots"]) == ("2060.41", "2100.42", "extended", 50)
+    await until_told(tg, TP_TOLD)
+    [text] = told(tg, "🎯")
+    assert text.startswith(TP_TOLD), text
+    await asyncio.to_thread(rig.stop_engine)
+
+
+TP_TOLD = "🎯 ETHUSDTM take-profit 2060.41 → <b>2100.42</b> (extended)"
+
+
+async def until_told(tg: FakeTelegram, marker: str) -> None:
+    async def there() -> bool:
+        return bool(told(tg, marker))
+
+    await until(there, f"{marker!r} told on Telegram")
+
+
+async def test_a_trailing_long_whose_take_profit_extends_tells_it_once_on_telegram(rig: Rig, tg: FakeTelegram) -> None:
+    """50 lots long at 2000.40, 10x: the mark at 2030 trails the stop 1980.40 → 2020.41 and extends the TP
+    2060.41 → 2100.42. Before, the chat got only "🔒 ETHUSDTM stop 1980.40 → 2020.41 (trailing)"; the new TP showed
+    in /positions alone. Now one "🎯" message with both prices, beside the stop's."""
+    await enter_directly(rig)
+    rig.start_engine(telegram=tg)
+    await asyncio.to_thread(rig.wait_ready)
+    await until_protected(rig, "initial protection")
+    rig.price(2030)
+
+    async def extended() -> bool:
+        return [(d, p) for d, p, _ in await exit_orders(rig)] == [
+            (StopDirection.DOWN, D("2020.41")),
+            (StopDirection.UP, D("2100.42")),
+        ]
+
+    await until(extended, "the stop trailed and the TP extended")
+    await until_told(tg, TP_TOLD)
+    await until_told(tg, "🔒 ETHUSDTM stop 1980.40 → <b>2020.41</b>")
+    await asyncio.sleep(6)  # past a reconciliation and a retry pass: nothing tells it again
+    assert told(tg, "🎯") == [TP_TOLD]
+    [moved] = stored_events(rig, "take_profit_moved")
+    assert (moved["old"], moved["new"], moved["reason"], moved["lots"]) == ("2060.41", "2100.42", "extended", 50)
     await asyncio.to_thread(rig.stop_engine)

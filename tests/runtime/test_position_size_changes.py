@@ -14,7 +14,7 @@ import pytest
 
 import engine.runtime.engine as engine_module
 from bot.formatting import format_event
-from engine.events import PositionClosed, PositionResized, StopMoved
+from engine.events import PositionClosed, PositionResized, StopMoved, TakeProfitMoved
 from engine.runtime.app import Runtime
 from engine.runtime.trading_state import TradingState
 from exchange.errors import ExchangeError
@@ -119,6 +119,16 @@ async def test_a_partial_auto_deleverage_resizes_the_stop_and_the_later_stop_out
     same_price = [e for e in rig.events if isinstance(e, StopMoved)]
     assert [(e.old, e.new) for e in same_price] == [(p.stop, p.stop)]  # the resize, in the event log ...
     assert format_event(same_price[0]) is None  # ... not on the phone (before: "stop 1989.29 → 1989.29 (initial)")
+    # The TP replaced for the 100 lots says so in its own event (before: none, only its order in the log), once;
+    # at its price, the phone has it from the "📏" message above, not twice.
+    [tp_moved] = [e for e in rig.events if isinstance(e, TakeProfitMoved)]
+    assert (tp_moved.old, tp_moved.new, tp_moved.reason, tp_moved.lots) == (
+        p.take_profit,
+        p.take_profit,
+        "resized",
+        100,
+    )
+    assert format_event(tp_moved) is None
     await move(rig, clock, str(p.stop - D("0.5")))
     await rig.engine.sync_positions()
     c = await check_close(rig, since, wallet, "stop_loss")  # before: "auto_deleverage"

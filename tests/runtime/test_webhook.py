@@ -35,7 +35,6 @@ async def test_webhook_retries_then_delivers_the_event_as_json(webhook_sink: Web
             "old": "1989.29",
             "new": "2003.52",
             "reason": "break_even",
-            "take_profit": None,
         }
     ]
     assert (notifier.delivered, notifier.failed, dead.failed) == (1, 0, 1)
