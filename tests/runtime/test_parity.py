@@ -34,16 +34,16 @@ from engine.backtest.runner import Backtester
 from engine.config.settings import Settings
 from engine.config.strategy import StrategyConfig
 from engine.events import PositionClosed, PositionOpened, StopMoved, event_from_dict
-from engine.marketdata.aggregate import CandleAggregator
 from engine.marketdata.candle_files import load_candles
 from engine.models import Candle, Side
 from engine.risk.contract import ContractSpec, load_contract_specs
 from engine.risk.formulas import initial_levels, round_to_tick
 from engine.risk.stops import StopManager
 from engine.runtime.app import RunOptions, Runtime
-from engine.scoring.pipeline import Decision, SymbolPipeline
+from engine.scoring.pipeline import Decision
 from engine.scoring.series import SeriesDecisions, decide_series
 from exchange.simulator.replay import intrabar_path
+from tests.scoring.strategy_rig import per_candle
 
 STEP = 300_000
 # Windows of the shared month (bar offset, bars; the offset on a 30-min boundary, 1,200 bars warm the 30-min chart up)
@@ -108,13 +108,7 @@ def recording(into: list[Decision]) -> Any:
 
     def decide(cfg: StrategyConfig, symbol: str, bars: list[Candle]) -> SeriesDecisions:
         series = decide_series(cfg, symbol, bars)
-        pipe = SymbolPipeline(cfg, symbol)
-        agg = CandleAggregator(cfg.timeframes.primary, cfg.timeframes.confirmation)
-        for i, c in enumerate(bars):
-            confirmation = agg.update(c)
-            if confirmation is not None:
-                pipe.on_confirmation_candle(confirmation)
-            d = pipe.on_primary_candle(c, drawdown_pct=0.0)
+        for i, (c, d) in enumerate(zip(bars, per_candle(cfg, symbol, bars), strict=True)):
             assert (bool(series.passed[i]), float(series.final_score[i])) == (d.passed, d.final_score), c
             into.append(d)
         return series

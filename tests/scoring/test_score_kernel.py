@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.config import StrategyConfig, default_strategy_config
+from engine.config import StrategyConfig
 from engine.gates.entry import MicroInputs
 from engine.marketdata.candle_files import load_candles
 from engine.models import TIMEFRAME_MS
@@ -21,16 +21,8 @@ from engine.scoring.params import FP_WEIGHT, IP_DIRECTIONAL, score_params
 from engine.scoring.pipeline import SymbolPipeline
 from engine.scoring.timeframe import base_confidence
 from tests.scoring import reference_scoring as ref
+from tests.scoring.strategy_rig import CANON, CFG, RSI_ON, SYMBOLS
 
-CFG = default_strategy_config()
-CANON = CFG.with_strict(False)
-RSI_ON = CANON.model_copy(
-    update={
-        "indicators": CANON.indicators.model_copy(
-            update={"rsi": CANON.indicators.rsi.model_copy(update={"enabled": True})}
-        )
-    }
-)
 LOOSE = RSI_ON.model_copy(  # more bars reach the later gates and the MTF branches: partial alignment, divergence
     update={
         "gates": RSI_ON.gates.model_copy(update={"require_divergence": True, "neutral_trend_blocks": False}),
@@ -43,7 +35,6 @@ HOURLY = CANON.model_copy(
 )
 NO_MTF = RSI_ON.model_copy(update={"timeframes": RSI_ON.timeframes.model_copy(update={"mtf_enabled": False})})
 CONFIGS = {"strict": CFG, "canonical": CANON, "rsi": RSI_ON, "loose": LOOSE, "hourly": HOURLY, "no_mtf": NO_MTF}
-SYMBOLS = ("ETHUSDTM", "XBTUSDTM", "SOLUSDTM", "XRPUSDTM")
 
 
 def _run(cfg: StrategyConfig, data_dir: Path, symbol: str, *, live: bool = False) -> dict[str, int]:

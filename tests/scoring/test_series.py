@@ -9,35 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.config import StrategyConfig, default_strategy_config
-from engine.marketdata.aggregate import CandleAggregator
+from engine.config import StrategyConfig
 from engine.marketdata.candle_files import load_candles
 from engine.models import Candle
-from engine.scoring.pipeline import CandleOrderError, SymbolPipeline
+from engine.scoring.pipeline import CandleOrderError
 from engine.scoring.series import SeriesDecisions, decide_series, drawdown_allows
-
-CFG = default_strategy_config()
-CANON = CFG.with_strict(False)
-RSI_ON = CANON.model_copy(
-    update={
-        "indicators": CANON.indicators.model_copy(
-            update={"rsi": CANON.indicators.rsi.model_copy(update={"enabled": True})}
-        )
-    }
-)
-SYMBOLS = ("ETHUSDTM", "XBTUSDTM", "SOLUSDTM", "XRPUSDTM")
+from tests.scoring.strategy_rig import CANON, CFG, RSI_ON, SYMBOLS, per_candle
 
 
-def per_candle(cfg: StrategyConfig, symbol: str, candles: list[Candle]) -> SeriesDecisions:
-    """What the live engine decides, one candle at a time (drawdown 0 %, as the series is decided)."""
+def per_candle_series(cfg: StrategyConfig, symbol: str, candles: list[Candle]) -> SeriesDecisions:
+    """What the live engine decides, one candle at a time, as the backtest's arrays."""
     out = SeriesDecisions.empty(len(candles))
-    pipe = SymbolPipeline(cfg, symbol)
-    agg = CandleAggregator(cfg.timeframes.primary, cfg.timeframes.confirmation)
-    for i, bar in enumerate(candles):
-        confirmation = agg.update(bar)
-        if confirmation is not None:
-            pipe.on_confirmation_candle(confirmation)
-        d = pipe.on_primary_candle(bar, drawdown_pct=0.0)
+    for i, d in enumerate(per_candle(cfg, symbol, candles)):
         out.passed[i] = d.passed
         out.final_score[i] = d.final_score
         out.direction[i] = int(d.direction)
@@ -59,7 +42,7 @@ def test_the_compiled_loop_decides_every_bar_as_the_live_pipeline(
     candles = load_candles(data_dir, symbol, "5min")
     # Two gaps: one inside a 30min bucket (that confirmation candle is dropped) and one of a whole day.
     candles = candles[:2003] + candles[2005:5000] + candles[5288:]
-    got, want = decide_series(cfg, symbol, candles), per_candle(cfg, symbol, candles)
+    got, want = decide_series(cfg, symbol, candles), per_candle_series(cfg, symbol, candles)
     assert_same(got, want)
     assert want.passed.any() and (want.direction == 1).any() and (want.direction == -1).any()
 
