@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.config.strategy import StrategyConfig
-from engine.gates.gate_kernel import GATES, eval_gates, gates_passed, new_gates_out, threshold_k
+from engine.gates.gate_kernel import GATES, eval_gates, new_gates_out, threshold_k
 from engine.gates.result import GateResult
 from engine.scoring.params import score_params
 from engine.scoring.signals import Direction
@@ -138,20 +138,6 @@ def evaluate_gates(cfg: StrategyConfig, g: GateInputs) -> list[GateResult]:
     return out
 
 
-def gates_pass(cfg: StrategyConfig, g: GateInputs) -> bool:
-    """Whether every gate passes."""
-    rows, n = kernel_gates(cfg, g)
-    if not gates_passed(rows, n):
-        return False
-    extra = _avoid(cfg, g)
-    return extra is None or extra.passed
-
-
-def iter_gates(cfg: StrategyConfig, g: GateInputs) -> Iterator[GateResult]:
-    """The gates one at a time, in evaluation order."""
-    yield from evaluate_gates(cfg, g)
-
-
 class LazyGates(Sequence[GateResult]):
     """The gates of one decision, as the kernel wrote them; the ``GateResult`` list is built when first read.
 
@@ -162,26 +148,8 @@ class LazyGates(Sequence[GateResult]):
 
     __slots__ = ("_align", "_extra", "_gap", "_list", "_n", "_passed", "_rows", "_x")
 
-    def __init__(self, cfg: StrategyConfig, inputs: GateInputs) -> None:
-        rows, n = kernel_gates(cfg, inputs)
-        self._set(rows, n, bool(gates_passed(rows, n)), inputs.final_score, inputs.mtf_alignment, inputs.mtf_gap)
-        self._extra = _avoid(cfg, inputs)
-
-    def _set(
+    def __init__(
         self,
-        rows: npt.NDArray[np.float64],
-        n: int,
-        passed: bool,
-        x: float,
-        align: str | None,
-        gap: float | None,
-    ) -> None:
-        self._rows, self._n, self._passed, self._x, self._align, self._gap = rows, n, passed, x, align, gap
-        self._list: list[GateResult] | None = None
-
-    @classmethod
-    def from_rows(
-        cls,
         rows: npt.NDArray[np.float64],
         n: int,
         passed: bool,
@@ -190,12 +158,12 @@ class LazyGates(Sequence[GateResult]):
         mtf_alignment: str | None,
         mtf_gap: float | None,
         extra: GateResult | None = None,
-    ) -> LazyGates:
-        """Gates from kernel rows (the caller's own copy: it is kept) and whether they all passed."""
-        self = cls.__new__(cls)
-        self._set(rows, n, passed, final_score, mtf_alignment, mtf_gap)
-        self._extra = extra
-        return self
+    ) -> None:
+        """``rows``: the kernel's first ``n`` gate rows (the caller's own copy: it is kept); ``passed``: they all
+        passed."""
+        self._rows, self._n, self._passed = rows, n, passed
+        self._x, self._align, self._gap, self._extra = final_score, mtf_alignment, mtf_gap, extra
+        self._list: list[GateResult] | None = None
 
     @property
     def passed(self) -> bool:

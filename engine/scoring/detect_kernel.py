@@ -430,15 +430,6 @@ def trend_direction_k(close: float, ema9: float, ema50: float, ema200: float) ->
     return 0
 
 
-def trend_direction(close: float, ema9: float, ema50: float, ema200: float) -> Direction:
-    """§3.7 for Python callers (the pipeline's trend gate): the same rule as ``trend_direction_k``."""
-    if close > ema200 and ema9 > ema50:
-        return Direction.BULLISH
-    if close < ema200 and ema9 < ema50:
-        return Direction.BEARISH
-    return Direction.NEUTRAL
-
-
 @kernel
 def _emit(
     ip: npt.NDArray[np.int64], sig: npt.NDArray[np.int64], n: int, ind: int, kind: int, direction: int, strength: int

@@ -31,7 +31,6 @@ from engine.scoring.score_kernel import (
     new_decision_row,
     penalties_k,
 )
-from engine.scoring.signals import Direction
 from engine.scoring.timeframe import TimeframeResult, row_from_timeframe_result
 
 
@@ -65,14 +64,6 @@ class Combined(NamedTuple):
             "align_bonus": self.align_bonus,
             "mtf_gate_passed": self.mtf_gate_passed,
         }
-
-
-def alignment(p: Direction, s: Direction) -> Alignment:
-    if p is s and p is not Direction.NEUTRAL:
-        return Alignment.FULL
-    if p is Direction.NEUTRAL or s is Direction.NEUTRAL:
-        return Alignment.PARTIAL
-    return Alignment.DIVERGENT
 
 
 def combined_from_row(out: npt.NDArray[np.float64]) -> Combined:

@@ -364,7 +364,7 @@ class SymbolPipeline:
         combined = combined_from_row(out)
         n = int(out[D_N_GATES])
         x = combined.final_score
-        gates = LazyGates.from_rows(
+        gates = LazyGates(
             self.gates[:n].copy(),
             n,
             bool(out[D_PASSED]),

@@ -189,7 +189,8 @@ def _clamp(x: float, lo: float, hi: float) -> float:
 
 
 @kernel
-def _round_half_up(x: float) -> float:
+def round_half_up(x: float) -> float:
+    """The spec's rounding (never banker's rounding)."""
     return math.floor(x + 0.5)
 
 
@@ -240,7 +241,7 @@ def base_confidence_k(
         + (per if per < cap else cap)
         + fp[FP_DIVERGENCE_BONUS_PER_SIGNAL] * divergences
     )
-    return _round_half_up(_clamp(points, 0.0, 100.0))
+    return round_half_up(_clamp(points, 0.0, 100.0))
 
 
 @kernel
@@ -465,7 +466,7 @@ def combine_k(
         align_conf = fp[FP_MC_DIVERGENT]
     avg_agreeing = (_max_agreeing(p_out) + _max_agreeing(c_out)) / 2
     agree_bonus = fp[FP_MC_AVG5] if avg_agreeing >= 5 else fp[FP_MC_AVG4] if avg_agreeing >= 4 else 0.0
-    c_mtf = _round_half_up(
+    c_mtf = round_half_up(
         _clamp(
             fp[FP_MC_PRIMARY_WEIGHT] * p_out[TF_CONFIDENCE]
             + fp[FP_MC_SECONDARY_WEIGHT] * c_out[TF_CONFIDENCE]

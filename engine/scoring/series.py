@@ -71,7 +71,7 @@ class SeriesDecisions(NamedTuple):
 
 
 def drawdown_allows(cfg: StrategyConfig, drawdown_pct: float) -> bool:
-    """§9.3 max-drawdown gate, the one gate that reads the account (same comparison as ``iter_gates``)."""
+    """§9.3 max-drawdown gate, the one gate that reads the account (the comparison ``eval_gates`` makes)."""
     return drawdown_pct <= cfg.gates.max_drawdown_pct
 
 

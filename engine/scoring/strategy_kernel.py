@@ -33,12 +33,11 @@ I64 = npt.NDArray[np.int64]
 P_MIN_CANDLES = 0
 P_MTF = 1
 P_REQUIRE = 2  # gates.requireAoWhenEnabled: the timeframe's required indicators must be ready too
-P_CHOP_N = 3  # confidence.penalties.chopNetMoveBars
-P_STEP_PRIMARY = 4
-P_STEP_CONFIRMATION = 5
-P_NEVER_PRIMARY = 6  # a required indicator that has no detector: that timeframe is never ready
-P_NEVER_CONFIRMATION = 7
-P_ENABLED = 8  # N_INDICATORS flags: the detector is enabled
+P_STEP_PRIMARY = 3
+P_STEP_CONFIRMATION = 4
+P_NEVER_PRIMARY = 5  # a required indicator that has no detector: that timeframe is never ready
+P_NEVER_CONFIRMATION = 6
+P_ENABLED = 7  # N_INDICATORS flags: the detector is enabled
 P_REQUIRED_PRIMARY = P_ENABLED + N_INDICATORS
 P_REQUIRED_CONFIRMATION = P_REQUIRED_PRIMARY + N_INDICATORS
 N_PARAMS = P_REQUIRED_CONFIRMATION + N_INDICATORS
@@ -50,9 +49,8 @@ M_GAPS = 2
 M_NSIG = 3  # signals in ``sig`` after the last candle
 M_CLOSES_POS = 4  # next write position in the closes ring
 M_CLOSES_LEN = 5
-M_MISSING = 6  # bars missing before the last candle
-M_SCORED = 7  # the confirmation timeframe was ready, and scored into ``result``, at its last candle
-N_META = 8
+M_SCORED = 6  # the confirmation timeframe was ready, and scored into ``result``, at its last candle
+N_META = 7
 
 # The primary's carried state (float64).
 C_PREV_SCORE = 0
@@ -89,7 +87,6 @@ def strategy_params(cfg: StrategyConfig) -> I64:
     pp[P_MIN_CANDLES] = tf.min_candles
     pp[P_MTF] = tf.mtf_enabled
     pp[P_REQUIRE] = cfg.gates.require_ao_when_enabled
-    pp[P_CHOP_N] = cfg.confidence.penalties.chop_net_move_bars
     pp[P_STEP_PRIMARY] = timeframe_ms(tf.primary)
     pp[P_STEP_CONFIRMATION] = timeframe_ms(tf.confirmation)
     for i, name in enumerate(INDICATORS):
@@ -164,7 +161,6 @@ def timeframe_bar(
             meta[M_CLOSES_LEN] = 0
     meta[M_SEEN] = 1
     meta[M_LAST_TS] = ts
-    meta[M_MISSING] = missing
     indicator_step(ind_ip, ind_fp, ind_state, o, h, lo, c, v, row)
     pos = meta[M_CLOSES_POS]
     closes[pos] = c

@@ -50,15 +50,6 @@ from engine.scoring.score_kernel import (
 from engine.scoring.signals import Direction, Signal
 
 
-def clamp(x: float, lo: float, hi: float) -> float:
-    return min(hi, max(lo, x))
-
-
-def round_half_up(x: float) -> int:
-    """The spec's rounding (never banker's rounding)."""
-    return math.floor(x + 0.5)
-
-
 class ScoredSignal(NamedTuple):  # built for every signal on every bar: a tuple is ~4x cheaper than a dataclass
     signal: Signal
     points: float

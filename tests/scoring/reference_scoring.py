@@ -15,10 +15,10 @@ from engine.config.strategy import GateThresholds, StrategyConfig
 from engine.gates.entry import GateInputs, MicroInputs, avoid_entry
 from engine.gates.result import GateResult
 from engine.indicators.snapshot import IndicatorSnapshot
-from engine.scoring.detect_kernel import trend_direction
 from engine.scoring.mtf import Alignment, Combined, Penalties
 from engine.scoring.signals import Direction, Signal
 from engine.scoring.timeframe import ComboBonus, ScoredSignal, TimeframeResult
+from tests.scoring.reference_detectors import trend_direction
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,6 @@ from engine.scoring.detect_kernel import (
     new_outputs,
     ready_names,
     signals_from_rows,
-    trend_direction,
     trend_direction_k,
 )
 from engine.scoring.signals import Direction, Signal
@@ -171,10 +170,9 @@ def test_no_bar_fills_more_than_the_signal_rows() -> None:
         (101.0, 2.0, 3.0, 100.0, Direction.NEUTRAL),
     ],
 )
-def test_trend_direction_python_kernel_and_reference_agree(
+def test_trend_direction_kernel_and_reference_agree(
     close: float, e9: float, e50: float, e200: float, want: Direction
 ) -> None:
-    assert trend_direction(close, e9, e50, e200) is want
     assert ref.trend_direction(close, e9, e50, e200) is want
     assert trend_direction_k(close, e9, e50, e200) == int(want)
 

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from engine.config import default_strategy_config
 from engine.gates.entry import GateInputs, MicroInputs, avoid_entry, evaluate_gates, threshold
 from engine.gates.result import failing_reasons
+from engine.scoring.score_kernel import round_half_up
 from engine.scoring.signals import Direction, regular_divergence, twin_peaks
-from engine.scoring.timeframe import classify, round_half_up
+from engine.scoring.timeframe import classify
 from tests.scoring.detector_rig import DetectorRig
 
 CFG = default_strategy_config()
